@@ -1,0 +1,365 @@
+/* X509-SVID checks. Rule letters refer to shared/reference/spiffe.md §B; the order of the leaf
+ * checks follows go-spiffe's ParseRaw (B11) so that our first complaint matches theirs. */
+#include "lib/spiffe/x509svid.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "lib/spiffe/bundle.h"
+
+static int check_leaf(struct spiffe_id *out_id, X509 *leaf, struct spiffe_why *why);
+static int check_signer(X509 *cert, int index, struct spiffe_why *why);
+static int ext_is_critical(const X509 *cert, int nid);
+static void format_time(char *buf, size_t len, int64_t t);
+
+int spiffe_asn1_time_to_unix(int64_t *out, const ASN1_TIME *t)
+{
+    ASN1_TIME *epoch = ASN1_TIME_set(NULL, 0);
+    int days, secs;
+    int ok = epoch != NULL && ASN1_TIME_diff(&days, &secs, epoch, t);
+    ASN1_TIME_free(epoch);
+    ERR_clear_error();
+    ENSURE(ok, WEFT_EINVAL);
+    *out = (int64_t)days * 86400 + secs;
+    return WEFT_OK;
+}
+
+int spiffe_cert_validity(int64_t *out_not_before, int64_t *out_not_after, const X509 *cert)
+{
+    TRY(spiffe_asn1_time_to_unix(out_not_before, X509_get0_notBefore(cert)));
+    return spiffe_asn1_time_to_unix(out_not_after, X509_get0_notAfter(cert));
+}
+
+static void format_time(char *buf, size_t len, int64_t t)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    if (gmtime_r(&tt, &tm) == NULL || strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+        snprintf(buf, len, "@%" PRId64, t);
+    }
+}
+
+static int ext_is_critical(const X509 *cert, int nid)
+{
+    int idx = X509_get_ext_by_NID(cert, nid, -1);
+    if (idx < 0) {
+        return 0;
+    }
+    return X509_EXTENSION_get_critical(X509_get_ext(cert, idx));
+}
+
+int spiffe_cert_uri_id(struct spiffe_id *out, const X509 *cert, struct spiffe_why *why)
+{
+    int rc = WEFT_ENOTFOUND;
+    int crit = -1;
+    GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, &crit, NULL);
+    const ASN1_IA5STRING *uri = NULL;
+    size_t num_uris = 0;
+    out->len = out->td_len = 0;
+    out->str[0] = '\0';
+    if (names == NULL && crit == -2) {
+        ERR_clear_error();
+        spiffe_why_set(why, SPIFFE_RULE_SVID_URI_SAN_COUNT, -1,
+                       "certificate has more than one subjectAltName extension");
+        return WEFT_EINVAL;
+    }
+    if (names == NULL && crit >= 0) {
+        ERR_clear_error();
+        spiffe_why_set(why, SPIFFE_RULE_SVID_DECODE, -1,
+                       "certificate's subjectAltName extension cannot be decoded");
+        return WEFT_EINVAL;
+    }
+    for (size_t i = 0; i < sk_GENERAL_NAME_num(names); i++) {
+        const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, i);
+        if (gn->type == GEN_URI) {
+            num_uris++;
+            uri = gn->d.uniformResourceIdentifier;
+        }
+    }
+    if (num_uris == 0) {
+        spiffe_why_set(why, SPIFFE_RULE_SVID_URI_SAN_COUNT, -1,
+                       "certificate contains no URI SAN (an X509-SVID needs exactly one)");
+        rc = WEFT_ENOTFOUND;
+    } else if (num_uris > 1) {
+        spiffe_why_set(why, SPIFFE_RULE_SVID_URI_SAN_COUNT, -1,
+                       "certificate contains %zu URI SANs (an X509-SVID needs exactly one)",
+                       num_uris);
+        rc = WEFT_EINVAL;
+    } else {
+        struct spiffe_why id_why;
+        rc = spiffe_id_parse(out, (const char *)ASN1_STRING_get0_data(uri),
+                             (size_t)ASN1_STRING_length(uri), &id_why);
+        if (rc != WEFT_OK) {
+            spiffe_why_set(why, SPIFFE_RULE_SVID_URI_SAN_ID, -1,
+                           "URI SAN is not a valid SPIFFE ID: %s", id_why.msg);
+            rc = WEFT_EINVAL;
+        }
+    }
+    GENERAL_NAMES_free(names);
+    return rc;
+}
+
+/* check_leaf applies B1-B4, B6, B7 and B10 to the leaf, in go-spiffe's order. */
+static int check_leaf(struct spiffe_id *out_id, X509 *leaf, struct spiffe_why *why)
+{
+    uint32_t flags = X509_get_extension_flags(leaf);
+    if (flags & EXFLAG_INVALID) {
+        spiffe_why_set(why, SPIFFE_RULE_SVID_DECODE, 0,
+                       "leaf certificate has malformed or duplicate extensions");
+        return WEFT_EINVAL;
+    }
+    int rc = spiffe_cert_uri_id(out_id, leaf, why);
+    if (rc != WEFT_OK) {
+        if (why != NULL) {
+            why->cert_index = 0;
+        }
+        return WEFT_EINVAL;
+    }
+    if (spiffe_id_is_td(out_id)) {
+        spiffe_why_set(why, SPIFFE_RULE_SVID_ROOT_PATH, 0,
+                       "leaf ID %s has no path; a leaf SVID needs a non-root path",
+                       out_id->str);
+        return WEFT_EINVAL;
+    }
+    if (flags & EXFLAG_CA) {
+        spiffe_why_set(why, SPIFFE_RULE_SVID_LEAF_CA, 0,
+                       "leaf certificate must not have CA flag set to true");
+        return WEFT_EINVAL;
+    }
+    uint32_t ku = X509_get_key_usage(leaf); /* UINT32_MAX when the extension is absent */
+    if (!(flags & EXFLAG_KUSAGE)) {
+        spiffe_why_set(why, SPIFFE_RULE_SVID_KU_MISSING, 0,
+                       "leaf certificate has no key usage extension (it must be present, "
+                       "critical, with digitalSignature)");
+        return WEFT_EINVAL;
+    }
+    if (!(ku & KU_DIGITAL_SIGNATURE)) {
+        spiffe_why_set(why, SPIFFE_RULE_SVID_KU_DIGSIG, 0,
+                       "leaf certificate must have 'digitalSignature' set as key usage");
+        return WEFT_EINVAL;
+    }
+    if (ku & KU_KEY_CERT_SIGN) {
+        spiffe_why_set(why, SPIFFE_RULE_SVID_KU_CERTSIGN, 0,
+                       "leaf certificate must not have 'keyCertSign' set as key usage");
+        return WEFT_EINVAL;
+    }
+    if (ku & KU_CRL_SIGN) {
+        spiffe_why_set(why, SPIFFE_RULE_SVID_KU_CRLSIGN, 0,
+                       "leaf certificate must not have 'cRLSign' set as key usage");
+        return WEFT_EINVAL;
+    }
+    if (!ext_is_critical(leaf, NID_key_usage)) {
+        spiffe_why_set(why, SPIFFE_RULE_SVID_KU_CRITICAL, 0,
+                       "leaf certificate's key usage extension must be marked critical");
+        return WEFT_EINVAL;
+    }
+    if (flags & EXFLAG_XKUSAGE) {
+        uint32_t xku = X509_get_extended_key_usage(leaf);
+        if ((xku & (XKU_SSL_SERVER | XKU_SSL_CLIENT)) != (XKU_SSL_SERVER | XKU_SSL_CLIENT)) {
+            spiffe_why_set(why, SPIFFE_RULE_SVID_EKU, 0,
+                           "leaf certificate's extended key usage must include both serverAuth "
+                           "and clientAuth");
+            return WEFT_EINVAL;
+        }
+    }
+    if (X509_NAME_entry_count(X509_get_subject_name(leaf)) == 0 &&
+        !ext_is_critical(leaf, NID_subject_alt_name)) {
+        spiffe_why_set(why, SPIFFE_RULE_SVID_SAN_CRITICAL, 0,
+                       "leaf certificate has an empty subject, so its subjectAltName extension "
+                       "must be critical (RFC 5280 §4.1.2.6)");
+        return WEFT_EINVAL;
+    }
+    return WEFT_OK;
+}
+
+/* check_signer applies B5 and B6 to an intermediate the SVID carries. */
+static int check_signer(X509 *cert, int index, struct spiffe_why *why)
+{
+    uint32_t flags = X509_get_extension_flags(cert);
+    if (flags & EXFLAG_INVALID) {
+        spiffe_why_set(why, SPIFFE_RULE_SVID_DECODE, index,
+                       "signing certificate %d has malformed or duplicate extensions", index);
+        return WEFT_EINVAL;
+    }
+    if (!(flags & EXFLAG_CA)) {
+        spiffe_why_set(why, SPIFFE_RULE_SVID_SIGNER_CA, index,
+                       "signing certificate must have CA flag set to true (certificate %d)",
+                       index);
+        return WEFT_EINVAL;
+    }
+    if (!(flags & EXFLAG_KUSAGE) || !(X509_get_key_usage(cert) & KU_KEY_CERT_SIGN)) {
+        spiffe_why_set(why, SPIFFE_RULE_SVID_SIGNER_CERTSIGN, index,
+                       "signing certificate must have 'keyCertSign' set as key usage "
+                       "(certificate %d)",
+                       index);
+        return WEFT_EINVAL;
+    }
+    if (!ext_is_critical(cert, NID_key_usage)) {
+        spiffe_why_set(why, SPIFFE_RULE_SVID_KU_CRITICAL, index,
+                       "signing certificate's key usage extension must be marked critical "
+                       "(certificate %d)",
+                       index);
+        return WEFT_EINVAL;
+    }
+    struct spiffe_id id;
+    struct spiffe_why id_why;
+    int rc = spiffe_cert_uri_id(&id, cert, &id_why);
+    if (rc == WEFT_OK && !spiffe_id_is_td(&id)) {
+        spiffe_why_set(why, SPIFFE_RULE_SVID_SIGNER_PATH, index,
+                       "signing certificate %d has SPIFFE ID %s; a signing certificate's ID "
+                       "must not have a path",
+                       index, id.str);
+        return WEFT_EINVAL;
+    }
+    /* B5 allows a CA without a SPIFFE ID, or with a non-SPIFFE URI: only a SPIFFE ID with a
+     * path is refused, so any other outcome of the lookup is fine. */
+    return WEFT_OK;
+}
+
+int spiffe_x509svid_check(struct spiffe_id *out_id, const STACK_OF(X509) *chain,
+                          struct spiffe_why *why)
+{
+    spiffe_why_clear(why);
+    out_id->len = out_id->td_len = 0;
+    out_id->str[0] = '\0';
+    if (chain == NULL || sk_X509_num(chain) == 0) {
+        spiffe_why_set(why, SPIFFE_RULE_SVID_NO_CERT, -1, "no certificates found");
+        return WEFT_EINVAL;
+    }
+    if (sk_X509_num(chain) > SPIFFE_MAX_CHAIN) {
+        spiffe_why_set(why, SPIFFE_RULE_SVID_CHAIN_TOO_LONG, -1,
+                       "chain has %zu certificates, over the limit of %d", sk_X509_num(chain),
+                       SPIFFE_MAX_CHAIN);
+        return WEFT_ELIMIT;
+    }
+    struct spiffe_id id;
+    TRY(check_leaf(&id, sk_X509_value(chain, 0), why));
+    for (size_t i = 1; i < sk_X509_num(chain); i++) {
+        TRY(check_signer(sk_X509_value(chain, i), (int)i, why));
+    }
+    *out_id = id;
+    return WEFT_OK;
+}
+
+int spiffe_x509svid_check_time(const STACK_OF(X509) *chain, int64_t at, struct spiffe_why *why)
+{
+    spiffe_why_clear(why);
+    for (size_t i = 0; i < sk_X509_num(chain); i++) {
+        int64_t nb, na;
+        char when[40], edge[40];
+        if (spiffe_cert_validity(&nb, &na, sk_X509_value(chain, i)) != WEFT_OK) {
+            spiffe_why_set(why, SPIFFE_RULE_SVID_DECODE, (int)i,
+                           "certificate %zu has an unreadable validity period", i);
+            return WEFT_EINVAL;
+        }
+        const char *what = i == 0 ? "leaf certificate" : "signing certificate";
+        format_time(when, sizeof(when), at);
+        if (at < nb) {
+            format_time(edge, sizeof(edge), nb);
+            spiffe_why_set(why, SPIFFE_RULE_SVID_NOT_YET_VALID, (int)i,
+                           "%s %zu is not valid yet: notBefore %s is after %s", what, i, edge,
+                           when);
+            return WEFT_EINVAL;
+        }
+        if (at > na) {
+            format_time(edge, sizeof(edge), na);
+            spiffe_why_set(why, SPIFFE_RULE_SVID_EXPIRED, (int)i,
+                           "%s %zu has expired: notAfter %s is before %s", what, i, edge, when);
+            return WEFT_EINVAL;
+        }
+    }
+    return WEFT_OK;
+}
+
+int spiffe_x509svid_check_key(const X509 *leaf, const EVP_PKEY *key, struct spiffe_why *why)
+{
+    spiffe_why_clear(why);
+    EVP_PKEY *pub = X509_get_pubkey((X509 *)leaf);
+    int match = pub != NULL && EVP_PKEY_cmp(pub, key) == 1;
+    EVP_PKEY_free(pub);
+    ERR_clear_error();
+    if (!match) {
+        spiffe_why_set(why, SPIFFE_RULE_SVID_KEY_MISMATCH, 0,
+                       "leaf certificate does not match private key");
+        return WEFT_EINVAL;
+    }
+    return WEFT_OK;
+}
+
+int spiffe_x509svid_verify(struct spiffe_id *out_id, const STACK_OF(X509) *chain,
+                           const struct spiffe_bundle_set *bundles, int64_t at,
+                           struct spiffe_why *why)
+{
+    int rc = WEFT_EINVAL;
+    X509_STORE *store = NULL;
+    X509_STORE_CTX *ctx = NULL;
+    STACK_OF(X509) *untrusted = NULL;
+    struct spiffe_id id;
+
+    TRY(spiffe_x509svid_check(&id, chain, why));
+    TRY(spiffe_x509svid_check_time(chain, at, why));
+    const struct spiffe_bundle *b = spiffe_bundle_set_get0(bundles, &id);
+    if (b == NULL || sk_X509_num(b->x509) == 0) {
+        size_t td_len;
+        const char *td = spiffe_id_td(&id, &td_len);
+        spiffe_why_set(why, SPIFFE_RULE_SVID_NO_BUNDLE, 0,
+                       "no X.509 authorities for trust domain \"%.*s\" (of %s): the peer is "
+                       "untrusted",
+                       (int)td_len, td, id.str);
+        return WEFT_EINVAL;
+    }
+    if ((store = X509_STORE_new()) == NULL || (ctx = X509_STORE_CTX_new()) == NULL ||
+        (untrusted = sk_X509_new_null()) == NULL) {
+        rc = WEFT_ECRYPTO;
+        goto out;
+    }
+    for (size_t i = 0; i < sk_X509_num(b->x509); i++) {
+        if (!X509_STORE_add_cert(store, sk_X509_value(b->x509, i))) {
+            rc = WEFT_ECRYPTO;
+            goto out;
+        }
+    }
+    for (size_t i = 1; i < sk_X509_num(chain); i++) {
+        if (!sk_X509_push(untrusted, sk_X509_value(chain, i))) {
+            rc = WEFT_ECRYPTO;
+            goto out;
+        }
+    }
+    if (!X509_STORE_CTX_init(ctx, store, sk_X509_value(chain, 0), untrusted)) {
+        rc = WEFT_ECRYPTO;
+        goto out;
+    }
+    X509_VERIFY_PARAM *param = X509_STORE_CTX_get0_param(ctx);
+    X509_VERIFY_PARAM_set_time(param, (time_t)at);
+    /* Bundle certificates are trust anchors whether or not they are self-signed (B12). */
+    X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_PARTIAL_CHAIN);
+    X509_VERIFY_PARAM_set_depth(param, SPIFFE_MAX_CHAIN);
+    if (X509_verify_cert(ctx) != 1) {
+        int err = X509_STORE_CTX_get_error(ctx);
+        int depth = X509_STORE_CTX_get_error_depth(ctx);
+        enum spiffe_rule rule = SPIFFE_RULE_SVID_CHAIN;
+        if (err == X509_V_ERR_CERT_HAS_EXPIRED) {
+            rule = SPIFFE_RULE_SVID_EXPIRED;
+        } else if (err == X509_V_ERR_CERT_NOT_YET_VALID) {
+            rule = SPIFFE_RULE_SVID_NOT_YET_VALID;
+        }
+        spiffe_why_set(why, rule, depth,
+                       "chain does not verify to the bundle of %.*s: %s (at certificate %d)",
+                       (int)(SPIFFE_SCHEME_PREFIX_LEN + id.td_len), id.str,
+                       X509_verify_cert_error_string(err), depth);
+        rc = WEFT_EINVAL;
+        goto out;
+    }
+    *out_id = id;
+    rc = WEFT_OK;
+out:
+    ERR_clear_error();
+    X509_STORE_CTX_free(ctx);
+    X509_STORE_free(store);
+    sk_X509_free(untrusted);
+    return rc;
+}
