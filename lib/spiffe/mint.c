@@ -66,6 +66,11 @@ out:
     return ok;
 }
 
+/* RFC 5280 §4.2.1.3: the bit numbers of KeyUsage. */
+enum { KU_BIT_DIGITAL_SIGNATURE = 0, KU_BIT_KEY_CERT_SIGN = 5, KU_BIT_CRL_SIGN = 6 };
+
+/* add_key_usage adds a critical key usage with the bits numbered in |bits| (a mask of
+ * 1 << KU_BIT_*). */
 static int add_key_usage(X509 *x, int bits)
 {
     ASN1_BIT_STRING *ku = ASN1_BIT_STRING_new();
@@ -244,10 +249,10 @@ static int build(X509 **out, enum cert_kind kind, const X509 *issuer, EVP_PKEY *
                                                        : X509_get_subject_name(issuer));
     }
     if (ok && kind == KIND_LEAF) {
-        ok = add_basic_constraints(x, 0) && add_key_usage(x, KU_DIGITAL_SIGNATURE) &&
+        ok = add_basic_constraints(x, 0) && add_key_usage(x, 1 << KU_BIT_DIGITAL_SIGNATURE) &&
              add_eku_tls(x) && add_uri_san(x, id, 1);
     } else if (ok) {
-        ok = add_basic_constraints(x, 1) && add_key_usage(x, KU_KEY_CERT_SIGN | KU_CRL_SIGN) &&
+        ok = add_basic_constraints(x, 1) && add_key_usage(x, (1 << KU_BIT_KEY_CERT_SIGN) | (1 << KU_BIT_CRL_SIGN)) &&
              add_uri_san(x, id, 0);
     }
     ok = ok && add_key_ids(x, kind == KIND_ROOT ? x : issuer) &&

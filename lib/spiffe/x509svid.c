@@ -256,19 +256,23 @@ int spiffe_x509svid_check_time(const STACK_OF(X509) *chain, int64_t at, struct s
                            "certificate %zu has an unreadable validity period", i);
             return WEFT_EINVAL;
         }
-        const char *what = i == 0 ? "leaf certificate" : "signing certificate";
+        char what[48];
+        if (i == 0) {
+            snprintf(what, sizeof(what), "leaf certificate");
+        } else {
+            snprintf(what, sizeof(what), "signing certificate %zu", i);
+        }
         format_time(when, sizeof(when), at);
         if (at < nb) {
             format_time(edge, sizeof(edge), nb);
             spiffe_why_set(why, SPIFFE_RULE_SVID_NOT_YET_VALID, (int)i,
-                           "%s %zu is not valid yet: notBefore %s is after %s", what, i, edge,
-                           when);
+                           "%s is not valid yet: notBefore %s is after %s", what, edge, when);
             return WEFT_EINVAL;
         }
         if (at > na) {
             format_time(edge, sizeof(edge), na);
             spiffe_why_set(why, SPIFFE_RULE_SVID_EXPIRED, (int)i,
-                           "%s %zu has expired: notAfter %s is before %s", what, i, edge, when);
+                           "%s has expired: notAfter %s is before %s", what, edge, when);
             return WEFT_EINVAL;
         }
     }

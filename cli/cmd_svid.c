@@ -1,0 +1,626 @@
+/* weftctl svid inspect | mint: look at an X509-SVID the way a verifier would, and make test
+ * certificates with the same minting code the CA uses. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/ec_key.h>
+#include <openssl/err.h>
+#include <openssl/mem.h>
+#include <openssl/x509v3.h>
+
+#include "cli/internal.h"
+#include "lib/base/file.h"
+#include "lib/base/mem.h"
+#include "lib/base/timefmt.h"
+#include "lib/spiffe/bundle.h"
+#include "lib/spiffe/x509svid.h"
+
+static const char inspect_usage[] =
+    "usage: weftctl svid inspect --cert CHAIN [--key KEY] [--bundle BUNDLE] [--at RFC3339]\n"
+    "\n"
+    "  --cert CHAIN   the SVID: PEM CERTIFICATE blocks or concatenated DER, leaf first, then\n"
+    "                 the intermediates it carries (other PEM blocks are skipped)\n"
+    "  --key KEY      its private key, unencrypted PKCS#8 (PEM \"PRIVATE KEY\" or DER); checked\n"
+    "                 against the leaf\n"
+    "  --bundle FILE  trust bundle for the leaf's trust domain: PEM/DER certificates, a SPIFFE\n"
+    "                 bundle (JWK Set JSON) or a bundle map {\"trust_domains\": {...}}. With it\n"
+    "                 the chain is verified (signatures, validity, CA flags) to that bundle;\n"
+    "                 without it only the SVID rules and validity windows are checked.\n"
+    "  --at TIME      check validity at this RFC 3339 time instead of now\n"
+    "\n"
+    "Checks, in order: the leaf's SPIFFE rules (one URI SAN holding a valid ID with a path,\n"
+    "cA=false, key usage critical with digitalSignature and without keyCertSign/cRLSign, EKU\n"
+    "with serverAuth+clientAuth if present), each further certificate as a signing CA (cA=true,\n"
+    "keyCertSign, critical key usage, no ID path), the key, the validity windows, the chain.\n"
+    "Exit: 0 valid, 1 invalid (the verdict line says why), 2 usage or a file that cannot be read\n"
+    "(also a --bundle whose contents cannot be decoded).\n";
+
+static const char mint_usage[] =
+    "usage: weftctl svid mint root --td TD --cert OUT --key OUT [common flags]\n"
+    "       weftctl svid mint intermediate --td TD --ca-cert F --ca-key F --cert OUT --key OUT\n"
+    "       weftctl svid mint leaf --id ID --ca-cert F --ca-key F --cert OUT\n"
+    "                              (--key OUT | --csr F) [--chain]\n"
+    "\n"
+    "  --td TD           trust domain (example.org or spiffe://example.org)\n"
+    "  --id ID           the leaf's SPIFFE ID (a path is required)\n"
+    "  --ca-cert F       the issuing CA's certificate (first certificate of F)\n"
+    "  --ca-key F        the issuing CA's PKCS#8 private key\n"
+    "  --cert OUT        where to write the certificate (PEM)\n"
+    "  --key OUT         where to write a new private key (PKCS#8 PEM, mode 0600)\n"
+    "  --csr F           sign the public key of this PKCS#10 request instead of making a key;\n"
+    "                    only its key is used, never the names it asks for\n"
+    "  --chain           leaf only: append the issuer (if it is not self-signed) to --cert\n"
+    "common flags:\n"
+    "  --ttl DUR         lifetime, e.g. 1h, 30m, 7d (defaults: root 8760h, intermediate 168h,\n"
+    "                    leaf 1h); clamped to the issuer's notAfter\n"
+    "  --not-before T    RFC 3339 start (default: now minus 60 s, for clock skew)\n"
+    "  --serial HEX      serial number, up to 20 bytes (default: 16 random bytes)\n"
+    "  --key-type T      ec-p256 (default) or ed25519\n";
+
+/* --- printing ----------------------------------------------------------------------------- */
+
+static void print_name(const char *label, X509_NAME *name)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    const uint8_t *data;
+    size_t len = 0;
+    if (bio != NULL && X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253) >= 0) {
+        BIO_mem_contents(bio, &data, &len);
+    }
+    printf("%s\"%.*s\"", label, (int)len, len ? (const char *)data : "");
+    BIO_free(bio);
+}
+
+static const char *key_desc(const X509 *cert, char *buf, size_t len)
+{
+    EVP_PKEY *pub = X509_get_pubkey((X509 *)cert);
+    if (pub == NULL) {
+        ERR_clear_error();
+        return "unknown key";
+    }
+    switch (EVP_PKEY_id(pub)) {
+    case EVP_PKEY_EC:
+        snprintf(buf, len, "EC P-%d", EVP_PKEY_bits(pub));
+        break;
+    case EVP_PKEY_RSA:
+        snprintf(buf, len, "RSA %d", EVP_PKEY_bits(pub));
+        break;
+    case EVP_PKEY_ED25519:
+        snprintf(buf, len, "Ed25519");
+        break;
+    default:
+        snprintf(buf, len, "key type %d", EVP_PKEY_id(pub));
+    }
+    EVP_PKEY_free(pub);
+    return buf;
+}
+
+static void print_serial(const X509 *cert)
+{
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
+    char *hex = bn != NULL ? BN_bn2hex(bn) : NULL;
+    printf("%s", hex != NULL ? hex : "?");
+    OPENSSL_free(hex);
+    BN_free(bn);
+}
+
+static void print_cert(size_t i, X509 *cert)
+{
+    char kb[32], nb_s[WEFT_RFC3339_LEN], na_s[WEFT_RFC3339_LEN];
+    int64_t nb = 0, na = 0;
+    struct spiffe_id id;
+    struct spiffe_why why;
+    int ca = (X509_get_extension_flags(cert) & EXFLAG_CA) != 0;
+    if (spiffe_cert_validity(&nb, &na, cert) != WEFT_OK) {
+        nb = na = 0;
+    }
+    weft_time_format_rfc3339(nb_s, nb);
+    weft_time_format_rfc3339(na_s, na);
+    printf("  [%zu] %-4s ", i, ca ? "CA" : "leaf");
+    int rc = spiffe_cert_uri_id(&id, cert, &why);
+    printf("id=%s", rc == WEFT_OK ? id.str : "(none)");
+    printf(" key=\"%s\" serial=", key_desc(cert, kb, sizeof(kb)));
+    print_serial(cert);
+    printf("\n       ");
+    print_name("subject=", X509_get_subject_name(cert));
+    print_name(" issuer=", X509_get_issuer_name(cert));
+    printf("\n       valid %s .. %s\n", nb_s, na_s);
+}
+
+/* --- inspect ------------------------------------------------------------------------------ */
+
+static int looks_like_json(const uint8_t *data, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (data[i] == ' ' || data[i] == '\t' || data[i] == '\r' || data[i] == '\n') {
+            continue;
+        }
+        return data[i] == '{';
+    }
+    return 0;
+}
+
+/* load_bundle reads --bundle into |set| for the trust domain |td|. */
+static int load_bundle(struct spiffe_bundle_set *set, const char *path, const struct spiffe_id *td)
+{
+    uint8_t *data;
+    size_t len;
+    struct spiffe_why why;
+    struct spiffe_bundle *b = NULL;
+    int rc = cli_read(&data, &len, "--bundle", path);
+    if (rc != EXIT_VALID) {
+        return rc;
+    }
+    if (looks_like_json(data, len) && strstr((const char *)data, "\"trust_domains\"") != NULL) {
+        rc = spiffe_bundle_set_from_json_map(set, data, len, &why);
+    } else if (looks_like_json(data, len)) {
+        rc = spiffe_bundle_from_json(&b, td, data, len, &why);
+    } else {
+        rc = spiffe_bundle_from_pem(&b, td, data, len, &why);
+    }
+    free(data);
+    if (rc == WEFT_OK && b != NULL) {
+        rc = spiffe_bundle_set_put(set, b);
+        why.msg[0] = '\0';
+    }
+    if (rc != WEFT_OK) {
+        fprintf(stderr, "weftctl: --bundle %s: %s\n", path, why.msg[0] ? why.msg : weft_strerror(rc));
+        return EXIT_USAGE;
+    }
+    return EXIT_VALID;
+}
+
+/* verdict prints the last line of `svid inspect` and returns its exit code. */
+static int verdict(int ok, const char *why)
+{
+    printf("verdict:    %s%s\n", ok ? "valid " : "INVALID: ", why);
+    return ok ? EXIT_VALID : EXIT_INVALID;
+}
+
+static int inspect(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"cert", required_argument, NULL, 'c'}, {"key", required_argument, NULL, 'k'},
+        {"bundle", required_argument, NULL, 'b'}, {"at", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
+    };
+    const char *cert_path = NULL, *key_path = NULL, *bundle_path = NULL;
+    int64_t at = cli_now();
+    int c;
+    while ((c = getopt_long(argc, argv, "c:k:b:t:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            cert_path = optarg;
+            break;
+        case 'k':
+            key_path = optarg;
+            break;
+        case 'b':
+            bundle_path = optarg;
+            break;
+        case 't':
+            if (weft_time_parse_rfc3339(&at, optarg) != WEFT_OK) {
+                fprintf(stderr, "weftctl: --at %s: not an RFC 3339 time "
+                                "(e.g. 2026-01-02T15:04:05Z)\n",
+                        optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'h':
+            fputs(inspect_usage, stdout);
+            return EXIT_VALID;
+        default:
+            fputs(inspect_usage, stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (cert_path == NULL || optind != argc) {
+        fprintf(stderr, "weftctl: svid inspect needs --cert and takes no other arguments\n\n%s",
+                inspect_usage);
+        return EXIT_USAGE;
+    }
+
+    int rc;
+    uint8_t *data = NULL;
+    size_t len;
+    STACK_OF(X509) *chain = NULL;
+    EVP_PKEY *key = NULL;
+    struct spiffe_bundle_set bundles;
+    struct spiffe_why why;
+    struct spiffe_id id;
+    spiffe_bundle_set_init(&bundles);
+
+    /* Read every file first, so that an unreadable one is a usage error, not a verdict. */
+    uint8_t *key_data = NULL;
+    size_t key_len = 0;
+    if ((rc = cli_read(&data, &len, "--cert", cert_path)) != EXIT_VALID ||
+        (key_path != NULL && (rc = cli_read(&key_data, &key_len, "--key", key_path)) != EXIT_VALID)) {
+        goto out;
+    }
+    if (spiffe_certs_decode(&chain, data, len, SPIFFE_MAX_CHAIN, 0, &why) != WEFT_OK) {
+        rc = verdict(0, why.msg);
+        goto out;
+    }
+    int id_rc = spiffe_cert_uri_id(&id, sk_X509_value(chain, 0), &why);
+    X509 *leaf = sk_X509_value(chain, 0);
+    int64_t nb = 0, na = 0;
+    char t1[WEFT_RFC3339_LEN], t2[WEFT_RFC3339_LEN], left[32], at_s[WEFT_RFC3339_LEN];
+    if (spiffe_cert_validity(&nb, &na, leaf) != WEFT_OK) {
+        nb = na = 0;
+    }
+    weft_time_format_rfc3339(t1, nb);
+    weft_time_format_rfc3339(t2, na);
+    weft_time_format_rfc3339(at_s, at);
+    weft_duration_format(left, sizeof(left), na - at);
+    printf("spiffe_id:  %s\n", id_rc == WEFT_OK ? id.str : "(none)");
+    printf("serial:     ");
+    print_serial(leaf);
+    printf("\nnot_before: %s\nnot_after:  %s\n", t1, t2);
+    printf("time_left:  %s%s (at %s)\n", left, na < at ? " (expired)" : "", at_s);
+    printf("chain:      %d certificate%s\n", (int)sk_X509_num(chain),
+           sk_X509_num(chain) == 1 ? "" : "s");
+    for (size_t i = 0; i < sk_X509_num(chain); i++) {
+        print_cert(i, sk_X509_value(chain, i));
+    }
+
+    if (bundle_path != NULL) {
+        struct spiffe_id td;
+        if (id_rc == WEFT_OK) {
+            spiffe_id_td_id(&td, &id);
+        } else if (spiffe_td_parse(&td, "unknown.invalid", 15, NULL) != WEFT_OK) {
+            rc = EXIT_USAGE;
+            goto out;
+        }
+        if ((rc = load_bundle(&bundles, bundle_path, &td)) != EXIT_VALID) {
+            goto out;
+        }
+        const struct spiffe_bundle *b = spiffe_bundle_set_get0(&bundles, &td);
+        printf("bundle:     %d X.509 authorit%s for %s\n", b ? (int)sk_X509_num(b->x509) : 0,
+               b && sk_X509_num(b->x509) == 1 ? "y" : "ies", td.str);
+    }
+
+    /* The verdict: go-spiffe's order (B11) -- SVID rules, then the key -- then time and chain. */
+    if (spiffe_x509svid_check(&id, chain, &why) != WEFT_OK) {
+        rc = verdict(0, why.msg);
+        goto out;
+    }
+    if (key_path != NULL) {
+        if (spiffe_key_decode(&key, key_data, key_len, &why) != WEFT_OK ||
+            spiffe_x509svid_check_key(leaf, key, &why) != WEFT_OK) {
+            printf("key:        does NOT match\n");
+            rc = verdict(0, why.msg);
+            goto out;
+        }
+        char kb[32];
+        printf("key:        matches the leaf (%s)\n", key_desc(leaf, kb, sizeof(kb)));
+    }
+    if (bundle_path != NULL) {
+        if (spiffe_x509svid_verify(&id, chain, &bundles, at, &why) != WEFT_OK) {
+            rc = verdict(0, why.msg);
+            goto out;
+        }
+        char msg[128];
+        snprintf(msg, sizeof(msg), "(SVID rules, validity at %s, chain verified to the bundle)",
+                 at_s);
+        rc = verdict(1, msg);
+        goto out;
+    }
+    if (spiffe_x509svid_check_time(chain, at, &why) != WEFT_OK) {
+        rc = verdict(0, why.msg);
+        goto out;
+    }
+    char msg[128];
+    snprintf(msg, sizeof(msg), "(SVID rules and validity at %s; chain NOT verified: no --bundle)",
+             at_s);
+    rc = verdict(1, msg);
+out:
+    if (key_data != NULL) {
+        OPENSSL_cleanse(key_data, key_len);
+    }
+    free(key_data);
+    free(data);
+    EVP_PKEY_free(key);
+    sk_X509_pop_free(chain, X509_free);
+    spiffe_bundle_set_cleanup(&bundles);
+    return rc;
+}
+
+/* --- mint --------------------------------------------------------------------------------- */
+
+struct mint_flags {
+    const char *td, *id, *ca_cert, *ca_key, *cert_out, *key_out, *csr;
+    int chain;
+    enum spiffe_key_type key_type;
+    struct spiffe_mint_params params;
+    int has_ttl;
+};
+
+static int parse_hex_serial(struct spiffe_mint_params *p, const char *hex)
+{
+    size_t n = strlen(hex);
+    if (n == 0 || n > 2 * SPIFFE_SERIAL_MAX_LEN) {
+        return 0;
+    }
+    size_t bytes = (n + 1) / 2;
+    memset(p->serial, 0, sizeof(p->serial));
+    for (size_t i = 0; i < n; i++) {
+        char ch = hex[n - 1 - i];
+        int v = ch >= '0' && ch <= '9'   ? ch - '0'
+                : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+                : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+                                         : -1;
+        if (v < 0) {
+            return 0;
+        }
+        p->serial[bytes - 1 - i / 2] |= (uint8_t)(i % 2 ? v << 4 : v);
+    }
+    p->serial_len = bytes;
+    return 1;
+}
+
+static int write_pem(const char *path, const char *pem, size_t len, mode_t mode)
+{
+    if (weft_file_write_atomic(path, pem, len, mode) != WEFT_OK) {
+        perror(path);
+        return EXIT_INVALID;
+    }
+    return EXIT_VALID;
+}
+
+static int load_issuer(X509 **out_cert, EVP_PKEY **out_key, const struct mint_flags *f)
+{
+    uint8_t *data;
+    size_t len;
+    struct spiffe_why why;
+    STACK_OF(X509) *certs = NULL;
+    int rc;
+    if ((rc = cli_read(&data, &len, "--ca-cert", f->ca_cert)) != EXIT_VALID) {
+        return rc;
+    }
+    int ok = spiffe_certs_decode(&certs, data, len, SPIFFE_MAX_CHAIN, 0, &why) == WEFT_OK;
+    free(data);
+    if (!ok) {
+        fprintf(stderr, "weftctl: --ca-cert %s: %s\n", f->ca_cert, why.msg);
+        return EXIT_USAGE;
+    }
+    *out_cert = sk_X509_shift(certs);
+    sk_X509_pop_free(certs, X509_free);
+    if ((rc = cli_read(&data, &len, "--ca-key", f->ca_key)) != EXIT_VALID) {
+        return rc;
+    }
+    ok = spiffe_key_decode(out_key, data, len, &why) == WEFT_OK &&
+         spiffe_x509svid_check_key(*out_cert, *out_key, &why) == WEFT_OK;
+    OPENSSL_cleanse(data, len);
+    free(data);
+    if (!ok) {
+        fprintf(stderr, "weftctl: --ca-key %s: %s\n", f->ca_key, why.msg);
+        return EXIT_USAGE;
+    }
+    return EXIT_VALID;
+}
+
+static int mint(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"td", required_argument, NULL, 'T'},      {"id", required_argument, NULL, 'i'},
+        {"ca-cert", required_argument, NULL, 'C'}, {"ca-key", required_argument, NULL, 'K'},
+        {"cert", required_argument, NULL, 'c'},    {"key", required_argument, NULL, 'k'},
+        {"csr", required_argument, NULL, 'r'},     {"chain", no_argument, NULL, 'a'},
+        {"ttl", required_argument, NULL, 'l'},     {"not-before", required_argument, NULL, 'n'},
+        {"serial", required_argument, NULL, 's'},  {"key-type", required_argument, NULL, 'y'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+    };
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fputs(mint_usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : EXIT_VALID;
+    }
+    const char *kind = argv[1];
+    struct mint_flags f = {0};
+    f.params.not_before = cli_now() - 60;
+    int c;
+    optind = 2;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'T':
+            f.td = optarg;
+            break;
+        case 'i':
+            f.id = optarg;
+            break;
+        case 'C':
+            f.ca_cert = optarg;
+            break;
+        case 'K':
+            f.ca_key = optarg;
+            break;
+        case 'c':
+            f.cert_out = optarg;
+            break;
+        case 'k':
+            f.key_out = optarg;
+            break;
+        case 'r':
+            f.csr = optarg;
+            break;
+        case 'a':
+            f.chain = 1;
+            break;
+        case 'l':
+            if (weft_duration_parse(&f.params.ttl_s, optarg) != WEFT_OK) {
+                fprintf(stderr, "weftctl: --ttl %s: not a duration such as 1h, 30m or 7d\n",
+                        optarg);
+                return EXIT_USAGE;
+            }
+            f.has_ttl = 1;
+            break;
+        case 'n':
+            if (weft_time_parse_rfc3339(&f.params.not_before, optarg) != WEFT_OK) {
+                fprintf(stderr, "weftctl: --not-before %s: not an RFC 3339 time\n", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 's':
+            if (!parse_hex_serial(&f.params, optarg)) {
+                fprintf(stderr, "weftctl: --serial %s: not 1 to 40 hex digits\n", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'y':
+            if (strcmp(optarg, "ec-p256") == 0) {
+                f.key_type = SPIFFE_KEY_EC_P256;
+            } else if (strcmp(optarg, "ed25519") == 0) {
+                f.key_type = SPIFFE_KEY_ED25519;
+            } else {
+                fprintf(stderr, "weftctl: --key-type %s: use ec-p256 or ed25519\n", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'h':
+            fputs(mint_usage, stdout);
+            return EXIT_VALID;
+        default:
+            fputs(mint_usage, stderr);
+            return EXIT_USAGE;
+        }
+    }
+    int is_root = strcmp(kind, "root") == 0, is_int = strcmp(kind, "intermediate") == 0,
+        is_leaf = strcmp(kind, "leaf") == 0;
+    const char *missing = NULL;
+    if (!is_root && !is_int && !is_leaf) {
+        fprintf(stderr, "weftctl: svid mint: unknown kind \"%s\" (root, intermediate, leaf)\n",
+                kind);
+        return EXIT_USAGE;
+    }
+    if (optind != argc) {
+        missing = "no positional arguments";
+    } else if (f.cert_out == NULL) {
+        missing = "--cert";
+    } else if (is_leaf ? f.id == NULL : f.td == NULL) {
+        missing = is_leaf ? "--id" : "--td";
+    } else if (!is_root && (f.ca_cert == NULL || f.ca_key == NULL)) {
+        missing = "--ca-cert and --ca-key";
+    } else if (is_leaf ? (f.key_out == NULL) == (f.csr == NULL) : f.key_out == NULL) {
+        missing = is_leaf ? "exactly one of --key and --csr" : "--key";
+    } else if (f.csr != NULL && !is_leaf) {
+        missing = "--csr only with leaf";
+    }
+    if (missing != NULL) {
+        fprintf(stderr, "weftctl: svid mint %s: needs %s\n\n%s", kind, missing, mint_usage);
+        return EXIT_USAGE;
+    }
+    if (!f.has_ttl) {
+        f.params.ttl_s = is_root ? 8760 * 3600 : is_int ? 168 * 3600 : 3600;
+    }
+
+    struct spiffe_id id;
+    struct spiffe_why why;
+    int rc = is_leaf ? spiffe_id_parse(&id, f.id, strlen(f.id), &why)
+                     : spiffe_td_parse(&id, f.td, strlen(f.td), &why);
+    if (rc != WEFT_OK) {
+        fprintf(stderr, "weftctl: %s %s: %s\n", is_leaf ? "--id" : "--td", is_leaf ? f.id : f.td,
+                why.msg);
+        return EXIT_USAGE;
+    }
+
+    X509 *issuer = NULL, *cert = NULL;
+    EVP_PKEY *issuer_key = NULL, *key = NULL;
+    char *pem = NULL, *key_pem = NULL;
+    size_t pem_len, key_pem_len = 0;
+    STACK_OF(X509) *out_certs = sk_X509_new_null();
+    rc = EXIT_INVALID;
+    if (out_certs == NULL) {
+        goto out;
+    }
+    if (!is_root && (rc = load_issuer(&issuer, &issuer_key, &f)) != EXIT_VALID) {
+        goto out;
+    }
+    rc = EXIT_INVALID;
+    if (f.csr != NULL) {
+        uint8_t *data;
+        size_t len;
+        if ((rc = cli_read(&data, &len, "--csr", f.csr)) != EXIT_VALID) {
+            goto out;
+        }
+        int ok = spiffe_csr_decode(&key, data, len, &why) == WEFT_OK;
+        free(data);
+        if (!ok) {
+            fprintf(stderr, "weftctl: --csr %s: %s\n", f.csr, why.msg);
+            rc = EXIT_USAGE;
+            goto out;
+        }
+        rc = EXIT_INVALID;
+    } else if ((key = spiffe_key_generate(f.key_type)) == NULL) {
+        fprintf(stderr, "weftctl: key generation failed\n");
+        goto out;
+    }
+    int mrc = is_root  ? spiffe_mint_root(&cert, key, &id, &f.params, &why)
+              : is_int ? spiffe_mint_signing_ca(&cert, issuer, issuer_key, key, &id, &f.params,
+                                                &why)
+                       : spiffe_mint_leaf(&cert, issuer, issuer_key, key, &id, &f.params, &why);
+    if (mrc != WEFT_OK) {
+        fprintf(stderr, "weftctl: svid mint %s: %s\n", kind, why.msg);
+        goto out;
+    }
+    if (!sk_X509_push(out_certs, cert)) {
+        goto out;
+    }
+    X509_up_ref(cert);
+    if (is_leaf && f.chain && X509_check_issued(issuer, issuer) != X509_V_OK) {
+        if (!sk_X509_push(out_certs, issuer)) {
+            goto out;
+        }
+        X509_up_ref(issuer);
+    }
+    if (spiffe_certs_to_pem(&pem, &pem_len, out_certs) != WEFT_OK ||
+        (f.key_out != NULL && spiffe_key_to_pem(&key_pem, &key_pem_len, key) != WEFT_OK)) {
+        fprintf(stderr, "weftctl: cannot encode PEM\n");
+        goto out;
+    }
+    if ((f.key_out != NULL && write_pem(f.key_out, key_pem, key_pem_len, 0600) != EXIT_VALID) ||
+        write_pem(f.cert_out, pem, pem_len, 0644) != EXIT_VALID) {
+        goto out;
+    }
+    int64_t nb, na;
+    char na_s[WEFT_RFC3339_LEN];
+    if (spiffe_cert_validity(&nb, &na, cert) != WEFT_OK) {
+        na = 0;
+    }
+    weft_time_format_rfc3339(na_s, na);
+    fprintf(stderr, "weftctl: minted %s %s valid until %s -> %s\n", kind, id.str, na_s,
+            f.cert_out);
+    rc = EXIT_VALID;
+out:
+    if (key_pem != NULL) {
+        OPENSSL_cleanse(key_pem, key_pem_len);
+    }
+    free(key_pem);
+    free(pem);
+    sk_X509_pop_free(out_certs, X509_free);
+    X509_free(cert);
+    X509_free(issuer);
+    EVP_PKEY_free(issuer_key);
+    EVP_PKEY_free(key);
+    return rc;
+}
+
+int cmd_svid(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "inspect") == 0) {
+        return inspect(argc - 1, argv + 1);
+    }
+    if (argc >= 2 && strcmp(argv[1], "mint") == 0) {
+        return mint(argc - 1, argv + 1);
+    }
+    FILE *to = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+                   ? stdout
+                   : stderr;
+    fputs(inspect_usage, to);
+    fputs("\n", to);
+    fputs(mint_usage, to);
+    return to == stdout ? EXIT_VALID : EXIT_USAGE;
+}

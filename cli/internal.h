@@ -1,0 +1,27 @@
+/* cli/internal.h: what weftctl's command files share. */
+#ifndef WEFT_CLI_INTERNAL_H
+#define WEFT_CLI_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Exit codes, the same for every command (see `weftctl --help`). */
+enum {
+    EXIT_VALID = 0,   /* success; for checks: everything checked is valid */
+    EXIT_INVALID = 1, /* a check found something invalid, or an operation failed */
+    EXIT_USAGE = 2,   /* bad flags, or an input file that cannot be read */
+};
+
+#define CLI_MAX_INPUT (1 << 20) /* bytes of any one input file */
+
+int cmd_id(int argc, char **argv);
+int cmd_svid(int argc, char **argv);
+
+/* cli_read reads |path| for the flag |what|; on failure it prints why and returns EXIT_USAGE. */
+int cli_read(uint8_t **out, size_t *out_len, const char *what, const char *path);
+
+/* cli_now is the current time, or WEFT_NOW from the environment (RFC 3339) when set, so that
+ * scripts and tests can pin the clock. */
+int64_t cli_now(void);
+
+#endif

@@ -1,0 +1,71 @@
+/* weftctl: the operator's tool. This file dispatches to one file per command group. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/internal.h"
+#include "lib/base/file.h"
+#include "lib/base/timefmt.h"
+
+static const char usage[] =
+    "usage: weftctl <command> [flags]\n"
+    "\n"
+    "Commands:\n"
+    "  id check ID...          check SPIFFE IDs against every rule of SPIFFE-ID.md §2\n"
+    "  svid inspect ...        show an X509-SVID and judge it (chain, key, bundle, time)\n"
+    "  svid mint ...           make a root, an intermediate CA or a leaf SVID (for tests/demos)\n"
+    "\n"
+    "Run `weftctl <command> --help` for the flags of each command.\n"
+    "\n"
+    "Exit codes: 0 valid / done, 1 invalid / failed, 2 usage error or unreadable input file.\n"
+    "Environment: WEFT_NOW=RFC3339 replaces the current time everywhere weftctl reads the clock.\n";
+
+int cli_read(uint8_t **out, size_t *out_len, const char *what, const char *path)
+{
+    int rc = weft_file_read(out, out_len, path, CLI_MAX_INPUT);
+    if (rc == WEFT_ELIMIT) {
+        fprintf(stderr, "weftctl: %s %s: larger than %d bytes\n", what, path, CLI_MAX_INPUT);
+        return EXIT_USAGE;
+    }
+    if (rc != WEFT_OK) {
+        fprintf(stderr, "weftctl: %s %s: %s\n", what, path, strerror(errno));
+        return EXIT_USAGE;
+    }
+    return EXIT_VALID;
+}
+
+int64_t cli_now(void)
+{
+    const char *env = getenv("WEFT_NOW");
+    int64_t t;
+    if (env != NULL && *env != '\0') {
+        if (weft_time_parse_rfc3339(&t, env) == WEFT_OK) {
+            return t;
+        }
+        fprintf(stderr, "weftctl: ignoring WEFT_NOW=%s: not an RFC 3339 time\n", env);
+    }
+    return (int64_t)time(NULL);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(usage, stdout);
+        return EXIT_VALID;
+    }
+    if (strcmp(cmd, "id") == 0) {
+        return cmd_id(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "svid") == 0) {
+        return cmd_svid(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "weftctl: unknown command \"%s\"\n\n%s", cmd, usage);
+    return EXIT_USAGE;
+}
