@@ -526,6 +526,10 @@ static int mint(int argc, char **argv)
                 why.msg);
         return EXIT_USAGE;
     }
+    if (is_leaf && spiffe_id_is_td(&id)) {
+        fprintf(stderr, "weftctl: --id %s: a leaf SVID needs a path (X509-SVID rule B2)\n", f.id);
+        return EXIT_USAGE;
+    }
 
     X509 *issuer = NULL, *cert = NULL;
     EVP_PKEY *issuer_key = NULL, *key = NULL;

@@ -16,6 +16,7 @@ static const char usage[] =
     "  id check ID...          check SPIFFE IDs against every rule of SPIFFE-ID.md §2\n"
     "  svid inspect ...        show an X509-SVID and judge it (chain, key, bundle, time)\n"
     "  svid mint ...           make a root, an intermediate CA or a leaf SVID (for tests/demos)\n"
+    "  bundle convert ...      a trust bundle from PEM to SPIFFE bundle JSON, or back\n"
     "\n"
     "Run `weftctl <command> --help` for the flags of each command.\n"
     "\n"
@@ -62,6 +63,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "id") == 0) {
         return cmd_id(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "bundle") == 0) {
+        return cmd_bundle(argc - 1, argv + 1);
     }
     if (strcmp(cmd, "svid") == 0) {
         return cmd_svid(argc - 1, argv + 1);

@@ -351,10 +351,18 @@ int spiffe_x509svid_verify(struct spiffe_id *out_id, const STACK_OF(X509) *chain
         } else if (err == X509_V_ERR_CERT_NOT_YET_VALID) {
             rule = SPIFFE_RULE_SVID_NOT_YET_VALID;
         }
-        spiffe_why_set(why, rule, depth,
-                       "chain does not verify to the bundle of %.*s: %s (at certificate %d)",
-                       (int)(SPIFFE_SCHEME_PREFIX_LEN + id.td_len), id.str,
-                       X509_verify_cert_error_string(err), depth);
+        if (err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
+            err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT) {
+            spiffe_why_set(why, rule, depth,
+                           "chain does not verify to the bundle of %.*s: no authority in the "
+                           "bundle (and no intermediate in the chain) issued certificate %d",
+                           (int)(SPIFFE_SCHEME_PREFIX_LEN + id.td_len), id.str, depth);
+        } else {
+            spiffe_why_set(why, rule, depth,
+                           "chain does not verify to the bundle of %.*s: %s (at certificate %d)",
+                           (int)(SPIFFE_SCHEME_PREFIX_LEN + id.td_len), id.str,
+                           X509_verify_cert_error_string(err), depth);
+        }
         rc = WEFT_EINVAL;
         goto out;
     }
