@@ -13,10 +13,11 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 status=0
 declare -i passed=0 failed=0
 
-# tally CONFIG_DIR: adds up the Criterion and plain "N passed, M failed" lines of every test log.
+# tally [BAZEL FLAGS]: adds up the Criterion and plain "N passed, M failed" lines of every test
+# log of the last `bazel test` run with those flags.
 tally() {
     local logs
-    logs=$(find "bazel-out/$1/testlogs" -name test.log 2>/dev/null || true)
+    logs=$(find "$(bazel info "$@" bazel-testlogs 2>/dev/null)" -name test.log 2>/dev/null || true)
     [[ -n "$logs" ]] || return 0
     local p f
     read -r p f < <(cat $logs | awk '
@@ -29,15 +30,16 @@ tally() {
 
 echo "== bazel test //..."
 bazel test //... || status=1
-tally k8-fastbuild
+tally
 
 echo "== bazel test --config=asan //... (ASan + UBSan)"
 bazel test --config=asan //... || status=1
-tally k8-fastbuild-asan
+tally --config=asan
 
 if command -v clang >/dev/null; then
     echo "== fuzzing each target for ${FUZZ_SECONDS}s"
     bazel build --config=fuzz //test/fuzz:all || status=1
+    fuzz_bin=$(bazel info --config=fuzz bazel-bin)/test/fuzz
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
     for t in test/fuzz/*_fuzz.c; do
@@ -45,7 +47,7 @@ if command -v clang >/dev/null; then
         corpus=test/fuzz/corpus/${name%_fuzz}
         mkdir -p "$work/$name" "$work/$name.artifacts"
         cp -r "$corpus"/. "$work/$name/" 2>/dev/null || true
-        if "bazel-out/k8-fastbuild-fuzz/bin/test/fuzz/$name" -max_total_time="$FUZZ_SECONDS" \
+        if "$fuzz_bin/$name" -max_total_time="$FUZZ_SECONDS" \
             -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
             -artifact_prefix="$work/$name.artifacts/" "$work/$name" >"$work/$name.log" 2>&1; then
             echo "fuzz $name: $(grep -E '^Done [0-9]+ runs' "$work/$name.log" || echo done), no crash"
