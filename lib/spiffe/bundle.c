@@ -2,6 +2,7 @@
  * shared/reference/spiffe.md §E and B12. JSON is parsed by jansson, never by hand. */
 #include "lib/spiffe/bundle.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -383,6 +384,10 @@ int spiffe_bundle_to_json(char **out, size_t *out_len, const struct spiffe_bundl
             goto out;
         }
     }
+    if (b->has_sequence && b->sequence > INT64_MAX) {
+        rc = WEFT_ELIMIT; /* JSON integers here are signed 64-bit */
+        goto out;
+    }
     if (json_array_extend(keys, b->other_keys) != 0 ||
         (b->has_sequence &&
          json_object_set_new(doc, "spiffe_sequence", json_integer((json_int_t)b->sequence)) != 0) ||
@@ -456,8 +461,11 @@ int spiffe_bundle_set_from_json_map(struct spiffe_bundle_set *set, const uint8_t
     spiffe_why_clear(why);
     json_t *doc = load_json(data, len, why); /* duplicate names are rejected here (E7) */
     if (doc == NULL) {
-        return WEFT_EINVAL;
+        return len > SPIFFE_BUNDLE_MAX_JSON ? WEFT_ELIMIT : WEFT_EINVAL;
     }
+    /* Parse everything into a new set first: on any error |set| is left exactly as it was. */
+    struct spiffe_bundle_set parsed;
+    spiffe_bundle_set_init(&parsed);
     int rc = WEFT_EINVAL;
     json_t *tds = json_object_get(doc, "trust_domains");
     if (!json_is_object(tds)) {
@@ -472,12 +480,16 @@ int spiffe_bundle_set_from_json_map(struct spiffe_bundle_set *set, const uint8_t
         struct spiffe_id td;
         struct spiffe_why td_why;
         if (spiffe_td_parse(&td, name, strlen(name), &td_why) != WEFT_OK) {
-            spiffe_why_set(why, td_why.rule, -1, "trust_domains[\"%s\"]: %s", name, td_why.msg);
+            spiffe_why_set(why, td_why.rule, -1, "trust_domains[\"%.64s\"]: %s", name,
+                           td_why.msg);
+            rc = WEFT_EINVAL;
             goto out;
         }
-        if (spiffe_bundle_set_get0(set, &td) != NULL) {
+        if (spiffe_bundle_set_get0(&parsed, &td) != NULL) {
+            /* "a.org" and "spiffe://a.org" name the same trust domain */
             spiffe_why_set(why, SPIFFE_RULE_BUNDLE_DUPLICATE_TD, -1,
-                           "trust domain \"%s\" appears twice", name);
+                           "trust domain \"%.64s\" appears twice", name);
+            rc = WEFT_EINVAL;
             goto out;
         }
         struct spiffe_bundle *b = spiffe_bundle_new(&td);
@@ -491,15 +503,33 @@ int spiffe_bundle_set_from_json_map(struct spiffe_bundle_set *set, const uint8_t
             }
             goto out;
         }
-        if ((rc = spiffe_bundle_set_put(set, b)) != WEFT_OK) {
+        if ((rc = spiffe_bundle_set_put(&parsed, b)) != WEFT_OK) {
             spiffe_why_set(why, SPIFFE_RULE_BUNDLE_LIMIT, -1, "more than %d trust domains",
                            SPIFFE_BUNDLE_SET_MAX);
             goto out;
         }
-        rc = WEFT_EINVAL;
     }
+    /* Merging can still overflow |set|: count first, then move the bundles over. */
+    size_t num_new = 0;
+    for (size_t i = 0; i < parsed.num_bundles; i++) {
+        num_new += spiffe_bundle_set_get0(set, &parsed.bundles[i]->td) == NULL;
+    }
+    if (set->num_bundles + num_new > SPIFFE_BUNDLE_SET_MAX) {
+        spiffe_why_set(why, SPIFFE_RULE_BUNDLE_LIMIT, -1, "more than %d trust domains",
+                       SPIFFE_BUNDLE_SET_MAX);
+        rc = WEFT_ELIMIT;
+        goto out;
+    }
+    for (size_t i = 0; i < parsed.num_bundles; i++) {
+        if (spiffe_bundle_set_put(set, parsed.bundles[i]) != WEFT_OK) {
+            abort(); /* counted above: cannot happen */
+        }
+        parsed.bundles[i] = NULL;
+    }
+    parsed.num_bundles = 0;
     rc = WEFT_OK;
 out:
+    spiffe_bundle_set_cleanup(&parsed);
     json_decref(doc);
     return rc;
 }

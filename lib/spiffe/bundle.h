@@ -25,7 +25,7 @@ struct spiffe_bundle {
     struct spiffe_id td;       /* spiffe://<td>, no path */
     STACK_OF(X509) *x509;      /* X.509 authorities, owned; never NULL */
     bool has_sequence;
-    uint64_t sequence;         /* E2 */
+    uint64_t sequence;         /* E2; to_json refuses values over INT64_MAX */
     bool has_refresh_hint;
     int64_t refresh_hint_s;    /* E3, seconds */
     struct json_t *other_keys; /* jwt-svid and wit-svid JWKs, kept as given; a JSON array */
@@ -88,7 +88,9 @@ const struct spiffe_bundle *spiffe_bundle_set_get0(const struct spiffe_bundle_se
                                                    const struct spiffe_id *id);
 
 /* spiffe_bundle_set_from_json_map parses a federation bundle map (E7):
- * {"trust_domains": {"<td name>": <bundle>, ...}}; duplicate trust domains are rejected. */
+ * {"trust_domains": {"<td name>": <bundle>, ...}} into |set|, replacing the bundles of the
+ * trust domains it names. A trust domain named twice in the document is rejected. On any error
+ * |set| is left unchanged. */
 WEFT_MUST_USE int spiffe_bundle_set_from_json_map(struct spiffe_bundle_set *set,
                                                   const uint8_t *data, size_t len,
                                                   struct spiffe_why *why);

@@ -102,8 +102,11 @@ int spiffe_certs_decode(STACK_OF(X509) **out, const uint8_t *data, size_t len, s
         rc = WEFT_ELIMIT;
         goto out;
     }
-    if (len == 0 && allow_empty) {
-        rc = WEFT_OK;
+    if (len == 0) {
+        if (!allow_empty) {
+            spiffe_why_set(why, SPIFFE_RULE_SVID_NO_CERT, -1, "no certificates found (empty input)");
+        }
+        rc = allow_empty ? WEFT_OK : WEFT_EINVAL;
         goto out;
     }
     if (looks_like_pem(data, len)) {

@@ -173,6 +173,8 @@ int spiffe_td_parse(struct spiffe_id *out, const char *s, size_t len, struct spi
     } else {
         char buf[SPIFFE_ID_MAX_LEN + 1];
         if (len > SPIFFE_ID_MAX_LEN - SPIFFE_SCHEME_PREFIX_LEN) {
+            out->len = out->td_len = 0;
+            out->str[0] = '\0';
             spiffe_why_clear(why);
             return fail(why, SPIFFE_RULE_ID_TD_TOO_LONG, SPIFFE_TD_MAX_LEN, WEFT_ELIMIT,
                         "trust domain is longer than 255 bytes");

@@ -15,10 +15,7 @@ struct reject_case {
     size_t offset;
 };
 
-static size_t case_len(const char *in, size_t len)
-{
-    return len != 0 ? len : strlen(in);
-}
+static size_t case_len(const char *in, size_t len) { return len != 0 ? len : strlen(in); }
 
 /* expect_parse_rejects checks one rejected input: the code, the rule, the offset, a cleared
  * output, and a message that names the rule's checklist reference. */
@@ -29,8 +26,7 @@ static void expect_parse_rejects(const struct reject_case *c, int want_rc)
     memset(&id, 'x', sizeof(id)); /* so that "left empty" is something the parser did */
     int rc = spiffe_id_parse(&id, c->in, case_len(c->in, c->len), &why);
     cr_assert_eq(rc, want_rc, "%s: rc %d, want %d", c->in, rc, want_rc);
-    cr_assert_eq(why.rule, c->rule, "%s: rule %d (%s), want %d", c->in, why.rule, why.msg,
-                 c->rule);
+    cr_assert_eq(why.rule, c->rule, "%s: rule %d (%s), want %d", c->in, why.rule, why.msg, c->rule);
     cr_assert_eq(why.offset, c->offset, "%s: offset %zu, want %zu (%s)", c->in, why.offset,
                  c->offset, why.msg);
     cr_assert_eq(why.cert_index, -1);
@@ -416,8 +412,7 @@ Test(spiffe_td, a14_accepts_bare_and_id_forms)
     struct spiffe_why why;
     cr_assert_eq(spiffe_id_parse(&want, "spiffe://example.org", 20, NULL), WEFT_OK);
     cr_assert_eq(spiffe_td_parse(&bare, "example.org", 11, &why), WEFT_OK, "%s", why.msg);
-    cr_assert_eq(spiffe_td_parse(&full, "spiffe://example.org", 20, &why), WEFT_OK, "%s",
-                 why.msg);
+    cr_assert_eq(spiffe_td_parse(&full, "spiffe://example.org", 20, &why), WEFT_OK, "%s", why.msg);
     cr_assert_str_eq(bare.str, "spiffe://example.org");
     cr_assert(spiffe_id_equal(&bare, &want));
     cr_assert(spiffe_id_equal(&full, &want));

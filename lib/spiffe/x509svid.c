@@ -245,38 +245,60 @@ int spiffe_x509svid_check(struct spiffe_id *out_id, const STACK_OF(X509) *chain,
     return WEFT_OK;
 }
 
+/* check_window checks one certificate's validity period at |at|; both ends are inclusive
+ * (RFC 5280 §4.1.2.5). |what| names the certificate in the message. */
+static int check_window(const X509 *cert, int index, const char *what, int64_t at,
+                        struct spiffe_why *why)
+{
+    int64_t nb, na;
+    char when[40], edge[40];
+    if (spiffe_cert_validity(&nb, &na, cert) != WEFT_OK) {
+        spiffe_why_set(why, SPIFFE_RULE_SVID_DECODE, index,
+                       "%s has an unreadable validity period", what);
+        return WEFT_EINVAL;
+    }
+    format_time(when, sizeof(when), at);
+    if (at < nb) {
+        format_time(edge, sizeof(edge), nb);
+        spiffe_why_set(why, SPIFFE_RULE_SVID_NOT_YET_VALID, index,
+                       "%s is not valid yet: notBefore %s is after %s", what, edge, when);
+        return WEFT_EINVAL;
+    }
+    if (at > na) {
+        format_time(edge, sizeof(edge), na);
+        spiffe_why_set(why, SPIFFE_RULE_SVID_EXPIRED, index,
+                       "%s has expired: notAfter %s is before %s", what, edge, when);
+        return WEFT_EINVAL;
+    }
+    return WEFT_OK;
+}
+
 int spiffe_x509svid_check_time(const STACK_OF(X509) *chain, int64_t at, struct spiffe_why *why)
 {
     spiffe_why_clear(why);
     for (size_t i = 0; i < sk_X509_num(chain); i++) {
-        int64_t nb, na;
-        char when[40], edge[40];
-        if (spiffe_cert_validity(&nb, &na, sk_X509_value(chain, i)) != WEFT_OK) {
-            spiffe_why_set(why, SPIFFE_RULE_SVID_DECODE, (int)i,
-                           "certificate %zu has an unreadable validity period", i);
-            return WEFT_EINVAL;
-        }
         char what[48];
         if (i == 0) {
             snprintf(what, sizeof(what), "leaf certificate");
         } else {
             snprintf(what, sizeof(what), "signing certificate %zu", i);
         }
-        format_time(when, sizeof(when), at);
-        if (at < nb) {
-            format_time(edge, sizeof(edge), nb);
-            spiffe_why_set(why, SPIFFE_RULE_SVID_NOT_YET_VALID, (int)i,
-                           "%s is not valid yet: notBefore %s is after %s", what, edge, when);
-            return WEFT_EINVAL;
-        }
-        if (at > na) {
-            format_time(edge, sizeof(edge), na);
-            spiffe_why_set(why, SPIFFE_RULE_SVID_EXPIRED, (int)i,
-                           "%s has expired: notAfter %s is before %s", what, edge, when);
-            return WEFT_EINVAL;
-        }
+        TRY(check_window(sk_X509_value(chain, i), (int)i, what, at, why));
     }
     return WEFT_OK;
+}
+
+/* skip_time_errors lets X509_verify_cert build and check the whole path while ignoring its own
+ * validity-period verdicts: BoringSSL treats notAfter as exclusive, RFC 5280 as inclusive, and
+ * we check every certificate of the built path ourselves, with one rule, afterwards. */
+static int skip_time_errors(int ok, X509_STORE_CTX *ctx)
+{
+    int err = X509_STORE_CTX_get_error(ctx);
+    if (!ok && (err == X509_V_ERR_CERT_HAS_EXPIRED || err == X509_V_ERR_CERT_NOT_YET_VALID)) {
+        X509_STORE_CTX_set_error(ctx, X509_V_OK);
+        return 1;
+    }
+    return ok;
 }
 
 int spiffe_x509svid_check_key(const X509 *leaf, const EVP_PKEY *key, struct spiffe_why *why)
@@ -304,6 +326,8 @@ int spiffe_x509svid_verify(struct spiffe_id *out_id, const STACK_OF(X509) *chain
     STACK_OF(X509) *untrusted = NULL;
     struct spiffe_id id;
 
+    out_id->len = out_id->td_len = 0;
+    out_id->str[0] = '\0';
     TRY(spiffe_x509svid_check(&id, chain, why));
     TRY(spiffe_x509svid_check_time(chain, at, why));
     const struct spiffe_bundle *b = spiffe_bundle_set_get0(bundles, &id);
@@ -342,15 +366,11 @@ int spiffe_x509svid_verify(struct spiffe_id *out_id, const STACK_OF(X509) *chain
     /* Bundle certificates are trust anchors whether or not they are self-signed (B12). */
     X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_PARTIAL_CHAIN);
     X509_VERIFY_PARAM_set_depth(param, SPIFFE_MAX_CHAIN);
+    X509_STORE_CTX_set_verify_cb(ctx, skip_time_errors);
     if (X509_verify_cert(ctx) != 1) {
         int err = X509_STORE_CTX_get_error(ctx);
         int depth = X509_STORE_CTX_get_error_depth(ctx);
         enum spiffe_rule rule = SPIFFE_RULE_SVID_CHAIN;
-        if (err == X509_V_ERR_CERT_HAS_EXPIRED) {
-            rule = SPIFFE_RULE_SVID_EXPIRED;
-        } else if (err == X509_V_ERR_CERT_NOT_YET_VALID) {
-            rule = SPIFFE_RULE_SVID_NOT_YET_VALID;
-        }
         if (err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
             err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT) {
             spiffe_why_set(why, rule, depth,
@@ -364,6 +384,13 @@ int spiffe_x509svid_verify(struct spiffe_id *out_id, const STACK_OF(X509) *chain
                            X509_verify_cert_error_string(err), depth);
         }
         rc = WEFT_EINVAL;
+        goto out;
+    }
+    /* The SVID's own certificates were checked above; now the authority the path ends at. */
+    STACK_OF(X509) *path = X509_STORE_CTX_get0_chain(ctx);
+    size_t anchor = sk_X509_num(path) - 1;
+    if ((rc = check_window(sk_X509_value(path, anchor), (int)anchor, "bundle authority", at,
+                           why)) != WEFT_OK) {
         goto out;
     }
     *out_id = id;

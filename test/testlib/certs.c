@@ -56,8 +56,7 @@ int testlib_mint_intermediate(struct testlib_cred *out, const struct testlib_cre
     if ((out->key = spiffe_key_generate(type)) == NULL) {
         return WEFT_ECRYPTO;
     }
-    int rc = spiffe_mint_signing_ca(&out->cert, issuer->cert, issuer->key, out->key, &id, &p,
-                                    NULL);
+    int rc = spiffe_mint_signing_ca(&out->cert, issuer->cert, issuer->key, out->key, &id, &p, NULL);
     if (rc != WEFT_OK) {
         testlib_cred_cleanup(out);
     }
@@ -421,8 +420,7 @@ int testlib_cert_build(X509 **out, const struct testlib_cert_spec *spec, EVP_PKE
     ok = ok && X509_set_subject_name(x, subject) &&
          X509_set_issuer_name(x, issuer != NULL ? X509_get_subject_name(issuer) : subject) &&
          add_basic_constraints(x, spec->basic_constraints) &&
-         (!spec->has_key_usage ||
-          add_key_usage(x, spec->key_usage, spec->key_usage_critical)) &&
+         (!spec->has_key_usage || add_key_usage(x, spec->key_usage, spec->key_usage_critical)) &&
          (!spec->has_eku || add_eku(x, spec)) && add_sans(x, spec) &&
          sign(x, issuer != NULL ? issuer_key : subject_key);
     X509_NAME_free(subject);

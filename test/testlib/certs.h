@@ -58,8 +58,8 @@ WEFT_MUST_USE int testlib_mint_intermediate(struct testlib_cred *out,
 /* testlib_mint_leaf makes a leaf SVID for the SPIFFE ID |id| under |issuer| with
  * spiffe_mint_leaf. */
 WEFT_MUST_USE int testlib_mint_leaf(struct testlib_cred *out, const struct testlib_cred *issuer,
-                                    const char *id, enum spiffe_key_type type,
-                                    int64_t not_before, int64_t ttl_s);
+                                    const char *id, enum spiffe_key_type type, int64_t not_before,
+                                    int64_t ttl_s);
 
 /* struct testlib_pki is a minted root -> (intermediate ->) leaf for TESTLIB_TD, every
  * certificate valid from TESTLIB_NOW - 1 hour for a day, the leaf's ID TESTLIB_LEAF_ID. */
@@ -102,19 +102,19 @@ enum testlib_bc {
 /* struct testlib_cert_spec describes one certificate. The strings are borrowed: they must live
  * until testlib_cert_build returns. */
 struct testlib_cert_spec {
-    const char *subject_cn;               /* NULL: an empty subject */
-    const char *uris[TESTLIB_MAX_URIS];   /* URI SANs, in order, up to the first NULL */
-    const char *dns;                      /* also a DNS SAN, or NULL */
+    const char *subject_cn;             /* NULL: an empty subject */
+    const char *uris[TESTLIB_MAX_URIS]; /* URI SANs, in order, up to the first NULL */
+    const char *dns;                    /* also a DNS SAN, or NULL */
     bool san_critical;
-    bool san_split;                       /* each URI SAN in a subjectAltName of its own */
+    bool san_split; /* each URI SAN in a subjectAltName of its own */
     enum testlib_bc basic_constraints;
     bool has_key_usage;
-    uint32_t key_usage;                   /* KU_* bits of <openssl/x509v3.h> */
+    uint32_t key_usage; /* KU_* bits of <openssl/x509v3.h> */
     bool key_usage_critical;
     bool has_eku;
     bool eku_server_auth;
     bool eku_client_auth;
-    int64_t not_before;                   /* seconds since the epoch */
+    int64_t not_before; /* seconds since the epoch */
     int64_t not_after;
 };
 
@@ -150,11 +150,11 @@ enum testlib_defect {
     TESTLIB_DEFECT_EKU_CLIENT_ONLY,    /* B7 */
     TESTLIB_DEFECT_SAN_NOT_CRITICAL,   /* B3: empty subject, non-critical SAN */
     /* signing certificate (intermediate) */
-    TESTLIB_DEFECT_SIGNER_NOT_CA,      /* B5: cA=false */
-    TESTLIB_DEFECT_SIGNER_NO_BC,       /* B5: no basicConstraints */
-    TESTLIB_DEFECT_SIGNER_NO_CERT_SIGN, /* B5: KU cRLSign alone */
+    TESTLIB_DEFECT_SIGNER_NOT_CA,          /* B5: cA=false */
+    TESTLIB_DEFECT_SIGNER_NO_BC,           /* B5: no basicConstraints */
+    TESTLIB_DEFECT_SIGNER_NO_CERT_SIGN,    /* B5: KU cRLSign alone */
     TESTLIB_DEFECT_SIGNER_KU_NOT_CRITICAL, /* B6 */
-    TESTLIB_DEFECT_SIGNER_WITH_PATH,   /* B5: spiffe://example.org/ca */
+    TESTLIB_DEFECT_SIGNER_WITH_PATH,       /* B5: spiffe://example.org/ca */
 };
 
 /* testlib_spec_break changes |spec| so that it breaks exactly |defect|. */
