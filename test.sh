@@ -3,6 +3,7 @@
 #   1. every test (Criterion unit tests, integration tests, fuzz corpus replays): bazel test //...
 #   2. the same tests under AddressSanitizer + UndefinedBehaviorSanitizer: --config=asan
 #   3. each libFuzzer target for FUZZ_SECONDS (default 20) when clang is there: --config=fuzz
+# after checking that every C file is formatted as .clang-format says.
 # and ends with one line "tests: N passed, M failed". Exit 0 only if everything passed.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -27,6 +28,18 @@ tally() {
     passed+=p
     failed+=f
 }
+
+echo "== clang-format --dry-run (STYLE.md §9, .clang-format)"
+mapfile -t sources < <(find . \( -name 'bazel-*' -o -name .git \) -prune -o \
+    \( -name '*.c' -o -name '*.h' \) -print | sort)
+if clang-format --dry-run --Werror "${sources[@]}"; then
+    echo "format: 1 passed, 0 failed"
+    passed+=1
+else
+    echo "format: 0 passed, 1 failed (run: clang-format -i on the files above)"
+    failed+=1
+    status=1
+fi
 
 echo "== bazel test //..."
 bazel test //... || status=1

@@ -22,9 +22,12 @@ static const char usage[] =
 static int convert(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"td", required_argument, NULL, 't'},       {"in", required_argument, NULL, 'i'},
-        {"format", required_argument, NULL, 'f'},   {"sequence", required_argument, NULL, 's'},
-        {"refresh-hint", required_argument, NULL, 'r'}, {"help", no_argument, NULL, 'h'},
+        {"td", required_argument, NULL, 't'},
+        {"in", required_argument, NULL, 'i'},
+        {"format", required_argument, NULL, 'f'},
+        {"sequence", required_argument, NULL, 's'},
+        {"refresh-hint", required_argument, NULL, 'r'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *td_s = NULL, *in = NULL, *format = "json";
@@ -66,7 +69,8 @@ static int convert(int argc, char **argv)
     }
     if (td_s == NULL || in == NULL || optind != argc ||
         (strcmp(format, "json") != 0 && strcmp(format, "pem") != 0)) {
-        fprintf(stderr, "weftctl: bundle convert needs --td and --in, and --format json or pem\n\n%s",
+        fprintf(stderr,
+                "weftctl: bundle convert needs --td and --in, and --format json or pem\n\n%s",
                 usage);
         return EXIT_USAGE;
     }

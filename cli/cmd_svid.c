@@ -169,7 +169,8 @@ static int load_bundle(struct spiffe_bundle_set *set, const char *path, const st
         why.msg[0] = '\0';
     }
     if (rc != WEFT_OK) {
-        fprintf(stderr, "weftctl: --bundle %s: %s\n", path, why.msg[0] ? why.msg : weft_strerror(rc));
+        fprintf(stderr, "weftctl: --bundle %s: %s\n", path,
+                why.msg[0] ? why.msg : weft_strerror(rc));
         return EXIT_USAGE;
     }
     return EXIT_VALID;
@@ -185,9 +186,9 @@ static int verdict(int ok, const char *why)
 static int inspect(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"cert", required_argument, NULL, 'c'}, {"key", required_argument, NULL, 'k'},
+        {"cert", required_argument, NULL, 'c'},   {"key", required_argument, NULL, 'k'},
         {"bundle", required_argument, NULL, 'b'}, {"at", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     const char *cert_path = NULL, *key_path = NULL, *bundle_path = NULL;
     int64_t at = cli_now();
@@ -205,8 +206,9 @@ static int inspect(int argc, char **argv)
             break;
         case 't':
             if (weft_time_parse_rfc3339(&at, optarg) != WEFT_OK) {
-                fprintf(stderr, "weftctl: --at %s: not an RFC 3339 time "
-                                "(e.g. 2026-01-02T15:04:05Z)\n",
+                fprintf(stderr,
+                        "weftctl: --at %s: not an RFC 3339 time "
+                        "(e.g. 2026-01-02T15:04:05Z)\n",
                         optarg);
                 return EXIT_USAGE;
             }
@@ -239,7 +241,8 @@ static int inspect(int argc, char **argv)
     uint8_t *key_data = NULL;
     size_t key_len = 0;
     if ((rc = cli_read(&data, &len, "--cert", cert_path)) != EXIT_VALID ||
-        (key_path != NULL && (rc = cli_read(&key_data, &key_len, "--key", key_path)) != EXIT_VALID)) {
+        (key_path != NULL &&
+         (rc = cli_read(&key_data, &key_len, "--key", key_path)) != EXIT_VALID)) {
         goto out;
     }
     if (spiffe_certs_decode(&chain, data, len, SPIFFE_MAX_CHAIN, 0, &why) != WEFT_OK) {
@@ -562,10 +565,10 @@ static int mint(int argc, char **argv)
         fprintf(stderr, "weftctl: key generation failed\n");
         goto out;
     }
-    int mrc = is_root  ? spiffe_mint_root(&cert, key, &id, &f.params, &why)
-              : is_int ? spiffe_mint_signing_ca(&cert, issuer, issuer_key, key, &id, &f.params,
-                                                &why)
-                       : spiffe_mint_leaf(&cert, issuer, issuer_key, key, &id, &f.params, &why);
+    int mrc = is_root ? spiffe_mint_root(&cert, key, &id, &f.params, &why)
+              : is_int
+                  ? spiffe_mint_signing_ca(&cert, issuer, issuer_key, key, &id, &f.params, &why)
+                  : spiffe_mint_leaf(&cert, issuer, issuer_key, key, &id, &f.params, &why);
     if (mrc != WEFT_OK) {
         fprintf(stderr, "weftctl: svid mint %s: %s\n", kind, why.msg);
         goto out;
@@ -595,8 +598,7 @@ static int mint(int argc, char **argv)
         na = 0;
     }
     weft_time_format_rfc3339(na_s, na);
-    fprintf(stderr, "weftctl: minted %s %s valid until %s -> %s\n", kind, id.str, na_s,
-            f.cert_out);
+    fprintf(stderr, "weftctl: minted %s %s valid until %s -> %s\n", kind, id.str, na_s, f.cert_out);
     rc = EXIT_VALID;
 out:
     if (key_pem != NULL) {
@@ -620,9 +622,8 @@ int cmd_svid(int argc, char **argv)
     if (argc >= 2 && strcmp(argv[1], "mint") == 0) {
         return mint(argc - 1, argv + 1);
     }
-    FILE *to = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
-                   ? stdout
-                   : stderr;
+    FILE *to = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) ? stdout
+                                                                                           : stderr;
     fputs(inspect_usage, to);
     fputs("\n", to);
     fputs(mint_usage, to);

@@ -10,19 +10,29 @@
 /* An X509SVIDResponse encoded by hand from §F.2/§F.3, independent of protobuf-c. Fields appear in
  * field-number order; the second SVID has no bundle or hint, which proto3 leaves out. */
 static const char x509_svid_response_wire[] =
-    "\x0a\x2f"                            /* svids (1), 47 bytes */
-    "\x0a\x16" "spiffe://example.org/a"   /*   spiffe_id (1) */
-    "\x12\x03" "\x30\x01\x02"             /*   x509_svid (2) */
-    "\x1a\x02" "\x30\x03"                 /*   x509_svid_key (3) */
-    "\x22\x02" "\x30\x04"                 /*   bundle (4) */
-    "\x2a\x08" "internal"                 /*   hint (5) */
-    "\x0a\x20"                            /* svids (1), 32 bytes */
-    "\x0a\x16" "spiffe://example.org/b"   /*   spiffe_id (1) */
-    "\x12\x02" "\x30\x05"                 /*   x509_svid (2) */
-    "\x1a\x02" "\x30\x06"                 /*   x509_svid_key (3) */
-    "\x1a\x19"                            /* federated_bundles (3), one entry, 25 bytes */
-    "\x0a\x12" "spiffe://other.org"       /*   key (1) */
-    "\x12\x03" "\x30\x07\x08";            /*   value (2) */
+    "\x0a\x2f" /* svids (1), 47 bytes */
+    "\x0a\x16"
+    "spiffe://example.org/a" /*   spiffe_id (1) */
+    "\x12\x03"
+    "\x30\x01\x02" /*   x509_svid (2) */
+    "\x1a\x02"
+    "\x30\x03" /*   x509_svid_key (3) */
+    "\x22\x02"
+    "\x30\x04" /*   bundle (4) */
+    "\x2a\x08"
+    "internal" /*   hint (5) */
+    "\x0a\x20" /* svids (1), 32 bytes */
+    "\x0a\x16"
+    "spiffe://example.org/b" /*   spiffe_id (1) */
+    "\x12\x02"
+    "\x30\x05" /*   x509_svid (2) */
+    "\x1a\x02"
+    "\x30\x06" /*   x509_svid_key (3) */
+    "\x1a\x19" /* federated_bundles (3), one entry, 25 bytes */
+    "\x0a\x12"
+    "spiffe://other.org" /*   key (1) */
+    "\x12\x03"
+    "\x30\x07\x08"; /*   value (2) */
 
 static const uint8_t svid_a_der[] = {0x30, 0x01, 0x02};
 static const uint8_t svid_a_key[] = {0x30, 0x03};
@@ -64,7 +74,8 @@ Test(workload_x509_svid_response, packs_to_standard_wire_format)
     b.spiffe_id = "spiffe://example.org/b";
     b.x509_svid = bin(svid_b_der, sizeof(svid_b_der));
     b.x509_svid_key = bin(svid_b_key, sizeof(svid_b_key));
-    X509SVIDResponse__FederatedBundlesEntry other = X509_SVIDRESPONSE__FEDERATED_BUNDLES_ENTRY__INIT;
+    X509SVIDResponse__FederatedBundlesEntry other =
+        X509_SVIDRESPONSE__FEDERATED_BUNDLES_ENTRY__INIT;
     other.key = "spiffe://other.org";
     other.value = bin(other_bundle, sizeof(other_bundle));
 
@@ -188,9 +199,9 @@ Test(workload_validate_jwt_svid_response, round_trips_struct_claims)
     size_t len = validate_jwtsvidresponse__get_packed_size(&in);
     cr_assert_leq(len, sizeof(buf));
     cr_assert_eq(validate_jwtsvidresponse__pack(&in, buf), len);
-    cr_assert_eq(buf[0], 0x0a);                       /* spiffe_id (1) */
+    cr_assert_eq(buf[0], 0x0a); /* spiffe_id (1) */
     cr_assert_eq(buf[1], 22);
-    cr_assert_eq(buf[2 + 22], 0x12);                  /* claims (2) */
+    cr_assert_eq(buf[2 + 22], 0x12); /* claims (2) */
 
     ValidateJWTSVIDResponse *out = validate_jwtsvidresponse__unpack(NULL, len, buf);
     cr_assert_not_null(out);

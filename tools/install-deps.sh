@@ -21,6 +21,7 @@ build_pkgs=(
 )
 test_pkgs=(
     clang libclang-rt-14-dev libfuzzer-14-dev   # --config=fuzz
+    clang-format                                # the format check
 )
 
 pkgs=("${build_pkgs[@]}")

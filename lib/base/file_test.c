@@ -11,10 +11,7 @@
 
 static char dir[] = "/tmp/weft-file-test-XXXXXX";
 
-static void setup(void)
-{
-    cr_assert_not_null(mkdtemp(dir));
-}
+static void setup(void) { cr_assert_not_null(mkdtemp(dir)); }
 
 static void teardown(void)
 {

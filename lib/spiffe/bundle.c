@@ -143,8 +143,8 @@ static int parse_x509_jwk(struct spiffe_bundle *b, json_t *jwk, const char *kty,
                           b64_len)) {
         free(der);
         ERR_clear_error();
-        spiffe_why_set(why, SPIFFE_RULE_BUNDLE_X5C, -1,
-                       "keys[%zu]: x5c[0] is not standard base64", index);
+        spiffe_why_set(why, SPIFFE_RULE_BUNDLE_X5C, -1, "keys[%zu]: x5c[0] is not standard base64",
+                       index);
         return WEFT_EINVAL;
     }
     const uint8_t *p = der;
@@ -237,15 +237,17 @@ static int parse_doc(struct spiffe_bundle *b, json_t *doc, struct spiffe_why *wh
 static json_t *load_json(const uint8_t *data, size_t len, struct spiffe_why *why)
 {
     if (len > SPIFFE_BUNDLE_MAX_JSON) {
-        spiffe_why_set(why, SPIFFE_RULE_BUNDLE_LIMIT, -1, "bundle JSON is %zu bytes, over %d",
-                       len, SPIFFE_BUNDLE_MAX_JSON);
+        spiffe_why_set(why, SPIFFE_RULE_BUNDLE_LIMIT, -1, "bundle JSON is %zu bytes, over %d", len,
+                       SPIFFE_BUNDLE_MAX_JSON);
         return NULL;
     }
     json_error_t err;
     json_t *doc = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &err);
     if (doc == NULL) {
-        spiffe_why_set(why, SPIFFE_RULE_BUNDLE_JSON, -1, "bundle is not valid JSON: %s (line %d, "
-                       "column %d)", err.text, err.line, err.column);
+        spiffe_why_set(why, SPIFFE_RULE_BUNDLE_JSON, -1,
+                       "bundle is not valid JSON: %s (line %d, "
+                       "column %d)",
+                       err.text, err.line, err.column);
     }
     return doc;
 }
@@ -411,10 +413,7 @@ out:
 
 /* --- sets --------------------------------------------------------------------------------- */
 
-void spiffe_bundle_set_init(struct spiffe_bundle_set *set)
-{
-    memset(set, 0, sizeof(*set));
-}
+void spiffe_bundle_set_init(struct spiffe_bundle_set *set) { memset(set, 0, sizeof(*set)); }
 
 void spiffe_bundle_set_cleanup(struct spiffe_bundle_set *set)
 {
@@ -455,8 +454,8 @@ const struct spiffe_bundle *spiffe_bundle_set_get0(const struct spiffe_bundle_se
     return NULL;
 }
 
-int spiffe_bundle_set_from_json_map(struct spiffe_bundle_set *set, const uint8_t *data,
-                                    size_t len, struct spiffe_why *why)
+int spiffe_bundle_set_from_json_map(struct spiffe_bundle_set *set, const uint8_t *data, size_t len,
+                                    struct spiffe_why *why)
 {
     spiffe_why_clear(why);
     json_t *doc = load_json(data, len, why); /* duplicate names are rejected here (E7) */
@@ -480,8 +479,7 @@ int spiffe_bundle_set_from_json_map(struct spiffe_bundle_set *set, const uint8_t
         struct spiffe_id td;
         struct spiffe_why td_why;
         if (spiffe_td_parse(&td, name, strlen(name), &td_why) != WEFT_OK) {
-            spiffe_why_set(why, td_why.rule, -1, "trust_domains[\"%.64s\"]: %s", name,
-                           td_why.msg);
+            spiffe_why_set(why, td_why.rule, -1, "trust_domains[\"%.64s\"]: %s", name, td_why.msg);
             rc = WEFT_EINVAL;
             goto out;
         }
@@ -498,8 +496,7 @@ int spiffe_bundle_set_from_json_map(struct spiffe_bundle_set *set, const uint8_t
             if (why != NULL) {
                 char inner_msg[sizeof(why->msg)];
                 memcpy(inner_msg, why->msg, sizeof(inner_msg));
-                spiffe_why_set(why, why->rule, -1, "trust_domains[\"%.64s\"]: %s", name,
-                               inner_msg);
+                spiffe_why_set(why, why->rule, -1, "trust_domains[\"%.64s\"]: %s", name, inner_msg);
             }
             goto out;
         }

@@ -12,20 +12,20 @@
 #include "lib/spiffe/id.h"
 #include "lib/spiffe/why.h"
 
-#define SPIFFE_BUNDLE_MAX_AUTHORITIES 64   /* X.509 authorities in one bundle */
-#define SPIFFE_BUNDLE_MAX_JWKS 256         /* keys of any kind in one bundle document */
-#define SPIFFE_BUNDLE_MAX_JSON (1 << 20)   /* bytes of one bundle document */
-#define SPIFFE_BUNDLE_SET_MAX 64           /* trust domains in one set */
+#define SPIFFE_BUNDLE_MAX_AUTHORITIES 64    /* X.509 authorities in one bundle */
+#define SPIFFE_BUNDLE_MAX_JWKS 256          /* keys of any kind in one bundle document */
+#define SPIFFE_BUNDLE_MAX_JSON (1 << 20)    /* bytes of one bundle document */
+#define SPIFFE_BUNDLE_SET_MAX 64            /* trust domains in one set */
 #define SPIFFE_BUNDLE_DEFAULT_REFRESH_S 300 /* E3: a low default when the hint is absent */
 
 struct json_t; /* jansson */
 
 /* struct spiffe_bundle is the trust material of one trust domain. */
 struct spiffe_bundle {
-    struct spiffe_id td;       /* spiffe://<td>, no path */
-    STACK_OF(X509) *x509;      /* X.509 authorities, owned; never NULL */
+    struct spiffe_id td;   /* spiffe://<td>, no path */
+    STACK_OF(X509) * x509; /* X.509 authorities, owned; never NULL */
     bool has_sequence;
-    uint64_t sequence;         /* E2; to_json refuses values over INT64_MAX */
+    uint64_t sequence; /* E2; to_json refuses values over INT64_MAX */
     bool has_refresh_hint;
     int64_t refresh_hint_s;    /* E3, seconds */
     struct json_t *other_keys; /* jwt-svid and wit-svid JWKs, kept as given; a JSON array */
@@ -45,8 +45,7 @@ WEFT_MUST_USE int spiffe_bundle_add_x509(struct spiffe_bundle *b, X509 *cert);
  * authorities of |td|. Empty input is an empty bundle. Bundle certificates are trust anchors:
  * the SVID rules do not apply to them. */
 WEFT_MUST_USE int spiffe_bundle_from_pem(struct spiffe_bundle **out, const struct spiffe_id *td,
-                                         const uint8_t *data, size_t len,
-                                         struct spiffe_why *why);
+                                         const uint8_t *data, size_t len, struct spiffe_why *why);
 
 /* spiffe_bundle_to_pem writes the X.509 authorities as PEM, in order. Free |*out| with free(). */
 WEFT_MUST_USE int spiffe_bundle_to_pem(char **out, size_t *out_len, const struct spiffe_bundle *b);
@@ -61,8 +60,7 @@ WEFT_MUST_USE int spiffe_bundle_to_pem(char **out, size_t *out_len, const struct
  *  - duplicate object keys are rejected.
  * jwt-svid and wit-svid JWKs are kept as given, so to_json writes them back. */
 WEFT_MUST_USE int spiffe_bundle_from_json(struct spiffe_bundle **out, const struct spiffe_id *td,
-                                          const uint8_t *data, size_t len,
-                                          struct spiffe_why *why);
+                                          const uint8_t *data, size_t len, struct spiffe_why *why);
 
 /* spiffe_bundle_to_json writes |b| as a SPIFFE bundle: one x509-svid JWK per authority (kty and
  * key parameters, use, x5c; no kid), then the kept JWKs, then spiffe_sequence and

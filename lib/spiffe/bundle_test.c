@@ -1052,9 +1052,9 @@ Test(bundle_map, refreshes_an_existing_set_and_leaves_it_alone_on_error)
     /* A later map refreshes a.org, adds c.org and keeps b.org. */
     const char *refresh = "{\"trust_domains\": {\"a.org\": {\"keys\": [], \"spiffe_sequence\": 2}, "
                           "\"c.org\": {\"keys\": []}}}";
-    cr_assert_eq(spiffe_bundle_set_from_json_map(&set, (const uint8_t *)refresh, strlen(refresh),
-                                                 &why),
-                 WEFT_OK, "%s", why.msg);
+    cr_assert_eq(
+        spiffe_bundle_set_from_json_map(&set, (const uint8_t *)refresh, strlen(refresh), &why),
+        WEFT_OK, "%s", why.msg);
     cr_assert_eq(set.num_bundles, 3);
     cr_assert_eq(spiffe_bundle_set_get0(&set, &a)->sequence, 2);
     cr_assert_eq(spiffe_bundle_set_get0(&set, &b), b_before);
@@ -1063,11 +1063,11 @@ Test(bundle_map, refreshes_an_existing_set_and_leaves_it_alone_on_error)
     /* A map that fails half way (its second trust domain is bad) changes nothing. */
     const char *bad = "{\"trust_domains\": {\"a.org\": {\"keys\": [], \"spiffe_sequence\": 3}, "
                       "\"d.org\": {\"keys\": 5}}}";
-    cr_assert_eq(
-        spiffe_bundle_set_from_json_map(&set, (const uint8_t *)bad, strlen(bad), &why),
-        WEFT_EINVAL);
+    cr_assert_eq(spiffe_bundle_set_from_json_map(&set, (const uint8_t *)bad, strlen(bad), &why),
+                 WEFT_EINVAL);
     cr_assert_eq(set.num_bundles, 3);
-    cr_assert_eq(spiffe_bundle_set_get0(&set, &a)->sequence, 2, "a.org was replaced by a failed map");
+    cr_assert_eq(spiffe_bundle_set_get0(&set, &a)->sequence, 2,
+                 "a.org was replaced by a failed map");
     spiffe_bundle_set_cleanup(&set);
 }
 

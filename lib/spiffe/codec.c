@@ -84,7 +84,7 @@ static int parse_der_cert(X509 **out, CBS *in, size_t index, struct spiffe_why *
     return WEFT_OK;
 }
 
-int spiffe_certs_decode(STACK_OF(X509) **out, const uint8_t *data, size_t len, size_t max_certs,
+int spiffe_certs_decode(STACK_OF(X509) * *out, const uint8_t *data, size_t len, size_t max_certs,
                         int allow_empty, struct spiffe_why *why)
 {
     int rc = WEFT_EINVAL;
@@ -104,7 +104,8 @@ int spiffe_certs_decode(STACK_OF(X509) **out, const uint8_t *data, size_t len, s
     }
     if (len == 0) {
         if (!allow_empty) {
-            spiffe_why_set(why, SPIFFE_RULE_SVID_NO_CERT, -1, "no certificates found (empty input)");
+            spiffe_why_set(why, SPIFFE_RULE_SVID_NO_CERT, -1,
+                           "no certificates found (empty input)");
         }
         rc = allow_empty ? WEFT_OK : WEFT_EINVAL;
         goto out;
@@ -244,7 +245,8 @@ int spiffe_key_decode(EVP_PKEY **out, const uint8_t *data, size_t len, struct sp
             break;
         }
         if (done) {
-            spiffe_why_set(why, SPIFFE_RULE_SVID_KEY, -1, "no private key found (no PRIVATE KEY block)");
+            spiffe_why_set(why, SPIFFE_RULE_SVID_KEY, -1,
+                           "no private key found (no PRIVATE KEY block)");
             rc = WEFT_EINVAL;
             break;
         }
@@ -283,7 +285,7 @@ static int copy_bio(char **out, size_t *out_len, BIO *bio)
     return WEFT_OK;
 }
 
-int spiffe_certs_to_pem(char **out, size_t *out_len, const STACK_OF(X509) *certs)
+int spiffe_certs_to_pem(char **out, size_t *out_len, const STACK_OF(X509) * certs)
 {
     BIO *bio = BIO_new(BIO_s_mem());
     int rc = WEFT_ECRYPTO;
@@ -321,7 +323,7 @@ int spiffe_key_to_pem(char **out, size_t *out_len, const EVP_PKEY *key)
     return rc;
 }
 
-int spiffe_certs_to_der(uint8_t **out, size_t *out_len, const STACK_OF(X509) *certs)
+int spiffe_certs_to_der(uint8_t **out, size_t *out_len, const STACK_OF(X509) * certs)
 {
     CBB cbb;
     if (!CBB_init(&cbb, 2048)) {

@@ -13,8 +13,8 @@ static int check_path(const char *s, size_t start, size_t end, struct spiffe_why
 static int fail(struct spiffe_why *why, enum spiffe_rule rule, size_t offset, int rc,
                 const char *msg)
 {
-    spiffe_why_set(why, rule, -1, "%s (SPIFFE-ID rule %s, at byte %zu)", msg,
-                   spiffe_rule_ref(rule), offset);
+    spiffe_why_set(why, rule, -1, "%s (SPIFFE-ID rule %s, at byte %zu)", msg, spiffe_rule_ref(rule),
+                   offset);
     if (why != NULL) {
         why->offset = offset;
     }
@@ -26,10 +26,7 @@ static int is_td_char(unsigned char c)
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_';
 }
 
-static int is_path_char(unsigned char c)
-{
-    return is_td_char(c) || (c >= 'A' && c <= 'Z');
-}
+static int is_path_char(unsigned char c) { return is_td_char(c) || (c >= 'A' && c <= 'Z'); }
 
 /* check_td checks the trust domain s[start..end) (A2, A3, A4, A12). */
 static int check_td(const char *s, size_t start, size_t end, struct spiffe_why *why)
@@ -110,7 +107,8 @@ static int check_path(const char *s, size_t start, size_t end, struct spiffe_why
             return fail(why, SPIFFE_RULE_ID_EMPTY_SEGMENT, i, WEFT_EINVAL,
                         "path must not contain an empty segment ('//')");
         }
-        if ((seg_len == 1 && s[seg] == '.') || (seg_len == 2 && s[seg] == '.' && s[seg + 1] == '.')) {
+        if ((seg_len == 1 && s[seg] == '.') ||
+            (seg_len == 2 && s[seg] == '.' && s[seg + 1] == '.')) {
             return fail(why, SPIFFE_RULE_ID_DOT_SEGMENT, seg, WEFT_EINVAL,
                         "path segments '.' and '..' are not allowed");
         }
@@ -186,8 +184,9 @@ int spiffe_td_parse(struct spiffe_id *out, const char *s, size_t len, struct spi
             out->len = out->td_len = 0;
             out->str[0] = '\0';
             spiffe_why_clear(why);
-            return fail(why, SPIFFE_RULE_ID_TD_CHAR, (size_t)((const char *)memchr(s, '/', len) - s),
-                        WEFT_EINVAL, "trust domain may contain only a-z 0-9 . - _");
+            return fail(why, SPIFFE_RULE_ID_TD_CHAR,
+                        (size_t)((const char *)memchr(s, '/', len) - s), WEFT_EINVAL,
+                        "trust domain may contain only a-z 0-9 . - _");
         }
         rc = spiffe_id_parse(out, buf, len + SPIFFE_SCHEME_PREFIX_LEN, why);
         if (rc != WEFT_OK && why != NULL && why->offset >= SPIFFE_SCHEME_PREFIX_LEN) {

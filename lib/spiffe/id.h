@@ -26,7 +26,8 @@ struct spiffe_id {
 
 /* spiffe_id_parse checks the |len| bytes at |s| against every rule of §A and, on success, copies
  * them into |out| and returns WEFT_OK. Otherwise it returns WEFT_EINVAL (WEFT_ELIMIT for the length
- * rules), leaves |out| empty and says in |why| (may be NULL) which rule failed and at which byte. */
+ * rules), leaves |out| empty and says in |why| (may be NULL) which rule failed and at which byte.
+ */
 WEFT_MUST_USE int spiffe_id_parse(struct spiffe_id *out, const char *s, size_t len,
                                   struct spiffe_why *why);
 

@@ -22,9 +22,8 @@ static int build(X509 **out, enum cert_kind kind, const X509 *issuer, EVP_PKEY *
 EVP_PKEY *spiffe_key_generate(enum spiffe_key_type type)
 {
     EVP_PKEY *key = NULL;
-    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_id(type == SPIFFE_KEY_ED25519 ? EVP_PKEY_ED25519
-                                                                       : EVP_PKEY_EC,
-                                            NULL);
+    EVP_PKEY_CTX *ctx =
+        EVP_PKEY_CTX_new_id(type == SPIFFE_KEY_ED25519 ? EVP_PKEY_ED25519 : EVP_PKEY_EC, NULL);
     if (ctx == NULL || !EVP_PKEY_keygen_init(ctx) ||
         (type == SPIFFE_KEY_EC_P256 &&
          !EVP_PKEY_CTX_set_ec_paramgen_curve_nid(ctx, NID_X9_62_prime256v1)) ||
@@ -197,8 +196,8 @@ static int build(X509 **out, enum cert_kind kind, const X509 *issuer, EVP_PKEY *
         return WEFT_EINVAL;
     }
     if (p->ttl_s <= 0 || p->serial_len > SPIFFE_SERIAL_MAX_LEN) {
-        spiffe_why_set(why, SPIFFE_RULE_MINT, -1, "TTL must be positive and serial at most %d bytes",
-                       SPIFFE_SERIAL_MAX_LEN);
+        spiffe_why_set(why, SPIFFE_RULE_MINT, -1,
+                       "TTL must be positive and serial at most %d bytes", SPIFFE_SERIAL_MAX_LEN);
         return WEFT_EINVAL;
     }
     int64_t not_after = p->not_before + p->ttl_s;
@@ -238,11 +237,12 @@ static int build(X509 **out, enum cert_kind kind, const X509 *issuer, EVP_PKEY *
         snprintf(cn, sizeof(cn), "weft %s %.*s", kind == KIND_ROOT ? "root" : "intermediate",
                  (int)td_len, td);
         name = X509_NAME_new();
-        ok = name != NULL &&
-             X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, (const uint8_t *)"weft", -1, -1,
-                                        0) &&
-             X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const uint8_t *)cn, -1, -1, 0) &&
-             X509_set_subject_name(x, name);
+        ok =
+            name != NULL &&
+            X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, (const uint8_t *)"weft", -1, -1,
+                                       0) &&
+            X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const uint8_t *)cn, -1, -1, 0) &&
+            X509_set_subject_name(x, name);
     }
     if (ok) {
         ok = X509_set_issuer_name(x, kind == KIND_ROOT ? X509_get_subject_name(x)
@@ -252,7 +252,8 @@ static int build(X509 **out, enum cert_kind kind, const X509 *issuer, EVP_PKEY *
         ok = add_basic_constraints(x, 0) && add_key_usage(x, 1 << KU_BIT_DIGITAL_SIGNATURE) &&
              add_eku_tls(x) && add_uri_san(x, id, 1);
     } else if (ok) {
-        ok = add_basic_constraints(x, 1) && add_key_usage(x, (1 << KU_BIT_KEY_CERT_SIGN) | (1 << KU_BIT_CRL_SIGN)) &&
+        ok = add_basic_constraints(x, 1) &&
+             add_key_usage(x, (1 << KU_BIT_KEY_CERT_SIGN) | (1 << KU_BIT_CRL_SIGN)) &&
              add_uri_san(x, id, 0);
     }
     ok = ok && add_key_ids(x, kind == KIND_ROOT ? x : issuer) &&
@@ -316,7 +317,7 @@ int spiffe_csr_decode(EVP_PKEY **out_pub, const uint8_t *data, size_t len, struc
         EVP_PKEY_free(pub);
         spiffe_why_set(why, SPIFFE_RULE_SVID_DECODE, -1,
                        !decoded ? "input is not a PKCS#10 certificate request"
-                                   : "certificate request's self-signature does not verify");
+                                : "certificate request's self-signature does not verify");
         return WEFT_EINVAL;
     }
     *out_pub = pub;

@@ -9,48 +9,48 @@
 enum spiffe_rule {
     SPIFFE_RULE_NONE = 0,
     /* SPIFFE IDs (SPIFFE-ID.md §2) */
-    SPIFFE_RULE_ID_EMPTY,            /* A1 */
-    SPIFFE_RULE_ID_SCHEME,           /* A1 */
-    SPIFFE_RULE_ID_TD_EMPTY,         /* A2 */
-    SPIFFE_RULE_ID_TD_CHAR,          /* A3 */
-    SPIFFE_RULE_ID_TD_USERINFO,      /* A3 */
-    SPIFFE_RULE_ID_TD_PORT,          /* A3 */
-    SPIFFE_RULE_ID_TD_UPPERCASE,     /* A4 */
-    SPIFFE_RULE_ID_PATH_CHAR,        /* A7 */
-    SPIFFE_RULE_ID_DOT_SEGMENT,      /* A8 */
-    SPIFFE_RULE_ID_EMPTY_SEGMENT,    /* A9 */
-    SPIFFE_RULE_ID_TRAILING_SLASH,   /* A9 */
-    SPIFFE_RULE_ID_PERCENT,          /* A10 */
-    SPIFFE_RULE_ID_QUERY_FRAGMENT,   /* A11 */
-    SPIFFE_RULE_ID_TOO_LONG,         /* A12 */
-    SPIFFE_RULE_ID_TD_TOO_LONG,      /* A12 */
-    SPIFFE_RULE_ID_NUL,              /* A3/A7: a NUL byte inside the ID */
-    SPIFFE_RULE_ID_HAS_PATH,         /* A14: a trust domain name was expected */
+    SPIFFE_RULE_ID_EMPTY,          /* A1 */
+    SPIFFE_RULE_ID_SCHEME,         /* A1 */
+    SPIFFE_RULE_ID_TD_EMPTY,       /* A2 */
+    SPIFFE_RULE_ID_TD_CHAR,        /* A3 */
+    SPIFFE_RULE_ID_TD_USERINFO,    /* A3 */
+    SPIFFE_RULE_ID_TD_PORT,        /* A3 */
+    SPIFFE_RULE_ID_TD_UPPERCASE,   /* A4 */
+    SPIFFE_RULE_ID_PATH_CHAR,      /* A7 */
+    SPIFFE_RULE_ID_DOT_SEGMENT,    /* A8 */
+    SPIFFE_RULE_ID_EMPTY_SEGMENT,  /* A9 */
+    SPIFFE_RULE_ID_TRAILING_SLASH, /* A9 */
+    SPIFFE_RULE_ID_PERCENT,        /* A10 */
+    SPIFFE_RULE_ID_QUERY_FRAGMENT, /* A11 */
+    SPIFFE_RULE_ID_TOO_LONG,       /* A12 */
+    SPIFFE_RULE_ID_TD_TOO_LONG,    /* A12 */
+    SPIFFE_RULE_ID_NUL,            /* A3/A7: a NUL byte inside the ID */
+    SPIFFE_RULE_ID_HAS_PATH,       /* A14: a trust domain name was expected */
     /* X509-SVID (X509-SVID.md) */
-    SPIFFE_RULE_SVID_DECODE,         /* the bytes are not a certificate / key at all */
-    SPIFFE_RULE_SVID_NO_CERT,        /* no certificate in the input */
-    SPIFFE_RULE_SVID_CHAIN_TOO_LONG, /* over SPIFFE_MAX_CHAIN certificates */
-    SPIFFE_RULE_SVID_URI_SAN_COUNT,  /* B1 */
-    SPIFFE_RULE_SVID_URI_SAN_ID,     /* B1: the URI SAN is not a valid SPIFFE ID */
-    SPIFFE_RULE_SVID_ROOT_PATH,      /* B2 */
-    SPIFFE_RULE_SVID_SAN_CRITICAL,   /* B3 */
-    SPIFFE_RULE_SVID_LEAF_CA,        /* B4 */
-    SPIFFE_RULE_SVID_KU_MISSING,     /* B6 */
-    SPIFFE_RULE_SVID_KU_CRITICAL,    /* B6 */
-    SPIFFE_RULE_SVID_KU_DIGSIG,      /* B6 */
-    SPIFFE_RULE_SVID_KU_CERTSIGN,    /* B6 */
-    SPIFFE_RULE_SVID_KU_CRLSIGN,     /* B6 */
-    SPIFFE_RULE_SVID_EKU,            /* B7 */
-    SPIFFE_RULE_SVID_SIGNER_CA,      /* B5 */
+    SPIFFE_RULE_SVID_DECODE,          /* the bytes are not a certificate / key at all */
+    SPIFFE_RULE_SVID_NO_CERT,         /* no certificate in the input */
+    SPIFFE_RULE_SVID_CHAIN_TOO_LONG,  /* over SPIFFE_MAX_CHAIN certificates */
+    SPIFFE_RULE_SVID_URI_SAN_COUNT,   /* B1 */
+    SPIFFE_RULE_SVID_URI_SAN_ID,      /* B1: the URI SAN is not a valid SPIFFE ID */
+    SPIFFE_RULE_SVID_ROOT_PATH,       /* B2 */
+    SPIFFE_RULE_SVID_SAN_CRITICAL,    /* B3 */
+    SPIFFE_RULE_SVID_LEAF_CA,         /* B4 */
+    SPIFFE_RULE_SVID_KU_MISSING,      /* B6 */
+    SPIFFE_RULE_SVID_KU_CRITICAL,     /* B6 */
+    SPIFFE_RULE_SVID_KU_DIGSIG,       /* B6 */
+    SPIFFE_RULE_SVID_KU_CERTSIGN,     /* B6 */
+    SPIFFE_RULE_SVID_KU_CRLSIGN,      /* B6 */
+    SPIFFE_RULE_SVID_EKU,             /* B7 */
+    SPIFFE_RULE_SVID_SIGNER_CA,       /* B5 */
     SPIFFE_RULE_SVID_SIGNER_CERTSIGN, /* B5 */
-    SPIFFE_RULE_SVID_SIGNER_PATH,    /* B5 */
-    SPIFFE_RULE_SVID_WEAK_KEY,       /* weft: RSA under 2048 bits, or an unsupported key type */
-    SPIFFE_RULE_SVID_NOT_YET_VALID,  /* B9 */
-    SPIFFE_RULE_SVID_EXPIRED,        /* B9 */
-    SPIFFE_RULE_SVID_NO_BUNDLE,      /* B9: no bundle for the leaf's trust domain */
-    SPIFFE_RULE_SVID_CHAIN,          /* B9: path validation failed */
-    SPIFFE_RULE_SVID_KEY,            /* the private key is unreadable */
-    SPIFFE_RULE_SVID_KEY_MISMATCH,   /* the private key does not belong to the leaf */
+    SPIFFE_RULE_SVID_SIGNER_PATH,     /* B5 */
+    SPIFFE_RULE_SVID_WEAK_KEY,        /* weft: RSA under 2048 bits, or an unsupported key type */
+    SPIFFE_RULE_SVID_NOT_YET_VALID,   /* B9 */
+    SPIFFE_RULE_SVID_EXPIRED,         /* B9 */
+    SPIFFE_RULE_SVID_NO_BUNDLE,       /* B9: no bundle for the leaf's trust domain */
+    SPIFFE_RULE_SVID_CHAIN,           /* B9: path validation failed */
+    SPIFFE_RULE_SVID_KEY,             /* the private key is unreadable */
+    SPIFFE_RULE_SVID_KEY_MISMATCH,    /* the private key does not belong to the leaf */
     /* SPIFFE bundles (SPIFFE_Trust_Domain_and_Bundle.md §4) */
     SPIFFE_RULE_BUNDLE_JSON,         /* E1: not a JSON object / malformed member */
     SPIFFE_RULE_BUNDLE_KEYS,         /* E1: `keys` missing or not an array */
@@ -77,8 +77,8 @@ struct spiffe_why {
 void spiffe_why_clear(struct spiffe_why *why);
 
 /* spiffe_why_set records |rule| with a printf-style message in |why| (which may be NULL). */
-void spiffe_why_set(struct spiffe_why *why, enum spiffe_rule rule, int cert_index,
-                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void spiffe_why_set(struct spiffe_why *why, enum spiffe_rule rule, int cert_index, const char *fmt,
+                    ...) __attribute__((format(printf, 4, 5)));
 
 /* spiffe_rule_ref returns the checklist reference of |rule| ("A3", "B6", ...), or "". */
 const char *spiffe_rule_ref(enum spiffe_rule rule);

@@ -121,8 +121,7 @@ static int check_leaf(struct spiffe_id *out_id, X509 *leaf, struct spiffe_why *w
     }
     if (spiffe_id_is_td(out_id)) {
         spiffe_why_set(why, SPIFFE_RULE_SVID_ROOT_PATH, 0,
-                       "leaf ID %s has no path; a leaf SVID needs a non-root path",
-                       out_id->str);
+                       "leaf ID %s has no path; a leaf SVID needs a non-root path", out_id->str);
         return WEFT_EINVAL;
     }
     if (flags & EXFLAG_CA) {
@@ -187,8 +186,7 @@ static int check_signer(X509 *cert, int index, struct spiffe_why *why)
     }
     if (!(flags & EXFLAG_CA)) {
         spiffe_why_set(why, SPIFFE_RULE_SVID_SIGNER_CA, index,
-                       "signing certificate must have CA flag set to true (certificate %d)",
-                       index);
+                       "signing certificate must have CA flag set to true (certificate %d)", index);
         return WEFT_EINVAL;
     }
     if (!(flags & EXFLAG_KUSAGE) || !(X509_get_key_usage(cert) & KU_KEY_CERT_SIGN)) {
@@ -220,7 +218,7 @@ static int check_signer(X509 *cert, int index, struct spiffe_why *why)
     return WEFT_OK;
 }
 
-int spiffe_x509svid_check(struct spiffe_id *out_id, const STACK_OF(X509) *chain,
+int spiffe_x509svid_check(struct spiffe_id *out_id, const STACK_OF(X509) * chain,
                           struct spiffe_why *why)
 {
     spiffe_why_clear(why);
@@ -253,8 +251,8 @@ static int check_window(const X509 *cert, int index, const char *what, int64_t a
     int64_t nb, na;
     char when[40], edge[40];
     if (spiffe_cert_validity(&nb, &na, cert) != WEFT_OK) {
-        spiffe_why_set(why, SPIFFE_RULE_SVID_DECODE, index,
-                       "%s has an unreadable validity period", what);
+        spiffe_why_set(why, SPIFFE_RULE_SVID_DECODE, index, "%s has an unreadable validity period",
+                       what);
         return WEFT_EINVAL;
     }
     format_time(when, sizeof(when), at);
@@ -273,7 +271,7 @@ static int check_window(const X509 *cert, int index, const char *what, int64_t a
     return WEFT_OK;
 }
 
-int spiffe_x509svid_check_time(const STACK_OF(X509) *chain, int64_t at, struct spiffe_why *why)
+int spiffe_x509svid_check_time(const STACK_OF(X509) * chain, int64_t at, struct spiffe_why *why)
 {
     spiffe_why_clear(why);
     for (size_t i = 0; i < sk_X509_num(chain); i++) {
@@ -316,7 +314,7 @@ int spiffe_x509svid_check_key(const X509 *leaf, const EVP_PKEY *key, struct spif
     return WEFT_OK;
 }
 
-int spiffe_x509svid_verify(struct spiffe_id *out_id, const STACK_OF(X509) *chain,
+int spiffe_x509svid_verify(struct spiffe_id *out_id, const STACK_OF(X509) * chain,
                            const struct spiffe_bundle_set *bundles, int64_t at,
                            struct spiffe_why *why)
 {

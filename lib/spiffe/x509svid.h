@@ -18,7 +18,7 @@
 
 struct spiffe_bundle_set;
 
-#define SPIFFE_MAX_CHAIN 8            /* certificates in one SVID chain */
+#define SPIFFE_MAX_CHAIN 8             /* certificates in one SVID chain */
 #define SPIFFE_MAX_PEM_INPUT (1 << 20) /* bytes of PEM/DER we agree to decode at once */
 
 /* --- decoding ---------------------------------------------------------------------------- */
@@ -28,7 +28,7 @@ struct spiffe_bundle_set;
  * concatenated DER (the Workload API's encoding). At most |max_certs| are accepted. On success
  * |*out| is a new stack the caller frees with sk_X509_pop_free (it may be empty when
  * |allow_empty|). On failure |*out| is NULL and |why| says what could not be read. */
-WEFT_MUST_USE int spiffe_certs_decode(STACK_OF(X509) **out, const uint8_t *data, size_t len,
+WEFT_MUST_USE int spiffe_certs_decode(STACK_OF(X509) * *out, const uint8_t *data, size_t len,
                                       size_t max_certs, int allow_empty, struct spiffe_why *why);
 
 /* spiffe_key_decode reads one unencrypted PKCS#8 private key: the first PRIVATE KEY block of PEM
@@ -38,24 +38,24 @@ WEFT_MUST_USE int spiffe_key_decode(EVP_PKEY **out, const uint8_t *data, size_t 
 
 /* spiffe_certs_to_pem / spiffe_key_to_pem encode into a new NUL-terminated buffer the caller
  * frees with free(). The key is written as PKCS#8 "PRIVATE KEY". */
-WEFT_MUST_USE int spiffe_certs_to_pem(char **out, size_t *out_len, const STACK_OF(X509) *certs);
+WEFT_MUST_USE int spiffe_certs_to_pem(char **out, size_t *out_len, const STACK_OF(X509) * certs);
 WEFT_MUST_USE int spiffe_key_to_pem(char **out, size_t *out_len, const EVP_PKEY *key);
 
 /* spiffe_certs_to_der writes the certificates' DER back to back (Workload API x509_svid and
  * bundle fields). The caller frees |*out| with free(). */
-WEFT_MUST_USE int spiffe_certs_to_der(uint8_t **out, size_t *out_len, const STACK_OF(X509) *certs);
+WEFT_MUST_USE int spiffe_certs_to_der(uint8_t **out, size_t *out_len, const STACK_OF(X509) * certs);
 
 /* --- checks ------------------------------------------------------------------------------- */
 
 /* spiffe_x509svid_check applies the per-certificate SPIFFE rules, in go-spiffe's order (B11):
  * the leaf (B1-B4, B6, B7, B10) and then each further certificate as a signing certificate
  * (B5, B6). It checks neither time nor signatures. On success the leaf's ID is in |out_id|. */
-WEFT_MUST_USE int spiffe_x509svid_check(struct spiffe_id *out_id, const STACK_OF(X509) *chain,
+WEFT_MUST_USE int spiffe_x509svid_check(struct spiffe_id *out_id, const STACK_OF(X509) * chain,
                                         struct spiffe_why *why);
 
 /* spiffe_x509svid_check_time checks that every certificate of |chain| is valid at |at|
  * (notBefore <= at <= notAfter). */
-WEFT_MUST_USE int spiffe_x509svid_check_time(const STACK_OF(X509) *chain, int64_t at,
+WEFT_MUST_USE int spiffe_x509svid_check_time(const STACK_OF(X509) * chain, int64_t at,
                                              struct spiffe_why *why);
 
 /* spiffe_x509svid_check_key checks that |key| is the private key of |leaf|. */
@@ -66,7 +66,7 @@ WEFT_MUST_USE int spiffe_x509svid_check_key(const X509 *leaf, const EVP_PKEY *ke
  * path validation at time |at| from the leaf through the chain's intermediates to an authority
  * in the bundle of the leaf's own trust domain (B9). A bundle for another trust domain never
  * helps. On success |out_id| holds the peer ID. */
-WEFT_MUST_USE int spiffe_x509svid_verify(struct spiffe_id *out_id, const STACK_OF(X509) *chain,
+WEFT_MUST_USE int spiffe_x509svid_verify(struct spiffe_id *out_id, const STACK_OF(X509) * chain,
                                          const struct spiffe_bundle_set *bundles, int64_t at,
                                          struct spiffe_why *why);
 

@@ -46,7 +46,7 @@ static void expect_why(const struct spiffe_why *why, enum spiffe_rule rule, int 
     cr_assert_neq(why->msg[0], '\0', "%s: no message", what);
 }
 
-static char *pem_of_stack(STACK_OF(X509) *certs, size_t *out_len)
+static char *pem_of_stack(STACK_OF(X509) * certs, size_t *out_len)
 {
     char *pem = NULL;
     cr_assert_eq(spiffe_certs_to_pem(&pem, out_len, certs), WEFT_OK);
@@ -976,7 +976,7 @@ Test(x509svid_key_decode, input_past_the_limit)
 
 /* --- certificate decoding ------------------------------------------------------------------ */
 
-static void expect_same_certs(STACK_OF(X509) *got, STACK_OF(X509) *want)
+static void expect_same_certs(STACK_OF(X509) * got, STACK_OF(X509) * want)
 {
     cr_assert_eq(sk_X509_num(got), sk_X509_num(want));
     for (size_t i = 0; i < sk_X509_num(want); i++) {

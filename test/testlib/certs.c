@@ -105,7 +105,7 @@ void testlib_pki_cleanup(struct testlib_pki *pki)
     testlib_cred_cleanup(&pki->leaf);
 }
 
-STACK_OF(X509) *testlib_chain(X509 *const *certs, size_t num_certs)
+STACK_OF(X509) * testlib_chain(X509 *const *certs, size_t num_certs)
 {
     STACK_OF(X509) *chain = sk_X509_new_null();
     for (size_t i = 0; chain != NULL && i < num_certs; i++) {
@@ -118,7 +118,7 @@ STACK_OF(X509) *testlib_chain(X509 *const *certs, size_t num_certs)
     return chain;
 }
 
-STACK_OF(X509) *testlib_pki_chain(const struct testlib_pki *pki)
+STACK_OF(X509) * testlib_pki_chain(const struct testlib_pki *pki)
 {
     X509 *certs[2] = {pki->leaf.cert, pki->inter.cert};
     return testlib_chain(certs, pki->inter.cert != NULL ? 2 : 1);

@@ -79,11 +79,11 @@ void testlib_pki_cleanup(struct testlib_pki *pki);
 
 /* testlib_pki_chain returns a new stack holding references to the leaf and, if there is one,
  * the intermediate: the chain an SVID carries. Free it with sk_X509_pop_free(.., X509_free). */
-STACK_OF(X509) *testlib_pki_chain(const struct testlib_pki *pki);
+STACK_OF(X509) * testlib_pki_chain(const struct testlib_pki *pki);
 
 /* testlib_chain returns a new stack holding a reference to each of the |num_certs| certificates
  * of |certs|, in order (leaf first). Free it with sk_X509_pop_free(.., X509_free). */
-STACK_OF(X509) *testlib_chain(X509 *const *certs, size_t num_certs);
+STACK_OF(X509) * testlib_chain(X509 *const *certs, size_t num_certs);
 
 /* testlib_bundle_set_add puts into |set| a bundle for the trust domain |td| (a bare name)
  * holding |root| (a new reference). */
