@@ -16,7 +16,7 @@
 #include "lib/spiffe/bundle.h"
 #include "lib/spiffe/x509svid.h"
 #include "test/testlib/certs.h"
-#include "test/testlib/files.h"
+#include "lib/base/file.h"
 
 #define GO_SPIFFE "test/testdata/go-spiffe/"
 
@@ -32,7 +32,7 @@ static struct spiffe_id td_id(const char *name)
 static uint8_t *read_file(const char *path, size_t *out_len)
 {
     uint8_t *data;
-    cr_assert_eq(testlib_read_file(&data, out_len, path), WEFT_OK, "%s", path);
+    cr_assert_eq(weft_file_read(&data, out_len, path, 1 << 20), WEFT_OK, "%s", path);
     return data;
 }
 

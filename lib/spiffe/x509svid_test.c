@@ -18,7 +18,7 @@
 #include "lib/spiffe/bundle.h"
 #include "lib/spiffe/x509svid.h"
 #include "test/testlib/certs.h"
-#include "test/testlib/files.h"
+#include "lib/base/file.h"
 
 #define GO_SPIFFE "test/testdata/go-spiffe/"
 
@@ -945,7 +945,7 @@ Test(x509svid_key_decode, go_spiffe_files)
         size_t len;
         EVP_PKEY *got = NULL;
         struct spiffe_why why;
-        cr_assert_eq(testlib_read_file(&data, &len, good[i]), WEFT_OK, "%s", good[i]);
+        cr_assert_eq(weft_file_read(&data, &len, good[i], 1 << 20), WEFT_OK, "%s", good[i]);
         cr_assert_eq(spiffe_key_decode(&got, data, len, &why), WEFT_OK, "%s: %s", good[i], why.msg);
         cr_assert_eq(EVP_PKEY_id(got), good_types[i], "%s", good[i]);
         EVP_PKEY_free(got);
@@ -955,7 +955,8 @@ Test(x509svid_key_decode, go_spiffe_files)
     size_t len;
     EVP_PKEY *got = NULL;
     struct spiffe_why why;
-    cr_assert_eq(testlib_read_file(&data, &len, GO_SPIFFE "x509svid/corrupt-key.pem"), WEFT_OK);
+    cr_assert_eq(weft_file_read(&data, &len, GO_SPIFFE "x509svid/corrupt-key.pem", 1 << 20),
+                 WEFT_OK);
     cr_assert_eq(spiffe_key_decode(&got, data, len, &why), WEFT_EINVAL);
     cr_assert_eq(why.rule, SPIFFE_RULE_SVID_KEY);
     cr_assert_null(got);
@@ -1230,7 +1231,8 @@ Test(x509svid_certs_decode, go_spiffe_files)
         size_t len;
         STACK_OF(X509) *got = NULL;
         struct spiffe_why why;
-        cr_assert_eq(testlib_read_file(&data, &len, cases[i].path), WEFT_OK, "%s", cases[i].path);
+        cr_assert_eq(weft_file_read(&data, &len, cases[i].path, 1 << 20), WEFT_OK, "%s",
+                     cases[i].path);
         int rc = spiffe_certs_decode(&got, data, len, SPIFFE_MAX_CHAIN, 0, &why);
         cr_assert_eq(rc, cases[i].rc, "%s: rc %d (%s)", cases[i].path, rc, why.msg);
         cr_assert_eq(got == NULL ? 0 : sk_X509_num(got), cases[i].num_certs, "%s", cases[i].path);
@@ -1411,7 +1413,7 @@ static const char *run_vector(const struct vector *v, struct spiffe_id *out_id,
     out_id->len = 0;
     out_id->str[0] = '\0';
     if (v->certs[0] != '\0') {
-        cr_assert_eq(testlib_read_file(&data, &len, v->certs), WEFT_OK, "%s", v->certs);
+        cr_assert_eq(weft_file_read(&data, &len, v->certs, 1 << 20), WEFT_OK, "%s", v->certs);
         int rc = spiffe_certs_decode(&certs, data, len, SPIFFE_MAX_CHAIN, 0, why);
         free(data);
         if (rc != WEFT_OK) {
@@ -1423,7 +1425,7 @@ static const char *run_vector(const struct vector *v, struct spiffe_id *out_id,
             return why->cert_index == 0 ? "leaf-rules" : "signing-rules";
         }
     }
-    cr_assert_eq(testlib_read_file(&data, &len, v->key), WEFT_OK, "%s", v->key);
+    cr_assert_eq(weft_file_read(&data, &len, v->key, 1 << 20), WEFT_OK, "%s", v->key);
     int rc = spiffe_key_decode(&key, data, len, why);
     free(data);
     if (rc != WEFT_OK) {
@@ -1455,7 +1457,7 @@ Test(x509svid_vectors, agrees_with_go_spiffe)
     uint8_t *tsv;
     size_t tsv_len;
     size_t num_rows = 0, num_accept = 0, num_reject = 0;
-    cr_assert_eq(testlib_read_file(&tsv, &tsv_len, GO_SPIFFE "vectors.tsv"), WEFT_OK);
+    cr_assert_eq(weft_file_read(&tsv, &tsv_len, GO_SPIFFE "vectors.tsv", 1 << 20), WEFT_OK);
     char *save = NULL;
     for (char *line = strtok_r((char *)tsv, "\n", &save); line != NULL;
          line = strtok_r(NULL, "\n", &save)) {
