@@ -54,7 +54,8 @@ static int check_td(const char *s, size_t start, size_t end, struct spiffe_why *
             return fail(why, SPIFFE_RULE_ID_QUERY_FRAGMENT, i, WEFT_EINVAL,
                         "a query or fragment ('?' or '#') is not allowed");
         case '\0':
-            return fail(why, SPIFFE_RULE_ID_NUL, i, WEFT_EINVAL, "NUL byte in the trust domain");
+            return fail(why, SPIFFE_RULE_ID_TD_CHAR, i, WEFT_EINVAL,
+                        "trust domain may contain only a-z 0-9 . - _ (found a NUL byte)");
         default:
             break;
         }
@@ -93,7 +94,8 @@ static int check_path(const char *s, size_t start, size_t end, struct spiffe_why
                             "a query or fragment ('?' or '#') is not allowed");
             }
             if (c == '\0') {
-                return fail(why, SPIFFE_RULE_ID_NUL, j, WEFT_EINVAL, "NUL byte in the path");
+                return fail(why, SPIFFE_RULE_ID_PATH_CHAR, j, WEFT_EINVAL,
+                            "path segments may contain only a-z A-Z 0-9 . - _ (found a NUL byte)");
             }
             return fail(why, SPIFFE_RULE_ID_PATH_CHAR, j, WEFT_EINVAL,
                         "path segments may contain only a-z A-Z 0-9 . - _");

@@ -151,9 +151,9 @@ Test(spiffe_id, a3_rejects_nul_byte_inside)
     static const char in_path[] = "spiffe://example.org/a\0b";
     static const char in_first[] = "spiffe://\0";
     const struct reject_case cases[] = {
-        {in_td, sizeof(in_td) - 1, SPIFFE_RULE_ID_NUL, 12},
-        {in_path, sizeof(in_path) - 1, SPIFFE_RULE_ID_NUL, 22},
-        {in_first, sizeof(in_first) - 1, SPIFFE_RULE_ID_NUL, 9},
+        {in_td, sizeof(in_td) - 1, SPIFFE_RULE_ID_TD_CHAR, 12},
+        {in_path, sizeof(in_path) - 1, SPIFFE_RULE_ID_PATH_CHAR, 22},
+        {in_first, sizeof(in_first) - 1, SPIFFE_RULE_ID_TD_CHAR, 9},
     };
     expect_all_rejected(cases, nitems(cases));
 }

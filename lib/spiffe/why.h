@@ -24,7 +24,6 @@ enum spiffe_rule {
     SPIFFE_RULE_ID_QUERY_FRAGMENT, /* A11 */
     SPIFFE_RULE_ID_TOO_LONG,       /* A12 */
     SPIFFE_RULE_ID_TD_TOO_LONG,    /* A12 */
-    SPIFFE_RULE_ID_NUL,            /* A3/A7: a NUL byte inside the ID */
     SPIFFE_RULE_ID_HAS_PATH,       /* A14: a trust domain name was expected */
     /* X509-SVID (X509-SVID.md) */
     SPIFFE_RULE_SVID_DECODE,          /* the bytes are not a certificate / key at all */
@@ -44,7 +43,7 @@ enum spiffe_rule {
     SPIFFE_RULE_SVID_SIGNER_CA,       /* B5 */
     SPIFFE_RULE_SVID_SIGNER_CERTSIGN, /* B5 */
     SPIFFE_RULE_SVID_SIGNER_PATH,     /* B5 */
-    SPIFFE_RULE_SVID_WEAK_KEY,        /* weft: RSA under 2048 bits, or an unsupported key type */
+    SPIFFE_RULE_SVID_WEAK_SIGNATURE,  /* weft: a certificate of the path is signed with SHA-1/MD5 */
     SPIFFE_RULE_SVID_NOT_YET_VALID,   /* B9 */
     SPIFFE_RULE_SVID_EXPIRED,         /* B9 */
     SPIFFE_RULE_SVID_NO_BUNDLE,       /* B9: no bundle for the leaf's trust domain */

@@ -9,12 +9,12 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "lib/base/timefmt.h"
 #include "lib/spiffe/bundle.h"
 
 static int check_leaf(struct spiffe_id *out_id, X509 *leaf, struct spiffe_why *why);
 static int check_signer(X509 *cert, int index, struct spiffe_why *why);
 static int ext_is_critical(const X509 *cert, int nid);
-static void format_time(char *buf, size_t len, int64_t t);
 
 int spiffe_asn1_time_to_unix(int64_t *out, const ASN1_TIME *t)
 {
@@ -32,15 +32,6 @@ int spiffe_cert_validity(int64_t *out_not_before, int64_t *out_not_after, const 
 {
     TRY(spiffe_asn1_time_to_unix(out_not_before, X509_get0_notBefore(cert)));
     return spiffe_asn1_time_to_unix(out_not_after, X509_get0_notAfter(cert));
-}
-
-static void format_time(char *buf, size_t len, int64_t t)
-{
-    struct tm tm;
-    time_t tt = (time_t)t;
-    if (gmtime_r(&tt, &tm) == NULL || strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
-        snprintf(buf, len, "@%" PRId64, t);
-    }
 }
 
 static int ext_is_critical(const X509 *cert, int nid)
@@ -103,6 +94,18 @@ int spiffe_cert_uri_id(struct spiffe_id *out, const X509 *cert, struct spiffe_wh
     return rc;
 }
 
+/* check_serial refuses a negative serial number (RFC 5280 §4.1.2.2; Go's parser refuses it too,
+ * so go-spiffe never sees such an SVID). */
+static int check_serial(const X509 *cert, int index, struct spiffe_why *why)
+{
+    if (ASN1_STRING_type(X509_get0_serialNumber(cert)) == V_ASN1_NEG_INTEGER) {
+        spiffe_why_set(why, SPIFFE_RULE_SVID_DECODE, index,
+                       "certificate %d has a negative serial number (RFC 5280 §4.1.2.2)", index);
+        return WEFT_EINVAL;
+    }
+    return WEFT_OK;
+}
+
 /* check_leaf applies B1-B4, B6, B7 and B10 to the leaf, in go-spiffe's order. */
 static int check_leaf(struct spiffe_id *out_id, X509 *leaf, struct spiffe_why *why)
 {
@@ -112,6 +115,7 @@ static int check_leaf(struct spiffe_id *out_id, X509 *leaf, struct spiffe_why *w
                        "leaf certificate has malformed or duplicate extensions");
         return WEFT_EINVAL;
     }
+    TRY(check_serial(leaf, 0, why));
     int rc = spiffe_cert_uri_id(out_id, leaf, why);
     if (rc != WEFT_OK) {
         if (why != NULL) {
@@ -203,19 +207,29 @@ static int check_signer(X509 *cert, int index, struct spiffe_why *why)
                        index);
         return WEFT_EINVAL;
     }
-    struct spiffe_id id;
-    struct spiffe_why id_why;
-    int rc = spiffe_cert_uri_id(&id, cert, &id_why);
-    if (rc == WEFT_OK && !spiffe_id_is_td(&id)) {
-        spiffe_why_set(why, SPIFFE_RULE_SVID_SIGNER_PATH, index,
-                       "signing certificate %d has SPIFFE ID %s; a signing certificate's ID "
-                       "must not have a path",
-                       index, id.str);
-        return WEFT_EINVAL;
+    TRY(check_serial(cert, index, why));
+    /* B5: a SPIFFE ID on a signing certificate has no path. A CA may carry no ID, or other
+     * URIs; every URI SAN that is a SPIFFE ID is checked, however many there are. */
+    GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    int rc = WEFT_OK;
+    for (size_t i = 0; i < sk_GENERAL_NAME_num(names) && rc == WEFT_OK; i++) {
+        const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, i);
+        struct spiffe_id id;
+        if (gn->type == GEN_URI &&
+            spiffe_id_parse(
+                &id, (const char *)ASN1_STRING_get0_data(gn->d.uniformResourceIdentifier),
+                (size_t)ASN1_STRING_length(gn->d.uniformResourceIdentifier), NULL) == WEFT_OK &&
+            !spiffe_id_is_td(&id)) {
+            spiffe_why_set(why, SPIFFE_RULE_SVID_SIGNER_PATH, index,
+                           "signing certificate %d has SPIFFE ID %s; a signing certificate's ID "
+                           "must not have a path",
+                           index, id.str);
+            rc = WEFT_EINVAL;
+        }
     }
-    /* B5 allows a CA without a SPIFFE ID, or with a non-SPIFFE URI: only a SPIFFE ID with a
-     * path is refused, so any other outcome of the lookup is fine. */
-    return WEFT_OK;
+    GENERAL_NAMES_free(names);
+    ERR_clear_error();
+    return rc;
 }
 
 int spiffe_x509svid_check(struct spiffe_id *out_id, const STACK_OF(X509) * chain,
@@ -249,21 +263,21 @@ static int check_window(const X509 *cert, int index, const char *what, int64_t a
                         struct spiffe_why *why)
 {
     int64_t nb, na;
-    char when[40], edge[40];
+    char when[WEFT_RFC3339_LEN], edge[WEFT_RFC3339_LEN];
     if (spiffe_cert_validity(&nb, &na, cert) != WEFT_OK) {
         spiffe_why_set(why, SPIFFE_RULE_SVID_DECODE, index, "%s has an unreadable validity period",
                        what);
         return WEFT_EINVAL;
     }
-    format_time(when, sizeof(when), at);
+    weft_time_format_rfc3339(when, at);
     if (at < nb) {
-        format_time(edge, sizeof(edge), nb);
+        weft_time_format_rfc3339(edge, nb);
         spiffe_why_set(why, SPIFFE_RULE_SVID_NOT_YET_VALID, index,
                        "%s is not valid yet: notBefore %s is after %s", what, edge, when);
         return WEFT_EINVAL;
     }
     if (at > na) {
-        format_time(edge, sizeof(edge), na);
+        weft_time_format_rfc3339(edge, na);
         spiffe_why_set(why, SPIFFE_RULE_SVID_EXPIRED, index,
                        "%s has expired: notAfter %s is before %s", what, edge, when);
         return WEFT_EINVAL;
@@ -314,20 +328,143 @@ int spiffe_x509svid_check_key(const X509 *leaf, const EVP_PKEY *key, struct spif
     return WEFT_OK;
 }
 
+/* weak_signature reports whether |cert| is signed with SHA-1 or MD5 (refused since Go 1.18 and
+ * by every browser; a SPIFFE verifier should be no weaker). */
+static int weak_signature(const X509 *cert)
+{
+    int md = NID_undef, pk = NID_undef;
+    if (!OBJ_find_sigid_algs(X509_get_signature_nid(cert), &md, &pk)) {
+        return 0; /* unknown to BoringSSL: path validation already refuses it */
+    }
+    return md == NID_sha1 || md == NID_md5 || md == NID_md4 || md == NID_md5_sha1;
+}
+
+/* check_anchor applies RFC 5280 §4.2.1.9 and §4.2.1.3 to the bundle authority that issued the
+ * next certificate of the path, as Go's CheckSignatureFrom does: a v3 certificate needs
+ * basicConstraints with cA, and one with key usage needs keyCertSign. BoringSSL does not
+ * require basicConstraints on a trust anchor. */
+static int check_anchor(X509 *anchor, int index, struct spiffe_why *why)
+{
+    uint32_t flags = X509_get_extension_flags(anchor);
+    if ((X509_get_version(anchor) == X509_VERSION_3 && !(flags & EXFLAG_BCONS)) ||
+        ((flags & EXFLAG_BCONS) && !(flags & EXFLAG_CA)) ||
+        ((flags & EXFLAG_KUSAGE) && !(X509_get_key_usage(anchor) & KU_KEY_CERT_SIGN))) {
+        spiffe_why_set(why, SPIFFE_RULE_SVID_CHAIN, index,
+                       "the bundle authority that issued certificate %d is not allowed to sign "
+                       "certificates (it needs basicConstraints cA=true, and keyCertSign if it "
+                       "has key usage)",
+                       index - 1);
+        return WEFT_EINVAL;
+    }
+    return WEFT_OK;
+}
+
+/* chain_failure explains why X509_verify_cert failed. */
+static void chain_failure(X509_STORE_CTX *ctx, const struct spiffe_id *id, struct spiffe_why *why)
+{
+    int err = X509_STORE_CTX_get_error(ctx);
+    int depth = X509_STORE_CTX_get_error_depth(ctx);
+    int td_len = (int)(SPIFFE_SCHEME_PREFIX_LEN + id->td_len);
+    if (err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
+        err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT) {
+        X509 *cert = X509_STORE_CTX_get_current_cert(ctx);
+        char issuer[160] = "?";
+        if (cert != NULL) {
+            X509_NAME_oneline(X509_get_issuer_name(cert), issuer, sizeof(issuer));
+        }
+        spiffe_why_set(why, SPIFFE_RULE_SVID_CHAIN, depth,
+                       "chain does not verify to the bundle of %.*s: nothing in the bundle or "
+                       "the chain is a CA that issued certificate %d (its issuer is \"%s\")",
+                       td_len, id->str, depth, issuer);
+        return;
+    }
+    spiffe_why_set(why, SPIFFE_RULE_SVID_CHAIN, depth,
+                   "chain does not verify to the bundle of %.*s: %s (at certificate %d)", td_len,
+                   id->str, X509_verify_cert_error_string(err), depth);
+}
+
+/* verify_path validates the path from |chain|'s leaf through its intermediates to one of
+ * |anchors| at |at| (RFC 5280 §6), then checks on the path that was built what BoringSSL leaves
+ * to us: the validity window of every certificate, anchor included, with both ends inclusive
+ * (§4.1.2.5); no SHA-1 or MD5 signature; an anchor allowed to sign. Intermediates the chain
+ * carries but the path does not use are not judged, as in Go's x509.Verify. */
+static int verify_path(const STACK_OF(X509) * chain, STACK_OF(X509) * anchors, int64_t at,
+                       const struct spiffe_id *id, struct spiffe_why *why)
+{
+    int rc = WEFT_ECRYPTO;
+    X509_STORE *store = X509_STORE_new();
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    STACK_OF(X509) *untrusted = sk_X509_new_null();
+    if (store == NULL || ctx == NULL || untrusted == NULL) {
+        goto out;
+    }
+    for (size_t i = 0; i < sk_X509_num(anchors); i++) {
+        if (!X509_STORE_add_cert(store, sk_X509_value(anchors, i))) {
+            goto out;
+        }
+    }
+    for (size_t i = 1; i < sk_X509_num(chain); i++) {
+        if (!sk_X509_push(untrusted, sk_X509_value(chain, i))) {
+            goto out;
+        }
+    }
+    if (!X509_STORE_CTX_init(ctx, store, sk_X509_value(chain, 0), untrusted)) {
+        goto out;
+    }
+    X509_VERIFY_PARAM *param = X509_STORE_CTX_get0_param(ctx);
+    X509_VERIFY_PARAM_set_time(param, (time_t)at);
+    /* Bundle certificates are trust anchors whether or not they are self-signed (B12). */
+    X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_PARTIAL_CHAIN);
+    X509_VERIFY_PARAM_set_depth(param, SPIFFE_MAX_CHAIN);
+    X509_STORE_CTX_set_verify_cb(ctx, skip_time_errors);
+    if (X509_verify_cert(ctx) != 1) {
+        chain_failure(ctx, id, why);
+        rc = WEFT_EINVAL;
+        goto out;
+    }
+    STACK_OF(X509) *path = X509_STORE_CTX_get0_chain(ctx);
+    size_t last = sk_X509_num(path) - 1;
+    for (size_t i = 0; i <= last; i++) {
+        X509 *cert = sk_X509_value(path, i);
+        char what[64];
+        if (i == last && i > 0) {
+            snprintf(what, sizeof(what), "bundle authority");
+        } else if (i == 0) {
+            snprintf(what, sizeof(what), "leaf certificate");
+        } else {
+            snprintf(what, sizeof(what), "intermediate %zu of the verified path", i);
+        }
+        if ((rc = check_window(cert, (int)i, what, at, why)) != WEFT_OK) {
+            goto out;
+        }
+        if (i < last && weak_signature(cert)) {
+            spiffe_why_set(why, SPIFFE_RULE_SVID_WEAK_SIGNATURE, (int)i,
+                           "%s is signed with SHA-1 or MD5, which no longer protect a signature",
+                           what);
+            rc = WEFT_EINVAL;
+            goto out;
+        }
+    }
+    if (last > 0 && (rc = check_anchor(sk_X509_value(path, last), (int)last, why)) != WEFT_OK) {
+        goto out;
+    }
+    rc = WEFT_OK;
+out:
+    ERR_clear_error();
+    X509_STORE_CTX_free(ctx);
+    X509_STORE_free(store);
+    sk_X509_free(untrusted);
+    return rc;
+}
+
 int spiffe_x509svid_verify(struct spiffe_id *out_id, const STACK_OF(X509) * chain,
                            const struct spiffe_bundle_set *bundles, int64_t at,
                            struct spiffe_why *why)
 {
-    int rc = WEFT_EINVAL;
-    X509_STORE *store = NULL;
-    X509_STORE_CTX *ctx = NULL;
-    STACK_OF(X509) *untrusted = NULL;
     struct spiffe_id id;
-
     out_id->len = out_id->td_len = 0;
     out_id->str[0] = '\0';
     TRY(spiffe_x509svid_check(&id, chain, why));
-    TRY(spiffe_x509svid_check_time(chain, at, why));
     const struct spiffe_bundle *b = spiffe_bundle_set_get0(bundles, &id);
     if (b == NULL || sk_X509_num(b->x509) == 0) {
         size_t td_len;
@@ -338,65 +475,31 @@ int spiffe_x509svid_verify(struct spiffe_id *out_id, const STACK_OF(X509) * chai
                        (int)td_len, td, id.str);
         return WEFT_EINVAL;
     }
-    if ((store = X509_STORE_new()) == NULL || (ctx = X509_STORE_CTX_new()) == NULL ||
-        (untrusted = sk_X509_new_null()) == NULL) {
-        rc = WEFT_ECRYPTO;
-        goto out;
-    }
-    for (size_t i = 0; i < sk_X509_num(b->x509); i++) {
-        if (!X509_STORE_add_cert(store, sk_X509_value(b->x509, i))) {
-            rc = WEFT_ECRYPTO;
-            goto out;
+    struct spiffe_why local;
+    why = why != NULL ? why : &local;
+    int rc = verify_path(chain, b->x509, at, &id, why);
+    if (rc == WEFT_EINVAL && why->rule == SPIFFE_RULE_SVID_CHAIN && sk_X509_num(b->x509) > 1) {
+        /* BoringSSL follows one candidate issuer per name; a bundle in the middle of a root
+         * rotation can hold two roots of one name. Try each anchor alone before refusing, as
+         * Go's verifier tries every candidate. The first refusal is the one reported. */
+        struct spiffe_why first = *why;
+        for (size_t i = 0; i < sk_X509_num(b->x509) && rc != WEFT_OK; i++) {
+            STACK_OF(X509) *one = sk_X509_new_null();
+            if (one == NULL || !sk_X509_push(one, sk_X509_value(b->x509, i))) {
+                sk_X509_free(one);
+                return WEFT_ECRYPTO;
+            }
+            rc = verify_path(chain, one, at, &id, why);
+            sk_X509_free(one);
+        }
+        if (rc != WEFT_OK) {
+            *why = first;
+            rc = WEFT_EINVAL;
         }
     }
-    for (size_t i = 1; i < sk_X509_num(chain); i++) {
-        if (!sk_X509_push(untrusted, sk_X509_value(chain, i))) {
-            rc = WEFT_ECRYPTO;
-            goto out;
-        }
+    if (rc == WEFT_OK) {
+        spiffe_why_clear(why);
+        *out_id = id;
     }
-    if (!X509_STORE_CTX_init(ctx, store, sk_X509_value(chain, 0), untrusted)) {
-        rc = WEFT_ECRYPTO;
-        goto out;
-    }
-    X509_VERIFY_PARAM *param = X509_STORE_CTX_get0_param(ctx);
-    X509_VERIFY_PARAM_set_time(param, (time_t)at);
-    /* Bundle certificates are trust anchors whether or not they are self-signed (B12). */
-    X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_PARTIAL_CHAIN);
-    X509_VERIFY_PARAM_set_depth(param, SPIFFE_MAX_CHAIN);
-    X509_STORE_CTX_set_verify_cb(ctx, skip_time_errors);
-    if (X509_verify_cert(ctx) != 1) {
-        int err = X509_STORE_CTX_get_error(ctx);
-        int depth = X509_STORE_CTX_get_error_depth(ctx);
-        enum spiffe_rule rule = SPIFFE_RULE_SVID_CHAIN;
-        if (err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
-            err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT) {
-            spiffe_why_set(why, rule, depth,
-                           "chain does not verify to the bundle of %.*s: no authority in the "
-                           "bundle (and no intermediate in the chain) issued certificate %d",
-                           (int)(SPIFFE_SCHEME_PREFIX_LEN + id.td_len), id.str, depth);
-        } else {
-            spiffe_why_set(why, rule, depth,
-                           "chain does not verify to the bundle of %.*s: %s (at certificate %d)",
-                           (int)(SPIFFE_SCHEME_PREFIX_LEN + id.td_len), id.str,
-                           X509_verify_cert_error_string(err), depth);
-        }
-        rc = WEFT_EINVAL;
-        goto out;
-    }
-    /* The SVID's own certificates were checked above; now the authority the path ends at. */
-    STACK_OF(X509) *path = X509_STORE_CTX_get0_chain(ctx);
-    size_t anchor = sk_X509_num(path) - 1;
-    if ((rc = check_window(sk_X509_value(path, anchor), (int)anchor, "bundle authority", at,
-                           why)) != WEFT_OK) {
-        goto out;
-    }
-    *out_id = id;
-    rc = WEFT_OK;
-out:
-    ERR_clear_error();
-    X509_STORE_CTX_free(ctx);
-    X509_STORE_free(store);
-    sk_X509_free(untrusted);
     return rc;
 }

@@ -18,7 +18,7 @@
 
 struct spiffe_bundle_set;
 
-#define SPIFFE_MAX_CHAIN 8             /* certificates in one SVID chain */
+#define SPIFFE_MAX_CHAIN 16            /* certificates in one SVID chain */
 #define SPIFFE_MAX_PEM_INPUT (1 << 20) /* bytes of PEM/DER we agree to decode at once */
 
 /* --- decoding ---------------------------------------------------------------------------- */

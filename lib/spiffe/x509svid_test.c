@@ -1514,3 +1514,193 @@ Test(x509svid_vectors, agrees_with_go_spiffe)
     cr_assert_eq(num_accept, 6);
     cr_assert_eq(num_reject, 14);
 }
+
+/* --- the path as built: what BoringSSL leaves to us ------------------------------------- */
+
+/* root_spec describes a self-signed CA named CN=|cn| for TESTLIB_TD. */
+static void root_spec(struct testlib_cert_spec *spec, const char *cn)
+{
+    testlib_spec_signing_ca(spec, TESTLIB_TD_ID);
+    spec->subject_cn = cn;
+}
+
+static void build_root(struct testlib_cred *out, const struct testlib_cert_spec *spec)
+{
+    memset(out, 0, sizeof(*out));
+    out->key = spiffe_key_generate(SPIFFE_KEY_EC_P256);
+    cr_assert_not_null(out->key);
+    cr_assert_eq(testlib_cert_build(&out->cert, spec, out->key, NULL, NULL), WEFT_OK);
+}
+
+static int verify_leaf(X509 *leaf, X509 *const *anchors, size_t num_anchors, struct spiffe_why *why)
+{
+    struct spiffe_bundle_set set;
+    struct spiffe_id id;
+    spiffe_bundle_set_init(&set);
+    cr_assert_eq(testlib_bundle_set_add(&set, TESTLIB_TD, anchors[0]), WEFT_OK);
+    struct spiffe_bundle *b = set.bundles[0];
+    for (size_t i = 1; i < num_anchors; i++) {
+        cr_assert_eq(spiffe_bundle_add_x509(b, anchors[i]), WEFT_OK);
+    }
+    cr_assert_eq(sk_X509_num(b->x509), num_anchors);
+    STACK_OF(X509) *chain = testlib_chain(&leaf, 1);
+    int rc = spiffe_x509svid_verify(&id, chain, &set, TESTLIB_NOW, why);
+    sk_X509_pop_free(chain, X509_free);
+    spiffe_bundle_set_cleanup(&set);
+    return rc;
+}
+
+Test(x509svid_path, unused_expired_certificate_in_the_chain_is_not_judged)
+{
+    /* Like Go's x509.Verify: a certificate the SVID carries but the path does not use is only
+     * a candidate intermediate. It still has to be a well-formed signing certificate. */
+    struct testlib_pki pki;
+    struct testlib_cert_spec spec;
+    struct testlib_cred stale;
+    struct spiffe_bundle_set set;
+    struct spiffe_why why;
+    struct spiffe_id id;
+    mint_pki(&pki, SPIFFE_KEY_EC_P256, true);
+    root_spec(&spec, "stale");
+    spec.not_before = TESTLIB_NOW - 10 * TESTLIB_DAY;
+    spec.not_after = TESTLIB_NOW - 9 * TESTLIB_DAY;
+    build_root(&stale, &spec);
+    X509 *certs[] = {pki.leaf.cert, pki.inter.cert, stale.cert};
+    STACK_OF(X509) *chain = testlib_chain(certs, 3);
+    set_with_root(&set, TESTLIB_TD, pki.root.cert);
+    cr_assert_eq(spiffe_x509svid_verify(&id, chain, &set, TESTLIB_NOW, &why), WEFT_OK, "%s",
+                 why.msg);
+    /* The intermediate the path does use is judged. */
+    cr_assert_eq(spiffe_x509svid_verify(&id, chain, &set, TESTLIB_NOW + 2 * TESTLIB_DAY, &why),
+                 WEFT_EINVAL);
+    expect_why(&why, SPIFFE_RULE_SVID_EXPIRED, 0, "two days later the leaf has expired");
+    sk_X509_pop_free(chain, X509_free);
+    spiffe_bundle_set_cleanup(&set);
+    testlib_cred_cleanup(&stale);
+    testlib_pki_cleanup(&pki);
+}
+
+Test(x509svid_path, v3_anchor_without_basic_constraints_may_not_sign)
+{
+    /* RFC 5280 §4.2.1.9; Go's CheckSignatureFrom refuses it, BoringSSL alone would not. */
+    struct testlib_cert_spec spec, leaf_spec;
+    struct testlib_cred root, leaf;
+    struct spiffe_why why;
+    root_spec(&spec, "no-bc");
+    spec.basic_constraints = TESTLIB_BC_ABSENT;
+    spec.has_key_usage = false;
+    build_root(&root, &spec);
+    testlib_spec_leaf(&leaf_spec, TESTLIB_LEAF_ID);
+    build_leaf(&leaf, &leaf_spec, &root);
+    cr_assert_eq(verify_leaf(leaf.cert, &root.cert, 1, &why), WEFT_EINVAL);
+    expect_why(&why, SPIFFE_RULE_SVID_CHAIN, 1, "anchor without basicConstraints");
+    cr_assert(strstr(why.msg, "not allowed to sign") != NULL, "%s", why.msg);
+    testlib_cred_cleanup(&leaf);
+    testlib_cred_cleanup(&root);
+}
+
+Test(x509svid_path, any_of_two_roots_with_one_name_may_vouch)
+{
+    /* Root rotation: two roots, one subject name, and a leaf with no authority key identifier
+     * signed by the second. Bundle order must not matter. */
+    struct testlib_cert_spec spec, leaf_spec;
+    struct testlib_cred old_root, new_root, leaf;
+    struct spiffe_why why;
+    root_spec(&spec, "root");
+    build_root(&old_root, &spec);
+    build_root(&new_root, &spec);
+    testlib_spec_leaf(&leaf_spec, TESTLIB_LEAF_ID);
+    build_leaf(&leaf, &leaf_spec, &new_root);
+    X509 *old_first[] = {old_root.cert, new_root.cert},
+         *new_first[] = {new_root.cert, old_root.cert};
+    cr_assert_eq(verify_leaf(leaf.cert, old_first, 2, &why), WEFT_OK, "%s", why.msg);
+    cr_assert_eq(verify_leaf(leaf.cert, new_first, 2, &why), WEFT_OK, "%s", why.msg);
+    cr_assert_eq(verify_leaf(leaf.cert, &old_root.cert, 1, &why), WEFT_EINVAL);
+    cr_assert_eq(why.rule, SPIFFE_RULE_SVID_CHAIN, "%s", why.msg);
+    testlib_cred_cleanup(&leaf);
+    testlib_cred_cleanup(&new_root);
+    testlib_cred_cleanup(&old_root);
+}
+
+Test(x509svid_path, sha1_signature_is_refused_when_the_chain_is_verified)
+{
+    struct testlib_cert_spec spec, leaf_spec;
+    struct testlib_cred root, leaf;
+    struct spiffe_why why;
+    struct spiffe_id id;
+    root_spec(&spec, "root");
+    build_root(&root, &spec);
+    testlib_spec_leaf(&leaf_spec, TESTLIB_LEAF_ID);
+    leaf_spec.sha1_signature = true;
+    build_leaf(&leaf, &leaf_spec, &root);
+    cr_assert_eq(X509_get_signature_nid(leaf.cert), NID_ecdsa_with_SHA1);
+    /* The SVID rules say nothing about the signature; go-spiffe's Parse accepts it too. */
+    STACK_OF(X509) *chain = testlib_chain(&leaf.cert, 1);
+    cr_assert_eq(spiffe_x509svid_check(&id, chain, &why), WEFT_OK, "%s", why.msg);
+    sk_X509_pop_free(chain, X509_free);
+    cr_assert_eq(verify_leaf(leaf.cert, &root.cert, 1, &why), WEFT_EINVAL);
+    expect_why(&why, SPIFFE_RULE_SVID_WEAK_SIGNATURE, 0, "SHA-1 signed leaf");
+    testlib_cred_cleanup(&leaf);
+    /* The same leaf signed with SHA-256 verifies. */
+    leaf_spec.sha1_signature = false;
+    build_leaf(&leaf, &leaf_spec, &root);
+    cr_assert_eq(verify_leaf(leaf.cert, &root.cert, 1, &why), WEFT_OK, "%s", why.msg);
+    testlib_cred_cleanup(&leaf);
+    testlib_cred_cleanup(&root);
+}
+
+Test(x509svid_path, negative_serial_is_refused)
+{
+    struct testlib_cert_spec spec, leaf_spec, inter_spec;
+    struct testlib_cred root, leaf, inter;
+    struct spiffe_why why;
+    struct spiffe_id id;
+    root_spec(&spec, "root");
+    build_root(&root, &spec);
+    testlib_spec_leaf(&leaf_spec, TESTLIB_LEAF_ID);
+    leaf_spec.negative_serial = true;
+    build_leaf(&leaf, &leaf_spec, &root);
+    STACK_OF(X509) *chain = testlib_chain(&leaf.cert, 1);
+    cr_assert_eq(spiffe_x509svid_check(&id, chain, &why), WEFT_EINVAL);
+    expect_why(&why, SPIFFE_RULE_SVID_DECODE, 0, "negative serial on the leaf");
+    sk_X509_pop_free(chain, X509_free);
+    testlib_cred_cleanup(&leaf);
+
+    testlib_spec_signing_ca(&inter_spec, TESTLIB_TD_ID);
+    inter_spec.negative_serial = true;
+    build_leaf(&inter, &inter_spec, &root);
+    leaf_spec.negative_serial = false;
+    build_leaf(&leaf, &leaf_spec, &inter);
+    X509 *certs[] = {leaf.cert, inter.cert};
+    chain = testlib_chain(certs, 2);
+    cr_assert_eq(spiffe_x509svid_check(&id, chain, &why), WEFT_EINVAL);
+    expect_why(&why, SPIFFE_RULE_SVID_DECODE, 1, "negative serial on the intermediate");
+    sk_X509_pop_free(chain, X509_free);
+    testlib_cred_cleanup(&leaf);
+    testlib_cred_cleanup(&inter);
+    testlib_cred_cleanup(&root);
+}
+
+Test(x509svid_path, signer_with_a_second_uri_holding_a_path_is_refused)
+{
+    /* B5 holds for every SPIFFE ID a signing certificate carries, not only a lone one. */
+    struct testlib_cert_spec spec, inter_spec, leaf_spec;
+    struct testlib_cred root, inter, leaf;
+    struct spiffe_why why;
+    struct spiffe_id id;
+    root_spec(&spec, "root");
+    build_root(&root, &spec);
+    testlib_spec_signing_ca(&inter_spec, TESTLIB_TD_ID);
+    inter_spec.uris[1] = "spiffe://example.org/ca";
+    build_leaf(&inter, &inter_spec, &root);
+    testlib_spec_leaf(&leaf_spec, TESTLIB_LEAF_ID);
+    build_leaf(&leaf, &leaf_spec, &inter);
+    X509 *certs[] = {leaf.cert, inter.cert};
+    STACK_OF(X509) *chain = testlib_chain(certs, 2);
+    cr_assert_eq(spiffe_x509svid_check(&id, chain, &why), WEFT_EINVAL);
+    expect_why(&why, SPIFFE_RULE_SVID_SIGNER_PATH, 1, "second URI with a path");
+    sk_X509_pop_free(chain, X509_free);
+    testlib_cred_cleanup(&leaf);
+    testlib_cred_cleanup(&inter);
+    testlib_cred_cleanup(&root);
+}

@@ -10,7 +10,7 @@
 static int add_ext(X509 *x, int nid, bool critical, void *value);
 static int add_key_usage(X509 *x, uint32_t bits, bool critical);
 static int add_sans(X509 *x, const struct testlib_cert_spec *spec);
-static int sign(X509 *x, EVP_PKEY *key);
+static int sign(X509 *x, EVP_PKEY *key, bool sha1);
 
 void testlib_cred_cleanup(struct testlib_cred *c)
 {
@@ -371,12 +371,15 @@ static int add_basic_constraints(X509 *x, enum testlib_bc bc_kind)
     return ok;
 }
 
-static int set_random_serial(X509 *x)
+static int set_random_serial(X509 *x, bool negative)
 {
     uint8_t serial[16];
     RAND_bytes(serial, sizeof(serial));
-    serial[0] = (serial[0] & 0x7f) | 0x40; /* positive, full length */
+    serial[0] = (serial[0] & 0x7f) | 0x40; /* full length */
     BIGNUM *bn = BN_bin2bn(serial, sizeof(serial), NULL);
+    if (bn != NULL) {
+        BN_set_negative(bn, negative);
+    }
     int ok = bn != NULL && BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) != NULL;
     BN_free(bn);
     return ok;
@@ -392,11 +395,11 @@ static int set_validity(X509 *x, int64_t not_before, int64_t not_after)
     return ok;
 }
 
-static int sign(X509 *x, EVP_PKEY *key)
+static int sign(X509 *x, EVP_PKEY *key, bool sha1)
 {
     const EVP_MD *md = NULL; /* Ed25519 takes no digest */
     if (EVP_PKEY_id(key) == EVP_PKEY_EC || EVP_PKEY_id(key) == EVP_PKEY_RSA) {
-        md = EVP_sha256();
+        md = sha1 ? EVP_sha1() : EVP_sha256();
     }
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     int ok = ctx != NULL && EVP_DigestSignInit(ctx, NULL, md, NULL, key) && X509_sign_ctx(x, ctx);
@@ -411,8 +414,8 @@ int testlib_cert_build(X509 **out, const struct testlib_cert_spec *spec, EVP_PKE
     X509_NAME *subject = X509_NAME_new();
     *out = NULL;
     int ok = x != NULL && subject != NULL && X509_set_version(x, X509_VERSION_3) &&
-             set_random_serial(x) && set_validity(x, spec->not_before, spec->not_after) &&
-             X509_set_pubkey(x, subject_key);
+             set_random_serial(x, spec->negative_serial) &&
+             set_validity(x, spec->not_before, spec->not_after) && X509_set_pubkey(x, subject_key);
     if (ok && spec->subject_cn != NULL) {
         ok = X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_UTF8,
                                         (const uint8_t *)spec->subject_cn, -1, -1, 0);
@@ -422,7 +425,7 @@ int testlib_cert_build(X509 **out, const struct testlib_cert_spec *spec, EVP_PKE
          add_basic_constraints(x, spec->basic_constraints) &&
          (!spec->has_key_usage || add_key_usage(x, spec->key_usage, spec->key_usage_critical)) &&
          (!spec->has_eku || add_eku(x, spec)) && add_sans(x, spec) &&
-         sign(x, issuer != NULL ? issuer_key : subject_key);
+         sign(x, issuer != NULL ? issuer_key : subject_key, spec->sha1_signature);
     X509_NAME_free(subject);
     ERR_clear_error();
     if (!ok) {

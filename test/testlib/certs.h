@@ -116,6 +116,8 @@ struct testlib_cert_spec {
     bool eku_client_auth;
     int64_t not_before; /* seconds since the epoch */
     int64_t not_after;
+    bool sha1_signature;  /* signed with SHA-1 instead of SHA-256 (EC and RSA issuers) */
+    bool negative_serial; /* a serial number below zero (RFC 5280 §4.1.2.2 forbids it) */
 };
 
 /* testlib_spec_leaf describes the leaf weft mints for |id| (spiffe_mint_leaf): empty subject,
