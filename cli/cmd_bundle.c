@@ -1,4 +1,6 @@
 /* weftctl bundle convert: a trust bundle from PEM to SPIFFE bundle JSON (JWK Set) or back. */
+#include <ctype.h>
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,12 +11,15 @@
 #include "lib/spiffe/bundle.h"
 
 static const char usage[] =
-    "usage: weftctl bundle convert --td TD --in FILE [--format json|pem] [--sequence N]\n"
+    "usage: weftctl bundle convert --in FILE [--td TD] [--format json|pem] [--sequence N]\n"
     "                              [--refresh-hint DUR]\n"
     "\n"
-    "Reads the trust bundle of trust domain TD (PEM/DER certificates or SPIFFE bundle JSON) and\n"
-    "writes it to standard output as a SPIFFE bundle (--format json, the default: one x509-svid\n"
-    "JWK per authority, jwt-svid keys kept) or as PEM certificates (--format pem).\n"
+    "Reads a trust bundle (PEM/DER certificates, a SPIFFE bundle, or a bundle map) and writes\n"
+    "it to standard output as a SPIFFE bundle (--format json, the default: one x509-svid JWK per\n"
+    "authority, jwt-svid keys kept) or as PEM certificates (--format pem).\n"
+    "  --td TD             the trust domain: needed when the authorities carry no SPIFFE ID,\n"
+    "                      and to pick one bundle out of a bundle map; refused when the\n"
+    "                      authorities name another\n"
     "  --sequence N        set spiffe_sequence (JSON output)\n"
     "  --refresh-hint DUR  set spiffe_refresh_hint, e.g. 5m (JSON output)\n"
     "Exit: 0 written, 1 the bundle is invalid (the reason is on stderr), 2 usage or unreadable.\n";
@@ -47,8 +52,9 @@ static int convert(int argc, char **argv)
             format = optarg;
             break;
         case 's':
+            errno = 0;
             seq = strtoll(optarg, &end, 10);
-            if (*optarg == '\0' || *end != '\0' || seq < 0) {
+            if (!isdigit((unsigned char)*optarg) || *end != '\0' || errno == ERANGE) {
                 fprintf(stderr, "weftctl: --sequence %s: not a non-negative integer\n", optarg);
                 return EXIT_USAGE;
             }
@@ -67,16 +73,15 @@ static int convert(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    if (td_s == NULL || in == NULL || optind != argc ||
+    if (in == NULL || optind != argc ||
         (strcmp(format, "json") != 0 && strcmp(format, "pem") != 0)) {
-        fprintf(stderr,
-                "weftctl: bundle convert needs --td and --in, and --format json or pem\n\n%s",
+        fprintf(stderr, "weftctl: bundle convert needs --in, and --format json or pem\n\n%s",
                 usage);
         return EXIT_USAGE;
     }
     struct spiffe_id td;
     struct spiffe_why why;
-    if (spiffe_td_parse(&td, td_s, strlen(td_s), &why) != WEFT_OK) {
+    if (td_s != NULL && spiffe_td_parse(&td, td_s, strlen(td_s), &why) != WEFT_OK) {
         fprintf(stderr, "weftctl: --td %s: %s\n", td_s, why.msg);
         return EXIT_USAGE;
     }
@@ -86,17 +91,28 @@ static int convert(int argc, char **argv)
     if (rc != EXIT_VALID) {
         return rc;
     }
-    struct spiffe_bundle *b = NULL;
-    size_t i = 0;
-    while (i < len && (data[i] == ' ' || data[i] == '\n' || data[i] == '\r' || data[i] == '\t')) {
-        i++;
-    }
-    rc = i < len && data[i] == '{' ? spiffe_bundle_from_json(&b, &td, data, len, &why)
-                                   : spiffe_bundle_from_pem(&b, &td, data, len, &why);
+    struct spiffe_bundle_set set;
+    spiffe_bundle_set_init(&set);
+    rc = spiffe_bundle_decode(&set, data, len, td_s != NULL ? &td : NULL, &why);
     free(data);
     if (rc != WEFT_OK) {
-        fprintf(stderr, "weftctl: --in %s: %s\n", in, why.msg);
-        return EXIT_INVALID;
+        fprintf(stderr, "weftctl: --in %s: %s%s\n", in, why.msg,
+                rc == WEFT_ENOTFOUND ? "; name it with --td" : "");
+        spiffe_bundle_set_cleanup(&set);
+        return rc == WEFT_ENOTFOUND ? EXIT_USAGE : EXIT_INVALID;
+    }
+    /* A bundle map may hold several trust domains: --td picks one. */
+    struct spiffe_bundle *b = NULL;
+    if (td_s != NULL) {
+        b = (struct spiffe_bundle *)spiffe_bundle_set_get0(&set, &td);
+    } else if (set.num_bundles == 1) {
+        b = set.bundles[0];
+    }
+    if (b == NULL) {
+        fprintf(stderr, "weftctl: --in %s holds %zu trust domains%s; pick one with --td\n", in,
+                set.num_bundles, td_s != NULL ? ", not --td's" : "");
+        spiffe_bundle_set_cleanup(&set);
+        return EXIT_USAGE;
     }
     if (seq >= 0) {
         b->has_sequence = true;
@@ -110,7 +126,7 @@ static int convert(int argc, char **argv)
     size_t out_len;
     rc = strcmp(format, "json") == 0 ? spiffe_bundle_to_json(&out, &out_len, b)
                                      : spiffe_bundle_to_pem(&out, &out_len, b);
-    spiffe_bundle_free(b);
+    spiffe_bundle_set_cleanup(&set);
     if (rc != WEFT_OK) {
         fprintf(stderr, "weftctl: cannot encode the bundle: %s\n", weft_strerror(rc));
         return EXIT_INVALID;

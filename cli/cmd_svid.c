@@ -21,16 +21,21 @@
 #include "lib/spiffe/x509svid.h"
 
 static const char inspect_usage[] =
-    "usage: weftctl svid inspect --cert CHAIN [--key KEY] [--bundle BUNDLE] [--at RFC3339]\n"
+    "usage: weftctl svid inspect --cert CHAIN [--key KEY] [--bundle BUNDLE [--bundle-td TD]]\n"
+    "                            [--at RFC3339]\n"
     "\n"
     "  --cert CHAIN   the SVID: PEM CERTIFICATE blocks or concatenated DER, leaf first, then\n"
     "                 the intermediates it carries (other PEM blocks are skipped)\n"
     "  --key KEY      its private key, unencrypted PKCS#8 (PEM \"PRIVATE KEY\" or DER); checked\n"
     "                 against the leaf\n"
-    "  --bundle FILE  trust bundle for the leaf's trust domain: PEM/DER certificates, a SPIFFE\n"
-    "                 bundle (JWK Set JSON) or a bundle map {\"trust_domains\": {...}}. With it\n"
-    "                 the chain is verified (signatures, validity, CA flags) to that bundle;\n"
-    "                 without it only the SVID rules and validity windows are checked.\n"
+    "  --bundle FILE  trust bundle: PEM/DER certificates, a SPIFFE bundle (JWK Set JSON) or a\n"
+    "                 bundle map {\"trust_domains\": {...}}. With it the chain is verified\n"
+    "                 (signatures, validity, CA flags, no SHA-1/MD5) to the authorities of the\n"
+    "                 leaf's own trust domain; without it only the SVID rules and the validity\n"
+    "                 windows are checked, and the verdict says so.\n"
+    "  --bundle-td TD the trust domain a PEM or JSON bundle belongs to. Default: the one its\n"
+    "                 authorities name in their SPIFFE ID; if they carry none, the leaf's\n"
+    "                 (and the output says so).\n"
     "  --at TIME      check validity at this RFC 3339 time instead of now\n"
     "\n"
     "Checks, in order: the leaf's SPIFFE rules (one URI SAN holding a valid ID with a path,\n"
@@ -134,44 +139,35 @@ static void print_cert(size_t i, X509 *cert)
 
 /* --- inspect ------------------------------------------------------------------------------ */
 
-static int looks_like_json(const uint8_t *data, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        if (data[i] == ' ' || data[i] == '\t' || data[i] == '\r' || data[i] == '\n') {
-            continue;
-        }
-        return data[i] == '{';
-    }
-    return 0;
-}
-
-/* load_bundle reads --bundle into |set| for the trust domain |td|. */
-static int load_bundle(struct spiffe_bundle_set *set, const char *path, const struct spiffe_id *td)
+/* load_bundle reads --bundle into |set|. The bundle's trust domain is |bundle_td| when the
+ * operator named it, else the one its authorities name; when they name none, it is taken to be
+ * the leaf's |leaf_td| (if the leaf has an ID), and the output says so. */
+static int load_bundle(struct spiffe_bundle_set *set, const char *path,
+                       const struct spiffe_id *bundle_td, const struct spiffe_id *leaf_td)
 {
     uint8_t *data;
     size_t len;
     struct spiffe_why why;
-    struct spiffe_bundle *b = NULL;
     int rc = cli_read(&data, &len, "--bundle", path);
     if (rc != EXIT_VALID) {
         return rc;
     }
-    if (looks_like_json(data, len) && strstr((const char *)data, "\"trust_domains\"") != NULL) {
-        rc = spiffe_bundle_set_from_json_map(set, data, len, &why);
-    } else if (looks_like_json(data, len)) {
-        rc = spiffe_bundle_from_json(&b, td, data, len, &why);
-    } else {
-        rc = spiffe_bundle_from_pem(&b, td, data, len, &why);
+    rc = spiffe_bundle_decode(set, data, len, bundle_td, &why);
+    if (rc == WEFT_ENOTFOUND && leaf_td != NULL) {
+        printf("bundle:     its authorities carry no SPIFFE ID; taken as the bundle of the leaf's "
+               "trust domain (--bundle-td states it)\n");
+        rc = spiffe_bundle_decode(set, data, len, leaf_td, &why);
     }
     free(data);
-    if (rc == WEFT_OK && b != NULL) {
-        rc = spiffe_bundle_set_put(set, b);
-        why.msg[0] = '\0';
-    }
     if (rc != WEFT_OK) {
         fprintf(stderr, "weftctl: --bundle %s: %s\n", path,
                 why.msg[0] ? why.msg : weft_strerror(rc));
         return EXIT_USAGE;
+    }
+    for (size_t i = 0; i < set->num_bundles; i++) {
+        int n = (int)sk_X509_num(set->bundles[i]->x509);
+        printf("bundle:     %d X.509 authorit%s for %s\n", n, n == 1 ? "y" : "ies",
+               set->bundles[i]->td.str);
     }
     return EXIT_VALID;
 }
@@ -186,14 +182,18 @@ static int verdict(int ok, const char *why)
 static int inspect(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"cert", required_argument, NULL, 'c'},   {"key", required_argument, NULL, 'k'},
-        {"bundle", required_argument, NULL, 'b'}, {"at", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"cert", required_argument, NULL, 'c'},
+        {"key", required_argument, NULL, 'k'},
+        {"bundle", required_argument, NULL, 'b'},
+        {"at", required_argument, NULL, 't'},
+        {"bundle-td", required_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
-    const char *cert_path = NULL, *key_path = NULL, *bundle_path = NULL;
+    const char *cert_path = NULL, *key_path = NULL, *bundle_path = NULL, *bundle_td_s = NULL;
     int64_t at = cli_now();
     int c;
-    while ((c = getopt_long(argc, argv, "c:k:b:t:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:k:b:t:d:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             cert_path = optarg;
@@ -203,6 +203,9 @@ static int inspect(int argc, char **argv)
             break;
         case 'b':
             bundle_path = optarg;
+            break;
+        case 'd':
+            bundle_td_s = optarg;
             break;
         case 't':
             if (weft_time_parse_rfc3339(&at, optarg) != WEFT_OK) {
@@ -272,19 +275,20 @@ static int inspect(int argc, char **argv)
     }
 
     if (bundle_path != NULL) {
-        struct spiffe_id td;
-        if (id_rc == WEFT_OK) {
-            spiffe_id_td_id(&td, &id);
-        } else if (spiffe_td_parse(&td, "unknown.invalid", 15, NULL) != WEFT_OK) {
+        struct spiffe_id bundle_td, leaf_td;
+        if (bundle_td_s != NULL &&
+            spiffe_td_parse(&bundle_td, bundle_td_s, strlen(bundle_td_s), &why) != WEFT_OK) {
+            fprintf(stderr, "weftctl: --bundle-td %s: %s\n", bundle_td_s, why.msg);
             rc = EXIT_USAGE;
             goto out;
         }
-        if ((rc = load_bundle(&bundles, bundle_path, &td)) != EXIT_VALID) {
+        if (id_rc == WEFT_OK) {
+            spiffe_id_td_id(&leaf_td, &id);
+        }
+        if ((rc = load_bundle(&bundles, bundle_path, bundle_td_s != NULL ? &bundle_td : NULL,
+                              id_rc == WEFT_OK ? &leaf_td : NULL)) != EXIT_VALID) {
             goto out;
         }
-        const struct spiffe_bundle *b = spiffe_bundle_set_get0(&bundles, &td);
-        printf("bundle:     %d X.509 authorit%s for %s\n", b ? (int)sk_X509_num(b->x509) : 0,
-               b && sk_X509_num(b->x509) == 1 ? "y" : "ies", td.str);
     }
 
     /* The verdict: go-spiffe's order (B11) -- SVID rules, then the key -- then time and chain. */

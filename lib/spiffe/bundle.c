@@ -454,14 +454,10 @@ const struct spiffe_bundle *spiffe_bundle_set_get0(const struct spiffe_bundle_se
     return NULL;
 }
 
-int spiffe_bundle_set_from_json_map(struct spiffe_bundle_set *set, const uint8_t *data, size_t len,
-                                    struct spiffe_why *why)
+/* map_from_doc reads a parsed bundle map (E7) into |set|. Duplicate JSON names were refused by
+ * load_json. */
+static int map_from_doc(struct spiffe_bundle_set *set, json_t *doc, struct spiffe_why *why)
 {
-    spiffe_why_clear(why);
-    json_t *doc = load_json(data, len, why); /* duplicate names are rejected here (E7) */
-    if (doc == NULL) {
-        return len > SPIFFE_BUNDLE_MAX_JSON ? WEFT_ELIMIT : WEFT_EINVAL;
-    }
     /* Parse everything into a new set first: on any error |set| is left exactly as it was. */
     struct spiffe_bundle_set parsed;
     spiffe_bundle_set_init(&parsed);
@@ -527,6 +523,109 @@ int spiffe_bundle_set_from_json_map(struct spiffe_bundle_set *set, const uint8_t
     rc = WEFT_OK;
 out:
     spiffe_bundle_set_cleanup(&parsed);
+    return rc;
+}
+
+int spiffe_bundle_set_from_json_map(struct spiffe_bundle_set *set, const uint8_t *data, size_t len,
+                                    struct spiffe_why *why)
+{
+    spiffe_why_clear(why);
+    json_t *doc = load_json(data, len, why);
+    if (doc == NULL) {
+        return len > SPIFFE_BUNDLE_MAX_JSON ? WEFT_ELIMIT : WEFT_EINVAL;
+    }
+    int rc = map_from_doc(set, doc, why);
     json_decref(doc);
     return rc;
+}
+
+int spiffe_bundle_td_of_authorities(struct spiffe_id *out, const STACK_OF(X509) * certs,
+                                    struct spiffe_why *why)
+{
+    int found = 0;
+    for (size_t i = 0; i < sk_X509_num(certs); i++) {
+        struct spiffe_id id, td;
+        if (spiffe_cert_uri_id(&id, sk_X509_value(certs, i), NULL) != WEFT_OK) {
+            continue; /* a CA without a SPIFFE ID names no trust domain (B5 allows it) */
+        }
+        spiffe_id_td_id(&td, &id);
+        if (found && !spiffe_id_equal(&td, out)) {
+            spiffe_why_set(why, SPIFFE_RULE_BUNDLE_MIXED_TD, (int)i,
+                           "the bundle's authorities name two trust domains: %s and %s", out->str,
+                           td.str);
+            return WEFT_EINVAL;
+        }
+        *out = td;
+        found = 1;
+    }
+    return found ? WEFT_OK : WEFT_ENOTFOUND;
+}
+
+int spiffe_bundle_decode(struct spiffe_bundle_set *set, const uint8_t *data, size_t len,
+                         const struct spiffe_id *td, struct spiffe_why *why)
+{
+    spiffe_why_clear(why);
+    /* A UTF-8 byte order mark and white space may precede either encoding. */
+    if (len >= 3 && memcmp(data, "\xef\xbb\xbf", 3) == 0) {
+        data += 3;
+        len -= 3;
+    }
+    size_t skip = 0;
+    while (skip < len &&
+           (data[skip] == ' ' || data[skip] == '\t' || data[skip] == '\r' || data[skip] == '\n')) {
+        skip++;
+    }
+    struct spiffe_id placeholder;
+    if (td == NULL && spiffe_td_parse(&placeholder, "unnamed.invalid", 15, NULL) != WEFT_OK) {
+        return WEFT_EINTERNAL;
+    }
+    const struct spiffe_id *parse_td = td != NULL ? td : &placeholder;
+    struct spiffe_bundle *b = NULL;
+    int rc;
+    if (skip < len && data[skip] == '{') {
+        json_t *doc = load_json(data, len, why);
+        if (doc == NULL) {
+            return len > SPIFFE_BUNDLE_MAX_JSON ? WEFT_ELIMIT : WEFT_EINVAL;
+        }
+        if (json_object_get(doc, "trust_domains") != NULL) {
+            rc = map_from_doc(set, doc, why); /* the map names its trust domains itself */
+            json_decref(doc);
+            return rc;
+        }
+        b = spiffe_bundle_new(parse_td);
+        rc = parse_doc(b, doc, why);
+        json_decref(doc);
+    } else {
+        rc = spiffe_bundle_from_pem(&b, parse_td, data, len, why);
+    }
+    if (rc != WEFT_OK) {
+        spiffe_bundle_free(b);
+        return rc;
+    }
+    struct spiffe_id named;
+    rc = spiffe_bundle_td_of_authorities(&named, b->x509, why);
+    if (rc == WEFT_OK && td != NULL && !spiffe_id_equal(&named, td)) {
+        spiffe_why_set(why, SPIFFE_RULE_BUNDLE_MIXED_TD, -1,
+                       "the bundle was given for %s but its authorities name %s", td->str,
+                       named.str);
+        rc = WEFT_EINVAL;
+    } else if (rc == WEFT_ENOTFOUND && td != NULL) {
+        rc = WEFT_OK; /* the caller said which trust domain it is for */
+    } else if (rc == WEFT_ENOTFOUND) {
+        spiffe_why_set(why, SPIFFE_RULE_BUNDLE_MIXED_TD, -1,
+                       "the bundle's authorities carry no SPIFFE ID, so it does not say which "
+                       "trust domain it is for");
+    } else if (rc == WEFT_OK) {
+        b->td = named;
+    }
+    if (rc != WEFT_OK) {
+        spiffe_bundle_free(b);
+        return rc;
+    }
+    if (spiffe_bundle_set_put(set, b) != WEFT_OK) {
+        spiffe_why_set(why, SPIFFE_RULE_BUNDLE_LIMIT, -1, "more than %d trust domains",
+                       SPIFFE_BUNDLE_SET_MAX);
+        return WEFT_ELIMIT;
+    }
+    return WEFT_OK;
 }

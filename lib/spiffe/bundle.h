@@ -93,4 +93,24 @@ WEFT_MUST_USE int spiffe_bundle_set_from_json_map(struct spiffe_bundle_set *set,
                                                   const uint8_t *data, size_t len,
                                                   struct spiffe_why *why);
 
+/* spiffe_bundle_td_of_authorities finds the trust domain the X.509 authorities |certs| name in
+ * their SPIFFE ID URI SANs (A15: a CA's ID is its trust domain's). Authorities without an ID
+ * name none. Returns WEFT_ENOTFOUND when none names one, WEFT_EINVAL when two differ. */
+WEFT_MUST_USE int spiffe_bundle_td_of_authorities(struct spiffe_id *out,
+                                                  const STACK_OF(X509) * certs,
+                                                  struct spiffe_why *why);
+
+/* spiffe_bundle_decode reads a trust bundle in any encoding weft accepts into |set|:
+ *  - a bundle map {"trust_domains": {...}} (E7), each bundle under the trust domain it is filed
+ *    under (|td| is not used);
+ *  - one SPIFFE bundle (a JSON object), or PEM or DER certificates: the bundle of |td| when it
+ *    is given, else of the trust domain its authorities name (spiffe_bundle_td_of_authorities).
+ * A byte order mark and white space may come first. Returns WEFT_ENOTFOUND, changing nothing,
+ * when |td| is NULL and no authority names a trust domain; WEFT_EINVAL when the authorities
+ * name another trust domain than |td|, or two. The bundle replaces |set|'s bundle of its trust
+ * domain. */
+WEFT_MUST_USE int spiffe_bundle_decode(struct spiffe_bundle_set *set, const uint8_t *data,
+                                       size_t len, const struct spiffe_id *td,
+                                       struct spiffe_why *why);
+
 #endif

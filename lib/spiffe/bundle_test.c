@@ -1149,3 +1149,96 @@ Test(bundle_map, one_byte_past_the_size_limit)
     spiffe_bundle_set_cleanup(&set);
     free(buf);
 }
+
+/* --- spiffe_bundle_decode: any encoding, and whose bundle it is ----------------------------- */
+
+Test(bundle_decode, takes_the_trust_domain_its_authorities_name)
+{
+    struct testlib_cred root;
+    mint_root(&root, "named.org", SPIFFE_KEY_EC_P256);
+    STACK_OF(X509) *certs = testlib_chain(&root.cert, 1);
+    char *pem;
+    size_t pem_len;
+    cr_assert_eq(spiffe_certs_to_pem(&pem, &pem_len, certs), WEFT_OK);
+    struct spiffe_bundle_set set;
+    struct spiffe_why why;
+    struct spiffe_id named = td_id("named.org"), other = td_id("other.org");
+    spiffe_bundle_set_init(&set);
+    cr_assert_eq(spiffe_bundle_decode(&set, (const uint8_t *)pem, pem_len, NULL, &why), WEFT_OK,
+                 "%s", why.msg);
+    cr_assert_eq(set.num_bundles, 1);
+    cr_assert_not_null(spiffe_bundle_set_get0(&set, &named));
+    /* Said to be another trust domain's: refused, and the set keeps what it had. */
+    cr_assert_eq(spiffe_bundle_decode(&set, (const uint8_t *)pem, pem_len, &other, &why),
+                 WEFT_EINVAL);
+    cr_assert_eq(why.rule, SPIFFE_RULE_BUNDLE_MIXED_TD, "%s", why.msg);
+    cr_assert_eq(set.num_bundles, 1);
+    /* The same bundle as a SPIFFE bundle, behind a byte order mark and blank lines. */
+    struct spiffe_bundle *b = spiffe_bundle_new(&named);
+    cr_assert_eq(spiffe_bundle_add_x509(b, root.cert), WEFT_OK);
+    char *json, *bom;
+    size_t json_len;
+    cr_assert_eq(spiffe_bundle_to_json(&json, &json_len, b), WEFT_OK);
+    cr_assert_gt(asprintf(&bom, "\xef\xbb\xbf\n\n%s", json), 0);
+    spiffe_bundle_set_cleanup(&set);
+    cr_assert_eq(spiffe_bundle_decode(&set, (const uint8_t *)bom, strlen(bom), NULL, &why), WEFT_OK,
+                 "%s", why.msg);
+    cr_assert_not_null(spiffe_bundle_set_get0(&set, &named));
+    spiffe_bundle_set_cleanup(&set);
+    spiffe_bundle_free(b);
+    free(bom);
+    free(json);
+    free(pem);
+    sk_X509_pop_free(certs, X509_free);
+    testlib_cred_cleanup(&root);
+}
+
+Test(bundle_decode, unnamed_authorities_need_a_trust_domain)
+{
+    size_t len;
+    uint8_t *data = read_file(GO_SPIFFE "x509bundle/certs.pem", &len);
+    struct spiffe_bundle_set set;
+    struct spiffe_why why;
+    struct spiffe_id td = td_id("domain.test");
+    spiffe_bundle_set_init(&set);
+    cr_assert_eq(spiffe_bundle_decode(&set, data, len, NULL, &why), WEFT_ENOTFOUND);
+    cr_assert_eq(why.rule, SPIFFE_RULE_BUNDLE_MIXED_TD, "%s", why.msg);
+    cr_assert_eq(set.num_bundles, 0);
+    cr_assert_eq(spiffe_bundle_decode(&set, data, len, &td, &why), WEFT_OK, "%s", why.msg);
+    cr_assert_eq(sk_X509_num(spiffe_bundle_set_get0(&set, &td)->x509), 2);
+    spiffe_bundle_set_cleanup(&set);
+    free(data);
+}
+
+Test(bundle_decode, authorities_of_two_trust_domains_are_refused)
+{
+    struct testlib_cred a, b;
+    mint_root(&a, "a.org", SPIFFE_KEY_EC_P256);
+    mint_root(&b, "b.org", SPIFFE_KEY_EC_P256);
+    X509 *both[] = {a.cert, b.cert};
+    STACK_OF(X509) *certs = testlib_chain(both, 2);
+    struct spiffe_id td;
+    struct spiffe_why why;
+    cr_assert_eq(spiffe_bundle_td_of_authorities(&td, certs, &why), WEFT_EINVAL);
+    cr_assert_eq(why.rule, SPIFFE_RULE_BUNDLE_MIXED_TD, "%s", why.msg);
+    sk_X509_pop_free(certs, X509_free);
+    certs = testlib_chain(both, 1);
+    cr_assert_eq(spiffe_bundle_td_of_authorities(&td, certs, &why), WEFT_OK);
+    cr_assert_str_eq(td.str, "spiffe://a.org");
+    sk_X509_pop_free(certs, X509_free);
+    testlib_cred_cleanup(&b);
+    testlib_cred_cleanup(&a);
+}
+
+Test(bundle_decode, a_map_names_its_own_trust_domains)
+{
+    struct spiffe_bundle_set set;
+    struct spiffe_why why;
+    struct spiffe_id a = td_id("a.org");
+    const char *map = "  {\"trust_domains\": {\"a.org\": {\"keys\": []}}}";
+    spiffe_bundle_set_init(&set);
+    cr_assert_eq(spiffe_bundle_decode(&set, (const uint8_t *)map, strlen(map), NULL, &why), WEFT_OK,
+                 "%s", why.msg);
+    cr_assert_not_null(spiffe_bundle_set_get0(&set, &a));
+    spiffe_bundle_set_cleanup(&set);
+}

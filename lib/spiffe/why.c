@@ -70,6 +70,7 @@ const char *spiffe_rule_ref(enum spiffe_rule rule)
         [SPIFFE_RULE_BUNDLE_X5C] = "E5",
         [SPIFFE_RULE_BUNDLE_KID] = "E6",
         [SPIFFE_RULE_BUNDLE_DUPLICATE_TD] = "E7",
+        [SPIFFE_RULE_BUNDLE_MIXED_TD] = "E8",
     };
     if ((size_t)rule >= sizeof(refs) / sizeof(refs[0]) || refs[rule] == NULL) {
         return "";

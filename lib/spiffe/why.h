@@ -60,6 +60,7 @@ enum spiffe_rule {
     SPIFFE_RULE_BUNDLE_PEM,          /* a PEM bundle that does not decode */
     SPIFFE_RULE_BUNDLE_LIMIT,        /* over a size or count limit */
     SPIFFE_RULE_BUNDLE_DUPLICATE_TD, /* E7 */
+    SPIFFE_RULE_BUNDLE_MIXED_TD,     /* E8: authorities of another or of no stated trust domain */
     SPIFFE_RULE_MINT,                /* a minting request that would break a rule */
 };
 

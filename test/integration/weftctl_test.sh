@@ -97,10 +97,20 @@ expect_text '^spiffe_id: +spiffe://example.org/ns/shop/sa/web$' out "ID printed"
 expect 1 "expired at --at + 2h" -- "$W" svid inspect --cert leaf.pem --bundle root.pem --at "$(date -u -d '+2 hours' +%Y-%m-%dT%H:%M:%SZ)"
 expect 1 "not valid yet" -- "$W" svid inspect --cert leaf.pem --at 2001-01-01T00:00:00Z
 expect 0 "mint other trust domain" -- "$W" svid mint root --td other.org --cert other.pem --key other.key
-expect 1 "bundle of the wrong root" -- "$W" svid inspect --cert leaf.pem --bundle other.pem
+expect 1 "another trust domain's root (it names other.org)" -- "$W" svid inspect --cert leaf.pem --bundle other.pem
+expect_text 'untrusted' out "B9: no bundle for example.org"
+expect 2 "a bundle said to be example.org's whose root names other.org" -- "$W" svid inspect --cert leaf.pem --bundle other.pem --bundle-td example.org
+expect_text 'authorities name spiffe://other.org' err "mismatch reason"
+expect 0 "mint a second example.org root" -- "$W" svid mint root --td example.org --cert root2.pem --key root2.key
+expect 1 "the other example.org root" -- "$W" svid inspect --cert leaf.pem --bundle root2.pem
 expect_text 'does not verify' out "chain failure reason"
-cat other.pem root.pem >both.pem
-expect 0 "bundle holding several roots (rotation overlap)" -- "$W" svid inspect --cert leaf.pem --bundle both.pem
+cat root2.pem root.pem >both.pem
+expect 0 "bundle holding two roots (rotation overlap)" -- "$W" svid inspect --cert leaf.pem --bundle both.pem
+expect 1 "a bundle whose authority has no SPIFFE ID is taken as the leaf's" -- "$W" svid inspect --cert leaf.pem --bundle "$OLDPWD/$DATA/x509bundle/cert.pem"
+expect_text 'carry no SPIFFE ID; taken as the bundle of the leaf' out "the assumption is printed"
+expect_text '1 X.509 authority for spiffe://example.org' out "and used for example.org"
+cat other.pem root.pem >mixed.pem
+expect 2 "a PEM bundle mixing two trust domains" -- "$W" svid inspect --cert leaf.pem --bundle mixed.pem
 head -n "$(grep -c '' leaf.pem | awk '{print int($1/2)}')" leaf.pem >leaf-only.pem
 expect 1 "leaf without its intermediate" -- "$W" svid inspect --cert leaf-only.pem --bundle root.pem
 expect 2 "a certificate is not a CSR" -- "$W" svid mint leaf --id spiffe://example.org/csr --ca-cert root.pem --ca-key root.key --cert csr-leaf.pem --csr leaf.pem
@@ -112,8 +122,9 @@ expect 0 "ed25519 root" -- "$W" svid mint root --td ed.org --key-type ed25519 --
 expect 0 "ed25519 leaf" -- "$W" svid mint leaf --id spiffe://ed.org/w --key-type ed25519 --ca-cert ed.pem --ca-key ed.key --cert edl.pem --key edl.key
 expect 0 "ed25519 chain verifies" -- "$W" svid inspect --cert edl.pem --key edl.key --bundle ed.pem
 sb="$OLDPWD/$DATA/spiffebundle"
-expect 1 "SPIFFE bundle JSON of another CA" -- "$W" svid inspect --cert edl.pem --bundle "$sb/spiffebundle_valid_1.json"
-expect_text 'does not verify' out "JSON bundle was used for the chain"
+expect 1 "go-spiffe's bundle (its authority names spiffe://local)" -- "$W" svid inspect --cert edl.pem --bundle "$sb/spiffebundle_valid_1.json"
+expect_text 'for spiffe://local$' out "the bundle's trust domain comes from its authority"
+expect_text 'untrusted' out "and it does not vouch for ed.org"
 expect 2 "SPIFFE bundle JSON with a jwt-svid key without kid" -- "$W" svid inspect --cert edl.pem --bundle "$sb/spiffebundle_missing_kid.json"
 expect_text 'kid' err "bundle reason"
 printf '{"trust_domains": {"other.org": {"keys": []}}}' >map.json
@@ -132,6 +143,14 @@ expect 1 "a root filed under another trust domain does not vouch (B9)" -- "$W" s
 expect_text 'no X.509 authorities for trust domain "example.org"' out "B9 reason"
 printf '{"trust_domains": {"example.org": %s, "other.org": {"keys": []}}}' "$(cat both.json)" >map.json
 expect 0 "bundle map with the right trust domain" -- "$W" svid inspect --cert leaf.pem --bundle map.json
+expect 0 "bundle convert infers the trust domain from the root" -- "$W" bundle convert --in root.pem
+expect 0 "and reads it back" -- bash -c "\"$W\" bundle convert --in root.pem >r.json && \"$W\" bundle convert --in r.json --format pem"
+cmp -s "$tmp/out" root.pem && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: inferred round trip" >&2; }
+expect 2 "bundle convert needs --td when no authority names one" -- "$W" bundle convert --in "$OLDPWD/$DATA/x509bundle/cert.pem"
+expect_text 'name it with --td' err "the reason says what to do"
+expect 0 "bundle convert picks one trust domain out of a map" -- "$W" bundle convert --in map.json --td example.org --format pem
+cmp -s "$tmp/out" both.pem && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: map pick" >&2; }
+expect 2 "bundle convert of a two-domain map without --td" -- "$W" bundle convert --in map.json
 expect 1 "bundle convert of a damaged bundle" -- "$W" bundle convert --td example.org --in "$sb/spiffebundle_missing_kid.json"
 expect 2 "bundle convert with a bad trust domain" -- "$W" bundle convert --td Example.org --in both.pem
 expect 0 "help" -- "$W" --help
