@@ -1,5 +1,6 @@
 /* weftctl id check: the SPIFFE ID parser of lib/spiffe, from the command line. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/internal.h"
@@ -38,25 +39,26 @@ static int check_one(const char *s, size_t len)
 
 static int check_stdin(void)
 {
-    char line[SPIFFE_ID_MAX_LEN + 8];
+    char *line = NULL;
+    size_t cap = 0, num_ids = 0;
+    ssize_t n;
     int bad = 0;
-    size_t lineno = 0;
-    while (fgets(line, sizeof(line), stdin) != NULL) {
-        lineno++;
-        size_t len = strlen(line);
-        if (len == sizeof(line) - 1 && line[len - 1] != '\n') {
-            fprintf(stderr, "invalid SPIFFE ID on line %zu: longer than %d bytes\n", lineno,
-                    SPIFFE_ID_MAX_LEN);
-            bad = 1;
-            int c;
-            while ((c = getchar()) != EOF && c != '\n') {
-            }
-            continue;
-        }
+    /* getline keeps NUL bytes, so an ID with one inside is judged whole, and refused (A3/A7). */
+    while ((n = getline(&line, &cap, stdin)) >= 0) {
+        size_t len = (size_t)n;
         if (len > 0 && line[len - 1] == '\n') {
-            line[--len] = '\0';
+            len--;
+        }
+        if (len > 0 && line[len - 1] == '\r') {
+            len--;
         }
         bad |= check_one(line, len);
+        num_ids++;
+    }
+    free(line);
+    if (num_ids == 0) {
+        fputs("weftctl: id check -: no IDs on standard input\n", stderr);
+        return EXIT_USAGE;
     }
     return bad ? EXIT_INVALID : EXIT_VALID;
 }

@@ -297,9 +297,13 @@ static int inspect(int argc, char **argv)
         goto out;
     }
     if (key_path != NULL) {
-        if (spiffe_key_decode(&key, key_data, key_len, &why) != WEFT_OK ||
-            spiffe_x509svid_check_key(leaf, key, &why) != WEFT_OK) {
-            printf("key:        does NOT match\n");
+        if (spiffe_key_decode(&key, key_data, key_len, &why) != WEFT_OK) {
+            printf("key:        unreadable\n");
+            rc = verdict(0, why.msg);
+            goto out;
+        }
+        if (spiffe_x509svid_check_key(leaf, key, &why) != WEFT_OK) {
+            printf("key:        does NOT match the leaf\n");
             rc = verdict(0, why.msg);
             goto out;
         }
@@ -367,7 +371,9 @@ static int parse_hex_serial(struct spiffe_mint_params *p, const char *hex)
         p->serial[bytes - 1 - i / 2] |= (uint8_t)(i % 2 ? v << 4 : v);
     }
     p->serial_len = bytes;
-    return 1;
+    /* RFC 5280 §4.1.2.2: at most 20 octets once DER-encoded as a positive INTEGER, so a 20-byte
+     * serial may not have its top bit set (it would need a leading zero octet). */
+    return !(bytes == SPIFFE_SERIAL_MAX_LEN && (p->serial[0] & 0x80));
 }
 
 static int write_pem(const char *path, const char *pem, size_t len, mode_t mode)
@@ -473,7 +479,10 @@ static int mint(int argc, char **argv)
             break;
         case 's':
             if (!parse_hex_serial(&f.params, optarg)) {
-                fprintf(stderr, "weftctl: --serial %s: not 1 to 40 hex digits\n", optarg);
+                fprintf(stderr,
+                        "weftctl: --serial %s: not 1 to 40 hex digits (at most 20 octets as a "
+                        "positive DER INTEGER)\n",
+                        optarg);
                 return EXIT_USAGE;
             }
             break;
@@ -514,7 +523,7 @@ static int mint(int argc, char **argv)
     } else if (is_leaf ? (f.key_out == NULL) == (f.csr == NULL) : f.key_out == NULL) {
         missing = is_leaf ? "exactly one of --key and --csr" : "--key";
     } else if (f.csr != NULL && !is_leaf) {
-        missing = "--csr only with leaf";
+        missing = "no --csr (only a leaf is minted from a CSR)";
     }
     if (missing != NULL) {
         fprintf(stderr, "weftctl: svid mint %s: needs %s\n\n%s", kind, missing, mint_usage);

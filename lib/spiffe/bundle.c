@@ -318,9 +318,16 @@ static int jwk_key_params(json_t *jwk, X509 *cert)
                           : EC_GROUP_get_curve_name(g) == NID_secp384r1      ? "P-384"
                           : EC_GROUP_get_curve_name(g) == NID_secp521r1      ? "P-521"
                                                                              : NULL;
+        if (crv == NULL) {
+            /* RFC 7518 §6.2.1.1 names no other curve: the JWK carries only its type, and x5c
+             * carries the key (consumers of x509-svid JWKs read x5c, B12). */
+            ok = json_object_set_new(jwk, "kty", json_string("EC")) == 0;
+            EVP_PKEY_free(pub);
+            return ok;
+        }
         BIGNUM *x = BN_new(), *y = BN_new();
         size_t width = (EC_GROUP_get_degree(g) + 7) / 8;
-        ok = crv != NULL && x != NULL && y != NULL &&
+        ok = x != NULL && y != NULL &&
              EC_POINT_get_affine_coordinates_GFp(g, EC_KEY_get0_public_key(ec), x, y, NULL) &&
              json_object_set_new(jwk, "kty", json_string("EC")) == 0 &&
              json_object_set_new(jwk, "crv", json_string(crv)) == 0 &&

@@ -1,6 +1,7 @@
 /* Decoding and encoding of certificates and keys: PEM via BoringSSL's PEM reader, DER via CBS. */
 #include "lib/spiffe/x509svid.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -156,7 +157,7 @@ int spiffe_certs_decode(STACK_OF(X509) * *out, const uint8_t *data, size_t len, 
         /* No PEM: DER certificates back to back, or nothing we can read. */
         CBS in;
         CBS_init(&in, data, len);
-        if (len == 0 || data[0] != 0x30 /* DER SEQUENCE */) {
+        if (data[0] != 0x30 /* DER SEQUENCE */) {
             spiffe_why_set(why, SPIFFE_RULE_SVID_DECODE, -1,
                            "input is neither PEM (no PEM blocks found) nor DER");
             rc = WEFT_EINVAL;
@@ -236,6 +237,7 @@ int spiffe_key_decode(EVP_PKEY **out, const uint8_t *data, size_t len, struct sp
     }
     int rc = WEFT_EINVAL;
     struct pem_block b;
+    char other_key[32] = ""; /* the first key block of a type we do not take */
     for (;;) {
         int done;
         if ((rc = next_pem_block(bio, &b, why, &done)) != WEFT_OK) {
@@ -245,29 +247,32 @@ int spiffe_key_decode(EVP_PKEY **out, const uint8_t *data, size_t len, struct sp
             break;
         }
         if (done) {
-            spiffe_why_set(why, SPIFFE_RULE_SVID_KEY, -1,
-                           "no private key found (no PRIVATE KEY block)");
+            if (other_key[0] != '\0') {
+                spiffe_why_set(why, SPIFFE_RULE_SVID_KEY, -1,
+                               "no PKCS#8 private key found, only a \"%s\" block; the key must "
+                               "be unencrypted PKCS#8 (\"PRIVATE KEY\"): convert it with "
+                               "`openssl pkcs8 -topk8 -nocrypt`",
+                               other_key);
+            } else {
+                spiffe_why_set(why, SPIFFE_RULE_SVID_KEY, -1,
+                               "no private key found (no PRIVATE KEY block)");
+            }
             rc = WEFT_EINVAL;
             break;
         }
-        if (strcmp(b.name, "PRIVATE KEY") == 0) {
+        int is_key = strcmp(b.name, "PRIVATE KEY") == 0;
+        if (is_key) {
             rc = parse_pkcs8(out, b.data, (size_t)b.len, why);
-            OPENSSL_cleanse(b.data, (size_t)b.len);
-            pem_block_cleanup(&b);
-            break;
+        } else if (other_key[0] == '\0' && strstr(b.name, "PRIVATE KEY") != NULL) {
+            snprintf(other_key, sizeof(other_key), "%s", b.name);
         }
-        if (strcmp(b.name, "EC PRIVATE KEY") == 0 || strcmp(b.name, "RSA PRIVATE KEY") == 0 ||
-            strcmp(b.name, "ENCRYPTED PRIVATE KEY") == 0) {
-            spiffe_why_set(why, SPIFFE_RULE_SVID_KEY, -1,
-                           "found a \"%s\" block; the key must be unencrypted PKCS#8 "
-                           "(\"PRIVATE KEY\"); convert it with `openssl pkcs8 -topk8 -nocrypt`",
-                           b.name);
+        if (strstr(b.name, "PRIVATE KEY") != NULL) {
             OPENSSL_cleanse(b.data, (size_t)b.len);
-            pem_block_cleanup(&b);
-            rc = WEFT_EINVAL;
-            break;
         }
         pem_block_cleanup(&b);
+        if (is_key) {
+            break;
+        }
     }
     BIO_free(bio);
     return rc;

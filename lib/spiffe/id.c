@@ -119,11 +119,15 @@ static int check_path(const char *s, size_t start, size_t end, struct spiffe_why
     return WEFT_OK;
 }
 
+void spiffe_id_clear(struct spiffe_id *id)
+{
+    id->len = id->td_len = 0;
+    id->str[0] = '\0';
+}
+
 int spiffe_id_parse(struct spiffe_id *out, const char *s, size_t len, struct spiffe_why *why)
 {
-    out->len = 0;
-    out->td_len = 0;
-    out->str[0] = '\0';
+    spiffe_id_clear(out);
     spiffe_why_clear(why);
     if (len == 0) {
         return fail(why, SPIFFE_RULE_ID_EMPTY, 0, WEFT_EINVAL, "SPIFFE ID is empty");
@@ -157,8 +161,7 @@ int spiffe_id_from_td_path(struct spiffe_id *out, const char *td, const char *pa
     char buf[SPIFFE_ID_MAX_LEN + 2];
     int n = snprintf(buf, sizeof(buf), "%s%s%s", SPIFFE_SCHEME_PREFIX, td, path);
     if (n < 0 || (size_t)n >= sizeof(buf)) {
-        out->len = out->td_len = 0;
-        out->str[0] = '\0';
+        spiffe_id_clear(out);
         return fail(why, SPIFFE_RULE_ID_TOO_LONG, SPIFFE_ID_MAX_LEN, WEFT_ELIMIT,
                     "SPIFFE ID is longer than 2048 bytes");
     }
@@ -171,37 +174,31 @@ int spiffe_td_parse(struct spiffe_id *out, const char *s, size_t len, struct spi
     if (len >= SPIFFE_SCHEME_PREFIX_LEN && memcmp(s, SPIFFE_SCHEME_PREFIX, 9) == 0) {
         rc = spiffe_id_parse(out, s, len, why);
     } else {
-        char buf[SPIFFE_ID_MAX_LEN + 1];
+        /* A bare name is parsed as spiffe://<name>. A '/' in it is a character no trust domain
+         * holds (not the start of a path), and offsets in |why| point into the bare name. */
+        const char *slash = memchr(s, '/', len);
+        spiffe_id_clear(out);
+        spiffe_why_clear(why);
+        if (slash != NULL) {
+            return fail(why, SPIFFE_RULE_ID_TD_CHAR, (size_t)(slash - s), WEFT_EINVAL,
+                        "trust domain may contain only a-z 0-9 . - _");
+        }
         if (len > SPIFFE_ID_MAX_LEN - SPIFFE_SCHEME_PREFIX_LEN) {
-            out->len = out->td_len = 0;
-            out->str[0] = '\0';
-            spiffe_why_clear(why);
             return fail(why, SPIFFE_RULE_ID_TD_TOO_LONG, SPIFFE_TD_MAX_LEN, WEFT_ELIMIT,
                         "trust domain is longer than 255 bytes");
         }
+        char buf[SPIFFE_ID_MAX_LEN];
         memcpy(buf, SPIFFE_SCHEME_PREFIX, SPIFFE_SCHEME_PREFIX_LEN);
         memcpy(buf + SPIFFE_SCHEME_PREFIX_LEN, s, len);
-        /* A bare name has no path: a '/' in it is a character the trust domain cannot hold. */
-        if (memchr(s, '/', len) != NULL) {
-            out->len = out->td_len = 0;
-            out->str[0] = '\0';
-            spiffe_why_clear(why);
-            return fail(why, SPIFFE_RULE_ID_TD_CHAR,
-                        (size_t)((const char *)memchr(s, '/', len) - s), WEFT_EINVAL,
-                        "trust domain may contain only a-z 0-9 . - _");
-        }
-        rc = spiffe_id_parse(out, buf, len + SPIFFE_SCHEME_PREFIX_LEN, why);
+        rc = spiffe_id_parse(out, buf, SPIFFE_SCHEME_PREFIX_LEN + len, why);
         if (rc != WEFT_OK && why != NULL && why->offset >= SPIFFE_SCHEME_PREFIX_LEN) {
-            why->offset -= SPIFFE_SCHEME_PREFIX_LEN; /* point into what the caller gave */
+            why->offset -= SPIFFE_SCHEME_PREFIX_LEN;
         }
     }
-    if (rc != WEFT_OK) {
-        return rc;
-    }
+    TRY(rc);
     if (!spiffe_id_is_td(out)) {
         size_t at = SPIFFE_SCHEME_PREFIX_LEN + out->td_len;
-        out->len = out->td_len = 0;
-        out->str[0] = '\0';
+        spiffe_id_clear(out);
         return fail(why, SPIFFE_RULE_ID_HAS_PATH, at, WEFT_EINVAL,
                     "a trust domain was expected, but the ID has a path");
     }

@@ -41,6 +41,9 @@ WEFT_MUST_USE int spiffe_id_from_td_path(struct spiffe_id *out, const char *td, 
 WEFT_MUST_USE int spiffe_td_parse(struct spiffe_id *out, const char *s, size_t len,
                                   struct spiffe_why *why);
 
+/* spiffe_id_clear empties |id| (len 0, ""), the state every failed parse leaves. */
+void spiffe_id_clear(struct spiffe_id *id);
+
 /* spiffe_id_td returns the trust domain name of |id| (not NUL-terminated) and its length. */
 const char *spiffe_id_td(const struct spiffe_id *id, size_t *out_len);
 

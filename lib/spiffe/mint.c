@@ -195,9 +195,12 @@ static int build(X509 **out, enum cert_kind kind, const X509 *issuer, EVP_PKEY *
                        id->str);
         return WEFT_EINVAL;
     }
-    if (p->ttl_s <= 0 || p->serial_len > SPIFFE_SERIAL_MAX_LEN) {
+    if (p->ttl_s <= 0 || p->serial_len > SPIFFE_SERIAL_MAX_LEN ||
+        (p->serial_len == SPIFFE_SERIAL_MAX_LEN && (p->serial[0] & 0x80))) {
         spiffe_why_set(why, SPIFFE_RULE_MINT, -1,
-                       "TTL must be positive and serial at most %d bytes", SPIFFE_SERIAL_MAX_LEN);
+                       "TTL must be positive and the serial at most %d octets as a positive "
+                       "DER INTEGER",
+                       SPIFFE_SERIAL_MAX_LEN);
         return WEFT_EINVAL;
     }
     int64_t not_after = p->not_before + p->ttl_s;

@@ -50,8 +50,7 @@ int spiffe_cert_uri_id(struct spiffe_id *out, const X509 *cert, struct spiffe_wh
     GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, &crit, NULL);
     const ASN1_IA5STRING *uri = NULL;
     size_t num_uris = 0;
-    out->len = out->td_len = 0;
-    out->str[0] = '\0';
+    spiffe_id_clear(out);
     if (names == NULL && crit == -2) {
         ERR_clear_error();
         spiffe_why_set(why, SPIFFE_RULE_SVID_URI_SAN_COUNT, -1,
@@ -236,8 +235,7 @@ int spiffe_x509svid_check(struct spiffe_id *out_id, const STACK_OF(X509) * chain
                           struct spiffe_why *why)
 {
     spiffe_why_clear(why);
-    out_id->len = out_id->td_len = 0;
-    out_id->str[0] = '\0';
+    spiffe_id_clear(out_id);
     if (chain == NULL || sk_X509_num(chain) == 0) {
         spiffe_why_set(why, SPIFFE_RULE_SVID_NO_CERT, -1, "no certificates found");
         return WEFT_EINVAL;
@@ -462,8 +460,7 @@ int spiffe_x509svid_verify(struct spiffe_id *out_id, const STACK_OF(X509) * chai
                            struct spiffe_why *why)
 {
     struct spiffe_id id;
-    out_id->len = out_id->td_len = 0;
-    out_id->str[0] = '\0';
+    spiffe_id_clear(out_id);
     TRY(spiffe_x509svid_check(&id, chain, why));
     const struct spiffe_bundle *b = spiffe_bundle_set_get0(bundles, &id);
     if (b == NULL || sk_X509_num(b->x509) == 0) {

@@ -918,6 +918,13 @@ Test(x509svid_key_decode, rejects_what_is_not_unencrypted_pkcs8)
     cr_assert_eq(why.rule, SPIFFE_RULE_SVID_KEY);
     cr_assert_not_null(strstr(why.msg, "EC PRIVATE KEY"), "%s", why.msg);
     cr_assert_null(got);
+    /* The same file with a PKCS#8 block after the SEC 1 one: the PKCS#8 key is found. */
+    cr_assert(PEM_write_bio_PKCS8PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL));
+    cr_assert(BIO_mem_contents(bio, &data, &len));
+    cr_assert_eq(spiffe_key_decode(&got, data, len, &why), WEFT_OK, "%s", why.msg);
+    cr_assert_eq(EVP_PKEY_cmp(got, key), 1);
+    EVP_PKEY_free(got);
+    got = NULL;
     BIO_free(bio);
 
     static const char not_key[] = "not a key at all";

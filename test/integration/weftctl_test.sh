@@ -57,6 +57,10 @@ expect 0 "2048-byte ID" -- "$W" id check "spiffe://example.org$path"
 expect 1 "2049-byte ID" -- "$W" id check "spiffe://example.org${path}x"
 printf 'spiffe://a.org/x\nspiffe://A.org/x\n' >"$tmp/ids"
 expect 1 "IDs from stdin" -- bash -c "\"$W\" id check - <\"$tmp/ids\""
+expect 1 "an ID with a NUL byte on stdin is judged whole" -- bash -c "printf 'spiffe://td/a\\0b\\n' | \"$W\" id check -"
+expect_text 'x00' err "the NUL is shown escaped"
+expect 0 "CRLF line ends on stdin" -- bash -c "printf 'spiffe://td/a\\r\\nspiffe://td/b\\r\\n' | \"$W\" id check -"
+expect 2 "no IDs on stdin is a usage error" -- bash -c "\"$W\" id check - </dev/null"
 expect 2 "no IDs is a usage error" -- "$W" id check
 
 ## svid inspect on go-spiffe's data (go-spiffe Parse semantics; time pinned inside the window)
