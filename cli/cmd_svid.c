@@ -1,6 +1,7 @@
 /* weftctl svid inspect | mint: look at an X509-SVID the way a verifier would, and make test
  * certificates with the same minting code the CA uses. */
 #include <getopt.h>
+#include <stdbool.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,7 +180,15 @@ static int verdict(int ok, const char *why)
     return ok ? EXIT_VALID : EXIT_INVALID;
 }
 
-static int inspect(int argc, char **argv)
+struct inspect_args {
+    const char *cert_path, *key_path, *bundle_path;
+    bool has_bundle_td;
+    struct spiffe_id bundle_td;
+    int64_t at;
+};
+
+/* parse_inspect_args reads the flags; it returns -1 to go on, or the exit code. */
+static int parse_inspect_args(struct inspect_args *a, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"cert", required_argument, NULL, 'c'},
@@ -190,28 +199,32 @@ static int inspect(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *cert_path = NULL, *key_path = NULL, *bundle_path = NULL, *bundle_td_s = NULL;
-    int64_t at = cli_now();
+    struct spiffe_why why;
+    memset(a, 0, sizeof(*a));
+    a->at = cli_now();
     int c;
     while ((c = getopt_long(argc, argv, "c:k:b:t:d:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
-            cert_path = optarg;
+            a->cert_path = optarg;
             break;
         case 'k':
-            key_path = optarg;
+            a->key_path = optarg;
             break;
         case 'b':
-            bundle_path = optarg;
+            a->bundle_path = optarg;
             break;
         case 'd':
-            bundle_td_s = optarg;
+            if (spiffe_td_parse(&a->bundle_td, optarg, strlen(optarg), &why) != WEFT_OK) {
+                fprintf(stderr, "weftctl: --bundle-td %s: %s\n", optarg, why.msg);
+                return EXIT_USAGE;
+            }
+            a->has_bundle_td = true;
             break;
         case 't':
-            if (weft_time_parse_rfc3339(&at, optarg) != WEFT_OK) {
+            if (weft_time_parse_rfc3339(&a->at, optarg) != WEFT_OK) {
                 fprintf(stderr,
-                        "weftctl: --at %s: not an RFC 3339 time "
-                        "(e.g. 2026-01-02T15:04:05Z)\n",
+                        "weftctl: --at %s: not an RFC 3339 time (e.g. 2026-01-02T15:04:05Z)\n",
                         optarg);
                 return EXIT_USAGE;
             }
@@ -224,35 +237,22 @@ static int inspect(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    if (cert_path == NULL || optind != argc) {
+    if (a->cert_path == NULL || optind != argc) {
         fprintf(stderr, "weftctl: svid inspect needs --cert and takes no other arguments\n\n%s",
                 inspect_usage);
         return EXIT_USAGE;
     }
-
-    int rc;
-    uint8_t *data = NULL;
-    size_t len;
-    STACK_OF(X509) *chain = NULL;
-    EVP_PKEY *key = NULL;
-    struct spiffe_bundle_set bundles;
-    struct spiffe_why why;
-    struct spiffe_id id;
-    spiffe_bundle_set_init(&bundles);
-
-    /* Read every file first, so that an unreadable one is a usage error, not a verdict. */
-    uint8_t *key_data = NULL;
-    size_t key_len = 0;
-    if ((rc = cli_read(&data, &len, "--cert", cert_path)) != EXIT_VALID ||
-        (key_path != NULL &&
-         (rc = cli_read(&key_data, &key_len, "--key", key_path)) != EXIT_VALID)) {
-        goto out;
+    if (a->has_bundle_td && a->bundle_path == NULL) {
+        fprintf(stderr, "weftctl: --bundle-td names the trust domain of a --bundle\n");
+        return EXIT_USAGE;
     }
-    if (spiffe_certs_decode(&chain, data, len, SPIFFE_MAX_CHAIN, 0, &why) != WEFT_OK) {
-        rc = verdict(0, why.msg);
-        goto out;
-    }
-    int id_rc = spiffe_cert_uri_id(&id, sk_X509_value(chain, 0), &why);
+    return -1;
+}
+
+/* print_summary prints what a person looks for first: the leaf's ID, serial, validity and time
+ * left at |at|, then every certificate of the chain. */
+static void print_summary(const STACK_OF(X509) * chain, const struct spiffe_id *leaf_id, int64_t at)
+{
     X509 *leaf = sk_X509_value(chain, 0);
     int64_t nb = 0, na = 0;
     char t1[WEFT_RFC3339_LEN], t2[WEFT_RFC3339_LEN], left[32], at_s[WEFT_RFC3339_LEN];
@@ -263,7 +263,7 @@ static int inspect(int argc, char **argv)
     weft_time_format_rfc3339(t2, na);
     weft_time_format_rfc3339(at_s, at);
     weft_duration_format(left, sizeof(left), na - at);
-    printf("spiffe_id:  %s\n", id_rc == WEFT_OK ? id.str : "(none)");
+    printf("spiffe_id:  %s\n", leaf_id != NULL ? leaf_id->str : "(none)");
     printf("serial:     ");
     print_serial(leaf);
     printf("\nnot_before: %s\nnot_after:  %s\n", t1, t2);
@@ -273,69 +273,98 @@ static int inspect(int argc, char **argv)
     for (size_t i = 0; i < sk_X509_num(chain); i++) {
         print_cert(i, sk_X509_value(chain, i));
     }
+}
 
-    if (bundle_path != NULL) {
-        struct spiffe_id bundle_td, leaf_td;
-        if (bundle_td_s != NULL &&
-            spiffe_td_parse(&bundle_td, bundle_td_s, strlen(bundle_td_s), &why) != WEFT_OK) {
-            fprintf(stderr, "weftctl: --bundle-td %s: %s\n", bundle_td_s, why.msg);
-            rc = EXIT_USAGE;
-            goto out;
-        }
-        if (id_rc == WEFT_OK) {
-            spiffe_id_td_id(&leaf_td, &id);
-        }
-        if ((rc = load_bundle(&bundles, bundle_path, bundle_td_s != NULL ? &bundle_td : NULL,
-                              id_rc == WEFT_OK ? &leaf_td : NULL)) != EXIT_VALID) {
-            goto out;
-        }
-    }
-
-    /* The verdict: go-spiffe's order (B11) -- SVID rules, then the key -- then time and chain. */
+/* judge gives the verdict, in go-spiffe's order (B11) -- the SVID rules, then the key -- then
+ * the chain to the bundle (or, without one, the validity windows alone). */
+static int judge(const STACK_OF(X509) * chain, const uint8_t *key_data, size_t key_len,
+                 const struct spiffe_bundle_set *bundles, int64_t at)
+{
+    struct spiffe_why why;
+    struct spiffe_id id;
+    X509 *leaf = sk_X509_value(chain, 0);
     if (spiffe_x509svid_check(&id, chain, &why) != WEFT_OK) {
-        rc = verdict(0, why.msg);
-        goto out;
+        return verdict(0, why.msg);
     }
-    if (key_path != NULL) {
-        if (spiffe_key_decode(&key, key_data, key_len, &why) != WEFT_OK) {
-            printf("key:        unreadable\n");
-            rc = verdict(0, why.msg);
-            goto out;
+    if (key_data != NULL) {
+        EVP_PKEY *key = NULL;
+        int rc = spiffe_key_decode(&key, key_data, key_len, &why);
+        if (rc == WEFT_OK) {
+            rc = spiffe_x509svid_check_key(leaf, key, &why);
         }
-        if (spiffe_x509svid_check_key(leaf, key, &why) != WEFT_OK) {
-            printf("key:        does NOT match the leaf\n");
-            rc = verdict(0, why.msg);
-            goto out;
-        }
+        EVP_PKEY_free(key);
         char kb[32];
-        printf("key:        matches the leaf (%s)\n", key_desc(leaf, kb, sizeof(kb)));
-    }
-    if (bundle_path != NULL) {
-        if (spiffe_x509svid_verify(&id, chain, &bundles, at, &why) != WEFT_OK) {
-            rc = verdict(0, why.msg);
-            goto out;
+        printf("key:        %s (%s)\n",
+               rc == WEFT_OK                               ? "matches the leaf"
+               : why.rule == SPIFFE_RULE_SVID_KEY_MISMATCH ? "does NOT match the leaf"
+                                                           : "unreadable",
+               key_desc(leaf, kb, sizeof(kb)));
+        if (rc != WEFT_OK) {
+            return verdict(0, why.msg);
         }
-        char msg[128];
+    }
+    char at_s[WEFT_RFC3339_LEN], msg[128];
+    weft_time_format_rfc3339(at_s, at);
+    if (bundles != NULL) {
+        if (spiffe_x509svid_verify(&id, chain, bundles, at, &why) != WEFT_OK) {
+            return verdict(0, why.msg);
+        }
         snprintf(msg, sizeof(msg), "(SVID rules, validity at %s, chain verified to the bundle)",
                  at_s);
-        rc = verdict(1, msg);
-        goto out;
+        return verdict(1, msg);
     }
     if (spiffe_x509svid_check_time(chain, at, &why) != WEFT_OK) {
+        return verdict(0, why.msg);
+    }
+    snprintf(msg, sizeof(msg), "(SVID rules and validity at %s; chain NOT verified: no --bundle)",
+             at_s);
+    return verdict(1, msg);
+}
+
+static int inspect(int argc, char **argv)
+{
+    struct inspect_args a;
+    int rc = parse_inspect_args(&a, argc, argv);
+    if (rc >= 0) {
+        return rc;
+    }
+    uint8_t *data = NULL, *key_data = NULL;
+    size_t len, key_len = 0;
+    STACK_OF(X509) *chain = NULL;
+    struct spiffe_bundle_set bundles;
+    struct spiffe_why why;
+    spiffe_bundle_set_init(&bundles);
+
+    /* Read every file first, so that an unreadable one is a usage error, not a verdict. */
+    if ((rc = cli_read(&data, &len, "--cert", a.cert_path)) != EXIT_VALID ||
+        (a.key_path != NULL &&
+         (rc = cli_read(&key_data, &key_len, "--key", a.key_path)) != EXIT_VALID)) {
+        goto out;
+    }
+    if (spiffe_certs_decode(&chain, data, len, SPIFFE_MAX_CHAIN, 0, &why) != WEFT_OK) {
         rc = verdict(0, why.msg);
         goto out;
     }
-    char msg[128];
-    snprintf(msg, sizeof(msg), "(SVID rules and validity at %s; chain NOT verified: no --bundle)",
-             at_s);
-    rc = verdict(1, msg);
+    struct spiffe_id id, leaf_td;
+    int has_id = spiffe_cert_uri_id(&id, sk_X509_value(chain, 0), NULL) == WEFT_OK;
+    print_summary(chain, has_id ? &id : NULL, a.at);
+    if (a.bundle_path != NULL) {
+        if (has_id) {
+            spiffe_id_td_id(&leaf_td, &id);
+        }
+        rc = load_bundle(&bundles, a.bundle_path, a.has_bundle_td ? &a.bundle_td : NULL,
+                         has_id ? &leaf_td : NULL);
+        if (rc != EXIT_VALID) {
+            goto out;
+        }
+    }
+    rc = judge(chain, key_data, key_len, a.bundle_path != NULL ? &bundles : NULL, a.at);
 out:
     if (key_data != NULL) {
         OPENSSL_cleanse(key_data, key_len);
     }
     free(key_data);
     free(data);
-    EVP_PKEY_free(key);
     sk_X509_pop_free(chain, X509_free);
     spiffe_bundle_set_cleanup(&bundles);
     return rc;
