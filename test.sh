@@ -18,7 +18,8 @@ declare -i passed=0 failed=0
 # log of the last `bazel test` run with those flags.
 tally() {
     local logs
-    logs=$(find "$(bazel info "$@" bazel-testlogs 2>/dev/null)" -name test.log 2>/dev/null || true)
+    logs=$(find "$(bazel info "$@" bazel-testlogs 2>/dev/null)" -name test.log \
+        -not -path '*/run_*_of_*/*' 2>/dev/null || true)
     [[ -n "$logs" ]] || return 0
     local p f
     read -r p f < <(cat $logs | awk '
