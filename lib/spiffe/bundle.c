@@ -582,11 +582,11 @@ int spiffe_bundle_decode(struct spiffe_bundle_set *set, const uint8_t *data, siz
            (data[skip] == ' ' || data[skip] == '\t' || data[skip] == '\r' || data[skip] == '\n')) {
         skip++;
     }
-    struct spiffe_id placeholder;
-    if (td == NULL && spiffe_td_parse(&placeholder, "unnamed.invalid", 15, NULL) != WEFT_OK) {
+    struct spiffe_id unnamed; /* parse under this name until the authorities say theirs */
+    if (td == NULL && spiffe_td_parse(&unnamed, "unnamed.invalid", 15, NULL) != WEFT_OK) {
         return WEFT_EINTERNAL;
     }
-    const struct spiffe_id *parse_td = td != NULL ? td : &placeholder;
+    const struct spiffe_id *parse_td = td != NULL ? td : &unnamed;
     struct spiffe_bundle *b = NULL;
     int rc;
     if (skip < len && data[skip] == '{') {
