@@ -16,6 +16,7 @@ enum {
 
 int cmd_bundle(int argc, char **argv);
 int cmd_id(int argc, char **argv);
+int cmd_policy(int argc, char **argv);
 int cmd_svid(int argc, char **argv);
 
 /* cli_read reads |path| for the flag |what|; on failure it prints why and returns EXIT_USAGE. */
