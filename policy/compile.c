@@ -35,7 +35,9 @@ static struct policy_port_range *copy_ports(struct weft_arena *a, const struct p
                                             size_t n)
 {
     struct policy_port_range *out = weft_arena_array(a, n, sizeof(*out));
-    memcpy(out, p, n * sizeof(*out));
+    if (n > 0) {
+        memcpy(out, p, n * sizeof(*out));
+    }
     return out;
 }
 
@@ -119,7 +121,9 @@ uint64_t policy_table_hash(const struct policy_table *t, const char *key, size_t
 /* table_build groups |p| by key into |t|: one slot per distinct key, its clauses in order. */
 static void table_build(struct weft_arena *a, struct policy_table *t, struct postings *p)
 {
-    qsort(p->items, p->num, sizeof(*p->items), cmp_posting);
+    if (p->num > 1) {
+        qsort(p->items, p->num, sizeof(*p->items), cmp_posting);
+    }
     size_t keys = 0;
     for (size_t i = 0; i < p->num; i++) {
         keys += i == 0 || p->items[i].len != p->items[i - 1].len ||

@@ -704,7 +704,9 @@ static bool read_selector(struct loader *ld, yaml_node_t *n, struct policy_selec
                 }
                 path_pop(ld, saved_k);
             }
-            qsort(kv, got, 2 * sizeof(char *), cmp_labels);
+            if (got > 1) {
+                qsort(kv, got, 2 * sizeof(char *), cmp_labels);
+            }
             const char **keys = weft_arena_array(&ld->set->arena, got, sizeof(char *));
             const char **values = weft_arena_array(&ld->set->arena, got, sizeof(char *));
             for (size_t i = 0; i < got; i++) {
@@ -997,7 +999,9 @@ static void load_peerauthn(struct loader *ld, yaml_node_t *root, struct field *t
                 }
                 path_pop(ld, s3);
             }
-            qsort(pm, got, sizeof(*pm), cmp_port_mtls);
+            if (got > 1) {
+                qsort(pm, got, sizeof(*pm), cmp_port_mtls);
+            }
             p->ports = pm;
             p->num_ports = got;
         }
@@ -1219,7 +1223,9 @@ static int load_dir(struct policy_set *set, const char *dir, size_t *num_files, 
         names[num++] = weft_xstrndup(e->d_name, strlen(e->d_name));
     }
     closedir(d);
-    qsort(names, num, sizeof(*names), cmp_names);
+    if (num > 1) {
+        qsort(names, num, sizeof(*names), cmp_names);
+    }
     int rc = WEFT_OK;
     for (size_t i = 0; i < num; i++) {
         char path[4096];
@@ -1306,8 +1312,12 @@ int policy_set_finish(struct policy_set *set)
 {
     /* Sorted by (namespace, name, load order): of two objects with one name, the one read
      * first stays and the later one is the error. */
-    qsort(set->authz, set->num_authz, sizeof(*set->authz), cmp_authz);
-    qsort(set->peerauthn, set->num_peerauthn, sizeof(*set->peerauthn), cmp_peerauthn);
+    if (set->num_authz > 1) {
+        qsort(set->authz, set->num_authz, sizeof(*set->authz), cmp_authz);
+    }
+    if (set->num_peerauthn > 1) {
+        qsort(set->peerauthn, set->num_peerauthn, sizeof(*set->peerauthn), cmp_peerauthn);
+    }
     size_t kept = 0;
     for (size_t i = 0; i < set->num_authz; i++) {
         const struct policy_authz *a = &set->authz[kept > 0 ? kept - 1 : 0], *b = &set->authz[i];

@@ -118,6 +118,19 @@ int policy_verdict_format(char *buf, size_t len, const struct policy_snapshot *s
 int policy_result_format(char *buf, size_t len, const struct policy_snapshot *snap,
                          const struct policy_result *r);
 
+#define POLICY_SNAPSHOT_MAX_BYTES (16u << 20)
+
+/* policy_snapshot_encode writes |snap| as a proto/policy.proto Snapshot into a new buffer the
+ * caller frees with free(). */
+WEFT_MUST_USE int policy_snapshot_encode(uint8_t **out, size_t *out_len,
+                                         const struct policy_snapshot *snap);
+
+/* policy_snapshot_decode reads a Snapshot from |data|, checks every field as the YAML loader
+ * would, and rebuilds the index. On failure |why| says what was wrong; returns WEFT_EPROTO (or
+ * WEFT_ELIMIT for input over POLICY_SNAPSHOT_MAX_BYTES). */
+WEFT_MUST_USE int policy_snapshot_decode(struct policy_snapshot **out, const uint8_t *data,
+                                         size_t len, char *why, size_t why_len);
+
 const char *policy_reason_str(enum policy_reason reason);
 const char *policy_action_str(enum policy_action action);
 const char *policy_mode_str(enum policy_mode mode);

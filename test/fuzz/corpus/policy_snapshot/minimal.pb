@@ -1,0 +1,3 @@
+
+shopbackend
+appbackendweft-system(8Rmesh default
