@@ -949,9 +949,10 @@ static void load_peerauthn(struct loader *ld, yaml_node_t *root, struct field *t
         }
         yaml_node_t *ports = field(f, "portLevelMtls");
         size_t s2 = path_push_field(ld, "portLevelMtls");
-        if (ports != NULL && !p->selector.present) {
+        if (ports != NULL && p->selector.num_labels == 0 && p->selector.num_service_accounts == 0) {
             fail(ld, ports,
-                 "port-level modes need a selector: they apply to the ports of chosen workloads");
+                 "port-level modes need a selector that names workloads (matchLabels or "
+                 "serviceAccounts): they apply to the ports of chosen workloads");
             ok = false;
         } else if (ports != NULL && ports->type != YAML_MAPPING_NODE) {
             fail(ld, ports, "expected a mapping of ports to {mode: ...}, found %s",
