@@ -3,7 +3,8 @@
 # and verifier-side checks, end to end, through weftctl:
 #   a root for trust domain cluster.local -> an intermediate -> a workload SVID,
 #   inspected against the bundle (valid), then the three ways it goes wrong in production:
-#   an expired certificate, a root filed under another trust domain, a key that does not match.
+#   an expired certificate, a root filed under another trust domain, a key that does not match;
+#   then the example policies: validated, and two decisions explained policy by policy.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -13,6 +14,7 @@ W=$PWD/bazel-bin/cli/weftctl
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/weft-demo.XXXXXX")
 trap 'rm -rf "$dir"' EXIT
+repo=$PWD
 cd "$dir"
 
 bold='' plain=''
@@ -44,5 +46,15 @@ step "7. presented with the wrong private key: refused" \
 step "8. SPIFFE IDs, strictly: one valid, three invalid, each with the rule it breaks" \
     "$W" id check spiffe://cluster.local/ns/shop/sa/frontend spiffe://Cluster.local/ns/shop \
     spiffe://cluster.local/ns/../sa spiffe://cluster.local:443/ns/shop
+
+ex=$repo/deploy/examples
+step "9. policy: the example policies validate" \
+    "$W" policy check -f "$ex"
+step "10. who may call whom: frontend -> backend:9101, and every policy's say in it" \
+    "$W" policy explain -f "$ex/policies" --from spiffe://cluster.local/ns/shop/sa/frontend \
+    --to-workload shop/backend,app=backend --port 9101
+step "11. a plaintext peer against a STRICT namespace: refused before authorization" \
+    "$W" policy explain -f "$ex/policies" --from unauthenticated \
+    --to-workload shop/backend,app=backend --port 8080
 
 printf '\nweftctl is at %s; try `%s --help`.\n' "$W" "$W"
