@@ -240,9 +240,14 @@ static void compile_mtls(struct policy_snapshot *snap, const struct policy_set *
             levels[level] = p;
         }
     }
-    /* Port-level modes come from the most specific selecting policy that has any. */
+    /* Port-level modes come from the most specific selecting policy that has any, unless a
+     * more specific level sets a mode: that mode then covers every port (a root-namespace
+     * port-level mode does not override the workload's own namespace-wide one). */
     for (int l = 0; l < 4; l++) {
         const struct policy_peerauthn *p = levels[l];
+        if (p != NULL && p->num_ports == 0 && p->mode != POLICY_MTLS_UNSET) {
+            break;
+        }
         if (p == NULL || p->num_ports == 0) {
             continue;
         }

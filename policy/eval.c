@@ -81,7 +81,20 @@ enum policy_mtls policy_mtls_mode(const struct policy_snapshot *snap, uint16_t p
     return snap->mtls_mode;
 }
 
-static uint32_t first_of(uint32_t a, uint32_t b) { return a < b ? a : b; }
+/* first_of returns, of two matching clauses of different classes (or POLICY_NONE), the one
+ * whose policy comes first in (namespace, name) order: in the dry-run view an enforced and a
+ * dry-run policy are peers, and a tie names the first policy, as the enforced view does. */
+static uint32_t first_of(const struct policy_snapshot *snap, uint32_t a, uint32_t b)
+{
+    if (a == POLICY_NONE || b == POLICY_NONE) {
+        return a < b ? a : b;
+    }
+    const struct policy_clause *x = &snap->clauses[a], *y = &snap->clauses[b];
+    if (x->policy != y->policy) {
+        return x->policy < y->policy ? a : b;
+    }
+    return x->rule <= y->rule ? a : b;
+}
 
 /* verdict applies DESIGN.md §5's order to the first matches |deny| and |allow|. */
 static void verdict(struct policy_verdict *v, const struct policy_snapshot *snap, uint32_t deny,
@@ -150,9 +163,10 @@ void policy_eval(const struct policy_snapshot *snap, const struct policy_request
         consider(&s, ix->any, ix->num_any);
         probe(&s, &ix->exact, req->peer_id, s.peer_len);
         /* Prefixes "spiffe://td/", "spiffe://td/a/", ...: one probe per '/' after the trust
-         * domain, each strictly shorter than the ID. */
-        const char *p = strchr(req->peer_id + sizeof("spiffe://") - 1, '/');
+         * domain, each strictly shorter than the ID. The scheme is checked first: a shorter
+         * string has no byte 9 to start from. */
         if (strncmp(req->peer_id, "spiffe://", 9) == 0) {
+            const char *p = strchr(req->peer_id + sizeof("spiffe://") - 1, '/');
             while (p != NULL && (size_t)(p - req->peer_id) + 1 < s.peer_len) {
                 probe(&s, &ix->prefix, req->peer_id, (size_t)(p - req->peer_id) + 1);
                 p = strchr(p + 1, '/');
@@ -167,8 +181,9 @@ void policy_eval(const struct policy_snapshot *snap, const struct policy_request
 
     verdict(&r->enforced, snap, s.best[POLICY_CLASS_DENY], s.best[POLICY_CLASS_ALLOW],
             snap->first_enforced_allow != POLICY_NONE, snap->first_enforced_allow);
-    verdict(&r->dry_run, snap, first_of(s.best[POLICY_CLASS_DENY], s.best[POLICY_CLASS_DRY_DENY]),
-            first_of(s.best[POLICY_CLASS_ALLOW], s.best[POLICY_CLASS_DRY_ALLOW]),
+    verdict(&r->dry_run, snap,
+            first_of(snap, s.best[POLICY_CLASS_DENY], s.best[POLICY_CLASS_DRY_DENY]),
+            first_of(snap, s.best[POLICY_CLASS_ALLOW], s.best[POLICY_CLASS_DRY_ALLOW]),
             snap->first_enforced_allow != POLICY_NONE || snap->has_dry_run_allow,
             first_allow_policy_any_mode(snap));
     r->dry_run_matched = s.best[POLICY_CLASS_DRY_DENY] != POLICY_NONE ||

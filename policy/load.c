@@ -238,8 +238,9 @@ static bool read_fields(struct loader *ld, yaml_node_t *n, struct field *fields,
         }
         if (match != NULL) {
             if (match->value != NULL) {
-                fail(ld, k, "field \"%s\" appears twice (first at line %u)", key,
-                     match->key_loc.line);
+                size_t saved = path_push_field(ld, key);
+                fail(ld, k, "field appears twice (first at line %u)", match->key_loc.line);
+                path_pop(ld, saved);
                 continue;
             }
             match->value = v;
@@ -471,7 +472,7 @@ static bool read_principal(struct loader *ld, yaml_node_t *n, struct policy_prin
     bool prefix = len >= 2 && strcmp(s + len - 2, "/*") == 0;
     size_t base_len = prefix ? len - 2 : len;
     const char *star = memchr(s, '*', base_len);
-    if (star != NULL) {
+    if (star != NULL || (prefix && strcmp(s, "spiffe://*") == 0)) {
         fail(ld, n,
              "misplaced wildcard in \"%.128s\": '*' may only be the whole entry (any "
              "authenticated peer) or a trailing \"/*\" (any ID below a path)",
@@ -1126,6 +1127,83 @@ static void load_document(struct loader *ld)
     }
 }
 
+/* --- a shape check before libyaml --------------------------------------------------------- */
+
+#define MAX_FLOW_DEPTH 64
+#define MAX_INDENT 256
+
+/* check_shape refuses input nested deeper than any policy needs, before libyaml sees it:
+ * libyaml's scanner is quadratic in nesting depth (200,000 '[' take minutes), so a 4 MiB file
+ * could stall a loader for hours. Flow nesting ([ and {, outside quotes and comments) is capped
+ * at MAX_FLOW_DEPTH and indentation, which bounds block nesting, at MAX_INDENT columns. A false
+ * alarm needs dozens of unbalanced brackets in plain scalars, which no policy has. */
+static bool check_shape(const uint8_t *data, size_t len, struct policy_loc *where,
+                        const char **what)
+{
+    unsigned line = 1, col = 1, depth = 0, indent = 0;
+    bool at_line_start = true, prev_space = true;
+    for (size_t i = 0; i < len; i++) {
+        uint8_t c = data[i];
+        if (c == '\n') {
+            line++;
+            col = 1;
+            indent = 0;
+            at_line_start = prev_space = true;
+            continue;
+        }
+        if (at_line_start && c == ' ') {
+            if (++indent > MAX_INDENT) {
+                *what = "indented more than 256 columns";
+                goto refuse;
+            }
+            col++;
+            continue;
+        }
+        at_line_start = false;
+        if (c == '#' && prev_space) {
+            while (i + 1 < len && data[i + 1] != '\n') {
+                i++;
+            }
+            continue;
+        }
+        if ((c == '\'' || c == '"') && prev_space) {
+            /* a quoted scalar (it can only start a token): skip to its end ('' and \" are
+             * escapes). A quote inside a plain scalar, as in don't, starts nothing. */
+            for (i++; i < len; i++) {
+                if (data[i] == '\n') {
+                    line++;
+                    col = 0;
+                } else if (c == '"' && data[i] == '\\') {
+                    i++;
+                } else if (data[i] == c) {
+                    if (c == '\'' && i + 1 < len && data[i + 1] == '\'') {
+                        i++;
+                    } else {
+                        break;
+                    }
+                }
+            }
+            prev_space = false;
+            continue;
+        }
+        if (c == '[' || c == '{') {
+            if (++depth > MAX_FLOW_DEPTH) {
+                *what = "nested more than 64 levels deep";
+                goto refuse;
+            }
+        } else if ((c == ']' || c == '}') && depth > 0) {
+            depth--;
+        }
+        prev_space = c == ' ' || c == '\t' || c == ',' || c == '[' || c == '{';
+        col++;
+    }
+    return true;
+refuse:
+    where->line = line;
+    where->column = col;
+    return false;
+}
+
 /* --- entry points ------------------------------------------------------------------------- */
 
 void policy_set_init(struct policy_set *set)
@@ -1154,6 +1232,11 @@ int policy_set_load_buffer(struct policy_set *set, const char *name, const uint8
     if (len > POLICY_MAX_FILE_BYTES) {
         policy_set_add_error(set, &loc, NULL, "file is %zu bytes, over the limit of %u", len,
                              POLICY_MAX_FILE_BYTES);
+        return WEFT_ELIMIT;
+    }
+    const char *what;
+    if (!check_shape(data, len, &loc, &what)) {
+        policy_set_add_error(set, &loc, NULL, "refused before parsing: %s", what);
         return WEFT_ELIMIT;
     }
     yaml_parser_t parser;
