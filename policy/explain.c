@@ -149,17 +149,11 @@ static bool explain_selection(FILE *out, const struct policy_selector *sel, cons
                 sel->present ? ", its selector picks the workload" : ", no selector");
         return true;
     }
-    for (size_t i = 0; i < sel->num_labels; i++) {
-        bool found = false;
-        for (size_t j = 0; j < w->num_labels && !found; j++) {
-            found = strcmp(sel->label_keys[i], w->label_keys[j]) == 0 &&
-                    strcmp(sel->label_values[i], w->label_values[j]) == 0;
-        }
-        if (!found) {
-            fprintf(out, "does not apply: the workload lacks label %s=%s", sel->label_keys[i],
-                    sel->label_values[i]);
-            return false;
-        }
+    size_t missing = policy_selector_missing_label(sel, w);
+    if (missing < sel->num_labels) {
+        fprintf(out, "does not apply: the workload lacks label %s=%s", sel->label_keys[missing],
+                sel->label_values[missing]);
+        return false;
     }
     fprintf(out, "does not apply: service account %s is not in ", w->service_account);
     print_strs(out, sel->service_accounts, sel->num_service_accounts);

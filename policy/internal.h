@@ -14,6 +14,11 @@ void policy_set_add_error(struct policy_set *set, const struct policy_loc *loc, 
 bool policy_is_dns_label(const char *s);     /* [a-z0-9]([-a-z0-9]*[a-z0-9])?, <= 63 */
 bool policy_is_dns_subdomain(const char *s); /* labels joined by '.', <= 253 */
 
+/* policy_selector_missing_label returns the index of the first matchLabels entry of |sel| that
+ * |w| lacks, or sel->num_labels when it has them all. */
+size_t policy_selector_missing_label(const struct policy_selector *sel,
+                                     const struct policy_workload *w);
+
 /* policy_source_matches / policy_target_matches: one `from` / `to` entry. */
 bool policy_source_matches(const struct policy_source *src, const char *peer_id);
 bool policy_target_matches(const struct policy_target *dst, uint16_t port);

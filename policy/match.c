@@ -5,6 +5,22 @@
 
 #include <string.h>
 
+size_t policy_selector_missing_label(const struct policy_selector *sel,
+                                     const struct policy_workload *w)
+{
+    for (size_t i = 0; i < sel->num_labels; i++) {
+        bool found = false;
+        for (size_t j = 0; j < w->num_labels && !found; j++) {
+            found = strcmp(sel->label_keys[i], w->label_keys[j]) == 0 &&
+                    strcmp(sel->label_values[i], w->label_values[j]) == 0;
+        }
+        if (!found) {
+            return i;
+        }
+    }
+    return sel->num_labels;
+}
+
 bool policy_selects(const struct policy_selector *sel, const char *ns, const char *root_ns,
                     const struct policy_workload *w)
 {
@@ -14,15 +30,8 @@ bool policy_selects(const struct policy_selector *sel, const char *ns, const cha
     if (!sel->present) {
         return true;
     }
-    for (size_t i = 0; i < sel->num_labels; i++) {
-        bool found = false;
-        for (size_t j = 0; j < w->num_labels && !found; j++) {
-            found = strcmp(sel->label_keys[i], w->label_keys[j]) == 0 &&
-                    strcmp(sel->label_values[i], w->label_values[j]) == 0;
-        }
-        if (!found) {
-            return false;
-        }
+    if (policy_selector_missing_label(sel, w) < sel->num_labels) {
+        return false;
     }
     if (sel->num_service_accounts == 0) {
         return true;
