@@ -1,0 +1,163 @@
+/* ca/store.h: the CA's durable state (issue 4): join tokens, nodes, registration entries, the
+ * issuance inventory and revocations.
+ *
+ * Callers see this interface only; ca/store_sqlite.c implements it on SQLite (WAL,
+ * synchronous=FULL, one transaction per state change), and another backend (PostgreSQL, for
+ * several CA replicas) can implement the same operations table without touching callers.
+ * Nothing here reads the clock: every call that depends on time takes |now| (seconds since the
+ * epoch), so tests drive it with an injected clock. */
+#ifndef WEFT_CA_STORE_H
+#define WEFT_CA_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/base/err.h"
+
+#define CA_NODE_NAME_MAX 253 /* a Kubernetes node name (DNS subdomain) */
+#define CA_SPIFFE_ID_MAX 2048
+#define CA_ENTRY_ID_LEN 32  /* hex */
+#define CA_SELECTOR_MAX 256 /* one "type:key:value" selector */
+#define CA_MAX_SELECTORS 16 /* per entry */
+#define CA_SERIAL_MAX 20
+#define CA_TOKEN_HASH_LEN 32 /* SHA-256 of the token */
+
+enum ca_issuance_kind {
+    CA_ISSUANCE_NODE = 0,
+    CA_ISSUANCE_WORKLOAD,
+};
+
+enum ca_revocation_kind {
+    CA_REVOKE_ID = 0,
+    CA_REVOKE_SERIAL,
+    CA_REVOKE_NODE,
+};
+
+/* struct ca_entry binds a workload identity to the selectors an agent must observe and to the
+ * nodes allowed to mint it (one named node, or every node matching |node_selector|). */
+struct ca_entry {
+    char id[CA_ENTRY_ID_LEN + 1];
+    char spiffe_id[CA_SPIFFE_ID_MAX + 1];
+    char node[CA_NODE_NAME_MAX + 1];         /* "" when node_selector is used */
+    char node_selector[CA_SELECTOR_MAX + 1]; /* "" when node is used */
+    char selectors[CA_MAX_SELECTORS][CA_SELECTOR_MAX + 1];
+    size_t num_selectors;
+    int64_t ttl_s;
+    int64_t created_at;
+};
+
+/* struct ca_issuance is one row of the inventory. */
+struct ca_issuance {
+    uint8_t serial[CA_SERIAL_MAX];
+    size_t serial_len;
+    enum ca_issuance_kind kind;
+    char spiffe_id[CA_SPIFFE_ID_MAX + 1];
+    char node[CA_NODE_NAME_MAX + 1];
+    char entry_id[CA_ENTRY_ID_LEN + 1]; /* "" for node SVIDs */
+    int64_t not_before, not_after;
+    uint8_t sha256[32]; /* of the certificate's DER */
+};
+
+/* struct ca_revocation is one item of the deny list: an ID, a serial (hex) or a node, kept until
+ * |drop_after| (the latest notAfter among the certificates it affects). */
+struct ca_revocation {
+    enum ca_revocation_kind kind;
+    char value[CA_SPIFFE_ID_MAX + 1];
+    int64_t created_at;
+    int64_t drop_after;
+};
+
+/* struct ca_issuance_filter selects inventory rows; zero fields do not filter. */
+struct ca_issuance_filter {
+    const char *spiffe_id;
+    const char *node;
+    int64_t not_after_before; /* rows with notAfter < this (and > now): "expiring within" */
+    int64_t now;
+};
+
+struct ca_store;
+
+/* The operations a backend provides. Each returns WEFT_OK or a negative WEFT_E* code, with a
+ * sentence in |store->err| for a person. */
+struct ca_store_ops {
+    void (*close)(struct ca_store *s);
+    int (*token_add)(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN], const char *node,
+                     int64_t expires_at, int64_t now);
+    int (*token_use)(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN], int64_t now,
+                     char node_out[CA_NODE_NAME_MAX + 1]);
+    int (*node_attested)(struct ca_store *s, const char *node, int64_t now);
+    int (*entry_add)(struct ca_store *s, const struct ca_entry *e);
+    int (*entry_delete)(struct ca_store *s, const char *id);
+    int (*entry_get)(struct ca_store *s, const char *id, struct ca_entry *out);
+    int (*entry_list)(struct ca_store *s, const char *node,
+                      int (*fn)(void *arg, const struct ca_entry *e), void *arg);
+    int (*issuance_add)(struct ca_store *s, const struct ca_issuance *i);
+    int (*issuance_list)(struct ca_store *s, const struct ca_issuance_filter *f,
+                         int (*fn)(void *arg, const struct ca_issuance *i), void *arg);
+    int (*revoke)(struct ca_store *s, const struct ca_revocation *r);
+    int (*revocation_list)(struct ca_store *s, int64_t now,
+                           int (*fn)(void *arg, const struct ca_revocation *r), void *arg);
+    int (*latest_not_after)(struct ca_store *s, enum ca_revocation_kind kind, const char *value,
+                            int64_t *out);
+};
+
+struct ca_store {
+    const struct ca_store_ops *ops;
+    char err[512];
+};
+
+/* ca_store_open_sqlite opens (creating and migrating as needed) the SQLite store at |path|.
+ * On failure |*out| is NULL and |err| says why. */
+WEFT_MUST_USE int ca_store_open_sqlite(struct ca_store **out, const char *path, char *err,
+                                       size_t err_len);
+
+/* ca_store_close closes |s|; NULL does nothing. */
+void ca_store_close(struct ca_store *s);
+
+/* ca_store_token_add records a join token by its hash, for |node|, valid until |expires_at|. */
+WEFT_MUST_USE int ca_store_token_add(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN],
+                                     const char *node, int64_t expires_at, int64_t now);
+
+/* ca_store_token_use consumes a token: exactly one caller ever succeeds. Returns WEFT_OK with
+ * the node it was made for, WEFT_ENOTFOUND for an unknown token, WEFT_ESTALE when it expired,
+ * WEFT_EPOLICY when it was already used. */
+WEFT_MUST_USE int ca_store_token_use(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN],
+                                     int64_t now, char node_out[CA_NODE_NAME_MAX + 1]);
+
+/* ca_store_node_attested records that |node| joined (or re-joined) at |now|. */
+WEFT_MUST_USE int ca_store_node_attested(struct ca_store *s, const char *node, int64_t now);
+
+/* ca_store_entry_add stores |e| (its id must be unique). */
+WEFT_MUST_USE int ca_store_entry_add(struct ca_store *s, const struct ca_entry *e);
+WEFT_MUST_USE int ca_store_entry_delete(struct ca_store *s, const char *id);
+WEFT_MUST_USE int ca_store_entry_get(struct ca_store *s, const char *id, struct ca_entry *out);
+
+/* ca_store_entry_list calls |fn| for each entry (of |node| when not NULL: entries naming the
+ * node; node-selector entries are the caller's to match), in creation order. A non-zero return
+ * from |fn| stops the walk and is returned. */
+WEFT_MUST_USE int ca_store_entry_list(struct ca_store *s, const char *node,
+                                      int (*fn)(void *arg, const struct ca_entry *e), void *arg);
+
+/* ca_store_issuance_add records one issued certificate; a serial is recorded once. */
+WEFT_MUST_USE int ca_store_issuance_add(struct ca_store *s, const struct ca_issuance *i);
+
+WEFT_MUST_USE int ca_store_issuance_list(struct ca_store *s, const struct ca_issuance_filter *f,
+                                         int (*fn)(void *arg, const struct ca_issuance *i),
+                                         void *arg);
+
+/* ca_store_revoke adds a deny-list item (an existing item of the same kind and value keeps the
+ * later drop_after). */
+WEFT_MUST_USE int ca_store_revoke(struct ca_store *s, const struct ca_revocation *r);
+
+/* ca_store_revocation_list calls |fn| for each item still in force at |now|. */
+WEFT_MUST_USE int ca_store_revocation_list(struct ca_store *s, int64_t now,
+                                           int (*fn)(void *arg, const struct ca_revocation *r),
+                                           void *arg);
+
+/* ca_store_latest_not_after finds the latest notAfter among issued certificates with that ID,
+ * serial (hex) or node; WEFT_ENOTFOUND when there is none. */
+WEFT_MUST_USE int ca_store_latest_not_after(struct ca_store *s, enum ca_revocation_kind kind,
+                                            const char *value, int64_t *out);
+
+#endif

@@ -1,0 +1,554 @@
+/* The CA store on SQLite: WAL, synchronous=FULL (a write acknowledged is a write on disk),
+ * every state change in one transaction, schema versions in PRAGMA user_version. */
+#include "ca/store.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "lib/base/mem.h"
+
+struct sqlite_store {
+    struct ca_store base; /* first: a struct ca_store * is a struct sqlite_store * */
+    sqlite3 *db;
+};
+
+/* Schema migrations: migrations[i] takes user_version i to i + 1. Never edit one that has
+ * shipped; add the next. */
+static const char *const migrations[] = {
+    /* 0 -> 1 */
+    "CREATE TABLE join_tokens ("
+    "  hash BLOB PRIMARY KEY, node TEXT NOT NULL, created_at INTEGER NOT NULL,"
+    "  expires_at INTEGER NOT NULL, used_at INTEGER);"
+    "CREATE TABLE nodes ("
+    "  name TEXT PRIMARY KEY, first_attested_at INTEGER NOT NULL,"
+    "  last_attested_at INTEGER NOT NULL);"
+    "CREATE TABLE entries ("
+    "  id TEXT PRIMARY KEY, spiffe_id TEXT NOT NULL, node TEXT NOT NULL,"
+    "  node_selector TEXT NOT NULL, selectors TEXT NOT NULL, ttl_s INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL);"
+    "CREATE INDEX entries_node ON entries(node);"
+    "CREATE TABLE issuances ("
+    "  serial BLOB PRIMARY KEY, kind INTEGER NOT NULL, spiffe_id TEXT NOT NULL,"
+    "  node TEXT NOT NULL, entry_id TEXT NOT NULL, not_before INTEGER NOT NULL,"
+    "  not_after INTEGER NOT NULL, sha256 BLOB NOT NULL);"
+    "CREATE INDEX issuances_id ON issuances(spiffe_id);"
+    "CREATE INDEX issuances_node ON issuances(node);"
+    "CREATE INDEX issuances_not_after ON issuances(not_after);"
+    "CREATE TABLE revocations ("
+    "  kind INTEGER NOT NULL, value TEXT NOT NULL, created_at INTEGER NOT NULL,"
+    "  drop_after INTEGER NOT NULL, PRIMARY KEY (kind, value));",
+};
+
+static struct sqlite_store *impl(struct ca_store *s) { return (struct sqlite_store *)s; }
+
+static int fail(struct ca_store *s, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(struct ca_store *s, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->err, sizeof(s->err), fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+static int db_fail(struct ca_store *s, const char *what)
+{
+    return fail(s, WEFT_EIO, "store: %s: %s", what, sqlite3_errmsg(impl(s)->db));
+}
+
+static int exec(struct ca_store *s, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(impl(s)->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        fail(s, WEFT_EIO, "store: %s", msg != NULL ? msg : "sqlite3_exec failed");
+        sqlite3_free(msg);
+        return WEFT_EIO;
+    }
+    return WEFT_OK;
+}
+
+/* prepare compiles |sql| into |*st|; the caller finalizes it. */
+static int prepare(struct ca_store *s, sqlite3_stmt **st, const char *sql)
+{
+    if (sqlite3_prepare_v2(impl(s)->db, sql, -1, st, NULL) != SQLITE_OK) {
+        return db_fail(s, "prepare");
+    }
+    return WEFT_OK;
+}
+
+/* step_done runs a statement that returns no rows and finalizes it. */
+static int step_done(struct ca_store *s, sqlite3_stmt *st, const char *what)
+{
+    int rc = sqlite3_step(st);
+    int ret = WEFT_OK;
+    if (rc == SQLITE_CONSTRAINT) {
+        ret = fail(s, WEFT_EINVAL, "store: %s: already there (%s)", what,
+                   sqlite3_errmsg(impl(s)->db));
+    } else if (rc != SQLITE_DONE) {
+        ret = db_fail(s, what);
+    }
+    sqlite3_finalize(st);
+    return ret;
+}
+
+static void text_col(char *out, size_t cap, sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    snprintf(out, cap, "%s", t != NULL ? (const char *)t : "");
+}
+
+/* --- tokens and nodes --------------------------------------------------------------------- */
+
+static int token_add(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN], const char *node,
+                     int64_t expires_at, int64_t now)
+{
+    sqlite3_stmt *st;
+    TRY(prepare(s, &st,
+                "INSERT INTO join_tokens (hash, node, created_at, expires_at) VALUES (?,?,?,?)"));
+    sqlite3_bind_blob(st, 1, hash, CA_TOKEN_HASH_LEN, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, node, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, now);
+    sqlite3_bind_int64(st, 4, expires_at);
+    return step_done(s, st, "add join token");
+}
+
+static int token_use(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN], int64_t now,
+                     char node_out[CA_NODE_NAME_MAX + 1])
+{
+    /* BEGIN IMMEDIATE takes the write lock first: of two callers racing with one token, the
+     * second sees it used. */
+    TRY(exec(s, "BEGIN IMMEDIATE"));
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(s, &st, "SELECT node, expires_at, used_at FROM join_tokens WHERE hash = ?");
+    if (rc != WEFT_OK) {
+        goto rollback;
+    }
+    sqlite3_bind_blob(st, 1, hash, CA_TOKEN_HASH_LEN, SQLITE_STATIC);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_DONE) {
+        rc = fail(s, WEFT_ENOTFOUND, "unknown join token");
+    } else if (step != SQLITE_ROW) {
+        rc = db_fail(s, "read join token");
+    } else if (sqlite3_column_type(st, 2) != SQLITE_NULL) {
+        rc = fail(s, WEFT_EPOLICY, "join token was already used (at %lld)",
+                  (long long)sqlite3_column_int64(st, 2));
+    } else if (sqlite3_column_int64(st, 1) <= now) {
+        rc = fail(s, WEFT_ESTALE, "join token expired (at %lld)",
+                  (long long)sqlite3_column_int64(st, 1));
+    } else {
+        text_col(node_out, CA_NODE_NAME_MAX + 1, st, 0);
+    }
+    sqlite3_finalize(st);
+    if (rc != WEFT_OK) {
+        goto rollback;
+    }
+    if ((rc = prepare(s, &st, "UPDATE join_tokens SET used_at = ? WHERE hash = ?")) != WEFT_OK) {
+        goto rollback;
+    }
+    sqlite3_bind_int64(st, 1, now);
+    sqlite3_bind_blob(st, 2, hash, CA_TOKEN_HASH_LEN, SQLITE_STATIC);
+    if ((rc = step_done(s, st, "use join token")) != WEFT_OK) {
+        goto rollback;
+    }
+    return exec(s, "COMMIT");
+rollback:
+    (void)sqlite3_exec(impl(s)->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+static int node_attested(struct ca_store *s, const char *node, int64_t now)
+{
+    sqlite3_stmt *st;
+    TRY(prepare(s, &st,
+                "INSERT INTO nodes (name, first_attested_at, last_attested_at) VALUES (?,?,?) "
+                "ON CONFLICT(name) DO UPDATE SET last_attested_at = excluded.last_attested_at"));
+    sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now);
+    sqlite3_bind_int64(st, 3, now);
+    return step_done(s, st, "record node");
+}
+
+/* --- entries ------------------------------------------------------------------------------ */
+
+static int entry_add(struct ca_store *s, const struct ca_entry *e)
+{
+    char selectors[CA_MAX_SELECTORS * (CA_SELECTOR_MAX + 1) + 1] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < e->num_selectors && i < CA_MAX_SELECTORS; i++) {
+        /* selectors never hold a newline (ca_entry_validate), so one per line */
+        used += (size_t)snprintf(selectors + used, sizeof(selectors) - used, "%s%s", i ? "\n" : "",
+                                 e->selectors[i]);
+    }
+    sqlite3_stmt *st;
+    TRY(prepare(s, &st,
+                "INSERT INTO entries (id, spiffe_id, node, node_selector, selectors, ttl_s, "
+                "created_at) VALUES (?,?,?,?,?,?,?)"));
+    sqlite3_bind_text(st, 1, e->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, e->spiffe_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, e->node, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, e->node_selector, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, selectors, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, e->ttl_s);
+    sqlite3_bind_int64(st, 7, e->created_at);
+    return step_done(s, st, "add entry");
+}
+
+static void read_entry(sqlite3_stmt *st, struct ca_entry *e)
+{
+    memset(e, 0, sizeof(*e));
+    text_col(e->id, sizeof(e->id), st, 0);
+    text_col(e->spiffe_id, sizeof(e->spiffe_id), st, 1);
+    text_col(e->node, sizeof(e->node), st, 2);
+    text_col(e->node_selector, sizeof(e->node_selector), st, 3);
+    const unsigned char *sel = sqlite3_column_text(st, 4);
+    const char *p = sel != NULL ? (const char *)sel : "";
+    while (*p != '\0' && e->num_selectors < CA_MAX_SELECTORS) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl != NULL ? (size_t)(nl - p) : strlen(p);
+        snprintf(e->selectors[e->num_selectors++], CA_SELECTOR_MAX + 1, "%.*s", (int)len, p);
+        p += len + (nl != NULL);
+    }
+    e->ttl_s = sqlite3_column_int64(st, 5);
+    e->created_at = sqlite3_column_int64(st, 6);
+}
+
+#define ENTRY_COLUMNS "id, spiffe_id, node, node_selector, selectors, ttl_s, created_at"
+
+static int entry_get(struct ca_store *s, const char *id, struct ca_entry *out)
+{
+    sqlite3_stmt *st;
+    TRY(prepare(s, &st, "SELECT " ENTRY_COLUMNS " FROM entries WHERE id = ?"));
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int step = sqlite3_step(st), rc = WEFT_OK;
+    if (step == SQLITE_ROW) {
+        read_entry(st, out);
+    } else if (step == SQLITE_DONE) {
+        rc = fail(s, WEFT_ENOTFOUND, "no entry %s", id);
+    } else {
+        rc = db_fail(s, "read entry");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int entry_delete(struct ca_store *s, const char *id)
+{
+    sqlite3_stmt *st;
+    TRY(prepare(s, &st, "DELETE FROM entries WHERE id = ?"));
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    TRY(step_done(s, st, "delete entry"));
+    if (sqlite3_changes(impl(s)->db) == 0) {
+        return fail(s, WEFT_ENOTFOUND, "no entry %s", id);
+    }
+    return WEFT_OK;
+}
+
+static int entry_list(struct ca_store *s, const char *node,
+                      int (*fn)(void *arg, const struct ca_entry *e), void *arg)
+{
+    sqlite3_stmt *st;
+    TRY(prepare(s, &st,
+                node != NULL ? "SELECT " ENTRY_COLUMNS " FROM entries WHERE node = ? ORDER BY rowid"
+                             : "SELECT " ENTRY_COLUMNS " FROM entries ORDER BY rowid"));
+    if (node != NULL) {
+        sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
+    }
+    int rc = WEFT_OK, step = SQLITE_DONE;
+    struct ca_entry *e = weft_xmalloc(sizeof(*e));
+    while (rc == WEFT_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        read_entry(st, e);
+        rc = fn(arg, e);
+    }
+    if (rc == WEFT_OK && step != SQLITE_DONE) {
+        rc = db_fail(s, "list entries");
+    }
+    free(e);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* --- inventory ---------------------------------------------------------------------------- */
+
+static int issuance_add(struct ca_store *s, const struct ca_issuance *i)
+{
+    sqlite3_stmt *st;
+    TRY(prepare(s, &st,
+                "INSERT INTO issuances (serial, kind, spiffe_id, node, entry_id, not_before, "
+                "not_after, sha256) VALUES (?,?,?,?,?,?,?,?)"));
+    sqlite3_bind_blob(st, 1, i->serial, (int)i->serial_len, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, (int)i->kind);
+    sqlite3_bind_text(st, 3, i->spiffe_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, i->node, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, i->entry_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, i->not_before);
+    sqlite3_bind_int64(st, 7, i->not_after);
+    sqlite3_bind_blob(st, 8, i->sha256, sizeof(i->sha256), SQLITE_STATIC);
+    return step_done(s, st, "record issuance");
+}
+
+static int issuance_list(struct ca_store *s, const struct ca_issuance_filter *f,
+                         int (*fn)(void *arg, const struct ca_issuance *i), void *arg)
+{
+    sqlite3_stmt *st;
+    TRY(prepare(s, &st,
+                "SELECT serial, kind, spiffe_id, node, entry_id, not_before, not_after, sha256 "
+                "FROM issuances WHERE (?1 IS NULL OR spiffe_id = ?1) AND (?2 IS NULL OR node = ?2) "
+                "AND (?3 = 0 OR (not_after < ?3 AND not_after > ?4)) ORDER BY not_after, serial"));
+    if (f->spiffe_id != NULL) {
+        sqlite3_bind_text(st, 1, f->spiffe_id, -1, SQLITE_STATIC);
+    }
+    if (f->node != NULL) {
+        sqlite3_bind_text(st, 2, f->node, -1, SQLITE_STATIC);
+    }
+    sqlite3_bind_int64(st, 3, f->not_after_before);
+    sqlite3_bind_int64(st, 4, f->now);
+    int rc = WEFT_OK, step = SQLITE_DONE;
+    struct ca_issuance *i = weft_xcalloc(1, sizeof(*i));
+    while (rc == WEFT_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        memset(i, 0, sizeof(*i));
+        int n = sqlite3_column_bytes(st, 0);
+        i->serial_len = n > CA_SERIAL_MAX ? CA_SERIAL_MAX : (size_t)n;
+        memcpy(i->serial, sqlite3_column_blob(st, 0), i->serial_len);
+        i->kind = (enum ca_issuance_kind)sqlite3_column_int(st, 1);
+        text_col(i->spiffe_id, sizeof(i->spiffe_id), st, 2);
+        text_col(i->node, sizeof(i->node), st, 3);
+        text_col(i->entry_id, sizeof(i->entry_id), st, 4);
+        i->not_before = sqlite3_column_int64(st, 5);
+        i->not_after = sqlite3_column_int64(st, 6);
+        if (sqlite3_column_bytes(st, 7) == (int)sizeof(i->sha256)) {
+            memcpy(i->sha256, sqlite3_column_blob(st, 7), sizeof(i->sha256));
+        }
+        rc = fn(arg, i);
+    }
+    if (rc == WEFT_OK && step != SQLITE_DONE) {
+        rc = db_fail(s, "list issuances");
+    }
+    free(i);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* --- revocation --------------------------------------------------------------------------- */
+
+static int revoke(struct ca_store *s, const struct ca_revocation *r)
+{
+    sqlite3_stmt *st;
+    TRY(prepare(s, &st,
+                "INSERT INTO revocations (kind, value, created_at, drop_after) VALUES (?,?,?,?) "
+                "ON CONFLICT(kind, value) DO UPDATE SET "
+                "drop_after = MAX(drop_after, excluded.drop_after)"));
+    sqlite3_bind_int(st, 1, (int)r->kind);
+    sqlite3_bind_text(st, 2, r->value, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, r->created_at);
+    sqlite3_bind_int64(st, 4, r->drop_after);
+    return step_done(s, st, "revoke");
+}
+
+static int revocation_list(struct ca_store *s, int64_t now,
+                           int (*fn)(void *arg, const struct ca_revocation *r), void *arg)
+{
+    sqlite3_stmt *st;
+    TRY(prepare(s, &st,
+                "SELECT kind, value, created_at, drop_after FROM revocations "
+                "WHERE drop_after > ? ORDER BY created_at, kind, value"));
+    sqlite3_bind_int64(st, 1, now);
+    int rc = WEFT_OK, step = SQLITE_DONE;
+    struct ca_revocation *r = weft_xcalloc(1, sizeof(*r));
+    while (rc == WEFT_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        r->kind = (enum ca_revocation_kind)sqlite3_column_int(st, 0);
+        text_col(r->value, sizeof(r->value), st, 1);
+        r->created_at = sqlite3_column_int64(st, 2);
+        r->drop_after = sqlite3_column_int64(st, 3);
+        rc = fn(arg, r);
+    }
+    if (rc == WEFT_OK && step != SQLITE_DONE) {
+        rc = db_fail(s, "list revocations");
+    }
+    free(r);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int latest_not_after(struct ca_store *s, enum ca_revocation_kind kind, const char *value,
+                            int64_t *out)
+{
+    static const char *const sql[] = {
+        [CA_REVOKE_ID] = "SELECT MAX(not_after) FROM issuances WHERE spiffe_id = ?",
+        [CA_REVOKE_SERIAL] = "SELECT MAX(not_after) FROM issuances WHERE lower(hex(serial)) = "
+                             "lower(?)",
+        [CA_REVOKE_NODE] = "SELECT MAX(not_after) FROM issuances WHERE node = ?",
+    };
+    sqlite3_stmt *st;
+    TRY(prepare(s, &st, sql[kind]));
+    sqlite3_bind_text(st, 1, value, -1, SQLITE_STATIC);
+    int rc = WEFT_OK;
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        rc = db_fail(s, "find latest notAfter");
+    } else if (sqlite3_column_type(st, 0) == SQLITE_NULL) {
+        rc = fail(s, WEFT_ENOTFOUND, "no certificate was issued for %s", value);
+    } else {
+        *out = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static void close_store(struct ca_store *s)
+{
+    sqlite3_close(impl(s)->db);
+    free(impl(s));
+}
+
+static const struct ca_store_ops sqlite_ops = {
+    .close = close_store,
+    .token_add = token_add,
+    .token_use = token_use,
+    .node_attested = node_attested,
+    .entry_add = entry_add,
+    .entry_delete = entry_delete,
+    .entry_get = entry_get,
+    .entry_list = entry_list,
+    .issuance_add = issuance_add,
+    .issuance_list = issuance_list,
+    .revoke = revoke,
+    .revocation_list = revocation_list,
+    .latest_not_after = latest_not_after,
+};
+
+/* migrate brings the schema to the newest version, one transaction per step. */
+static int migrate(struct ca_store *s)
+{
+    sqlite3_stmt *st;
+    TRY(prepare(s, &st, "PRAGMA user_version"));
+    int version = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+    sqlite3_finalize(st);
+    int newest = (int)(sizeof(migrations) / sizeof(migrations[0]));
+    if (version < 0) {
+        return db_fail(s, "read schema version");
+    }
+    if (version > newest) {
+        return fail(s, WEFT_EINVAL,
+                    "store schema version %d is newer than this weft-ca knows (%d): refusing to "
+                    "touch it; run the newer weft-ca",
+                    version, newest);
+    }
+    for (int v = version; v < newest; v++) {
+        char set_version[64];
+        snprintf(set_version, sizeof(set_version), "PRAGMA user_version = %d", v + 1);
+        TRY(exec(s, "BEGIN IMMEDIATE"));
+        if (exec(s, migrations[v]) != WEFT_OK || exec(s, set_version) != WEFT_OK) {
+            (void)sqlite3_exec(impl(s)->db, "ROLLBACK", NULL, NULL, NULL);
+            return WEFT_EIO;
+        }
+        TRY(exec(s, "COMMIT"));
+    }
+    return WEFT_OK;
+}
+
+int ca_store_open_sqlite(struct ca_store **out, const char *path, char *err, size_t err_len)
+{
+    struct sqlite_store *st = weft_xcalloc(1, sizeof(*st));
+    st->base.ops = &sqlite_ops;
+    *out = NULL;
+    int rc = sqlite3_open_v2(
+        path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, err_len, "store %s: %s", path,
+                 st->db != NULL ? sqlite3_errmsg(st->db) : "cannot open");
+        sqlite3_close(st->db);
+        free(st);
+        return WEFT_EIO;
+    }
+    sqlite3_busy_timeout(st->db, 5000);
+    struct ca_store *s = &st->base;
+    if (exec(s, "PRAGMA journal_mode = WAL") != WEFT_OK ||
+        exec(s, "PRAGMA synchronous = FULL") != WEFT_OK ||
+        exec(s, "PRAGMA foreign_keys = ON") != WEFT_OK || migrate(s) != WEFT_OK) {
+        snprintf(err, err_len, "store %s: %s", path, s->err);
+        close_store(s);
+        return WEFT_EIO;
+    }
+    *out = s;
+    return WEFT_OK;
+}
+
+/* --- the interface ------------------------------------------------------------------------ */
+
+void ca_store_close(struct ca_store *s)
+{
+    if (s != NULL) {
+        s->ops->close(s);
+    }
+}
+
+int ca_store_token_add(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN], const char *node,
+                       int64_t expires_at, int64_t now)
+{
+    return s->ops->token_add(s, hash, node, expires_at, now);
+}
+
+int ca_store_token_use(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN], int64_t now,
+                       char node_out[CA_NODE_NAME_MAX + 1])
+{
+    return s->ops->token_use(s, hash, now, node_out);
+}
+
+int ca_store_node_attested(struct ca_store *s, const char *node, int64_t now)
+{
+    return s->ops->node_attested(s, node, now);
+}
+
+int ca_store_entry_add(struct ca_store *s, const struct ca_entry *e)
+{
+    return s->ops->entry_add(s, e);
+}
+
+int ca_store_entry_delete(struct ca_store *s, const char *id)
+{
+    return s->ops->entry_delete(s, id);
+}
+
+int ca_store_entry_get(struct ca_store *s, const char *id, struct ca_entry *out)
+{
+    return s->ops->entry_get(s, id, out);
+}
+
+int ca_store_entry_list(struct ca_store *s, const char *node,
+                        int (*fn)(void *arg, const struct ca_entry *e), void *arg)
+{
+    return s->ops->entry_list(s, node, fn, arg);
+}
+
+int ca_store_issuance_add(struct ca_store *s, const struct ca_issuance *i)
+{
+    return s->ops->issuance_add(s, i);
+}
+
+int ca_store_issuance_list(struct ca_store *s, const struct ca_issuance_filter *f,
+                           int (*fn)(void *arg, const struct ca_issuance *i), void *arg)
+{
+    return s->ops->issuance_list(s, f, fn, arg);
+}
+
+int ca_store_revoke(struct ca_store *s, const struct ca_revocation *r)
+{
+    return s->ops->revoke(s, r);
+}
+
+int ca_store_revocation_list(struct ca_store *s, int64_t now,
+                             int (*fn)(void *arg, const struct ca_revocation *r), void *arg)
+{
+    return s->ops->revocation_list(s, now, fn, arg);
+}
+
+int ca_store_latest_not_after(struct ca_store *s, enum ca_revocation_kind kind, const char *value,
+                              int64_t *out)
+{
+    return s->ops->latest_not_after(s, kind, value, out);
+}

@@ -1,0 +1,246 @@
+/* ca/store_test.c: the contract of the CA store (SQLite backend), with an injected clock. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "ca/store.h"
+
+#define NOW INT64_C(1700000000)
+
+static char dir[] = "/tmp/weft-store-test-XXXXXX";
+static char path[256];
+static struct ca_store *s;
+
+static void setup(void)
+{
+    char err[512];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/ca.db", dir);
+    cr_assert_eq(ca_store_open_sqlite(&s, path, err, sizeof(err)), WEFT_OK, "%s", err);
+}
+
+static void teardown(void)
+{
+    ca_store_close(s);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(ca_store, .init = setup, .fini = teardown);
+
+static void reopen(void)
+{
+    char err[512];
+    ca_store_close(s);
+    cr_assert_eq(ca_store_open_sqlite(&s, path, err, sizeof(err)), WEFT_OK, "%s", err);
+}
+
+Test(ca_store, token_is_single_use_and_expires)
+{
+    uint8_t a[CA_TOKEN_HASH_LEN], b[CA_TOKEN_HASH_LEN], c[CA_TOKEN_HASH_LEN];
+    memset(a, 1, sizeof(a));
+    memset(b, 2, sizeof(b));
+    memset(c, 3, sizeof(c));
+    char node[CA_NODE_NAME_MAX + 1];
+    cr_assert_eq(ca_store_token_add(s, a, "node-a", NOW + 3600, NOW), WEFT_OK, "%s", s->err);
+    cr_assert_eq(ca_store_token_add(s, b, "node-b", NOW + 60, NOW), WEFT_OK);
+    cr_assert_eq(ca_store_token_add(s, a, "node-x", NOW + 60, NOW), WEFT_EINVAL, "same hash twice");
+    cr_assert_eq(ca_store_token_use(s, a, NOW + 10, node), WEFT_OK, "%s", s->err);
+    cr_assert_str_eq(node, "node-a");
+    cr_assert_eq(ca_store_token_use(s, a, NOW + 11, node), WEFT_EPOLICY);
+    cr_assert_not_null(strstr(s->err, "already used"), "%s", s->err);
+    cr_assert_eq(ca_store_token_use(s, b, NOW + 60, node), WEFT_ESTALE, "expiry is exclusive");
+    cr_assert_eq(ca_store_token_use(s, c, NOW, node), WEFT_ENOTFOUND);
+    /* a used token stays used across a restart */
+    reopen();
+    cr_assert_eq(ca_store_token_use(s, a, NOW + 12, node), WEFT_EPOLICY);
+}
+
+static struct ca_entry make_entry(const char *id, const char *spiffe_id, const char *node)
+{
+    struct ca_entry e;
+    memset(&e, 0, sizeof(e));
+    snprintf(e.id, sizeof(e.id), "%s", id);
+    snprintf(e.spiffe_id, sizeof(e.spiffe_id), "%s", spiffe_id);
+    snprintf(e.node, sizeof(e.node), "%s", node);
+    snprintf(e.selectors[0], sizeof(e.selectors[0]), "k8s:ns:shop");
+    snprintf(e.selectors[1], sizeof(e.selectors[1]), "unix:uid:1001");
+    e.num_selectors = 2;
+    e.ttl_s = 3600;
+    e.created_at = NOW;
+    return e;
+}
+
+struct collected {
+    size_t n;
+    char ids[8][CA_ENTRY_ID_LEN + 1];
+};
+
+static int collect_entry(void *arg, const struct ca_entry *e)
+{
+    struct collected *c = arg;
+    snprintf(c->ids[c->n++], sizeof(c->ids[0]), "%s", e->id);
+    return c->n == 8 ? 1 : WEFT_OK;
+}
+
+Test(ca_store, entries_round_trip_by_node_in_creation_order)
+{
+    struct ca_entry e1 = make_entry("e1", "spiffe://td/ns/shop/sa/web", "node-a");
+    struct ca_entry e2 = make_entry("e2", "spiffe://td/ns/shop/sa/api", "node-b");
+    struct ca_entry e3 = make_entry("e3", "spiffe://td/ns/shop/sa/db", "node-a");
+    cr_assert_eq(ca_store_entry_add(s, &e1), WEFT_OK, "%s", s->err);
+    cr_assert_eq(ca_store_entry_add(s, &e2), WEFT_OK);
+    cr_assert_eq(ca_store_entry_add(s, &e3), WEFT_OK);
+    cr_assert_eq(ca_store_entry_add(s, &e1), WEFT_EINVAL, "an id is unique");
+    struct ca_entry got;
+    cr_assert_eq(ca_store_entry_get(s, "e2", &got), WEFT_OK);
+    cr_assert_str_eq(got.spiffe_id, "spiffe://td/ns/shop/sa/api");
+    cr_assert_str_eq(got.node, "node-b");
+    cr_assert_eq(got.num_selectors, 2);
+    cr_assert_str_eq(got.selectors[1], "unix:uid:1001");
+    cr_assert_eq(got.ttl_s, 3600);
+    struct collected c = {0};
+    cr_assert_eq(ca_store_entry_list(s, "node-a", collect_entry, &c), WEFT_OK);
+    cr_assert_eq(c.n, 2);
+    cr_assert_str_eq(c.ids[0], "e1");
+    cr_assert_str_eq(c.ids[1], "e3");
+    memset(&c, 0, sizeof(c));
+    cr_assert_eq(ca_store_entry_list(s, NULL, collect_entry, &c), WEFT_OK);
+    cr_assert_eq(c.n, 3);
+    cr_assert_eq(ca_store_entry_delete(s, "e1"), WEFT_OK);
+    cr_assert_eq(ca_store_entry_delete(s, "e1"), WEFT_ENOTFOUND);
+    cr_assert_eq(ca_store_entry_get(s, "e1", &got), WEFT_ENOTFOUND);
+    reopen();
+    cr_assert_eq(ca_store_entry_get(s, "e3", &got), WEFT_OK, "entries survive a restart");
+}
+
+static struct ca_issuance make_issuance(uint8_t serial, const char *id, const char *node,
+                                        int64_t not_after)
+{
+    struct ca_issuance i;
+    memset(&i, 0, sizeof(i));
+    i.serial[0] = serial;
+    i.serial[1] = 0xab;
+    i.serial_len = 2;
+    i.kind = CA_ISSUANCE_WORKLOAD;
+    snprintf(i.spiffe_id, sizeof(i.spiffe_id), "%s", id);
+    snprintf(i.node, sizeof(i.node), "%s", node);
+    snprintf(i.entry_id, sizeof(i.entry_id), "e1");
+    i.not_before = not_after - 3600;
+    i.not_after = not_after;
+    memset(i.sha256, serial, sizeof(i.sha256));
+    return i;
+}
+
+static int count_issuance(void *arg, const struct ca_issuance *i)
+{
+    (void)i;
+    (*(size_t *)arg)++;
+    return WEFT_OK;
+}
+
+Test(ca_store, inventory_is_queried_by_id_node_and_expiry)
+{
+    struct ca_issuance a = make_issuance(1, "spiffe://td/ns/shop/sa/web", "node-a", NOW + 600);
+    struct ca_issuance b = make_issuance(2, "spiffe://td/ns/shop/sa/web", "node-b", NOW + 3600);
+    struct ca_issuance c = make_issuance(3, "spiffe://td/ns/shop/sa/api", "node-a", NOW - 10);
+    cr_assert_eq(ca_store_issuance_add(s, &a), WEFT_OK, "%s", s->err);
+    cr_assert_eq(ca_store_issuance_add(s, &b), WEFT_OK);
+    cr_assert_eq(ca_store_issuance_add(s, &c), WEFT_OK);
+    cr_assert_eq(ca_store_issuance_add(s, &a), WEFT_EINVAL, "a serial is recorded once");
+    size_t n = 0;
+    struct ca_issuance_filter all = {0};
+    cr_assert_eq(ca_store_issuance_list(s, &all, count_issuance, &n), WEFT_OK);
+    cr_assert_eq(n, 3);
+    n = 0;
+    struct ca_issuance_filter by_id = {.spiffe_id = "spiffe://td/ns/shop/sa/web"};
+    cr_assert_eq(ca_store_issuance_list(s, &by_id, count_issuance, &n), WEFT_OK);
+    cr_assert_eq(n, 2);
+    n = 0;
+    struct ca_issuance_filter expiring = {.not_after_before = NOW + 900, .now = NOW};
+    cr_assert_eq(ca_store_issuance_list(s, &expiring, count_issuance, &n), WEFT_OK);
+    cr_assert_eq(n, 1, "expiring within 15 minutes, and not already expired");
+    int64_t latest;
+    cr_assert_eq(ca_store_latest_not_after(s, CA_REVOKE_ID, "spiffe://td/ns/shop/sa/web", &latest),
+                 WEFT_OK);
+    cr_assert_eq(latest, NOW + 3600);
+    cr_assert_eq(ca_store_latest_not_after(s, CA_REVOKE_NODE, "node-a", &latest), WEFT_OK);
+    cr_assert_eq(latest, NOW + 600);
+    cr_assert_eq(ca_store_latest_not_after(s, CA_REVOKE_SERIAL, "02AB", &latest), WEFT_OK);
+    cr_assert_eq(latest, NOW + 3600);
+    cr_assert_eq(ca_store_latest_not_after(s, CA_REVOKE_ID, "spiffe://td/none", &latest),
+                 WEFT_ENOTFOUND);
+}
+
+static int count_revocation(void *arg, const struct ca_revocation *r)
+{
+    (void)r;
+    (*(size_t *)arg)++;
+    return WEFT_OK;
+}
+
+Test(ca_store, revocations_keep_the_later_drop_time_and_expire)
+{
+    struct ca_revocation r = {.kind = CA_REVOKE_ID, .created_at = NOW, .drop_after = NOW + 100};
+    snprintf(r.value, sizeof(r.value), "spiffe://td/ns/shop/sa/web");
+    cr_assert_eq(ca_store_revoke(s, &r), WEFT_OK, "%s", s->err);
+    r.drop_after = NOW + 50;
+    cr_assert_eq(ca_store_revoke(s, &r), WEFT_OK, "revoking again is fine");
+    struct ca_revocation n = {.kind = CA_REVOKE_NODE, .created_at = NOW, .drop_after = NOW + 10};
+    snprintf(n.value, sizeof(n.value), "node-b");
+    cr_assert_eq(ca_store_revoke(s, &n), WEFT_OK);
+    size_t count = 0;
+    cr_assert_eq(ca_store_revocation_list(s, NOW, count_revocation, &count), WEFT_OK);
+    cr_assert_eq(count, 2);
+    count = 0;
+    cr_assert_eq(ca_store_revocation_list(s, NOW + 99, count_revocation, &count), WEFT_OK);
+    cr_assert_eq(count, 1, "the node item is past its drop time; the ID keeps the later one");
+    count = 0;
+    cr_assert_eq(ca_store_revocation_list(s, NOW + 100, count_revocation, &count), WEFT_OK);
+    cr_assert_eq(count, 0);
+}
+
+Test(ca_store, refuses_a_schema_newer_than_it_knows)
+{
+    ca_store_close(s);
+    s = NULL;
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    char err[512];
+    cr_assert_eq(ca_store_open_sqlite(&s, path, err, sizeof(err)), WEFT_EIO);
+    cr_assert_null(s);
+    cr_assert_not_null(strstr(err, "newer"), "%s", err);
+}
+
+Test(ca_store, durable_settings)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    cr_assert_str_eq((const char *)sqlite3_column_text(st, 0), "wal");
+    sqlite3_finalize(st);
+    cr_assert_eq(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    cr_assert_eq(sqlite3_column_int(st, 0), 1);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+Test(ca_store, a_directory_that_does_not_exist_is_a_clear_error)
+{
+    struct ca_store *other = NULL;
+    char err[512];
+    cr_assert_eq(ca_store_open_sqlite(&other, "/nonexistent/dir/ca.db", err, sizeof(err)),
+                 WEFT_EIO);
+    cr_assert_null(other);
+    cr_assert_not_null(strstr(err, "/nonexistent/dir/ca.db"), "%s", err);
+}
