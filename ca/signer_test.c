@@ -1,0 +1,204 @@
+/* ca/signer_test.c: the signer child holds the key, signs only what a leaf of its trust domain
+ * may be, and goes away with its channel. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/bytestring.h>
+#include <openssl/mem.h>
+
+#include "ca/signer.h"
+#include "lib/base/file.h"
+#include "lib/spiffe/bundle.h"
+#include "lib/spiffe/x509svid.h"
+#include "test/testlib/certs.h"
+
+static char dir[] = "/tmp/weft-signer-test-XXXXXX";
+static char key_path[256], cert_path[256];
+static struct testlib_pki pki;
+
+static void write_pem(const char *path, const char *pem, size_t len, mode_t mode)
+{
+    cr_assert_eq(weft_file_write_atomic(path, pem, len, mode), WEFT_OK, "%s", path);
+}
+
+static void setup(void)
+{
+    cr_assert_not_null(mkdtemp(dir));
+    /* the signer drops to nobody when run as root: it must still reach nothing it needs */
+    chmod(dir, 0755);
+    cr_assert_eq(testlib_pki_mint(&pki, SPIFFE_KEY_EC_P256, true), WEFT_OK);
+    snprintf(key_path, sizeof(key_path), "%s/ca.key", dir);
+    snprintf(cert_path, sizeof(cert_path), "%s/ca.pem", dir);
+    char *pem;
+    size_t len;
+    cr_assert_eq(spiffe_key_to_pem(&pem, &len, pki.inter.key), WEFT_OK);
+    write_pem(key_path, pem, len, 0600);
+    free(pem);
+    STACK_OF(X509) *one = testlib_chain(&pki.inter.cert, 1);
+    cr_assert_eq(spiffe_certs_to_pem(&pem, &len, one), WEFT_OK);
+    write_pem(cert_path, pem, len, 0644);
+    free(pem);
+    sk_X509_pop_free(one, X509_free);
+}
+
+static void teardown(void)
+{
+    testlib_pki_cleanup(&pki);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(ca_signer, .init = setup, .fini = teardown);
+
+static struct ca_signer *start(void)
+{
+    struct ca_signer_config cfg = {.key_path = key_path, .cert_path = cert_path};
+    struct ca_signer *s = NULL;
+    char err[512];
+    cr_assert_eq(ca_signer_start(&s, &cfg, err, sizeof(err)), WEFT_OK, "%s", err);
+    return s;
+}
+
+/* pubkey_der returns |key|'s SubjectPublicKeyInfo. */
+static uint8_t *pubkey_der(EVP_PKEY *key, size_t *len)
+{
+    CBB cbb;
+    uint8_t *der;
+    cr_assert(CBB_init(&cbb, 128));
+    cr_assert(EVP_marshal_public_key(&cbb, key));
+    cr_assert(CBB_finish(&cbb, &der, len));
+    return der;
+}
+
+static int sign(struct ca_signer *s, const char *id, int64_t ttl, X509 **out, char *err)
+{
+    EVP_PKEY *key = spiffe_key_generate(SPIFFE_KEY_EC_P256);
+    size_t pub_len;
+    uint8_t *pub = pubkey_der(key, &pub_len);
+    struct ca_signer_request req = {pub, pub_len, id, TESTLIB_NOW - 60, ttl, NULL, 0};
+    uint8_t der[CA_SIGNER_MAX_CERT];
+    size_t der_len = 0;
+    int rc = ca_signer_sign_leaf(s, &req, der, sizeof(der), &der_len, err, 512);
+    if (rc == WEFT_OK) {
+        const uint8_t *p = der;
+        *out = d2i_X509(NULL, &p, (long)der_len);
+        cr_assert_not_null(*out);
+        cr_assert_eq(spiffe_x509svid_check_key(*out, key, NULL), WEFT_OK, "the leaf holds our key");
+    }
+    OPENSSL_free(pub);
+    EVP_PKEY_free(key);
+    return rc;
+}
+
+Test(ca_signer, signs_leaves_that_verify_to_the_root)
+{
+    struct ca_signer *s = start();
+    X509 *leaf = NULL;
+    char err[512];
+    cr_assert_eq(sign(s, "spiffe://example.org/ns/shop/sa/web", 3600, &leaf, err), WEFT_OK, "%s",
+                 err);
+    X509 *chain_certs[] = {leaf, pki.inter.cert};
+    STACK_OF(X509) *chain = testlib_chain(chain_certs, 2);
+    struct spiffe_bundle_set set;
+    spiffe_bundle_set_init(&set);
+    cr_assert_eq(testlib_bundle_set_add(&set, TESTLIB_TD, pki.root.cert), WEFT_OK);
+    struct spiffe_id id;
+    struct spiffe_why why;
+    cr_assert_eq(spiffe_x509svid_verify(&id, chain, &set, TESTLIB_NOW, &why), WEFT_OK, "%s",
+                 why.msg);
+    cr_assert_str_eq(id.str, "spiffe://example.org/ns/shop/sa/web");
+    int64_t nb, na;
+    cr_assert_eq(spiffe_cert_validity(&nb, &na, leaf), WEFT_OK);
+    cr_assert_eq(na - nb, 3600);
+    spiffe_bundle_set_cleanup(&set);
+    sk_X509_pop_free(chain, X509_free);
+    X509_free(leaf);
+    ca_signer_stop(s);
+}
+
+Test(ca_signer, refuses_what_a_leaf_of_its_trust_domain_may_not_be)
+{
+    struct ca_signer *s = start();
+    X509 *leaf = NULL;
+    char err[512];
+    cr_assert_eq(sign(s, "spiffe://other.org/ns/shop/sa/web", 3600, &leaf, err), WEFT_EPOLICY);
+    cr_assert_not_null(strstr(err, "other.org"), "%s", err);
+    cr_assert_eq(sign(s, "spiffe://example.org", 3600, &leaf, err), WEFT_EPOLICY);
+    cr_assert_eq(sign(s, "spiffe://Example.org/x", 3600, &leaf, err), WEFT_EINVAL);
+    cr_assert_eq(sign(s, "spiffe://example.org/x", 299, &leaf, err), WEFT_EPOLICY, "under 5 min");
+    cr_assert_eq(sign(s, "spiffe://example.org/x", 24 * 3600 + 1, &leaf, err), WEFT_EPOLICY);
+    cr_assert_not_null(strstr(err, "TTL"), "%s", err);
+    cr_assert_eq(sign(s, "spiffe://example.org/x", 300, &leaf, err), WEFT_OK, "%s", err);
+    X509_free(leaf);
+    /* a key that is not DER */
+    static const uint8_t junk[] = {0x30, 0x03, 0x01, 0x01, 0x00};
+    struct ca_signer_request req = {
+        junk, sizeof(junk), "spiffe://example.org/x", TESTLIB_NOW, 3600, NULL, 0};
+    uint8_t der[CA_SIGNER_MAX_CERT];
+    size_t len;
+    cr_assert_eq(ca_signer_sign_leaf(s, &req, der, sizeof(der), &len, err, sizeof(err)),
+                 WEFT_EINVAL);
+    cr_assert_not_null(strstr(err, "SubjectPublicKeyInfo"), "%s", err);
+    /* it is still there and still signs after every refusal */
+    cr_assert_eq(sign(s, "spiffe://example.org/y", 3600, &leaf, err), WEFT_OK, "%s", err);
+    X509_free(leaf);
+    ca_signer_stop(s);
+}
+
+Test(ca_signer, refuses_a_key_file_others_can_read)
+{
+    cr_assert_eq(chmod(key_path, 0640), 0);
+    struct ca_signer_config cfg = {.key_path = key_path, .cert_path = cert_path};
+    struct ca_signer *s = (struct ca_signer *)1;
+    char err[512];
+    cr_assert_eq(ca_signer_start(&s, &cfg, err, sizeof(err)), WEFT_EPOLICY);
+    cr_assert_null(s);
+    cr_assert_not_null(strstr(err, "readable by group or others (mode 0640)"), "%s", err);
+}
+
+Test(ca_signer, refuses_a_key_that_is_not_the_certificates)
+{
+    char *pem;
+    size_t len;
+    cr_assert_eq(spiffe_key_to_pem(&pem, &len, pki.root.key), WEFT_OK);
+    write_pem(key_path, pem, len, 0600);
+    free(pem);
+    struct ca_signer_config cfg = {.key_path = key_path, .cert_path = cert_path};
+    struct ca_signer *s = NULL;
+    char err[512];
+    cr_assert_neq(ca_signer_start(&s, &cfg, err, sizeof(err)), WEFT_OK);
+    cr_assert_null(s);
+    cr_assert_not_null(strstr(err, "does not match"), "%s", err);
+}
+
+Test(ca_signer, the_child_drops_privileges_and_ends_with_its_channel)
+{
+    struct ca_signer *s = start();
+    pid_t pid = ca_signer_pid(s);
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    unsigned uid = 0;
+    bool seen = false;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (sscanf(line, "Uid:\t%u", &uid) == 1) {
+            seen = true;
+        }
+    }
+    fclose(f);
+    cr_assert(seen);
+    if (geteuid() == 0) {
+        cr_assert_eq(uid, 65534, "the signer runs as nobody, not root");
+    }
+    ca_signer_stop(s);
+    cr_assert_eq(kill(pid, 0), -1, "the signer is gone");
+    cr_assert_eq(errno, ESRCH);
+}
