@@ -173,7 +173,7 @@ static int load_credentials(struct child *c, const struct ca_signer_config *cfg,
     int rc = spiffe_certs_decode(&certs, data, len, SPIFFE_MAX_CHAIN, 0, &why);
     free(data);
     if (rc != WEFT_OK) {
-        snprintf(err, err_len, "%s: %s", cfg->cert_path, why.msg);
+        snprintf(err, err_len, "%.100s: %.150s", cfg->cert_path, why.msg);
         return rc;
     }
     c->cert = sk_X509_shift(certs);
@@ -189,7 +189,7 @@ static int load_credentials(struct child *c, const struct ca_signer_config *cfg,
         rc = spiffe_x509svid_check_key(c->cert, c->key, &why);
     }
     if (rc != WEFT_OK) {
-        snprintf(err, err_len, "%s: %s", cfg->key_path, why.msg);
+        snprintf(err, err_len, "%.100s: %.150s", cfg->key_path, why.msg);
         return rc;
     }
     struct spiffe_id ca_id;
