@@ -15,6 +15,7 @@ enum {
 #define CLI_MAX_INPUT (1 << 20) /* bytes of any one input file */
 
 int cmd_bundle(int argc, char **argv);
+int cmd_ca(int argc, char **argv);
 int cmd_id(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 int cmd_svid(int argc, char **argv);

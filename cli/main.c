@@ -17,6 +17,7 @@ static const char usage[] =
     "  svid inspect ...        show an X509-SVID and judge it (chain, key, bundle, time)\n"
     "  svid mint ...           make a root, an intermediate CA or a leaf SVID (for tests/demos)\n"
     "  bundle convert ...      a trust bundle from PEM to SPIFFE bundle JSON, or back\n"
+    "  ca init ...             make a new trust domain's offline root and first intermediate\n"
     "  policy check ...        validate AuthorizationPolicy/PeerAuthentication/MeshConfig YAML\n"
     "  policy explain ...      decide a connection against policies and say why\n"
     "\n"
@@ -68,6 +69,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "bundle") == 0) {
         return cmd_bundle(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "ca") == 0) {
+        return cmd_ca(argc - 1, argv + 1);
     }
     if (strcmp(cmd, "policy") == 0) {
         return cmd_policy(argc - 1, argv + 1);

@@ -157,6 +157,12 @@ cmp -s "$tmp/out" both.pem && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "
 expect 2 "bundle convert of a two-domain map without --td" -- "$W" bundle convert --in map.json
 expect 1 "bundle convert of a damaged bundle" -- "$W" bundle convert --td example.org --in "$sb/spiffebundle_missing_kid.json"
 expect 2 "bundle convert with a bad trust domain" -- "$W" bundle convert --td Example.org --in both.pem
+expect 0 "ca init" -- "$W" ca init --trust-domain mesh.example --out ca-dir
+[[ $(stat -c %a ca-dir) == 700 && $(stat -c %a ca-dir/root.key) == 600 && $(stat -c %a ca-dir/intermediate.key) == 600 ]] && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: ca init modes" >&2; }
+expect 0 "a leaf from the new intermediate verifies to the new bundle" -- bash -c "\"$W\" svid mint leaf --id spiffe://mesh.example/ns/a/sa/b --ca-cert ca-dir/intermediate.pem --ca-key ca-dir/intermediate.key --cert ci-leaf.pem --key ci-leaf.key --chain && \"$W\" svid inspect --cert ci-leaf.pem --bundle ca-dir/bundle.json"
+expect 1 "ca init never overwrites" -- "$W" ca init --trust-domain mesh.example --out ca-dir
+expect_text 'refusing to overwrite' err "the reason"
+expect 2 "ca init with an intermediate outliving the root" -- "$W" ca init --trust-domain x.example --out ca2 --root-ttl 1h --intermediate-ttl 2h
 expect 0 "help" -- "$W" --help
 expect 0 "svid inspect --help" -- "$W" svid inspect --help
 expect 2 "unknown command" -- "$W" frobnicate
