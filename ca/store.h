@@ -100,6 +100,8 @@ struct ca_store_ops {
                            int (*fn)(void *arg, const struct ca_revocation *r), void *arg);
     int (*latest_not_after)(struct ca_store *s, enum ca_revocation_kind kind, const char *value,
                             int64_t *out);
+    int (*is_revoked)(struct ca_store *s, enum ca_revocation_kind kind, const char *value,
+                      bool *out);
 };
 
 struct ca_store {
@@ -159,5 +161,10 @@ WEFT_MUST_USE int ca_store_revocation_list(struct ca_store *s, int64_t now,
  * serial (hex) or node; WEFT_ENOTFOUND when there is none. */
 WEFT_MUST_USE int ca_store_latest_not_after(struct ca_store *s, enum ca_revocation_kind kind,
                                             const char *value, int64_t *out);
+
+/* ca_store_is_revoked reports whether |value| was ever revoked as |kind|, whatever its deny-list
+ * item's drop time: a revoked ID or node is never issued for again. */
+WEFT_MUST_USE int ca_store_is_revoked(struct ca_store *s, enum ca_revocation_kind kind,
+                                      const char *value, bool *out);
 
 #endif

@@ -399,6 +399,23 @@ static int latest_not_after(struct ca_store *s, enum ca_revocation_kind kind, co
     return rc;
 }
 
+static int is_revoked(struct ca_store *s, enum ca_revocation_kind kind, const char *value,
+                      bool *out)
+{
+    sqlite3_stmt *st;
+    TRY(prepare(s, &st, "SELECT 1 FROM revocations WHERE kind = ? AND value = ?"));
+    sqlite3_bind_int(st, 1, (int)kind);
+    sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+    int step = sqlite3_step(st), rc = WEFT_OK;
+    if (step == SQLITE_ROW || step == SQLITE_DONE) {
+        *out = step == SQLITE_ROW;
+    } else {
+        rc = db_fail(s, "read revocations");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static void close_store(struct ca_store *s)
 {
     sqlite3_close(impl(s)->db);
@@ -419,6 +436,7 @@ static const struct ca_store_ops sqlite_ops = {
     .revoke = revoke,
     .revocation_list = revocation_list,
     .latest_not_after = latest_not_after,
+    .is_revoked = is_revoked,
 };
 
 /* migrate brings the schema to the newest version, one transaction per step. */
@@ -551,4 +569,10 @@ int ca_store_latest_not_after(struct ca_store *s, enum ca_revocation_kind kind, 
                               int64_t *out)
 {
     return s->ops->latest_not_after(s, kind, value, out);
+}
+
+int ca_store_is_revoked(struct ca_store *s, enum ca_revocation_kind kind, const char *value,
+                        bool *out)
+{
+    return s->ops->is_revoked(s, kind, value, out);
 }
