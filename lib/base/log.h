@@ -1,0 +1,28 @@
+/* lib/base/log.h: logfmt lines on stderr (DESIGN.md §7): ts=... level=... msg=... key=value.
+ * Values with spaces, quotes, '=' or control characters are quoted and escaped, so a field a
+ * peer controls cannot forge another field or another line. */
+#ifndef WEFT_LIB_BASE_LOG_H
+#define WEFT_LIB_BASE_LOG_H
+
+#include <stdio.h>
+
+enum weft_log_level {
+    WEFT_LOG_DEBUG = 0,
+    WEFT_LOG_INFO,
+    WEFT_LOG_WARN,
+    WEFT_LOG_ERROR,
+};
+
+/* weft_log_set_output sends lines to |f| instead of stderr (tests), at |min| and above. */
+void weft_log_set_output(FILE *f, enum weft_log_level min);
+
+/* weft_log writes one line: |msg|, then |num_kv| key/value string pairs from the arguments
+ * (const char *key, const char *value, ...). A NULL value prints as "". */
+void weft_log(enum weft_log_level level, const char *msg, int num_kv, ...);
+
+/* weft_log_format writes the same line (without a trailing newline) into |buf|, at time |ts|
+ * (seconds since the epoch). */
+void weft_log_format(char *buf, size_t len, long long ts, enum weft_log_level level,
+                     const char *msg, int num_kv, ...);
+
+#endif
