@@ -1,0 +1,187 @@
+/* Attesting nodes and minting SVIDs: check, sign (in the signer), record, log. */
+#include "ca/issuer.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/bytestring.h>
+#include <openssl/mem.h>
+#include <openssl/sha.h>
+
+#include "lib/base/log.h"
+#include "lib/spiffe/x509svid.h"
+
+/* pubkey_of_csr checks the CSR's signature and returns its key as SubjectPublicKeyInfo DER. */
+static int pubkey_of_csr(const uint8_t *csr, size_t csr_len, uint8_t **out, size_t *out_len,
+                         char *err, size_t err_len)
+{
+    if (csr_len == 0 || csr_len > CA_MAX_CSR) {
+        snprintf(err, err_len, "a CSR of %zu bytes (1 to %d)", csr_len, CA_MAX_CSR);
+        return WEFT_ELIMIT;
+    }
+    EVP_PKEY *pub = NULL;
+    struct spiffe_why why;
+    if (spiffe_csr_decode(&pub, csr, csr_len, &why) != WEFT_OK) {
+        snprintf(err, err_len, "%s", why.msg);
+        return WEFT_EINVAL;
+    }
+    CBB cbb;
+    int ok =
+        CBB_init(&cbb, 128) && EVP_marshal_public_key(&cbb, pub) && CBB_finish(&cbb, out, out_len);
+    EVP_PKEY_free(pub);
+    if (!ok) {
+        CBB_cleanup(&cbb);
+        snprintf(err, err_len, "cannot encode the CSR's public key");
+        return WEFT_ECRYPTO;
+    }
+    return WEFT_OK;
+}
+
+/* sign_and_record signs |spiffe_id| for the CSR's key, appends the signing CA to the chain,
+ * records the issuance and logs it. */
+static int sign_and_record(struct ca_issuer *ca, enum ca_issuance_kind kind, const char *spiffe_id,
+                           const char *node, const char *entry_id, int64_t ttl_s,
+                           const uint8_t *csr, size_t csr_len, int64_t now, struct ca_svid *out,
+                           char *err, size_t err_len)
+{
+    uint8_t *pub = NULL;
+    size_t pub_len;
+    TRY(pubkey_of_csr(csr, csr_len, &pub, &pub_len, err, err_len));
+    memset(out, 0, sizeof(*out));
+    /* a minute back: a peer whose clock is slightly behind accepts the SVID at once */
+    struct ca_signer_request req = {pub, pub_len, spiffe_id, now - 60, ttl_s, NULL, 0};
+    size_t leaf_len = 0;
+    int rc = ca_signer_sign_leaf(ca->signer, &req, out->chain, CA_SIGNER_MAX_CERT, &leaf_len, err,
+                                 err_len);
+    OPENSSL_free(pub);
+    if (rc != WEFT_OK) {
+        return rc;
+    }
+    const uint8_t *p = out->chain;
+    X509 *leaf = d2i_X509(NULL, &p, (long)leaf_len);
+    uint8_t *ca_der = NULL;
+    int ca_len = i2d_X509(ca->signing_cert, &ca_der);
+    struct ca_issuance rec;
+    memset(&rec, 0, sizeof(rec));
+    if (leaf == NULL || ca_len <= 0 || leaf_len + (size_t)ca_len > sizeof(out->chain) ||
+        spiffe_cert_validity(&rec.not_before, &rec.not_after, leaf) != WEFT_OK) {
+        X509_free(leaf);
+        OPENSSL_free(ca_der);
+        snprintf(err, err_len, "the signer returned a certificate that cannot be read");
+        return WEFT_EINTERNAL;
+    }
+    memcpy(out->chain + leaf_len, ca_der, (size_t)ca_len);
+    out->chain_len = leaf_len + (size_t)ca_len;
+    OPENSSL_free(ca_der);
+    const ASN1_INTEGER *serial = X509_get0_serialNumber(leaf);
+    rec.serial_len = (size_t)ASN1_STRING_length(serial) <= CA_SERIAL_MAX
+                         ? (size_t)ASN1_STRING_length(serial)
+                         : CA_SERIAL_MAX;
+    memcpy(rec.serial, ASN1_STRING_get0_data(serial), rec.serial_len);
+    X509_free(leaf);
+    rec.kind = kind;
+    snprintf(rec.spiffe_id, sizeof(rec.spiffe_id), "%s", spiffe_id);
+    snprintf(rec.node, sizeof(rec.node), "%s", node);
+    snprintf(rec.entry_id, sizeof(rec.entry_id), "%s", entry_id);
+    SHA256(out->chain, leaf_len, rec.sha256);
+    /* recorded before it is handed out: an SVID the inventory does not know never leaves */
+    if ((rc = ca_store_issuance_add(ca->store, &rec)) != WEFT_OK) {
+        snprintf(err, err_len, "%s", ca->store->err);
+        return rc;
+    }
+    snprintf(out->spiffe_id, sizeof(out->spiffe_id), "%s", spiffe_id);
+    snprintf(out->entry_id, sizeof(out->entry_id), "%s", entry_id);
+    out->not_after = rec.not_after;
+    char serial_hex[2 * CA_SERIAL_MAX + 1], not_after[32];
+    for (size_t i = 0; i < rec.serial_len; i++) {
+        snprintf(serial_hex + 2 * i, 3, "%02x", rec.serial[i]);
+    }
+    serial_hex[2 * rec.serial_len] = '\0';
+    snprintf(not_after, sizeof(not_after), "%lld", (long long)rec.not_after);
+    weft_log(WEFT_LOG_INFO, kind == CA_ISSUANCE_NODE ? "issued node svid" : "issued workload svid",
+             5, "id", spiffe_id, "node", node, "entry", entry_id, "serial", serial_hex, "not_after",
+             not_after);
+    return WEFT_OK;
+}
+
+static void node_id(char out[CA_SPIFFE_ID_MAX + 1], const struct spiffe_id *td, const char *node)
+{
+    /* a trust domain ID is at most 9 + 255 bytes and a node name 253: this always fits */
+    snprintf(out, CA_SPIFFE_ID_MAX + 1, "%.264s/weft/node/%.253s", td->str, node);
+}
+
+int ca_attest_node(struct ca_issuer *ca, const char *token, const uint8_t *csr, size_t csr_len,
+                   int64_t now, char node_out[CA_NODE_NAME_MAX + 1], struct ca_svid *out, char *err,
+                   size_t err_len)
+{
+    /* the CSR first: a bad request must not burn the token */
+    uint8_t *pub = NULL;
+    size_t pub_len;
+    TRY(pubkey_of_csr(csr, csr_len, &pub, &pub_len, err, err_len));
+    OPENSSL_free(pub);
+    int rc = ca_token_redeem(ca->store, token, now, node_out, err, err_len);
+    if (rc != WEFT_OK) {
+        weft_log(WEFT_LOG_WARN, "join token refused", 1, "reason", err);
+        return rc;
+    }
+    weft_log(WEFT_LOG_INFO, "join token used", 1, "node", node_out);
+    char id[CA_SPIFFE_ID_MAX + 1];
+    node_id(id, &ca->td, node_out);
+    if ((rc = ca_may_issue(ca->store, id, node_out, err, err_len)) != WEFT_OK) {
+        return rc;
+    }
+    int64_t ttl = ca->node_ttl_s > 0 ? ca->node_ttl_s : CA_DEFAULT_NODE_TTL_S;
+    if ((rc = ca_store_node_attested(ca->store, node_out, now)) != WEFT_OK) {
+        snprintf(err, err_len, "%s", ca->store->err);
+        return rc;
+    }
+    return sign_and_record(ca, CA_ISSUANCE_NODE, id, node_out, "", ttl, csr, csr_len, now, out, err,
+                           err_len);
+}
+
+int ca_renew_node(struct ca_issuer *ca, const char *node, const uint8_t *csr, size_t csr_len,
+                  int64_t now, struct ca_svid *out, char *err, size_t err_len)
+{
+    char id[CA_SPIFFE_ID_MAX + 1];
+    node_id(id, &ca->td, node);
+    TRY(ca_may_issue(ca->store, id, node, err, err_len));
+    int64_t ttl = ca->node_ttl_s > 0 ? ca->node_ttl_s : CA_DEFAULT_NODE_TTL_S;
+    return sign_and_record(ca, CA_ISSUANCE_NODE, id, node, "", ttl, csr, csr_len, now, out, err,
+                           err_len);
+}
+
+int ca_mint_workloads(struct ca_issuer *ca, const char *node, const struct ca_mint_request *reqs,
+                      size_t num, struct ca_mint_result *results, int64_t now)
+{
+    if (num > CA_MAX_MINT_BATCH) {
+        return WEFT_ELIMIT;
+    }
+    for (size_t i = 0; i < num; i++) {
+        struct ca_mint_result *r = &results[i];
+        struct ca_entry e;
+        memset(r, 0, sizeof(*r));
+        r->rc = ca_store_entry_get(ca->store, reqs[i].entry_id, &e);
+        if (r->rc != WEFT_OK) {
+            snprintf(r->err, sizeof(r->err), "no entry %.64s", reqs[i].entry_id);
+            r->rc = WEFT_EPOLICY; /* a node learns nothing about other nodes' entries */
+            continue;
+        }
+        /* Node-selector entries need node attributes, which the Kubernetes attestor will bring;
+         * until then only entries that name the node are assigned to it. */
+        if (strcmp(e.node, node) != 0) {
+            snprintf(r->err, sizeof(r->err), "no entry %.64s", reqs[i].entry_id);
+            r->rc = WEFT_EPOLICY;
+            weft_log(WEFT_LOG_WARN, "mint refused: entry not assigned to node", 2, "node", node,
+                     "entry", e.id);
+            continue;
+        }
+        if ((r->rc = ca_may_issue(ca->store, e.spiffe_id, node, r->err, sizeof(r->err))) !=
+            WEFT_OK) {
+            continue;
+        }
+        r->rc =
+            sign_and_record(ca, CA_ISSUANCE_WORKLOAD, e.spiffe_id, node, e.id, e.ttl_s, reqs[i].csr,
+                            reqs[i].csr_len, now, &r->svid, r->err, sizeof(r->err));
+    }
+    return WEFT_OK;
+}

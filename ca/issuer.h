@@ -1,0 +1,68 @@
+/* ca/issuer.h: what the CA's RPCs do, apart from the transport (issue 4): attest a node with a
+ * join token, renew a node SVID, mint workload SVIDs for the entries assigned to the calling
+ * node. The caller's node name always comes from the TLS layer (the verified node SVID), never
+ * from a request body. Every issuance is recorded in the inventory and logged once. */
+#ifndef WEFT_CA_ISSUER_H
+#define WEFT_CA_ISSUER_H
+
+#include <openssl/x509.h>
+
+#include "ca/core.h"
+#include "ca/signer.h"
+#include "ca/store.h"
+
+#define CA_MAX_CSR 4096                       /* bytes of one CSR */
+#define CA_MAX_MINT_BATCH 64                  /* CSRs per MintWorkloadSVIDs call */
+#define CA_CHAIN_MAX (2 * CA_SIGNER_MAX_CERT) /* leaf + signing CA, DER back to back */
+#define CA_DEFAULT_NODE_TTL_S (24 * 3600)
+
+struct ca_issuer {
+    struct ca_store *store;   /* borrowed */
+    struct ca_signer *signer; /* borrowed */
+    struct spiffe_id td;      /* spiffe://<td> */
+    X509 *signing_cert;       /* borrowed: the intermediate the signer holds, sent in chains */
+    int64_t node_ttl_s;       /* 0: CA_DEFAULT_NODE_TTL_S */
+};
+
+/* struct ca_svid is one issued SVID: its ID and its chain (leaf then signing CA, DER). */
+struct ca_svid {
+    char spiffe_id[CA_SPIFFE_ID_MAX + 1];
+    uint8_t chain[CA_CHAIN_MAX];
+    size_t chain_len;
+    int64_t not_after;
+    char entry_id[CA_ENTRY_ID_LEN + 1];
+};
+
+/* ca_attest_node redeems |token| and signs the node SVID spiffe://TD/weft/node/NAME for the key
+ * of |csr| (DER or PEM PKCS#10; only its key is used). WEFT_EPOLICY for a bad token, with the
+ * precise reason in |err| for the CA's log. */
+WEFT_MUST_USE int ca_attest_node(struct ca_issuer *ca, const char *token, const uint8_t *csr,
+                                 size_t csr_len, int64_t now, char node_out[CA_NODE_NAME_MAX + 1],
+                                 struct ca_svid *out, char *err, size_t err_len);
+
+/* ca_renew_node signs a fresh node SVID for |node| (from its current verified SVID) unless the
+ * node was revoked. */
+WEFT_MUST_USE int ca_renew_node(struct ca_issuer *ca, const char *node, const uint8_t *csr,
+                                size_t csr_len, int64_t now, struct ca_svid *out, char *err,
+                                size_t err_len);
+
+struct ca_mint_request {
+    const char *entry_id;
+    const uint8_t *csr;
+    size_t csr_len;
+};
+
+struct ca_mint_result {
+    int rc; /* WEFT_OK, or why this one was refused */
+    char err[256];
+    struct ca_svid svid;
+};
+
+/* ca_mint_workloads signs one SVID per request for |node|: each entry must exist and be assigned
+ * to |node|, and neither its ID nor the node may be revoked. Results are per request; the call
+ * fails as a whole (WEFT_ELIMIT) only for a batch over CA_MAX_MINT_BATCH. */
+WEFT_MUST_USE int ca_mint_workloads(struct ca_issuer *ca, const char *node,
+                                    const struct ca_mint_request *reqs, size_t num,
+                                    struct ca_mint_result *results, int64_t now);
+
+#endif

@@ -1,0 +1,216 @@
+/* ca/issuer_test.c: node attestation, renewal and workload minting through a real signer and
+ * store, with certificates minted at test time. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <openssl/mem.h>
+
+#include "ca/issuer.h"
+#include "lib/base/file.h"
+#include "lib/base/log.h"
+#include "lib/spiffe/bundle.h"
+#include "test/testlib/certs.h"
+
+static char dir[] = "/tmp/weft-issuer-test-XXXXXX";
+static struct testlib_pki pki;
+static struct ca_store *store;
+static struct ca_signer *signer;
+static struct ca_issuer ca;
+static char err[512];
+
+static void write_file(const char *name, const char *data, size_t len, mode_t mode)
+{
+    char path[300];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    cr_assert_eq(weft_file_write_atomic(path, data, len, mode), WEFT_OK);
+}
+
+static void setup(void)
+{
+    char path[300], key_path[300], cert_path[300], *pem;
+    size_t len;
+    weft_log_set_output(stdout, WEFT_LOG_WARN);
+    cr_assert_not_null(mkdtemp(dir));
+    chmod(dir, 0755);
+    cr_assert_eq(testlib_pki_mint(&pki, SPIFFE_KEY_EC_P256, true), WEFT_OK);
+    cr_assert_eq(spiffe_key_to_pem(&pem, &len, pki.inter.key), WEFT_OK);
+    write_file("ca.key", pem, len, 0600);
+    free(pem);
+    STACK_OF(X509) *one = testlib_chain(&pki.inter.cert, 1);
+    cr_assert_eq(spiffe_certs_to_pem(&pem, &len, one), WEFT_OK);
+    write_file("ca.pem", pem, len, 0644);
+    free(pem);
+    sk_X509_pop_free(one, X509_free);
+    snprintf(path, sizeof(path), "%s/ca.db", dir);
+    snprintf(key_path, sizeof(key_path), "%s/ca.key", dir);
+    snprintf(cert_path, sizeof(cert_path), "%s/ca.pem", dir);
+    cr_assert_eq(ca_store_open_sqlite(&store, path, err, sizeof(err)), WEFT_OK, "%s", err);
+    struct ca_signer_config cfg = {.key_path = key_path, .cert_path = cert_path};
+    cr_assert_eq(ca_signer_start(&signer, &cfg, err, sizeof(err)), WEFT_OK, "%s", err);
+    memset(&ca, 0, sizeof(ca));
+    ca.store = store;
+    ca.signer = signer;
+    ca.signing_cert = pki.inter.cert;
+    cr_assert_eq(spiffe_td_parse(&ca.td, TESTLIB_TD, strlen(TESTLIB_TD), NULL), WEFT_OK);
+}
+
+static void teardown(void)
+{
+    ca_signer_stop(signer);
+    ca_store_close(store);
+    testlib_pki_cleanup(&pki);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(ca_issuer, .init = setup, .fini = teardown);
+
+/* make_csr returns a DER CSR for a new key (which it also returns). */
+static uint8_t *make_csr(EVP_PKEY **out_key, size_t *out_len)
+{
+    EVP_PKEY *key = spiffe_key_generate(SPIFFE_KEY_EC_P256);
+    X509_REQ *req = X509_REQ_new();
+    cr_assert(X509_REQ_set_pubkey(req, key));
+    cr_assert(X509_REQ_sign(req, key, EVP_sha256()) > 0);
+    uint8_t *der = NULL;
+    int len = i2d_X509_REQ(req, &der);
+    cr_assert_gt(len, 0);
+    X509_REQ_free(req);
+    *out_key = key;
+    *out_len = (size_t)len;
+    return der;
+}
+
+/* expect_verifies checks |svid| against the root at TESTLIB_NOW and that it holds |key|. */
+static void expect_verifies(const struct ca_svid *svid, EVP_PKEY *key, const char *want_id)
+{
+    STACK_OF(X509) *chain = NULL;
+    struct spiffe_why why;
+    cr_assert_eq(spiffe_certs_decode(&chain, svid->chain, svid->chain_len, 4, 0, &why), WEFT_OK,
+                 "%s", why.msg);
+    cr_assert_eq(sk_X509_num(chain), 2, "leaf and signing CA");
+    struct spiffe_bundle_set set;
+    spiffe_bundle_set_init(&set);
+    cr_assert_eq(testlib_bundle_set_add(&set, TESTLIB_TD, pki.root.cert), WEFT_OK);
+    struct spiffe_id id;
+    cr_assert_eq(spiffe_x509svid_verify(&id, chain, &set, TESTLIB_NOW, &why), WEFT_OK, "%s",
+                 why.msg);
+    cr_assert_str_eq(id.str, want_id);
+    cr_assert_str_eq(svid->spiffe_id, want_id);
+    cr_assert_eq(spiffe_x509svid_check_key(sk_X509_value(chain, 0), key, NULL), WEFT_OK);
+    spiffe_bundle_set_cleanup(&set);
+    sk_X509_pop_free(chain, X509_free);
+}
+
+static int count(void *arg, const struct ca_issuance *i)
+{
+    (void)i;
+    (*(size_t *)arg)++;
+    return WEFT_OK;
+}
+
+static size_t inventory(const char *id)
+{
+    struct ca_issuance_filter f = {.spiffe_id = id};
+    size_t n = 0;
+    cr_assert_eq(ca_store_issuance_list(store, &f, count, &n), WEFT_OK);
+    return n;
+}
+
+Test(ca_issuer, a_node_joins_with_its_token_once)
+{
+    char token[CA_TOKEN_TEXT_LEN + 1], node[CA_NODE_NAME_MAX + 1];
+    cr_assert_eq(ca_token_create(store, "node-a", 3600, TESTLIB_NOW, token, err, sizeof(err)),
+                 WEFT_OK);
+    EVP_PKEY *key;
+    size_t csr_len;
+    uint8_t *csr = make_csr(&key, &csr_len);
+    struct ca_svid *svid = malloc(sizeof(*svid));
+    /* a broken CSR is refused without using the token up */
+    cr_assert_eq(
+        ca_attest_node(&ca, token, csr, csr_len - 1, TESTLIB_NOW, node, svid, err, sizeof(err)),
+        WEFT_EINVAL);
+    cr_assert_eq(
+        ca_attest_node(&ca, token, csr, csr_len, TESTLIB_NOW, node, svid, err, sizeof(err)),
+        WEFT_OK, "%s", err);
+    cr_assert_str_eq(node, "node-a");
+    expect_verifies(svid, key, "spiffe://example.org/weft/node/node-a");
+    cr_assert_eq(inventory("spiffe://example.org/weft/node/node-a"), 1);
+    cr_assert_eq(
+        ca_attest_node(&ca, token, csr, csr_len, TESTLIB_NOW, node, svid, err, sizeof(err)),
+        WEFT_EPOLICY, "a token is used once");
+    /* renewal over the node's own identity */
+    cr_assert_eq(ca_renew_node(&ca, "node-a", csr, csr_len, TESTLIB_NOW, svid, err, sizeof(err)),
+                 WEFT_OK, "%s", err);
+    cr_assert_eq(inventory("spiffe://example.org/weft/node/node-a"), 2);
+    cr_assert_eq(ca_revoke(store, CA_REVOKE_NODE, "node-a", TESTLIB_NOW, err, sizeof(err)),
+                 WEFT_OK);
+    cr_assert_eq(ca_renew_node(&ca, "node-a", csr, csr_len, TESTLIB_NOW, svid, err, sizeof(err)),
+                 WEFT_EPOLICY, "a revoked node renews nothing");
+    free(svid);
+    OPENSSL_free(csr);
+    EVP_PKEY_free(key);
+}
+
+static void add_entry(const char *id, const char *spiffe_id, const char *node)
+{
+    struct ca_entry e;
+    memset(&e, 0, sizeof(e));
+    snprintf(e.id, sizeof(e.id), "%s", id);
+    snprintf(e.spiffe_id, sizeof(e.spiffe_id), "%s", spiffe_id);
+    snprintf(e.node, sizeof(e.node), "%s", node);
+    snprintf(e.selectors[0], sizeof(e.selectors[0]), "unix:uid:1001");
+    e.num_selectors = 1;
+    e.ttl_s = 600;
+    cr_assert_eq(ca_entry_validate(&e, &ca.td, err, sizeof(err)), WEFT_OK, "%s", err);
+    cr_assert_eq(ca_store_entry_add(store, &e), WEFT_OK);
+}
+
+Test(ca_issuer, a_node_mints_only_its_own_entries)
+{
+    add_entry("ea", "spiffe://example.org/ns/shop/sa/web", "node-a");
+    add_entry("eb", "spiffe://example.org/ns/shop/sa/api", "node-b");
+    EVP_PKEY *k1, *k2, *k3;
+    size_t l1, l2, l3;
+    uint8_t *c1 = make_csr(&k1, &l1), *c2 = make_csr(&k2, &l2), *c3 = make_csr(&k3, &l3);
+    struct ca_mint_request reqs[] = {{"ea", c1, l1}, {"eb", c2, l2}, {"nope", c3, l3}};
+    struct ca_mint_result *res = calloc(3, sizeof(*res));
+    cr_assert_eq(ca_mint_workloads(&ca, "node-a", reqs, 3, res, TESTLIB_NOW), WEFT_OK);
+    cr_assert_eq(res[0].rc, WEFT_OK, "%s", res[0].err);
+    expect_verifies(&res[0].svid, k1, "spiffe://example.org/ns/shop/sa/web");
+    cr_assert_eq(res[0].svid.not_after, TESTLIB_NOW - 60 + 600,
+                 "the entry's TTL, from a minute back");
+    cr_assert_eq(res[1].rc, WEFT_EPOLICY, "node-a may not mint node-b's entry");
+    cr_assert_eq(res[2].rc, WEFT_EPOLICY);
+    cr_assert_str_eq(res[1].err, "no entry eb", "the same answer as for an unknown entry");
+    cr_assert_str_eq(res[2].err, "no entry nope");
+    cr_assert_eq(inventory("spiffe://example.org/ns/shop/sa/api"), 0);
+    /* a revoked ID is refused at once */
+    cr_assert_eq(ca_revoke(store, CA_REVOKE_ID, "spiffe://example.org/ns/shop/sa/web", TESTLIB_NOW,
+                           err, sizeof(err)),
+                 WEFT_OK);
+    cr_assert_eq(ca_mint_workloads(&ca, "node-a", reqs, 1, res, TESTLIB_NOW), WEFT_OK);
+    cr_assert_eq(res[0].rc, WEFT_EPOLICY);
+    cr_assert_not_null(strstr(res[0].err, "revoked"), "%s", res[0].err);
+    /* one past the batch limit */
+    struct ca_mint_request many[CA_MAX_MINT_BATCH + 1];
+    struct ca_mint_result *many_res = calloc(CA_MAX_MINT_BATCH + 1, sizeof(*many_res));
+    for (size_t i = 0; i <= CA_MAX_MINT_BATCH; i++) {
+        many[i] = reqs[0];
+    }
+    cr_assert_eq(
+        ca_mint_workloads(&ca, "node-a", many, CA_MAX_MINT_BATCH + 1, many_res, TESTLIB_NOW),
+        WEFT_ELIMIT);
+    free(many_res);
+    free(res);
+    OPENSSL_free(c1);
+    OPENSSL_free(c2);
+    OPENSSL_free(c3);
+    EVP_PKEY_free(k1);
+    EVP_PKEY_free(k2);
+    EVP_PKEY_free(k3);
+}
