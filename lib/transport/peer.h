@@ -1,0 +1,17 @@
+/* lib/transport/peer.h: who is at the other end of a verified connection. Shared by tls_relay.h
+ * (which learns it from the TLS handshake) and grpcfd.h (which gives it to a gRPC handler). */
+#ifndef WEFT_LIB_TRANSPORT_PEER_H
+#define WEFT_LIB_TRANSPORT_PEER_H
+
+#include <stdint.h>
+
+#include "lib/spiffe/id.h"
+
+/* struct weft_peer is a peer whose X509-SVID passed spiffe_x509svid_verify. */
+struct weft_peer {
+    struct spiffe_id id; /* the leaf's SPIFFE ID */
+    int64_t not_after;   /* seconds since the epoch: the earliest notAfter of the presented
+                          * chain, after which the identity is no longer vouched for */
+};
+
+#endif
