@@ -1,0 +1,41 @@
+/* ca/policy_source.h: the CA's embedded policy source (issue 4): a directory of policy YAML,
+ * watched for changes. A change that loads without error becomes the current set with a new
+ * version; a change with an error is reported (ca_policy_source_error) and the last good set
+ * stays in force. The Kubernetes API source will sit behind the same functions.
+ *
+ * Watching is by fingerprint: ca_policy_source_poll hashes the names, sizes and contents of the
+ * files the loader would read and reloads only when that changes. Polling every few seconds
+ * notices editors that write in place and those that rename over the file, on any filesystem,
+ * with no inotify limits to run into. Not thread-safe: one owner polls it. */
+#ifndef WEFT_CA_POLICY_SOURCE_H
+#define WEFT_CA_POLICY_SOURCE_H
+
+#include <stdint.h>
+
+#include "lib/base/err.h"
+#include "policy/policy.h"
+
+struct ca_policy_source;
+
+/* ca_policy_source_new watches |dir| (it may not exist yet: an empty set until it does). */
+struct ca_policy_source *ca_policy_source_new(const char *dir);
+void ca_policy_source_free(struct ca_policy_source *src);
+
+/* ca_policy_source_poll looks at the directory and reloads it if it changed. Returns WEFT_OK
+ * when nothing changed or the change was accepted (the version went up), WEFT_EINVAL when the
+ * new content was refused (the last good set stays; see ca_policy_source_error). */
+WEFT_MUST_USE int ca_policy_source_poll(struct ca_policy_source *src);
+
+/* ca_policy_source_current returns the set in force (never NULL; empty before any good load)
+ * and its version in |*out_version| (0 before the first good load). */
+const struct policy_set *ca_policy_source_current(const struct ca_policy_source *src,
+                                                  uint64_t *out_version);
+
+/* ca_policy_source_error returns why the latest content was refused ("" when it was not):
+ * the first error with FILE:LINE:COLUMN and the number of errors. */
+const char *ca_policy_source_error(const struct ca_policy_source *src);
+
+/* ca_policy_source_refusals counts refused changes since creation (a metric). */
+uint64_t ca_policy_source_refusals(const struct ca_policy_source *src);
+
+#endif
