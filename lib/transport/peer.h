@@ -9,9 +9,12 @@
 
 /* struct weft_peer is a peer whose X509-SVID passed spiffe_x509svid_verify. */
 struct weft_peer {
-    struct spiffe_id id; /* the leaf's SPIFFE ID */
-    int64_t not_after;   /* seconds since the epoch: the earliest notAfter of the presented
-                          * chain, after which the identity is no longer vouched for */
+    struct spiffe_id id;         /* the leaf's SPIFFE ID */
+    int64_t not_after;           /* seconds since the epoch: the earliest notAfter of the presented
+                                  * chain, after which the identity is no longer vouched for; a
+                                  * handler compares it with its clock on every call, since a
+                                  * connection outlives the check made at its handshake */
+    char serial_hex[2 * 20 + 1]; /* the leaf's serial, lowercase hex, for deny-list checks */
 };
 
 #endif

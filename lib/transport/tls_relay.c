@@ -315,6 +315,12 @@ static enum ssl_verify_result_t verify_peer(SSL *ssl, uint8_t *out_alert)
         *out_alert = alert_for(why.rule);
         goto out;
     }
+    const ASN1_INTEGER *serial = X509_get0_serialNumber(sk_X509_value(chain, 0));
+    size_t serial_len = (size_t)ASN1_STRING_length(serial);
+    const uint8_t *serial_bytes = ASN1_STRING_get0_data(serial);
+    for (size_t i = 0; i < serial_len && i < 20; i++) {
+        snprintf(peer.serial_hex + 2 * i, 3, "%02x", serial_bytes[i]);
+    }
     if (earliest_not_after(&peer.not_after, chain) != WEFT_OK) {
         fail(c, WEFT_EPOLICY, "the %s's SVID has an unreadable validity period", peer_role(c));
         goto out;
@@ -921,11 +927,10 @@ int tls_relay_listen(struct tls_relay *r, int listen_fd, const struct tls_relay_
         r->server_ctx = t;
         listen_fd = -1;
         t = NULL;
+        /* the loop starts watching the socket; woken under the lock, as in tls_relay_dial */
+        ev_async_send(r->loop, &r->wake);
     }
     pthread_mutex_unlock(&r->mu);
-    if (rc == WEFT_OK) {
-        ev_async_send(r->loop, &r->wake); /* the loop starts watching the socket */
-    }
 out:
     if (listen_fd >= 0) {
         close(listen_fd);
@@ -996,6 +1001,9 @@ int tls_relay_dial(struct tls_relay *r, int *out_fd, struct weft_peer *out_peer,
     if (!stopping) {
         c->next = r->pending;
         r->pending = c;
+        /* Woken under the lock: tls_relay_free takes it to set |stopping| before it frees
+         * anything, so |r| is alive for this call. */
+        ev_async_send(r->loop, &r->wake);
     }
     pthread_mutex_unlock(&r->mu);
     if (stopping) {
@@ -1005,7 +1013,6 @@ int tls_relay_dial(struct tls_relay *r, int *out_fd, struct weft_peer *out_peer,
     } else {
         /* Bounded: the loop's handshake timer, or tls_relay_free, ends every connection it is
          * handed, and each end goes through finish_waiter. */
-        ev_async_send(r->loop, &r->wake);
         pthread_mutex_lock(&w.mu);
         while (!w.done) {
             pthread_cond_wait(&w.cv, &w.mu);

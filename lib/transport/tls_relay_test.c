@@ -193,6 +193,14 @@ Test(tls_relay, dial_verifies_both_sides_and_relays_bytes_intact)
     cr_assert_eq(peer.not_after, TESTLIB_NOW - TESTLIB_HOUR + TESTLIB_DAY);
     cr_assert_eq(side.num_peers, 1, "on_peer ran before the server spoke");
     cr_assert_str_eq(side.peers[0].id.str, FIXTURE_NODE_A_ID);
+    /* the leaf's serial, for deny-list checks: lowercase hex of the certificate's own */
+    const ASN1_INTEGER *serial = X509_get0_serialNumber(pki.node_a.cred.cert);
+    char want[41] = "";
+    for (int i = 0; i < ASN1_STRING_length(serial) && i < 20; i++) {
+        snprintf(want + 2 * i, 3, "%02x", ASN1_STRING_get0_data(serial)[i]);
+    }
+    cr_assert_gt(strlen(want), 0);
+    cr_assert_str_eq(side.peers[0].serial_hex, want);
     char greeting = 0;
     cr_assert(fixture_read_exact(fd, &greeting, 1));
     cr_assert_eq(greeting, GREETING);
