@@ -161,18 +161,68 @@ int ca_entry_validate(const struct ca_entry *e, const struct spiffe_id *td, char
     return WEFT_OK;
 }
 
+/* canonical_revocation checks |value| for |kind| and writes the form the store keeps: a SPIFFE
+ * ID as parsed, a serial as lowercase hex without separators (colons, as openssl prints them,
+ * are dropped), a node name as given. */
+static int canonical_revocation(char *out, size_t out_len, enum ca_revocation_kind kind,
+                                const char *value, char *err, size_t err_len)
+{
+    struct spiffe_id id;
+    struct spiffe_why why;
+    switch (kind) {
+    case CA_REVOKE_ID:
+        if (spiffe_id_parse(&id, value, strlen(value), &why) != WEFT_OK || spiffe_id_is_td(&id)) {
+            snprintf(err, err_len, "--id %.200s: not a SPIFFE ID with a path", value);
+            return WEFT_EINVAL;
+        }
+        snprintf(out, out_len, "%s", id.str);
+        return WEFT_OK;
+    case CA_REVOKE_SERIAL: {
+        size_t n = 0;
+        for (const char *p = value; *p != '\0'; p++) {
+            char c = *p >= 'A' && *p <= 'F' ? (char)(*p - 'A' + 'a') : *p;
+            if (c == ':') {
+                continue;
+            }
+            if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) || n + 1 >= out_len ||
+                n >= 2 * CA_SERIAL_MAX) {
+                snprintf(err, err_len, "--serial %.80s: not up to 20 bytes of hex", value);
+                return WEFT_EINVAL;
+            }
+            out[n++] = c;
+        }
+        out[n] = '\0';
+        if (n == 0) {
+            snprintf(err, err_len, "--serial: empty");
+            return WEFT_EINVAL;
+        }
+        return WEFT_OK;
+    }
+    case CA_REVOKE_NODE:
+        if (!is_dns_subdomain(value)) {
+            snprintf(err, err_len, "--node %.80s: not a node name", value);
+            return WEFT_EINVAL;
+        }
+        snprintf(out, out_len, "%s", value);
+        return WEFT_OK;
+    }
+    snprintf(err, err_len, "unknown revocation kind %d", (int)kind);
+    return WEFT_EINVAL;
+}
+
 int ca_revoke(struct ca_store *s, enum ca_revocation_kind kind, const char *value, int64_t now,
               char *err, size_t err_len)
 {
-    struct ca_revocation r = {.kind = kind, .created_at = now, .drop_after = now};
-    if (strlen(value) == 0 || strlen(value) >= sizeof(r.value)) {
-        snprintf(err, err_len, "nothing to revoke");
-        return WEFT_EINVAL;
-    }
-    snprintf(r.value, sizeof(r.value), "%s", value);
+    struct ca_revocation r = {.kind = kind, .created_at = now};
+    TRY(canonical_revocation(r.value, sizeof(r.value), kind, value, err, err_len));
+    /* The item lives until the latest notAfter among the certificates it affects, and at least
+     * one longest SVID lifetime (plus the signer's minute of backdating) from now: a mint that
+     * passed its revocation check just before this call may record its certificate just
+     * after, and it must be covered too. */
+    r.drop_after = now + CA_MAX_SVID_TTL_S + 60;
     int64_t latest;
-    int rc = ca_store_latest_not_after(s, kind, value, &latest);
-    if (rc == WEFT_OK && latest > now) {
+    int rc = ca_store_latest_not_after(s, kind, r.value, &latest);
+    if (rc == WEFT_OK && latest > r.drop_after) {
         r.drop_after = latest;
     } else if (rc != WEFT_OK && rc != WEFT_ENOTFOUND) {
         snprintf(err, err_len, "%s", s->err);

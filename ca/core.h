@@ -33,9 +33,10 @@ void ca_entry_new_id(char out[CA_ENTRY_ID_LEN + 1]);
 WEFT_MUST_USE int ca_entry_validate(const struct ca_entry *e, const struct spiffe_id *td, char *err,
                                     size_t err_len);
 
-/* ca_revoke stops issuance for an ID, serial (hex) or node at once and adds a deny-list item
- * kept until the latest notAfter among the certificates it affects (|now| when there are
- * none). */
+/* ca_revoke stops issuance for an ID, serial (hex, colons allowed) or node at once and adds a
+ * deny-list item kept until the latest notAfter among the certificates it affects, and at least
+ * one longest SVID lifetime from |now| (so a mint racing the revocation is covered). A value
+ * that is not an ID with a path, hex, or a node name is WEFT_EINVAL. */
 WEFT_MUST_USE int ca_revoke(struct ca_store *s, enum ca_revocation_kind kind, const char *value,
                             int64_t now, char *err, size_t err_len);
 

@@ -20,7 +20,9 @@ struct entry {
 
 struct ca_directory {
     struct entry *entries; /* sorted by pub.address */
-    size_t num, cap, max;
+    size_t num, cap, max, max_per_node;
+    bool (*may_serve)(void *arg, const char *node, const char *spiffe_id);
+    void *may_serve_arg;
     int64_t ttl_s;
     uint64_t version, conflicts;
 };
@@ -54,6 +56,12 @@ int ca_dir_canonical(char out[CA_DIR_ADDR_MAX], const char *address)
     if (!v6 && inet_pton(AF_INET, host, bin) != 1) {
         return WEFT_EINVAL;
     }
+    static const unsigned char v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (v6 && memcmp(bin, v4_mapped, sizeof(v4_mapped)) == 0) {
+        /* ::ffff:a.b.c.d is a.b.c.d: a dual-stack socket reports IPv4 peers that way */
+        memmove(bin, bin + 12, 4);
+        v6 = false;
+    }
     inet_ntop(v6 ? AF_INET6 : AF_INET, bin, text, sizeof(text));
     if (port == NULL) {
         snprintf(out, CA_DIR_ADDR_MAX, "%s", text);
@@ -77,12 +85,27 @@ int ca_dir_canonical(char out[CA_DIR_ADDR_MAX], const char *address)
     return WEFT_OK;
 }
 
-struct ca_directory *ca_directory_new(size_t max_entries, int64_t ttl_s)
+struct ca_directory *ca_directory_new(size_t max_entries, size_t max_per_node, int64_t ttl_s,
+                                      bool (*may_serve)(void *arg, const char *node,
+                                                        const char *spiffe_id),
+                                      void *may_serve_arg)
 {
     struct ca_directory *d = weft_xcalloc(1, sizeof(*d));
     d->max = max_entries;
+    d->max_per_node = max_per_node;
     d->ttl_s = ttl_s;
+    d->may_serve = may_serve;
+    d->may_serve_arg = may_serve_arg;
     return d;
+}
+
+static size_t entries_of(const struct ca_directory *d, const char *node)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < d->num; i++) {
+        n += strcmp(d->entries[i].node, node) == 0;
+    }
+    return n;
 }
 
 static void entry_free(struct entry *e)
@@ -162,6 +185,10 @@ int ca_directory_report(struct ca_directory *d, const char *node, const struct c
                      arg);
             continue;
         }
+        if (!d->may_serve(d->may_serve_arg, node, items[k].spiffe_id)) {
+            conflict(d, &items[k], node, "an ID this node may not serve", on_conflict, arg);
+            continue;
+        }
         long at = find(d, addr);
         if (at >= 0) {
             struct entry *e = &d->entries[at];
@@ -184,6 +211,11 @@ int ca_directory_report(struct ca_directory *d, const char *node, const struct c
         }
         if (d->num >= d->max) {
             conflict(d, &items[k], node, "the directory is full", on_conflict, arg);
+            continue;
+        }
+        if (entries_of(d, node) >= d->max_per_node) {
+            conflict(d, &items[k], node, "the node's share of the directory is full", on_conflict,
+                     arg);
             continue;
         }
         if (d->num == d->cap) {

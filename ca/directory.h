@@ -8,6 +8,7 @@
 #ifndef WEFT_CA_DIRECTORY_H
 #define WEFT_CA_DIRECTORY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,15 +31,21 @@ struct ca_dir_entry {
 
 struct ca_directory;
 
-/* ca_directory_new makes an empty directory holding at most |max_entries| addresses, whose
- * entries expire |ttl_s| seconds after their node last reported them. */
-struct ca_directory *ca_directory_new(size_t max_entries, int64_t ttl_s);
+/* ca_directory_new makes an empty directory holding at most |max_entries| addresses, at most
+ * |max_per_node| of them from any one node (so no node can fill it for the others), whose
+ * entries expire |ttl_s| seconds after their node last reported them. |may_serve| says whether a
+ * node may claim an address for an ID: the CA answers from the entries it lets the node mint.
+ * Without that check any node could claim, or take over, any address for any ID. */
+struct ca_directory *ca_directory_new(size_t max_entries, size_t max_per_node, int64_t ttl_s,
+                                      bool (*may_serve)(void *arg, const char *node,
+                                                        const char *spiffe_id),
+                                      void *may_serve_arg);
 void ca_directory_free(struct ca_directory *d);
 
 /* ca_directory_report applies |node|'s complete report. For each refused item |on_conflict|
- * (may be NULL) is called with the item and the reason (held by another ID, malformed address,
- * directory full). Returns WEFT_ELIMIT for a report over CA_DIR_MAX_REPORT (nothing applied),
- * else WEFT_OK. */
+ * (may be NULL) is called with the item and the reason (an ID the node may not serve, held by
+ * another ID, malformed address, the node's share or the directory full). Returns WEFT_ELIMIT for a
+ * report over CA_DIR_MAX_REPORT (nothing applied), else WEFT_OK. */
 WEFT_MUST_USE int ca_directory_report(struct ca_directory *d, const char *node,
                                       const struct ca_dir_item *items, size_t num, int64_t now,
                                       void (*on_conflict)(void *arg, const struct ca_dir_item *item,
@@ -57,10 +64,11 @@ void ca_directory_each(const struct ca_directory *d,
 
 size_t ca_directory_size(const struct ca_directory *d);
 uint64_t ca_directory_version(const struct ca_directory *d);
-uint64_t ca_directory_conflicts(const struct ca_directory *d); /* conflicts since creation */
+uint64_t ca_directory_conflicts(const struct ca_directory *d); /* refused claims so far */
 
-/* ca_dir_canonical writes the canonical form of |address| ("1.2.3.4:80", "[::1]:80", "::1"),
- * or returns WEFT_EINVAL for anything that is not an IP literal with an optional port 1-65535. */
+/* ca_dir_canonical writes the canonical form of |address| ("1.2.3.4:80", "[::1]:80", "::1";
+ * an IPv4-mapped IPv6 address becomes its IPv4 form), or returns WEFT_EINVAL for anything that is
+ * not an IP literal with an optional port 1-65535. */
 WEFT_MUST_USE int ca_dir_canonical(char out[CA_DIR_ADDR_MAX], const char *address);
 
 #endif

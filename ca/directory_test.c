@@ -12,10 +12,18 @@
 
 static struct ca_directory *d;
 
+/* may_serve: in these tests a node may serve any ID except those under ns/evil */
+static bool may_serve(void *arg, const char *node, const char *spiffe_id)
+{
+    (void)arg;
+    (void)node;
+    return strstr(spiffe_id, "/ns/evil/") == NULL;
+}
+
 static void setup(void)
 {
     weft_log_set_output(stdout, WEFT_LOG_ERROR);
-    d = ca_directory_new(4, 300);
+    d = ca_directory_new(4, 3, 300, may_serve, NULL);
 }
 
 static void teardown(void) { ca_directory_free(d); }
@@ -45,6 +53,8 @@ Test(ca_directory, canonical_addresses)
     cr_assert_str_eq(out, "[2001:db8::1]:443");
     cr_assert_eq(ca_dir_canonical(out, "2001:db8:0:0::1"), WEFT_OK);
     cr_assert_str_eq(out, "2001:db8::1");
+    cr_assert_eq(ca_dir_canonical(out, "[::ffff:198.18.0.5]:8080"), WEFT_OK);
+    cr_assert_str_eq(out, "198.18.0.5:8080", "an IPv4-mapped address is the IPv4 one");
     static const char *const bad[] = {"",           "host:80",     "1.2.3.4:0", "1.2.3.4:65536",
                                       "1.2.3.4:08", "1.2.3.4:",    "[::1]x",    "[::1",
                                       "1.2.3",      "1.2.3.4:80:1"};
@@ -107,14 +117,28 @@ Test(ca_directory, entries_expire_when_their_node_goes_quiet)
     cr_assert_str_eq(ca_directory_lookup(d, "198.18.0.1:8080")->spiffe_id, API);
 }
 
+Test(ca_directory, a_node_claims_only_ids_it_may_serve)
+{
+    struct conflicts c = {0};
+    struct ca_dir_item evil[] = {{"198.18.0.9:8080", "spiffe://td/ns/evil/sa/x"}};
+    cr_assert_eq(ca_directory_report(d, "node-b", evil, 1, NOW, on_conflict, &c), WEFT_OK);
+    cr_assert_eq(ca_directory_size(d), 0);
+    cr_assert_str_eq(c.last, "198.18.0.9:8080: an ID this node may not serve");
+}
+
 Test(ca_directory, limits_and_bad_addresses)
 {
     struct conflicts c = {0};
     struct ca_dir_item items[] = {{"198.18.0.1", WEB}, {"198.18.0.2", WEB}, {"198.18.0.3", WEB},
                                   {"198.18.0.4", WEB}, {"198.18.0.5", WEB}, {"not-an-ip", WEB}};
     cr_assert_eq(ca_directory_report(d, "node-a", items, 6, NOW, on_conflict, &c), WEFT_OK);
-    cr_assert_eq(ca_directory_size(d), 4, "one past the limit is refused");
-    cr_assert_eq(c.n, 2);
+    cr_assert_eq(ca_directory_size(d), 3, "one past the node's share is refused");
+    cr_assert_eq(c.n, 3);
+    cr_assert_eq(ca_directory_report(d, "node-b", items + 3, 2, NOW, on_conflict, &c), WEFT_OK);
+    cr_assert_eq(ca_directory_size(d), 4, "one past the directory's limit is refused");
+    cr_assert_str_eq(c.last, "198.18.0.5: the directory is full");
+    c.n = 0;
+    cr_assert_eq(ca_directory_report(d, "node-a", items, 6, NOW, on_conflict, &c), WEFT_OK);
     cr_assert_str_eq(c.last, "not-an-ip: not an IP address with an optional port");
     static struct ca_dir_item many[CA_DIR_MAX_REPORT + 1];
     for (size_t i = 0; i <= CA_DIR_MAX_REPORT; i++) {
@@ -123,4 +147,5 @@ Test(ca_directory, limits_and_bad_addresses)
     cr_assert_eq(ca_directory_report(d, "node-a", many, CA_DIR_MAX_REPORT + 1, NOW, NULL, NULL),
                  WEFT_ELIMIT);
     cr_assert_eq(ca_directory_size(d), 4, "nothing of an oversized report is applied");
+    (void)c;
 }

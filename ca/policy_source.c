@@ -119,7 +119,21 @@ int ca_policy_source_poll(struct ca_policy_source *src)
     struct policy_set next;
     policy_set_init(&next);
     struct stat st;
-    int rc = stat(src->dir, &st) == 0 ? policy_set_load_path(&next, src->dir) : WEFT_OK;
+    int rc = WEFT_OK;
+    if (stat(src->dir, &st) == 0) {
+        rc = policy_set_load_path(&next, src->dir);
+    } else if (src->version > 0) {
+        /* Gone after a good load: an unmounted volume or a directory swap half done, not an
+         * operator's wish to drop every policy. */
+        snprintf(src->error, sizeof(src->error),
+                 "%.900s: the policy directory is gone; keeping version %llu", src->dir,
+                 (unsigned long long)src->version);
+        src->refusals++;
+        weft_log(WEFT_LOG_ERROR, "policy change refused", 2, "dir", src->dir, "error",
+                 "the policy directory is gone");
+        policy_set_cleanup(&next);
+        return WEFT_EINVAL;
+    }
     /* every load error is also in next.errors, which policy_set_finish reports */
     if (policy_set_finish(&next) != WEFT_OK || rc != WEFT_OK) {
         snprintf(src->error, sizeof(src->error), "%s (%zu error%s in all); keeping version %llu",

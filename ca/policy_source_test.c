@@ -90,4 +90,16 @@ Test(ca_policy_source, versions_go_up_only_on_accepted_changes)
     cr_assert_eq(ca_policy_source_poll(src), WEFT_OK);
     ca_policy_source_current(src, &version);
     cr_assert_eq(version, 4);
+
+    /* the directory vanishes (an unmounted volume): refused, not an empty policy */
+    char moved[400];
+    snprintf(moved, sizeof(moved), "%s.old", pdir);
+    cr_assert_eq(rename(pdir, moved), 0);
+    cr_assert_eq(ca_policy_source_poll(src), WEFT_EINVAL);
+    set = ca_policy_source_current(src, &version);
+    cr_assert_eq(version, 4);
+    cr_assert_eq(set->num_authz, 2);
+    cr_assert_not_null(strstr(ca_policy_source_error(src), "the policy directory is gone"));
+    cr_assert_eq(rename(moved, pdir), 0);
+    cr_assert_eq(ca_policy_source_poll(src), WEFT_OK, "%s", ca_policy_source_error(src));
 }

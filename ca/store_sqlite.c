@@ -384,6 +384,9 @@ static int latest_not_after(struct ca_store *s, enum ca_revocation_kind kind, co
                              "lower(?)",
         [CA_REVOKE_NODE] = "SELECT MAX(not_after) FROM issuances WHERE node = ?",
     };
+    if ((unsigned)kind >= sizeof(sql) / sizeof(sql[0])) {
+        return fail(s, WEFT_EINVAL, "unknown revocation kind %d", (int)kind);
+    }
     sqlite3_stmt *st;
     TRY(prepare(s, &st, sql[kind]));
     sqlite3_bind_text(st, 1, value, -1, SQLITE_STATIC);
