@@ -61,16 +61,22 @@ int ca_token_create(struct ca_store *s, const char *node, int64_t ttl_s, int64_t
     return rc;
 }
 
-int ca_token_redeem(struct ca_store *s, const char *token, int64_t now,
-                    char node_out[CA_NODE_NAME_MAX + 1], char *err, size_t err_len)
+int ca_token_hash(uint8_t out[CA_TOKEN_HASH_LEN], const char *token, char *err, size_t err_len)
 {
     size_t len = strnlen(token, CA_TOKEN_TEXT_LEN + 1);
     if (len != CA_TOKEN_TEXT_LEN || strncmp(token, TOKEN_PREFIX, 6) != 0) {
         snprintf(err, err_len, "malformed join token");
         return WEFT_EPOLICY;
     }
+    SHA256((const uint8_t *)token, len, out);
+    return WEFT_OK;
+}
+
+int ca_token_redeem(struct ca_store *s, const char *token, int64_t now,
+                    char node_out[CA_NODE_NAME_MAX + 1], char *err, size_t err_len)
+{
     uint8_t hash[CA_TOKEN_HASH_LEN];
-    SHA256((const uint8_t *)token, len, hash);
+    TRY(ca_token_hash(hash, token, err, err_len));
     int rc = ca_store_token_use(s, hash, now, node_out);
     if (rc == WEFT_OK) {
         return WEFT_OK;

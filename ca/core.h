@@ -18,6 +18,11 @@
 WEFT_MUST_USE int ca_token_create(struct ca_store *s, const char *node, int64_t ttl_s, int64_t now,
                                   char out[CA_TOKEN_TEXT_LEN + 1], char *err, size_t err_len);
 
+/* ca_token_hash checks |token|'s shape and computes the hash the store keys it by; a malformed
+ * token is WEFT_EPOLICY. */
+WEFT_MUST_USE int ca_token_hash(uint8_t out[CA_TOKEN_HASH_LEN], const char *token, char *err,
+                                size_t err_len);
+
 /* ca_token_redeem consumes |token| and gives the node it was made for. Every failure (unknown,
  * expired, used, malformed) is WEFT_EPOLICY for the caller, with the precise reason in |err|
  * for the CA's log: a peer learns nothing about which tokens exist. */

@@ -37,12 +37,12 @@ static int pubkey_of_csr(const uint8_t *csr, size_t csr_len, uint8_t **out, size
     return WEFT_OK;
 }
 
-/* sign_and_record signs |spiffe_id| for the CSR's key, appends the signing CA to the chain,
- * records the issuance and logs it. */
-static int sign_and_record(struct ca_issuer *ca, enum ca_issuance_kind kind, const char *spiffe_id,
-                           const char *node, const char *entry_id, int64_t ttl_s,
-                           const uint8_t *csr, size_t csr_len, int64_t now, struct ca_svid *out,
-                           char *err, size_t err_len)
+/* sign_leaf signs |spiffe_id| for the CSR's key, appends the signing CA to the chain and fills
+ * the inventory row |rec|; nothing is recorded yet. */
+static int sign_leaf(struct ca_issuer *ca, enum ca_issuance_kind kind, const char *spiffe_id,
+                     const char *node, const char *entry_id, int64_t ttl_s, const uint8_t *csr,
+                     size_t csr_len, int64_t now, struct ca_svid *out, struct ca_issuance *rec,
+                     char *err, size_t err_len)
 {
     uint8_t *pub = NULL;
     size_t pub_len;
@@ -61,46 +61,67 @@ static int sign_and_record(struct ca_issuer *ca, enum ca_issuance_kind kind, con
     X509 *leaf = d2i_X509(NULL, &p, (long)leaf_len);
     uint8_t *ca_der = NULL;
     int ca_len = i2d_X509(ca->signing_cert, &ca_der);
-    struct ca_issuance rec;
-    memset(&rec, 0, sizeof(rec));
+    memset(rec, 0, sizeof(*rec));
+    struct spiffe_id got;
     if (leaf == NULL || ca_len <= 0 || leaf_len + (size_t)ca_len > sizeof(out->chain) ||
-        spiffe_cert_validity(&rec.not_before, &rec.not_after, leaf) != WEFT_OK) {
+        spiffe_cert_validity(&rec->not_before, &rec->not_after, leaf) != WEFT_OK ||
+        spiffe_cert_uri_id(&got, leaf, NULL) != WEFT_OK || strcmp(got.str, spiffe_id) != 0) {
         X509_free(leaf);
         OPENSSL_free(ca_der);
-        snprintf(err, err_len, "the signer returned a certificate that cannot be read");
+        snprintf(err, err_len, "the signer returned a certificate that is not the one asked for");
         return WEFT_EINTERNAL;
     }
     memcpy(out->chain + leaf_len, ca_der, (size_t)ca_len);
     out->chain_len = leaf_len + (size_t)ca_len;
     OPENSSL_free(ca_der);
     const ASN1_INTEGER *serial = X509_get0_serialNumber(leaf);
-    rec.serial_len = (size_t)ASN1_STRING_length(serial) <= CA_SERIAL_MAX
-                         ? (size_t)ASN1_STRING_length(serial)
-                         : CA_SERIAL_MAX;
-    memcpy(rec.serial, ASN1_STRING_get0_data(serial), rec.serial_len);
+    rec->serial_len = (size_t)ASN1_STRING_length(serial) <= CA_SERIAL_MAX
+                          ? (size_t)ASN1_STRING_length(serial)
+                          : CA_SERIAL_MAX;
+    memcpy(rec->serial, ASN1_STRING_get0_data(serial), rec->serial_len);
     X509_free(leaf);
-    rec.kind = kind;
-    snprintf(rec.spiffe_id, sizeof(rec.spiffe_id), "%s", spiffe_id);
-    snprintf(rec.node, sizeof(rec.node), "%s", node);
-    snprintf(rec.entry_id, sizeof(rec.entry_id), "%s", entry_id);
-    SHA256(out->chain, leaf_len, rec.sha256);
-    /* recorded before it is handed out: an SVID the inventory does not know never leaves */
-    if ((rc = ca_store_issuance_add(ca->store, &rec)) != WEFT_OK) {
+    rec->kind = kind;
+    snprintf(rec->spiffe_id, sizeof(rec->spiffe_id), "%s", spiffe_id);
+    snprintf(rec->node, sizeof(rec->node), "%s", node);
+    snprintf(rec->entry_id, sizeof(rec->entry_id), "%s", entry_id);
+    SHA256(out->chain, leaf_len, rec->sha256);
+    snprintf(out->spiffe_id, sizeof(out->spiffe_id), "%s", spiffe_id);
+    snprintf(out->entry_id, sizeof(out->entry_id), "%s", entry_id);
+    out->not_after = rec->not_after;
+    return WEFT_OK;
+}
+
+/* log_issuance writes the one audit line of an issuance. */
+static void log_issuance(const struct ca_issuance *rec)
+{
+    char serial_hex[2 * CA_SERIAL_MAX + 1], not_after[32];
+    for (size_t i = 0; i < rec->serial_len; i++) {
+        snprintf(serial_hex + 2 * i, 3, "%02x", rec->serial[i]);
+    }
+    serial_hex[2 * rec->serial_len] = '\0';
+    snprintf(not_after, sizeof(not_after), "%lld", (long long)rec->not_after);
+    weft_log(WEFT_LOG_INFO,
+             rec->kind == CA_ISSUANCE_NODE ? "issued node svid" : "issued workload svid", 5, "id",
+             rec->spiffe_id, "node", rec->node, "entry", rec->entry_id, "serial", serial_hex,
+             "not_after", not_after);
+}
+
+/* sign_and_record signs, records the issuance (before the SVID is handed out: an SVID the
+ * inventory does not know never leaves) and logs it. */
+static int sign_and_record(struct ca_issuer *ca, enum ca_issuance_kind kind, const char *spiffe_id,
+                           const char *node, const char *entry_id, int64_t ttl_s,
+                           const uint8_t *csr, size_t csr_len, int64_t now, struct ca_svid *out,
+                           char *err, size_t err_len)
+{
+    struct ca_issuance rec;
+    TRY(sign_leaf(ca, kind, spiffe_id, node, entry_id, ttl_s, csr, csr_len, now, out, &rec, err,
+                  err_len));
+    int rc = ca_store_issuance_add(ca->store, &rec);
+    if (rc != WEFT_OK) {
         snprintf(err, err_len, "%s", ca->store->err);
         return rc;
     }
-    snprintf(out->spiffe_id, sizeof(out->spiffe_id), "%s", spiffe_id);
-    snprintf(out->entry_id, sizeof(out->entry_id), "%s", entry_id);
-    out->not_after = rec.not_after;
-    char serial_hex[2 * CA_SERIAL_MAX + 1], not_after[32];
-    for (size_t i = 0; i < rec.serial_len; i++) {
-        snprintf(serial_hex + 2 * i, 3, "%02x", rec.serial[i]);
-    }
-    serial_hex[2 * rec.serial_len] = '\0';
-    snprintf(not_after, sizeof(not_after), "%lld", (long long)rec.not_after);
-    weft_log(WEFT_LOG_INFO, kind == CA_ISSUANCE_NODE ? "issued node svid" : "issued workload svid",
-             5, "id", spiffe_id, "node", node, "entry", entry_id, "serial", serial_hex, "not_after",
-             not_after);
+    log_issuance(&rec);
     return WEFT_OK;
 }
 
@@ -114,53 +135,95 @@ int ca_attest_node(struct ca_issuer *ca, const char *token, const uint8_t *csr, 
                    int64_t now, char node_out[CA_NODE_NAME_MAX + 1], struct ca_svid *out, char *err,
                    size_t err_len)
 {
-    /* the CSR first: a bad request must not burn the token */
-    uint8_t *pub = NULL;
-    size_t pub_len;
-    TRY(pubkey_of_csr(csr, csr_len, &pub, &pub_len, err, err_len));
-    OPENSSL_free(pub);
-    int rc = ca_token_redeem(ca->store, token, now, node_out, err, err_len);
+    /* The token is used in the same transaction that records the node SVID: a bad CSR, a
+     * signer or store failure, or a crash leaves the token usable. */
+    uint8_t hash[CA_TOKEN_HASH_LEN];
+    int rc = ca_token_hash(hash, token, err, err_len);
+    if (rc == WEFT_OK && (rc = ca_store_token_peek(ca->store, hash, now, node_out)) != WEFT_OK) {
+        snprintf(err, err_len, "%s", ca->store->err);
+        rc = rc == WEFT_EIO ? WEFT_EIO : WEFT_EPOLICY;
+    }
     if (rc != WEFT_OK) {
         weft_log(WEFT_LOG_WARN, "join token refused", 1, "reason", err);
         return rc;
     }
-    weft_log(WEFT_LOG_INFO, "join token used", 1, "node", node_out);
     char id[CA_SPIFFE_ID_MAX + 1];
     node_id(id, &ca->td, node_out);
-    if ((rc = ca_may_issue(ca->store, id, node_out, err, err_len)) != WEFT_OK) {
-        return rc;
-    }
+    TRY(ca_may_issue(ca->store, id, node_out, err, err_len));
     int64_t ttl = ca->node_ttl_s > 0 ? ca->node_ttl_s : CA_DEFAULT_NODE_TTL_S;
-    if ((rc = ca_store_node_attested(ca->store, node_out, now)) != WEFT_OK) {
+    struct ca_issuance rec;
+    TRY(sign_leaf(ca, CA_ISSUANCE_NODE, id, node_out, "", ttl, csr, csr_len, now, out, &rec, err,
+                  err_len));
+    if ((rc = ca_store_attest_commit(ca->store, hash, now, &rec)) != WEFT_OK) {
+        /* a racing attestation with the same token won: this SVID never leaves */
         snprintf(err, err_len, "%s", ca->store->err);
-        return rc;
+        weft_log(WEFT_LOG_WARN, "join token refused", 1, "reason", err);
+        return rc == WEFT_EIO ? WEFT_EIO : WEFT_EPOLICY;
     }
-    return sign_and_record(ca, CA_ISSUANCE_NODE, id, node_out, "", ttl, csr, csr_len, now, out, err,
-                           err_len);
+    weft_log(WEFT_LOG_INFO, "join token used", 1, "node", node_out);
+    log_issuance(&rec);
+    return WEFT_OK;
 }
 
-int ca_renew_node(struct ca_issuer *ca, const char *node, const uint8_t *csr, size_t csr_len,
-                  int64_t now, struct ca_svid *out, char *err, size_t err_len)
+int ca_check_caller(struct ca_issuer *ca, const struct ca_caller *caller, int64_t now, char *err,
+                    size_t err_len)
 {
+    /* The connection was verified at its handshake; this call may come much later. */
+    if (caller->node[0] == '\0') {
+        snprintf(err, err_len, "the caller is not a node");
+        return WEFT_EPOLICY;
+    }
+    if (caller->not_after <= now) {
+        snprintf(err, err_len, "the node's SVID expired at %lld; it must attest again",
+                 (long long)caller->not_after);
+        return WEFT_EPOLICY;
+    }
+    bool serial_revoked = false;
+    if (ca_store_is_revoked(ca->store, CA_REVOKE_SERIAL, caller->serial_hex, &serial_revoked) !=
+        WEFT_OK) {
+        snprintf(err, err_len, "%s", ca->store->err);
+        return WEFT_EIO;
+    }
+    if (serial_revoked) {
+        snprintf(err, err_len, "the node's SVID (serial %s) is revoked", caller->serial_hex);
+        return WEFT_EPOLICY;
+    }
     char id[CA_SPIFFE_ID_MAX + 1];
-    node_id(id, &ca->td, node);
-    TRY(ca_may_issue(ca->store, id, node, err, err_len));
-    int64_t ttl = ca->node_ttl_s > 0 ? ca->node_ttl_s : CA_DEFAULT_NODE_TTL_S;
-    return sign_and_record(ca, CA_ISSUANCE_NODE, id, node, "", ttl, csr, csr_len, now, out, err,
-                           err_len);
+    node_id(id, &ca->td, caller->node);
+    return ca_may_issue(ca->store, id, caller->node, err, err_len);
 }
 
-int ca_mint_workloads(struct ca_issuer *ca, const char *node, const struct ca_mint_request *reqs,
-                      size_t num, struct ca_mint_result *results, int64_t now)
+int ca_renew_node(struct ca_issuer *ca, const struct ca_caller *caller, const uint8_t *csr,
+                  size_t csr_len, int64_t now, struct ca_svid *out, char *err, size_t err_len)
+{
+    TRY(ca_check_caller(ca, caller, now, err, err_len));
+    char id[CA_SPIFFE_ID_MAX + 1];
+    node_id(id, &ca->td, caller->node);
+    int64_t ttl = ca->node_ttl_s > 0 ? ca->node_ttl_s : CA_DEFAULT_NODE_TTL_S;
+    return sign_and_record(ca, CA_ISSUANCE_NODE, id, caller->node, "", ttl, csr, csr_len, now, out,
+                           err, err_len);
+}
+
+int ca_mint_workloads(struct ca_issuer *ca, const struct ca_caller *caller,
+                      const struct ca_mint_request *reqs, size_t num,
+                      struct ca_mint_result *results, int64_t now, char *err, size_t err_len)
 {
     if (num > CA_MAX_MINT_BATCH) {
+        snprintf(err, err_len, "%zu CSRs in one call, over the limit of %d", num,
+                 CA_MAX_MINT_BATCH);
         return WEFT_ELIMIT;
     }
+    TRY(ca_check_caller(ca, caller, now, err, err_len));
+    const char *node = caller->node;
     for (size_t i = 0; i < num; i++) {
         struct ca_mint_result *r = &results[i];
         struct ca_entry e;
         memset(r, 0, sizeof(*r));
         r->rc = ca_store_entry_get(ca->store, reqs[i].entry_id, &e);
+        if (r->rc == WEFT_EIO) {
+            snprintf(r->err, sizeof(r->err), "the CA's store failed: retry later");
+            continue;
+        }
         if (r->rc != WEFT_OK) {
             snprintf(r->err, sizeof(r->err), "no entry %.64s", reqs[i].entry_id);
             r->rc = WEFT_EPOLICY; /* a node learns nothing about other nodes' entries */

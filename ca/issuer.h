@@ -34,17 +34,31 @@ struct ca_svid {
 };
 
 /* ca_attest_node redeems |token| and signs the node SVID spiffe://TD/weft/node/NAME for the key
- * of |csr| (DER or PEM PKCS#10; only its key is used). WEFT_EPOLICY for a bad token, with the
+ * of |csr| (DER or PEM PKCS#10; only its key is used). The token is used in the transaction
+ * that records the SVID, so any failure leaves it usable. WEFT_EPOLICY for a bad token, with the
  * precise reason in |err| for the CA's log. */
 WEFT_MUST_USE int ca_attest_node(struct ca_issuer *ca, const char *token, const uint8_t *csr,
                                  size_t csr_len, int64_t now, char node_out[CA_NODE_NAME_MAX + 1],
                                  struct ca_svid *out, char *err, size_t err_len);
 
-/* ca_renew_node signs a fresh node SVID for |node| (from its current verified SVID) unless the
- * node was revoked. */
-WEFT_MUST_USE int ca_renew_node(struct ca_issuer *ca, const char *node, const uint8_t *csr,
-                                size_t csr_len, int64_t now, struct ca_svid *out, char *err,
-                                size_t err_len);
+/* struct ca_caller is who called, as the TLS layer verified it (lib/transport's weft_peer):
+ * never taken from a request body. */
+struct ca_caller {
+    char node[CA_NODE_NAME_MAX + 1]; /* from spiffe://TD/weft/node/NAME; "" if not a node */
+    char serial_hex[2 * CA_SERIAL_MAX + 1];
+    int64_t not_after; /* of the presented chain */
+};
+
+/* ca_check_caller is what every call from a node checks first, since a connection outlives its
+ * handshake: the caller is a node, its SVID has not expired, and neither its serial, its node
+ * SVID's ID nor the node was revoked. */
+WEFT_MUST_USE int ca_check_caller(struct ca_issuer *ca, const struct ca_caller *caller, int64_t now,
+                                  char *err, size_t err_len);
+
+/* ca_renew_node signs a fresh node SVID for the calling node (ca_check_caller first). */
+WEFT_MUST_USE int ca_renew_node(struct ca_issuer *ca, const struct ca_caller *caller,
+                                const uint8_t *csr, size_t csr_len, int64_t now,
+                                struct ca_svid *out, char *err, size_t err_len);
 
 struct ca_mint_request {
     const char *entry_id;
@@ -58,11 +72,14 @@ struct ca_mint_result {
     struct ca_svid svid;
 };
 
-/* ca_mint_workloads signs one SVID per request for |node|: each entry must exist and be assigned
- * to |node|, and neither its ID nor the node may be revoked. Results are per request; the call
- * fails as a whole (WEFT_ELIMIT) only for a batch over CA_MAX_MINT_BATCH. */
-WEFT_MUST_USE int ca_mint_workloads(struct ca_issuer *ca, const char *node,
+/* ca_mint_workloads signs one SVID per request for the calling node: each entry must exist and
+ * be assigned to the node, and neither its ID nor the node may be revoked. Results are per
+ * request (a store failure is WEFT_EIO for that request: retry, do not drop the workload). The
+ * call fails as a whole, with |err|, for a batch over CA_MAX_MINT_BATCH (WEFT_ELIMIT) or a
+ * caller ca_check_caller refuses. */
+WEFT_MUST_USE int ca_mint_workloads(struct ca_issuer *ca, const struct ca_caller *caller,
                                     const struct ca_mint_request *reqs, size_t num,
-                                    struct ca_mint_result *results, int64_t now);
+                                    struct ca_mint_result *results, int64_t now, char *err,
+                                    size_t err_len);
 
 #endif

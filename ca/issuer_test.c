@@ -143,14 +143,34 @@ Test(ca_issuer, a_node_joins_with_its_token_once)
     cr_assert_eq(
         ca_attest_node(&ca, token, csr, csr_len, TESTLIB_NOW, node, svid, err, sizeof(err)),
         WEFT_EPOLICY, "a token is used once");
-    /* renewal over the node's own identity */
-    cr_assert_eq(ca_renew_node(&ca, "node-a", csr, csr_len, TESTLIB_NOW, svid, err, sizeof(err)),
+    /* renewal over the node's own identity, as the TLS layer saw it */
+    struct ca_caller caller = {
+        .node = "node-a", .serial_hex = "0102", .not_after = svid->not_after};
+    cr_assert_eq(ca_renew_node(&ca, &caller, csr, csr_len, TESTLIB_NOW, svid, err, sizeof(err)),
                  WEFT_OK, "%s", err);
     cr_assert_eq(inventory("spiffe://example.org/weft/node/node-a"), 2);
+    /* a connection outlives its handshake: every call checks expiry and revocation again */
+    struct ca_caller expired = caller;
+    expired.not_after = TESTLIB_NOW;
+    cr_assert_eq(ca_renew_node(&ca, &expired, csr, csr_len, TESTLIB_NOW, svid, err, sizeof(err)),
+                 WEFT_EPOLICY);
+    cr_assert_not_null(strstr(err, "expired"), "%s", err);
+    cr_assert_eq(ca_revoke(store, CA_REVOKE_SERIAL, "0102", TESTLIB_NOW, err, sizeof(err)),
+                 WEFT_OK);
+    cr_assert_eq(ca_renew_node(&ca, &caller, csr, csr_len, TESTLIB_NOW, svid, err, sizeof(err)),
+                 WEFT_EPOLICY, "a revoked SVID renews nothing");
+    cr_assert_not_null(strstr(err, "serial 0102"), "%s", err);
+    struct ca_caller other = {
+        .node = "node-a", .serial_hex = "0103", .not_after = caller.not_after};
+    cr_assert_eq(ca_renew_node(&ca, &other, csr, csr_len, TESTLIB_NOW, svid, err, sizeof(err)),
+                 WEFT_OK, "%s", err);
     cr_assert_eq(ca_revoke(store, CA_REVOKE_NODE, "node-a", TESTLIB_NOW, err, sizeof(err)),
                  WEFT_OK);
-    cr_assert_eq(ca_renew_node(&ca, "node-a", csr, csr_len, TESTLIB_NOW, svid, err, sizeof(err)),
+    cr_assert_eq(ca_renew_node(&ca, &other, csr, csr_len, TESTLIB_NOW, svid, err, sizeof(err)),
                  WEFT_EPOLICY, "a revoked node renews nothing");
+    struct ca_caller nobody = {.node = "", .serial_hex = "01", .not_after = caller.not_after};
+    cr_assert_eq(ca_renew_node(&ca, &nobody, csr, csr_len, TESTLIB_NOW, svid, err, sizeof(err)),
+                 WEFT_EPOLICY);
     free(svid);
     OPENSSL_free(csr);
     EVP_PKEY_free(key);
@@ -179,7 +199,10 @@ Test(ca_issuer, a_node_mints_only_its_own_entries)
     uint8_t *c1 = make_csr(&k1, &l1), *c2 = make_csr(&k2, &l2), *c3 = make_csr(&k3, &l3);
     struct ca_mint_request reqs[] = {{"ea", c1, l1}, {"eb", c2, l2}, {"nope", c3, l3}};
     struct ca_mint_result *res = calloc(3, sizeof(*res));
-    cr_assert_eq(ca_mint_workloads(&ca, "node-a", reqs, 3, res, TESTLIB_NOW), WEFT_OK);
+    struct ca_caller node_a = {
+        .node = "node-a", .serial_hex = "aa", .not_after = TESTLIB_NOW + 3600};
+    cr_assert_eq(ca_mint_workloads(&ca, &node_a, reqs, 3, res, TESTLIB_NOW, err, sizeof(err)),
+                 WEFT_OK, "%s", err);
     cr_assert_eq(res[0].rc, WEFT_OK, "%s", res[0].err);
     expect_verifies(&res[0].svid, k1, "spiffe://example.org/ns/shop/sa/web");
     cr_assert_eq(res[0].svid.not_after, TESTLIB_NOW - 60 + 600,
@@ -193,7 +216,8 @@ Test(ca_issuer, a_node_mints_only_its_own_entries)
     cr_assert_eq(ca_revoke(store, CA_REVOKE_ID, "spiffe://example.org/ns/shop/sa/web", TESTLIB_NOW,
                            err, sizeof(err)),
                  WEFT_OK);
-    cr_assert_eq(ca_mint_workloads(&ca, "node-a", reqs, 1, res, TESTLIB_NOW), WEFT_OK);
+    cr_assert_eq(ca_mint_workloads(&ca, &node_a, reqs, 1, res, TESTLIB_NOW, err, sizeof(err)),
+                 WEFT_OK);
     cr_assert_eq(res[0].rc, WEFT_EPOLICY);
     cr_assert_not_null(strstr(res[0].err, "revoked"), "%s", res[0].err);
     /* one past the batch limit */
@@ -202,9 +226,10 @@ Test(ca_issuer, a_node_mints_only_its_own_entries)
     for (size_t i = 0; i <= CA_MAX_MINT_BATCH; i++) {
         many[i] = reqs[0];
     }
-    cr_assert_eq(
-        ca_mint_workloads(&ca, "node-a", many, CA_MAX_MINT_BATCH + 1, many_res, TESTLIB_NOW),
-        WEFT_ELIMIT);
+    cr_assert_eq(ca_mint_workloads(&ca, &node_a, many, CA_MAX_MINT_BATCH + 1, many_res, TESTLIB_NOW,
+                                   err, sizeof(err)),
+                 WEFT_ELIMIT);
+    cr_assert_not_null(strstr(err, "over the limit"), "%s", err);
     free(many_res);
     free(res);
     OPENSSL_free(c1);

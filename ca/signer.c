@@ -112,6 +112,12 @@ static void handle_sign_leaf(struct child *c, int fd, const struct msg_sign_leaf
               c->td.str);
         return;
     }
+    /* 0 .. 9999-12-31: notBefore + TTL cannot overflow, and fits an X.509 time */
+    if (m->not_before < 0 || m->not_before > INT64_C(253402300799) - c->max_ttl_s) {
+        reply(fd, WEFT_EPOLICY, NULL, 0, "notBefore %lld is out of range",
+              (long long)m->not_before);
+        return;
+    }
     if (m->ttl_s < c->min_ttl_s || m->ttl_s > c->max_ttl_s) {
         reply(fd, WEFT_EPOLICY, NULL, 0, "TTL %llds is outside %llds..%llds", (long long)m->ttl_s,
               (long long)c->min_ttl_s, (long long)c->max_ttl_s);
@@ -148,15 +154,14 @@ static void handle_sign_leaf(struct child *c, int fd, const struct msg_sign_leaf
     OPENSSL_free(der);
 }
 
-/* close_other_fds leaves only stdin/out/err and |keep| open. */
+/* close_other_fds leaves only stdin/out/err and |keep| open: nothing the parent held (sockets,
+ * the store) reaches the key holder. */
 static void close_other_fds(int keep)
 {
-    long max = sysconf(_SC_OPEN_MAX);
-    for (int fd = 3; fd < (max > 0 && max < 65536 ? max : 65536); fd++) {
-        if (fd != keep) {
-            close(fd);
-        }
+    if (keep > 3) {
+        close_range(3, (unsigned)keep - 1, 0);
     }
+    close_range((unsigned)keep + 1, ~0u, 0);
 }
 
 static int load_credentials(struct child *c, const struct ca_signer_config *cfg, char *err,

@@ -4,7 +4,12 @@
  * privileges (a separate uid when started as root, no new privileges, not dumpable), closes
  * every other descriptor and then only answers fixed-size, size-checked requests on a
  * SOCK_SEQPACKET socketpair. The network-facing process never reads the key: it asks the signer
- * for leaf SVIDs, and the signer itself refuses what a leaf of its trust domain may not be. */
+ * for leaf SVIDs, and the signer itself refuses what a leaf of its trust domain may not be.
+ *
+ * Start it before the process makes any thread (the child is forked, not exec'd, and must not
+ * inherit another thread's locks), and then drop the parent's own privileges: the separation
+ * only holds when the parent cannot read the key file itself. One thread at a time talks to a
+ * signer: a request and its reply are not tagged. */
 #ifndef WEFT_CA_SIGNER_H
 #define WEFT_CA_SIGNER_H
 

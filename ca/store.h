@@ -5,7 +5,8 @@
  * synchronous=FULL, one transaction per state change), and another backend (PostgreSQL, for
  * several CA replicas) can implement the same operations table without touching callers.
  * Nothing here reads the clock: every call that depends on time takes |now| (seconds since the
- * epoch), so tests drive it with an injected clock. */
+ * epoch), so tests drive it with an injected clock. A store is used by one thread at a time (the
+ * SQLite connection is opened without its own mutex, and |err| is shared). */
 #ifndef WEFT_CA_STORE_H
 #define WEFT_CA_STORE_H
 
@@ -102,6 +103,10 @@ struct ca_store_ops {
                             int64_t *out);
     int (*is_revoked)(struct ca_store *s, enum ca_revocation_kind kind, const char *value,
                       bool *out);
+    int (*token_peek)(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN], int64_t now,
+                      char node_out[CA_NODE_NAME_MAX + 1]);
+    int (*attest_commit)(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN], int64_t now,
+                         const struct ca_issuance *node_svid);
 };
 
 struct ca_store {
@@ -126,6 +131,16 @@ WEFT_MUST_USE int ca_store_token_add(struct ca_store *s, const uint8_t hash[CA_T
  * WEFT_EPOLICY when it was already used. */
 WEFT_MUST_USE int ca_store_token_use(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN],
                                      int64_t now, char node_out[CA_NODE_NAME_MAX + 1]);
+
+/* ca_store_token_peek checks a token as ca_store_token_use does, without using it. */
+WEFT_MUST_USE int ca_store_token_peek(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN],
+                                      int64_t now, char node_out[CA_NODE_NAME_MAX + 1]);
+
+/* ca_store_attest_commit is a node's attestation as one transaction: the token (still valid,
+ * unused, made for |node_svid->node|) is used, the node recorded and its SVID added to the
+ * inventory; or, on any failure, none of it happens and the token can be used again. */
+WEFT_MUST_USE int ca_store_attest_commit(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN],
+                                         int64_t now, const struct ca_issuance *node_svid);
 
 /* ca_store_node_attested records that |node| joined (or re-joined) at |now|. */
 WEFT_MUST_USE int ca_store_node_attested(struct ca_store *s, const char *node, int64_t now);

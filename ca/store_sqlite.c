@@ -118,19 +118,32 @@ static int token_add(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN], 
     return step_done(s, st, "add join token");
 }
 
-static int token_use(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN], int64_t now,
-                     char node_out[CA_NODE_NAME_MAX + 1])
+static int rollback(struct ca_store *s, int rc)
 {
-    /* BEGIN IMMEDIATE takes the write lock first: of two callers racing with one token, the
-     * second sees it used. */
-    TRY(exec(s, "BEGIN IMMEDIATE"));
-    sqlite3_stmt *st = NULL;
-    int rc = prepare(s, &st, "SELECT node, expires_at, used_at FROM join_tokens WHERE hash = ?");
-    if (rc != WEFT_OK) {
-        goto rollback;
+    (void)sqlite3_exec(impl(s)->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+/* commit ends a transaction; if COMMIT itself fails, what is left of the transaction is rolled
+ * back, so no later statement can silently join it. */
+static int commit(struct ca_store *s)
+{
+    int rc = exec(s, "COMMIT");
+    if (rc != WEFT_OK && !sqlite3_get_autocommit(impl(s)->db)) {
+        return rollback(s, rc);
     }
+    return rc;
+}
+
+/* check_token reads a token inside the caller's transaction: WEFT_OK with its node, or why
+ * not. */
+static int check_token(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN], int64_t now,
+                       char node_out[CA_NODE_NAME_MAX + 1])
+{
+    sqlite3_stmt *st;
+    TRY(prepare(s, &st, "SELECT node, expires_at, used_at FROM join_tokens WHERE hash = ?"));
     sqlite3_bind_blob(st, 1, hash, CA_TOKEN_HASH_LEN, SQLITE_STATIC);
-    int step = sqlite3_step(st);
+    int step = sqlite3_step(st), rc = WEFT_OK;
     if (step == SQLITE_DONE) {
         rc = fail(s, WEFT_ENOTFOUND, "unknown join token");
     } else if (step != SQLITE_ROW) {
@@ -145,21 +158,61 @@ static int token_use(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN], 
         text_col(node_out, CA_NODE_NAME_MAX + 1, st, 0);
     }
     sqlite3_finalize(st);
-    if (rc != WEFT_OK) {
-        goto rollback;
-    }
-    if ((rc = prepare(s, &st, "UPDATE join_tokens SET used_at = ? WHERE hash = ?")) != WEFT_OK) {
-        goto rollback;
-    }
+    return rc;
+}
+
+static int mark_token_used(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN], int64_t now)
+{
+    sqlite3_stmt *st;
+    TRY(prepare(s, &st, "UPDATE join_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL"));
     sqlite3_bind_int64(st, 1, now);
     sqlite3_bind_blob(st, 2, hash, CA_TOKEN_HASH_LEN, SQLITE_STATIC);
-    if ((rc = step_done(s, st, "use join token")) != WEFT_OK) {
-        goto rollback;
+    TRY(step_done(s, st, "use join token"));
+    return sqlite3_changes(impl(s)->db) == 1 ? WEFT_OK
+                                             : fail(s, WEFT_EPOLICY, "join token was already used");
+}
+
+static int token_peek(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN], int64_t now,
+                      char node_out[CA_NODE_NAME_MAX + 1])
+{
+    return check_token(s, hash, now, node_out);
+}
+
+static int token_use(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN], int64_t now,
+                     char node_out[CA_NODE_NAME_MAX + 1])
+{
+    /* BEGIN IMMEDIATE takes the write lock first: of two callers racing with one token, the
+     * second sees it used. */
+    TRY(exec(s, "BEGIN IMMEDIATE"));
+    int rc = check_token(s, hash, now, node_out);
+    if (rc == WEFT_OK) {
+        rc = mark_token_used(s, hash, now);
     }
-    return exec(s, "COMMIT");
-rollback:
-    (void)sqlite3_exec(impl(s)->db, "ROLLBACK", NULL, NULL, NULL);
-    return rc;
+    return rc == WEFT_OK ? commit(s) : rollback(s, rc);
+}
+
+static int node_attested(struct ca_store *s, const char *node, int64_t now);
+static int issuance_add(struct ca_store *s, const struct ca_issuance *i);
+
+static int attest_commit(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN], int64_t now,
+                         const struct ca_issuance *node_svid)
+{
+    char node[CA_NODE_NAME_MAX + 1];
+    TRY(exec(s, "BEGIN IMMEDIATE"));
+    int rc = check_token(s, hash, now, node);
+    if (rc == WEFT_OK && strcmp(node, node_svid->node) != 0) {
+        rc = fail(s, WEFT_EPOLICY, "join token is for node %s, not %s", node, node_svid->node);
+    }
+    if (rc == WEFT_OK) {
+        rc = mark_token_used(s, hash, now);
+    }
+    if (rc == WEFT_OK) {
+        rc = node_attested(s, node, now);
+    }
+    if (rc == WEFT_OK) {
+        rc = issuance_add(s, node_svid);
+    }
+    return rc == WEFT_OK ? commit(s) : rollback(s, rc);
 }
 
 static int node_attested(struct ca_store *s, const char *node, int64_t now)
@@ -440,6 +493,8 @@ static const struct ca_store_ops sqlite_ops = {
     .revocation_list = revocation_list,
     .latest_not_after = latest_not_after,
     .is_revoked = is_revoked,
+    .token_peek = token_peek,
+    .attest_commit = attest_commit,
 };
 
 /* migrate brings the schema to the newest version, one transaction per step. */
@@ -464,12 +519,28 @@ static int migrate(struct ca_store *s)
         snprintf(set_version, sizeof(set_version), "PRAGMA user_version = %d", v + 1);
         TRY(exec(s, "BEGIN IMMEDIATE"));
         if (exec(s, migrations[v]) != WEFT_OK || exec(s, set_version) != WEFT_OK) {
-            (void)sqlite3_exec(impl(s)->db, "ROLLBACK", NULL, NULL, NULL);
-            return WEFT_EIO;
+            return rollback(s, WEFT_EIO);
         }
-        TRY(exec(s, "COMMIT"));
+        TRY(commit(s));
     }
     return WEFT_OK;
+}
+
+/* check_wal turns WAL on and checks that it took: on a filesystem without shared memory SQLite
+ * keeps its old journal, and says so only in the pragma's answer. */
+static int check_wal(struct ca_store *s)
+{
+    sqlite3_stmt *st;
+    TRY(prepare(s, &st, "PRAGMA journal_mode = WAL"));
+    int rc = WEFT_OK;
+    if (sqlite3_step(st) != SQLITE_ROW ||
+        strcmp((const char *)sqlite3_column_text(st, 0), "wal") != 0) {
+        rc = fail(s, WEFT_EIO, "store: cannot use write-ahead logging here (journal mode %s)",
+                  sqlite3_column_text(st, 0) != NULL ? (const char *)sqlite3_column_text(st, 0)
+                                                     : "unknown");
+    }
+    sqlite3_finalize(st);
+    return rc;
 }
 
 int ca_store_open_sqlite(struct ca_store **out, const char *path, char *err, size_t err_len)
@@ -488,8 +559,7 @@ int ca_store_open_sqlite(struct ca_store **out, const char *path, char *err, siz
     }
     sqlite3_busy_timeout(st->db, 5000);
     struct ca_store *s = &st->base;
-    if (exec(s, "PRAGMA journal_mode = WAL") != WEFT_OK ||
-        exec(s, "PRAGMA synchronous = FULL") != WEFT_OK ||
+    if (check_wal(s) != WEFT_OK || exec(s, "PRAGMA synchronous = FULL") != WEFT_OK ||
         exec(s, "PRAGMA foreign_keys = ON") != WEFT_OK || migrate(s) != WEFT_OK) {
         snprintf(err, err_len, "store %s: %s", path, s->err);
         close_store(s);
@@ -578,4 +648,16 @@ int ca_store_is_revoked(struct ca_store *s, enum ca_revocation_kind kind, const 
                         bool *out)
 {
     return s->ops->is_revoked(s, kind, value, out);
+}
+
+int ca_store_token_peek(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN], int64_t now,
+                        char node_out[CA_NODE_NAME_MAX + 1])
+{
+    return s->ops->token_peek(s, hash, now, node_out);
+}
+
+int ca_store_attest_commit(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN], int64_t now,
+                           const struct ca_issuance *node_svid)
+{
+    return s->ops->attest_commit(s, hash, now, node_svid);
 }
