@@ -55,7 +55,7 @@ int ca_token_create(struct ca_store *s, const char *node, int64_t ttl_s, int64_t
     OPENSSL_cleanse(random, sizeof(random));
     int rc = ca_store_token_add(s, hash, node, now + ttl_s, now);
     if (rc != WEFT_OK) {
-        snprintf(err, err_len, "%s", s->err);
+        snprintf(err, err_len, "%.250s", s->err);
         OPENSSL_cleanse(out, CA_TOKEN_TEXT_LEN + 1);
     }
     return rc;
@@ -81,7 +81,7 @@ int ca_token_redeem(struct ca_store *s, const char *token, int64_t now,
     if (rc == WEFT_OK) {
         return WEFT_OK;
     }
-    snprintf(err, err_len, "%s", s->err);
+    snprintf(err, err_len, "%.250s", s->err);
     return rc == WEFT_EIO ? WEFT_EIO : WEFT_EPOLICY;
 }
 
@@ -231,12 +231,12 @@ int ca_revoke(struct ca_store *s, enum ca_revocation_kind kind, const char *valu
     if (rc == WEFT_OK && latest > r.drop_after) {
         r.drop_after = latest;
     } else if (rc != WEFT_OK && rc != WEFT_ENOTFOUND) {
-        snprintf(err, err_len, "%s", s->err);
+        snprintf(err, err_len, "%.250s", s->err);
         return rc;
     }
     rc = ca_store_revoke(s, &r);
     if (rc != WEFT_OK) {
-        snprintf(err, err_len, "%s", s->err);
+        snprintf(err, err_len, "%.250s", s->err);
     }
     return rc;
 }
@@ -247,7 +247,7 @@ int ca_may_issue(struct ca_store *s, const char *spiffe_id, const char *node, ch
     bool id_revoked = false, node_revoked = false;
     if (ca_store_is_revoked(s, CA_REVOKE_ID, spiffe_id, &id_revoked) != WEFT_OK ||
         ca_store_is_revoked(s, CA_REVOKE_NODE, node, &node_revoked) != WEFT_OK) {
-        snprintf(err, err_len, "%s", s->err);
+        snprintf(err, err_len, "%.250s", s->err);
         return WEFT_EIO;
     }
     if (id_revoked || node_revoked) {

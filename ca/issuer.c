@@ -118,7 +118,7 @@ static int sign_and_record(struct ca_issuer *ca, enum ca_issuance_kind kind, con
                   err_len));
     int rc = ca_store_issuance_add(ca->store, &rec);
     if (rc != WEFT_OK) {
-        snprintf(err, err_len, "%s", ca->store->err);
+        snprintf(err, err_len, "%.250s", ca->store->err);
         return rc;
     }
     log_issuance(&rec);
@@ -140,7 +140,7 @@ int ca_attest_node(struct ca_issuer *ca, const char *token, const uint8_t *csr, 
     uint8_t hash[CA_TOKEN_HASH_LEN];
     int rc = ca_token_hash(hash, token, err, err_len);
     if (rc == WEFT_OK && (rc = ca_store_token_peek(ca->store, hash, now, node_out)) != WEFT_OK) {
-        snprintf(err, err_len, "%s", ca->store->err);
+        snprintf(err, err_len, "%.250s", ca->store->err);
         rc = rc == WEFT_EIO ? WEFT_EIO : WEFT_EPOLICY;
     }
     if (rc != WEFT_OK) {
@@ -156,7 +156,7 @@ int ca_attest_node(struct ca_issuer *ca, const char *token, const uint8_t *csr, 
                   err_len));
     if ((rc = ca_store_attest_commit(ca->store, hash, now, &rec)) != WEFT_OK) {
         /* a racing attestation with the same token won: this SVID never leaves */
-        snprintf(err, err_len, "%s", ca->store->err);
+        snprintf(err, err_len, "%.250s", ca->store->err);
         weft_log(WEFT_LOG_WARN, "join token refused", 1, "reason", err);
         return rc == WEFT_EIO ? WEFT_EIO : WEFT_EPOLICY;
     }
@@ -181,7 +181,7 @@ int ca_check_caller(struct ca_issuer *ca, const struct ca_caller *caller, int64_
     bool serial_revoked = false;
     if (ca_store_is_revoked(ca->store, CA_REVOKE_SERIAL, caller->serial_hex, &serial_revoked) !=
         WEFT_OK) {
-        snprintf(err, err_len, "%s", ca->store->err);
+        snprintf(err, err_len, "%.250s", ca->store->err);
         return WEFT_EIO;
     }
     if (serial_revoked) {
