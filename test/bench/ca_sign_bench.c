@@ -127,11 +127,15 @@ int main(void)
         die("csr", "failed");
     }
     struct ca_mint_request mr = {"bench", csr, (size_t)csr_len};
+    struct ca_caller caller = {.node = "node-a", .serial_hex = "01", .not_after = t + 86400};
     struct ca_mint_result *res = malloc(sizeof(*res));
     long n = 0;
     double start = now_s(), elapsed = 0;
     while (n < MAX_OPS && elapsed < MAX_SECONDS) {
-        if (ca_mint_workloads(&ca, "node-a", &mr, 1, res, t) != WEFT_OK || res->rc != WEFT_OK) {
+        if (ca_mint_workloads(&ca, &caller, &mr, 1, res, t, err, sizeof(err)) != WEFT_OK) {
+            die("mint", err);
+        }
+        if (res->rc != WEFT_OK) {
             die("mint", res->err);
         }
         n++;
