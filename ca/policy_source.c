@@ -1,7 +1,7 @@
 /* The CA's directory policy source: fingerprint, reload, keep the last good set. */
 #include "ca/policy_source.h"
 
-#include <dirent.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,66 +23,54 @@ struct ca_policy_source {
     uint64_t refusals;
 };
 
-static int cmp_names(const void *a, const void *b)
+/* struct snapshot is the directory's files as read once: hashed for the fingerprint and, when
+ * that changed, loaded from these same bytes, so what is accepted is what was fingerprinted. */
+struct snapshot {
+    SHA256_CTX hash;
+    struct file {
+        char *path;
+        uint8_t *data;
+        size_t len;
+    } * files;
+    size_t num, cap;
+};
+
+static int read_file(void *arg, const char *path)
 {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
+    struct snapshot *snap = arg;
+    uint8_t *data = NULL;
+    size_t len = 0;
+    SHA256_Update(&snap->hash, path, strlen(path) + 1);
+    if (weft_file_read(&data, &len, path, POLICY_MAX_FILE_BYTES) != WEFT_OK) {
+        data = NULL; /* the loader says why when it reads the path itself */
+    }
+    uint64_t n = data != NULL ? len : UINT64_MAX;
+    SHA256_Update(&snap->hash, &n, sizeof(n));
+    if (data != NULL) {
+        SHA256_Update(&snap->hash, data, len);
+    }
+    if (snap->num == snap->cap) {
+        snap->cap = snap->cap ? snap->cap * 2 : 16;
+        snap->files = weft_xrealloc(snap->files, snap->cap * sizeof(*snap->files));
+    }
+    snap->files[snap->num++] = (struct file){weft_xstrndup(path, strlen(path)), data, len};
+    return WEFT_OK;
 }
 
-static int yaml_name(const char *name)
+static void walk_error(void *arg, const char *path, const char *what)
 {
-    size_t n = strlen(name);
-    return (n > 5 && strcmp(name + n - 5, ".yaml") == 0) ||
-           (n > 4 && strcmp(name + n - 4, ".yml") == 0);
+    struct snapshot *snap = arg;
+    SHA256_Update(&snap->hash, path, strlen(path) + 1);
+    SHA256_Update(&snap->hash, what, strlen(what) + 1);
 }
 
-/* hash_dir feeds the loader's view of |dir| into |ctx|: names in order, then each file's size
- * and bytes. Files too large or unreadable count by name only: the loader will report them. */
-static void hash_dir(SHA256_CTX *ctx, const char *dir, int depth)
+static void snapshot_free(struct snapshot *snap)
 {
-    DIR *d = depth <= 16 ? opendir(dir) : NULL;
-    if (d == NULL) {
-        return;
+    for (size_t i = 0; i < snap->num; i++) {
+        free(snap->files[i].path);
+        free(snap->files[i].data);
     }
-    char **names = NULL;
-    size_t num = 0, cap = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.') {
-            continue;
-        }
-        if (num == cap) {
-            cap = cap ? cap * 2 : 32;
-            names = weft_xrealloc(names, cap * sizeof(*names));
-        }
-        names[num++] = weft_xstrndup(e->d_name, strlen(e->d_name));
-    }
-    closedir(d);
-    if (num > 1) {
-        qsort(names, num, sizeof(*names), cmp_names);
-    }
-    for (size_t i = 0; i < num; i++) {
-        char path[4096];
-        struct stat st;
-        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-            SHA256_Update(ctx, "d", 1);
-            SHA256_Update(ctx, path, strlen(path) + 1);
-            hash_dir(ctx, path, depth + 1);
-        } else if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && yaml_name(names[i])) {
-            uint8_t *data;
-            size_t len;
-            SHA256_Update(ctx, "f", 1);
-            SHA256_Update(ctx, path, strlen(path) + 1);
-            if (weft_file_read(&data, &len, path, POLICY_MAX_FILE_BYTES) == WEFT_OK) {
-                uint64_t n = len;
-                SHA256_Update(ctx, &n, sizeof(n));
-                SHA256_Update(ctx, data, len);
-                free(data);
-            }
-        }
-        free(names[i]);
-    }
-    free(names);
+    free(snap->files);
 }
 
 struct ca_policy_source *ca_policy_source_new(const char *dir)
@@ -105,24 +93,26 @@ void ca_policy_source_free(struct ca_policy_source *src)
 
 int ca_policy_source_poll(struct ca_policy_source *src)
 {
+    struct snapshot snap = {.num = 0};
+    SHA256_Init(&snap.hash);
+    struct stat st;
+    bool present = stat(src->dir, &st) == 0;
+    if (present) {
+        struct policy_walk_ops ops = {read_file, walk_error, &snap};
+        if (policy_dir_walk(src->dir, &ops) != WEFT_OK) {
+            /* walk errors went into the fingerprint; the loader reports them below */
+        }
+    }
     uint8_t fp[SHA256_DIGEST_LENGTH];
-    SHA256_CTX ctx;
-    SHA256_Init(&ctx);
-    hash_dir(&ctx, src->dir, 0);
-    SHA256_Final(fp, &ctx);
+    SHA256_Update(&snap.hash, present ? "dir" : "none", present ? 3 : 4);
+    SHA256_Final(fp, &snap.hash);
     if (src->looked && memcmp(fp, src->fingerprint, sizeof(fp)) == 0) {
+        snapshot_free(&snap);
         return src->error[0] == '\0' ? WEFT_OK : WEFT_EINVAL; /* nothing new */
     }
     memcpy(src->fingerprint, fp, sizeof(fp));
     src->looked = 1;
-
-    struct policy_set next;
-    policy_set_init(&next);
-    struct stat st;
-    int rc = WEFT_OK;
-    if (stat(src->dir, &st) == 0) {
-        rc = policy_set_load_path(&next, src->dir);
-    } else if (src->version > 0) {
+    if (!present && src->version > 0) {
         /* Gone after a good load: an unmounted volume or a directory swap half done, not an
          * operator's wish to drop every policy. */
         snprintf(src->error, sizeof(src->error),
@@ -131,9 +121,20 @@ int ca_policy_source_poll(struct ca_policy_source *src)
         src->refusals++;
         weft_log(WEFT_LOG_ERROR, "policy change refused", 2, "dir", src->dir, "error",
                  "the policy directory is gone");
-        policy_set_cleanup(&next);
+        snapshot_free(&snap);
         return WEFT_EINVAL;
     }
+
+    struct policy_set next;
+    policy_set_init(&next);
+    int rc = WEFT_OK;
+    for (size_t i = 0; i < snap.num; i++) {
+        const struct file *f = &snap.files[i];
+        int r = f->data != NULL ? policy_set_load_buffer(&next, f->path, f->data, f->len)
+                                : policy_set_load_path(&next, f->path);
+        rc = rc == WEFT_OK ? r : rc;
+    }
+    snapshot_free(&snap);
     /* every load error is also in next.errors, which policy_set_finish reports */
     if (policy_set_finish(&next) != WEFT_OK || rc != WEFT_OK) {
         snprintf(src->error, sizeof(src->error), "%s (%zu error%s in all); keeping version %llu",

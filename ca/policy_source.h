@@ -3,8 +3,9 @@
  * version; a change with an error is reported (ca_policy_source_error) and the last good set
  * stays in force. The Kubernetes API source will sit behind the same functions.
  *
- * Watching is by fingerprint: ca_policy_source_poll hashes the names, sizes and contents of the
- * files the loader would read and reloads only when that changes. Polling every few seconds
+ * Watching is by fingerprint: ca_policy_source_poll reads the files the loader would read once,
+ * hashes their names, sizes and contents, and loads those same bytes only when the hash
+ * changed (so what is accepted is exactly what was fingerprinted). Polling every few seconds
  * notices editors that write in place and those that rename over the file, on any filesystem,
  * with no inotify limits to run into. Not thread-safe: one owner polls it. */
 #ifndef WEFT_CA_POLICY_SOURCE_H

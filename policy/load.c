@@ -1281,16 +1281,17 @@ static bool yaml_name(const char *name)
                               (n > 4 && strcmp(name + n - 4, ".yml") == 0));
 }
 
-static int load_dir(struct policy_set *set, const char *dir, size_t *num_files, int depth)
+static int walk(const char *dir, const struct policy_walk_ops *ops, size_t *num_files, int depth)
 {
-    struct policy_loc loc = {weft_arena_strdup(&set->arena, dir), 1, 1};
     if (depth > 16) {
-        policy_set_add_error(set, &loc, NULL, "directories nested more than 16 deep");
+        ops->error(ops->arg, dir, "directories nested more than 16 deep");
         return WEFT_ELIMIT;
     }
     DIR *d = opendir(dir);
     if (d == NULL) {
-        policy_set_add_error(set, &loc, NULL, "cannot read directory: %s", strerror(errno));
+        char what[300];
+        snprintf(what, sizeof(what), "cannot read directory: %s", strerror(errno));
+        ops->error(ops->arg, dir, what);
         return WEFT_EIO;
     }
     char **names = NULL;
@@ -1320,14 +1321,15 @@ static int load_dir(struct policy_set *set, const char *dir, size_t *num_files, 
         }
         int r = WEFT_OK;
         if (S_ISDIR(st.st_mode)) {
-            r = load_dir(set, path, num_files, depth + 1);
+            r = walk(path, ops, num_files, depth + 1);
         } else if (S_ISREG(st.st_mode) && yaml_name(names[i])) {
             if (++*num_files > POLICY_MAX_FILES) {
-                policy_set_add_error(set, &loc, NULL, "more than %d policy files",
-                                     POLICY_MAX_FILES);
+                char what[64];
+                snprintf(what, sizeof(what), "more than %d policy files", POLICY_MAX_FILES);
+                ops->error(ops->arg, dir, what);
                 r = WEFT_ELIMIT;
             } else {
-                r = policy_set_load_path(set, path);
+                r = ops->file(ops->arg, path);
             }
         }
         if (rc == WEFT_OK) {
@@ -1341,6 +1343,21 @@ static int load_dir(struct policy_set *set, const char *dir, size_t *num_files, 
     return rc;
 }
 
+int policy_dir_walk(const char *dir, const struct policy_walk_ops *ops)
+{
+    size_t num_files = 0;
+    return walk(dir, ops, &num_files, 0);
+}
+
+static int load_file(void *arg, const char *path) { return policy_set_load_path(arg, path); }
+
+static void load_error(void *arg, const char *path, const char *what)
+{
+    struct policy_set *set = arg;
+    struct policy_loc loc = {weft_arena_strdup(&set->arena, path), 1, 1};
+    policy_set_add_error(set, &loc, NULL, "%s", what);
+}
+
 int policy_set_load_path(struct policy_set *set, const char *path)
 {
     struct stat st;
@@ -1350,8 +1367,8 @@ int policy_set_load_path(struct policy_set *set, const char *path)
         return WEFT_EIO;
     }
     if (S_ISDIR(st.st_mode)) {
-        size_t num_files = 0;
-        return load_dir(set, path, &num_files, 0);
+        struct policy_walk_ops ops = {load_file, load_error, set};
+        return policy_dir_walk(path, &ops);
     }
     uint8_t *data;
     size_t len;

@@ -187,6 +187,20 @@ WEFT_MUST_USE int policy_set_load_buffer(struct policy_set *set, const char *nam
  * subdirectories (in name order; hidden files and directories are skipped). */
 WEFT_MUST_USE int policy_set_load_path(struct policy_set *set, const char *path);
 
+/* struct policy_walk_ops: what policy_dir_walk calls. |file| gets the path of each file the
+ * loader reads, in load order (its result is passed on: the walk goes on, and the first error
+ * is returned); |error| gets a directory that cannot be read, or a limit passed. */
+struct policy_walk_ops {
+    int (*file)(void *arg, const char *path);
+    void (*error)(void *arg, const char *path, const char *what);
+    void *arg;
+};
+
+/* policy_dir_walk visits the files policy_set_load_path reads for the directory |dir|: every
+ * *.yaml and *.yml file, subdirectories included (at most 16 deep and POLICY_MAX_FILES files),
+ * in name order, hidden files and directories skipped. */
+WEFT_MUST_USE int policy_dir_walk(const char *dir, const struct policy_walk_ops *ops);
+
 /* policy_set_finish runs the checks that span documents (duplicate names in a namespace, more
  * than one MeshConfig) and sorts the set. Returns WEFT_OK when the whole set has no error. */
 WEFT_MUST_USE int policy_set_finish(struct policy_set *set);
