@@ -146,7 +146,9 @@ static struct series *get(struct weft_metrics *m, enum kind kind, const char *na
         f->name = weft_xstrndup(name, strlen(name));
         f->help = weft_xstrndup(help != NULL ? help : "", strlen(help != NULL ? help : ""));
         f->kind = kind;
-        memcpy(f->bounds, bounds, num_bounds * sizeof(*bounds));
+        if (num_bounds > 0) {
+            memcpy(f->bounds, bounds, num_bounds * sizeof(*bounds));
+        }
         f->num_bounds = num_bounds;
         if (m->last != NULL) {
             m->last->next = f;
@@ -157,7 +159,8 @@ static struct series *get(struct weft_metrics *m, enum kind kind, const char *na
     } else if (f->kind != kind ||
                (kind == KIND_HISTOGRAM &&
                 (f->num_bounds != num_bounds ||
-                 memcmp(f->bounds, bounds, num_bounds * sizeof(*bounds)) != 0))) {
+                 (num_bounds > 0 &&
+                  memcmp(f->bounds, bounds, num_bounds * sizeof(*bounds)) != 0)))) {
         pthread_mutex_unlock(&m->mu);
         return NULL;
     }
