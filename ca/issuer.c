@@ -2,6 +2,7 @@
 #include "ca/issuer.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/bytestring.h>
@@ -9,6 +10,7 @@
 #include <openssl/sha.h>
 
 #include "lib/base/log.h"
+#include "lib/base/mem.h"
 #include "lib/spiffe/x509svid.h"
 
 /* pubkey_of_csr checks the CSR's signature and returns its key as SubjectPublicKeyInfo DER. */
@@ -215,6 +217,10 @@ int ca_mint_workloads(struct ca_issuer *ca, const struct ca_caller *caller,
     }
     TRY(ca_check_caller(ca, caller, now, err, err_len));
     const char *node = caller->node;
+    /* about 2 KiB a row: on the heap, not on a handler thread's stack */
+    struct ca_issuance *recs = weft_xcalloc(CA_MAX_MINT_BATCH, sizeof(*recs));
+    const struct ca_issuance *rec_ptrs[CA_MAX_MINT_BATCH];
+    size_t signed_index[CA_MAX_MINT_BATCH], num_signed = 0;
     for (size_t i = 0; i < num; i++) {
         struct ca_mint_result *r = &results[i];
         struct ca_entry e;
@@ -243,8 +249,29 @@ int ca_mint_workloads(struct ca_issuer *ca, const struct ca_caller *caller,
             continue;
         }
         r->rc =
-            sign_and_record(ca, CA_ISSUANCE_WORKLOAD, e.spiffe_id, node, e.id, e.ttl_s, reqs[i].csr,
-                            reqs[i].csr_len, now, &r->svid, r->err, sizeof(r->err));
+            sign_leaf(ca, CA_ISSUANCE_WORKLOAD, e.spiffe_id, node, e.id, e.ttl_s, reqs[i].csr,
+                      reqs[i].csr_len, now, &r->svid, &recs[num_signed], r->err, sizeof(r->err));
+        if (r->rc == WEFT_OK) {
+            rec_ptrs[num_signed] = &recs[num_signed];
+            signed_index[num_signed++] = i;
+        }
     }
+    /* The call's certificates go into the inventory in one transaction (one fsync for the
+     * batch), before any of them is handed out; if that fails, none is. */
+    if (num_signed > 0 && ca_store_issuance_add_many(ca->store, rec_ptrs, num_signed) != WEFT_OK) {
+        for (size_t k = 0; k < num_signed; k++) {
+            struct ca_mint_result *r = &results[signed_index[k]];
+            r->rc = WEFT_EIO;
+            snprintf(r->err, sizeof(r->err), "the CA's store failed: retry later (%.150s)",
+                     ca->store->err);
+            memset(&r->svid, 0, sizeof(r->svid));
+        }
+        free(recs);
+        return WEFT_OK;
+    }
+    for (size_t k = 0; k < num_signed; k++) {
+        log_issuance(&recs[k]);
+    }
+    free(recs);
     return WEFT_OK;
 }

@@ -239,3 +239,37 @@ Test(ca_issuer, a_node_mints_only_its_own_entries)
     EVP_PKEY_free(k2);
     EVP_PKEY_free(k3);
 }
+
+Test(ca_issuer, a_batch_is_recorded_together)
+{
+    add_entry("ea", "spiffe://example.org/ns/shop/sa/web", "node-a");
+    add_entry("eb", "spiffe://example.org/ns/shop/sa/api", "node-a");
+    EVP_PKEY *keys[6];
+    uint8_t *csrs[6];
+    struct ca_mint_request reqs[6];
+    for (int i = 0; i < 6; i++) {
+        size_t len;
+        csrs[i] = make_csr(&keys[i], &len);
+        reqs[i] = (struct ca_mint_request){i % 2 ? "eb" : "ea", csrs[i], len};
+    }
+    reqs[5].entry_id = "nope"; /* one refusal in the middle of the batch changes nothing else */
+    struct ca_mint_result *res = calloc(6, sizeof(*res));
+    struct ca_caller node_a = {
+        .node = "node-a", .serial_hex = "aa", .not_after = TESTLIB_NOW + 3600};
+    cr_assert_eq(ca_mint_workloads(&ca, &node_a, reqs, 6, res, TESTLIB_NOW, err, sizeof(err)),
+                 WEFT_OK, "%s", err);
+    for (int i = 0; i < 5; i++) {
+        cr_assert_eq(res[i].rc, WEFT_OK, "%d: %s", i, res[i].err);
+        expect_verifies(&res[i].svid, keys[i],
+                        i % 2 ? "spiffe://example.org/ns/shop/sa/api"
+                              : "spiffe://example.org/ns/shop/sa/web");
+    }
+    cr_assert_eq(res[5].rc, WEFT_EPOLICY);
+    cr_assert_eq(inventory("spiffe://example.org/ns/shop/sa/web"), 3);
+    cr_assert_eq(inventory("spiffe://example.org/ns/shop/sa/api"), 2);
+    free(res);
+    for (int i = 0; i < 6; i++) {
+        OPENSSL_free(csrs[i]);
+        EVP_PKEY_free(keys[i]);
+    }
+}

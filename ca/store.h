@@ -94,6 +94,7 @@ struct ca_store_ops {
     int (*entry_list)(struct ca_store *s, const char *node,
                       int (*fn)(void *arg, const struct ca_entry *e), void *arg);
     int (*issuance_add)(struct ca_store *s, const struct ca_issuance *i);
+    int (*issuance_add_many)(struct ca_store *s, const struct ca_issuance *const *recs, size_t num);
     int (*issuance_list)(struct ca_store *s, const struct ca_issuance_filter *f,
                          int (*fn)(void *arg, const struct ca_issuance *i), void *arg);
     int (*revoke)(struct ca_store *s, const struct ca_revocation *r);
@@ -158,6 +159,11 @@ WEFT_MUST_USE int ca_store_entry_list(struct ca_store *s, const char *node,
 
 /* ca_store_issuance_add records one issued certificate; a serial is recorded once. */
 WEFT_MUST_USE int ca_store_issuance_add(struct ca_store *s, const struct ca_issuance *i);
+
+/* ca_store_issuance_add_many records |num| certificates in one transaction (one fsync): all of
+ * them, or on any failure none. */
+WEFT_MUST_USE int ca_store_issuance_add_many(struct ca_store *s,
+                                             const struct ca_issuance *const *recs, size_t num);
 
 WEFT_MUST_USE int ca_store_issuance_list(struct ca_store *s, const struct ca_issuance_filter *f,
                                          int (*fn)(void *arg, const struct ca_issuance *i),

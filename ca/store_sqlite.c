@@ -345,6 +345,16 @@ static int issuance_add(struct ca_store *s, const struct ca_issuance *i)
     return step_done(s, st, "record issuance");
 }
 
+static int issuance_add_many(struct ca_store *s, const struct ca_issuance *const *recs, size_t num)
+{
+    TRY(exec(s, "BEGIN IMMEDIATE"));
+    int rc = WEFT_OK;
+    for (size_t i = 0; i < num && rc == WEFT_OK; i++) {
+        rc = issuance_add(s, recs[i]);
+    }
+    return rc == WEFT_OK ? commit(s) : rollback(s, rc);
+}
+
 static int issuance_list(struct ca_store *s, const struct ca_issuance_filter *f,
                          int (*fn)(void *arg, const struct ca_issuance *i), void *arg)
 {
@@ -488,6 +498,7 @@ static const struct ca_store_ops sqlite_ops = {
     .entry_get = entry_get,
     .entry_list = entry_list,
     .issuance_add = issuance_add,
+    .issuance_add_many = issuance_add_many,
     .issuance_list = issuance_list,
     .revoke = revoke,
     .revocation_list = revocation_list,
@@ -660,4 +671,10 @@ int ca_store_attest_commit(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_
                            const struct ca_issuance *node_svid)
 {
     return s->ops->attest_commit(s, hash, now, node_svid);
+}
+
+int ca_store_issuance_add_many(struct ca_store *s, const struct ca_issuance *const *recs,
+                               size_t num)
+{
+    return s->ops->issuance_add_many(s, recs, num);
 }
