@@ -28,56 +28,49 @@ static struct spiffe_mint_params params(int64_t not_before, int64_t ttl_s)
     return p;
 }
 
-int testlib_mint_root(struct testlib_cred *out, const char *td, enum spiffe_key_type type,
-                      int64_t not_before, int64_t ttl_s)
+enum mint_kind { MINT_ROOT, MINT_INTERMEDIATE, MINT_LEAF };
+
+/* mint makes a new key of |type| and a certificate of |kind| for |name| (a trust domain name
+ * for CAs, a SPIFFE ID for leaves) with lib/spiffe's own minting. On failure |out| is zeroed. */
+static int mint(struct testlib_cred *out, enum mint_kind kind, const struct testlib_cred *issuer,
+                const char *name, enum spiffe_key_type type, int64_t not_before, int64_t ttl_s)
 {
     struct spiffe_id id;
     struct spiffe_mint_params p = params(not_before, ttl_s);
     memset(out, 0, sizeof(*out));
-    TRY(spiffe_td_parse(&id, td, strlen(td), NULL));
+    TRY(kind == MINT_LEAF ? spiffe_id_parse(&id, name, strlen(name), NULL)
+                          : spiffe_td_parse(&id, name, strlen(name), NULL));
     if ((out->key = spiffe_key_generate(type)) == NULL) {
         return WEFT_ECRYPTO;
     }
-    int rc = spiffe_mint_root(&out->cert, out->key, &id, &p, NULL);
+    int rc =
+        kind == MINT_ROOT ? spiffe_mint_root(&out->cert, out->key, &id, &p, NULL)
+        : kind == MINT_INTERMEDIATE
+            ? spiffe_mint_signing_ca(&out->cert, issuer->cert, issuer->key, out->key, &id, &p, NULL)
+            : spiffe_mint_leaf(&out->cert, issuer->cert, issuer->key, out->key, &id, &p, NULL);
     if (rc != WEFT_OK) {
         testlib_cred_cleanup(out);
     }
     return rc;
+}
+
+int testlib_mint_root(struct testlib_cred *out, const char *td, enum spiffe_key_type type,
+                      int64_t not_before, int64_t ttl_s)
+{
+    return mint(out, MINT_ROOT, NULL, td, type, not_before, ttl_s);
 }
 
 int testlib_mint_intermediate(struct testlib_cred *out, const struct testlib_cred *issuer,
                               const char *td, enum spiffe_key_type type, int64_t not_before,
                               int64_t ttl_s)
 {
-    struct spiffe_id id;
-    struct spiffe_mint_params p = params(not_before, ttl_s);
-    memset(out, 0, sizeof(*out));
-    TRY(spiffe_td_parse(&id, td, strlen(td), NULL));
-    if ((out->key = spiffe_key_generate(type)) == NULL) {
-        return WEFT_ECRYPTO;
-    }
-    int rc = spiffe_mint_signing_ca(&out->cert, issuer->cert, issuer->key, out->key, &id, &p, NULL);
-    if (rc != WEFT_OK) {
-        testlib_cred_cleanup(out);
-    }
-    return rc;
+    return mint(out, MINT_INTERMEDIATE, issuer, td, type, not_before, ttl_s);
 }
 
 int testlib_mint_leaf(struct testlib_cred *out, const struct testlib_cred *issuer, const char *id,
                       enum spiffe_key_type type, int64_t not_before, int64_t ttl_s)
 {
-    struct spiffe_id parsed;
-    struct spiffe_mint_params p = params(not_before, ttl_s);
-    memset(out, 0, sizeof(*out));
-    TRY(spiffe_id_parse(&parsed, id, strlen(id), NULL));
-    if ((out->key = spiffe_key_generate(type)) == NULL) {
-        return WEFT_ECRYPTO;
-    }
-    int rc = spiffe_mint_leaf(&out->cert, issuer->cert, issuer->key, out->key, &parsed, &p, NULL);
-    if (rc != WEFT_OK) {
-        testlib_cred_cleanup(out);
-    }
-    return rc;
+    return mint(out, MINT_LEAF, issuer, id, type, not_before, ttl_s);
 }
 
 int testlib_pki_mint(struct testlib_pki *pki, enum spiffe_key_type type, bool with_intermediate)
