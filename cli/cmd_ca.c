@@ -86,7 +86,7 @@ static int init(int argc, char **argv)
     const char *td_s = NULL, *dir = NULL;
     int64_t root_ttl = 8760 * 3600, int_ttl = 168 * 3600;
     enum spiffe_key_type type = SPIFFE_KEY_EC_P256;
-    int c;
+    int c, key_type;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 't':
@@ -103,14 +103,10 @@ static int init(int argc, char **argv)
             }
             break;
         case 'k':
-            if (strcmp(optarg, "ec-p256") == 0) {
-                type = SPIFFE_KEY_EC_P256;
-            } else if (strcmp(optarg, "ed25519") == 0) {
-                type = SPIFFE_KEY_ED25519;
-            } else {
-                fprintf(stderr, "weftctl: --key-type %s: use ec-p256 or ed25519\n", optarg);
+            if (cli_key_type(&key_type, optarg) != EXIT_VALID) {
                 return EXIT_USAGE;
             }
+            type = (enum spiffe_key_type)key_type;
             break;
         case 'h':
             fputs(usage, stdout);

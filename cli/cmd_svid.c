@@ -464,7 +464,7 @@ static int mint(int argc, char **argv)
     const char *kind = argv[1];
     struct mint_flags f = {0};
     f.params.not_before = cli_now() - 60;
-    int c;
+    int c, key_type;
     optind = 2;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -516,14 +516,10 @@ static int mint(int argc, char **argv)
             }
             break;
         case 'y':
-            if (strcmp(optarg, "ec-p256") == 0) {
-                f.key_type = SPIFFE_KEY_EC_P256;
-            } else if (strcmp(optarg, "ed25519") == 0) {
-                f.key_type = SPIFFE_KEY_ED25519;
-            } else {
-                fprintf(stderr, "weftctl: --key-type %s: use ec-p256 or ed25519\n", optarg);
+            if (cli_key_type(&key_type, optarg) != EXIT_VALID) {
                 return EXIT_USAGE;
             }
+            f.key_type = (enum spiffe_key_type)key_type;
             break;
         case 'h':
             fputs(mint_usage, stdout);

@@ -23,6 +23,10 @@ int cmd_svid(int argc, char **argv);
 /* cli_read reads |path| for the flag |what|; on failure it prints why and returns EXIT_USAGE. */
 int cli_read(uint8_t **out, size_t *out_len, const char *what, const char *path);
 
+/* cli_key_type reads --key-type (ec-p256 or ed25519) into |*out| (an enum spiffe_key_type); on
+ * anything else it says so and returns EXIT_USAGE. */
+int cli_key_type(int *out, const char *arg);
+
 /* cli_now is the current time, or WEFT_NOW from the environment (RFC 3339) when set, so that
  * scripts and tests can pin the clock. */
 int64_t cli_now(void);

@@ -8,6 +8,7 @@
 #include "cli/internal.h"
 #include "lib/base/file.h"
 #include "lib/base/timefmt.h"
+#include "lib/spiffe/x509svid.h"
 
 static const char usage[] =
     "usage: weftctl <command> [flags]\n"
@@ -35,6 +36,19 @@ int cli_read(uint8_t **out, size_t *out_len, const char *what, const char *path)
     }
     if (rc != WEFT_OK) {
         fprintf(stderr, "weftctl: %s %s: %s\n", what, path, strerror(errno));
+        return EXIT_USAGE;
+    }
+    return EXIT_VALID;
+}
+
+int cli_key_type(int *out, const char *arg)
+{
+    if (strcmp(arg, "ec-p256") == 0) {
+        *out = SPIFFE_KEY_EC_P256;
+    } else if (strcmp(arg, "ed25519") == 0) {
+        *out = SPIFFE_KEY_ED25519;
+    } else {
+        fprintf(stderr, "weftctl: --key-type %s: use ec-p256 or ed25519\n", arg);
         return EXIT_USAGE;
     }
     return EXIT_VALID;
