@@ -13,16 +13,6 @@
 #include "lib/base/log.h"
 #include "lib/base/mem.h"
 
-struct ca_policy_source {
-    char *dir;
-    struct policy_set current;
-    uint64_t version;
-    uint8_t fingerprint[SHA256_DIGEST_LENGTH]; /* of the content last looked at */
-    int looked;                                /* fingerprint is valid */
-    char error[1024];
-    uint64_t refusals;
-};
-
 /* struct snapshot is the directory's files as read once: hashed for the fingerprint and, when
  * that changed, loaded from these same bytes, so what is accepted is what was fingerprinted. */
 struct snapshot {
@@ -33,6 +23,17 @@ struct snapshot {
         size_t len;
     } * files;
     size_t num, cap;
+};
+
+struct ca_policy_source {
+    char *dir;
+    struct policy_set current;
+    struct snapshot current_files; /* the bytes |current| was loaded from */
+    uint64_t version;
+    uint8_t fingerprint[SHA256_DIGEST_LENGTH]; /* of the content last looked at */
+    int looked;                                /* fingerprint is valid */
+    char error[1024];
+    uint64_t refusals;
 };
 
 static int read_file(void *arg, const char *path)
@@ -87,6 +88,7 @@ void ca_policy_source_free(struct ca_policy_source *src)
         return;
     }
     policy_set_cleanup(&src->current);
+    snapshot_free(&src->current_files);
     free(src->dir);
     free(src);
 }
@@ -134,7 +136,6 @@ int ca_policy_source_poll(struct ca_policy_source *src)
                                 : policy_set_load_path(&next, f->path);
         rc = rc == WEFT_OK ? r : rc;
     }
-    snapshot_free(&snap);
     /* every load error is also in next.errors, which policy_set_finish reports */
     if (policy_set_finish(&next) != WEFT_OK || rc != WEFT_OK) {
         snprintf(src->error, sizeof(src->error), "%s (%zu error%s in all); keeping version %llu",
@@ -148,10 +149,13 @@ int ca_policy_source_poll(struct ca_policy_source *src)
         weft_log(WEFT_LOG_ERROR, "policy change refused", 3, "dir", src->dir, "error",
                  next.num_errors ? next.errors[0].text : "refused", "kept_version", version);
         policy_set_cleanup(&next);
+        snapshot_free(&snap);
         return WEFT_EINVAL;
     }
     policy_set_cleanup(&src->current);
     src->current = next;
+    snapshot_free(&src->current_files);
+    src->current_files = snap;
     src->version++;
     src->error[0] = '\0';
     char version[32], count[32];
@@ -172,3 +176,21 @@ const struct policy_set *ca_policy_source_current(const struct ca_policy_source 
 const char *ca_policy_source_error(const struct ca_policy_source *src) { return src->error; }
 
 uint64_t ca_policy_source_refusals(const struct ca_policy_source *src) { return src->refusals; }
+
+size_t ca_policy_source_num_files(const struct ca_policy_source *src)
+{
+    return src->current_files.num;
+}
+
+void ca_policy_source_file(const struct ca_policy_source *src, size_t i, const char **name,
+                           const uint8_t **data, size_t *len)
+{
+    const struct file *f = &src->current_files.files[i];
+    size_t dir_len = strlen(src->dir);
+    *name = f->path;
+    if (strncmp(f->path, src->dir, dir_len) == 0 && f->path[dir_len] == '/') {
+        *name = f->path + dir_len + 1;
+    }
+    *data = f->data;
+    *len = f->len;
+}

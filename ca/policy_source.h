@@ -32,6 +32,13 @@ WEFT_MUST_USE int ca_policy_source_poll(struct ca_policy_source *src);
 const struct policy_set *ca_policy_source_current(const struct ca_policy_source *src,
                                                   uint64_t *out_version);
 
+/* ca_policy_source_num_files and ca_policy_source_file give the files the set in force was
+ * loaded from, exactly as read (what WatchNode sends agents): file |i|'s name relative to the
+ * directory and its bytes, valid until the next poll. */
+size_t ca_policy_source_num_files(const struct ca_policy_source *src);
+void ca_policy_source_file(const struct ca_policy_source *src, size_t i, const char **name,
+                           const uint8_t **data, size_t *len);
+
 /* ca_policy_source_error returns why the latest content was refused ("" when it was not):
  * the first error with FILE:LINE:COLUMN and the number of errors. */
 const char *ca_policy_source_error(const struct ca_policy_source *src);

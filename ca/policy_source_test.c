@@ -71,6 +71,7 @@ Test(ca_policy_source, versions_go_up_only_on_accepted_changes)
     cr_assert_not_null(strstr(ca_policy_source_error(src), "keeping version 2"));
     cr_assert_eq(ca_policy_source_refusals(src), 1);
     cr_assert_eq(ca_policy_source_poll(src), WEFT_EINVAL, "still refused, not re-counted");
+    cr_assert_eq(ca_policy_source_num_files(src), 1, "the refused change is not sent");
     cr_assert_eq(ca_policy_source_refusals(src), 1);
 
     /* fixed: accepted, a new version, the error cleared */
@@ -80,6 +81,14 @@ Test(ca_policy_source, versions_go_up_only_on_accepted_changes)
     cr_assert_eq(version, 3);
     cr_assert_eq(set->num_authz, 2);
     cr_assert_str_eq(ca_policy_source_error(src), "");
+    /* the files in force, as read, named relative to the directory (what agents receive) */
+    cr_assert_eq(ca_policy_source_num_files(src), 2);
+    const char *name;
+    const uint8_t *data;
+    size_t len;
+    ca_policy_source_file(src, 1, &name, &data, &len);
+    cr_assert_str_eq(name, "b.yaml");
+    cr_assert_not_null(memmem(data, len, "action: DENY", 12));
 
     /* a same-size rewrite with other bytes is a change too; hidden files are not */
     put("b.yaml", "c", "DENY");
