@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ca/material.h"
 #include "cli/internal.h"
 #include "lib/base/file.h"
 #include "lib/base/timefmt.h"
@@ -26,51 +27,6 @@ static const char usage[] =
     "                                      bundle, for agents to bootstrap from\n"
     "Keys are PKCS#8 PEM, mode 0600.\n"
     "Exit: 0 done, 1 failed, 2 usage.\n";
-
-/* write_new writes |data| to DIR/NAME, refusing to replace a file that exists. */
-static int write_new(const char *dir, const char *name, const char *data, size_t len, mode_t mode)
-{
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    if (access(path, F_OK) == 0) {
-        fprintf(stderr, "weftctl: %s exists: refusing to overwrite CA material\n", path);
-        return EXIT_INVALID;
-    }
-    if (weft_file_write_atomic(path, data, len, mode) != WEFT_OK) {
-        fprintf(stderr, "weftctl: %s: %s\n", path, strerror(errno));
-        return EXIT_INVALID;
-    }
-    return EXIT_VALID;
-}
-
-static int write_cert(const char *dir, const char *name, X509 *cert)
-{
-    STACK_OF(X509) *one = sk_X509_new_null();
-    char *pem = NULL;
-    size_t len;
-    int rc = EXIT_INVALID;
-    if (one != NULL && sk_X509_push(one, cert) && spiffe_certs_to_pem(&pem, &len, one) == WEFT_OK) {
-        rc = write_new(dir, name, pem, len, 0644);
-    }
-    free(pem);
-    sk_X509_free(one);
-    return rc;
-}
-
-static int write_key(const char *dir, const char *name, EVP_PKEY *key)
-{
-    char *pem = NULL;
-    size_t len = 0;
-    int rc = EXIT_INVALID;
-    if (spiffe_key_to_pem(&pem, &len, key) == WEFT_OK) {
-        rc = write_new(dir, name, pem, len, 0600);
-    }
-    if (pem != NULL) {
-        memset(pem, 0, len);
-    }
-    free(pem);
-    return rc;
-}
 
 static int init(int argc, char **argv)
 {
@@ -126,58 +82,25 @@ static int init(int argc, char **argv)
         fprintf(stderr, "weftctl: --trust-domain %s: %s\n", td_s, why.msg);
         return EXIT_USAGE;
     }
-    if (int_ttl > root_ttl) {
-        fprintf(stderr, "weftctl: the intermediate cannot outlive the root\n");
-        return EXIT_USAGE;
-    }
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        fprintf(stderr, "weftctl: --out %s: %s\n", dir, strerror(errno));
-        return EXIT_INVALID;
-    }
     int64_t now = cli_now() - 60; /* a minute back, for clock skew */
-    struct spiffe_mint_params rp = {.not_before = now, .ttl_s = root_ttl};
-    struct spiffe_mint_params ip = {.not_before = now, .ttl_s = int_ttl};
-    EVP_PKEY *root_key = spiffe_key_generate(type), *int_key = spiffe_key_generate(type);
-    X509 *root = NULL, *inter = NULL;
-    struct spiffe_bundle *bundle = NULL;
-    char *json = NULL;
-    size_t json_len;
-    int rc = EXIT_INVALID;
-    if (root_key == NULL || int_key == NULL ||
-        spiffe_mint_root(&root, root_key, &td, &rp, &why) != WEFT_OK ||
-        spiffe_mint_signing_ca(&inter, root, root_key, int_key, &td, &ip, &why) != WEFT_OK) {
-        fprintf(stderr, "weftctl: ca init: %s\n", why.msg);
-        goto out;
-    }
-    bundle = spiffe_bundle_new(&td);
-    bundle->has_sequence = true;
-    bundle->sequence = 1;
-    if (spiffe_bundle_add_x509(bundle, root) != WEFT_OK ||
-        spiffe_bundle_to_json(&json, &json_len, bundle) != WEFT_OK) {
-        goto out;
-    }
-    if (write_key(dir, "root.key", root_key) != EXIT_VALID ||
-        write_cert(dir, "root.pem", root) != EXIT_VALID ||
-        write_key(dir, "intermediate.key", int_key) != EXIT_VALID ||
-        write_cert(dir, "intermediate.pem", inter) != EXIT_VALID ||
-        write_cert(dir, "bundle.pem", root) != EXIT_VALID ||
-        write_new(dir, "bundle.json", json, json_len, 0644) != EXIT_VALID) {
-        goto out;
+    struct ca_material_params p = {
+        .td = &td,
+        .not_before = now,
+        .root_ttl_s = root_ttl,
+        .intermediate_ttl_s = int_ttl,
+        .key_type = type,
+    };
+    char err[512];
+    if (ca_material_init(dir, &p, err, sizeof(err)) != WEFT_OK) {
+        fprintf(stderr, "weftctl: ca init: %s\n", err);
+        return EXIT_INVALID;
     }
     char r_s[WEFT_RFC3339_LEN], i_s[WEFT_RFC3339_LEN];
     weft_time_format_rfc3339(r_s, now + root_ttl);
     weft_time_format_rfc3339(i_s, now + int_ttl);
     printf("trust domain %s: root valid until %s, intermediate until %s, in %s\n", td.str, r_s, i_s,
            dir);
-    rc = EXIT_VALID;
-out:
-    free(json);
-    spiffe_bundle_free(bundle);
-    X509_free(root);
-    X509_free(inter);
-    EVP_PKEY_free(root_key);
-    EVP_PKEY_free(int_key);
-    return rc;
+    return EXIT_VALID;
 }
 
 int cmd_ca(int argc, char **argv)
