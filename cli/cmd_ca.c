@@ -82,6 +82,10 @@ static int init(int argc, char **argv)
         fprintf(stderr, "weftctl: --trust-domain %s: %s\n", td_s, why.msg);
         return EXIT_USAGE;
     }
+    if (int_ttl > root_ttl) {
+        fprintf(stderr, "weftctl: the intermediate cannot outlive the root\n");
+        return EXIT_USAGE;
+    }
     int64_t now = cli_now() - 60; /* a minute back, for clock skew */
     struct ca_material_params p = {
         .td = &td,
