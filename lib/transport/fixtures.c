@@ -53,6 +53,7 @@ int fixture_pki_mint(struct fixture_pki *pki)
     TRY(fixture_svid_mint(&pki->node_a, &pki->root, FIXTURE_NODE_A_ID, &pki->bundles));
     TRY(fixture_svid_mint(&pki->node_b, &pki->root, FIXTURE_NODE_B_ID, &pki->bundles));
     TRY(fixture_svid_mint(&pki->rogue_a, &pki->rogue_root, FIXTURE_NODE_A_ID, &pki->bundles));
+    pki->anonymous = (struct tls_relay_creds){.bundles = &pki->bundles};
     return WEFT_OK;
 }
 

@@ -31,11 +31,13 @@ struct fixture_svid {
 
 /* struct fixture_pki: the trust domain example.org (|root|, in |bundles|) with a server and two
  * node SVIDs, and |rogue_a|: node/a's ID under |rogue_root|, another root of the same name that
- * no bundle holds. Everything is valid from TESTLIB_NOW - 1 h for a day. */
+ * no bundle holds. Everything is valid from TESTLIB_NOW - 1 h for a day. |anonymous| are dial
+ * credentials with no SVID (a node that has yet to join) trusting |bundles|. */
 struct fixture_pki {
     struct testlib_cred root, rogue_root;
     struct fixture_svid server, node_a, node_b, rogue_a;
     struct spiffe_bundle_set bundles;
+    struct tls_relay_creds anonymous;
 };
 
 WEFT_MUST_USE int fixture_pki_mint(struct fixture_pki *pki);

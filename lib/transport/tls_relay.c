@@ -42,6 +42,7 @@
 struct tls_ctx {
     atomic_int refs;
     SSL_CTX *ssl_ctx;
+    bool has_cert;                    /* false: a dialer that presents no certificate */
     struct spiffe_bundle_set bundles; /* our own copy of the caller's X.509 authorities */
 };
 
@@ -80,7 +81,8 @@ struct conn {
     size_t pt_to_net_len;
     bool net_eof, pt_eof;
     struct spiffe_id expect;        /* client: the server's ID */
-    struct weft_peer peer;          /* set by verify_peer */
+    struct weft_peer peer;          /* set by verify_peer; all zero for an anonymous client */
+    bool admitted;                  /* server: verify_peer or admit_anonymous let the client in */
     struct dial_waiter *waiter;     /* client, until CONN_RELAY or close */
     int fail_rc;                    /* WEFT_OK, or why the connection is being refused ... */
     char reason[TLS_RELAY_ERR_LEN]; /* ... in words */
@@ -178,38 +180,50 @@ static int copy_authorities(struct spiffe_bundle_set *dst, const struct spiffe_b
 
 static int ssl_ctx_setup(SSL_CTX *ctx, const struct tls_relay_creds *creds)
 {
-    if (!SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) ||
-        !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
-        !SSL_CTX_use_certificate(ctx, sk_X509_value(creds->chain, 0)) ||
-        !SSL_CTX_use_PrivateKey(ctx, creds->key)) {
-        return WEFT_ECRYPTO;
-    }
-    for (size_t i = 1; i < sk_X509_num(creds->chain); i++) {
-        ENSURE(SSL_CTX_add1_chain_cert(ctx, sk_X509_value(creds->chain, i)), WEFT_ECRYPTO);
+    ENSURE(SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) &&
+               SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION),
+           WEFT_ECRYPTO);
+    /* No chain: a client that answers the server's CertificateRequest with an empty
+     * Certificate (RFC 8446 §4.4.2). */
+    if (creds->chain != NULL) {
+        ENSURE(SSL_CTX_use_certificate(ctx, sk_X509_value(creds->chain, 0)) &&
+                   SSL_CTX_use_PrivateKey(ctx, creds->key),
+               WEFT_ECRYPTO);
+        for (size_t i = 1; i < sk_X509_num(creds->chain); i++) {
+            ENSURE(SSL_CTX_add1_chain_cert(ctx, sk_X509_value(creds->chain, i)), WEFT_ECRYPTO);
+        }
     }
     /* A resumed session skips certificate verification: no caching and no tickets, so every
      * connection proves its SVID afresh, against the current bundles and clock. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
     /* verify_peer replaces BoringSSL's X.509 verification: SPIFFE has its own rules (B1-B12)
-     * and the authorities of the peer's trust domain only. */
+     * and the authorities of the peer's trust domain only. A listener with client_cert_optional
+     * drops FAIL_IF_NO_PEER_CERT for each of its connections (conn_new). */
     SSL_CTX_set_custom_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_peer);
     return WEFT_OK;
 }
 
 /* tctx_new builds a tls_ctx from |creds| with one reference, or returns WEFT_EINVAL for unusable
- * credentials and WEFT_ECRYPTO when BoringSSL refuses them. */
-static int tctx_new(struct tls_ctx **out, const struct tls_relay_creds *creds)
+ * credentials and WEFT_ECRYPTO when BoringSSL refuses them. |cert_optional| accepts creds with
+ * neither chain nor key (a dialer without an SVID); a chain without a key, or the reverse, is
+ * always unusable. */
+static int tctx_new(struct tls_ctx **out, const struct tls_relay_creds *creds, bool cert_optional)
 {
     *out = NULL;
-    ENSURE(creds != NULL && creds->chain != NULL && creds->key != NULL && creds->bundles != NULL,
-           WEFT_EINVAL);
-    ENSURE(sk_X509_num(creds->chain) >= 1 && sk_X509_num(creds->chain) <= SPIFFE_MAX_CHAIN,
-           WEFT_EINVAL);
-    TRY(spiffe_x509svid_check_key(sk_X509_value(creds->chain, 0), creds->key, NULL));
+    ENSURE(creds != NULL && creds->bundles != NULL, WEFT_EINVAL);
+    bool has_cert = creds->chain != NULL || creds->key != NULL;
+    ENSURE(has_cert || cert_optional, WEFT_EINVAL);
+    if (has_cert) {
+        ENSURE(creds->chain != NULL && creds->key != NULL, WEFT_EINVAL);
+        ENSURE(sk_X509_num(creds->chain) >= 1 && sk_X509_num(creds->chain) <= SPIFFE_MAX_CHAIN,
+               WEFT_EINVAL);
+        TRY(spiffe_x509svid_check_key(sk_X509_value(creds->chain, 0), creds->key, NULL));
+    }
 
     struct tls_ctx *t = weft_xcalloc(1, sizeof(*t));
     atomic_init(&t->refs, 1);
+    t->has_cert = has_cert;
     spiffe_bundle_set_init(&t->bundles);
     int rc = copy_authorities(&t->bundles, creds->bundles);
     if (rc != WEFT_OK) {
@@ -335,10 +349,35 @@ static enum ssl_verify_result_t verify_peer(SSL *ssl, uint8_t *out_alert)
         goto out;
     }
     c->peer = peer;
+    c->admitted = true;
     result = ssl_verify_ok;
 out:
     sk_X509_pop_free(chain, X509_free);
     return result;
+}
+
+/* admit_anonymous judges a client that presented no certificate. BoringSSL completes such a
+ * handshake only without SSL_VERIFY_FAIL_IF_NO_PEER_CERT, i.e. with client_cert_optional, and
+ * never calls verify_peer for an empty Certificate (tls13_server.cc skips the
+ * CertificateVerify state), so this runs once SSL_do_handshake is done: c->peer stays all
+ * zero, authorize sees it, and a refusal's alert goes out on its own. The client learns of it
+ * while waiting for our first byte, as it does of any refusal in TLS 1.3. */
+static int admit_anonymous(struct conn *c)
+{
+    struct tls_relay *r = c->r;
+    memset(&c->peer, 0, sizeof(c->peer));
+    if (!r->ops.client_cert_optional) { /* BoringSSL refused it already; never let it through */
+        fail(c, WEFT_EPOLICY, "the client presented no certificate");
+        (void)SSL_send_fatal_alert(c->ssl, SSL_AD_CERTIFICATE_REQUIRED);
+        return WEFT_EPOLICY;
+    }
+    if (r->ops.authorize != NULL && !r->ops.authorize(r->ops.arg, &c->peer)) {
+        fail(c, WEFT_EPOLICY, "the anonymous client is not authorized");
+        (void)SSL_send_fatal_alert(c->ssl, SSL_AD_ACCESS_DENIED);
+        return WEFT_EPOLICY;
+    }
+    c->admitted = true;
+    return WEFT_OK;
 }
 
 /* --- the TLS side ------------------------------------------------------------------------- */
@@ -390,7 +429,12 @@ static int ssl_result(struct conn *c, int ret, int *want, bool *eof)
         int reason = ERR_GET_REASON(err);
         int alert = reason - SSL_AD_REASON_OFFSET;
         if (ERR_GET_LIB(err) == ERR_LIB_SSL && alert >= 0 && alert <= 255 &&
-            is_certificate_alert(alert)) {
+            is_certificate_alert(alert) && !c->tctx->has_cert) {
+            fail(c, WEFT_EPOLICY,
+                 "the %s refused us with TLS alert \"%s\": we presented no certificate",
+                 peer_role(c), SSL_alert_desc_string_long(alert));
+        } else if (ERR_GET_LIB(err) == ERR_LIB_SSL && alert >= 0 && alert <= 255 &&
+                   is_certificate_alert(alert)) {
             fail(c, WEFT_EPOLICY,
                  "the %s refused our SVID with TLS alert \"%s\": its verification or "
                  "authorization of our certificate failed",
@@ -477,6 +521,9 @@ static int handshake(struct conn *c, int *want)
     if (!c->is_server) {
         c->state = CONN_FIRST_BYTE;
         return WEFT_OK;
+    }
+    if (!c->admitted) {
+        TRY(admit_anonymous(c));
     }
     return start_relaying(c);
 }
@@ -631,6 +678,10 @@ static struct conn *conn_new(struct tls_relay *r, int fd, struct tls_ctx *t, boo
     c->ssl = ssl;
     c->tctx = t;
     SSL_set_app_data(ssl, c);
+    if (is_server && r->ops.client_cert_optional) {
+        /* Request a certificate and verify any that comes, but let a client present none. */
+        SSL_set_custom_verify(ssl, SSL_VERIFY_PEER, verify_peer);
+    }
     if (is_server) {
         SSL_set_accept_state(ssl);
     } else {
@@ -916,7 +967,8 @@ int tls_relay_listen(struct tls_relay *r, int listen_fd, const struct tls_relay_
     if (listen_fd < 0 || ops == NULL || ops->on_peer == NULL) {
         goto out;
     }
-    if ((rc = tctx_new(&t, creds)) != WEFT_OK || (rc = set_nonblocking(listen_fd)) != WEFT_OK) {
+    if ((rc = tctx_new(&t, creds, false)) != WEFT_OK ||
+        (rc = set_nonblocking(listen_fd)) != WEFT_OK) {
         goto out;
     }
     pthread_mutex_lock(&r->mu);
@@ -942,7 +994,7 @@ out:
 int tls_relay_set_server_creds(struct tls_relay *r, const struct tls_relay_creds *creds)
 {
     struct tls_ctx *t;
-    TRY(tctx_new(&t, creds));
+    TRY(tctx_new(&t, creds, false));
     pthread_mutex_lock(&r->mu);
     struct tls_ctx *old = r->server_ctx;
     int rc = old != NULL ? WEFT_OK : WEFT_EINVAL; /* nothing to replace before listening */
@@ -976,7 +1028,7 @@ int tls_relay_dial(struct tls_relay *r, int *out_fd, struct weft_peer *out_peer,
         snprintf(w.err, sizeof(w.err), "no server ID to expect");
         goto out;
     }
-    if ((rc = tctx_new(&t, creds)) != WEFT_OK) {
+    if ((rc = tctx_new(&t, creds, true)) != WEFT_OK) {
         snprintf(w.err, sizeof(w.err), "unusable client credentials: %s", weft_strerror(rc));
         goto out;
     }

@@ -9,7 +9,9 @@
  *
  * Both sides present X509-SVIDs, and each verifies the other's presented chain with
  * spiffe_x509svid_verify against its bundle set, at the relay's clock. Only TLS 1.3 is spoken
- * and sessions are never resumed, so every connection is verified afresh.
+ * and sessions are never resumed, so every connection is verified afresh. The one exception is a
+ * listener with tls_relay_server_ops.client_cert_optional, which also lets in clients that
+ * present no certificate at all (a node joining with a token): anonymous peers.
  *
  * When either side closes, the relay forwards what it already holds and then closes both the
  * TCP socket and its end of the pair: the holder of the plaintext end sees EOF. Nothing ever
@@ -48,42 +50,53 @@ struct tls_relay_config {
 
 /* struct tls_relay_creds: one side's X509-SVID and what it trusts. Everything is borrowed for the
  * duration of the call it is passed to: the relay takes its own references to the chain and key
- * and copies the X.509 authorities of |bundles|, so the caller may free or change them after. */
+ * and copies the X.509 authorities of |bundles|, so the caller may free or change them after.
+ * Only tls_relay_dial accepts |chain| and |key| both NULL: a client with no SVID yet. */
 struct tls_relay_creds {
     STACK_OF(X509) * chain;                  /* leaf first, then the intermediates it carries */
     EVP_PKEY *key;                           /* the leaf's private key */
     const struct spiffe_bundle_set *bundles; /* authorities the peer's chain must lead to */
 };
 
-/* struct tls_relay_server_ops: what a listening relay calls, always on its own thread. None of
- * them may block or call tls_relay_* functions. */
+/* struct tls_relay_server_ops: what a listening relay calls, always on its own thread, and
+ * whether it lets clients in without a certificate. None of the callbacks may block or call
+ * tls_relay_* functions. */
 struct tls_relay_server_ops {
-    /* on_peer receives a verified client. It owns |plaintext_fd| from then on (grpcfd_on_peer
-     * adopts it into a gRPC server). |peer| is valid for the call only. Required. */
+    /* on_peer receives a verified client, or an anonymous one (see |client_cert_optional|). It
+     * owns |plaintext_fd| from then on (grpcfd_on_peer adopts it into a gRPC server). |peer| is
+     * valid for the call only. Required. */
     void (*on_peer)(void *arg, int plaintext_fd, const struct weft_peer *peer);
-    /* authorize may refuse a client whose SVID verified; the client gets an access_denied alert.
-     * NULL accepts every verified client. */
+    /* authorize may refuse a client whose SVID verified, or an anonymous one; the client gets an
+     * access_denied alert. NULL accepts every verified or anonymous client. */
     bool (*authorize)(void *arg, const struct weft_peer *peer);
     /* on_refused says why an inbound connection ended before reaching on_peer (failed
      * verification, timeout, connection limit, ...). NULL: such refusals are silent. */
     void (*on_refused)(void *arg, const char *reason);
     void *arg;
+    /* client_cert_optional: false (the default) refuses a client that presents no certificate,
+     * with a certificate_required alert. True still requests one, and a client that presents a
+     * chain is verified exactly as otherwise (a bad chain is refused), but a client that
+     * presents none is let in as an anonymous peer: authorize and on_peer see a weft_peer that
+     * is all zero, |peer->id.len| == 0 (no verified peer ever has an empty ID). A handler must
+     * tell the two apart on every call, e.g. serve only a join (AttestNode) to an anonymous
+     * peer. */
+    bool client_cert_optional;
 };
 
 struct tls_relay;
 
 /* tls_relay_new starts a relay and its loop thread. |cfg| may be NULL for the defaults. The
  * thread blocks SIGPIPE for itself, so a peer that resets never kills the process; no signal
- * disposition of the process changes. Returns WEFT_EINVAL for a negative timeout, WEFT_EIO if
- * the loop or the thread cannot be created. The caller frees |*out| with tls_relay_free. */
+ * disposition of the process changes. Returns WEFT_EINVAL for a negative timeout, WEFT_EIO if the
+ * loop or the thread cannot be created. The caller frees |*out| with tls_relay_free. */
 WEFT_MUST_USE int tls_relay_new(struct tls_relay **out, const struct tls_relay_config *cfg);
 
 /* tls_relay_listen makes |r| accept TLS clients on |listen_fd| (a listening TCP socket), which
  * the relay owns from the call on, even when it fails. Each client must present an SVID that
- * verifies against |creds->bundles| (and pass |ops->authorize|); it is then given to
- * |ops->on_peer|. A relay listens on one socket at most. Returns WEFT_EINVAL for unusable
- * credentials (no chain, a key that is not the leaf's, ...) or a second listen, WEFT_ECRYPTO if
- * BoringSSL refuses them. */
+ * verifies against |creds->bundles|, or nothing when |ops->client_cert_optional|, and pass
+ * |ops->authorize|; it is then given to |ops->on_peer|. |*ops| is copied. A relay listens on one
+ * socket at most. Returns WEFT_EINVAL for unusable credentials (no chain, a key that is not the
+ * leaf's, ...) or a second listen, WEFT_ECRYPTO if BoringSSL refuses them. */
 WEFT_MUST_USE int tls_relay_listen(struct tls_relay *r, int listen_fd,
                                    const struct tls_relay_creds *creds,
                                    const struct tls_relay_server_ops *ops);
@@ -97,7 +110,9 @@ WEFT_MUST_USE int tls_relay_set_server_creds(struct tls_relay *r,
 
 /* tls_relay_dial runs a TLS client handshake on |net_fd|, a connected TCP socket the relay owns
  * from the call on, even when it fails. The server must present an SVID that verifies against
- * |creds->bundles| and names exactly |expect|.
+ * |creds->bundles| and names exactly |expect|. With |creds->chain| and |creds->key| both NULL
+ * the client presents no certificate: only a listener with client_cert_optional lets it in
+ * (others answer certificate_required, WEFT_EPOLICY), and the server is verified all the same.
  *
  * TLS 1.3 lets the client finish its handshake before the server has judged the client's
  * certificate, so tls_relay_dial waits for the server's first decrypted byte (gRPC's SETTINGS
@@ -112,7 +127,8 @@ WEFT_MUST_USE int tls_relay_set_server_creds(struct tls_relay *r,
  *  - WEFT_EIO: the connection failed, closed or timed out before the server's first byte;
  *  - WEFT_EPROTO: any other TLS failure;
  *  - WEFT_ELIMIT: the relay already holds its maximum number of connections;
- *  - WEFT_EINVAL: unusable |creds|, or a call from the relay's own thread;
+ *  - WEFT_EINVAL: unusable |creds| (a chain without a key or the reverse, a key that is not
+ *    the leaf's, ...), or a call from the relay's own thread;
  *  - WEFT_ECRYPTO: BoringSSL refused the credentials or a new connection. */
 WEFT_MUST_USE int tls_relay_dial(struct tls_relay *r, int *out_fd, struct weft_peer *out_peer,
                                  int net_fd, const struct tls_relay_creds *creds,

@@ -28,7 +28,10 @@ struct server_side {
     int num_peers;
     char refused[MAX_PEERS][TLS_RELAY_ERR_LEN];
     int num_refused;
-    const char *deny_id; /* authorize refuses this ID */
+    const char *deny_id;     /* authorize refuses this ID */
+    bool deny_anonymous;     /* authorize refuses a peer with no ID */
+    int num_asked;           /* authorize calls */
+    int num_asked_anonymous; /* ... of which for a peer with no ID */
 };
 
 static struct fixture_pki pki;
@@ -58,6 +61,13 @@ static void on_peer(void *arg, int fd, const struct weft_peer *peer)
 static bool authorize(void *arg, const struct weft_peer *peer)
 {
     struct server_side *s = arg;
+    pthread_mutex_lock(&s->mu);
+    s->num_asked++;
+    s->num_asked_anonymous += peer->id.len == 0;
+    pthread_mutex_unlock(&s->mu);
+    if (peer->id.len == 0) {
+        return !s->deny_anonymous;
+    }
     return s->deny_id == NULL || strcmp(peer->id.str, s->deny_id) != 0;
 }
 
@@ -75,6 +85,11 @@ static void on_refused(void *arg, const char *reason)
 
 static const struct tls_relay_server_ops ops = {
     .on_peer = on_peer, .authorize = authorize, .on_refused = on_refused, .arg = &side};
+static const struct tls_relay_server_ops optional_ops = {.on_peer = on_peer,
+                                                         .authorize = authorize,
+                                                         .on_refused = on_refused,
+                                                         .arg = &side,
+                                                         .client_cert_optional = true};
 
 /* wait_refused waits until the server has refused |n| connections; returns whether it did. */
 static bool wait_refused(int n)
@@ -92,13 +107,16 @@ static bool wait_refused(int n)
     return ok;
 }
 
-static void start_server(const struct tls_relay_config *cfg)
+static void start_server_with(const struct tls_relay_config *cfg,
+                              const struct tls_relay_server_ops *server_ops)
 {
     int listen_fd = fixture_listen(&port);
     cr_assert_geq(listen_fd, 0);
     cr_assert_eq(tls_relay_new(&server, cfg), WEFT_OK);
-    cr_assert_eq(tls_relay_listen(server, listen_fd, &pki.server.creds, &ops), WEFT_OK);
+    cr_assert_eq(tls_relay_listen(server, listen_fd, &pki.server.creds, server_ops), WEFT_OK);
 }
+
+static void start_server(const struct tls_relay_config *cfg) { start_server_with(cfg, &ops); }
 
 static void setup(void)
 {
@@ -121,14 +139,20 @@ TestSuite(tls_relay, .init = setup, .fini = teardown, .timeout = 30);
 
 static const struct tls_relay_config test_clock = {.now = fixture_now};
 
-/* dial connects to the server and runs tls_relay_dial on |client|. */
-static int dial(int *out_fd, struct weft_peer *out_peer, const struct fixture_svid *svid,
-                const char *expect, char *err)
+/* dial_creds connects to the server and runs tls_relay_dial on |client|; dial does so as |svid|. */
+static int dial_creds(int *out_fd, struct weft_peer *out_peer, const struct tls_relay_creds *creds,
+                      const char *expect, char *err)
 {
     int fd = fixture_connect(port);
     cr_assert_geq(fd, 0);
     struct spiffe_id id = fixture_id(expect);
-    return tls_relay_dial(client, out_fd, out_peer, fd, &svid->creds, &id, err, TLS_RELAY_ERR_LEN);
+    return tls_relay_dial(client, out_fd, out_peer, fd, creds, &id, err, TLS_RELAY_ERR_LEN);
+}
+
+static int dial(int *out_fd, struct weft_peer *out_peer, const struct fixture_svid *svid,
+                const char *expect, char *err)
+{
+    return dial_creds(out_fd, out_peer, &svid->creds, expect, err);
 }
 
 /* dial_ok dials as |svid| expecting the server, and checks the greeting arrives. */
@@ -397,4 +421,122 @@ Test(tls_relay, free_closes_every_connection)
     cr_assert(fixture_wait_eof(fd), "the dialer's end stayed open");
     cr_assert(fixture_wait_eof(side.fds[0]), "the server's end stayed open");
     close(fd);
+}
+
+/* --- client_cert_optional ------------------------------------------------------------------ */
+
+Test(tls_relay, optional_lets_an_anonymous_client_in_with_an_empty_id)
+{
+    start_server_with(&test_clock, &optional_ops);
+    cr_assert_eq(tls_relay_new(&client, &test_clock), WEFT_OK);
+    int fd;
+    struct weft_peer peer;
+    char err[TLS_RELAY_ERR_LEN];
+    cr_assert_eq(dial_creds(&fd, &peer, &pki.anonymous, FIXTURE_SERVER_ID, err), WEFT_OK, "%s",
+                 err);
+    cr_assert_str_eq(peer.id.str, FIXTURE_SERVER_ID); /* the server is verified all the same */
+    char greeting = 0;
+    cr_assert(fixture_read_exact(fd, &greeting, 1));
+    cr_assert_eq(greeting, GREETING);
+    cr_assert_eq(side.num_peers, 1);
+    cr_assert_eq(side.peers[0].id.len, 0);
+    cr_assert_str_eq(side.peers[0].id.str, "");
+    cr_assert_eq(side.peers[0].not_after, 0);
+    cr_assert_str_eq(side.peers[0].serial_hex, "");
+    cr_assert_eq(side.num_asked, 1, "authorize was not asked about the anonymous client");
+    cr_assert_eq(side.num_asked_anonymous, 1);
+    echo_through(fd, side.fds[0], 64 * 1024);
+    close(fd);
+}
+
+Test(tls_relay, refuses_an_anonymous_client_unless_optional)
+{
+    start_server(&test_clock);
+    cr_assert_eq(tls_relay_new(&client, &test_clock), WEFT_OK);
+    int fd;
+    struct weft_peer peer;
+    char err[TLS_RELAY_ERR_LEN];
+    cr_assert_eq(dial_creds(&fd, &peer, &pki.anonymous, FIXTURE_SERVER_ID, err), WEFT_EPOLICY);
+    cr_assert_eq(fd, -1);
+    cr_assert_str_eq(err, "the server refused us with TLS alert \"certificate required\": we "
+                          "presented no certificate");
+    cr_assert(wait_refused(1));
+    cr_assert(strstr(side.refused[0], "PEER_DID_NOT_RETURN_A_CERTIFICATE") != NULL, "%s",
+              side.refused[0]);
+    cr_assert_eq(side.num_peers, 0);
+    cr_assert_eq(side.num_asked, 0);
+}
+
+Test(tls_relay, optional_still_refuses_a_client_whose_root_is_not_in_the_bundle)
+{
+    start_server_with(&test_clock, &optional_ops);
+    cr_assert_eq(tls_relay_new(&client, &test_clock), WEFT_OK);
+    int fd;
+    struct weft_peer peer;
+    char err[TLS_RELAY_ERR_LEN];
+    cr_assert_eq(dial(&fd, &peer, &pki.rogue_a, FIXTURE_SERVER_ID, err), WEFT_EPOLICY);
+    cr_assert_eq(fd, -1);
+    cr_assert(strstr(err, "verification") != NULL && strstr(err, "unknown CA") != NULL, "%s", err);
+    cr_assert(wait_refused(1));
+    cr_assert(strstr(side.refused[0], "client's SVID failed verification (B9)") != NULL, "%s",
+              side.refused[0]);
+    cr_assert_eq(side.num_peers, 0);
+    cr_assert_eq(side.num_asked, 0);
+}
+
+Test(tls_relay, optional_gives_a_client_that_presents_an_svid_its_id)
+{
+    start_server_with(&test_clock, &optional_ops);
+    cr_assert_eq(tls_relay_new(&client, &test_clock), WEFT_OK);
+    close(dial_ok(&pki.node_a));
+    cr_assert_eq(side.num_peers, 1);
+    cr_assert_str_eq(side.peers[0].id.str, FIXTURE_NODE_A_ID);
+    cr_assert_eq(side.peers[0].not_after, TESTLIB_NOW - TESTLIB_HOUR + TESTLIB_DAY);
+    cr_assert_gt(strlen(side.peers[0].serial_hex), 0);
+    cr_assert_eq(side.num_asked, 1);
+    cr_assert_eq(side.num_asked_anonymous, 0);
+}
+
+Test(tls_relay, authorize_refuses_an_anonymous_client)
+{
+    side.deny_anonymous = true;
+    start_server_with(&test_clock, &optional_ops);
+    cr_assert_eq(tls_relay_new(&client, &test_clock), WEFT_OK);
+    int fd;
+    struct weft_peer peer;
+    char err[TLS_RELAY_ERR_LEN];
+    cr_assert_eq(dial_creds(&fd, &peer, &pki.anonymous, FIXTURE_SERVER_ID, err), WEFT_EPOLICY);
+    cr_assert_str_eq(
+        err, "the server refused us with TLS alert \"access denied\": we presented no certificate");
+    cr_assert(wait_refused(1));
+    cr_assert_str_eq(side.refused[0], "the anonymous client is not authorized");
+    cr_assert_eq(side.num_peers, 0);
+    close(dial_ok(&pki.node_a)); /* and those with an SVID still get in */
+}
+
+Test(tls_relay, credentials_need_both_chain_and_key_or_neither)
+{
+    cr_assert_eq(tls_relay_new(&client, &test_clock), WEFT_OK);
+    struct spiffe_id expect = fixture_id(FIXTURE_SERVER_ID);
+    struct tls_relay_creds chain_only = pki.node_a.creds, key_only = pki.node_a.creds;
+    chain_only.key = NULL;
+    key_only.chain = NULL;
+    const struct tls_relay_creds *halves[] = {&chain_only, &key_only};
+    for (size_t i = 0; i < 2; i++) {
+        int sv[2];
+        cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        int fd;
+        struct weft_peer peer;
+        char err[TLS_RELAY_ERR_LEN];
+        cr_assert_eq(
+            tls_relay_dial(client, &fd, &peer, sv[0], halves[i], &expect, err, sizeof(err)),
+            WEFT_EINVAL);
+        cr_assert_str_eq(err, "unusable client credentials: invalid input");
+        close(sv[1]);
+    }
+    /* A listener always presents an SVID, optional client certificates or not. */
+    int listen_fd = fixture_listen(&port);
+    cr_assert_geq(listen_fd, 0);
+    cr_assert_eq(tls_relay_new(&server, &test_clock), WEFT_OK);
+    cr_assert_eq(tls_relay_listen(server, listen_fd, &pki.anonymous, &optional_ops), WEFT_EINVAL);
 }
