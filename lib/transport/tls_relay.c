@@ -107,6 +107,10 @@ struct tls_relay {
     bool listening; /* loop thread only from here down */
     ev_io listen_w;
     ev_timer accept_pause;
+    unsigned max_accepts_per_s;
+    double *accept_times;   /* ring of the last max_accepts_per_s accepts' monotonic times */
+    unsigned num_accepts;   /* how many of them are filled in, up to max_accepts_per_s */
+    unsigned oldest_accept; /* once full, the index of the oldest */
     struct conn *conns;
     atomic_size_t num_conns;
 };
@@ -806,6 +810,31 @@ static void refuse(struct tls_relay *r, const char *reason)
     }
 }
 
+static double monotonic_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* accept_allowed says whether one more accept fits the rate: fewer than max_accepts_per_s in
+ * the last second. If so it records it. A sliding window rather than calendar seconds, so that
+ * a burst straddling a second's boundary gets N, not 2N; refused accepts are not recorded, so a
+ * flood does not lock out the clients that come at the rate. */
+static bool accept_allowed(struct tls_relay *r, double now)
+{
+    if (r->num_accepts < r->max_accepts_per_s) {
+        r->accept_times[r->num_accepts++] = now;
+        return true;
+    }
+    if (now - r->accept_times[r->oldest_accept] < 1.) {
+        return false;
+    }
+    r->accept_times[r->oldest_accept] = now;
+    r->oldest_accept = (r->oldest_accept + 1) % r->max_accepts_per_s;
+    return true;
+}
+
 static void on_listen_ready(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
@@ -824,6 +853,14 @@ static void on_listen_ready(struct ev_loop *loop, ev_io *w, int revents)
                 ev_timer_start(loop, &r->accept_pause);
             }
             return;
+        }
+        if (!accept_allowed(r, monotonic_s())) {
+            char reason[64];
+            snprintf(reason, sizeof(reason), "connection rate limit: %u per second",
+                     r->max_accepts_per_s);
+            refuse(r, reason);
+            close(fd);
+            continue;
         }
         if (atomic_load(&r->num_conns) >= r->max_conns) {
             refuse(r, "connection limit reached");
@@ -911,6 +948,7 @@ int tls_relay_new(struct tls_relay **out, const struct tls_relay_config *cfg)
     *out = NULL;
     cfg = cfg != NULL ? cfg : &defaults;
     ENSURE(cfg->handshake_timeout_ms >= 0, WEFT_EINVAL);
+    ENSURE(cfg->max_accepts_per_s <= TLS_RELAY_MAX_ACCEPTS_PER_S, WEFT_EINVAL);
 
     struct tls_relay *r = weft_xcalloc(1, sizeof(*r));
     r->max_conns = cfg->max_conns != 0 ? cfg->max_conns : TLS_RELAY_DEFAULT_MAX_CONNS;
@@ -918,11 +956,15 @@ int tls_relay_new(struct tls_relay **out, const struct tls_relay_config *cfg)
         (double)(cfg->handshake_timeout_ms != 0 ? cfg->handshake_timeout_ms
                                                 : TLS_RELAY_DEFAULT_HANDSHAKE_TIMEOUT_MS) /
         1000.;
+    r->max_accepts_per_s =
+        cfg->max_accepts_per_s != 0 ? cfg->max_accepts_per_s : TLS_RELAY_DEFAULT_MAX_ACCEPTS_PER_S;
+    r->accept_times = weft_xcalloc(r->max_accepts_per_s, sizeof(*r->accept_times));
     r->now = cfg->now != NULL ? cfg->now : system_now;
     r->now_arg = cfg->now_arg;
     r->listen_fd = -1;
     atomic_init(&r->num_conns, 0);
     if ((r->loop = ev_loop_new(EVFLAG_AUTO)) == NULL) {
+        free(r->accept_times);
         free(r);
         return WEFT_EIO;
     }
@@ -944,6 +986,7 @@ int tls_relay_new(struct tls_relay **out, const struct tls_relay_config *cfg)
     if (err != 0) {
         ev_loop_destroy(r->loop);
         pthread_mutex_destroy(&r->mu);
+        free(r->accept_times);
         free(r);
         return WEFT_EIO;
     }
@@ -1105,5 +1148,6 @@ void tls_relay_free(struct tls_relay *r)
     tctx_unref(r->server_ctx);
     ev_loop_destroy(r->loop);
     pthread_mutex_destroy(&r->mu);
+    free(r->accept_times);
     free(r);
 }

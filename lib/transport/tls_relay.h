@@ -35,14 +35,20 @@
 
 #define TLS_RELAY_DEFAULT_MAX_CONNS 1024
 #define TLS_RELAY_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
-#define TLS_RELAY_BUF_LEN (16 * 1024) /* bytes buffered per direction per connection */
-#define TLS_RELAY_ERR_LEN 512         /* bytes of a reason; longer ones are truncated */
+#define TLS_RELAY_DEFAULT_MAX_ACCEPTS_PER_S 200
+#define TLS_RELAY_MAX_ACCEPTS_PER_S 65536 /* the largest max_accepts_per_s tls_relay_new takes */
+#define TLS_RELAY_BUF_LEN (16 * 1024)     /* bytes buffered per direction per connection */
+#define TLS_RELAY_ERR_LEN 512             /* bytes of a reason; longer ones are truncated */
 
 /* struct tls_relay_config: limits and clock. A zeroed config gives the defaults. */
 struct tls_relay_config {
     size_t max_conns;             /* TCP connections, inbound and outbound, in any state */
     int64_t handshake_timeout_ms; /* from accept or dial to verified (dialing: to the server's
                                    * first byte) */
+    unsigned max_accepts_per_s;   /* a listener accepts at most this many connections in any
+                                   * one second (a sliding window, not calendar seconds); the
+                                   * others are closed at once and reported to on_refused. 0:
+                                   * TLS_RELAY_DEFAULT_MAX_ACCEPTS_PER_S */
     int64_t (*now)(void *arg);    /* seconds since the epoch for certificate checks; NULL:
                                    * time(2). Called on the relay thread. */
     void *now_arg;
@@ -70,7 +76,7 @@ struct tls_relay_server_ops {
      * access_denied alert. NULL accepts every verified or anonymous client. */
     bool (*authorize)(void *arg, const struct weft_peer *peer);
     /* on_refused says why an inbound connection ended before reaching on_peer (failed
-     * verification, timeout, connection limit, ...). NULL: such refusals are silent. */
+     * verification, timeout, connection limit or rate, ...). NULL: such refusals are silent. */
     void (*on_refused)(void *arg, const char *reason);
     void *arg;
     /* client_cert_optional: false (the default) refuses a client that presents no certificate,
@@ -87,8 +93,9 @@ struct tls_relay;
 
 /* tls_relay_new starts a relay and its loop thread. |cfg| may be NULL for the defaults. The
  * thread blocks SIGPIPE for itself, so a peer that resets never kills the process; no signal
- * disposition of the process changes. Returns WEFT_EINVAL for a negative timeout, WEFT_EIO if the
- * loop or the thread cannot be created. The caller frees |*out| with tls_relay_free. */
+ * disposition of the process changes. Returns WEFT_EINVAL for a negative timeout or a
+ * max_accepts_per_s above TLS_RELAY_MAX_ACCEPTS_PER_S, WEFT_EIO if the loop or the thread
+ * cannot be created. The caller frees |*out| with tls_relay_free. */
 WEFT_MUST_USE int tls_relay_new(struct tls_relay **out, const struct tls_relay_config *cfg);
 
 /* tls_relay_listen makes |r| accept TLS clients on |listen_fd| (a listening TCP socket), which

@@ -540,3 +540,51 @@ Test(tls_relay, credentials_need_both_chain_and_key_or_neither)
     cr_assert_eq(tls_relay_new(&server, &test_clock), WEFT_OK);
     cr_assert_eq(tls_relay_listen(server, listen_fd, &pki.anonymous, &optional_ops), WEFT_EINVAL);
 }
+
+/* --- connection rate ------------------------------------------------------------------------ */
+
+static double monotonic_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+Test(tls_relay, server_refuses_accepts_past_its_rate)
+{
+    struct tls_relay_config cfg = {.now = fixture_now, .max_accepts_per_s = 3};
+    start_server(&cfg);
+    cr_assert_eq(tls_relay_new(&client, &test_clock), WEFT_OK);
+    double start = monotonic_s();
+    int fds[3];
+    for (int i = 0; i < 3; i++) {
+        fds[i] = dial_ok(&pki.node_a);
+    }
+    int fd;
+    struct weft_peer peer;
+    char err[TLS_RELAY_ERR_LEN];
+    cr_assert_eq(dial(&fd, &peer, &pki.node_a, FIXTURE_SERVER_ID, err), WEFT_EIO);
+    cr_assert_lt(monotonic_s() - start, 1., "too slow to test a rate per second");
+    cr_assert(wait_refused(1));
+    cr_assert_str_eq(side.refused[0], "connection rate limit: 3 per second");
+    cr_assert_eq(side.num_peers, 3);
+    /* The window slides: a second after the first accept, there is room for one more. */
+    double left = start + 1.05 - monotonic_s();
+    if (left > 0) {
+        usleep((useconds_t)(left * 1e6));
+    }
+    close(dial_ok(&pki.node_a));
+    cr_assert_eq(side.num_refused, 1);
+    for (int i = 0; i < 3; i++) {
+        close(fds[i]);
+    }
+}
+
+Test(tls_relay, new_refuses_unusable_limits)
+{
+    struct tls_relay_config cfg = {.max_accepts_per_s = TLS_RELAY_MAX_ACCEPTS_PER_S + 1};
+    cr_assert_eq(tls_relay_new(&server, &cfg), WEFT_EINVAL);
+    cr_assert_null(server);
+    cfg = (struct tls_relay_config){.max_accepts_per_s = TLS_RELAY_MAX_ACCEPTS_PER_S};
+    cr_assert_eq(tls_relay_new(&server, &cfg), WEFT_OK);
+}
