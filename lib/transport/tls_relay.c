@@ -74,7 +74,7 @@ struct conn {
     SSL *ssl;
     struct tls_ctx *tctx; /* a reference */
     ev_io net_w, pt_w;
-    ev_timer deadline;                    /* the handshake timeout; stopped in CONN_RELAY */
+    ev_timer deadline;                    /* the handshake timeout, then the idle one */
     uint8_t net_to_pt[TLS_RELAY_BUF_LEN]; /* decrypted, not yet written to pt_fd */
     size_t net_to_pt_off, net_to_pt_len;
     uint8_t pt_to_net[TLS_RELAY_BUF_LEN]; /* read from pt_fd, not yet taken by SSL_write */
@@ -83,6 +83,7 @@ struct conn {
     struct spiffe_id expect;        /* client: the server's ID */
     struct weft_peer peer;          /* set by verify_peer; all zero for an anonymous client */
     bool admitted;                  /* server: verify_peer or admit_anonymous let the client in */
+    ev_tstamp last_active;          /* CONN_RELAY: when a byte last moved, for the idle timer */
     struct dial_waiter *waiter;     /* client, until CONN_RELAY or close */
     int fail_rc;                    /* WEFT_OK, or why the connection is being refused ... */
     char reason[TLS_RELAY_ERR_LEN]; /* ... in words */
@@ -94,6 +95,7 @@ struct tls_relay {
     ev_async wake;
     size_t max_conns;
     double handshake_timeout_s;
+    double idle_timeout_s; /* 0: none */
     int64_t (*now)(void *arg);
     void *now_arg;
 
@@ -499,6 +501,11 @@ static int start_relaying(struct conn *c)
     c->pt_fd = sv[0];
     c->state = CONN_RELAY;
     ev_timer_stop(c->r->loop, &c->deadline);
+    if (c->r->idle_timeout_s > 0) {
+        c->last_active = ev_now(c->r->loop);
+        ev_timer_set(&c->deadline, c->r->idle_timeout_s, 0.);
+        ev_timer_start(c->r->loop, &c->deadline);
+    }
     if (c->is_server) {
         c->r->ops.on_peer(c->r->ops.arg, sv[1], &c->peer);
     } else {
@@ -557,6 +564,7 @@ static int read_first_byte(struct conn *c, int *want)
  * stays open; when it does not, c->fail_rc says whether it failed (c->reason why) or ended. */
 static bool relay(struct conn *c, int *net_want, int *pt_want)
 {
+    ev_tstamp now = ev_now(c->r->loop);
     for (bool progress = true; progress;) {
         progress = false;
         *net_want = *pt_want = 0;
@@ -568,6 +576,7 @@ static bool relay(struct conn *c, int *net_want, int *pt_want)
             if (n > 0) {
                 c->net_to_pt_off = 0;
                 c->net_to_pt_len = (size_t)n;
+                c->last_active = now;
                 progress = true;
             } else {
                 int rc = ssl_result(c, n, net_want, &eof);
@@ -584,6 +593,7 @@ static bool relay(struct conn *c, int *net_want, int *pt_want)
             if (n > 0) {
                 c->net_to_pt_off += (size_t)n;
                 c->net_to_pt_len -= (size_t)n;
+                c->last_active = now;
                 progress = true;
             } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
                 *pt_want |= EV_WRITE;
@@ -598,6 +608,7 @@ static bool relay(struct conn *c, int *net_want, int *pt_want)
             ssize_t n = recv(c->pt_fd, c->pt_to_net, sizeof(c->pt_to_net), 0);
             if (n > 0) {
                 c->pt_to_net_len = (size_t)n;
+                c->last_active = now;
                 progress = true;
             } else if (n == 0) {
                 c->pt_eof = true;
@@ -615,6 +626,7 @@ static bool relay(struct conn *c, int *net_want, int *pt_want)
             int n = SSL_write(c->ssl, c->pt_to_net, (int)c->pt_to_net_len);
             if (n > 0) {
                 c->pt_to_net_len = 0;
+                c->last_active = now;
                 progress = true;
             } else {
                 int rc = ssl_result(c, n, net_want, &eof);
@@ -792,9 +804,21 @@ static void on_pt_ready(struct ev_loop *loop, ev_io *w, int revents)
 
 static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    (void)loop;
     (void)revents;
     struct conn *c = container_of(w, struct conn, deadline);
+    if (c->state == CONN_RELAY) {
+        /* One timer per connection, moved forward only when it fires, rather than restarted on
+         * every byte [libev manual, ev_timer, "be smart about timeouts"]. */
+        ev_tstamp left = c->last_active + c->r->idle_timeout_s - ev_now(loop);
+        if (left > 0) {
+            ev_timer_set(w, left, 0.);
+            ev_timer_start(loop, w);
+            return;
+        }
+        fail(c, WEFT_EIO, "idle for %.0f ms", c->r->idle_timeout_s * 1000);
+        conn_close(c);
+        return;
+    }
     fail(c, WEFT_EIO, "%s after %.0f ms",
          c->state == CONN_FIRST_BYTE ? "the server sent nothing" : "the TLS handshake timed out",
          c->r->handshake_timeout_s * 1000);
@@ -947,7 +971,7 @@ int tls_relay_new(struct tls_relay **out, const struct tls_relay_config *cfg)
     static const struct tls_relay_config defaults;
     *out = NULL;
     cfg = cfg != NULL ? cfg : &defaults;
-    ENSURE(cfg->handshake_timeout_ms >= 0, WEFT_EINVAL);
+    ENSURE(cfg->handshake_timeout_ms >= 0 && cfg->idle_timeout_ms >= 0, WEFT_EINVAL);
     ENSURE(cfg->max_accepts_per_s <= TLS_RELAY_MAX_ACCEPTS_PER_S, WEFT_EINVAL);
 
     struct tls_relay *r = weft_xcalloc(1, sizeof(*r));
@@ -956,6 +980,7 @@ int tls_relay_new(struct tls_relay **out, const struct tls_relay_config *cfg)
         (double)(cfg->handshake_timeout_ms != 0 ? cfg->handshake_timeout_ms
                                                 : TLS_RELAY_DEFAULT_HANDSHAKE_TIMEOUT_MS) /
         1000.;
+    r->idle_timeout_s = (double)cfg->idle_timeout_ms / 1000.;
     r->max_accepts_per_s =
         cfg->max_accepts_per_s != 0 ? cfg->max_accepts_per_s : TLS_RELAY_DEFAULT_MAX_ACCEPTS_PER_S;
     r->accept_times = weft_xcalloc(r->max_accepts_per_s, sizeof(*r->accept_times));

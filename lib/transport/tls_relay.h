@@ -49,6 +49,11 @@ struct tls_relay_config {
                                    * one second (a sliding window, not calendar seconds); the
                                    * others are closed at once and reported to on_refused. 0:
                                    * TLS_RELAY_DEFAULT_MAX_ACCEPTS_PER_S */
+    int64_t idle_timeout_ms;      /* a connection that is up (handed to on_peer or returned by
+                                   * tls_relay_dial), dialed or accepted, is closed once no byte
+                                   * has moved in either direction for this long; the holder of
+                                   * the plaintext end sees EOF and on_refused is not called.
+                                   * 0: never */
     int64_t (*now)(void *arg);    /* seconds since the epoch for certificate checks; NULL:
                                    * time(2). Called on the relay thread. */
     void *now_arg;

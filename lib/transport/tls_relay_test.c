@@ -541,7 +541,7 @@ Test(tls_relay, credentials_need_both_chain_and_key_or_neither)
     cr_assert_eq(tls_relay_listen(server, listen_fd, &pki.anonymous, &optional_ops), WEFT_EINVAL);
 }
 
-/* --- connection rate ------------------------------------------------------------------------ */
+/* --- connection rate and idle timeout -------------------------------------------------------- */
 
 static double monotonic_s(void)
 {
@@ -585,6 +585,31 @@ Test(tls_relay, new_refuses_unusable_limits)
     struct tls_relay_config cfg = {.max_accepts_per_s = TLS_RELAY_MAX_ACCEPTS_PER_S + 1};
     cr_assert_eq(tls_relay_new(&server, &cfg), WEFT_EINVAL);
     cr_assert_null(server);
+    cfg = (struct tls_relay_config){.idle_timeout_ms = -1};
+    cr_assert_eq(tls_relay_new(&server, &cfg), WEFT_EINVAL);
     cfg = (struct tls_relay_config){.max_accepts_per_s = TLS_RELAY_MAX_ACCEPTS_PER_S};
     cr_assert_eq(tls_relay_new(&server, &cfg), WEFT_OK);
+}
+
+Test(tls_relay, idle_timeout_closes_a_connection_only_once_no_byte_moves)
+{
+    struct tls_relay_config cfg = {.now = fixture_now, .idle_timeout_ms = 400};
+    start_server(&cfg);
+    cr_assert_eq(tls_relay_new(&client, &test_clock), WEFT_OK);
+    int fd = dial_ok(&pki.node_a);
+    /* A byte every 100 ms, for twice the idle timeout, keeps the connection up. */
+    for (int i = 0; i < 8; i++) {
+        usleep(100 * 1000);
+        char b = (char)('a' + i), got = 0;
+        cr_assert_eq(send(fd, &b, 1, MSG_NOSIGNAL), 1);
+        cr_assert(fixture_read_exact(side.fds[0], &got, 1), "closed while bytes were moving");
+        cr_assert_eq(got, b);
+    }
+    double quiet = monotonic_s();
+    cr_assert(fixture_wait_eof(fd), "the idle connection stayed open");
+    cr_assert_geq(monotonic_s() - quiet, 0.3, "closed before the idle timeout");
+    cr_assert(fixture_wait_eof(side.fds[0]), "the server's end stayed open");
+    cr_assert_eq(side.num_refused, 0); /* it was up: not a refusal */
+    cr_assert_eq(tls_relay_num_conns(server), 0);
+    close(fd);
 }
