@@ -7,7 +7,9 @@
 
 #include "lib/spiffe/id.h"
 
-/* struct weft_peer is a peer whose X509-SVID passed spiffe_x509svid_verify. */
+/* struct weft_peer is a peer whose X509-SVID passed spiffe_x509svid_verify, or an anonymous
+ * client, which only a listener with tls_relay_server_ops.client_cert_optional lets in: then every
+ * field is zero and |id.len| is 0, which a verified peer's ID never is. */
 struct weft_peer {
     struct spiffe_id id;         /* the leaf's SPIFFE ID */
     int64_t not_after;           /* seconds since the epoch: the earliest notAfter of the presented
