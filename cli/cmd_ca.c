@@ -15,7 +15,9 @@
 #include "lib/spiffe/x509svid.h"
 
 static const char usage[] =
-    "usage: weftctl ca init --trust-domain TD --out DIR [--root-ttl DUR]\n"
+    "usage: weftctl ca status [--socket PATH]\n"
+    "       weftctl ca rotate-root [--socket PATH]\n"
+    "       weftctl ca init --trust-domain TD --out DIR [--root-ttl DUR]\n"
     "                       [--intermediate-ttl DUR] [--key-type ec-p256|ed25519]\n"
     "\n"
     "Makes the CA material of a new trust domain in DIR (created mode 0700; existing files are\n"
@@ -111,6 +113,9 @@ int cmd_ca(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "init") == 0) {
         return init(argc - 1, argv + 1);
+    }
+    if (argc >= 2 && (strcmp(argv[1], "status") == 0 || strcmp(argv[1], "rotate-root") == 0)) {
+        return cli_ca_status(argc - 1, argv + 1, strcmp(argv[1], "rotate-root") == 0);
     }
     int help = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
     fputs(usage, help ? stdout : stderr);

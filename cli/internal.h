@@ -2,6 +2,7 @@
 #ifndef WEFT_CLI_INTERNAL_H
 #define WEFT_CLI_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,6 +20,14 @@ int cmd_ca(int argc, char **argv);
 int cmd_id(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 int cmd_svid(int argc, char **argv);
+int cmd_token(int argc, char **argv);
+int cmd_entry(int argc, char **argv);
+int cmd_revoke(int argc, char **argv);
+int cmd_certs(int argc, char **argv);
+
+/* cli_ca_status runs `weftctl ca status`, or `ca rotate-root` when |rotate|, against weft-ca's
+ * admin socket. */
+int cli_ca_status(int argc, char **argv, bool rotate);
 
 /* cli_read reads |path| for the flag |what|; on failure it prints why and returns EXIT_USAGE. */
 int cli_read(uint8_t **out, size_t *out_len, const char *what, const char *path);

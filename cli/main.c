@@ -87,6 +87,18 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "ca") == 0) {
         return cmd_ca(argc - 1, argv + 1);
     }
+    if (strcmp(cmd, "token") == 0) {
+        return cmd_token(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "entry") == 0) {
+        return cmd_entry(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "revoke") == 0) {
+        return cmd_revoke(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "certs") == 0) {
+        return cmd_certs(argc - 1, argv + 1);
+    }
     if (strcmp(cmd, "policy") == 0) {
         return cmd_policy(argc - 1, argv + 1);
     }

@@ -1,0 +1,1770 @@
+/* ca/daemon.c: see daemon.h. Everything after start-up runs on the main thread: gRPC handlers
+ * (lib/rpc), WatchNode pushes, the policy poll, directory expiry and the serving SVID's
+ * renewal. The relay and the HTTP admin port run threads of their own and touch none of this
+ * state. */
+#include "ca/daemon.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <openssl/bytestring.h>
+#include <openssl/mem.h>
+#include <openssl/x509.h>
+
+#include "ca/core.h"
+#include "ca/directory.h"
+#include "ca/issuer.h"
+#include "ca/material.h"
+#include "ca/policy_source.h"
+#include "ca/root_rotation.h"
+#include "ca/signer.h"
+#include "ca/store.h"
+#include "lib/base/file.h"
+#include "lib/base/log.h"
+#include "lib/base/mem.h"
+#include "lib/base/metrics.h"
+#include "lib/httpadmin/httpadmin.h"
+#include "lib/rpc/rpc.h"
+#include "lib/spiffe/bundle.h"
+#include "lib/transport/grpcfd.h"
+#include "lib/transport/tls_relay.h"
+#include "proto/ca.pb-c.h"
+
+#define NODE_PATH_PREFIX "/weft/node/"
+#define CA_SERVING_PATH "/weft/ca"
+#define SERVING_TTL_S (24 * 3600)
+#define DEFAULT_DIRECTORY_TTL_S 120
+#define DEFAULT_POLICY_POLL_MS 2000
+#define DEFAULT_STREAMS_PER_NODE 4
+#define MAX_DIRECTORY 100000
+#define MAX_DIRECTORY_PER_NODE 4096
+#define MAX_LIST_ROWS 10000
+#define MAX_WATCHERS 20000
+#define MAX_SNAPSHOT_ENTRIES 4096
+#define TICK_MS 250
+
+static atomic_int stop_signal;
+
+static void on_signal(int sig) { atomic_store(&stop_signal, sig); }
+
+struct watcher {
+    struct watcher *next;
+    struct rpc_stream *s;
+    struct ca_caller caller;
+    uint64_t sent_seq; /* the snapshot sequence last sent */
+};
+
+struct metrics {
+    struct weft_metrics *reg;
+    struct weft_counter *issued_node, *issued_workload, *refused, *store_errors, *joins;
+    struct weft_histogram *sign_seconds;
+    struct weft_gauge *int_not_after, *root_not_after, *serving_not_after, *agents, *behind,
+        *policy_version, *policy_refusals, *dir_entries, *dir_conflicts, *snapshot_seq;
+};
+
+struct daemon {
+    const struct ca_daemon_opts *o;
+    struct spiffe_id td;
+    char data_dir[1024];
+
+    struct ca_store *store;
+    struct ca_signer *signer;
+    struct ca_issuer issuer;
+    X509 *intermediate;
+    STACK_OF(X509) * roots;
+    uint8_t *bundle_der;
+    size_t bundle_der_len;
+    struct spiffe_bundle_set bundles;
+    int64_t int_not_after, root_not_after;
+
+    struct tls_relay *relay;
+    struct grpcfd_server *fds;
+    struct rpc_server *rpc;
+    struct httpadmin *http;
+
+    struct ca_directory *dir;
+    struct ca_policy_source *policy;
+    uint64_t policy_version;
+    struct ca_root_rot *rot;
+
+    struct watcher *watchers;
+    size_t num_watchers;
+    uint64_t snapshot_seq; /* goes up with every change a snapshot shows */
+
+    EVP_PKEY *serving_key;
+    STACK_OF(X509) * serving_chain;
+    int64_t serving_not_after, serving_renew_at;
+
+    struct metrics m;
+    atomic_bool ready;
+    char not_ready[256];
+};
+
+static int64_t now_s(void) { return (int64_t)time(NULL); }
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* --- start-up helpers ------------------------------------------------------------------------ */
+
+/* listen_tcp binds "HOST:PORT" ("0.0.0.0:8443", "[::]:8443"). */
+static int listen_tcp(const char *hostport, char *err, size_t err_len)
+{
+    char host[256];
+    const char *colon = strrchr(hostport, ':');
+    if (colon == NULL || (size_t)(colon - hostport) >= sizeof(host)) {
+        snprintf(err, err_len, "%s: not HOST:PORT", hostport);
+        return -1;
+    }
+    memcpy(host, hostport, (size_t)(colon - hostport));
+    host[colon - hostport] = '\0';
+    char *h = host;
+    if (h[0] == '[' && h[strlen(h) - 1] == ']') {
+        h[strlen(h) - 1] = '\0';
+        h++;
+    }
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICHOST};
+    struct addrinfo *ai = NULL;
+    int gai = getaddrinfo(h[0] != '\0' ? h : NULL, colon + 1, &hints, &ai);
+    if (gai != 0) {
+        snprintf(err, err_len, "%s: %s", hostport, gai_strerror(gai));
+        return -1;
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 512) != 0) {
+        snprintf(err, err_len, "cannot listen on %s: %s", hostport, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+        fd = -1;
+    }
+    freeaddrinfo(ai);
+    return fd;
+}
+
+static int read_certs(STACK_OF(X509) * *out, const char *dir, const char *name, char *err,
+                      size_t err_len)
+{
+    char path[1200];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    uint8_t *data = NULL;
+    size_t len = 0;
+    if (weft_file_read(&data, &len, path, SPIFFE_MAX_PEM_INPUT) != WEFT_OK) {
+        snprintf(err, err_len, "cannot read %s: %s", path, strerror(errno));
+        return WEFT_EIO;
+    }
+    struct spiffe_why why;
+    int rc = spiffe_certs_decode(out, data, len, SPIFFE_MAX_CHAIN, 0, &why);
+    free(data);
+    if (rc != WEFT_OK) {
+        snprintf(err, err_len, "%s: %s", path, why.msg);
+    }
+    return rc;
+}
+
+/* load_material reads the intermediate and the roots, and checks they belong together. */
+static int load_material(struct daemon *d, char *err, size_t err_len)
+{
+    STACK_OF(X509) *ints = NULL;
+    TRY(read_certs(&ints, d->data_dir, CA_FILE_INT_CERT, err, err_len));
+    d->intermediate = sk_X509_shift(ints);
+    sk_X509_pop_free(ints, X509_free);
+    TRY(read_certs(&d->roots, d->data_dir, CA_FILE_BUNDLE_PEM, err, err_len));
+
+    struct spiffe_id int_id;
+    struct spiffe_why why;
+    if (spiffe_cert_uri_id(&int_id, d->intermediate, &why) != WEFT_OK) {
+        snprintf(err, err_len, "%s/%s: %s", d->data_dir, CA_FILE_INT_CERT, why.msg);
+        return WEFT_EINVAL;
+    }
+    if (d->o->trust_domain != NULL) {
+        if (spiffe_td_parse(&d->td, d->o->trust_domain, strlen(d->o->trust_domain), &why) !=
+            WEFT_OK) {
+            snprintf(err, err_len, "--trust-domain %s: %s", d->o->trust_domain, why.msg);
+            return WEFT_EINVAL;
+        }
+        if (!spiffe_id_equal(&d->td, &int_id)) {
+            snprintf(err, err_len, "--trust-domain %s, but %s/%s is the CA of %s", d->td.str,
+                     d->data_dir, CA_FILE_INT_CERT, int_id.str);
+            return WEFT_EINVAL;
+        }
+    } else {
+        d->td = int_id;
+    }
+    struct spiffe_bundle *b = spiffe_bundle_new(&d->td);
+    int64_t nb;
+    d->root_not_after = INT64_MAX;
+    for (size_t i = 0; i < sk_X509_num(d->roots); i++) {
+        X509 *root = sk_X509_value(d->roots, i);
+        int64_t na;
+        if (spiffe_bundle_add_x509(b, root) != WEFT_OK ||
+            spiffe_cert_validity(&nb, &na, root) != WEFT_OK) {
+            spiffe_bundle_free(b);
+            snprintf(err, err_len, "%s/%s: unusable root", d->data_dir, CA_FILE_BUNDLE_PEM);
+            return WEFT_EINVAL;
+        }
+        d->root_not_after = na < d->root_not_after ? na : d->root_not_after;
+    }
+    if (spiffe_bundle_set_put(&d->bundles, b) != WEFT_OK) {
+        spiffe_bundle_free(b);
+        return WEFT_EINTERNAL;
+    }
+    if (spiffe_cert_validity(&nb, &d->int_not_after, d->intermediate) != WEFT_OK) {
+        snprintf(err, err_len, "%s/%s: unreadable validity", d->data_dir, CA_FILE_INT_CERT);
+        return WEFT_EINVAL;
+    }
+    /* the intermediate must chain to the bundle, now */
+    STACK_OF(X509) *chain = sk_X509_new_null();
+    sk_X509_push(chain, d->intermediate);
+    X509_STORE *xs = X509_STORE_new();
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    for (size_t i = 0; i < sk_X509_num(d->roots); i++) {
+        X509_STORE_add_cert(xs, sk_X509_value(d->roots, i));
+    }
+    bool ok = X509_STORE_CTX_init(ctx, xs, d->intermediate, NULL) && X509_verify_cert(ctx) == 1;
+    int verr = X509_STORE_CTX_get_error(ctx);
+    X509_STORE_CTX_free(ctx);
+    X509_STORE_free(xs);
+    sk_X509_free(chain);
+    if (!ok) {
+        snprintf(err, err_len, "%s/%s does not verify against %s: %s", d->data_dir,
+                 CA_FILE_INT_CERT, CA_FILE_BUNDLE_PEM, X509_verify_cert_error_string(verr));
+        return WEFT_EINVAL;
+    }
+    ENSURE(spiffe_certs_to_der(&d->bundle_der, &d->bundle_der_len, d->roots) == WEFT_OK,
+           WEFT_ECRYPTO);
+    return WEFT_OK;
+}
+
+/* drop_privileges switches a root-started process to |user| for good. */
+static int drop_privileges(const char *user, char *err, size_t err_len)
+{
+    if (geteuid() != 0) {
+        return WEFT_OK;
+    }
+    struct passwd *pw = getpwnam(user);
+    if (pw == NULL) {
+        snprintf(err, err_len, "--user %s: no such user", user);
+        return WEFT_EINVAL;
+    }
+    if (setgroups(0, NULL) != 0 || setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) != 0 ||
+        setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) != 0) {
+        snprintf(err, err_len, "cannot become %s: %s", user, strerror(errno));
+        return WEFT_EIO;
+    }
+    (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    return WEFT_OK;
+}
+
+/* --- the serving SVID ---------------------------------------------------------------------- */
+
+/* serving_renew has the signer sign a fresh spiffe://TD/weft/ca for a new key held only here,
+ * and hands it to the relay. */
+static int serving_renew(struct daemon *d, int64_t now, char *err, size_t err_len)
+{
+    EVP_PKEY *key = spiffe_key_generate(SPIFFE_KEY_EC_P256);
+    uint8_t *spki = NULL;
+    size_t spki_len = 0;
+    CBB cbb;
+    if (key == NULL || !CBB_init(&cbb, 128) || !EVP_marshal_public_key(&cbb, key) ||
+        !CBB_finish(&cbb, &spki, &spki_len)) {
+        EVP_PKEY_free(key);
+        snprintf(err, err_len, "cannot make the serving key");
+        return WEFT_ECRYPTO;
+    }
+    char id[SPIFFE_ID_MAX_LEN + 16];
+    snprintf(id, sizeof(id), "%s%s", d->td.str, CA_SERVING_PATH);
+    int64_t ttl = SERVING_TTL_S;
+    if (d->int_not_after - now < ttl) {
+        ttl = d->int_not_after - now; /* the signer refuses to outlive its own certificate */
+    }
+    struct ca_signer_request req = {
+        .pubkey_der = spki,
+        .pubkey_len = spki_len,
+        .spiffe_id = id,
+        .not_before = now - 60,
+        .ttl_s = ttl,
+    };
+    uint8_t der[CA_SIGNER_MAX_CERT];
+    size_t der_len = 0;
+    int rc = ca_signer_sign_leaf(d->signer, &req, der, sizeof(der), &der_len, err, err_len);
+    OPENSSL_free(spki);
+    if (rc != WEFT_OK) {
+        EVP_PKEY_free(key);
+        return rc;
+    }
+    const uint8_t *p = der;
+    X509 *leaf = d2i_X509(NULL, &p, (long)der_len);
+    STACK_OF(X509) *chain = sk_X509_new_null();
+    int64_t nb, na;
+    if (leaf == NULL || chain == NULL || !sk_X509_push(chain, leaf) ||
+        !sk_X509_push(chain, X509_up_ref(d->intermediate) ? d->intermediate : NULL) ||
+        spiffe_cert_validity(&nb, &na, leaf) != WEFT_OK) {
+        snprintf(err, err_len, "the signer's serving certificate does not decode");
+        sk_X509_pop_free(chain, X509_free);
+        EVP_PKEY_free(key);
+        return WEFT_ECRYPTO;
+    }
+    struct tls_relay_creds creds = {.chain = chain, .key = key, .bundles = &d->bundles};
+    if (d->serving_chain != NULL) {
+        rc = tls_relay_set_server_creds(d->relay, &creds);
+        if (rc != WEFT_OK) {
+            snprintf(err, err_len, "the relay refused the renewed serving SVID: %s",
+                     weft_strerror(rc));
+            sk_X509_pop_free(chain, X509_free);
+            EVP_PKEY_free(key);
+            return rc;
+        }
+        sk_X509_pop_free(d->serving_chain, X509_free);
+        EVP_PKEY_free(d->serving_key);
+    }
+    d->serving_chain = chain;
+    d->serving_key = key;
+    d->serving_not_after = na;
+    d->serving_renew_at = now + (na - now) / 2;
+    weft_gauge_set(d->m.serving_not_after, (double)na);
+    char until[32];
+    snprintf(until, sizeof(until), "%lld", (long long)na);
+    weft_log(WEFT_LOG_INFO, "serving svid renewed", 2, "id", id, "not_after", until);
+    return WEFT_OK;
+}
+
+/* --- callers ----------------------------------------------------------------------------- */
+
+/* node_of fills |c| from a verified peer when it is a node of our trust domain. */
+static bool node_of(const struct daemon *d, const struct weft_peer *peer, struct ca_caller *c)
+{
+    memset(c, 0, sizeof(*c));
+    if (peer->id.len == 0 || !spiffe_id_same_td(&peer->id, &d->td)) {
+        return false;
+    }
+    const char *path = spiffe_id_path(&peer->id);
+    size_t plen = strlen(NODE_PATH_PREFIX);
+    if (strncmp(path, NODE_PATH_PREFIX, plen) != 0 || path[plen] == '\0' ||
+        strchr(path + plen, '/') != NULL || strlen(path + plen) > CA_NODE_NAME_MAX) {
+        return false;
+    }
+    snprintf(c->node, sizeof(c->node), "%s", path + plen);
+    snprintf(c->serial_hex, sizeof(c->serial_hex), "%s", peer->serial_hex);
+    c->not_after = peer->not_after;
+    return true;
+}
+
+/* relay_authorize lets a handshake through for a client with no certificate (it may only
+ * call AttestNode) or with a node SVID of this trust domain; a workload has no business here. */
+static bool relay_authorize(void *arg, const struct weft_peer *peer)
+{
+    const struct daemon *d = arg;
+    struct ca_caller c;
+    return peer->id.len == 0 || node_of(d, peer, &c);
+}
+
+static void relay_on_peer(void *arg, int fd, const struct weft_peer *peer)
+{
+    struct daemon *d = arg;
+    grpcfd_on_peer(d->fds, fd, peer); /* set before the relay listens, freed after it stops */
+}
+
+static void relay_refused(void *arg, const char *reason)
+{
+    (void)arg;
+    weft_log(WEFT_LOG_INFO, "connection refused", 1, "reason", reason);
+}
+
+/* check_node is the first thing every node call does. */
+static bool check_node(struct daemon *d, const struct rpc_ctx *ctx, struct ca_caller *c,
+                       struct rpc_reply *reply)
+{
+    char err[256];
+    if (!node_of(d, &ctx->peer, c)) {
+        rpc_fail(reply, GRPC_STATUS_UNAUTHENTICATED, "present a node SVID of %s", d->td.str);
+        weft_counter_add(d->m.refused, 1);
+        return false;
+    }
+    int rc = ca_check_caller(&d->issuer, c, now_s(), err, sizeof(err));
+    if (rc != WEFT_OK) {
+        rpc_fail(reply, rc == WEFT_EIO ? GRPC_STATUS_UNAVAILABLE : GRPC_STATUS_PERMISSION_DENIED,
+                 "%s", err);
+        weft_counter_add(rc == WEFT_EIO ? d->m.store_errors : d->m.refused, 1);
+        weft_log(WEFT_LOG_WARN, "node call refused", 3, "node", c->node, "method", ctx->method,
+                 "reason", err);
+        return false;
+    }
+    return true;
+}
+
+/* --- snapshots --------------------------------------------------------------------------- */
+
+static void changed(struct daemon *d) { d->snapshot_seq++; }
+
+struct snap_build {
+    Weft__Ca__V1__NodeSnapshot snap;
+    Weft__Ca__V1__Entry *entries;
+    Weft__Ca__V1__Entry **entry_ptrs;
+    char **selector_ptrs; /* CA_MAX_SELECTORS per entry */
+    struct ca_entry *rows;
+    size_t num_entries;
+    Weft__Ca__V1__DenyItem *deny;
+    Weft__Ca__V1__DenyItem **deny_ptrs;
+    struct ca_revocation *revs;
+    size_t num_deny, cap_deny;
+    Weft__Ca__V1__PolicyFile *files;
+    Weft__Ca__V1__PolicyFile **file_ptrs;
+    Weft__Ca__V1__DirectoryEntry *dir;
+    Weft__Ca__V1__DirectoryEntry **dir_ptrs;
+    char (*dir_addrs)[CA_DIR_ADDR_MAX];
+    size_t num_dir;
+};
+
+static void entry_to_pb(Weft__Ca__V1__Entry *pb, char **sel_ptrs, struct ca_entry *e)
+{
+    weft__ca__v1__entry__init(pb);
+    pb->id = e->id;
+    pb->spiffe_id = e->spiffe_id;
+    pb->node = e->node;
+    pb->node_selector = e->node_selector;
+    for (size_t i = 0; i < e->num_selectors; i++) {
+        sel_ptrs[i] = e->selectors[i];
+    }
+    pb->selectors = sel_ptrs;
+    pb->n_selectors = e->num_selectors;
+    pb->ttl_seconds = e->ttl_s;
+}
+
+static int collect_entry(void *arg, const struct ca_entry *e)
+{
+    struct snap_build *b = arg;
+    ENSURE(b->num_entries < MAX_SNAPSHOT_ENTRIES, WEFT_ELIMIT);
+    b->rows[b->num_entries++] = *e;
+    return WEFT_OK;
+}
+
+static int collect_revocation(void *arg, const struct ca_revocation *r)
+{
+    struct snap_build *b = arg;
+    if (b->num_deny == b->cap_deny) {
+        b->cap_deny = b->cap_deny ? 2 * b->cap_deny : 16;
+        b->revs = weft_xrealloc(b->revs, b->cap_deny * sizeof(*b->revs));
+    }
+    b->revs[b->num_deny++] = *r;
+    return WEFT_OK;
+}
+
+static void count_dir(void *arg, const struct ca_dir_entry *e)
+{
+    (void)e;
+    (*(size_t *)arg)++;
+}
+
+static void collect_dir(void *arg, const struct ca_dir_entry *e)
+{
+    struct snap_build *b = arg;
+    Weft__Ca__V1__DirectoryEntry *pb = &b->dir[b->num_dir];
+    weft__ca__v1__directory_entry__init(pb);
+    memcpy(b->dir_addrs[b->num_dir], e->address, CA_DIR_ADDR_MAX);
+    pb->address = b->dir_addrs[b->num_dir];
+    pb->spiffe_id = (char *)e->spiffe_id;
+    b->dir_ptrs[b->num_dir] = pb;
+    b->num_dir++;
+}
+
+static const Weft__Ca__V1__DenyItem__Kind kind_to_pb[] = {
+    [CA_REVOKE_ID] = WEFT__CA__V1__DENY_ITEM__KIND__SPIFFE_ID,
+    [CA_REVOKE_SERIAL] = WEFT__CA__V1__DENY_ITEM__KIND__SERIAL,
+    [CA_REVOKE_NODE] = WEFT__CA__V1__DENY_ITEM__KIND__NODE,
+};
+
+static void snap_free(struct snap_build *b)
+{
+    free(b->entries);
+    free(b->entry_ptrs);
+    free(b->selector_ptrs);
+    free(b->rows);
+    free(b->deny);
+    free(b->deny_ptrs);
+    free(b->revs);
+    free(b->files);
+    free(b->file_ptrs);
+    free(b->dir);
+    free(b->dir_ptrs);
+    free(b->dir_addrs);
+}
+
+/* snap_build fills |b| with |node|'s complete snapshot: the bundle, its entries, the deny list,
+ * the policy in force and the directory. */
+static int snap_build(struct daemon *d, const char *node, struct snap_build *b)
+{
+    memset(b, 0, sizeof(*b));
+    weft__ca__v1__node_snapshot__init(&b->snap);
+    b->snap.sequence = d->snapshot_seq;
+    b->snap.bundle.data = d->bundle_der;
+    b->snap.bundle.len = d->bundle_der_len;
+    b->snap.bundle_sequence = ca_root_rot_bundle_seq(d->rot);
+
+    b->rows = weft_xcalloc(MAX_SNAPSHOT_ENTRIES, sizeof(*b->rows));
+    int rc = ca_store_entry_list(d->store, node, collect_entry, b);
+    if (rc != WEFT_OK) {
+        return rc;
+    }
+    b->entries = weft_xcalloc(b->num_entries + 1, sizeof(*b->entries));
+    b->entry_ptrs = weft_xcalloc(b->num_entries + 1, sizeof(*b->entry_ptrs));
+    b->selector_ptrs = weft_xcalloc((b->num_entries + 1) * CA_MAX_SELECTORS, sizeof(char *));
+    for (size_t i = 0; i < b->num_entries; i++) {
+        entry_to_pb(&b->entries[i], &b->selector_ptrs[i * CA_MAX_SELECTORS], &b->rows[i]);
+        b->entry_ptrs[i] = &b->entries[i];
+    }
+    b->snap.entries = b->entry_ptrs;
+    b->snap.n_entries = b->num_entries;
+
+    TRY(ca_store_revocation_list(d->store, now_s(), collect_revocation, b));
+    b->deny = weft_xcalloc(b->num_deny + 1, sizeof(*b->deny));
+    b->deny_ptrs = weft_xcalloc(b->num_deny + 1, sizeof(*b->deny_ptrs));
+    for (size_t i = 0; i < b->num_deny; i++) {
+        weft__ca__v1__deny_item__init(&b->deny[i]);
+        b->deny[i].kind = kind_to_pb[b->revs[i].kind];
+        b->deny[i].value = b->revs[i].value;
+        b->deny[i].drop_after = b->revs[i].drop_after;
+        b->deny_ptrs[i] = &b->deny[i];
+    }
+    b->snap.deny_list = b->deny_ptrs;
+    b->snap.n_deny_list = b->num_deny;
+
+    size_t nf = d->policy != NULL ? ca_policy_source_num_files(d->policy) : 0;
+    b->files = weft_xcalloc(nf + 1, sizeof(*b->files));
+    b->file_ptrs = weft_xcalloc(nf + 1, sizeof(*b->file_ptrs));
+    for (size_t i = 0; i < nf; i++) {
+        const char *name;
+        const uint8_t *data;
+        size_t len;
+        ca_policy_source_file(d->policy, i, &name, &data, &len);
+        weft__ca__v1__policy_file__init(&b->files[i]);
+        b->files[i].name = (char *)name;
+        b->files[i].content.data = (uint8_t *)data;
+        b->files[i].content.len = len;
+        b->file_ptrs[i] = &b->files[i];
+    }
+    b->snap.policy = b->file_ptrs;
+    b->snap.n_policy = nf;
+    b->snap.policy_version = d->policy_version;
+
+    size_t nd = 0;
+    ca_directory_each(d->dir, count_dir, &nd);
+    b->dir = weft_xcalloc(nd + 1, sizeof(*b->dir));
+    b->dir_ptrs = weft_xcalloc(nd + 1, sizeof(*b->dir_ptrs));
+    b->dir_addrs = weft_xcalloc(nd + 1, sizeof(*b->dir_addrs));
+    ca_directory_each(d->dir, collect_dir, b);
+    b->snap.directory = b->dir_ptrs;
+    b->snap.n_directory = b->num_dir;
+    b->snap.directory_version = ca_directory_version(d->dir);
+    return WEFT_OK;
+}
+
+static void watcher_push(struct daemon *d, struct watcher *w)
+{
+    struct snap_build b;
+    int rc = snap_build(d, w->caller.node, &b);
+    if (rc == WEFT_OK && rpc_stream_send(w->s, &b.snap.base) == WEFT_OK) {
+        w->sent_seq = d->snapshot_seq;
+    } else if (rc != WEFT_OK) {
+        weft_counter_add(d->m.store_errors, rc == WEFT_EIO);
+        weft_log(WEFT_LOG_ERROR, "cannot build a node snapshot", 2, "node", w->caller.node, "error",
+                 rc == WEFT_ELIMIT ? "too many entries for one node" : d->store->err);
+        rpc_stream_finish(w->s, GRPC_STATUS_UNAVAILABLE, "the CA cannot build your snapshot");
+    }
+    snap_free(&b);
+}
+
+/* push_all sends the current snapshot to every watcher that has not seen it, and ends the
+ * streams of nodes that may no longer call (expired or revoked since they connected). */
+static void push_all(struct daemon *d, bool recheck)
+{
+    int64_t now = now_s();
+    for (struct watcher *w = d->watchers; w != NULL; w = w->next) {
+        char err[256];
+        if (w->caller.not_after < now ||
+            (recheck &&
+             ca_check_caller(&d->issuer, &w->caller, now, err, sizeof(err)) == WEFT_EPOLICY)) {
+            weft_log(WEFT_LOG_WARN, "watch ended: node may no longer call", 1, "node",
+                     w->caller.node);
+            rpc_stream_finish(w->s, GRPC_STATUS_PERMISSION_DENIED,
+                              "your node SVID expired or was revoked");
+            continue;
+        }
+        if (w->sent_seq != d->snapshot_seq) {
+            watcher_push(d, w);
+        }
+    }
+}
+
+/* --- the CA service ------------------------------------------------------------------------ *
+ * Replies point into static storage: lib/rpc packs a reply as soon as its handler returns, on
+ * this one thread, before any other handler runs. */
+
+static void svid_to_pb(Weft__Ca__V1__Svid *pb, struct ca_svid *s)
+{
+    weft__ca__v1__svid__init(pb);
+    pb->spiffe_id = s->spiffe_id;
+    pb->chain.data = s->chain;
+    pb->chain.len = s->chain_len;
+    pb->not_after = s->not_after;
+    pb->entry_id = s->entry_id;
+}
+
+static void observe_sign(struct daemon *d, double started, size_t n)
+{
+    if (n > 0) {
+        double each = (mono_s() - started) / (double)n;
+        for (size_t i = 0; i < n; i++) {
+            weft_histogram_observe(d->m.sign_seconds, each);
+        }
+    }
+}
+
+static void attest_node(void *arg, const struct rpc_ctx *ctx, const uint8_t *req, size_t len,
+                        struct rpc_reply *reply)
+{
+    (void)ctx;
+    struct daemon *d = arg;
+    Weft__Ca__V1__AttestNodeRequest *r = weft__ca__v1__attest_node_request__unpack(NULL, len, req);
+    if (r == NULL) {
+        rpc_fail(reply, GRPC_STATUS_INVALID_ARGUMENT, "AttestNodeRequest does not decode");
+        return;
+    }
+    static struct ca_svid svid;
+    char node[CA_NODE_NAME_MAX + 1], err[256];
+    double t0 = mono_s();
+    int rc = ca_attest_node(&d->issuer, r->join_token, r->csr.data, r->csr.len, now_s(), node,
+                            &svid, err, sizeof(err));
+    weft__ca__v1__attest_node_request__free_unpacked(r, NULL);
+    if (rc != WEFT_OK) {
+        /* a peer learns nothing about which tokens exist; the log has the reason */
+        weft_counter_add(rc == WEFT_EIO ? d->m.store_errors : d->m.refused, 1);
+        if (rc == WEFT_EPOLICY) {
+            rpc_fail(reply, GRPC_STATUS_PERMISSION_DENIED, "join token refused");
+        } else {
+            rpc_fail(reply, rc == WEFT_EIO ? GRPC_STATUS_UNAVAILABLE : GRPC_STATUS_INVALID_ARGUMENT,
+                     "%s", err);
+        }
+        return;
+    }
+    observe_sign(d, t0, 1);
+    weft_counter_add(d->m.issued_node, 1);
+    weft_counter_add(d->m.joins, 1);
+    static Weft__Ca__V1__AttestNodeResponse resp;
+    static Weft__Ca__V1__Svid pb;
+    weft__ca__v1__attest_node_response__init(&resp);
+    svid_to_pb(&pb, &svid);
+    resp.node_svid = &pb;
+    resp.bundle.data = d->bundle_der;
+    resp.bundle.len = d->bundle_der_len;
+    reply->msg = &resp.base;
+}
+
+static void renew_node(void *arg, const struct rpc_ctx *ctx, const uint8_t *req, size_t len,
+                       struct rpc_reply *reply)
+{
+    struct daemon *d = arg;
+    struct ca_caller c;
+    if (!check_node(d, ctx, &c, reply)) {
+        return;
+    }
+    Weft__Ca__V1__RenewNodeRequest *r = weft__ca__v1__renew_node_request__unpack(NULL, len, req);
+    if (r == NULL) {
+        rpc_fail(reply, GRPC_STATUS_INVALID_ARGUMENT, "RenewNodeRequest does not decode");
+        return;
+    }
+    static struct ca_svid svid;
+    char err[256];
+    double t0 = mono_s();
+    int rc =
+        ca_renew_node(&d->issuer, &c, r->csr.data, r->csr.len, now_s(), &svid, err, sizeof(err));
+    weft__ca__v1__renew_node_request__free_unpacked(r, NULL);
+    if (rc != WEFT_OK) {
+        weft_counter_add(rc == WEFT_EIO ? d->m.store_errors : d->m.refused, 1);
+        rpc_fail(reply,
+                 rc == WEFT_EIO       ? GRPC_STATUS_UNAVAILABLE
+                 : rc == WEFT_EPOLICY ? GRPC_STATUS_PERMISSION_DENIED
+                                      : GRPC_STATUS_INVALID_ARGUMENT,
+                 "%s", err);
+        return;
+    }
+    observe_sign(d, t0, 1);
+    weft_counter_add(d->m.issued_node, 1);
+    static Weft__Ca__V1__RenewNodeResponse resp;
+    static Weft__Ca__V1__Svid pb;
+    weft__ca__v1__renew_node_response__init(&resp);
+    svid_to_pb(&pb, &svid);
+    resp.node_svid = &pb;
+    reply->msg = &resp.base;
+}
+
+static void mint_workloads(void *arg, const struct rpc_ctx *ctx, const uint8_t *req, size_t len,
+                           struct rpc_reply *reply)
+{
+    struct daemon *d = arg;
+    struct ca_caller c;
+    if (!check_node(d, ctx, &c, reply)) {
+        return;
+    }
+    Weft__Ca__V1__MintWorkloadSVIDsRequest *r =
+        weft__ca__v1__mint_workload_svids_request__unpack(NULL, len, req);
+    if (r == NULL) {
+        rpc_fail(reply, GRPC_STATUS_INVALID_ARGUMENT, "MintWorkloadSVIDsRequest does not decode");
+        return;
+    }
+    if (r->n_requests > CA_MAX_MINT_BATCH) {
+        rpc_fail(reply, GRPC_STATUS_RESOURCE_EXHAUSTED, "%zu CSRs in one call; at most %d",
+                 r->n_requests, CA_MAX_MINT_BATCH);
+        weft__ca__v1__mint_workload_svids_request__free_unpacked(r, NULL);
+        return;
+    }
+    static struct ca_mint_request reqs[CA_MAX_MINT_BATCH];
+    static struct ca_mint_result results[CA_MAX_MINT_BATCH];
+    for (size_t i = 0; i < r->n_requests; i++) {
+        reqs[i] = (struct ca_mint_request){r->requests[i]->entry_id, r->requests[i]->csr.data,
+                                           r->requests[i]->csr.len};
+    }
+    char err[256];
+    double t0 = mono_s();
+    int rc =
+        ca_mint_workloads(&d->issuer, &c, reqs, r->n_requests, results, now_s(), err, sizeof(err));
+    size_t n = r->n_requests;
+    weft__ca__v1__mint_workload_svids_request__free_unpacked(r, NULL);
+    if (rc != WEFT_OK) {
+        weft_counter_add(d->m.refused, 1);
+        rpc_fail(reply,
+                 rc == WEFT_ELIMIT ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_PERMISSION_DENIED,
+                 "%s", err);
+        return;
+    }
+    static Weft__Ca__V1__MintWorkloadSVIDsResponse resp;
+    static Weft__Ca__V1__MintResult res[CA_MAX_MINT_BATCH], *res_ptrs[CA_MAX_MINT_BATCH];
+    static Weft__Ca__V1__Svid svids[CA_MAX_MINT_BATCH];
+    weft__ca__v1__mint_workload_svids_response__init(&resp);
+    size_t issued = 0;
+    for (size_t i = 0; i < n; i++) {
+        weft__ca__v1__mint_result__init(&res[i]);
+        if (results[i].rc == WEFT_OK) {
+            svid_to_pb(&svids[i], &results[i].svid);
+            res[i].svid = &svids[i];
+            issued++;
+        } else {
+            res[i].error = results[i].err;
+            weft_counter_add(results[i].rc == WEFT_EIO ? d->m.store_errors : d->m.refused, 1);
+        }
+        res_ptrs[i] = &res[i];
+    }
+    observe_sign(d, t0, issued);
+    weft_counter_add(d->m.issued_workload, issued);
+    resp.results = res_ptrs;
+    resp.n_results = n;
+    reply->msg = &resp.base;
+}
+
+struct serve_check {
+    const char *spiffe_id;
+    bool found;
+};
+
+static int match_entry_id(void *arg, const struct ca_entry *e)
+{
+    struct serve_check *c = arg;
+    if (strcmp(e->spiffe_id, c->spiffe_id) == 0) {
+        c->found = true;
+        return 1; /* stop */
+    }
+    return WEFT_OK;
+}
+
+/* may_serve answers the directory: a node may claim addresses only for IDs it may mint. */
+static bool may_serve(void *arg, const char *node, const char *spiffe_id)
+{
+    struct daemon *d = arg;
+    struct serve_check c = {spiffe_id, false};
+    int rc = ca_store_entry_list(d->store, node, match_entry_id, &c);
+    return (rc == WEFT_OK || rc == 1) && c.found;
+}
+
+struct conflicts {
+    char **list;
+    size_t num;
+};
+
+static void on_conflict(void *arg, const struct ca_dir_item *item, const char *reason)
+{
+    struct conflicts *c = arg;
+    char line[CA_DIR_ADDR_MAX + 300];
+    snprintf(line, sizeof(line), "%.63s: %.250s", item->address, reason);
+    c->list[c->num++] = weft_xstrndup(line, strlen(line));
+}
+
+static void report_workloads(void *arg, const struct rpc_ctx *ctx, const uint8_t *req, size_t len,
+                             struct rpc_reply *reply)
+{
+    struct daemon *d = arg;
+    struct ca_caller c;
+    if (!check_node(d, ctx, &c, reply)) {
+        return;
+    }
+    Weft__Ca__V1__ReportWorkloadsRequest *r =
+        weft__ca__v1__report_workloads_request__unpack(NULL, len, req);
+    if (r == NULL) {
+        rpc_fail(reply, GRPC_STATUS_INVALID_ARGUMENT, "ReportWorkloadsRequest does not decode");
+        return;
+    }
+    if (r->n_workloads > CA_DIR_MAX_REPORT) {
+        rpc_fail(reply, GRPC_STATUS_RESOURCE_EXHAUSTED, "%zu addresses in one report; at most %d",
+                 r->n_workloads, CA_DIR_MAX_REPORT);
+        weft__ca__v1__report_workloads_request__free_unpacked(r, NULL);
+        return;
+    }
+    struct ca_dir_item *items = weft_xcalloc(r->n_workloads + 1, sizeof(*items));
+    for (size_t i = 0; i < r->n_workloads; i++) {
+        items[i] = (struct ca_dir_item){r->workloads[i]->address, r->workloads[i]->spiffe_id};
+    }
+    /* the reply points into |pending| until the next report (answers are packed at once) */
+    static struct conflicts pending;
+    for (size_t i = 0; i < pending.num; i++) {
+        free(pending.list[i]);
+    }
+    free(pending.list);
+    pending = (struct conflicts){weft_xcalloc(r->n_workloads + 1, sizeof(char *)), 0};
+    uint64_t before = ca_directory_version(d->dir);
+    int rc =
+        ca_directory_report(d->dir, c.node, items, r->n_workloads, now_s(), on_conflict, &pending);
+    weft__ca__v1__report_workloads_request__free_unpacked(r, NULL);
+    free(items);
+    if (rc != WEFT_OK) {
+        rpc_fail(reply, GRPC_STATUS_RESOURCE_EXHAUSTED, "report refused: %s", weft_strerror(rc));
+    } else {
+        static Weft__Ca__V1__ReportWorkloadsResponse resp;
+        weft__ca__v1__report_workloads_response__init(&resp);
+        resp.conflicts = pending.list;
+        resp.n_conflicts = pending.num;
+        reply->msg = &resp.base;
+        for (size_t i = 0; i < pending.num; i++) {
+            weft_log(WEFT_LOG_WARN, "directory claim refused", 2, "node", c.node, "claim",
+                     pending.list[i]);
+        }
+    }
+    if (ca_directory_version(d->dir) != before) {
+        changed(d);
+    }
+    weft_gauge_set(d->m.dir_entries, (double)ca_directory_size(d->dir));
+    weft_gauge_set(d->m.dir_conflicts, (double)ca_directory_conflicts(d->dir));
+}
+
+/* --- WatchNode ------------------------------------------------------------------------------ */
+
+static size_t node_streams(const struct daemon *d, const char *node)
+{
+    size_t n = 0;
+    for (const struct watcher *w = d->watchers; w != NULL; w = w->next) {
+        n += strcmp(w->caller.node, node) == 0;
+    }
+    return n;
+}
+
+static grpc_status_code watch_open(void *arg, const struct rpc_ctx *ctx, struct rpc_stream *s,
+                                   char details[RPC_DETAILS_LEN])
+{
+    struct daemon *d = arg;
+    struct ca_caller c;
+    struct rpc_reply r = {.status = GRPC_STATUS_OK};
+    if (!check_node(d, ctx, &c, &r)) {
+        snprintf(details, RPC_DETAILS_LEN, "%s", r.details);
+        return r.status;
+    }
+    unsigned max =
+        d->o->max_streams_per_node ? d->o->max_streams_per_node : DEFAULT_STREAMS_PER_NODE;
+    size_t have = node_streams(d, c.node);
+    if (have >= max || d->num_watchers >= MAX_WATCHERS) {
+        snprintf(details, RPC_DETAILS_LEN, "node %.200s already has %zu WatchNode streams", c.node,
+                 have);
+        weft_counter_add(d->m.refused, 1);
+        return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    }
+    if (have == 0 && ca_root_rot_node_connected(d->rot, c.node, now_s()) != WEFT_OK) {
+        snprintf(details, RPC_DETAILS_LEN, "the CA tracks too many nodes");
+        return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    }
+    struct watcher *w = weft_xcalloc(1, sizeof(*w));
+    w->s = s;
+    w->caller = c;
+    w->next = d->watchers;
+    d->watchers = w;
+    d->num_watchers++;
+    rpc_stream_set_user(s, w);
+    weft_log(WEFT_LOG_INFO, "node watching", 1, "node", c.node);
+    watcher_push(d, w);
+    return GRPC_STATUS_OK;
+}
+
+static void watch_message(void *arg, struct rpc_stream *s, const uint8_t *msg, size_t len)
+{
+    struct daemon *d = arg;
+    struct watcher *w = rpc_stream_user(s);
+    Weft__Ca__V1__WatchNodeRequest *r = weft__ca__v1__watch_node_request__unpack(NULL, len, msg);
+    if (r == NULL) {
+        rpc_stream_finish(s, GRPC_STATUS_INVALID_ARGUMENT, "WatchNodeRequest does not decode");
+        return;
+    }
+    if (r->bundle_sequence_seen > 0 &&
+        ca_root_rot_node_acked(d->rot, w->caller.node, r->bundle_sequence_seen, now_s()) ==
+            WEFT_EINVAL) {
+        weft_log(WEFT_LOG_WARN, "node acknowledged a bundle that does not exist", 1, "node",
+                 w->caller.node);
+    }
+    weft__ca__v1__watch_node_request__free_unpacked(r, NULL);
+}
+
+static void watch_closed(void *arg, struct rpc_stream *s)
+{
+    struct daemon *d = arg;
+    struct watcher *w = rpc_stream_user(s);
+    if (w == NULL) {
+        return;
+    }
+    for (struct watcher **p = &d->watchers; *p != NULL; p = &(*p)->next) {
+        if (*p == w) {
+            *p = w->next;
+            d->num_watchers--;
+            break;
+        }
+    }
+    if (node_streams(d, w->caller.node) == 0) {
+        if (ca_root_rot_node_disconnected(d->rot, w->caller.node, now_s()) != WEFT_OK) {
+            weft_log(WEFT_LOG_ERROR, "root rotation did not know a watching node", 1, "node",
+                     w->caller.node);
+        }
+    }
+    weft_log(WEFT_LOG_INFO, "node stopped watching", 1, "node", w->caller.node);
+    free(w);
+}
+
+static const struct rpc_method ca_methods[] = {
+    {.path = "/weft.ca.v1.CA/AttestNode",
+     .kind = RPC_UNARY,
+     .max_request = 8 * 1024,
+     .unary = attest_node},
+    {.path = "/weft.ca.v1.CA/RenewNode",
+     .kind = RPC_UNARY,
+     .max_request = 8 * 1024,
+     .unary = renew_node},
+    {.path = "/weft.ca.v1.CA/MintWorkloadSVIDs",
+     .kind = RPC_UNARY,
+     .max_request = CA_MAX_MINT_BATCH * (CA_MAX_CSR + 128),
+     .unary = mint_workloads},
+    {.path = "/weft.ca.v1.CA/WatchNode",
+     .kind = RPC_STREAM,
+     .max_request = 256,
+     .open = watch_open,
+     .message = watch_message,
+     .closed = watch_closed},
+    {.path = "/weft.ca.v1.CA/ReportWorkloads",
+     .kind = RPC_UNARY,
+     .max_request = CA_DIR_MAX_REPORT * (CA_DIR_ADDR_MAX + 300),
+     .unary = report_workloads},
+};
+
+/* --- the Admin service ---------------------------------------------------------------------- */
+
+static void create_token(void *arg, const struct rpc_ctx *ctx, const uint8_t *req, size_t len,
+                         struct rpc_reply *reply)
+{
+    (void)ctx;
+    struct daemon *d = arg;
+    Weft__Ca__V1__CreateTokenRequest *r =
+        weft__ca__v1__create_token_request__unpack(NULL, len, req);
+    if (r == NULL) {
+        rpc_fail(reply, GRPC_STATUS_INVALID_ARGUMENT, "CreateTokenRequest does not decode");
+        return;
+    }
+    int64_t now = now_s(), ttl = r->ttl_seconds > 0 ? r->ttl_seconds : 3600;
+    static char token[CA_TOKEN_TEXT_LEN + 1];
+    char err[256];
+    int rc = ca_token_create(d->store, r->node, ttl, now, token, err, sizeof(err));
+    if (rc != WEFT_OK) {
+        rpc_fail(reply, rc == WEFT_EIO ? GRPC_STATUS_UNAVAILABLE : GRPC_STATUS_INVALID_ARGUMENT,
+                 "%s", err);
+    } else {
+        char until[32];
+        snprintf(until, sizeof(until), "%lld", (long long)(now + ttl));
+        weft_log(WEFT_LOG_INFO, "join token created", 2, "node", r->node, "expires_at", until);
+        static Weft__Ca__V1__CreateTokenResponse resp;
+        weft__ca__v1__create_token_response__init(&resp);
+        resp.token = token;
+        resp.expires_at = now + ttl;
+        reply->msg = &resp.base;
+    }
+    weft__ca__v1__create_token_request__free_unpacked(r, NULL);
+}
+
+static int entry_from_pb(struct ca_entry *e, const Weft__Ca__V1__Entry *pb, char *err,
+                         size_t err_len)
+{
+    memset(e, 0, sizeof(*e));
+    if (pb == NULL) {
+        snprintf(err, err_len, "no entry in the request");
+        return WEFT_EINVAL;
+    }
+    if (strlen(pb->spiffe_id) > CA_SPIFFE_ID_MAX || strlen(pb->node) > CA_NODE_NAME_MAX ||
+        strlen(pb->node_selector) > CA_SELECTOR_MAX || pb->n_selectors > CA_MAX_SELECTORS) {
+        snprintf(err, err_len, "entry over a limit (ID %d bytes, node %d, %d selectors of %d)",
+                 CA_SPIFFE_ID_MAX, CA_NODE_NAME_MAX, CA_MAX_SELECTORS, CA_SELECTOR_MAX);
+        return WEFT_ELIMIT;
+    }
+    snprintf(e->spiffe_id, sizeof(e->spiffe_id), "%s", pb->spiffe_id);
+    snprintf(e->node, sizeof(e->node), "%s", pb->node);
+    snprintf(e->node_selector, sizeof(e->node_selector), "%s", pb->node_selector);
+    for (size_t i = 0; i < pb->n_selectors; i++) {
+        if (strlen(pb->selectors[i]) > CA_SELECTOR_MAX) {
+            snprintf(err, err_len, "selector %zu is over %d bytes", i + 1, CA_SELECTOR_MAX);
+            return WEFT_ELIMIT;
+        }
+        snprintf(e->selectors[i], sizeof(e->selectors[i]), "%s", pb->selectors[i]);
+    }
+    e->num_selectors = pb->n_selectors;
+    e->ttl_s = pb->ttl_seconds > 0 ? pb->ttl_seconds : CA_DEFAULT_SVID_TTL_S;
+    return WEFT_OK;
+}
+
+static void create_entry(void *arg, const struct rpc_ctx *ctx, const uint8_t *req, size_t len,
+                         struct rpc_reply *reply)
+{
+    (void)ctx;
+    struct daemon *d = arg;
+    Weft__Ca__V1__CreateEntryRequest *r =
+        weft__ca__v1__create_entry_request__unpack(NULL, len, req);
+    if (r == NULL) {
+        rpc_fail(reply, GRPC_STATUS_INVALID_ARGUMENT, "CreateEntryRequest does not decode");
+        return;
+    }
+    static struct ca_entry e;
+    char err[512];
+    int rc = entry_from_pb(&e, r->entry, err, sizeof(err));
+    weft__ca__v1__create_entry_request__free_unpacked(r, NULL);
+    if (rc == WEFT_OK) {
+        rc = ca_entry_validate(&e, &d->td, err, sizeof(err));
+    }
+    if (rc == WEFT_OK) {
+        ca_entry_new_id(e.id);
+        e.created_at = now_s();
+        if ((rc = ca_store_entry_add(d->store, &e)) != WEFT_OK) {
+            snprintf(err, sizeof(err), "%s", d->store->err);
+        }
+    }
+    if (rc != WEFT_OK) {
+        rpc_fail(reply, rc == WEFT_EIO ? GRPC_STATUS_UNAVAILABLE : GRPC_STATUS_INVALID_ARGUMENT,
+                 "%s", err);
+        return;
+    }
+    weft_log(WEFT_LOG_INFO, "entry created", 3, "entry", e.id, "id", e.spiffe_id, "node",
+             e.node[0] ? e.node : e.node_selector);
+    changed(d);
+    static Weft__Ca__V1__CreateEntryResponse resp;
+    static Weft__Ca__V1__Entry pb;
+    static char *sels[CA_MAX_SELECTORS];
+    weft__ca__v1__create_entry_response__init(&resp);
+    entry_to_pb(&pb, sels, &e);
+    resp.entry = &pb;
+    reply->msg = &resp.base;
+}
+
+static void delete_entry(void *arg, const struct rpc_ctx *ctx, const uint8_t *req, size_t len,
+                         struct rpc_reply *reply)
+{
+    (void)ctx;
+    struct daemon *d = arg;
+    Weft__Ca__V1__DeleteEntryRequest *r =
+        weft__ca__v1__delete_entry_request__unpack(NULL, len, req);
+    if (r == NULL) {
+        rpc_fail(reply, GRPC_STATUS_INVALID_ARGUMENT, "DeleteEntryRequest does not decode");
+        return;
+    }
+    int rc = ca_store_entry_delete(d->store, r->id);
+    if (rc == WEFT_ENOTFOUND) {
+        rpc_fail(reply, GRPC_STATUS_NOT_FOUND, "no entry %.64s", r->id);
+    } else if (rc != WEFT_OK) {
+        rpc_fail(reply, GRPC_STATUS_UNAVAILABLE, "%s", d->store->err);
+    } else {
+        weft_log(WEFT_LOG_INFO, "entry deleted", 1, "entry", r->id);
+        changed(d);
+        static Weft__Ca__V1__DeleteEntryResponse resp;
+        weft__ca__v1__delete_entry_response__init(&resp);
+        reply->msg = &resp.base;
+    }
+    weft__ca__v1__delete_entry_request__free_unpacked(r, NULL);
+}
+
+struct entry_list {
+    struct ca_entry *rows;
+    size_t num, cap;
+    bool truncated;
+};
+
+static int list_entry(void *arg, const struct ca_entry *e)
+{
+    struct entry_list *l = arg;
+    if (l->num == MAX_LIST_ROWS) {
+        l->truncated = true;
+        return 1;
+    }
+    if (l->num == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 64;
+        l->rows = weft_xrealloc(l->rows, l->cap * sizeof(*l->rows));
+    }
+    l->rows[l->num++] = *e;
+    return WEFT_OK;
+}
+
+/* The admin replies below point into these, kept until the next call of the same kind (the
+ * reply is packed before the handler's next call can run). */
+static struct entry_list listed;
+static Weft__Ca__V1__Entry *listed_pb;
+static Weft__Ca__V1__Entry **listed_ptrs;
+static char **listed_sels;
+
+static void list_entries(void *arg, const struct rpc_ctx *ctx, const uint8_t *req, size_t len,
+                         struct rpc_reply *reply)
+{
+    (void)ctx;
+    struct daemon *d = arg;
+    Weft__Ca__V1__ListEntriesRequest *r =
+        weft__ca__v1__list_entries_request__unpack(NULL, len, req);
+    if (r == NULL) {
+        rpc_fail(reply, GRPC_STATUS_INVALID_ARGUMENT, "ListEntriesRequest does not decode");
+        return;
+    }
+    free(listed.rows);
+    free(listed_pb);
+    free(listed_ptrs);
+    free(listed_sels);
+    memset(&listed, 0, sizeof(listed));
+    int rc = ca_store_entry_list(d->store, r->node[0] ? r->node : NULL, list_entry, &listed);
+    weft__ca__v1__list_entries_request__free_unpacked(r, NULL);
+    if (rc != WEFT_OK && rc != 1) {
+        rpc_fail(reply, GRPC_STATUS_UNAVAILABLE, "%s", d->store->err);
+        listed_pb = NULL, listed_ptrs = NULL, listed_sels = NULL;
+        return;
+    }
+    listed_pb = weft_xcalloc(listed.num + 1, sizeof(*listed_pb));
+    listed_ptrs = weft_xcalloc(listed.num + 1, sizeof(*listed_ptrs));
+    listed_sels = weft_xcalloc((listed.num + 1) * CA_MAX_SELECTORS, sizeof(char *));
+    for (size_t i = 0; i < listed.num; i++) {
+        entry_to_pb(&listed_pb[i], &listed_sels[i * CA_MAX_SELECTORS], &listed.rows[i]);
+        listed_ptrs[i] = &listed_pb[i];
+    }
+    static Weft__Ca__V1__ListEntriesResponse resp;
+    weft__ca__v1__list_entries_response__init(&resp);
+    resp.entries = listed_ptrs;
+    resp.n_entries = listed.num;
+    reply->msg = &resp.base;
+}
+
+struct find_rev {
+    enum ca_revocation_kind kind;
+    const char *value;
+    struct ca_revocation found;
+    bool ok;
+};
+
+static int find_revocation(void *arg, const struct ca_revocation *r)
+{
+    struct find_rev *f = arg;
+    if (r->kind == f->kind && strcmp(r->value, f->value) == 0) {
+        f->found = *r;
+        f->ok = true;
+        return 1;
+    }
+    return WEFT_OK;
+}
+
+static void revoke_call(void *arg, const struct rpc_ctx *ctx, const uint8_t *req, size_t len,
+                        struct rpc_reply *reply)
+{
+    (void)ctx;
+    struct daemon *d = arg;
+    Weft__Ca__V1__RevokeRequest *r = weft__ca__v1__revoke_request__unpack(NULL, len, req);
+    if (r == NULL) {
+        rpc_fail(reply, GRPC_STATUS_INVALID_ARGUMENT, "RevokeRequest does not decode");
+        return;
+    }
+    enum ca_revocation_kind kind = r->kind == WEFT__CA__V1__DENY_ITEM__KIND__SERIAL
+                                       ? CA_REVOKE_SERIAL
+                                   : r->kind == WEFT__CA__V1__DENY_ITEM__KIND__NODE ? CA_REVOKE_NODE
+                                                                                    : CA_REVOKE_ID;
+    char err[256];
+    int64_t now = now_s();
+    int rc = ca_revoke(d->store, kind, r->value, now, err, sizeof(err));
+    if (rc != WEFT_OK) {
+        rpc_fail(reply, rc == WEFT_EIO ? GRPC_STATUS_UNAVAILABLE : GRPC_STATUS_INVALID_ARGUMENT,
+                 "%s", err);
+        weft__ca__v1__revoke_request__free_unpacked(r, NULL);
+        return;
+    }
+    static struct find_rev f;
+    memset(&f, 0, sizeof(f));
+    f.kind = kind;
+    f.value = r->value;
+    /* the stored form is canonical (a serial loses its colons and case): find it by listing */
+    if (ca_store_revocation_list(d->store, now, find_revocation, &f) < 0) {
+        weft_counter_add(d->m.store_errors, 1);
+    }
+    static const char *kinds[] = {"id", "serial", "node"};
+    weft_log(WEFT_LOG_INFO, "revoked", 2, "kind", kinds[kind], "value", r->value);
+    changed(d);
+    push_all(d, true); /* within seconds: now */
+    static Weft__Ca__V1__RevokeResponse resp;
+    static Weft__Ca__V1__DenyItem item;
+    static char value[CA_SPIFFE_ID_MAX + 1];
+    weft__ca__v1__revoke_response__init(&resp);
+    weft__ca__v1__deny_item__init(&item);
+    snprintf(value, sizeof(value), "%s", f.ok ? f.found.value : r->value);
+    item.kind = kind_to_pb[kind];
+    item.value = value;
+    item.drop_after = f.ok ? f.found.drop_after : 0;
+    resp.item = &item;
+    reply->msg = &resp.base;
+    weft__ca__v1__revoke_request__free_unpacked(r, NULL);
+}
+
+struct cert_list {
+    struct ca_issuance *rows;
+    size_t num, cap;
+};
+
+static int list_cert(void *arg, const struct ca_issuance *i)
+{
+    struct cert_list *l = arg;
+    if (l->num == MAX_LIST_ROWS) {
+        return 1;
+    }
+    if (l->num == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 64;
+        l->rows = weft_xrealloc(l->rows, l->cap * sizeof(*l->rows));
+    }
+    l->rows[l->num++] = *i;
+    return WEFT_OK;
+}
+
+static struct cert_list certs;
+static Weft__Ca__V1__Certificate *certs_pb, **certs_ptrs;
+
+static void list_certs(void *arg, const struct rpc_ctx *ctx, const uint8_t *req, size_t len,
+                       struct rpc_reply *reply)
+{
+    (void)ctx;
+    struct daemon *d = arg;
+    Weft__Ca__V1__ListCertsRequest *r = weft__ca__v1__list_certs_request__unpack(NULL, len, req);
+    if (r == NULL) {
+        rpc_fail(reply, GRPC_STATUS_INVALID_ARGUMENT, "ListCertsRequest does not decode");
+        return;
+    }
+    free(certs.rows);
+    free(certs_pb);
+    free(certs_ptrs);
+    memset(&certs, 0, sizeof(certs));
+    int64_t now = now_s();
+    struct ca_issuance_filter f = {
+        .spiffe_id = r->spiffe_id[0] ? r->spiffe_id : NULL,
+        .not_after_before = r->expiring_within_seconds > 0 ? now + r->expiring_within_seconds : 0,
+        .now = now,
+    };
+    int rc = ca_store_issuance_list(d->store, &f, list_cert, &certs);
+    weft__ca__v1__list_certs_request__free_unpacked(r, NULL);
+    certs_pb = weft_xcalloc(certs.num + 1, sizeof(*certs_pb));
+    certs_ptrs = weft_xcalloc(certs.num + 1, sizeof(*certs_ptrs));
+    if (rc != WEFT_OK && rc != 1) {
+        rpc_fail(reply, GRPC_STATUS_UNAVAILABLE, "%s", d->store->err);
+        return;
+    }
+    for (size_t i = 0; i < certs.num; i++) {
+        struct ca_issuance *row = &certs.rows[i];
+        Weft__Ca__V1__Certificate *pb = &certs_pb[i];
+        weft__ca__v1__certificate__init(pb);
+        pb->serial.data = row->serial;
+        pb->serial.len = row->serial_len;
+        pb->spiffe_id = row->spiffe_id;
+        pb->node = row->node;
+        pb->entry_id = row->entry_id;
+        pb->not_before = row->not_before;
+        pb->not_after = row->not_after;
+        pb->sha256.data = row->sha256;
+        pb->sha256.len = sizeof(row->sha256);
+        certs_ptrs[i] = pb;
+    }
+    static Weft__Ca__V1__ListCertsResponse resp;
+    weft__ca__v1__list_certs_response__init(&resp);
+    resp.certs = certs_ptrs;
+    resp.n_certs = certs.num;
+    reply->msg = &resp.base;
+}
+
+struct behind_list {
+    char **names;
+    size_t num, cap;
+};
+
+static int collect_behind(void *arg, const char *node, uint64_t acked)
+{
+    (void)acked;
+    struct behind_list *b = arg;
+    if (b->num < b->cap) {
+        b->names[b->num++] = weft_xstrndup(node, strlen(node));
+    }
+    return WEFT_OK;
+}
+
+static struct behind_list behind, connected;
+
+static void free_names(struct behind_list *b)
+{
+    for (size_t i = 0; i < b->num; i++) {
+        free(b->names[i]);
+    }
+    free(b->names);
+    memset(b, 0, sizeof(*b));
+}
+
+static void status(void *arg, const struct rpc_ctx *ctx, const uint8_t *req, size_t len,
+                   struct rpc_reply *reply)
+{
+    (void)ctx, (void)req, (void)len;
+    struct daemon *d = arg;
+    free_names(&behind);
+    free_names(&connected);
+    behind.cap = MAX_LIST_ROWS;
+    behind.names = weft_xcalloc(behind.cap, sizeof(char *));
+    if (ca_root_rot_behind(d->rot, collect_behind, &behind) != WEFT_OK) {
+        /* collect_behind stops nothing: the walk always completes */
+    }
+    connected.cap = d->num_watchers;
+    connected.names = weft_xcalloc(connected.cap + 1, sizeof(char *));
+    for (struct watcher *w = d->watchers; w != NULL; w = w->next) {
+        bool seen = false;
+        for (size_t i = 0; i < connected.num && !seen; i++) {
+            seen = strcmp(connected.names[i], w->caller.node) == 0;
+        }
+        if (!seen) {
+            connected.names[connected.num++] =
+                weft_xstrndup(w->caller.node, strlen(w->caller.node));
+        }
+    }
+    static char rot[1024];
+    ca_root_rot_format_status(d->rot, rot, sizeof(rot));
+    static Weft__Ca__V1__StatusResponse resp;
+    weft__ca__v1__status_response__init(&resp);
+    resp.trust_domain = d->td.str;
+    resp.intermediate_not_after = d->int_not_after;
+    resp.root_not_after = d->root_not_after;
+    resp.root_rotation_phase = (char *)ca_root_rot_phase_name(ca_root_rot_phase(d->rot));
+    resp.nodes_behind_on_bundle = behind.names;
+    resp.n_nodes_behind_on_bundle = behind.num;
+    resp.policy_error = d->policy != NULL ? (char *)ca_policy_source_error(d->policy) : "";
+    resp.policy_version = d->policy_version;
+    resp.nodes_connected = connected.names;
+    resp.n_nodes_connected = connected.num;
+    resp.bundle_sequence = ca_root_rot_bundle_seq(d->rot);
+    resp.root_rotation = rot;
+    resp.directory_version = ca_directory_version(d->dir);
+    resp.directory_size = ca_directory_size(d->dir);
+    resp.serving_not_after = d->serving_not_after;
+    reply->msg = &resp.base;
+}
+
+static void rotate_root(void *arg, const struct rpc_ctx *ctx, const uint8_t *req, size_t len,
+                        struct rpc_reply *reply)
+{
+    (void)arg, (void)ctx, (void)req, (void)len;
+    /* The state machine (ca/root_rotation.h) and its acknowledgements run; minting the new root
+     * and switching the signer to it are not built yet. Say so rather than pretend. */
+    rpc_fail(reply, GRPC_STATUS_UNIMPLEMENTED,
+             "root rotation is not available in this build: the signer cannot yet take a new "
+             "root; bundle acknowledgements are tracked (weftctl ca status)");
+}
+
+static const struct rpc_method admin_methods[] = {
+    {.path = "/weft.ca.v1.Admin/CreateToken", .kind = RPC_UNARY, .unary = create_token},
+    {.path = "/weft.ca.v1.Admin/CreateEntry", .kind = RPC_UNARY, .unary = create_entry},
+    {.path = "/weft.ca.v1.Admin/DeleteEntry", .kind = RPC_UNARY, .unary = delete_entry},
+    {.path = "/weft.ca.v1.Admin/ListEntries", .kind = RPC_UNARY, .unary = list_entries},
+    {.path = "/weft.ca.v1.Admin/Revoke", .kind = RPC_UNARY, .unary = revoke_call},
+    {.path = "/weft.ca.v1.Admin/ListCerts", .kind = RPC_UNARY, .unary = list_certs},
+    {.path = "/weft.ca.v1.Admin/Status", .kind = RPC_UNARY, .unary = status},
+    {.path = "/weft.ca.v1.Admin/RotateRoot", .kind = RPC_UNARY, .unary = rotate_root},
+};
+
+/* --- metrics and readiness ------------------------------------------------------------------ */
+
+static void metrics_init(struct metrics *m)
+{
+    static const double sign_bounds[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025,
+                                         0.05,   0.1,   0.25,  0.5,   1};
+    m->reg = weft_metrics_new();
+    struct weft_label node = {"kind", "node"}, workload = {"kind", "workload"};
+    m->issued_node = weft_metrics_counter(m->reg, "weft_ca_svids_issued_total",
+                                          "SVIDs issued, by kind", &node, 1);
+    m->issued_workload = weft_metrics_counter(m->reg, "weft_ca_svids_issued_total",
+                                              "SVIDs issued, by kind", &workload, 1);
+    m->joins = weft_metrics_counter(m->reg, "weft_ca_node_joins_total",
+                                    "Nodes attested with a join token", NULL, 0);
+    m->refused = weft_metrics_counter(m->reg, "weft_ca_requests_refused_total",
+                                      "Requests refused (bad token, unassigned entry, revoked, "
+                                      "over a limit)",
+                                      NULL, 0);
+    m->store_errors = weft_metrics_counter(m->reg, "weft_ca_store_errors_total",
+                                           "Store operations that failed", NULL, 0);
+    m->sign_seconds =
+        weft_metrics_histogram(m->reg, "weft_ca_sign_seconds", "Time to sign and record one SVID",
+                               NULL, 0, sign_bounds, nitems(sign_bounds));
+    m->int_not_after = weft_metrics_gauge(m->reg, "weft_ca_intermediate_not_after_seconds",
+                                          "notAfter of the signing intermediate", NULL, 0);
+    m->root_not_after = weft_metrics_gauge(m->reg, "weft_ca_root_not_after_seconds",
+                                           "Earliest notAfter among the bundle's roots", NULL, 0);
+    m->serving_not_after = weft_metrics_gauge(m->reg, "weft_ca_serving_svid_not_after_seconds",
+                                              "notAfter of the CA's own TLS SVID", NULL, 0);
+    m->agents = weft_metrics_gauge(m->reg, "weft_ca_connected_agents",
+                                   "Nodes with a WatchNode stream open", NULL, 0);
+    m->behind =
+        weft_metrics_gauge(m->reg, "weft_ca_agents_behind_bundle",
+                           "Connected nodes that have not acknowledged the bundle", NULL, 0);
+    m->policy_version = weft_metrics_gauge(m->reg, "weft_ca_policy_version",
+                                           "Version of the policy set in force", NULL, 0);
+    m->policy_refusals = weft_metrics_gauge(m->reg, "weft_ca_policy_refused_changes",
+                                            "Policy changes refused since start", NULL, 0);
+    m->dir_entries = weft_metrics_gauge(m->reg, "weft_ca_directory_entries",
+                                        "Addresses in the mesh directory", NULL, 0);
+    m->dir_conflicts = weft_metrics_gauge(m->reg, "weft_ca_directory_conflicts",
+                                          "Directory claims refused since start", NULL, 0);
+    m->snapshot_seq = weft_metrics_gauge(m->reg, "weft_ca_snapshot_sequence",
+                                         "Sequence of the node snapshots", NULL, 0);
+}
+
+static bool is_ready(void *arg, char *why, size_t why_len)
+{
+    struct daemon *d = arg;
+    if (!atomic_load(&d->ready)) {
+        snprintf(why, why_len, "starting");
+        return false;
+    }
+    return true;
+}
+
+/* tick does what is due by the clock: the serving SVID, the policy, the directory, the root
+ * rotation machine's waits, and the gauges. */
+static void tick(struct daemon *d, int64_t *next_policy_ms, int64_t mono_ms)
+{
+    int64_t now = now_s();
+    char err[256];
+    if (now >= d->serving_renew_at && serving_renew(d, now, err, sizeof(err)) != WEFT_OK) {
+        weft_log(WEFT_LOG_ERROR, "cannot renew the serving svid", 1, "error", err);
+        d->serving_renew_at = now + 10;
+    }
+    if (d->policy != NULL && mono_ms >= *next_policy_ms) {
+        *next_policy_ms =
+            mono_ms + (d->o->policy_poll_ms ? d->o->policy_poll_ms : DEFAULT_POLICY_POLL_MS);
+        if (ca_policy_source_poll(d->policy) != WEFT_OK) {
+            /* refused: the source logged it and keeps the last good set */
+        }
+        uint64_t v;
+        (void)ca_policy_source_current(d->policy, &v);
+        if (v != d->policy_version) {
+            d->policy_version = v;
+            changed(d);
+        }
+        weft_gauge_set(d->m.policy_version, (double)d->policy_version);
+        weft_gauge_set(d->m.policy_refusals, (double)ca_policy_source_refusals(d->policy));
+    }
+    if (ca_directory_expire(d->dir, now) > 0) {
+        changed(d);
+    }
+    ca_root_rot_tick(d->rot, now);
+    struct ca_root_rot_status st;
+    ca_root_rot_status(d->rot, &st);
+    weft_gauge_set(d->m.agents, (double)st.num_connected);
+    weft_gauge_set(d->m.behind, (double)st.num_behind);
+    weft_gauge_set(d->m.dir_entries, (double)ca_directory_size(d->dir));
+    weft_gauge_set(d->m.snapshot_seq, (double)d->snapshot_seq);
+    bool serving = d->serving_not_after > now && d->int_not_after > now;
+    atomic_store(&d->ready, serving);
+}
+
+/* --- the run ------------------------------------------------------------------------------ */
+
+static int admin_socket_mode(const char *path, const char *group, char *err, size_t err_len)
+{
+    mode_t mode = 0600;
+    if (group != NULL) {
+        struct group *gr = getgrnam(group);
+        if (gr == NULL) {
+            snprintf(err, err_len, "--admin-group %s: no such group", group);
+            return WEFT_EINVAL;
+        }
+        if (chown(path, (uid_t)-1, gr->gr_gid) != 0) {
+            snprintf(err, err_len, "cannot give %s to group %s: %s", path, group, strerror(errno));
+            return WEFT_EIO;
+        }
+        mode = 0660;
+    }
+    if (chmod(path, mode) != 0) {
+        snprintf(err, err_len, "cannot chmod %s: %s", path, strerror(errno));
+        return WEFT_EIO;
+    }
+    return WEFT_OK;
+}
+
+static void daemon_free(struct daemon *d)
+{
+    if (d->fds != NULL) {
+        grpcfd_server_close(d->fds);
+    }
+    tls_relay_free(d->relay); /* no more fds to adopt */
+    while (d->watchers != NULL) {
+        struct watcher *w = d->watchers;
+        d->watchers = w->next;
+        rpc_stream_set_user(w->s, NULL);
+        free(w);
+    }
+    rpc_server_free(d->rpc);
+    grpcfd_server_free(d->fds);
+    httpadmin_stop(d->http);
+    ca_root_rot_free(d->rot);
+    ca_policy_source_free(d->policy);
+    ca_directory_free(d->dir);
+    ca_signer_stop(d->signer);
+    ca_store_close(d->store);
+    sk_X509_pop_free(d->serving_chain, X509_free);
+    EVP_PKEY_free(d->serving_key);
+    sk_X509_pop_free(d->roots, X509_free);
+    X509_free(d->intermediate);
+    free(d->bundle_der);
+    spiffe_bundle_set_cleanup(&d->bundles);
+    weft_metrics_free(d->m.reg);
+}
+
+static int fail(const char *what, const char *err)
+{
+    fprintf(stderr, "weft-ca: %s: %s\n", what, err);
+    return 1;
+}
+
+int ca_daemon_run(const struct ca_daemon_opts *o)
+{
+    static struct daemon dd;
+    struct daemon *d = &dd;
+    memset(d, 0, sizeof(*d));
+    d->o = o;
+    snprintf(d->data_dir, sizeof(d->data_dir), "%s", o->data_dir);
+    spiffe_bundle_set_init(&d->bundles);
+    metrics_init(&d->m);
+    char err[512];
+    int rc = 1;
+    bool grpc_started = false;
+
+    if (mkdir(d->data_dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, sizeof(err), "%.300s: %s", d->data_dir, strerror(errno));
+        rc = fail("--data-dir", err);
+        goto out;
+    }
+    if (o->self_signed && !ca_material_exists(d->data_dir)) {
+        struct spiffe_id td;
+        struct spiffe_why why;
+        if (o->trust_domain == NULL ||
+            spiffe_td_parse(&td, o->trust_domain, strlen(o->trust_domain), &why) != WEFT_OK) {
+            rc = fail("--self-signed", "needs a valid --trust-domain");
+            goto out;
+        }
+        struct ca_material_params p = {
+            .td = &td,
+            .not_before = now_s() - 60,
+            .root_ttl_s = o->root_ttl_s,
+            .intermediate_ttl_s = o->intermediate_ttl_s,
+            .key_type = o->key_type,
+        };
+        if (ca_material_init(d->data_dir, &p, err, sizeof(err)) != WEFT_OK) {
+            rc = fail("--self-signed", err);
+            goto out;
+        }
+        weft_log(WEFT_LOG_INFO, "made a self-signed root and intermediate", 2, "trust_domain",
+                 td.str, "dir", d->data_dir);
+    }
+    if (load_material(d, err, sizeof(err)) != WEFT_OK) {
+        rc = fail("CA material", err);
+        goto out;
+    }
+
+    /* the signer first: it is forked, and no thread may exist yet */
+    char key_path[1200], cert_path[1200], db_path[1200];
+    snprintf(key_path, sizeof(key_path), "%s/%s", d->data_dir, CA_FILE_INT_KEY);
+    snprintf(cert_path, sizeof(cert_path), "%s/%s", d->data_dir, CA_FILE_INT_CERT);
+    snprintf(db_path, sizeof(db_path), "%s/%s", d->data_dir, CA_STORE_NAME);
+    struct ca_signer_config scfg = {.key_path = key_path, .cert_path = cert_path};
+    if (ca_signer_start(&d->signer, &scfg, err, sizeof(err)) != WEFT_OK) {
+        rc = fail("signer", err);
+        goto out;
+    }
+    if (ca_store_open_sqlite(&d->store, db_path, err, sizeof(err)) != WEFT_OK) {
+        rc = fail("store", err);
+        goto out;
+    }
+    d->issuer = (struct ca_issuer){
+        .store = d->store,
+        .signer = d->signer,
+        .td = d->td,
+        .signing_cert = d->intermediate,
+        .node_ttl_s = o->node_ttl_s,
+    };
+    int listen_fd = listen_tcp(o->listen, err, sizeof(err));
+    if (listen_fd < 0) {
+        rc = fail("--listen", err);
+        goto out;
+    }
+
+    grpc_init();
+    grpc_started = true;
+    d->rpc = rpc_server_new();
+    grpc_arg max_msg = {.type = GRPC_ARG_INTEGER,
+                        .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+                        .value.integer = CA_DIR_MAX_REPORT * (CA_DIR_ADDR_MAX + 300)};
+    grpc_channel_args args = {.num_args = 1, .args = &max_msg};
+    grpc_server *ca_gs = grpc_server_create(&args, NULL);
+    grpc_server *admin_gs = grpc_server_create(&args, NULL);
+    char target[1200];
+    snprintf(target, sizeof(target), "unix:%s", o->admin_socket);
+    unlink(o->admin_socket); /* a stale socket from a crash */
+    mode_t old = umask(0177);
+    grpc_server_credentials *insecure = grpc_insecure_server_credentials_create();
+    int bound = grpc_server_add_http2_port(admin_gs, target, insecure);
+    grpc_server_credentials_release(insecure);
+    umask(old);
+    struct rpc_service ca_svc = {ca_methods, nitems(ca_methods), d, true};
+    struct rpc_service admin_svc = {admin_methods, nitems(admin_methods), d, false};
+    if (rpc_server_add(d->rpc, ca_gs, &ca_svc) != WEFT_OK ||
+        rpc_server_add(d->rpc, admin_gs, &admin_svc) != WEFT_OK) {
+        close(listen_fd);
+        rc = fail("gRPC", "cannot register the services");
+        goto out;
+    }
+    if (bound == 0) {
+        close(listen_fd);
+        snprintf(err, sizeof(err), "cannot listen on %s", o->admin_socket);
+        rc = fail("--admin-socket", err);
+        goto out;
+    }
+    if (rpc_server_start(d->rpc) != WEFT_OK ||
+        admin_socket_mode(o->admin_socket, o->admin_group, err, sizeof(err)) != WEFT_OK) {
+        close(listen_fd);
+        rc = fail("--admin-socket", err);
+        goto out;
+    }
+    d->fds = grpcfd_server_new(ca_gs);
+
+    if (o->http != NULL && o->http[0] != '\0') {
+        struct httpadmin_config hc = {
+            .listen = o->http,
+            .metrics = d->m.reg,
+            .ready = is_ready,
+            .ready_arg = d,
+        };
+        if (httpadmin_start(&d->http, &hc, err, sizeof(err)) != WEFT_OK) {
+            close(listen_fd);
+            rc = fail("--http", err);
+            goto out;
+        }
+    }
+    if (drop_privileges(o->run_as != NULL ? o->run_as : "nobody", err, sizeof(err)) != WEFT_OK) {
+        close(listen_fd);
+        rc = fail("--user", err);
+        goto out;
+    }
+
+    struct tls_relay_config rcfg = {.max_conns = o->max_conns};
+    if (tls_relay_new(&d->relay, &rcfg) != WEFT_OK) {
+        close(listen_fd);
+        rc = fail("TLS", "cannot start the relay");
+        goto out;
+    }
+    int64_t now = now_s();
+    if (serving_renew(d, now, err, sizeof(err)) != WEFT_OK) {
+        close(listen_fd);
+        rc = fail("serving SVID", err);
+        goto out;
+    }
+    struct tls_relay_creds creds = {d->serving_chain, d->serving_key, &d->bundles};
+    struct tls_relay_server_ops ops = {
+        .on_peer = relay_on_peer,
+        .authorize = relay_authorize, /* reads only the trust domain, fixed after start */
+        .on_refused = relay_refused,
+        .arg = d,
+        .client_cert_optional = true,
+    };
+    if (tls_relay_listen(d->relay, listen_fd, &creds, &ops) != WEFT_OK) {
+        rc = fail("TLS", "the relay refused the serving SVID");
+        goto out;
+    }
+
+    d->dir = ca_directory_new(MAX_DIRECTORY, MAX_DIRECTORY_PER_NODE,
+                              o->directory_ttl_s ? o->directory_ttl_s : DEFAULT_DIRECTORY_TTL_S,
+                              may_serve, d);
+    if (o->policy_dir != NULL) {
+        d->policy = ca_policy_source_new(o->policy_dir);
+    }
+    struct ca_root_rot_config rr = {.node_ttl_s = o->node_ttl_s};
+    if (ca_root_rot_new(&d->rot, &rr, 1, now, err, sizeof(err)) != WEFT_OK) {
+        rc = fail("root rotation", err);
+        goto out;
+    }
+    weft_gauge_set(d->m.int_not_after, (double)d->int_not_after);
+    weft_gauge_set(d->m.root_not_after, (double)d->root_not_after);
+    d->snapshot_seq = 1;
+
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    char pid[16];
+    snprintf(pid, sizeof(pid), "%d", (int)ca_signer_pid(d->signer));
+    weft_log(WEFT_LOG_INFO, "weft-ca serving", 5, "trust_domain", d->td.str, "listen", o->listen,
+             "admin_socket", o->admin_socket, "http", o->http, "signer_pid", pid);
+
+    int64_t next_policy_ms = 0;
+    while (atomic_load(&stop_signal) == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        tick(d, &next_policy_ms, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+        push_all(d, false);
+        rpc_server_poll(d->rpc, TICK_MS);
+        push_all(d, false);
+    }
+    weft_log(WEFT_LOG_INFO, "weft-ca stopping", 0);
+    rc = 0;
+out:
+    daemon_free(d);
+    if (grpc_started) {
+        grpc_shutdown();
+    }
+    return rc;
+}

@@ -1,0 +1,52 @@
+/* ca/daemon.h: weft-ca, the process (issue 4). ca/main.c reads the flags into struct
+ * ca_daemon_opts and calls ca_daemon_run, which:
+ *
+ *  1. makes the CA material on a first start when |self_signed| (ca/material.h);
+ *  2. starts the signer child before any thread exists (it alone reads intermediate.key);
+ *  3. opens the store, binds the CA listener, the admin socket and the metrics port;
+ *  4. when started as root, drops to |run_as| (the parent then cannot read the key file);
+ *  5. asks the signer for its own serving SVID spiffe://TD/weft/ca (key in memory only,
+ *     renewed at half-life) and serves:
+ *       - weft.ca.v1.CA over TLS 1.3 by BoringSSL (lib/transport): AttestNode from clients
+ *         with no certificate (the join token is the credential), everything else from nodes
+ *         presenting their node SVID;
+ *       - weft.ca.v1.Admin on a unix socket, mode 0600 (0660 with |admin_group|);
+ *       - Prometheus text on /metrics and /ready on the HTTP admin port;
+ *  6. runs every handler, timer and WatchNode push on one thread, until SIGTERM or SIGINT. */
+#ifndef WEFT_CA_DAEMON_H
+#define WEFT_CA_DAEMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lib/spiffe/x509svid.h"
+
+#define CA_DEFAULT_LISTEN "0.0.0.0:8443"
+#define CA_DEFAULT_HTTP "127.0.0.1:9090"
+#define CA_ADMIN_SOCKET_NAME "admin.sock" /* in the data directory unless --admin-socket */
+#define CA_STORE_NAME "ca.db"
+
+struct ca_daemon_opts {
+    const char *data_dir;
+    const char *trust_domain; /* needed with self_signed; else read from the intermediate */
+    bool self_signed;
+    enum spiffe_key_type key_type;
+    const char *listen;       /* "HOST:PORT" for the CA service */
+    const char *admin_socket; /* path */
+    const char *admin_group;  /* NULL: 0600, owner only */
+    const char *http;         /* "HOST:PORT" for /metrics and /ready; "" disables */
+    const char *policy_dir;   /* NULL: no policy is distributed */
+    const char *run_as;       /* user to drop to when started as root; NULL: "nobody" */
+    int64_t node_ttl_s;
+    int64_t root_ttl_s, intermediate_ttl_s; /* for self_signed */
+    int64_t directory_ttl_s;
+    int64_t policy_poll_ms;
+    unsigned max_streams_per_node;
+    unsigned max_conns;
+};
+
+/* ca_daemon_run runs weft-ca until a signal stops it; returns the process exit status (0 after
+ * a clean stop, 1 when it could not start, saying why on stderr). */
+int ca_daemon_run(const struct ca_daemon_opts *o);
+
+#endif

@@ -1,0 +1,177 @@
+/* ca/main.c: weft-ca's command line (see `weft-ca --help`). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ca/core.h"
+#include "ca/daemon.h"
+#include "ca/issuer.h"
+#include "lib/base/timefmt.h"
+
+static const char usage[] =
+    "usage: weft-ca --data-dir DIR [options]\n"
+    "\n"
+    "The weft CA: attests nodes with join tokens, signs node and workload SVIDs through a\n"
+    "separate signer process, records every certificate, distributes entries, the deny list,\n"
+    "policy and the mesh directory to agents, and answers weftctl on an admin socket.\n"
+    "\n"
+    "  --data-dir DIR            CA files (weftctl ca init --out DIR) and the store ca.db\n"
+    "  --self-signed             on a first start, make a root and intermediate in DIR\n"
+    "  --trust-domain TD         required with --self-signed; else read from the intermediate\n"
+    "  --key-type T              ec-p256 (default) or ed25519, with --self-signed\n"
+    "  --root-ttl DUR            with --self-signed (default 8760h)\n"
+    "  --intermediate-ttl DUR    with --self-signed (default 168h)\n"
+    "  --listen HOST:PORT        the CA service, TLS 1.3 (default " CA_DEFAULT_LISTEN ")\n"
+    "  --admin-socket PATH       the admin API for weftctl (default DIR/" CA_ADMIN_SOCKET_NAME
+    ", mode 0600)\n"
+    "  --admin-group GROUP       let GROUP use the admin socket too (mode 0660)\n"
+    "  --http HOST:PORT          /metrics and /ready (default " CA_DEFAULT_HTTP "; '' disables)\n"
+    "  --policy-dir DIR          policy YAML to distribute, reloaded when it changes\n"
+    "  --node-ttl DUR            node SVID lifetime (default 24h)\n"
+    "  --directory-ttl DUR       forget addresses a node stopped reporting (default 2m)\n"
+    "  --user NAME               when started as root, run as NAME after binding (default\n"
+    "                            nobody); the signer alone can then read the key\n"
+    "  --max-conns N             TLS connections at once (default 1024)\n"
+    "  --max-streams-per-node N  WatchNode streams per node (default 4)\n"
+    "\n"
+    "Logs go to stderr as logfmt, one audit line per issuance, token use and revocation.\n"
+    "Stops cleanly on SIGTERM or SIGINT. Exit: 0 stopped, 1 could not start, 2 usage.\n";
+
+static int duration(int64_t *out, const char *flag, const char *arg)
+{
+    if (weft_duration_parse(out, arg) != WEFT_OK || *out <= 0) {
+        fprintf(stderr, "weft-ca: %s %s: not a duration such as 24h\n", flag, arg);
+        return 2;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"data-dir", required_argument, NULL, 'd'},
+        {"self-signed", no_argument, NULL, 's'},
+        {"trust-domain", required_argument, NULL, 't'},
+        {"key-type", required_argument, NULL, 'k'},
+        {"root-ttl", required_argument, NULL, 'R'},
+        {"intermediate-ttl", required_argument, NULL, 'I'},
+        {"listen", required_argument, NULL, 'l'},
+        {"admin-socket", required_argument, NULL, 'a'},
+        {"admin-group", required_argument, NULL, 'g'},
+        {"http", required_argument, NULL, 'H'},
+        {"policy-dir", required_argument, NULL, 'p'},
+        {"node-ttl", required_argument, NULL, 'n'},
+        {"directory-ttl", required_argument, NULL, 'D'},
+        {"user", required_argument, NULL, 'u'},
+        {"max-conns", required_argument, NULL, 'c'},
+        {"max-streams-per-node", required_argument, NULL, 'S'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct ca_daemon_opts o = {
+        .listen = CA_DEFAULT_LISTEN,
+        .http = CA_DEFAULT_HTTP,
+        .root_ttl_s = 8760 * 3600,
+        .intermediate_ttl_s = 168 * 3600,
+        .node_ttl_s = CA_DEFAULT_NODE_TTL_S,
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        char *end;
+        switch (c) {
+        case 'd':
+            o.data_dir = optarg;
+            break;
+        case 's':
+            o.self_signed = true;
+            break;
+        case 't':
+            o.trust_domain = optarg;
+            break;
+        case 'k':
+            if (strcmp(optarg, "ec-p256") == 0) {
+                o.key_type = SPIFFE_KEY_EC_P256;
+            } else if (strcmp(optarg, "ed25519") == 0) {
+                o.key_type = SPIFFE_KEY_ED25519;
+            } else {
+                fprintf(stderr, "weft-ca: --key-type %s: ec-p256 or ed25519\n", optarg);
+                return 2;
+            }
+            break;
+        case 'R':
+            if (duration(&o.root_ttl_s, "--root-ttl", optarg) != 0) {
+                return 2;
+            }
+            break;
+        case 'I':
+            if (duration(&o.intermediate_ttl_s, "--intermediate-ttl", optarg) != 0) {
+                return 2;
+            }
+            break;
+        case 'l':
+            o.listen = optarg;
+            break;
+        case 'a':
+            o.admin_socket = optarg;
+            break;
+        case 'g':
+            o.admin_group = optarg;
+            break;
+        case 'H':
+            o.http = optarg;
+            break;
+        case 'p':
+            o.policy_dir = optarg;
+            break;
+        case 'n':
+            if (duration(&o.node_ttl_s, "--node-ttl", optarg) != 0) {
+                return 2;
+            }
+            if (o.node_ttl_s < CA_MIN_SVID_TTL_S || o.node_ttl_s > CA_MAX_SVID_TTL_S) {
+                fprintf(stderr, "weft-ca: --node-ttl must be 5m to 24h\n");
+                return 2;
+            }
+            break;
+        case 'D':
+            if (duration(&o.directory_ttl_s, "--directory-ttl", optarg) != 0) {
+                return 2;
+            }
+            break;
+        case 'u':
+            o.run_as = optarg;
+            break;
+        case 'c':
+        case 'S': {
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || v == 0 || v > 1000000) {
+                fprintf(stderr, "weft-ca: --%s %s: a number from 1 to 1000000\n",
+                        c == 'c' ? "max-conns" : "max-streams-per-node", optarg);
+                return 2;
+            }
+            if (c == 'c') {
+                o.max_conns = (unsigned)v;
+            } else {
+                o.max_streams_per_node = (unsigned)v;
+            }
+            break;
+        }
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        default:
+            fputs(usage, stderr);
+            return 2;
+        }
+    }
+    if (o.data_dir == NULL || optind != argc) {
+        fprintf(stderr, "weft-ca: --data-dir is required\n\n%s", usage);
+        return 2;
+    }
+    static char sock[4200];
+    if (o.admin_socket == NULL) {
+        snprintf(sock, sizeof(sock), "%s/%s", o.data_dir, CA_ADMIN_SOCKET_NAME);
+        o.admin_socket = sock;
+    }
+    return ca_daemon_run(&o);
+}
