@@ -81,7 +81,7 @@ struct metrics {
 struct daemon {
     const struct ca_daemon_opts *o;
     struct spiffe_id td;
-    char data_dir[1024];
+    char data_dir[200]; /* main.c refuses longer */
 
     struct ca_store *store;
     struct ca_signer *signer;
@@ -172,14 +172,14 @@ static int read_certs(STACK_OF(X509) * *out, const char *dir, const char *name, 
     uint8_t *data = NULL;
     size_t len = 0;
     if (weft_file_read(&data, &len, path, SPIFFE_MAX_PEM_INPUT) != WEFT_OK) {
-        snprintf(err, err_len, "cannot read %s: %s", path, strerror(errno));
+        snprintf(err, err_len, "cannot read %.250s: %s", path, strerror(errno));
         return WEFT_EIO;
     }
     struct spiffe_why why;
     int rc = spiffe_certs_decode(out, data, len, SPIFFE_MAX_CHAIN, 0, &why);
     free(data);
     if (rc != WEFT_OK) {
-        snprintf(err, err_len, "%s: %s", path, why.msg);
+        snprintf(err, err_len, "%.200s: %.300s", path, why.msg);
     }
     return rc;
 }
@@ -196,7 +196,7 @@ static int load_material(struct daemon *d, char *err, size_t err_len)
     struct spiffe_id int_id;
     struct spiffe_why why;
     if (spiffe_cert_uri_id(&int_id, d->intermediate, &why) != WEFT_OK) {
-        snprintf(err, err_len, "%s/%s: %s", d->data_dir, CA_FILE_INT_CERT, why.msg);
+        snprintf(err, err_len, "%.150s/%s: %.300s", d->data_dir, CA_FILE_INT_CERT, why.msg);
         return WEFT_EINVAL;
     }
     if (d->o->trust_domain != NULL) {
@@ -206,8 +206,8 @@ static int load_material(struct daemon *d, char *err, size_t err_len)
             return WEFT_EINVAL;
         }
         if (!spiffe_id_equal(&d->td, &int_id)) {
-            snprintf(err, err_len, "--trust-domain %s, but %s/%s is the CA of %s", d->td.str,
-                     d->data_dir, CA_FILE_INT_CERT, int_id.str);
+            snprintf(err, err_len, "--trust-domain %.100s, but %.150s/%s is the CA of %.100s",
+                     d->td.str, d->data_dir, CA_FILE_INT_CERT, int_id.str);
             return WEFT_EINVAL;
         }
     } else {
@@ -222,7 +222,7 @@ static int load_material(struct daemon *d, char *err, size_t err_len)
         if (spiffe_bundle_add_x509(b, root) != WEFT_OK ||
             spiffe_cert_validity(&nb, &na, root) != WEFT_OK) {
             spiffe_bundle_free(b);
-            snprintf(err, err_len, "%s/%s: unusable root", d->data_dir, CA_FILE_BUNDLE_PEM);
+            snprintf(err, err_len, "%.150s/%s: unusable root", d->data_dir, CA_FILE_BUNDLE_PEM);
             return WEFT_EINVAL;
         }
         d->root_not_after = na < d->root_not_after ? na : d->root_not_after;
@@ -232,7 +232,7 @@ static int load_material(struct daemon *d, char *err, size_t err_len)
         return WEFT_EINTERNAL;
     }
     if (spiffe_cert_validity(&nb, &d->int_not_after, d->intermediate) != WEFT_OK) {
-        snprintf(err, err_len, "%s/%s: unreadable validity", d->data_dir, CA_FILE_INT_CERT);
+        snprintf(err, err_len, "%.150s/%s: unreadable validity", d->data_dir, CA_FILE_INT_CERT);
         return WEFT_EINVAL;
     }
     /* the intermediate must chain to the bundle, now */
@@ -249,7 +249,7 @@ static int load_material(struct daemon *d, char *err, size_t err_len)
     X509_STORE_free(xs);
     sk_X509_free(chain);
     if (!ok) {
-        snprintf(err, err_len, "%s/%s does not verify against %s: %s", d->data_dir,
+        snprintf(err, err_len, "%.150s/%s does not verify against %s: %s", d->data_dir,
                  CA_FILE_INT_CERT, CA_FILE_BUNDLE_PEM, X509_verify_cert_error_string(verr));
         return WEFT_EINVAL;
     }
@@ -1577,6 +1577,9 @@ int ca_daemon_run(const struct ca_daemon_opts *o)
     struct daemon *d = &dd;
     memset(d, 0, sizeof(*d));
     d->o = o;
+    if (strlen(o->data_dir) >= sizeof(d->data_dir)) {
+        return fail("--data-dir", "longer than 199 bytes");
+    }
     snprintf(d->data_dir, sizeof(d->data_dir), "%s", o->data_dir);
     spiffe_bundle_set_init(&d->bundles);
     metrics_init(&d->m);
@@ -1617,10 +1620,10 @@ int ca_daemon_run(const struct ca_daemon_opts *o)
     }
 
     /* the signer first: it is forked, and no thread may exist yet */
-    char key_path[1200], cert_path[1200], db_path[1200];
-    snprintf(key_path, sizeof(key_path), "%s/%s", d->data_dir, CA_FILE_INT_KEY);
-    snprintf(cert_path, sizeof(cert_path), "%s/%s", d->data_dir, CA_FILE_INT_CERT);
-    snprintf(db_path, sizeof(db_path), "%s/%s", d->data_dir, CA_STORE_NAME);
+    char key_path[300], cert_path[300], db_path[300];
+    snprintf(key_path, sizeof(key_path), "%.200s/%s", d->data_dir, CA_FILE_INT_KEY);
+    snprintf(cert_path, sizeof(cert_path), "%.200s/%s", d->data_dir, CA_FILE_INT_CERT);
+    snprintf(db_path, sizeof(db_path), "%.200s/%s", d->data_dir, CA_STORE_NAME);
     struct ca_signer_config scfg = {.key_path = key_path, .cert_path = cert_path};
     if (ca_signer_start(&d->signer, &scfg, err, sizeof(err)) != WEFT_OK) {
         rc = fail("signer", err);
