@@ -82,7 +82,8 @@ struct rpc_stream {
     int cancelled;
     grpc_byte_buffer *recv_buf;
     grpc_byte_buffer *sending, *pending;
-    bool over;      /* |closed| was called */
+    bool over;      /* the call is over (|closed| was called unless |refused|) */
+    bool refused;   /* open() refused the call */
     bool finishing; /* rpc_stream_finish was called */
     bool status_sent;
     grpc_status_code fin_status;
@@ -233,7 +234,9 @@ static void stream_closed(void *self, bool ok)
     s->refs--;
     if (!s->over) {
         s->over = true;
-        s->m->closed(s->arg, s);
+        if (!s->refused) {
+            s->m->closed(s->arg, s);
+        }
     }
     stream_maybe_free(s);
 }
@@ -341,15 +344,7 @@ static void stream_open(struct reg *reg, grpc_call *call, const struct rpc_ctx *
     s->fin_details = grpc_empty_slice();
     s->owner->live++;
 
-    char details[RPC_DETAILS_LEN] = "";
-    grpc_status_code st = reg->m->open(s->arg, &s->ctx, s, details);
-    if (st != GRPC_STATUS_OK) {
-        answer(s->owner, call, st, details, NULL);
-        s->owner->live--;
-        grpc_slice_unref(s->fin_details);
-        free(s);
-        return;
-    }
+    /* Initial metadata goes first, so that open() may send at once. */
     grpc_op close_op = {.op = GRPC_OP_RECV_CLOSE_ON_SERVER,
                         .data.recv_close_on_server.cancelled = &s->cancelled};
     grpc_op first[] = {
@@ -357,12 +352,18 @@ static void stream_open(struct reg *reg, grpc_call *call, const struct rpc_ctx *
         {.op = GRPC_OP_RECV_MESSAGE, .data.recv_message.recv_message = &s->recv_buf},
     };
     if (!stream_batch(s, &close_op, 1, &s->close_tag)) {
-        s->over = true; /* no close will come: end it here */
-        s->m->closed(s->arg, s);
+        s->over = true; /* no close will come, and open() was never called */
         stream_maybe_free(s);
         return;
     }
     (void)stream_batch(s, first, nitems(first), &s->recv_tag);
+
+    char details[RPC_DETAILS_LEN] = "";
+    grpc_status_code st = reg->m->open(s->arg, &s->ctx, s, details);
+    if (st != GRPC_STATUS_OK) {
+        s->refused = true; /* |closed| is not called for a call open() refused */
+        rpc_stream_finish(s, st, details);
+    }
 }
 
 /* --- server: dispatching calls ------------------------------------------------------------ */
