@@ -1,7 +1,8 @@
 /* ca_sign_bench: workload SVIDs issued per second through the CA's path as built so far
  * (CSR check -> signer process -> certificate -> inventory row with synchronous=FULL ->
- * chain), against raw ECDSA P-256 signatures per second by BoringSSL in the same run. The gRPC
- * transport is not in this path yet. Loops are bounded in count and time.
+ * chain), against raw ECDSA P-256 signatures per second by BoringSSL in the same run.
+ * ca_rpc_bench adds TLS and gRPC around the same path, through a real weft-ca process. Loops
+ * are bounded in count and time.
  *
  *   bazel run -c opt //test/bench:ca_sign_bench */
 #include <stdio.h>
@@ -17,43 +18,16 @@
 #include "lib/base/file.h"
 #include "lib/base/log.h"
 #include "lib/spiffe/x509svid.h"
+#include "test/bench/bench.h"
 
-#define MAX_SECONDS 3.0
-#define MAX_OPS 1000000
+#define MAX_SECONDS BENCH_MAX_SECONDS
+#define MAX_OPS BENCH_MAX_OPS
 
-static double now_s(void)
+static double now_s(void) { return bench_now_s(); }
+
+__attribute__((noreturn)) static void die(const char *what, const char *err)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void die(const char *what, const char *err)
-{
-    fprintf(stderr, "ca_sign_bench: %s: %s\n", what, err);
-    exit(1);
-}
-
-static double raw_ecdsa_rate(EVP_PKEY *key)
-{
-    uint8_t msg[300], sig[80];
-    memset(msg, 7, sizeof(msg));
-    long n = 0;
-    double start = now_s(), elapsed = 0;
-    while (n < MAX_OPS && elapsed < MAX_SECONDS) {
-        for (int i = 0; i < 100; i++, n++) {
-            EVP_MD_CTX ctx;
-            size_t sig_len = sizeof(sig);
-            EVP_MD_CTX_init(&ctx);
-            if (!EVP_DigestSignInit(&ctx, NULL, EVP_sha256(), NULL, key) ||
-                !EVP_DigestSign(&ctx, sig, &sig_len, msg, sizeof(msg))) {
-                die("sign", "EVP_DigestSign failed");
-            }
-            EVP_MD_CTX_cleanup(&ctx);
-        }
-        elapsed = now_s() - start;
-    }
-    return (double)n / elapsed;
+    bench_die("ca_sign_bench", what, err);
 }
 
 int main(void)
@@ -94,7 +68,7 @@ int main(void)
     free(pem);
     sk_X509_free(one);
 
-    double raw = raw_ecdsa_rate(ca_key);
+    double raw = bench_raw_ecdsa_rate(ca_key);
 
     struct ca_store *store;
     struct ca_signer *signer;
