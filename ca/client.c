@@ -3,7 +3,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -15,43 +14,16 @@
 #include <openssl/mem.h>
 
 #include "lib/base/mem.h"
+#include "lib/base/netaddr.h"
 #include "lib/transport/grpcfd.h"
 
 struct ca_client {
     struct tls_relay *relay;
     struct spiffe_bundle_set bundles;
     struct spiffe_id expect;
-    struct sockaddr_storage addr;
+    union weft_sockaddr addr;
     socklen_t addr_len;
 };
-
-static int parse_addr(struct ca_client *c, const char *addr, char *err, size_t err_len)
-{
-    char host[256];
-    const char *colon = strrchr(addr, ':');
-    if (colon == NULL || (size_t)(colon - addr) >= sizeof(host)) {
-        snprintf(err, err_len, "%.200s: not HOST:PORT", addr);
-        return WEFT_EINVAL;
-    }
-    memcpy(host, addr, (size_t)(colon - addr));
-    host[colon - addr] = '\0';
-    char *h = host;
-    if (h[0] == '[' && h[strlen(h) - 1] == ']') {
-        h[strlen(h) - 1] = '\0';
-        h++;
-    }
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST};
-    struct addrinfo *ai = NULL;
-    int gai = getaddrinfo(h, colon + 1, &hints, &ai);
-    if (gai != 0) {
-        snprintf(err, err_len, "%.200s: %s", addr, gai_strerror(gai));
-        return WEFT_EINVAL;
-    }
-    memcpy(&c->addr, ai->ai_addr, ai->ai_addrlen);
-    c->addr_len = ai->ai_addrlen;
-    freeaddrinfo(ai);
-    return WEFT_OK;
-}
 
 int ca_client_set_bundle(struct ca_client *c, const uint8_t *bundle, size_t bundle_len, char *err,
                          size_t err_len)
@@ -74,13 +46,23 @@ int ca_client_new(struct ca_client **out, const char *addr, const char *td, cons
     spiffe_bundle_set_init(&c->bundles);
     struct spiffe_id td_id;
     struct spiffe_why why;
-    int rc = parse_addr(c, addr, err, err_len);
+    char why_addr[128];
+    int rc = weft_sockaddr_parse(addr, false, &c->addr, &c->addr_len, why_addr, sizeof(why_addr));
+    if (rc != WEFT_OK) {
+        snprintf(err, err_len, "CA address %.200s: %s", addr, why_addr);
+    }
     if (rc == WEFT_OK && (rc = spiffe_td_parse(&td_id, td, strlen(td), &why)) != WEFT_OK) {
         snprintf(err, err_len, "trust domain %.200s: %s", td, why.msg);
     }
-    if (rc == WEFT_OK && (rc = spiffe_id_from_td_path(&c->expect, td_id.str + 9,
-                                                      CA_CLIENT_SERVER_PATH, &why)) != WEFT_OK) {
-        snprintf(err, err_len, "%s", why.msg);
+    if (rc == WEFT_OK) {
+        size_t td_len;
+        const char *name = spiffe_id_td(&td_id, &td_len);
+        char td_name[SPIFFE_ID_MAX_LEN + 1];
+        snprintf(td_name, sizeof(td_name), "%.*s", (int)td_len, name);
+        if ((rc = spiffe_id_from_td_path(&c->expect, td_name, CA_CLIENT_SERVER_PATH, &why)) !=
+            WEFT_OK) {
+            snprintf(err, err_len, "%s", why.msg);
+        }
     }
     if (rc == WEFT_OK) {
         rc = ca_client_set_bundle(c, bundle, bundle_len, err, err_len);
@@ -100,8 +82,8 @@ int ca_client_dial(struct ca_client *c, STACK_OF(X509) * chain, EVP_PKEY *key, g
                    char *err, size_t err_len)
 {
     *out = NULL;
-    int fd = socket(c->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&c->addr, c->addr_len) != 0) {
+    int fd = socket(c->addr.sa.sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, &c->addr.sa, c->addr_len) != 0) {
         snprintf(err, err_len, "cannot connect to the CA: %s", strerror(errno));
         if (fd >= 0) {
             close(fd);

@@ -19,7 +19,8 @@
 
 struct ca_client;
 
-/* ca_client_new prepares to dial |addr| ("HOST:PORT", numeric) as a client of the CA of |td|
+/* ca_client_new prepares to dial |addr| ("IPV4:PORT" or "[IPV6]:PORT") as a client of the CA of
+ * |td|
  * ("example.org" or "spiffe://example.org"), trusting the roots in |bundle| (any encoding
  * spiffe_bundle_decode reads: the bootstrap bundle file, or the DER a snapshot carries).
  * Starts a relay thread. |err| says what was wrong. */

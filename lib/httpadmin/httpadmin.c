@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "lib/base/mem.h"
+#include "lib/base/netaddr.h"
 
 #define LISTEN_BACKLOG 64
 #define ACCEPT_PAUSE_MS 100   /* after EMFILE and the like: the listener stays readable */
@@ -92,98 +93,21 @@ static const http_parser_settings parser_settings = {
 
 /* ---- setup ---- */
 
-union addr {
-    struct sockaddr sa;
-    struct sockaddr_in in4;
-    struct sockaddr_in6 in6;
-    struct sockaddr_un un;
-};
-
-/* parse_port reads a decimal port, 0 to 65535, that is the whole of |s|. */
-static bool parse_port(const char *s, uint16_t *out)
-{
-    unsigned long v = 0;
-    if (*s == '\0') {
-        return false;
-    }
-    for (; *s != '\0'; s++) {
-        if (*s < '0' || *s > '9' || (v = v * 10 + (unsigned long)(*s - '0')) > 65535) {
-            return false;
-        }
-    }
-    *out = (uint16_t)v;
-    return true;
-}
-
 /* parse_listen turns |listen| into a socket address, or says in |err| why it cannot. */
-static int parse_listen(const char *listen, union addr *out, socklen_t *out_len, char *err,
+static int parse_listen(const char *listen, union weft_sockaddr *out, socklen_t *out_len, char *err,
                         size_t err_len)
 {
-    memset(out, 0, sizeof(*out));
-    if (strncmp(listen, "unix:", 5) == 0) {
-        const char *path = listen + 5;
-        size_t len = strlen(path);
-        if (len == 0 || len >= sizeof(out->un.sun_path)) {
-            snprintf(err, err_len,
-                     "httpadmin: bad listen address \"%s\": a unix socket path is 1 "
-                     "to %zu bytes",
-                     listen, sizeof(out->un.sun_path) - 1);
-            return WEFT_EINVAL;
-        }
-        out->un.sun_family = AF_UNIX;
-        memcpy(out->un.sun_path, path, len + 1);
-        *out_len = (socklen_t)sizeof(out->un);
-        return WEFT_OK;
+    char why[128];
+    if (weft_sockaddr_parse(listen, true, out, out_len, why, sizeof(why)) != WEFT_OK) {
+        snprintf(err, err_len, "httpadmin: bad listen address \"%s\": %s", listen, why);
+        return WEFT_EINVAL;
     }
-    /* HOST:PORT with an IPv4 HOST, or [HOST]:PORT with an IPv6 one (RFC 3986 §3.2.2). */
-    char host[INET6_ADDRSTRLEN];
-    const char *port;
-    bool v6 = listen[0] == '[';
-    if (v6) {
-        const char *close = strchr(listen, ']');
-        if (close == NULL || close[1] != ':' || (size_t)(close - listen - 1) >= sizeof(host)) {
-            goto bad;
-        }
-        memcpy(host, listen + 1, (size_t)(close - listen - 1));
-        host[close - listen - 1] = '\0';
-        port = close + 2;
-    } else {
-        const char *colon = strchr(listen, ':');
-        if (colon == NULL || strchr(colon + 1, ':') != NULL ||
-            (size_t)(colon - listen) >= sizeof(host)) {
-            goto bad;
-        }
-        memcpy(host, listen, (size_t)(colon - listen));
-        host[colon - listen] = '\0';
-        port = colon + 1;
-    }
-    uint16_t p;
-    if (!parse_port(port, &p)) {
-        goto bad;
-    }
-    if (v6 && inet_pton(AF_INET6, host, &out->in6.sin6_addr) == 1) {
-        out->in6.sin6_family = AF_INET6;
-        out->in6.sin6_port = htons(p);
-        *out_len = (socklen_t)sizeof(out->in6);
-        return WEFT_OK;
-    }
-    if (!v6 && inet_pton(AF_INET, host, &out->in4.sin_addr) == 1) {
-        out->in4.sin_family = AF_INET;
-        out->in4.sin_port = htons(p);
-        *out_len = (socklen_t)sizeof(out->in4);
-        return WEFT_OK;
-    }
-bad:
-    snprintf(err, err_len,
-             "httpadmin: bad listen address \"%s\": want IPV4:PORT, [IPV6]:PORT or unix:PATH, "
-             "numeric, port 0 to 65535",
-             listen);
-    return WEFT_EINVAL;
+    return WEFT_OK;
 }
 
 /* unix_socket_is_stale says whether nobody accepts on the unix socket at |a|: a server that died
  * without removing its file leaves one behind, which bind refuses with EADDRINUSE. */
-static bool unix_socket_is_stale(const union addr *a, socklen_t len)
+static bool unix_socket_is_stale(const union weft_sockaddr *a, socklen_t len)
 {
     struct stat st;
     if (lstat(a->un.sun_path, &st) != 0 || !S_ISSOCK(st.st_mode)) {
@@ -202,7 +126,7 @@ static bool unix_socket_is_stale(const union addr *a, socklen_t len)
  * on failure, destroy() releases whatever it got. */
 static int open_listener(struct httpadmin *h, const char *addr_str, char *err, size_t err_len)
 {
-    union addr a;
+    union weft_sockaddr a;
     socklen_t len;
     TRY(parse_listen(addr_str, &a, &len, err, err_len));
     if ((h->listen_fd = socket(a.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) <
@@ -236,7 +160,7 @@ static int open_listener(struct httpadmin *h, const char *addr_str, char *err, s
         return WEFT_EIO;
     }
     if (a.sa.sa_family != AF_UNIX) {
-        union addr bound;
+        union weft_sockaddr bound;
         socklen_t bound_len = sizeof(bound);
         if (getsockname(h->listen_fd, &bound.sa, &bound_len) != 0) {
             snprintf(err, err_len, "httpadmin: cannot read the port bound for %s: %s", addr_str,
