@@ -90,11 +90,7 @@ int main(int argc, char **argv)
             o.trust_domain = optarg;
             break;
         case 'k':
-            if (strcmp(optarg, "ec-p256") == 0) {
-                o.key_type = SPIFFE_KEY_EC_P256;
-            } else if (strcmp(optarg, "ed25519") == 0) {
-                o.key_type = SPIFFE_KEY_ED25519;
-            } else {
+            if (spiffe_key_type_parse(&o.key_type, optarg) != WEFT_OK) {
                 fprintf(stderr, "weft-ca: --key-type %s: ec-p256 or ed25519\n", optarg);
                 return 2;
             }

@@ -43,14 +43,12 @@ int cli_read(uint8_t **out, size_t *out_len, const char *what, const char *path)
 
 int cli_key_type(int *out, const char *arg)
 {
-    if (strcmp(arg, "ec-p256") == 0) {
-        *out = SPIFFE_KEY_EC_P256;
-    } else if (strcmp(arg, "ed25519") == 0) {
-        *out = SPIFFE_KEY_ED25519;
-    } else {
+    enum spiffe_key_type type;
+    if (spiffe_key_type_parse(&type, arg) != WEFT_OK) {
         fprintf(stderr, "weftctl: --key-type %s: use ec-p256 or ed25519\n", arg);
         return EXIT_USAGE;
     }
+    *out = (int)type;
     return EXIT_VALID;
 }
 

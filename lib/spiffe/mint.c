@@ -19,6 +19,18 @@ static int build(X509 **out, enum cert_kind kind, const X509 *issuer, EVP_PKEY *
                  EVP_PKEY *pub, const struct spiffe_id *id, const struct spiffe_mint_params *p,
                  struct spiffe_why *why);
 
+int spiffe_key_type_parse(enum spiffe_key_type *out, const char *s)
+{
+    if (strcmp(s, "ec-p256") == 0) {
+        *out = SPIFFE_KEY_EC_P256;
+    } else if (strcmp(s, "ed25519") == 0) {
+        *out = SPIFFE_KEY_ED25519;
+    } else {
+        return WEFT_EINVAL;
+    }
+    return WEFT_OK;
+}
+
 EVP_PKEY *spiffe_key_generate(enum spiffe_key_type type)
 {
     EVP_PKEY *key = NULL;

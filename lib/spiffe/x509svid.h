@@ -89,6 +89,10 @@ enum spiffe_key_type {
     SPIFFE_KEY_ED25519,
 };
 
+/* spiffe_key_type_parse reads a --key-type value, "ec-p256" or "ed25519"; WEFT_EINVAL for
+ * anything else. */
+WEFT_MUST_USE int spiffe_key_type_parse(enum spiffe_key_type *out, const char *s);
+
 /* spiffe_key_generate returns a new private key of |type|, or NULL if BoringSSL fails. */
 EVP_PKEY *spiffe_key_generate(enum spiffe_key_type type);
 
