@@ -1,0 +1,42 @@
+/* lib/base/netaddr_test.c: the address forms flags accept, and what they refuse. */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "lib/base/netaddr.h"
+
+Test(netaddr, accepted_forms)
+{
+    union weft_sockaddr a;
+    socklen_t len;
+    char err[256];
+    cr_assert_eq(weft_sockaddr_parse("127.0.0.1:8443", false, &a, &len, err, sizeof(err)), WEFT_OK);
+    cr_assert_eq(a.sa.sa_family, AF_INET);
+    cr_assert_eq(ntohs(a.in4.sin_port), 8443);
+    cr_assert_eq(len, sizeof(a.in4));
+    cr_assert_eq(weft_sockaddr_parse("[::1]:0", false, &a, &len, err, sizeof(err)), WEFT_OK);
+    cr_assert_eq(a.sa.sa_family, AF_INET6);
+    cr_assert_eq(weft_sockaddr_parse("unix:/run/x.sock", true, &a, &len, err, sizeof(err)),
+                 WEFT_OK);
+    cr_assert_str_eq(a.un.sun_path, "/run/x.sock");
+}
+
+Test(netaddr, refused_forms)
+{
+    static const char *const bad[] = {
+        "localhost:80", "1.2.3.4",      "1.2.3.4:65536", "1.2.3.4:", "::1:80",
+        "[::1]80",      "[1.2.3.4]:80", "1.2.3.4:8x",    "",         ":80",
+        "1.2.3.4:80:",
+    };
+    union weft_sockaddr a;
+    socklen_t len;
+    char err[256];
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cr_assert_eq(weft_sockaddr_parse(bad[i], true, &a, &len, err, sizeof(err)), WEFT_EINVAL,
+                     "%s", bad[i]);
+        cr_assert_not_null(strstr(err, "want IPV4:PORT"), "%s", err);
+    }
+    cr_assert_eq(weft_sockaddr_parse("unix:/x", false, &a, &len, err, sizeof(err)), WEFT_EINVAL,
+                 "unix sockets only where allowed");
+    cr_assert_eq(weft_sockaddr_parse("unix:", true, &a, &len, err, sizeof(err)), WEFT_EINVAL);
+}
