@@ -217,7 +217,7 @@ static int canonical_revocation(char *out, size_t out_len, enum ca_revocation_ki
 }
 
 int ca_revoke(struct ca_store *s, enum ca_revocation_kind kind, const char *value, int64_t now,
-              char *err, size_t err_len)
+              struct ca_revocation *out, char *err, size_t err_len)
 {
     struct ca_revocation r = {.kind = kind, .created_at = now};
     TRY(canonical_revocation(r.value, sizeof(r.value), kind, value, err, err_len));
@@ -237,6 +237,8 @@ int ca_revoke(struct ca_store *s, enum ca_revocation_kind kind, const char *valu
     rc = ca_store_revoke(s, &r);
     if (rc != WEFT_OK) {
         snprintf(err, err_len, "%.250s", s->err);
+    } else if (out != NULL) {
+        *out = r;
     }
     return rc;
 }

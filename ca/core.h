@@ -41,9 +41,11 @@ WEFT_MUST_USE int ca_entry_validate(const struct ca_entry *e, const struct spiff
 /* ca_revoke stops issuance for an ID, serial (hex, colons allowed) or node at once and adds a
  * deny-list item kept until the latest notAfter among the certificates it affects, and at least
  * one longest SVID lifetime from |now| (so a mint racing the revocation is covered). A value
- * that is not an ID with a path, hex, or a node name is WEFT_EINVAL. */
+ * that is not an ID with a path, hex, or a node name is WEFT_EINVAL. On WEFT_OK, |out| (may be
+ * NULL) gets the item as stored: the canonical value (a serial in lowercase hex without colons)
+ * and the drop time asked for (the store keeps an earlier item's later one). */
 WEFT_MUST_USE int ca_revoke(struct ca_store *s, enum ca_revocation_kind kind, const char *value,
-                            int64_t now, char *err, size_t err_len);
+                            int64_t now, struct ca_revocation *out, char *err, size_t err_len);
 
 /* ca_may_issue reports whether |spiffe_id| may still be issued to |node|: WEFT_OK, or
  * WEFT_EPOLICY with the reason (the ID or the node was revoked). */

@@ -146,8 +146,8 @@ Test(ca_core, revocation_stops_issuance_at_once_and_lasts_until_the_last_cert_ex
     i.not_after = NOW + 2 * CA_MAX_SVID_TTL_S; /* a node SVID may outlive the longest workload */
     cr_assert_eq(ca_store_issuance_add(s, &i), WEFT_OK);
     cr_assert_eq(ca_may_issue(s, i.spiffe_id, "node-a", err, sizeof(err)), WEFT_OK);
-    cr_assert_eq(ca_revoke(s, CA_REVOKE_ID, i.spiffe_id, NOW, err, sizeof(err)), WEFT_OK, "%s",
-                 err);
+    cr_assert_eq(ca_revoke(s, CA_REVOKE_ID, i.spiffe_id, NOW, NULL, err, sizeof(err)), WEFT_OK,
+                 "%s", err);
     cr_assert_eq(ca_may_issue(s, i.spiffe_id, "node-a", err, sizeof(err)), WEFT_EPOLICY);
     cr_assert_not_null(strstr(err, "revoked"), "%s", err);
     /* the deny-list item lives until the certificate's notAfter, then goes; issuance stays
@@ -162,25 +162,25 @@ Test(ca_core, revocation_stops_issuance_at_once_and_lasts_until_the_last_cert_ex
     cr_assert_eq(ca_may_issue(s, i.spiffe_id, "node-a", err, sizeof(err)), WEFT_EPOLICY);
     /* an ID never issued is still pushed, for a longest SVID lifetime: a mint racing the
      * revocation may record its certificate just after */
-    cr_assert_eq(
-        ca_revoke(s, CA_REVOKE_ID, "spiffe://example.org/ns/shop/sa/new", NOW, err, sizeof(err)),
-        WEFT_OK);
+    cr_assert_eq(ca_revoke(s, CA_REVOKE_ID, "spiffe://example.org/ns/shop/sa/new", NOW, NULL, err,
+                           sizeof(err)),
+                 WEFT_OK);
     struct find f = {"spiffe://example.org/ns/shop/sa/new", 0};
     cr_assert_eq(ca_store_revocation_list(s, NOW, find_drop, &f), WEFT_OK);
     cr_assert_eq(f.drop, NOW + CA_MAX_SVID_TTL_S + 60);
     /* values are checked and kept in one form */
-    cr_assert_eq(ca_revoke(s, CA_REVOKE_SERIAL, "0A:1b:FF", NOW, err, sizeof(err)), WEFT_OK);
+    cr_assert_eq(ca_revoke(s, CA_REVOKE_SERIAL, "0A:1b:FF", NOW, NULL, err, sizeof(err)), WEFT_OK);
     bool revoked = false;
     cr_assert_eq(ca_store_is_revoked(s, CA_REVOKE_SERIAL, "0a1bff", &revoked), WEFT_OK);
     cr_assert(revoked);
-    cr_assert_eq(ca_revoke(s, CA_REVOKE_SERIAL, "xyz", NOW, err, sizeof(err)), WEFT_EINVAL);
-    cr_assert_eq(ca_revoke(s, CA_REVOKE_ID, "spiffe://Example.org/x", NOW, err, sizeof(err)),
+    cr_assert_eq(ca_revoke(s, CA_REVOKE_SERIAL, "xyz", NOW, NULL, err, sizeof(err)), WEFT_EINVAL);
+    cr_assert_eq(ca_revoke(s, CA_REVOKE_ID, "spiffe://Example.org/x", NOW, NULL, err, sizeof(err)),
                  WEFT_EINVAL);
-    cr_assert_eq(ca_revoke(s, CA_REVOKE_NODE, "Node A", NOW, err, sizeof(err)), WEFT_EINVAL);
+    cr_assert_eq(ca_revoke(s, CA_REVOKE_NODE, "Node A", NOW, NULL, err, sizeof(err)), WEFT_EINVAL);
     cr_assert_eq(ca_may_issue(s, "spiffe://example.org/ns/shop/sa/api", "node-a", err, sizeof(err)),
                  WEFT_OK, "another ID on the same node is fine");
-    cr_assert_eq(ca_revoke(s, CA_REVOKE_NODE, "node-a", NOW, err, sizeof(err)), WEFT_OK);
+    cr_assert_eq(ca_revoke(s, CA_REVOKE_NODE, "node-a", NOW, NULL, err, sizeof(err)), WEFT_OK);
     cr_assert_eq(ca_may_issue(s, "spiffe://example.org/ns/shop/sa/api", "node-a", err, sizeof(err)),
                  WEFT_EPOLICY, "nothing more for a revoked node");
-    cr_assert_eq(ca_revoke(s, CA_REVOKE_ID, "", NOW, err, sizeof(err)), WEFT_EINVAL);
+    cr_assert_eq(ca_revoke(s, CA_REVOKE_ID, "", NOW, NULL, err, sizeof(err)), WEFT_EINVAL);
 }

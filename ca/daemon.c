@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <grp.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pwd.h>
@@ -39,6 +38,7 @@
 #include "lib/base/log.h"
 #include "lib/base/mem.h"
 #include "lib/base/metrics.h"
+#include "lib/base/netaddr.h"
 #include "lib/httpadmin/httpadmin.h"
 #include "lib/rpc/rpc.h"
 #include "lib/spiffe/bundle.h"
@@ -127,40 +127,26 @@ static double mono_s(void)
 
 /* --- start-up helpers ------------------------------------------------------------------------ */
 
-/* listen_tcp binds "HOST:PORT" ("0.0.0.0:8443", "[::]:8443"). */
+/* listen_tcp binds "IPV4:PORT" or "[IPV6]:PORT" ("0.0.0.0:8443", "[::]:8443"). */
 static int listen_tcp(const char *hostport, char *err, size_t err_len)
 {
-    char host[256];
-    const char *colon = strrchr(hostport, ':');
-    if (colon == NULL || (size_t)(colon - hostport) >= sizeof(host)) {
-        snprintf(err, err_len, "%s: not HOST:PORT", hostport);
+    union weft_sockaddr a;
+    socklen_t len;
+    char why[128];
+    if (weft_sockaddr_parse(hostport, false, &a, &len, why, sizeof(why)) != WEFT_OK) {
+        snprintf(err, err_len, "%.200s: %s", hostport, why);
         return -1;
     }
-    memcpy(host, hostport, (size_t)(colon - hostport));
-    host[colon - hostport] = '\0';
-    char *h = host;
-    if (h[0] == '[' && h[strlen(h) - 1] == ']') {
-        h[strlen(h) - 1] = '\0';
-        h++;
-    }
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICHOST};
-    struct addrinfo *ai = NULL;
-    int gai = getaddrinfo(h[0] != '\0' ? h : NULL, colon + 1, &hints, &ai);
-    if (gai != 0) {
-        snprintf(err, err_len, "%s: %s", hostport, gai_strerror(gai));
-        return -1;
-    }
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int fd = socket(a.sa.sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     int one = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 512) != 0) {
-        snprintf(err, err_len, "cannot listen on %s: %s", hostport, strerror(errno));
+        bind(fd, &a.sa, len) != 0 || listen(fd, 512) != 0) {
+        snprintf(err, err_len, "cannot listen on %.200s: %s", hostport, strerror(errno));
         if (fd >= 0) {
             close(fd);
         }
-        fd = -1;
+        return -1;
     }
-    freeaddrinfo(ai);
     return fd;
 }
 
@@ -236,8 +222,6 @@ static int load_material(struct daemon *d, char *err, size_t err_len)
         return WEFT_EINVAL;
     }
     /* the intermediate must chain to the bundle, now */
-    STACK_OF(X509) *chain = sk_X509_new_null();
-    sk_X509_push(chain, d->intermediate);
     X509_STORE *xs = X509_STORE_new();
     X509_STORE_CTX *ctx = X509_STORE_CTX_new();
     for (size_t i = 0; i < sk_X509_num(d->roots); i++) {
@@ -247,7 +231,6 @@ static int load_material(struct daemon *d, char *err, size_t err_len)
     int verr = X509_STORE_CTX_get_error(ctx);
     X509_STORE_CTX_free(ctx);
     X509_STORE_free(xs);
-    sk_X509_free(chain);
     if (!ok) {
         snprintf(err, err_len, "%.150s/%s does not verify against %s: %s", d->data_dir,
                  CA_FILE_INT_CERT, CA_FILE_BUNDLE_PEM, X509_verify_cert_error_string(verr));
@@ -1167,7 +1150,9 @@ static void list_entries(void *arg, const struct rpc_ctx *ctx, const uint8_t *re
     weft__ca__v1__list_entries_request__free_unpacked(r, NULL);
     if (rc != WEFT_OK && rc != 1) {
         rpc_fail(reply, GRPC_STATUS_UNAVAILABLE, "%s", d->store->err);
-        listed_pb = NULL, listed_ptrs = NULL, listed_sels = NULL;
+        listed_pb = NULL;
+        listed_ptrs = NULL;
+        listed_sels = NULL;
         return;
     }
     listed_pb = weft_xcalloc(listed.num + 1, sizeof(*listed_pb));
@@ -1188,7 +1173,6 @@ struct find_rev {
     enum ca_revocation_kind kind;
     const char *value;
     struct ca_revocation found;
-    bool ok;
 };
 
 static int find_revocation(void *arg, const struct ca_revocation *r)
@@ -1196,7 +1180,6 @@ static int find_revocation(void *arg, const struct ca_revocation *r)
     struct find_rev *f = arg;
     if (r->kind == f->kind && strcmp(r->value, f->value) == 0) {
         f->found = *r;
-        f->ok = true;
         return 1;
     }
     return WEFT_OK;
@@ -1218,23 +1201,21 @@ static void revoke_call(void *arg, const struct rpc_ctx *ctx, const uint8_t *req
                                                                                     : CA_REVOKE_ID;
     char err[256];
     int64_t now = now_s();
-    int rc = ca_revoke(d->store, kind, r->value, now, err, sizeof(err));
+    struct ca_revocation stored;
+    int rc = ca_revoke(d->store, kind, r->value, now, &stored, err, sizeof(err));
     if (rc != WEFT_OK) {
         rpc_fail(reply, rc == WEFT_EIO ? GRPC_STATUS_UNAVAILABLE : GRPC_STATUS_INVALID_ARGUMENT,
                  "%s", err);
         weft__ca__v1__revoke_request__free_unpacked(r, NULL);
         return;
     }
-    static struct find_rev f;
-    memset(&f, 0, sizeof(f));
-    f.kind = kind;
-    f.value = r->value;
-    /* the stored form is canonical (a serial loses its colons and case): find it by listing */
+    /* an earlier item for the same value may keep a later drop time: report the stored one */
+    struct find_rev f = {.kind = kind, .value = stored.value, .found = stored};
     if (ca_store_revocation_list(d->store, now, find_revocation, &f) < 0) {
         weft_counter_add(d->m.store_errors, 1);
     }
     static const char *kinds[] = {"id", "serial", "node"};
-    weft_log(WEFT_LOG_INFO, "revoked", 2, "kind", kinds[kind], "value", r->value);
+    weft_log(WEFT_LOG_INFO, "revoked", 2, "kind", kinds[kind], "value", stored.value);
     changed(d);
     push_all(d, true); /* within seconds: now */
     static Weft__Ca__V1__RevokeResponse resp;
@@ -1242,10 +1223,10 @@ static void revoke_call(void *arg, const struct rpc_ctx *ctx, const uint8_t *req
     static char value[CA_SPIFFE_ID_MAX + 1];
     weft__ca__v1__revoke_response__init(&resp);
     weft__ca__v1__deny_item__init(&item);
-    snprintf(value, sizeof(value), "%s", f.ok ? f.found.value : r->value);
+    snprintf(value, sizeof(value), "%s", f.found.value);
     item.kind = kind_to_pb[kind];
     item.value = value;
-    item.drop_after = f.ok ? f.found.drop_after : 0;
+    item.drop_after = f.found.drop_after;
     resp.item = &item;
     reply->msg = &resp.base;
     weft__ca__v1__revoke_request__free_unpacked(r, NULL);

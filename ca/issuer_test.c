@@ -155,7 +155,7 @@ Test(ca_issuer, a_node_joins_with_its_token_once)
     cr_assert_eq(ca_renew_node(&ca, &expired, csr, csr_len, TESTLIB_NOW, svid, err, sizeof(err)),
                  WEFT_EPOLICY);
     cr_assert_not_null(strstr(err, "expired"), "%s", err);
-    cr_assert_eq(ca_revoke(store, CA_REVOKE_SERIAL, "0102", TESTLIB_NOW, err, sizeof(err)),
+    cr_assert_eq(ca_revoke(store, CA_REVOKE_SERIAL, "0102", TESTLIB_NOW, NULL, err, sizeof(err)),
                  WEFT_OK);
     cr_assert_eq(ca_renew_node(&ca, &caller, csr, csr_len, TESTLIB_NOW, svid, err, sizeof(err)),
                  WEFT_EPOLICY, "a revoked SVID renews nothing");
@@ -164,7 +164,7 @@ Test(ca_issuer, a_node_joins_with_its_token_once)
         .node = "node-a", .serial_hex = "0103", .not_after = caller.not_after};
     cr_assert_eq(ca_renew_node(&ca, &other, csr, csr_len, TESTLIB_NOW, svid, err, sizeof(err)),
                  WEFT_OK, "%s", err);
-    cr_assert_eq(ca_revoke(store, CA_REVOKE_NODE, "node-a", TESTLIB_NOW, err, sizeof(err)),
+    cr_assert_eq(ca_revoke(store, CA_REVOKE_NODE, "node-a", TESTLIB_NOW, NULL, err, sizeof(err)),
                  WEFT_OK);
     cr_assert_eq(ca_renew_node(&ca, &other, csr, csr_len, TESTLIB_NOW, svid, err, sizeof(err)),
                  WEFT_EPOLICY, "a revoked node renews nothing");
@@ -214,7 +214,7 @@ Test(ca_issuer, a_node_mints_only_its_own_entries)
     cr_assert_eq(inventory("spiffe://example.org/ns/shop/sa/api"), 0);
     /* a revoked ID is refused at once */
     cr_assert_eq(ca_revoke(store, CA_REVOKE_ID, "spiffe://example.org/ns/shop/sa/web", TESTLIB_NOW,
-                           err, sizeof(err)),
+                           NULL, err, sizeof(err)),
                  WEFT_OK);
     cr_assert_eq(ca_mint_workloads(&ca, &node_a, reqs, 1, res, TESTLIB_NOW, err, sizeof(err)),
                  WEFT_OK);
