@@ -5,15 +5,9 @@
  * Loops are bounded in count and time; the CA is stopped by its PID.
  *
  *   bazel run -c opt //test/bench:ca_rpc_bench */
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <grpc/grpc.h>
 #include <openssl/mem.h>
@@ -24,40 +18,15 @@
 #include "lib/spiffe/x509svid.h"
 #include "proto/ca.pb-c.h"
 #include "test/bench/bench.h"
+#include "test/testlib/ca_proc.h"
 
 #define PROG "ca_rpc_bench"
 #define T_MS 10000
 #define BATCH 16
 
-static char dir[] = "/tmp/weft-ca-bench-XXXXXX";
-static pid_t ca_pid;
+static struct ca_proc ca;
 
-static void stop_ca(void)
-{
-    if (ca_pid > 0) {
-        kill(ca_pid, SIGTERM);
-        waitpid(ca_pid, NULL, 0);
-        ca_pid = 0;
-    }
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, PROG ": could not remove %s\n", dir);
-    }
-}
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-        bench_die(PROG, "port", "cannot bind 127.0.0.1:0");
-    }
-    close(fd);
-    return ntohs(a.sin_port);
-}
+static void stop_ca(void) { ca_proc_cleanup(&ca); }
 
 static ProtobufCMessage *must(grpc_channel *ch, const char *path, const ProtobufCMessage *req,
                               const ProtobufCMessageDescriptor *desc)
@@ -122,42 +91,12 @@ static double mint_rate(grpc_channel *ch, const char *entry, size_t batch)
 
 int main(void)
 {
-    if (mkdtemp(dir) == NULL) {
-        bench_die(PROG, "mkdtemp", "cannot make a directory");
-    }
-    char listen[64], sock[128], log[128];
-    snprintf(listen, sizeof(listen), "127.0.0.1:%d", free_port());
-    snprintf(sock, sizeof(sock), "%s/admin.sock", dir);
-    snprintf(log, sizeof(log), "%s/ca.log", dir);
-    ca_pid = fork();
-    if (ca_pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        dup2(fd, 2);
-        execl("ca/weft-ca", "weft-ca", "--data-dir", dir, "--self-signed", "--trust-domain",
-              "example.org", "--listen", listen, "--http", "", (char *)NULL);
-        _exit(127);
-    }
     grpc_init();
-    grpc_channel *admin = NULL;
-    for (int i = 0; i < 200 && admin == NULL; i++) {
-        usleep(50 * 1000);
-        grpc_channel *ch = rpc_channel_unix(sock);
-        Weft__Ca__V1__StatusRequest sreq = WEFT__CA__V1__STATUS_REQUEST__INIT;
-        ProtobufCMessage *resp;
-        struct rpc_status st;
-        if (rpc_call_unary(ch, "/weft.ca.v1.Admin/Status", &sreq.base,
-                           &weft__ca__v1__status_response__descriptor, 1 << 20, 500, &resp,
-                           &st) == WEFT_OK) {
-            protobuf_c_message_free_unpacked(resp, NULL);
-            admin = ch;
-        } else {
-            grpc_channel_destroy(ch);
-        }
-    }
-    if (admin == NULL) {
+    if (ca_proc_init(&ca) != WEFT_OK || ca_proc_start(&ca, NULL) != WEFT_OK) {
         stop_ca();
         bench_die(PROG, "weft-ca", "did not start (see its log)");
     }
+    grpc_channel *admin = ca.admin;
     Weft__Ca__V1__CreateTokenRequest treq = WEFT__CA__V1__CREATE_TOKEN_REQUEST__INIT;
     treq.node = "bench-node";
     Weft__Ca__V1__CreateTokenResponse *tok = (Weft__Ca__V1__CreateTokenResponse *)must(
@@ -176,12 +115,12 @@ int main(void)
         &weft__ca__v1__create_entry_response__descriptor);
 
     char path[128], err[512];
-    snprintf(path, sizeof(path), "%s/bundle.pem", dir);
+    snprintf(path, sizeof(path), "%s/bundle.pem", ca.dir);
     uint8_t *bundle;
     size_t bundle_len;
     struct ca_client *client;
     if (weft_file_read(&bundle, &bundle_len, path, 1 << 20) != WEFT_OK ||
-        ca_client_new(&client, listen, "example.org", bundle, bundle_len, err, sizeof(err)) !=
+        ca_client_new(&client, ca.listen, CA_PROC_TD, bundle, bundle_len, err, sizeof(err)) !=
             WEFT_OK) {
         stop_ca();
         bench_die(PROG, "client", err);
@@ -221,7 +160,6 @@ int main(void)
 
     grpc_channel_destroy(node);
     grpc_channel_destroy(anon);
-    grpc_channel_destroy(admin);
     sk_X509_pop_free(chain, X509_free);
     EVP_PKEY_free(node_key);
     OPENSSL_free(areq.csr.data);
@@ -229,7 +167,7 @@ int main(void)
     protobuf_c_message_free_unpacked(&tok->base, NULL);
     protobuf_c_message_free_unpacked(&ent->base, NULL);
     ca_client_free(client);
-    grpc_shutdown();
     stop_ca();
+    grpc_shutdown();
     return 0;
 }

@@ -5,12 +5,10 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -25,97 +23,31 @@
 #include "lib/spiffe/bundle.h"
 #include "lib/spiffe/x509svid.h"
 #include "proto/ca.pb-c.h"
+#include "test/testlib/ca_proc.h"
 
-#define TD "example.org"
+#define TD CA_PROC_TD
 #define T_MS 10000
 #define BIG (16 << 20)
 
-static struct {
-    char dir[64], sock[128], listen[64];
-    pid_t pid;
-    grpc_channel *admin;
-} ca;
-
-/* --- the process --------------------------------------------------------------------------- */
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
+static struct ca_proc ca;
 
 static void ca_start(void)
 {
-    char log[128];
-    snprintf(log, sizeof(log), "%s/ca.log", ca.dir);
-    ca.pid = fork();
-    cr_assert_geq(ca.pid, 0);
-    if (ca.pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        dup2(fd, 2);
-        execl("ca/weft-ca", "weft-ca", "--data-dir", ca.dir, "--self-signed", "--trust-domain", TD,
-              "--listen", ca.listen, "--http", "", "--node-ttl", "1h", (char *)NULL);
-        _exit(127);
-    }
-    /* ready once the admin socket answers */
-    for (int i = 0; i < 200; i++) {
-        Weft__Ca__V1__StatusRequest req = WEFT__CA__V1__STATUS_REQUEST__INIT;
-        ProtobufCMessage *resp = NULL;
-        struct rpc_status st;
-        grpc_channel *ch = rpc_channel_unix(ca.sock);
-        int rc = rpc_call_unary(ch, "/weft.ca.v1.Admin/Status", &req.base,
-                                &weft__ca__v1__status_response__descriptor, BIG, 500, &resp, &st);
-        if (rc == WEFT_OK) {
-            protobuf_c_message_free_unpacked(resp, NULL);
-            ca.admin = ch;
-            return;
-        }
-        grpc_channel_destroy(ch);
-        int status;
-        cr_assert_eq(waitpid(ca.pid, &status, WNOHANG), 0, "weft-ca exited; see %s", log);
-        usleep(50 * 1000);
-    }
-    cr_assert_fail("weft-ca did not answer on %s", ca.sock);
+    cr_assert_eq(ca_proc_start(&ca, "1h"), WEFT_OK, "weft-ca did not start; see %s/ca.log", ca.dir);
 }
 
-static void ca_stop(int sig)
-{
-    if (ca.admin != NULL) {
-        grpc_channel_destroy(ca.admin);
-        ca.admin = NULL;
-    }
-    if (ca.pid > 0) {
-        kill(ca.pid, sig);
-        int status;
-        waitpid(ca.pid, &status, 0);
-        ca.pid = 0;
-    }
-}
+static void ca_stop(int sig) { ca_proc_stop(&ca, sig); }
 
 static void setup(void)
 {
-    memset(&ca, 0, sizeof(ca));
     grpc_init();
-    snprintf(ca.dir, sizeof(ca.dir), "/tmp/weft-ca-test-XXXXXX");
-    cr_assert_not_null(mkdtemp(ca.dir));
-    snprintf(ca.sock, sizeof(ca.sock), "%s/admin.sock", ca.dir);
-    snprintf(ca.listen, sizeof(ca.listen), "127.0.0.1:%d", free_port());
+    cr_assert_eq(ca_proc_init(&ca), WEFT_OK);
     ca_start();
 }
 
 static void teardown(void)
 {
-    ca_stop(SIGTERM);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", ca.dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "could not remove %s\n", ca.dir);
-    }
+    ca_proc_cleanup(&ca);
     grpc_shutdown();
 }
 
@@ -517,16 +449,12 @@ Test(ca_daemon, kill_9_during_a_burst_loses_nothing_acknowledged)
         acked++;
     }
     waitpid(killer, NULL, 0);
-    int status;
-    waitpid(ca.pid, &status, 0);
-    ca.pid = 0;
+    int status = ca_proc_reap(&ca);
     cr_assert(WIFSIGNALED(status), "weft-ca was killed, not finished (acked %zu)", acked);
     cr_assert_gt(acked, 0);
     cr_assert_lt(acked, N, "the kill came during the burst");
     cr_log_info("%zu SVIDs acknowledged before kill -9", acked);
     node_free(&a);
-    grpc_channel_destroy(ca.admin);
-    ca.admin = NULL;
     ca_start();
     cr_assert_eq(serials_listed(serials, acked), acked, "every acknowledged SVID is recorded");
     free(ea);
@@ -573,7 +501,7 @@ Test(ca_daemon, a_key_file_others_can_read_stops_the_start)
         snprintf(log, sizeof(log), "%s/refused.log", ca.dir);
         int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         dup2(fd, 2);
-        execl("ca/weft-ca", "weft-ca", "--data-dir", ca.dir, "--listen", ca.listen, "--http", "",
+        execl(CA_PROC_BIN, "weft-ca", "--data-dir", ca.dir, "--listen", ca.listen, "--http", "",
               (char *)NULL);
         _exit(127);
     }
@@ -588,4 +516,19 @@ Test(ca_daemon, a_key_file_others_can_read_stops_the_start)
     cr_assert_not_null(memmem(text, len, "readable by group or others", 27), "%.*s", (int)len,
                        text);
     free(text);
+}
+
+Test(ca_daemon, a_revoked_serial_is_reported_in_its_canonical_form)
+{
+    Weft__Ca__V1__RevokeRequest req = WEFT__CA__V1__REVOKE_REQUEST__INIT;
+    req.kind = WEFT__CA__V1__DENY_ITEM__KIND__SERIAL;
+    req.value = "0A:1B:ff";
+    Weft__Ca__V1__RevokeResponse *resp;
+    struct rpc_status st;
+    cr_assert_eq(admin("Revoke", &req.base, &weft__ca__v1__revoke_response__descriptor,
+                       (ProtobufCMessage **)&resp, &st),
+                 WEFT_OK, "%s", st.details);
+    cr_assert_str_eq(resp->item->value, "0a1bff");
+    cr_assert_gt(resp->item->drop_after, time(NULL) + 24 * 3600 - 60, "a longest SVID lifetime");
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
 }
