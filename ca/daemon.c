@@ -1739,9 +1739,8 @@ int ca_daemon_run(const struct ca_daemon_opts *o)
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         tick(d, &next_policy_ms, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-        push_all(d, false);
+        push_all(d, false); /* what the tick or the handlers changed */
         rpc_server_poll(d->rpc, TICK_MS);
-        push_all(d, false);
     }
     weft_log(WEFT_LOG_INFO, "weft-ca stopping", 0);
     rc = 0;
