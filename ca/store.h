@@ -77,6 +77,14 @@ struct ca_issuance_filter {
     int64_t now;
 };
 
+/* struct ca_state_item is one named value of the CA's own state (the root rotation's phase, the
+ * bundle it publishes): bytes the caller encodes as it likes. */
+struct ca_state_item {
+    const char *name;
+    const void *value;
+    size_t len;
+};
+
 struct ca_store;
 
 /* The operations a backend provides. Each returns WEFT_OK or a negative WEFT_E* code, with a
@@ -108,6 +116,8 @@ struct ca_store_ops {
                       char node_out[CA_NODE_NAME_MAX + 1]);
     int (*attest_commit)(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN], int64_t now,
                          const struct ca_issuance *node_svid);
+    int (*state_put)(struct ca_store *s, const struct ca_state_item *items, size_t num);
+    int (*state_get)(struct ca_store *s, const char *name, uint8_t **out, size_t *out_len);
 };
 
 struct ca_store {
@@ -187,5 +197,14 @@ WEFT_MUST_USE int ca_store_latest_not_after(struct ca_store *s, enum ca_revocati
  * item's drop time: a revoked ID or node is never issued for again. */
 WEFT_MUST_USE int ca_store_is_revoked(struct ca_store *s, enum ca_revocation_kind kind,
                                       const char *value, bool *out);
+
+/* ca_store_state_put writes |num| items in one transaction: all of them, or none. */
+WEFT_MUST_USE int ca_store_state_put(struct ca_store *s, const struct ca_state_item *items,
+                                        size_t num);
+
+/* ca_store_state_get reads one item into |*out| (malloc'd, NUL-terminated after |*out_len|
+ * bytes; the caller frees it); WEFT_ENOTFOUND when it was never written. */
+WEFT_MUST_USE int ca_store_state_get(struct ca_store *s, const char *name, uint8_t **out,
+                                       size_t *out_len);
 
 #endif

@@ -41,6 +41,8 @@ static const char *const migrations[] = {
     "CREATE TABLE revocations ("
     "  kind INTEGER NOT NULL, value TEXT NOT NULL, created_at INTEGER NOT NULL,"
     "  drop_after INTEGER NOT NULL, PRIMARY KEY (kind, value));",
+    /* 1 -> 2 */
+    "CREATE TABLE ca_state (name TEXT PRIMARY KEY, value BLOB NOT NULL);",
 };
 
 static struct sqlite_store *impl(struct ca_store *s) { return (struct sqlite_store *)s; }
@@ -482,6 +484,49 @@ static int is_revoked(struct ca_store *s, enum ca_revocation_kind kind, const ch
     return rc;
 }
 
+/* --- settings ---------------------------------------------------------------------------- */
+
+static int state_put(struct ca_store *s, const struct ca_state_item *items, size_t num)
+{
+    TRY(exec(s, "BEGIN IMMEDIATE"));
+    for (size_t i = 0; i < num; i++) {
+        sqlite3_stmt *st;
+        int rc = prepare(s, &st, "INSERT OR REPLACE INTO ca_state (name, value) VALUES (?, ?)");
+        if (rc != WEFT_OK) {
+            return rollback(s, rc);
+        }
+        sqlite3_bind_text(st, 1, items[i].name, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 2, items[i].value, (int)items[i].len, SQLITE_STATIC);
+        if ((rc = step_done(s, st, "write the CA state")) != WEFT_OK) {
+            return rollback(s, rc);
+        }
+    }
+    return commit(s);
+}
+
+static int state_get(struct ca_store *s, const char *name, uint8_t **out, size_t *out_len)
+{
+    sqlite3_stmt *st;
+    TRY(prepare(s, &st, "SELECT value FROM ca_state WHERE name = ?"));
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int step = sqlite3_step(st), rc = WEFT_OK;
+    if (step == SQLITE_ROW) {
+        size_t len = (size_t)sqlite3_column_bytes(st, 0);
+        *out = weft_xmalloc(len + 1);
+        if (len > 0) {
+            memcpy(*out, sqlite3_column_blob(st, 0), len);
+        }
+        (*out)[len] = 0;
+        *out_len = len;
+    } else if (step == SQLITE_DONE) {
+        rc = fail(s, WEFT_ENOTFOUND, "no state %s", name);
+    } else {
+        rc = db_fail(s, "read the CA state");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static void close_store(struct ca_store *s)
 {
     sqlite3_close(impl(s)->db);
@@ -506,6 +551,8 @@ static const struct ca_store_ops sqlite_ops = {
     .is_revoked = is_revoked,
     .token_peek = token_peek,
     .attest_commit = attest_commit,
+    .state_put = state_put,
+    .state_get = state_get,
 };
 
 /* migrate brings the schema to the newest version, one transaction per step. */
@@ -677,4 +724,14 @@ int ca_store_issuance_add_many(struct ca_store *s, const struct ca_issuance *con
                                size_t num)
 {
     return s->ops->issuance_add_many(s, recs, num);
+}
+
+int ca_store_state_put(struct ca_store *s, const struct ca_state_item *items, size_t num)
+{
+    return s->ops->state_put(s, items, num);
+}
+
+int ca_store_state_get(struct ca_store *s, const char *name, uint8_t **out, size_t *out_len)
+{
+    return s->ops->state_get(s, name, out, out_len);
 }

@@ -230,9 +230,29 @@ Test(ca_store, durable_settings)
     sqlite3_finalize(st);
     cr_assert_eq(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
     cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
-    cr_assert_eq(sqlite3_column_int(st, 0), 1);
+    cr_assert_eq(sqlite3_column_int(st, 0), 2);
     sqlite3_finalize(st);
     sqlite3_close(db);
+}
+
+Test(ca_store, state_items_are_written_together_and_survive_a_reopen)
+{
+    uint8_t *v = NULL;
+    size_t len = 0;
+    cr_assert_eq(ca_store_state_get(s, "phase", &v, &len), WEFT_ENOTFOUND);
+    struct ca_state_item items[] = {{"phase", "2", 1}, {"bundle", "\0PEM", 4}};
+    cr_assert_eq(ca_store_state_put(s, items, 2), WEFT_OK, "%s", s->err);
+    struct ca_state_item again[] = {{"phase", "3", 1}};
+    cr_assert_eq(ca_store_state_put(s, again, 1), WEFT_OK, "%s", s->err);
+    reopen();
+    cr_assert_eq(ca_store_state_get(s, "phase", &v, &len), WEFT_OK, "%s", s->err);
+    cr_assert_eq(len, 1);
+    cr_assert_str_eq((char *)v, "3");
+    free(v);
+    cr_assert_eq(ca_store_state_get(s, "bundle", &v, &len), WEFT_OK, "%s", s->err);
+    cr_assert_eq(len, 4);
+    cr_assert_eq(memcmp(v, "\0PEM", 4), 0);
+    free(v);
 }
 
 Test(ca_store, a_directory_that_does_not_exist_is_a_clear_error)
