@@ -27,9 +27,12 @@
 #include "lib/spiffe/x509svid.h"
 
 enum msg_type {
-    MSG_READY = 1,     /* child -> parent, once: the key is loaded (or why not) */
-    MSG_SIGN_LEAF = 2, /* parent -> child */
-    MSG_REPLY = 3,     /* child -> parent */
+    MSG_SIGN_LEAF = 2,         /* parent -> child: struct msg_sign_leaf */
+    MSG_REPLY = 3,             /* child -> parent, for every request and once at start */
+    MSG_MINT_INTERMEDIATE = 4, /* parent -> child: struct msg_ca_op, and the three below */
+    MSG_ACTIVATE = 5,
+    MSG_NEW_ROOT = 6,
+    MSG_DROP_ROOT = 7,
 };
 
 struct msg_hdr {
@@ -47,27 +50,54 @@ struct msg_sign_leaf {
     uint8_t serial[SPIFFE_SERIAL_MAX_LEN];
 };
 
+struct msg_ca_op {
+    struct msg_hdr hdr;
+    uint32_t slot;
+    uint32_t key_type;
+    int64_t not_before;
+    int64_t ttl_s;
+};
+
+/* Every reply also says what the signer holds now (struct ca_signer_info). */
 struct msg_reply {
     struct msg_hdr hdr;
     int32_t rc;
     char err[256];
     uint32_t der_len;
     uint8_t der[CA_SIGNER_MAX_CERT];
+    int32_t int_slot;
+    uint32_t slot_keys, slot_roots; /* bit i: slot i */
+    uint32_t int_len;
+    uint8_t intermediate[CA_SIGNER_MAX_CERT];
 };
 
 struct ca_signer {
     int fd;
     pid_t pid;
+    struct ca_signer_info info;
 };
 
 /* --- the child ---------------------------------------------------------------------------- */
 
-struct child {
-    X509 *cert;
+struct root_slot {
+    int fd; /* the slot file, opened before the privileges went */
     EVP_PKEY *key;
+    X509 *cert; /* the root |key| is the key of; NULL when the signer knows none */
+};
+
+struct child {
+    X509 *cert; /* the intermediate leaves are signed by, and its key */
+    EVP_PKEY *key;
+    int cert_slot; /* the root slot it is under; -1: loaded from the intermediate files */
+    X509 *next;    /* the prepared successor, and its key */
+    EVP_PKEY *next_key;
+    int next_slot;
+    struct root_slot slots[CA_SIGNER_SLOTS];
     struct spiffe_id td;
     int64_t min_ttl_s, max_ttl_s;
 };
+
+static struct child *the_child; /* what reply() reports */
 
 static void reply(int fd, int rc, const uint8_t *der, size_t der_len, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
@@ -84,6 +114,17 @@ static void reply(int fd, int rc, const uint8_t *der, size_t der_len, const char
     if (der != NULL && der_len <= sizeof(r->der)) {
         memcpy(r->der, der, der_len);
         r->der_len = (uint32_t)der_len;
+    }
+    const struct child *c = the_child;
+    r->int_slot = c->cert_slot;
+    for (unsigned i = 0; i < CA_SIGNER_SLOTS; i++) {
+        r->slot_keys |= (c->slots[i].key != NULL) << i;
+        r->slot_roots |= (c->slots[i].cert != NULL) << i;
+    }
+    uint8_t *p = r->intermediate;
+    int len = c->cert != NULL ? i2d_X509(c->cert, NULL) : 0;
+    if (len > 0 && (size_t)len <= sizeof(r->intermediate) && i2d_X509(c->cert, &p) == len) {
+        r->int_len = (uint32_t)len;
     }
     ssize_t n;
     do {
@@ -154,6 +195,185 @@ static void handle_sign_leaf(struct child *c, int fd, const struct msg_sign_leaf
     OPENSSL_free(der);
 }
 
+/* cert_der encodes |x| into a malloc'd buffer, or returns NULL when it does not fit a reply. */
+static uint8_t *cert_der(X509 *x, size_t *len)
+{
+    uint8_t *der = NULL;
+    int n = i2d_X509(x, &der);
+    if (n <= 0 || (size_t)n > CA_SIGNER_MAX_CERT) {
+        OPENSSL_free(der);
+        return NULL;
+    }
+    *len = (size_t)n;
+    return der;
+}
+
+static void reply_cert(int fd, X509 *x)
+{
+    size_t len;
+    uint8_t *der = cert_der(x, &len);
+    if (der == NULL) {
+        reply(fd, WEFT_EINTERNAL, NULL, 0, "the certificate does not fit a reply");
+        return;
+    }
+    reply(fd, WEFT_OK, der, len, "ok");
+    OPENSSL_free(der);
+}
+
+/* key_type_of: an intermediate's key is of its root's type. */
+static enum spiffe_key_type key_type_of(const EVP_PKEY *key)
+{
+    return EVP_PKEY_id(key) == EVP_PKEY_ED25519 ? SPIFFE_KEY_ED25519 : SPIFFE_KEY_EC_P256;
+}
+
+/* times_ok: 0 .. 9999-12-31 for a CA's window, so notBefore + TTL cannot overflow. */
+static bool times_ok(int64_t not_before, int64_t ttl_s)
+{
+    return not_before >= 0 && ttl_s > 0 && ttl_s <= INT64_C(100) * 366 * 86400 &&
+           not_before <= INT64_C(253402300799) - ttl_s;
+}
+
+static void handle_mint_intermediate(struct child *c, int fd, const struct msg_ca_op *m)
+{
+    if (m->slot >= CA_SIGNER_SLOTS || c->slots[m->slot].cert == NULL) {
+        reply(fd, WEFT_ENOTFOUND, NULL, 0, "root slot %u holds no root key", m->slot);
+        return;
+    }
+    if (!times_ok(m->not_before, m->ttl_s)) {
+        reply(fd, WEFT_EPOLICY, NULL, 0, "intermediate window out of range");
+        return;
+    }
+    struct root_slot *r = &c->slots[m->slot];
+    EVP_PKEY *key = spiffe_key_generate(key_type_of(r->key));
+    struct spiffe_mint_params p = {.not_before = m->not_before, .ttl_s = m->ttl_s};
+    X509 *x = NULL;
+    struct spiffe_why why;
+    spiffe_why_clear(&why);
+    if (key == NULL ||
+        spiffe_mint_signing_ca(&x, r->cert, r->key, key, &c->td, &p, &why) != WEFT_OK) {
+        EVP_PKEY_free(key);
+        reply(fd, WEFT_ECRYPTO, NULL, 0, "cannot mint an intermediate: %s", why.msg);
+        return;
+    }
+    X509_free(c->next);
+    EVP_PKEY_free(c->next_key);
+    c->next = x;
+    c->next_key = key;
+    c->next_slot = (int)m->slot;
+    reply_cert(fd, x);
+}
+
+static void handle_activate(struct child *c, int fd)
+{
+    if (c->next == NULL) {
+        reply(fd, WEFT_ENOTFOUND, NULL, 0, "no intermediate is prepared");
+        return;
+    }
+    X509_free(c->cert);
+    EVP_PKEY_free(c->key); /* BoringSSL clears a freed key's memory */
+    c->cert = c->next;
+    c->key = c->next_key;
+    c->cert_slot = c->next_slot;
+    c->next = NULL;
+    c->next_key = NULL;
+    c->next_slot = -1;
+    reply_cert(fd, c->cert);
+}
+
+/* slot_in_use: the slot of the root the current or prepared intermediate is under. */
+static bool slot_in_use(const struct child *c, unsigned slot)
+{
+    return c->cert_slot == (int)slot || (c->next != NULL && c->next_slot == (int)slot);
+}
+
+/* slot_write replaces a slot file's content, durably. */
+static int slot_write(int fd, const void *data, size_t len)
+{
+    if (ftruncate(fd, 0) != 0) {
+        return WEFT_EIO;
+    }
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = pwrite(fd, (const uint8_t *)data + off, len - off, (off_t)off);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return WEFT_EIO;
+        }
+        off += (size_t)n;
+    }
+    return fsync(fd) == 0 ? WEFT_OK : WEFT_EIO;
+}
+
+static void handle_new_root(struct child *c, int fd, const struct msg_ca_op *m)
+{
+    if (m->slot >= CA_SIGNER_SLOTS || c->slots[m->slot].fd < 0) {
+        reply(fd, WEFT_EINVAL, NULL, 0, "no root slot %u", m->slot);
+        return;
+    }
+    if (slot_in_use(c, m->slot)) {
+        reply(fd, WEFT_EPOLICY, NULL, 0, "root slot %u holds the root in use", m->slot);
+        return;
+    }
+    if (!times_ok(m->not_before, m->ttl_s)) {
+        reply(fd, WEFT_EPOLICY, NULL, 0, "root window out of range");
+        return;
+    }
+    EVP_PKEY *key = spiffe_key_generate((enum spiffe_key_type)m->key_type);
+    struct spiffe_mint_params p = {.not_before = m->not_before, .ttl_s = m->ttl_s};
+    X509 *x = NULL;
+    struct spiffe_why why;
+    spiffe_why_clear(&why);
+    char *pem = NULL;
+    size_t len = 0;
+    if (key == NULL || spiffe_mint_root(&x, key, &c->td, &p, &why) != WEFT_OK ||
+        spiffe_key_to_pem(&pem, &len, key) != WEFT_OK) {
+        EVP_PKEY_free(key);
+        X509_free(x);
+        reply(fd, WEFT_ECRYPTO, NULL, 0, "cannot mint a root: %s", why.msg);
+        return;
+    }
+    struct root_slot *r = &c->slots[m->slot];
+    int rc = slot_write(r->fd, pem, len);
+    OPENSSL_cleanse(pem, len);
+    free(pem);
+    if (rc != WEFT_OK) {
+        int e = errno;
+        EVP_PKEY_free(key);
+        X509_free(x);
+        reply(fd, rc, NULL, 0, "cannot write root slot %u: %s", m->slot, strerror(e));
+        return;
+    }
+    EVP_PKEY_free(r->key);
+    X509_free(r->cert);
+    r->key = key;
+    r->cert = x;
+    reply_cert(fd, x);
+}
+
+static void handle_drop_root(struct child *c, int fd, const struct msg_ca_op *m)
+{
+    if (m->slot >= CA_SIGNER_SLOTS || c->slots[m->slot].fd < 0) {
+        reply(fd, WEFT_EINVAL, NULL, 0, "no root slot %u", m->slot);
+        return;
+    }
+    if (slot_in_use(c, m->slot)) {
+        reply(fd, WEFT_EPOLICY, NULL, 0, "root slot %u holds the root in use", m->slot);
+        return;
+    }
+    struct root_slot *r = &c->slots[m->slot];
+    if (slot_write(r->fd, NULL, 0) != WEFT_OK) {
+        reply(fd, WEFT_EIO, NULL, 0, "cannot empty root slot %u: %s", m->slot, strerror(errno));
+        return;
+    }
+    EVP_PKEY_free(r->key);
+    X509_free(r->cert);
+    r->key = NULL;
+    r->cert = NULL;
+    reply(fd, WEFT_OK, NULL, 0, "ok");
+}
+
 /* close_other_fds leaves only stdin/out/err and |keep| open: nothing the parent held (sockets,
  * the store) reaches the key holder. */
 static void close_other_fds(int keep)
@@ -164,38 +384,139 @@ static void close_other_fds(int keep)
     close_range((unsigned)keep + 1, ~0u, 0);
 }
 
-static int load_credentials(struct child *c, const struct ca_signer_config *cfg, char *err,
-                            size_t err_len)
+static int read_cert(X509 **out, const char *path, char *err, size_t err_len)
 {
     uint8_t *data;
     size_t len;
     struct spiffe_why why;
     STACK_OF(X509) *certs = NULL;
-    if (weft_file_read(&data, &len, cfg->cert_path, SPIFFE_MAX_PEM_INPUT) != WEFT_OK) {
-        snprintf(err, err_len, "cannot read %s: %s", cfg->cert_path, strerror(errno));
+    if (weft_file_read(&data, &len, path, SPIFFE_MAX_PEM_INPUT) != WEFT_OK) {
+        snprintf(err, err_len, "cannot read %s: %s", path, strerror(errno));
         return WEFT_EIO;
     }
     int rc = spiffe_certs_decode(&certs, data, len, SPIFFE_MAX_CHAIN, 0, &why);
     free(data);
     if (rc != WEFT_OK) {
-        snprintf(err, err_len, "%.100s: %.150s", cfg->cert_path, why.msg);
+        snprintf(err, err_len, "%.100s: %.150s", path, why.msg);
         return rc;
     }
-    c->cert = sk_X509_shift(certs);
+    *out = sk_X509_shift(certs);
     sk_X509_pop_free(certs, X509_free);
-    if (weft_file_read(&data, &len, cfg->key_path, SPIFFE_MAX_PEM_INPUT) != WEFT_OK) {
+    return WEFT_OK;
+}
+
+/* read_key decodes the key in |fd| (from |path|); an empty file is no key (*out NULL). */
+static int read_key(EVP_PKEY **out, int fd, const char *path, char *err, size_t err_len)
+{
+    *out = NULL;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || st.st_size > SPIFFE_MAX_PEM_INPUT) {
+        snprintf(err, err_len, "%s: unreadable or too large", path);
+        return WEFT_EIO;
+    }
+    if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+        snprintf(err, err_len,
+                 "key file %s is readable by group or others (mode %04o): refusing to use it; "
+                 "chmod 600 it",
+                 path, (unsigned)(st.st_mode & 07777));
+        return WEFT_EPOLICY;
+    }
+    if (st.st_size == 0) {
+        return WEFT_OK;
+    }
+    uint8_t *data = weft_xmalloc((size_t)st.st_size);
+    ssize_t n = pread(fd, data, (size_t)st.st_size, 0);
+    struct spiffe_why why;
+    int rc = n == st.st_size ? spiffe_key_decode(out, data, (size_t)n, &why) : WEFT_EIO;
+    OPENSSL_cleanse(data, (size_t)st.st_size);
+    free(data);
+    if (rc != WEFT_OK) {
+        snprintf(err, err_len, "%.100s: %.150s", path, n == st.st_size ? why.msg : "short read");
+    }
+    return rc;
+}
+
+static int open_key(const char *path, char *err, size_t err_len)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        snprintf(err, err_len, "cannot open %s: %s", path, strerror(errno));
+    }
+    return fd;
+}
+
+/* load_slots opens the root key slots and finds each key's root among |cfg->roots|. */
+static int load_slots(struct child *c, const struct ca_signer_config *cfg, char *err,
+                      size_t err_len)
+{
+    for (unsigned i = 0; i < CA_SIGNER_SLOTS; i++) {
+        struct root_slot *r = &c->slots[i];
+        r->fd = -1;
+        if (cfg->root_key_paths[i] == NULL) {
+            continue;
+        }
+        if ((r->fd = open_key(cfg->root_key_paths[i], err, err_len)) < 0) {
+            return WEFT_EIO;
+        }
+        TRY(read_key(&r->key, r->fd, cfg->root_key_paths[i], err, err_len));
+        struct spiffe_why why;
+        for (size_t j = 0; r->key != NULL && j < sk_X509_num(cfg->roots); j++) {
+            X509 *root = sk_X509_value(cfg->roots, j);
+            if (spiffe_x509svid_check_key(root, r->key, &why) == WEFT_OK) {
+                r->cert = X509_up_ref(root) ? root : NULL;
+                break;
+            }
+        }
+    }
+    return WEFT_OK;
+}
+
+static int load_credentials(struct child *c, const struct ca_signer_config *cfg, char *err,
+                            size_t err_len)
+{
+    TRY(load_slots(c, cfg, err, err_len));
+    struct spiffe_why why;
+    struct root_slot *r = cfg->signing_slot < CA_SIGNER_SLOTS ? &c->slots[cfg->signing_slot] : NULL;
+    if (r != NULL && r->cert != NULL) {
+        /* the root's key is here: a fresh intermediate whose key only this process holds */
+        struct spiffe_id id;
+        if (spiffe_cert_uri_id(&id, r->cert, &why) != WEFT_OK || !spiffe_id_is_td(&id)) {
+            snprintf(err, err_len, "%s: the root must carry its trust domain's ID",
+                     cfg->root_key_paths[cfg->signing_slot]);
+            return WEFT_EINVAL;
+        }
+        c->td = id;
+        struct msg_ca_op m = {.slot = cfg->signing_slot,
+                              .not_before = (int64_t)time(NULL) - 60,
+                              .ttl_s = cfg->intermediate_ttl_s ? cfg->intermediate_ttl_s
+                                                               : 7 * 24 * 3600};
+        spiffe_why_clear(&why);
+        c->key = spiffe_key_generate(key_type_of(r->key));
+        struct spiffe_mint_params p = {.not_before = m.not_before, .ttl_s = m.ttl_s};
+        if (c->key == NULL ||
+            spiffe_mint_signing_ca(&c->cert, r->cert, r->key, c->key, &id, &p, &why) != WEFT_OK) {
+            snprintf(err, err_len, "cannot mint the intermediate: %.200s", why.msg);
+            return WEFT_ECRYPTO;
+        }
+        c->cert_slot = (int)cfg->signing_slot;
+        return WEFT_OK;
+    }
+    TRY(read_cert(&c->cert, cfg->cert_path, err, err_len));
+    int fd = open(cfg->key_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
         snprintf(err, err_len, "cannot read %s: %s", cfg->key_path, strerror(errno));
         return WEFT_EIO;
     }
-    rc = spiffe_key_decode(&c->key, data, len, &why);
-    OPENSSL_cleanse(data, len);
-    free(data);
-    if (rc == WEFT_OK) {
-        rc = spiffe_x509svid_check_key(c->cert, c->key, &why);
+    int rc = read_key(&c->key, fd, cfg->key_path, err, err_len);
+    close(fd);
+    TRY(rc);
+    if (c->key == NULL) {
+        snprintf(err, err_len, "%s is empty", cfg->key_path);
+        return WEFT_EINVAL;
     }
-    if (rc != WEFT_OK) {
+    if (spiffe_x509svid_check_key(c->cert, c->key, &why) != WEFT_OK) {
         snprintf(err, err_len, "%.100s: %.150s", cfg->key_path, why.msg);
-        return rc;
+        return WEFT_EINVAL;
     }
     struct spiffe_id ca_id;
     if (spiffe_cert_uri_id(&ca_id, c->cert, &why) != WEFT_OK || !spiffe_id_is_td(&ca_id)) {
@@ -227,10 +548,34 @@ static int drop_privileges(const struct ca_signer_config *cfg, char *err, size_t
     return WEFT_OK;
 }
 
+static void child_free(struct child *c)
+{
+    EVP_PKEY_free(c->key);
+    X509_free(c->cert);
+    EVP_PKEY_free(c->next_key);
+    X509_free(c->next);
+    for (unsigned i = 0; i < CA_SIGNER_SLOTS; i++) {
+        EVP_PKEY_free(c->slots[i].key);
+        X509_free(c->slots[i].cert);
+    }
+}
+
+/* The largest request: the receive buffer is one byte more, so a longer datagram shows up as
+ * too long. */
+union msg_any {
+    struct msg_hdr hdr;
+    struct msg_sign_leaf sign;
+    struct msg_ca_op op;
+};
+
 static void child_main(int fd, const struct ca_signer_config *cfg)
 {
-    struct child c = {.min_ttl_s = cfg->min_ttl_s ? cfg->min_ttl_s : 5 * 60,
-                      .max_ttl_s = cfg->max_ttl_s ? cfg->max_ttl_s : 24 * 3600};
+    static struct child c;
+    c = (struct child){.min_ttl_s = cfg->min_ttl_s ? cfg->min_ttl_s : 5 * 60,
+                       .max_ttl_s = cfg->max_ttl_s ? cfg->max_ttl_s : 24 * 3600,
+                       .cert_slot = -1,
+                       .next_slot = -1};
+    the_child = &c;
     char err[256] = "";
     signal(SIGINT, SIG_IGN); /* the parent decides when the signer ends: it closes the channel */
     signal(SIGTERM, SIG_IGN);
@@ -243,9 +588,8 @@ static void child_main(int fd, const struct ca_signer_config *cfg)
     if (rc != WEFT_OK) {
         _exit(1);
     }
-    struct msg_sign_leaf *m = weft_xmalloc(sizeof(*m) + 1);
+    union msg_any *m = weft_xmalloc(sizeof(*m) + 1);
     for (;;) {
-        /* one byte more than the largest message: a longer datagram shows up as too long */
         ssize_t n = recv(fd, m, sizeof(*m) + 1, 0);
         if (n < 0 && errno == EINTR) {
             continue;
@@ -257,33 +601,79 @@ static void child_main(int fd, const struct ca_signer_config *cfg)
             reply(fd, WEFT_EPROTO, NULL, 0, "short message");
             continue;
         }
-        if (m->hdr.type == MSG_SIGN_LEAF && (size_t)n == sizeof(*m)) {
-            handle_sign_leaf(&c, fd, m);
+        uint32_t type = m->hdr.type;
+        if (type == MSG_SIGN_LEAF && (size_t)n == sizeof(m->sign)) {
+            handle_sign_leaf(&c, fd, &m->sign);
+        } else if (type == MSG_MINT_INTERMEDIATE && (size_t)n == sizeof(m->op)) {
+            handle_mint_intermediate(&c, fd, &m->op);
+        } else if (type == MSG_ACTIVATE && (size_t)n == sizeof(m->op)) {
+            handle_activate(&c, fd);
+        } else if (type == MSG_NEW_ROOT && (size_t)n == sizeof(m->op)) {
+            handle_new_root(&c, fd, &m->op);
+        } else if (type == MSG_DROP_ROOT && (size_t)n == sizeof(m->op)) {
+            handle_drop_root(&c, fd, &m->op);
         } else {
-            reply(fd, WEFT_EPROTO, NULL, 0, "message type %u of %zd bytes is not one I take",
-                  m->hdr.type, n);
+            reply(fd, WEFT_EPROTO, NULL, 0, "message type %u of %zd bytes is not one I take", type,
+                  n);
         }
     }
     free(m);
-    EVP_PKEY_free(c.key);
-    X509_free(c.cert);
+    child_free(&c);
     _exit(0);
 }
 
 /* --- the parent --------------------------------------------------------------------------- */
 
-static int read_reply(int fd, struct msg_reply *r, char *err, size_t err_len)
+static int read_reply(struct ca_signer *s, struct msg_reply *r, char *err, size_t err_len)
 {
     ssize_t n;
     do {
-        n = recv(fd, r, sizeof(*r), 0);
+        n = recv(s->fd, r, sizeof(*r), 0);
     } while (n < 0 && errno == EINTR);
-    if (n != (ssize_t)sizeof(*r) || r->hdr.type != MSG_REPLY || r->der_len > sizeof(r->der)) {
+    if (n != (ssize_t)sizeof(*r) || r->hdr.type != MSG_REPLY || r->der_len > sizeof(r->der) ||
+        r->int_len > sizeof(r->intermediate)) {
         snprintf(err, err_len, "the signer is gone or answered nonsense (%zd bytes)", n);
         return WEFT_EPROTO;
     }
     r->err[sizeof(r->err) - 1] = '\0';
+    struct ca_signer_info *in = &s->info;
+    memcpy(in->intermediate, r->intermediate, r->int_len);
+    in->intermediate_len = r->int_len;
+    in->intermediate_slot = r->int_slot;
+    for (unsigned i = 0; i < CA_SIGNER_SLOTS; i++) {
+        in->slot_has_key[i] = (r->slot_keys >> i) & 1;
+        in->slot_has_root[i] = (r->slot_roots >> i) & 1;
+    }
     return WEFT_OK;
+}
+
+/* call sends one request of |len| bytes and reads its reply; a certificate in it goes to |out|
+ * (|cap| bytes; NULL for none). */
+static int call(struct ca_signer *s, const void *req, size_t len, uint8_t *out, size_t cap,
+                size_t *out_len, char *err, size_t err_len)
+{
+    ssize_t n;
+    do {
+        n = send(s->fd, req, len, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n != (ssize_t)len) {
+        snprintf(err, err_len, "the signer is gone: %s", strerror(errno));
+        return WEFT_EIO;
+    }
+    struct msg_reply *r = weft_xmalloc(sizeof(*r));
+    int rc = read_reply(s, r, err, err_len);
+    if (rc == WEFT_OK && r->rc != WEFT_OK) {
+        snprintf(err, err_len, "%s", r->err);
+        rc = r->rc;
+    } else if (rc == WEFT_OK && out != NULL && r->der_len > cap) {
+        snprintf(err, err_len, "the certificate (%u bytes) does not fit the buffer", r->der_len);
+        rc = WEFT_ELIMIT;
+    } else if (rc == WEFT_OK && out != NULL) {
+        memcpy(out, r->der, r->der_len);
+        *out_len = r->der_len;
+    }
+    free(r);
+    return rc;
 }
 
 int ca_signer_start(struct ca_signer **out, const struct ca_signer_config *cfg, char *err,
@@ -291,11 +681,14 @@ int ca_signer_start(struct ca_signer **out, const struct ca_signer_config *cfg, 
 {
     *out = NULL;
     struct stat st;
+    bool slots =
+        cfg->signing_slot < CA_SIGNER_SLOTS && cfg->root_key_paths[cfg->signing_slot] != NULL;
     if (stat(cfg->key_path, &st) != 0) {
-        snprintf(err, err_len, "key file %s: %s", cfg->key_path, strerror(errno));
-        return WEFT_EIO;
-    }
-    if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+        if (!(errno == ENOENT && slots)) { /* unused when the root's key is there */
+            snprintf(err, err_len, "key file %s: %s", cfg->key_path, strerror(errno));
+            return WEFT_EIO;
+        }
+    } else if (st.st_mode & (S_IRWXG | S_IRWXO)) {
         snprintf(err, err_len,
                  "key file %s is readable by group or others (mode %04o): refusing to use it; "
                  "chmod 600 it",
@@ -323,7 +716,7 @@ int ca_signer_start(struct ca_signer **out, const struct ca_signer_config *cfg, 
     s->fd = sv[0];
     s->pid = pid;
     struct msg_reply *r = weft_xmalloc(sizeof(*r));
-    int rc = read_reply(s->fd, r, err, err_len);
+    int rc = read_reply(s, r, err, err_len);
     if (rc == WEFT_OK && r->rc != WEFT_OK) {
         snprintf(err, err_len, "signer: %s", r->err);
         rc = r->rc;
@@ -357,29 +750,60 @@ int ca_signer_sign_leaf(struct ca_signer *s, const struct ca_signer_request *req
     if (m->serial_len > 0) {
         memcpy(m->serial, req->serial, m->serial_len);
     }
-    ssize_t n;
-    do {
-        n = send(s->fd, m, sizeof(*m), MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
+    int rc = call(s, m, sizeof(*m), out, cap, out_len, err, err_len);
     free(m);
-    if (n != (ssize_t)sizeof(struct msg_sign_leaf)) {
-        snprintf(err, err_len, "the signer is gone: %s", strerror(errno));
-        return WEFT_EIO;
-    }
-    struct msg_reply *r = weft_xmalloc(sizeof(*r));
-    int rc = read_reply(s->fd, r, err, err_len);
-    if (rc == WEFT_OK && r->rc != WEFT_OK) {
-        snprintf(err, err_len, "%s", r->err);
-        rc = r->rc;
-    } else if (rc == WEFT_OK && r->der_len > cap) {
-        snprintf(err, err_len, "the certificate (%u bytes) does not fit the buffer", r->der_len);
-        rc = WEFT_ELIMIT;
-    } else if (rc == WEFT_OK) {
-        memcpy(out, r->der, r->der_len);
-        *out_len = r->der_len;
-    }
-    free(r);
     return rc;
+}
+
+static int ca_op(struct ca_signer *s, enum msg_type type, unsigned slot, uint32_t key_type,
+                 int64_t not_before, int64_t ttl_s, uint8_t *out, size_t cap, size_t *out_len,
+                 char *err, size_t err_len)
+{
+    struct msg_ca_op m = {.hdr.type = type,
+                          .slot = slot,
+                          .key_type = key_type,
+                          .not_before = not_before,
+                          .ttl_s = ttl_s};
+    return call(s, &m, sizeof(m), out, cap, out_len, err, err_len);
+}
+
+int ca_signer_mint_intermediate(struct ca_signer *s, unsigned slot, int64_t not_before,
+                                int64_t ttl_s, uint8_t *out, size_t cap, size_t *out_len, char *err,
+                                size_t err_len)
+{
+    return ca_op(s, MSG_MINT_INTERMEDIATE, slot, 0, not_before, ttl_s, out, cap, out_len, err,
+                 err_len);
+}
+
+int ca_signer_activate(struct ca_signer *s, char *err, size_t err_len)
+{
+    return ca_op(s, MSG_ACTIVATE, 0, 0, 0, 0, NULL, 0, NULL, err, err_len);
+}
+
+int ca_signer_new_root(struct ca_signer *s, unsigned slot, enum spiffe_key_type key_type,
+                       int64_t not_before, int64_t ttl_s, uint8_t *out, size_t cap, size_t *out_len,
+                       char *err, size_t err_len)
+{
+    return ca_op(s, MSG_NEW_ROOT, slot, (uint32_t)key_type, not_before, ttl_s, out, cap, out_len,
+                 err, err_len);
+}
+
+int ca_signer_drop_root(struct ca_signer *s, unsigned slot, char *err, size_t err_len)
+{
+    return ca_op(s, MSG_DROP_ROOT, slot, 0, 0, 0, NULL, 0, NULL, err, err_len);
+}
+
+void ca_signer_info(const struct ca_signer *s, struct ca_signer_info *out) { *out = s->info; }
+
+bool ca_signer_alive(const struct ca_signer *s)
+{
+    siginfo_t si;
+    memset(&si, 0, sizeof(si));
+    /* WNOWAIT: a child that ended stays for ca_signer_stop to reap */
+    if (waitid(P_PID, (id_t)s->pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0) {
+        return false;
+    }
+    return si.si_pid == 0;
 }
 
 pid_t ca_signer_pid(const struct ca_signer *s) { return s->pid; }

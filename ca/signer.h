@@ -6,6 +6,17 @@
  * SOCK_SEQPACKET socketpair. The network-facing process never reads the key: it asks the signer
  * for leaf SVIDs, and the signer itself refuses what a leaf of its trust domain may not be.
  *
+ * Rotation (issue 4). The signer also holds the root keys it may sign intermediates with, in
+ * two slots: files it opens (creating them empty, mode 0600) before it drops its privileges, so
+ * that it alone can later write a new root's key into one without needing to write the
+ * directory. An empty slot file holds no key (the root is kept offline). When the signing
+ * slot's key is there, the signer mints a fresh intermediate at start, whose key lives only in
+ * its memory, and the caller rotates it with ca_signer_mint_intermediate and
+ * ca_signer_activate; intermediate keys never touch the disk. Otherwise it signs with the
+ * intermediate files, and only a root rotation (which makes a new root, with its key in the
+ * other slot) lets it rotate. The signer refuses to overwrite or drop the slot of the root its
+ * current or prepared intermediate is under.
+ *
  * Start it before the process makes any thread (the child is forked, not exec'd, and must not
  * inherit another thread's locks), and then drop the parent's own privileges: the separation
  * only holds when the parent cannot read the key file itself. One thread at a time talks to a
@@ -13,19 +24,29 @@
 #ifndef WEFT_CA_SIGNER_H
 #define WEFT_CA_SIGNER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <openssl/x509.h>
+
 #include "lib/base/err.h"
+#include "lib/spiffe/x509svid.h"
 
 #define CA_SIGNER_MAX_PUBKEY 512 /* DER SubjectPublicKeyInfo */
 #define CA_SIGNER_MAX_CERT 4096  /* DER certificate in a reply */
+#define CA_SIGNER_SLOTS 2        /* root key slots */
 
 struct ca_signer_config {
     const char *key_path;  /* PKCS#8 private key of the signing CA; mode 0600 or stricter */
     const char *cert_path; /* its certificate (PEM, first certificate) */
-    int64_t min_ttl_s;     /* leaf lifetimes allowed: default 5 min .. 24 h (issue 4) */
+    /* Root rotation, optional (NULL paths: no slots, the intermediate files only). */
+    const char *root_key_paths[CA_SIGNER_SLOTS]; /* the slot files */
+    const STACK_OF(X509) * roots; /* the bundle's roots, to know which root a slot's key is */
+    unsigned signing_slot;        /* the slot whose root signs intermediates */
+    int64_t intermediate_ttl_s;   /* of the intermediate minted at start (default 7 days) */
+    int64_t min_ttl_s;            /* leaf lifetimes allowed: default 5 min .. 24 h (issue 4) */
     int64_t max_ttl_s;
     uid_t run_as_uid; /* when started as root: the uid/gid the child drops to (default 65534) */
     gid_t run_as_gid;
@@ -54,6 +75,44 @@ WEFT_MUST_USE int ca_signer_start(struct ca_signer **out, const struct ca_signer
 WEFT_MUST_USE int ca_signer_sign_leaf(struct ca_signer *s, const struct ca_signer_request *req,
                                       uint8_t *out, size_t cap, size_t *out_len, char *err,
                                       size_t err_len);
+
+/* struct ca_signer_info is what the signer holds, as of its last answer. */
+struct ca_signer_info {
+    uint8_t intermediate[CA_SIGNER_MAX_CERT]; /* DER of the intermediate leaves are signed by */
+    size_t intermediate_len;
+    int intermediate_slot;               /* the root slot it is under; -1: the files' */
+    bool slot_has_key[CA_SIGNER_SLOTS];  /* a root key is in the slot */
+    bool slot_has_root[CA_SIGNER_SLOTS]; /* ... and it is the key of a root the signer knows */
+};
+
+/* ca_signer_info copies what |s| holds. */
+void ca_signer_info(const struct ca_signer *s, struct ca_signer_info *out);
+
+/* ca_signer_mint_intermediate has the signer make a key and an intermediate for it under the
+ * root in |slot| (valid from |not_before| for |ttl_s|, capped at the root's notAfter), kept as
+ * the prepared successor (replacing one prepared before); its DER goes to |out|. */
+WEFT_MUST_USE int ca_signer_mint_intermediate(struct ca_signer *s, unsigned slot,
+                                              int64_t not_before, int64_t ttl_s, uint8_t *out,
+                                              size_t cap, size_t *out_len, char *err,
+                                              size_t err_len);
+
+/* ca_signer_activate makes the prepared intermediate the one leaves are signed by; the retired
+ * one's key is erased. WEFT_ENOTFOUND when none is prepared. */
+WEFT_MUST_USE int ca_signer_activate(struct ca_signer *s, char *err, size_t err_len);
+
+/* ca_signer_new_root has the signer make a new root of |key_type| (valid from |not_before| for
+ * |ttl_s|) whose key it writes, durably, into |slot|'s file; its DER goes to |out|. */
+WEFT_MUST_USE int ca_signer_new_root(struct ca_signer *s, unsigned slot,
+                                     enum spiffe_key_type key_type, int64_t not_before,
+                                     int64_t ttl_s, uint8_t *out, size_t cap, size_t *out_len,
+                                     char *err, size_t err_len);
+
+/* ca_signer_drop_root erases |slot|'s key, in memory and in its file (an empty slot is fine). */
+WEFT_MUST_USE int ca_signer_drop_root(struct ca_signer *s, unsigned slot, char *err,
+                                      size_t err_len);
+
+/* ca_signer_alive reports whether the child still runs (it is not reaped: stop does that). */
+bool ca_signer_alive(const struct ca_signer *s);
 
 /* ca_signer_pid returns the child's pid (for tests and status). */
 pid_t ca_signer_pid(const struct ca_signer *s);

@@ -202,3 +202,143 @@ Test(ca_signer, the_child_drops_privileges_and_ends_with_its_channel)
     cr_assert_eq(kill(pid, 0), -1, "the signer is gone");
     cr_assert_eq(errno, ESRCH);
 }
+
+/* --- rotation: root key slots and intermediates kept in memory --------------------------- */
+
+static X509 *der_cert(const uint8_t *der, size_t len)
+{
+    const uint8_t *p = der;
+    X509 *x = d2i_X509(NULL, &p, (long)len);
+    cr_assert_not_null(x);
+    return x;
+}
+
+static bool issued_by(X509 *child, X509 *parent)
+{
+    EVP_PKEY *pub = X509_get_pubkey(parent);
+    bool ok = X509_verify(child, pub) == 1;
+    EVP_PKEY_free(pub);
+    return ok;
+}
+
+static long file_size(const char *path)
+{
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0, "%s", path);
+    cr_assert_eq(st.st_mode & 0777, 0600, "%s is 0600", path);
+    return (long)st.st_size;
+}
+
+Test(ca_signer, rotates_intermediates_and_roots_through_its_key_slots)
+{
+    /* a root of today, its key in slot 0; slot 1 does not exist yet */
+    int64_t now = (int64_t)time(NULL);
+    struct spiffe_id td;
+    cr_assert_eq(spiffe_td_parse(&td, TESTLIB_TD, strlen(TESTLIB_TD), NULL), WEFT_OK);
+    EVP_PKEY *root_key = spiffe_key_generate(SPIFFE_KEY_EC_P256);
+    X509 *root = NULL;
+    struct spiffe_mint_params rp = {.not_before = now - 60, .ttl_s = 30 * TESTLIB_DAY};
+    cr_assert_eq(spiffe_mint_root(&root, root_key, &td, &rp, NULL), WEFT_OK);
+    char slot0[256], slot1[256], *pem;
+    size_t len;
+    snprintf(slot0, sizeof(slot0), "%s/root.key", dir);
+    snprintf(slot1, sizeof(slot1), "%s/root-2.key", dir);
+    cr_assert_eq(spiffe_key_to_pem(&pem, &len, root_key), WEFT_OK);
+    write_pem(slot0, pem, len, 0600);
+    free(pem);
+    STACK_OF(X509) *roots = testlib_chain(&root, 1);
+    struct ca_signer_config cfg = {
+        .key_path = key_path,
+        .cert_path = cert_path,
+        .root_key_paths = {slot0, slot1},
+        .roots = roots,
+        .signing_slot = 0,
+        .intermediate_ttl_s = TESTLIB_DAY,
+    };
+    struct ca_signer *s = NULL;
+    char err[512];
+    cr_assert_eq(ca_signer_start(&s, &cfg, err, sizeof(err)), WEFT_OK, "%s", err);
+    struct ca_signer_info info;
+    ca_signer_info(s, &info);
+    cr_assert_eq(info.intermediate_slot, 0, "a fresh intermediate under the root in slot 0");
+    cr_assert(info.slot_has_root[0] && !info.slot_has_key[1]);
+    X509 *first = der_cert(info.intermediate, info.intermediate_len);
+    cr_assert(issued_by(first, root));
+    cr_assert_eq(file_size(slot1), 0, "slot 1 was made, empty");
+
+    /* intermediate rotation: prepared, then active; leaves follow */
+    uint8_t der[CA_SIGNER_MAX_CERT];
+    size_t der_len;
+    cr_assert_eq(ca_signer_activate(s, err, sizeof(err)), WEFT_ENOTFOUND);
+    cr_assert_eq(ca_signer_mint_intermediate(s, 0, now, TESTLIB_DAY, der, sizeof(der), &der_len,
+                                             err, sizeof(err)),
+                 WEFT_OK, "%s", err);
+    X509 *second = der_cert(der, der_len), *active;
+    ca_signer_info(s, &info);
+    active = der_cert(info.intermediate, info.intermediate_len);
+    cr_assert_eq(X509_cmp(active, first), 0, "prepared is not active");
+    X509_free(active);
+    cr_assert_eq(ca_signer_activate(s, err, sizeof(err)), WEFT_OK, "%s", err);
+    ca_signer_info(s, &info);
+    active = der_cert(info.intermediate, info.intermediate_len);
+    cr_assert_eq(X509_cmp(active, second), 0);
+    X509_free(active);
+    EVP_PKEY *leaf_key = spiffe_key_generate(SPIFFE_KEY_EC_P256);
+    size_t pub_len;
+    uint8_t *pub = pubkey_der(leaf_key, &pub_len);
+    struct ca_signer_request req = {pub,  pub_len, "spiffe://example.org/w", now - 60, 3600,
+                                    NULL, 0};
+    cr_assert_eq(ca_signer_sign_leaf(s, &req, der, sizeof(der), &der_len, err, sizeof(err)),
+                 WEFT_OK, "%s", err);
+    X509 *leaf = der_cert(der, der_len);
+    cr_assert(issued_by(leaf, second) && !issued_by(leaf, first));
+    X509_free(leaf);
+
+    /* root rotation: the slot in use is refused; a new root goes into slot 1, on disk */
+    cr_assert_eq(ca_signer_new_root(s, 0, SPIFFE_KEY_EC_P256, now, 30 * TESTLIB_DAY, der,
+                                    sizeof(der), &der_len, err, sizeof(err)),
+                 WEFT_EPOLICY);
+    cr_assert_eq(ca_signer_drop_root(s, 0, err, sizeof(err)), WEFT_EPOLICY);
+    cr_assert_eq(ca_signer_new_root(s, 1, SPIFFE_KEY_EC_P256, now, 30 * TESTLIB_DAY, der,
+                                    sizeof(der), &der_len, err, sizeof(err)),
+                 WEFT_OK, "%s", err);
+    X509 *root2 = der_cert(der, der_len);
+    cr_assert(file_size(slot1) > 0);
+    cr_assert_eq(ca_signer_mint_intermediate(s, 1, now, TESTLIB_DAY, der, sizeof(der), &der_len,
+                                             err, sizeof(err)),
+                 WEFT_OK, "%s", err);
+    X509 *third = der_cert(der, der_len);
+    cr_assert(issued_by(third, root2));
+    cr_assert_eq(ca_signer_drop_root(s, 1, err, sizeof(err)), WEFT_EPOLICY, "prepared under it");
+    cr_assert_eq(ca_signer_activate(s, err, sizeof(err)), WEFT_OK, "%s", err);
+    cr_assert_eq(ca_signer_drop_root(s, 0, err, sizeof(err)), WEFT_OK, "%s", err);
+    cr_assert_eq(file_size(slot0), 0, "the old root's key is gone from disk");
+    ca_signer_info(s, &info);
+    cr_assert(!info.slot_has_key[0] && info.slot_has_root[1] && info.intermediate_slot == 1);
+    ca_signer_stop(s);
+
+    /* a restart finds the new root's key in slot 1 and signs under it */
+    sk_X509_push(roots, X509_up_ref(root2) ? root2 : NULL);
+    cfg.signing_slot = 1;
+    cr_assert_eq(ca_signer_start(&s, &cfg, err, sizeof(err)), WEFT_OK, "%s", err);
+    ca_signer_info(s, &info);
+    X509 *fourth = der_cert(info.intermediate, info.intermediate_len);
+    cr_assert(issued_by(fourth, root2));
+    ca_signer_stop(s);
+
+    /* a slot file others may read is refused */
+    cr_assert_eq(chmod(slot1, 0644), 0);
+    cr_assert_eq(ca_signer_start(&s, &cfg, err, sizeof(err)), WEFT_EPOLICY);
+    cr_assert_not_null(strstr(err, "root-2.key is readable by group or others"), "%s", err);
+
+    X509_free(first);
+    X509_free(second);
+    X509_free(third);
+    X509_free(fourth);
+    X509_free(root2);
+    X509_free(root);
+    sk_X509_pop_free(roots, X509_free);
+    OPENSSL_free(pub);
+    EVP_PKEY_free(leaf_key);
+    EVP_PKEY_free(root_key);
+}

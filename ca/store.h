@@ -200,11 +200,11 @@ WEFT_MUST_USE int ca_store_is_revoked(struct ca_store *s, enum ca_revocation_kin
 
 /* ca_store_state_put writes |num| items in one transaction: all of them, or none. */
 WEFT_MUST_USE int ca_store_state_put(struct ca_store *s, const struct ca_state_item *items,
-                                        size_t num);
+                                     size_t num);
 
 /* ca_store_state_get reads one item into |*out| (malloc'd, NUL-terminated after |*out_len|
  * bytes; the caller frees it); WEFT_ENOTFOUND when it was never written. */
 WEFT_MUST_USE int ca_store_state_get(struct ca_store *s, const char *name, uint8_t **out,
-                                       size_t *out_len);
+                                     size_t *out_len);
 
 #endif
