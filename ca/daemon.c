@@ -5,6 +5,7 @@
 #include "ca/daemon.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -32,6 +33,7 @@
 #include "ca/material.h"
 #include "ca/policy_source.h"
 #include "ca/root_rotation.h"
+#include "ca/rotation.h"
 #include "ca/signer.h"
 #include "ca/store.h"
 #include "lib/base/file.h"
@@ -39,6 +41,7 @@
 #include "lib/base/mem.h"
 #include "lib/base/metrics.h"
 #include "lib/base/netaddr.h"
+#include "lib/base/timefmt.h"
 #include "lib/httpadmin/httpadmin.h"
 #include "lib/rpc/rpc.h"
 #include "lib/spiffe/bundle.h"
@@ -91,7 +94,18 @@ struct daemon {
     uint8_t *bundle_der;
     size_t bundle_der_len;
     struct spiffe_bundle_set bundles;
-    int64_t int_not_after, root_not_after;
+    int64_t int_not_after, root_not_after, int_lifetime;
+
+    /* rotation (ca/rotation.h, ca/root_rotation.h; the keys are the signer's) */
+    unsigned signing_slot;     /* the signer's root slot that signs intermediates */
+    bool root_online;          /* its key is there: the intermediate rotates */
+    struct ca_int_schedule int_sched;
+    struct ca_int_policy int_policy;
+    int64_t int_lifetime_max;  /* the longest intermediate ever used: no SVID outlives it */
+    int64_t rotation_retry_at; /* after a failed rotation step */
+    char rotation_error[256];  /* the last failure, for status; "" when the last step worked */
+    int bundle_fds[2];         /* bundle.pem and bundle.json, opened before the privileges go */
+    bool fatal;                /* stop now, exit non-zero (the signer died) */
 
     struct tls_relay *relay;
     struct grpcfd_server *fds;
@@ -170,74 +184,132 @@ static int read_certs(STACK_OF(X509) * *out, const char *dir, const char *name, 
     return rc;
 }
 
-/* load_material reads the intermediate and the roots, and checks they belong together. */
-static int load_material(struct daemon *d, char *err, size_t err_len)
+/* roots_adopt makes |roots| (taken over) the trust bundle: what snapshots and AttestNode send,
+ * what the relay verifies node SVIDs against, and the root gauges. */
+static int roots_adopt(struct daemon *d, STACK_OF(X509) * roots, char *err, size_t err_len)
 {
-    STACK_OF(X509) *ints = NULL;
-    TRY(read_certs(&ints, d->data_dir, CA_FILE_INT_CERT, err, err_len));
-    d->intermediate = sk_X509_shift(ints);
-    sk_X509_pop_free(ints, X509_free);
-    TRY(read_certs(&d->roots, d->data_dir, CA_FILE_BUNDLE_PEM, err, err_len));
+    struct spiffe_bundle *b = spiffe_bundle_new(&d->td);
+    int64_t earliest = INT64_MAX;
+    uint8_t *der = NULL;
+    size_t der_len = 0;
+    for (size_t i = 0; i < sk_X509_num(roots); i++) {
+        X509 *root = sk_X509_value(roots, i);
+        int64_t nb, na;
+        struct spiffe_id id;
+        struct spiffe_why why;
+        if (spiffe_bundle_add_x509(b, root) != WEFT_OK ||
+            spiffe_cert_validity(&nb, &na, root) != WEFT_OK ||
+            spiffe_cert_uri_id(&id, root, &why) != WEFT_OK || !spiffe_id_equal(&id, &d->td)) {
+            spiffe_bundle_free(b);
+            sk_X509_pop_free(roots, X509_free);
+            snprintf(err, err_len, "root %zu of the bundle is not a root of %s", i + 1, d->td.str);
+            return WEFT_EINVAL;
+        }
+        earliest = na < earliest ? na : earliest;
+    }
+    if (sk_X509_num(roots) == 0 || spiffe_certs_to_der(&der, &der_len, roots) != WEFT_OK ||
+        spiffe_bundle_set_put(&d->bundles, b) != WEFT_OK) {
+        free(der);
+        sk_X509_pop_free(roots, X509_free);
+        snprintf(err, err_len, "the bundle is empty or does not encode");
+        return WEFT_EINVAL;
+    }
+    sk_X509_pop_free(d->roots, X509_free);
+    free(d->bundle_der);
+    d->roots = roots;
+    d->bundle_der = der;
+    d->bundle_der_len = der_len;
+    d->root_not_after = earliest;
+    weft_gauge_set(d->m.root_not_after, (double)earliest);
+    if (d->relay != NULL && d->serving_chain != NULL) {
+        struct tls_relay_creds creds = {d->serving_chain, d->serving_key, &d->bundles};
+        int rc = tls_relay_set_server_creds(d->relay, &creds);
+        if (rc != WEFT_OK) {
+            snprintf(err, err_len, "the relay refused the new bundle: %s", weft_strerror(rc));
+            return rc;
+        }
+    }
+    return WEFT_OK;
+}
 
-    struct spiffe_id int_id;
+/* load_roots reads the bundle: the one the root rotation last stored (|stored|, PEM), else
+ * bundle.pem. The trust domain is --trust-domain, else the first root's. */
+static int load_roots(struct daemon *d, const uint8_t *stored, size_t stored_len, char *err,
+                      size_t err_len)
+{
+    STACK_OF(X509) *roots = NULL;
     struct spiffe_why why;
-    if (spiffe_cert_uri_id(&int_id, d->intermediate, &why) != WEFT_OK) {
-        snprintf(err, err_len, "%.150s/%s: %.300s", d->data_dir, CA_FILE_INT_CERT, why.msg);
+    if (stored != NULL) {
+        if (spiffe_certs_decode(&roots, stored, stored_len, SPIFFE_MAX_CHAIN, 0, &why) != WEFT_OK) {
+            snprintf(err, err_len, "the bundle in the store: %.300s", why.msg);
+            return WEFT_EINVAL;
+        }
+    } else {
+        TRY(read_certs(&roots, d->data_dir, CA_FILE_BUNDLE_PEM, err, err_len));
+    }
+    struct spiffe_id root_id;
+    if (spiffe_cert_uri_id(&root_id, sk_X509_value(roots, 0), &why) != WEFT_OK) {
+        sk_X509_pop_free(roots, X509_free);
+        snprintf(err, err_len, "%.150s/%s: the root carries no SPIFFE ID: %.200s", d->data_dir,
+                 CA_FILE_BUNDLE_PEM, why.msg);
         return WEFT_EINVAL;
     }
     if (d->o->trust_domain != NULL) {
         if (spiffe_td_parse(&d->td, d->o->trust_domain, strlen(d->o->trust_domain), &why) !=
             WEFT_OK) {
+            sk_X509_pop_free(roots, X509_free);
             snprintf(err, err_len, "--trust-domain %s: %s", d->o->trust_domain, why.msg);
             return WEFT_EINVAL;
         }
-        if (!spiffe_id_equal(&d->td, &int_id)) {
-            snprintf(err, err_len, "--trust-domain %.100s, but %.150s/%s is the CA of %.100s",
-                     d->td.str, d->data_dir, CA_FILE_INT_CERT, int_id.str);
+        if (!spiffe_id_equal(&d->td, &root_id)) {
+            snprintf(err, err_len, "--trust-domain %.100s, but %.150s/%s holds roots of %.100s",
+                     d->td.str, d->data_dir, CA_FILE_BUNDLE_PEM, root_id.str);
+            sk_X509_pop_free(roots, X509_free);
             return WEFT_EINVAL;
         }
     } else {
-        d->td = int_id;
+        d->td = root_id;
     }
-    struct spiffe_bundle *b = spiffe_bundle_new(&d->td);
-    int64_t nb;
-    d->root_not_after = INT64_MAX;
-    for (size_t i = 0; i < sk_X509_num(d->roots); i++) {
-        X509 *root = sk_X509_value(d->roots, i);
-        int64_t na;
-        if (spiffe_bundle_add_x509(b, root) != WEFT_OK ||
-            spiffe_cert_validity(&nb, &na, root) != WEFT_OK) {
-            spiffe_bundle_free(b);
-            snprintf(err, err_len, "%.150s/%s: unusable root", d->data_dir, CA_FILE_BUNDLE_PEM);
-            return WEFT_EINVAL;
-        }
-        d->root_not_after = na < d->root_not_after ? na : d->root_not_after;
+    return roots_adopt(d, roots, err, err_len);
+}
+
+/* intermediate_adopt takes the signer's current intermediate: it must chain to the bundle now.
+ * Leaves signed from here on carry it in their chains. */
+static int intermediate_adopt(struct daemon *d, char *err, size_t err_len)
+{
+    struct ca_signer_info info;
+    ca_signer_info(d->signer, &info);
+    const uint8_t *p = info.intermediate;
+    X509 *x = d2i_X509(NULL, &p, (long)info.intermediate_len);
+    int64_t nb, na;
+    if (x == NULL || spiffe_cert_validity(&nb, &na, x) != WEFT_OK) {
+        X509_free(x);
+        snprintf(err, err_len, "the signer's intermediate does not decode");
+        return WEFT_ECRYPTO;
     }
-    if (spiffe_bundle_set_put(&d->bundles, b) != WEFT_OK) {
-        spiffe_bundle_free(b);
-        return WEFT_EINTERNAL;
-    }
-    if (spiffe_cert_validity(&nb, &d->int_not_after, d->intermediate) != WEFT_OK) {
-        snprintf(err, err_len, "%.150s/%s: unreadable validity", d->data_dir, CA_FILE_INT_CERT);
-        return WEFT_EINVAL;
-    }
-    /* the intermediate must chain to the bundle, now */
     X509_STORE *xs = X509_STORE_new();
     X509_STORE_CTX *ctx = X509_STORE_CTX_new();
     for (size_t i = 0; i < sk_X509_num(d->roots); i++) {
         X509_STORE_add_cert(xs, sk_X509_value(d->roots, i));
     }
-    bool ok = X509_STORE_CTX_init(ctx, xs, d->intermediate, NULL) && X509_verify_cert(ctx) == 1;
+    bool ok = X509_STORE_CTX_init(ctx, xs, x, NULL) && X509_verify_cert(ctx) == 1;
     int verr = X509_STORE_CTX_get_error(ctx);
     X509_STORE_CTX_free(ctx);
     X509_STORE_free(xs);
     if (!ok) {
-        snprintf(err, err_len, "%.150s/%s does not verify against %s: %s", d->data_dir,
-                 CA_FILE_INT_CERT, CA_FILE_BUNDLE_PEM, X509_verify_cert_error_string(verr));
+        X509_free(x);
+        snprintf(err, err_len, "the signing intermediate (%s) does not verify against the bundle: %s",
+                 info.intermediate_slot < 0 ? CA_FILE_INT_CERT : "minted at start",
+                 X509_verify_cert_error_string(verr));
         return WEFT_EINVAL;
     }
-    ENSURE(spiffe_certs_to_der(&d->bundle_der, &d->bundle_der_len, d->roots) == WEFT_OK,
-           WEFT_ECRYPTO);
+    X509_free(d->intermediate);
+    d->intermediate = x;
+    d->issuer.signing_cert = x;
+    d->int_not_after = na;
+    d->int_lifetime = na - nb;
+    d->root_online = info.intermediate_slot >= 0;
+    weft_gauge_set(d->m.int_not_after, (double)na);
     return WEFT_OK;
 }
 
@@ -279,10 +351,7 @@ static int serving_renew(struct daemon *d, int64_t now, char *err, size_t err_le
     }
     char id[SPIFFE_ID_MAX_LEN + 16];
     snprintf(id, sizeof(id), "%s%s", d->td.str, CA_SERVING_PATH);
-    int64_t ttl = SERVING_TTL_S;
-    if (d->int_not_after - now < ttl) {
-        ttl = d->int_not_after - now; /* the signer refuses to outlive its own certificate */
-    }
+    int64_t ttl = SERVING_TTL_S; /* the signer caps it at its intermediate's notAfter */
     struct ca_signer_request req = {
         .pubkey_der = spki,
         .pubkey_len = spki_len,
@@ -332,6 +401,266 @@ static int serving_renew(struct daemon *d, int64_t now, char *err, size_t err_le
     snprintf(until, sizeof(until), "%lld", (long long)na);
     weft_log(WEFT_LOG_INFO, "serving svid renewed", 2, "id", id, "not_after", until);
     return WEFT_OK;
+}
+
+static void changed(struct daemon *d) { d->snapshot_seq++; }
+
+/* --- rotation ------------------------------------------------------------------------------ */
+
+#define STATE_ROOT_ROT "root_rotation"
+#define STATE_SIGNING_SLOT "signing_slot"
+#define STATE_BUNDLE "bundle"
+#define STATE_INT_LIFETIME_MAX "intermediate_lifetime_max"
+#define ROTATION_RETRY_S 10
+
+/* rewrite_fd replaces a file's content through a descriptor opened before the privileges went
+ * (the directory may no longer be writable). It is a copy for operators: the store holds the
+ * bundle of record. */
+static int rewrite_fd(int fd, const void *data, size_t len)
+{
+    if (fd < 0) {
+        return WEFT_OK;
+    }
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, data, len, 0) != (ssize_t)len || fsync(fd) != 0) {
+        return WEFT_EIO;
+    }
+    return WEFT_OK;
+}
+
+/* state_save stores the root rotation's state with the signing slot and the bundle, in one
+ * transaction, and refreshes bundle.pem and bundle.json. */
+static void state_save(struct daemon *d, const struct ca_root_rot_state *st)
+{
+    char rot[256], slot[8], life[24];
+    snprintf(rot, sizeof(rot), "%d %llu %llu %lld %lld %lld %lld", (int)st->phase,
+             (unsigned long long)st->bundle_seq, (unsigned long long)st->rotations,
+             (long long)st->rotation_started_at, (long long)st->phase_started_at,
+             (long long)st->switched_at, (long long)st->old_svids_until);
+    snprintf(slot, sizeof(slot), "%u", d->signing_slot);
+    snprintf(life, sizeof(life), "%lld", (long long)d->int_lifetime_max);
+    char *pem = NULL, *json = NULL;
+    size_t pem_len = 0, json_len = 0;
+    struct spiffe_bundle *b = spiffe_bundle_new(&d->td);
+    b->has_sequence = true;
+    b->sequence = st->bundle_seq;
+    bool ok = true;
+    for (size_t i = 0; i < sk_X509_num(d->roots); i++) {
+        ok = ok && spiffe_bundle_add_x509(b, sk_X509_value(d->roots, i)) == WEFT_OK;
+    }
+    if (!ok || spiffe_certs_to_pem(&pem, &pem_len, d->roots) != WEFT_OK ||
+        spiffe_bundle_to_json(&json, &json_len, b) != WEFT_OK) {
+        weft_log(WEFT_LOG_ERROR, "cannot encode the bundle", 0);
+        goto out;
+    }
+    struct ca_state_item items[] = {
+        {STATE_ROOT_ROT, rot, strlen(rot)},
+        {STATE_SIGNING_SLOT, slot, strlen(slot)},
+        {STATE_BUNDLE, pem, pem_len},
+        {STATE_INT_LIFETIME_MAX, life, strlen(life)},
+    };
+    if (ca_store_state_put(d->store, items, nitems(items)) != WEFT_OK) {
+        weft_counter_add(d->m.store_errors, 1);
+        weft_log(WEFT_LOG_ERROR, "cannot store the rotation state", 1, "error", d->store->err);
+    }
+    if (rewrite_fd(d->bundle_fds[0], pem, pem_len) != WEFT_OK ||
+        rewrite_fd(d->bundle_fds[1], json, json_len) != WEFT_OK) {
+        weft_log(WEFT_LOG_WARN, "cannot refresh bundle.pem and bundle.json", 1, "error",
+                 strerror(errno));
+    }
+out:
+    free(pem);
+    free(json);
+    spiffe_bundle_free(b);
+}
+
+static int64_t state_int(struct ca_store *s, const char *name, int64_t dflt)
+{
+    uint8_t *v = NULL;
+    size_t len;
+    long long n = dflt;
+    if (ca_store_state_get(s, name, &v, &len) == WEFT_OK && sscanf((char *)v, "%lld", &n) != 1) {
+        n = dflt;
+    }
+    free(v);
+    return n;
+}
+
+/* state_load reads the root rotation's state (WEFT_ENOTFOUND before the first rotation). */
+static int state_load(struct daemon *d, struct ca_root_rot_state *st, char *err, size_t err_len)
+{
+    uint8_t *v = NULL;
+    size_t len;
+    int rc = ca_store_state_get(d->store, STATE_ROOT_ROT, &v, &len);
+    if (rc != WEFT_OK) {
+        snprintf(err, err_len, "%s", d->store->err);
+        return rc;
+    }
+    int phase;
+    unsigned long long seq, rotations;
+    long long started, phase_started, switched, until;
+    int n = sscanf((char *)v, "%d %llu %llu %lld %lld %lld %lld", &phase, &seq, &rotations,
+                   &started, &phase_started, &switched, &until);
+    free(v);
+    if (n != 7) {
+        snprintf(err, err_len, "the stored root rotation state does not parse");
+        return WEFT_EINVAL;
+    }
+    *st = (struct ca_root_rot_state){(enum ca_root_rot_phase)phase, seq, rotations, started,
+                                     phase_started, switched, until};
+    return WEFT_OK;
+}
+
+/* on_phase: every root rotation step is stored, logged and pushed (the bundle may have
+ * changed). */
+static void on_phase(void *arg, enum ca_root_rot_phase from, const struct ca_root_rot_state *st)
+{
+    struct daemon *d = arg;
+    state_save(d, st);
+    char seq[24], n[24];
+    snprintf(seq, sizeof(seq), "%llu", (unsigned long long)st->bundle_seq);
+    snprintf(n, sizeof(n), "%llu", (unsigned long long)st->rotations);
+    weft_log(WEFT_LOG_INFO, "root rotation step", 4, "rotation", n, "from",
+             ca_root_rot_phase_name(from), "to", ca_root_rot_phase_name(st->phase),
+             "bundle_sequence", seq);
+    changed(d);
+}
+
+static X509 *cert_of(const uint8_t *der, size_t len)
+{
+    const uint8_t *p = der;
+    return d2i_X509(NULL, &p, (long)len);
+}
+
+/* add_new_root: the signer makes a root, its key in the other slot; the bundle gets it. */
+static int add_new_root(struct daemon *d, int64_t now, char *err, size_t err_len)
+{
+    uint8_t der[CA_SIGNER_MAX_CERT];
+    size_t len = 0;
+    unsigned slot = 1 - d->signing_slot;
+    TRY(ca_signer_new_root(d->signer, slot, d->o->key_type, now - 60, d->o->root_ttl_s, der,
+                           sizeof(der), &len, err, err_len));
+    X509 *root = cert_of(der, len);
+    STACK_OF(X509) *roots = X509_chain_up_ref(d->roots);
+    if (root == NULL || roots == NULL || !sk_X509_push(roots, root)) {
+        X509_free(root);
+        sk_X509_pop_free(roots, X509_free);
+        snprintf(err, err_len, "the new root does not decode");
+        return WEFT_ECRYPTO;
+    }
+    TRY(roots_adopt(d, roots, err, err_len));
+    return ca_root_rot_done(d->rot, CA_ROOT_ROT_ADD_NEW_ROOT, now, err, err_len);
+}
+
+/* switch_signing: an intermediate under the new root, at once; a fresh schedule for it. */
+static int switch_signing(struct daemon *d, int64_t now, char *err, size_t err_len)
+{
+    uint8_t der[CA_SIGNER_MAX_CERT];
+    size_t len = 0;
+    unsigned slot = 1 - d->signing_slot;
+    struct ca_int_window w;
+    ca_int_next_window(&w, &d->int_policy, now);
+    TRY(ca_signer_mint_intermediate(d->signer, slot, w.not_before, w.not_after - w.not_before,
+                                    der, sizeof(der), &len, err, err_len));
+    TRY(ca_signer_activate(d->signer, err, err_len));
+    d->signing_slot = slot;
+    TRY(intermediate_adopt(d, err, err_len));
+    int64_t nb, na;
+    if (spiffe_cert_validity(&nb, &na, d->intermediate) == WEFT_OK) {
+        w = (struct ca_int_window){nb, na};
+        TRY(ca_int_schedule_init(&d->int_sched, &w, err, err_len));
+    }
+    TRY(serving_renew(d, now, err, err_len));
+    return ca_root_rot_done(d->rot, CA_ROOT_ROT_SWITCH_SIGNING, now, err, err_len);
+}
+
+/* drop_old_root: the old root's key goes, and the bundle keeps only the root signing now. */
+static int drop_old_root(struct daemon *d, int64_t now, char *err, size_t err_len)
+{
+    TRY(ca_signer_drop_root(d->signer, 1 - d->signing_slot, err, err_len));
+    STACK_OF(X509) *roots = sk_X509_new_null();
+    for (size_t i = 0; i < sk_X509_num(d->roots); i++) {
+        X509 *root = sk_X509_value(d->roots, i);
+        EVP_PKEY *pub = X509_get_pubkey(root);
+        if (pub != NULL && X509_verify(d->intermediate, pub) == 1 && X509_up_ref(root)) {
+            sk_X509_push(roots, root);
+        }
+        EVP_PKEY_free(pub);
+    }
+    ENSURE(sk_X509_num(roots) > 0 || (sk_X509_free(roots), false), WEFT_EINTERNAL);
+    TRY(roots_adopt(d, roots, err, err_len));
+    return ca_root_rot_done(d->rot, CA_ROOT_ROT_DROP_OLD_ROOT, now, err, err_len);
+}
+
+/* intermediate_step prepares and activates intermediates on ca/rotation.h's schedule. */
+static int intermediate_step(struct daemon *d, int64_t now, char *err, size_t err_len)
+{
+    if (!d->root_online) {
+        return WEFT_OK; /* nothing to sign one with: status and the notAfter gauge say so */
+    }
+    struct ca_int_step step;
+    TRY(ca_int_schedule_step(&d->int_sched, &d->int_policy, now, &step));
+    if (step.action == CA_INT_PREPARE_NEXT) {
+        struct ca_int_window w;
+        ca_int_next_window(&w, &d->int_policy, now);
+        uint8_t der[CA_SIGNER_MAX_CERT];
+        size_t len = 0;
+        TRY(ca_signer_mint_intermediate(d->signer, d->signing_slot, w.not_before,
+                                        w.not_after - w.not_before, der, sizeof(der), &len, err,
+                                        err_len));
+        X509 *x = cert_of(der, len);
+        int rc = x != NULL ? spiffe_cert_validity(&w.not_before, &w.not_after, x) : WEFT_ECRYPTO;
+        X509_free(x);
+        TRY(rc);
+        TRY(ca_int_schedule_set_next(&d->int_sched, &w, now, err, err_len));
+        char until[WEFT_RFC3339_LEN];
+        weft_time_format_rfc3339(until, w.not_after);
+        weft_log(WEFT_LOG_INFO, "intermediate prepared", 1, "not_after", until);
+    } else if (step.action == CA_INT_ACTIVATE_NEXT) {
+        TRY(ca_signer_activate(d->signer, err, err_len));
+        TRY(ca_int_schedule_activate(&d->int_sched, &d->int_policy, now, err, err_len));
+        TRY(intermediate_adopt(d, err, err_len));
+        char until[WEFT_RFC3339_LEN];
+        weft_time_format_rfc3339(until, d->int_not_after);
+        weft_log(WEFT_LOG_INFO, "intermediate activated", 1, "not_after", until);
+        TRY(serving_renew(d, now, err, err_len)); /* its chain names the new intermediate */
+    }
+    return WEFT_OK;
+}
+
+/* rotation_tick does the rotation work that is due: the root rotation's action phases, then the
+ * intermediate's schedule. A failed step is logged, shown in status and tried again later. */
+static void rotation_tick(struct daemon *d, int64_t now)
+{
+    if (now < d->rotation_retry_at) {
+        return;
+    }
+    char err[256] = "";
+    int rc = WEFT_OK;
+    const char *what = "root rotation";
+    switch (ca_root_rot_phase(d->rot)) {
+    case CA_ROOT_ROT_ADD_NEW_ROOT:
+        rc = add_new_root(d, now, err, sizeof(err));
+        break;
+    case CA_ROOT_ROT_SWITCH_SIGNING:
+        rc = switch_signing(d, now, err, sizeof(err));
+        break;
+    case CA_ROOT_ROT_DROP_OLD_ROOT:
+        rc = drop_old_root(d, now, err, sizeof(err));
+        break;
+    default:
+        break;
+    }
+    if (rc == WEFT_OK) {
+        what = "intermediate rotation";
+        rc = intermediate_step(d, now, err, sizeof(err));
+    }
+    if (rc != WEFT_OK) {
+        snprintf(d->rotation_error, sizeof(d->rotation_error), "%s: %.200s", what, err);
+        weft_log(WEFT_LOG_ERROR, "rotation step failed", 2, "step", what, "error", err);
+        d->rotation_retry_at = now + ROTATION_RETRY_S;
+    } else {
+        d->rotation_error[0] = '\0';
+    }
 }
 
 /* --- callers ----------------------------------------------------------------------------- */
@@ -400,7 +729,6 @@ static bool check_node(struct daemon *d, const struct rpc_ctx *ctx, struct ca_ca
 
 /* --- snapshots --------------------------------------------------------------------------- */
 
-static void changed(struct daemon *d) { d->snapshot_seq++; }
 
 struct snap_build {
     Weft__Ca__V1__NodeSnapshot snap;
@@ -1373,18 +1701,48 @@ static void status(void *arg, const struct rpc_ctx *ctx, const uint8_t *req, siz
     resp.directory_version = ca_directory_version(d->dir);
     resp.directory_size = ca_directory_size(d->dir);
     resp.serving_not_after = d->serving_not_after;
+    static char inter[512];
+    if (d->rotation_error[0] != '\0') {
+        snprintf(inter, sizeof(inter), "FAILING (%s)", d->rotation_error);
+    } else if (!d->root_online) {
+        snprintf(inter, sizeof(inter),
+                 "does not rotate: the signing root's key is offline (not in %s); a root "
+                 "rotation brings one",
+                 CA_FILE_ROOT_KEY);
+    } else {
+        struct ca_int_step step;
+        char at[WEFT_RFC3339_LEN];
+        if (ca_int_schedule_step(&d->int_sched, &d->int_policy, now_s(), &step) == WEFT_OK) {
+            weft_time_format_rfc3339(at, step.at);
+            snprintf(inter, sizeof(inter), "%s; next step %s",
+                     d->int_sched.has_next ? "successor prepared" : "no successor yet",
+                     step.at == INT64_MAX ? "never" : at);
+        }
+    }
+    resp.intermediate_rotation = inter;
     reply->msg = &resp.base;
 }
 
 static void rotate_root(void *arg, const struct rpc_ctx *ctx, const uint8_t *req, size_t len,
                         struct rpc_reply *reply)
 {
-    (void)arg, (void)ctx, (void)req, (void)len;
-    /* The state machine (ca/root_rotation.h) and its acknowledgements run; minting the new root
-     * and switching the signer to it are not built yet. Say so rather than pretend. */
-    rpc_fail(reply, GRPC_STATUS_UNIMPLEMENTED,
-             "root rotation is not available in this build: the signer cannot yet take a new "
-             "root; bundle acknowledgements are tracked (weftctl ca status)");
+    (void)ctx, (void)req, (void)len;
+    struct daemon *d = arg;
+    static char err[512];
+    int64_t now = now_s();
+    if (ca_root_rot_rotate(d->rot, now, err, sizeof(err)) != WEFT_OK) {
+        rpc_fail(reply, GRPC_STATUS_FAILED_PRECONDITION, "%s", err);
+        return;
+    }
+    d->rotation_retry_at = 0;
+    rotation_tick(d, now); /* the new root goes into the bundle now */
+    static char phase[1024];
+    ca_root_rot_format_status(d->rot, phase, sizeof(phase));
+    weft_log(WEFT_LOG_INFO, "root rotation started", 1, "status", phase);
+    static Weft__Ca__V1__RotateRootResponse resp;
+    weft__ca__v1__rotate_root_response__init(&resp);
+    resp.phase = phase;
+    reply->msg = &resp.base;
 }
 
 static const struct rpc_method admin_methods[] = {
@@ -1448,7 +1806,8 @@ static bool is_ready(void *arg, char *why, size_t why_len)
 {
     struct daemon *d = arg;
     if (!atomic_load(&d->ready)) {
-        snprintf(why, why_len, "starting");
+        snprintf(why, why_len, "not serving: starting, the signer is gone, or the signing "
+                               "intermediate or the CA's own SVID expired");
         return false;
     }
     return true;
@@ -1460,6 +1819,13 @@ static void tick(struct daemon *d, int64_t *next_policy_ms, int64_t mono_ms)
 {
     int64_t now = now_s();
     char err[256];
+    if (!ca_signer_alive(d->signer)) {
+        /* nothing can be signed any more: say so, and stop for the supervisor to restart us */
+        atomic_store(&d->ready, false);
+        weft_log(WEFT_LOG_ERROR, "the signer process died; stopping", 0);
+        d->fatal = true;
+        return;
+    }
     if (now >= d->serving_renew_at && serving_renew(d, now, err, sizeof(err)) != WEFT_OK) {
         weft_log(WEFT_LOG_ERROR, "cannot renew the serving svid", 1, "error", err);
         d->serving_renew_at = now + 10;
@@ -1483,6 +1849,7 @@ static void tick(struct daemon *d, int64_t *next_policy_ms, int64_t mono_ms)
         changed(d);
     }
     ca_root_rot_tick(d->rot, now);
+    rotation_tick(d, now);
     struct ca_root_rot_status st;
     ca_root_rot_status(d->rot, &st);
     weft_gauge_set(d->m.agents, (double)st.num_connected);
@@ -1491,6 +1858,7 @@ static void tick(struct daemon *d, int64_t *next_policy_ms, int64_t mono_ms)
     weft_gauge_set(d->m.snapshot_seq, (double)d->snapshot_seq);
     bool serving = d->serving_not_after > now && d->int_not_after > now;
     atomic_store(&d->ready, serving);
+    weft_gauge_set(d->m.int_not_after, (double)d->int_not_after);
 }
 
 /* --- the run ------------------------------------------------------------------------------ */
@@ -1544,6 +1912,11 @@ static void daemon_free(struct daemon *d)
     free(d->bundle_der);
     spiffe_bundle_set_cleanup(&d->bundles);
     weft_metrics_free(d->m.reg);
+    for (size_t i = 0; i < nitems(d->bundle_fds); i++) {
+        if (d->bundle_fds[i] >= 0) {
+            close(d->bundle_fds[i]);
+        }
+    }
 }
 
 static int fail(const char *what, const char *err)
@@ -1562,6 +1935,7 @@ int ca_daemon_run(const struct ca_daemon_opts *o)
         return fail("--data-dir", "longer than 199 bytes");
     }
     snprintf(d->data_dir, sizeof(d->data_dir), "%s", o->data_dir);
+    d->bundle_fds[0] = d->bundle_fds[1] = -1;
     spiffe_bundle_set_init(&d->bundles);
     metrics_init(&d->m);
     char err[512];
@@ -1595,32 +1969,92 @@ int ca_daemon_run(const struct ca_daemon_opts *o)
         weft_log(WEFT_LOG_INFO, "made a self-signed root and intermediate", 2, "trust_domain",
                  td.str, "dir", d->data_dir);
     }
-    if (load_material(d, err, sizeof(err)) != WEFT_OK) {
-        rc = fail("CA material", err);
-        goto out;
-    }
-
-    /* the signer first: it is forked, and no thread may exist yet */
-    char key_path[300], cert_path[300], db_path[300];
+    /* the store first (a file, no thread): it says which root signs and which roots are out */
+    char key_path[300], cert_path[300], db_path[300], slot_paths[CA_SIGNER_SLOTS][300];
     snprintf(key_path, sizeof(key_path), "%.200s/%s", d->data_dir, CA_FILE_INT_KEY);
     snprintf(cert_path, sizeof(cert_path), "%.200s/%s", d->data_dir, CA_FILE_INT_CERT);
     snprintf(db_path, sizeof(db_path), "%.200s/%s", d->data_dir, CA_STORE_NAME);
-    struct ca_signer_config scfg = {.key_path = key_path, .cert_path = cert_path};
-    if (ca_signer_start(&d->signer, &scfg, err, sizeof(err)) != WEFT_OK) {
-        rc = fail("signer", err);
-        goto out;
-    }
+    snprintf(slot_paths[0], sizeof(slot_paths[0]), "%.200s/%s", d->data_dir, CA_FILE_ROOT_KEY);
+    snprintf(slot_paths[1], sizeof(slot_paths[1]), "%.200s/%s", d->data_dir, CA_FILE_ROOT_KEY_2);
     if (ca_store_open_sqlite(&d->store, db_path, err, sizeof(err)) != WEFT_OK) {
         rc = fail("store", err);
+        goto out;
+    }
+    struct ca_root_rot_state rot_state;
+    int have_state = state_load(d, &rot_state, err, sizeof(err));
+    if (have_state != WEFT_OK && have_state != WEFT_ENOTFOUND) {
+        rc = fail("store", err);
+        goto out;
+    }
+    uint8_t *stored_bundle = NULL;
+    size_t stored_len = 0;
+    if (have_state == WEFT_OK &&
+        ca_store_state_get(d->store, STATE_BUNDLE, &stored_bundle, &stored_len) != WEFT_OK) {
+        rc = fail("store", "a root rotation state without its bundle");
+        goto out;
+    }
+    d->signing_slot = state_int(d->store, STATE_SIGNING_SLOT, 0) == 1 ? 1 : 0;
+    d->int_lifetime_max = state_int(d->store, STATE_INT_LIFETIME_MAX, 0);
+    rc = load_roots(d, stored_bundle, stored_len, err, sizeof(err));
+    free(stored_bundle);
+    if (rc != WEFT_OK) {
+        rc = fail("CA material", err);
+        goto out;
+    }
+    d->int_policy = (struct ca_int_policy){.lifetime_s = o->intermediate_ttl_s};
+    if (ca_int_policy_check(&d->int_policy, err, sizeof(err)) != WEFT_OK) {
+        rc = fail("--intermediate-ttl", err);
+        goto out;
+    }
+
+    /* the signer next: it is forked, and no thread may exist yet */
+    struct ca_signer_config scfg = {
+        .key_path = key_path,
+        .cert_path = cert_path,
+        .root_key_paths = {slot_paths[0], slot_paths[1]},
+        .roots = d->roots,
+        .signing_slot = d->signing_slot,
+        .intermediate_ttl_s = o->intermediate_ttl_s,
+    };
+    if (ca_signer_start(&d->signer, &scfg, err, sizeof(err)) != WEFT_OK) {
+        rc = fail("signer", err);
         goto out;
     }
     d->issuer = (struct ca_issuer){
         .store = d->store,
         .signer = d->signer,
         .td = d->td,
-        .signing_cert = d->intermediate,
         .node_ttl_s = o->node_ttl_s,
     };
+    if (intermediate_adopt(d, err, sizeof(err)) != WEFT_OK) {
+        rc = fail("CA material", err);
+        goto out;
+    }
+    struct ca_int_window first = {d->int_not_after - d->int_lifetime, d->int_not_after};
+    if (ca_int_schedule_init(&d->int_sched, &first, err, sizeof(err)) != WEFT_OK) {
+        rc = fail("intermediate", err);
+        goto out;
+    }
+    if (d->int_lifetime > d->int_lifetime_max) {
+        d->int_lifetime_max = d->int_lifetime;
+    }
+    if (o->intermediate_ttl_s > d->int_lifetime_max) {
+        d->int_lifetime_max = o->intermediate_ttl_s;
+    }
+    char life[24];
+    snprintf(life, sizeof(life), "%lld", (long long)d->int_lifetime_max);
+    struct ca_state_item life_item = {STATE_INT_LIFETIME_MAX, life, strlen(life)};
+    if (ca_store_state_put(d->store, &life_item, 1) != WEFT_OK) {
+        rc = fail("store", d->store->err);
+        goto out;
+    }
+    /* copies of the bundle for operators, kept current through descriptors opened now */
+    const char *bundle_files[] = {CA_FILE_BUNDLE_PEM, CA_FILE_BUNDLE_JSON};
+    for (size_t i = 0; i < nitems(bundle_files); i++) {
+        char path[300];
+        snprintf(path, sizeof(path), "%.200s/%s", d->data_dir, bundle_files[i]);
+        d->bundle_fds[i] = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    }
     int listen_fd = listen_tcp(o->listen, err, sizeof(err));
     if (listen_fd < 0) {
         rc = fail("--listen", err);
@@ -1716,13 +2150,25 @@ int ca_daemon_run(const struct ca_daemon_opts *o)
     if (o->policy_dir != NULL) {
         d->policy = ca_policy_source_new(o->policy_dir);
     }
-    struct ca_root_rot_config rr = {.node_ttl_s = o->node_ttl_s};
-    if (ca_root_rot_new(&d->rot, &rr, 1, now, err, sizeof(err)) != WEFT_OK) {
+    /* no SVID outlives the intermediate it was signed by (the signer caps it) */
+    int64_t longest = d->int_lifetime_max;
+    struct ca_root_rot_config rr = {
+        .workload_max_ttl_s = longest < CA_MAX_SVID_TTL_S ? longest : CA_MAX_SVID_TTL_S,
+        .node_ttl_s = longest < o->node_ttl_s ? longest : o->node_ttl_s,
+        .reconnect_grace_s = o->reconnect_grace_s,
+        .on_phase = on_phase,
+        .arg = d,
+    };
+    if ((have_state == WEFT_OK
+             ? ca_root_rot_restore(&d->rot, &rr, &rot_state, now, err, sizeof(err))
+             : ca_root_rot_new(&d->rot, &rr, 1, now, err, sizeof(err))) != WEFT_OK) {
         rc = fail("root rotation", err);
         goto out;
     }
-    weft_gauge_set(d->m.int_not_after, (double)d->int_not_after);
-    weft_gauge_set(d->m.root_not_after, (double)d->root_not_after);
+    if (have_state == WEFT_OK) {
+        ca_root_rot_save(d->rot, &rot_state);
+        state_save(d, &rot_state); /* heals bundle.pem after a crash mid-write */
+    }
     d->snapshot_seq = 1;
 
     struct sigaction sa = {.sa_handler = on_signal};
@@ -1735,7 +2181,7 @@ int ca_daemon_run(const struct ca_daemon_opts *o)
              "admin_socket", o->admin_socket, "http", o->http, "signer_pid", pid);
 
     int64_t next_policy_ms = 0;
-    while (atomic_load(&stop_signal) == 0) {
+    while (atomic_load(&stop_signal) == 0 && !d->fatal) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         tick(d, &next_policy_ms, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
@@ -1743,7 +2189,7 @@ int ca_daemon_run(const struct ca_daemon_opts *o)
         rpc_server_poll(d->rpc, TICK_MS);
     }
     weft_log(WEFT_LOG_INFO, "weft-ca stopping", 0);
-    rc = 0;
+    rc = d->fatal ? 1 : 0;
 out:
     daemon_free(d);
     if (grpc_started) {

@@ -38,8 +38,10 @@ struct ca_daemon_opts {
     const char *policy_dir;   /* NULL: no policy is distributed */
     const char *run_as;       /* user to drop to when started as root; NULL: "nobody" */
     int64_t node_ttl_s;
-    int64_t root_ttl_s, intermediate_ttl_s; /* for self_signed */
+    int64_t root_ttl_s;         /* for self_signed, and a root rotation's new root */
+    int64_t intermediate_ttl_s; /* for self_signed, and every intermediate the CA mints */
     int64_t directory_ttl_s;
+    int64_t reconnect_grace_s; /* root rotation: wait this long after start for agents */
     int64_t policy_poll_ms;
     unsigned max_streams_per_node;
     unsigned max_conns;

@@ -18,10 +18,14 @@ static const char usage[] =
     "\n"
     "  --data-dir DIR            CA files (weftctl ca init --out DIR) and the store ca.db\n"
     "  --self-signed             on a first start, make a root and intermediate in DIR\n"
-    "  --trust-domain TD         required with --self-signed; else read from the intermediate\n"
-    "  --key-type T              ec-p256 (default) or ed25519, with --self-signed\n"
-    "  --root-ttl DUR            with --self-signed (default 8760h)\n"
-    "  --intermediate-ttl DUR    with --self-signed (default 168h)\n"
+    "  --trust-domain TD         required with --self-signed; else read from the bundle\n"
+    "  --key-type T              ec-p256 (default) or ed25519: the roots it makes\n"
+    "  --root-ttl DUR            the roots it makes (default 8760h)\n"
+    "  --intermediate-ttl DUR    the intermediates it makes (default 168h); each is replaced\n"
+    "                            at half its life when the root key is in DIR/root.key\n"
+    "                            (or root-2.key after a root rotation)\n"
+    "  --reconnect-grace DUR     a root rotation trusts its list of connected agents only\n"
+    "                            this long after start (default 60s)\n"
     "  --listen ADDR             the CA service, TLS 1.3: IPV4:PORT or [IPV6]:PORT, numeric\n"
     "                            (default " CA_DEFAULT_LISTEN ")\n"
     "  --admin-socket PATH       the admin API for weftctl (default DIR/" CA_ADMIN_SOCKET_NAME
@@ -37,8 +41,12 @@ static const char usage[] =
     "  --max-conns N             TLS connections at once (default 1024)\n"
     "  --max-streams-per-node N  WatchNode streams per node (default 4)\n"
     "\n"
-    "Logs go to stderr as logfmt, one audit line per issuance, token use and revocation.\n"
-    "Stops cleanly on SIGTERM or SIGINT. Exit: 0 stopped, 1 could not start, 2 usage.\n";
+    "Root rotation is `weftctl ca rotate-root`: no restart anywhere; `weftctl ca status`\n"
+    "shows its phase and the agents it waits for.\n"
+    "Logs go to stderr as logfmt, one audit line per issuance, token use, revocation and\n"
+    "rotation step. If the signer process dies, weft-ca exits 1 for its supervisor.\n"
+    "Stops cleanly on SIGTERM or SIGINT. Exit: 0 stopped, 1 could not start or signer lost,\n"
+    "2 usage.\n";
 
 static int duration(int64_t *out, const char *flag, const char *arg)
 {
@@ -58,6 +66,7 @@ int main(int argc, char **argv)
         {"key-type", required_argument, NULL, 'k'},
         {"root-ttl", required_argument, NULL, 'R'},
         {"intermediate-ttl", required_argument, NULL, 'I'},
+        {"reconnect-grace", required_argument, NULL, 'G'},
         {"listen", required_argument, NULL, 'l'},
         {"admin-socket", required_argument, NULL, 'a'},
         {"admin-group", required_argument, NULL, 'g'},
@@ -104,6 +113,11 @@ int main(int argc, char **argv)
             break;
         case 'I':
             if (duration(&o.intermediate_ttl_s, "--intermediate-ttl", optarg) != 0) {
+                return 2;
+            }
+            break;
+        case 'G':
+            if (duration(&o.reconnect_grace_s, "--reconnect-grace", optarg) != 0) {
                 return 2;
             }
             break;

@@ -5,6 +5,11 @@
  *   intermediate.pem, intermediate.key  the signing CA, signed by the root
  *   bundle.pem, bundle.json             the trust bundle (the roots), for agents to bootstrap
  *
+ * weft-ca keeps root keys in two slots, root.key and root-2.key (an empty file: no key, the
+ * root is offline), and rewrites bundle.pem and bundle.json when a root rotation changes the
+ * bundle. With the signing root's key in its slot it mints its own intermediates, whose keys
+ * stay in its signer's memory; intermediate.pem and .key are then unused.
+ *
  * Keys are PKCS#8 PEM written mode 0600, certificates 0644; nothing existing is overwritten. */
 #ifndef WEFT_CA_MATERIAL_H
 #define WEFT_CA_MATERIAL_H
@@ -18,6 +23,7 @@
 
 #define CA_FILE_ROOT_CERT "root.pem"
 #define CA_FILE_ROOT_KEY "root.key"
+#define CA_FILE_ROOT_KEY_2 "root-2.key" /* weft-ca's second root key slot (root rotation) */
 #define CA_FILE_INT_CERT "intermediate.pem"
 #define CA_FILE_INT_KEY "intermediate.key"
 #define CA_FILE_BUNDLE_PEM "bundle.pem"

@@ -449,6 +449,7 @@ int cli_ca_status(int argc, char **argv, bool rotate)
     printf("trust domain:      %s\n", st->trust_domain);
     print_time("root not after:    ", st->root_not_after);
     print_time("\nintermediate:      not after ", st->intermediate_not_after);
+    printf("; %s", st->intermediate_rotation);
     print_time("\nserving SVID:      not after ", st->serving_not_after);
     printf("\nbundle sequence:   %llu\n", (unsigned long long)st->bundle_sequence);
     printf("root rotation:     %s\n", st->root_rotation);
