@@ -101,7 +101,8 @@ struct daemon {
     bool root_online;          /* its key is there: the intermediate rotates */
     struct ca_int_schedule int_sched;
     struct ca_int_policy int_policy;
-    int64_t int_lifetime_max;  /* the longest intermediate ever used: no SVID outlives it */
+    int64_t int_lifetime_max;  /* the most an intermediate's notAfter was ever ahead of the
+                                * time it began to sign: no SVID outlives it */
     int64_t rotation_retry_at; /* after a failed rotation step */
     char rotation_error[256];  /* the last failure, for status; "" when the last step worked */
     int bundle_fds[2];         /* bundle.pem and bundle.json, opened before the privileges go */
@@ -2035,8 +2036,11 @@ int ca_daemon_run(const struct ca_daemon_opts *o)
         rc = fail("intermediate", err);
         goto out;
     }
-    if (d->int_lifetime > d->int_lifetime_max) {
-        d->int_lifetime_max = d->int_lifetime;
+    /* how far ahead an intermediate's notAfter can be from when it starts being used: the
+     * policy's lifetime for those minted here, what is left of the files' one */
+    int64_t ahead = d->int_not_after - now_s();
+    if (!d->root_online && ahead > d->int_lifetime_max) {
+        d->int_lifetime_max = ahead;
     }
     if (o->intermediate_ttl_s > d->int_lifetime_max) {
         d->int_lifetime_max = o->intermediate_ttl_s;

@@ -237,7 +237,17 @@ static void node_free(struct node *n)
 
 /* mint asks for one SVID of |entry|; returns "" and the serial in |serial_out| (may be NULL),
  * or the CA's per-request error. A call that fails as a whole returns "call failed: ...". */
+static const char *mint_chain(struct node *n, const char *entry, char serial_out[41],
+                              STACK_OF(X509) * *chain_out);
+
 static const char *mint(struct node *n, const char *entry, char serial_out[41])
+{
+    return mint_chain(n, entry, serial_out, NULL);
+}
+
+/* mint_chain is mint, keeping the SVID's chain in |*chain_out| (when not NULL). */
+static const char *mint_chain(struct node *n, const char *entry, char serial_out[41],
+                              STACK_OF(X509) * *chain_out)
 {
     static char result[300];
     EVP_PKEY *key = spiffe_key_generate(SPIFFE_KEY_EC_P256);
@@ -260,17 +270,20 @@ static const char *mint(struct node *n, const char *entry, char serial_out[41])
     }
     cr_assert_eq(resp->n_results, 1);
     snprintf(result, sizeof(result), "%s", resp->results[0]->error);
-    if (resp->results[0]->svid != NULL && serial_out != NULL) {
+    if (resp->results[0]->svid != NULL && (serial_out != NULL || chain_out != NULL)) {
         STACK_OF(X509) * chain;
         struct spiffe_why why;
         const Weft__Ca__V1__Svid *s = resp->results[0]->svid;
         cr_assert_eq(spiffe_certs_decode(&chain, s->chain.data, s->chain.len, 4, 0, &why), WEFT_OK);
         const ASN1_INTEGER *serial = X509_get0_serialNumber(sk_X509_value(chain, 0));
-        serial_out[0] = '\0';
-        for (int b = 0; b < serial->length && b < 20; b++) {
+        for (int b = 0; serial_out != NULL && b < serial->length && b < 20; b++) {
             snprintf(serial_out + 2 * b, 3, "%02x", serial->data[b]);
         }
-        sk_X509_pop_free(chain, X509_free);
+        if (chain_out != NULL) {
+            *chain_out = chain;
+        } else {
+            sk_X509_pop_free(chain, X509_free);
+        }
     }
     protobuf_c_message_free_unpacked(&resp->base, NULL);
     return result;
@@ -531,4 +544,325 @@ Test(ca_daemon, a_revoked_serial_is_reported_in_its_canonical_form)
     cr_assert_str_eq(resp->item->value, "0a1bff");
     cr_assert_gt(resp->item->drop_after, time(NULL) + 24 * 3600 - 60, "a longest SVID lifetime");
     protobuf_c_message_free_unpacked(&resp->base, NULL);
+}
+
+/* --- rotation -------------------------------------------------------------------------------- */
+
+/* ca_fresh replaces the suite's CA by one made with |extra| flags from its first start (the
+ * longest intermediate lifetime a CA has used is remembered). */
+static void ca_fresh(const char *const *extra)
+{
+    ca_proc_cleanup(&ca);
+    cr_assert_eq(ca_proc_init(&ca), WEFT_OK);
+    for (size_t i = 0; extra[i] != NULL && i < 7; i++) {
+        ca.extra[i] = extra[i];
+    }
+    ca_start();
+}
+
+static Weft__Ca__V1__StatusResponse *ca_status(void)
+{
+    Weft__Ca__V1__StatusRequest req = WEFT__CA__V1__STATUS_REQUEST__INIT;
+    Weft__Ca__V1__StatusResponse *sr;
+    struct rpc_status st;
+    cr_assert_eq(admin("Status", &req.base, &weft__ca__v1__status_response__descriptor,
+                       (ProtobufCMessage **)&sr, &st),
+                 WEFT_OK, "%s", st.details);
+    return sr;
+}
+
+/* verifies_under reports whether |chain| verifies now with |root| as the only authority. */
+static bool verifies_under(STACK_OF(X509) * chain, X509 *root)
+{
+    struct spiffe_bundle_set set;
+    spiffe_bundle_set_init(&set);
+    struct spiffe_id td;
+    cr_assert_eq(spiffe_td_parse(&td, TD, strlen(TD), NULL), WEFT_OK);
+    struct spiffe_bundle *b = spiffe_bundle_new(&td);
+    cr_assert_eq(spiffe_bundle_add_x509(b, root), WEFT_OK);
+    cr_assert_eq(spiffe_bundle_set_put(&set, b), WEFT_OK);
+    struct spiffe_id id;
+    struct spiffe_why why;
+    bool ok = spiffe_x509svid_verify(&id, chain, &set, time(NULL), &why) == WEFT_OK;
+    spiffe_bundle_set_cleanup(&set);
+    return ok;
+}
+
+/* renew_node gives |n| a fresh node SVID and a connection that presents it. */
+static void renew_node(struct node *n)
+{
+    Weft__Ca__V1__RenewNodeRequest req = WEFT__CA__V1__RENEW_NODE_REQUEST__INIT;
+    EVP_PKEY *key = spiffe_key_generate(SPIFFE_KEY_EC_P256);
+    csr_of(key, &req.csr);
+    Weft__Ca__V1__RenewNodeResponse *resp;
+    struct rpc_status st;
+    cr_assert_eq(call(n->ch, "RenewNode", &req.base, &weft__ca__v1__renew_node_response__descriptor,
+                      (ProtobufCMessage **)&resp, &st),
+                 WEFT_OK, "%s", st.details);
+    OPENSSL_free(req.csr.data);
+    sk_X509_pop_free(n->chain, X509_free);
+    EVP_PKEY_free(n->key);
+    struct spiffe_why why;
+    cr_assert_eq(spiffe_certs_decode(&n->chain, resp->node_svid->chain.data,
+                                     resp->node_svid->chain.len, 4, 0, &why),
+                 WEFT_OK);
+    n->key = key;
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    grpc_channel_destroy(n->ch);
+    n->ch = dial(n->client, n->chain, n->key);
+}
+
+static int64_t not_after_of(X509 *x)
+{
+    int64_t nb, na;
+    cr_assert_eq(spiffe_cert_validity(&nb, &na, x), WEFT_OK);
+    return na;
+}
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+Test(ca_daemon, the_intermediate_rotates_while_a_node_keeps_minting, .timeout = 120)
+{
+    static const char *const flags[] = {"--intermediate-ttl", "20s", NULL};
+    ca_fresh(flags);
+    STACK_OF(X509) *roots = NULL;
+    char path[128];
+    snprintf(path, sizeof(path), "%s/bundle.pem", ca.dir);
+    uint8_t *pem;
+    size_t len;
+    cr_assert_eq(weft_file_read(&pem, &len, path, 1 << 20), WEFT_OK);
+    cr_assert_eq(spiffe_certs_decode(&roots, pem, len, 4, 0, NULL), WEFT_OK);
+    free(pem);
+    cr_assert_eq(sk_X509_num(roots), 1);
+    X509 *root = sk_X509_value(roots, 0);
+
+    struct node a;
+    node_join(&a, "node-a");
+    char *ea = entry_for("spiffe://" TD "/ns/shop/sa/cart", "node-a");
+    /* mint every 300 ms until three intermediates (two rotations) signed, at most 45 s */
+    X509 *seen[3] = {NULL, NULL, NULL};
+    size_t num_seen = 0, minted = 0;
+    double until = mono_now() + 45;
+    while (num_seen < 3 && mono_now() < until) {
+        if (not_after_of(sk_X509_value(a.chain, 0)) - time(NULL) < 6) {
+            renew_node(&a);
+        }
+        STACK_OF(X509) *chain = NULL;
+        const char *e = mint_chain(&a, ea, NULL, &chain);
+        cr_assert_str_eq(e, "", "minting goes on across rotations: %s", e);
+        minted++;
+        cr_assert_eq(sk_X509_num(chain), 2);
+        X509 *inter = sk_X509_value(chain, 1);
+        cr_assert(verifies_under(chain, root), "every SVID chains to the unchanged root");
+        cr_assert_leq(not_after_of(sk_X509_value(chain, 0)), not_after_of(inter),
+                      "no SVID outlives its intermediate");
+        if (num_seen == 0 || X509_cmp(seen[num_seen - 1], inter) != 0) {
+            for (size_t i = 0; i < num_seen; i++) {
+                cr_assert_neq(X509_cmp(seen[i], inter), 0, "a retired intermediate came back");
+            }
+            seen[num_seen++] = X509_up_ref(inter) ? inter : NULL;
+        }
+        sk_X509_pop_free(chain, X509_free);
+        usleep(300 * 1000);
+    }
+    cr_assert_eq(num_seen, 3, "two rotations within 45 s (%zu SVIDs minted)", minted);
+    /* each successor outlives its predecessor; the bundle never changed */
+    cr_assert_gt(not_after_of(seen[1]), not_after_of(seen[0]));
+    cr_assert_gt(not_after_of(seen[2]), not_after_of(seen[1]));
+    Weft__Ca__V1__StatusResponse *sr = ca_status();
+    cr_assert_eq(sr->bundle_sequence, 1);
+    cr_assert_str_eq(sr->root_rotation_phase, "IDLE");
+    cr_assert_not_null(strstr(sr->intermediate_rotation, "next step"), "%s",
+                       sr->intermediate_rotation);
+    protobuf_c_message_free_unpacked(&sr->base, NULL);
+    for (size_t i = 0; i < num_seen; i++) {
+        X509_free(seen[i]);
+    }
+    sk_X509_pop_free(roots, X509_free);
+    free(ea);
+    node_free(&a);
+}
+
+/* struct agent is a node with its WatchNode stream: it acknowledges what it is told to. */
+struct agent {
+    struct node n;
+    struct rpc_client_stream *w;
+};
+
+static void agent_start(struct agent *g, const char *name)
+{
+    node_join(&g->n, name);
+    g->w = rpc_client_stream_open(g->n.ch, "/weft.ca.v1.CA/WatchNode", 120000);
+    Weft__Ca__V1__WatchNodeRequest hello = WEFT__CA__V1__WATCH_NODE_REQUEST__INIT;
+    cr_assert_eq(rpc_client_stream_send(g->w, &hello.base, T_MS), WEFT_OK);
+}
+
+/* agent_wait reads snapshots until one has bundle sequence |seq|; returns its roots. */
+static STACK_OF(X509) * agent_wait(struct agent *g, uint64_t seq)
+{
+    for (int i = 0; i < 50; i++) {
+        Weft__Ca__V1__NodeSnapshot *snap;
+        cr_assert_eq(rpc_client_stream_recv(g->w, &weft__ca__v1__node_snapshot__descriptor, BIG,
+                                            T_MS, (ProtobufCMessage **)&snap),
+                     WEFT_OK, "a snapshot with bundle sequence %llu", (unsigned long long)seq);
+        if (snap->bundle_sequence == seq) {
+            STACK_OF(X509) *roots = NULL;
+            cr_assert_eq(spiffe_certs_decode(&roots, snap->bundle.data, snap->bundle.len, 4, 0,
+                                             NULL),
+                         WEFT_OK);
+            protobuf_c_message_free_unpacked(&snap->base, NULL);
+            return roots;
+        }
+        protobuf_c_message_free_unpacked(&snap->base, NULL);
+    }
+    cr_assert_fail("no snapshot with bundle sequence %llu", (unsigned long long)seq);
+    return NULL;
+}
+
+static void agent_ack(struct agent *g, uint64_t seq)
+{
+    Weft__Ca__V1__WatchNodeRequest ack = WEFT__CA__V1__WATCH_NODE_REQUEST__INIT;
+    ack.bundle_sequence_seen = seq;
+    cr_assert_eq(rpc_client_stream_send(g->w, &ack.base, T_MS), WEFT_OK);
+}
+
+static void agent_stop(struct agent *g)
+{
+    rpc_client_stream_close(g->w);
+    node_free(&g->n);
+}
+
+/* wait_phase polls status until the root rotation is in |phase|, at most |seconds|. */
+static void wait_phase(const char *phase, double seconds)
+{
+    double until = mono_now() + seconds;
+    for (;;) {
+        Weft__Ca__V1__StatusResponse *sr = ca_status();
+        bool there = strcmp(sr->root_rotation_phase, phase) == 0;
+        char was[64];
+        snprintf(was, sizeof(was), "%s", sr->root_rotation_phase);
+        protobuf_c_message_free_unpacked(&sr->base, NULL);
+        if (there) {
+            return;
+        }
+        cr_assert_lt(mono_now(), until, "still %s, not %s, after %.0f s", was, phase, seconds);
+        usleep(200 * 1000);
+    }
+}
+
+static int rotate_root_call(struct rpc_status *st)
+{
+    Weft__Ca__V1__RotateRootRequest req = WEFT__CA__V1__ROTATE_ROOT_REQUEST__INIT;
+    ProtobufCMessage *resp = NULL;
+    int rc = admin("RotateRoot", &req.base, &weft__ca__v1__rotate_root_response__descriptor, &resp,
+                   st);
+    if (resp != NULL) {
+        protobuf_c_message_free_unpacked(resp, NULL);
+    }
+    return rc;
+}
+
+static size_t file_size(const char *name)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "%s/%s", ca.dir, name);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0, "%s", path);
+    return (size_t)st.st_size;
+}
+
+Test(ca_daemon, root_rotation_completes_with_two_agents_acknowledging, .timeout = 150)
+{
+    static const char *const flags[] = {"--intermediate-ttl", "20s", "--reconnect-grace", "1s",
+                                        NULL};
+    ca_fresh(flags);
+    struct agent a, b;
+    agent_start(&a, "node-a");
+    agent_start(&b, "node-b");
+    STACK_OF(X509) *old_roots = agent_wait(&a, 1);
+    sk_X509_pop_free(agent_wait(&b, 1), X509_free);
+    agent_ack(&a, 1);
+    agent_ack(&b, 1);
+    X509 *old_root = sk_X509_value(old_roots, 0);
+    char *ea = entry_for("spiffe://" TD "/ns/shop/sa/cart", "node-a");
+    usleep(1200 * 1000); /* the reconnect grace */
+
+    /* 1. the new root joins the bundle: both agents are told, and are behind until they ack */
+    struct rpc_status st;
+    cr_assert_eq(rotate_root_call(&st), WEFT_OK, "%s", st.details);
+    cr_assert_neq(rotate_root_call(&st), WEFT_OK, "one rotation at a time");
+    cr_assert_eq(st.code, GRPC_STATUS_FAILED_PRECONDITION, "%s", st.details);
+    cr_assert_not_null(strstr(st.details, "WAIT_ACKS"), "%s", st.details);
+    STACK_OF(X509) *both = agent_wait(&a, 2);
+    cr_assert_eq(sk_X509_num(both), 2, "old and new root side by side");
+    X509 *new_root = X509_cmp(sk_X509_value(both, 0), old_root) == 0 ? sk_X509_value(both, 1)
+                                                                      : sk_X509_value(both, 0);
+    sk_X509_pop_free(agent_wait(&b, 2), X509_free);
+    agent_ack(&a, 2);
+    Weft__Ca__V1__StatusResponse *sr = ca_status();
+    for (int i = 0; i < 20 && sr->n_nodes_behind_on_bundle != 1; i++) {
+        protobuf_c_message_free_unpacked(&sr->base, NULL);
+        usleep(100 * 1000);
+        sr = ca_status();
+    }
+    cr_assert_str_eq(sr->root_rotation_phase, "WAIT_ACKS");
+    cr_assert_eq(sr->n_nodes_behind_on_bundle, 1);
+    cr_assert_str_eq(sr->nodes_behind_on_bundle[0], "node-b", "status names who holds it up");
+    protobuf_c_message_free_unpacked(&sr->base, NULL);
+    STACK_OF(X509) *chain = NULL;
+    cr_assert_str_eq(mint_chain(&a.n, ea, NULL, &chain), "");
+    cr_assert(verifies_under(chain, old_root), "still signing under the old root");
+    sk_X509_pop_free(chain, X509_free);
+
+    /* 2. the last ack switches signing to the new root */
+    agent_ack(&b, 2);
+    wait_phase("WAIT_OLD_SVIDS", 10);
+    cr_assert_str_eq(mint_chain(&a.n, ea, NULL, &chain), "");
+    cr_assert(verifies_under(chain, new_root) && !verifies_under(chain, old_root));
+    sk_X509_pop_free(chain, X509_free);
+    cr_assert_gt(file_size("root-2.key"), 0, "the new root's key is kept, in the second slot");
+
+    /* 3. a restart in the middle goes on from where it was */
+    agent_stop(&a);
+    agent_stop(&b);
+    ca_stop(SIGTERM);
+    ca_start();
+    sr = ca_status();
+    cr_assert_str_eq(sr->root_rotation_phase, "WAIT_OLD_SVIDS");
+    cr_assert_eq(sr->bundle_sequence, 2);
+    protobuf_c_message_free_unpacked(&sr->base, NULL);
+
+    /* 4. once no SVID under the old root can be valid (20 s here), the old root goes */
+    wait_phase("IDLE", 40);
+    sr = ca_status();
+    cr_assert_eq(sr->bundle_sequence, 3);
+    protobuf_c_message_free_unpacked(&sr->base, NULL);
+    cr_assert_eq(file_size("root.key"), 0, "the old root's key is erased");
+    STACK_OF(X509) *on_disk = NULL;
+    char path[128];
+    snprintf(path, sizeof(path), "%s/bundle.pem", ca.dir);
+    uint8_t *pem;
+    size_t len;
+    cr_assert_eq(weft_file_read(&pem, &len, path, 1 << 20), WEFT_OK);
+    cr_assert_eq(spiffe_certs_decode(&on_disk, pem, len, 4, 0, NULL), WEFT_OK);
+    free(pem);
+    cr_assert_eq(sk_X509_num(on_disk), 1);
+    cr_assert_eq(X509_cmp(sk_X509_value(on_disk, 0), new_root), 0, "bundle.pem: the new root");
+    /* a new agent bootstraps from the new bundle.pem and is served under the new root */
+    struct agent c;
+    agent_start(&c, "node-c");
+    STACK_OF(X509) *now_roots = agent_wait(&c, 3);
+    cr_assert_eq(sk_X509_num(now_roots), 1);
+    cr_assert(verifies_under(c.n.chain, new_root), "node SVIDs under the new root");
+    agent_stop(&c);
+    sk_X509_pop_free(now_roots, X509_free);
+    sk_X509_pop_free(on_disk, X509_free);
+    sk_X509_pop_free(both, X509_free);
+    sk_X509_pop_free(old_roots, X509_free);
+    free(ea);
 }

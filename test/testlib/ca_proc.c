@@ -52,9 +52,15 @@ int ca_proc_start(struct ca_proc *p, const char *node_ttl)
     if (p->pid == 0) {
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
         dup2(fd, 2);
-        execl(CA_PROC_BIN, "weft-ca", "--data-dir", p->dir, "--self-signed", "--trust-domain",
-              CA_PROC_TD, "--listen", p->listen, "--http", "", "--node-ttl",
-              node_ttl != NULL ? node_ttl : "24h", (char *)NULL);
+        char *argv[32] = {"weft-ca",        "--data-dir", p->dir,   "--self-signed",
+                          "--trust-domain", CA_PROC_TD,   "--listen", p->listen,
+                          "--http",         "",           "--node-ttl"};
+        size_t n = 11;
+        argv[n++] = (char *)(node_ttl != NULL ? node_ttl : "24h");
+        for (size_t i = 0; i < 8 && p->extra[i] != NULL; i++) {
+            argv[n++] = (char *)p->extra[i];
+        }
+        execv(CA_PROC_BIN, argv);
         _exit(127);
     }
     for (int i = 0; i < 200; i++) {
