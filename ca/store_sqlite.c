@@ -445,8 +445,8 @@ static int latest_not_after(struct ca_store *s, enum ca_revocation_kind kind, co
 {
     static const char *const sql[] = {
         [CA_REVOKE_ID] = "SELECT MAX(not_after) FROM issuances WHERE spiffe_id = ?",
-        [CA_REVOKE_SERIAL] = "SELECT MAX(not_after) FROM issuances WHERE lower(hex(serial)) = "
-                             "lower(?)",
+        [CA_REVOKE_SERIAL] = ("SELECT MAX(not_after) FROM issuances WHERE lower(hex(serial)) = "
+                              "lower(?)"),
         [CA_REVOKE_NODE] = "SELECT MAX(not_after) FROM issuances WHERE node = ?",
     };
     if ((unsigned)kind >= sizeof(sql) / sizeof(sql[0])) {

@@ -626,7 +626,7 @@ static double mono_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-Test(ca_daemon, the_intermediate_rotates_while_a_node_keeps_minting, .timeout = 120)
+Test(ca_daemon, the_intermediate_rotates_while_a_node_keeps_minting)
 {
     static const char *const flags[] = {"--intermediate-ttl", "20s", NULL};
     ca_fresh(flags);
@@ -776,7 +776,7 @@ static size_t file_size(const char *name)
     return (size_t)st.st_size;
 }
 
-Test(ca_daemon, root_rotation_completes_with_two_agents_acknowledging, .timeout = 150)
+Test(ca_daemon, root_rotation_completes_with_two_agents_acknowledging)
 {
     static const char *const flags[] = {"--intermediate-ttl", "20s", "--reconnect-grace", "1s",
                                         NULL};
@@ -865,4 +865,31 @@ Test(ca_daemon, root_rotation_completes_with_two_agents_acknowledging, .timeout 
     sk_X509_pop_free(both, X509_free);
     sk_X509_pop_free(old_roots, X509_free);
     free(ea);
+}
+
+Test(ca_daemon, a_dead_signer_stops_the_ca_with_exit_1)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/ca.log", ca.dir);
+    uint8_t *text;
+    size_t len;
+    cr_assert_eq(weft_file_read(&text, &len, path, 1 << 20), WEFT_OK);
+    const char *at = memmem(text, len, "signer_pid=", 11);
+    cr_assert_not_null(at, "the CA logs its signer's pid");
+    int signer = atoi(at + 11);
+    free(text);
+    cr_assert_gt(signer, 1);
+    cr_assert_eq(kill(signer, SIGKILL), 0);
+    int status = 0;
+    pid_t got = 0;
+    for (int i = 0; i < 100 && got == 0; i++) { /* at most 10 s */
+        got = waitpid(ca.pid, &status, WNOHANG);
+        usleep(100 * 1000);
+    }
+    cr_assert_eq(got, ca.pid, "the CA stops when its signer dies");
+    ca.pid = 0; /* reaped */
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1, "exit 1 for the supervisor");
+    cr_assert_eq(weft_file_read(&text, &len, path, 1 << 20), WEFT_OK);
+    cr_assert_not_null(memmem(text, len, "the signer process died", 23));
+    free(text);
 }
