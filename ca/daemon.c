@@ -97,8 +97,8 @@ struct daemon {
     int64_t int_not_after, root_not_after, int_lifetime;
 
     /* rotation (ca/rotation.h, ca/root_rotation.h; the keys are the signer's) */
-    unsigned signing_slot;     /* the signer's root slot that signs intermediates */
-    bool root_online;          /* its key is there: the intermediate rotates */
+    unsigned signing_slot; /* the signer's root slot that signs intermediates */
+    bool root_online;      /* its key is there: the intermediate rotates */
     struct ca_int_schedule int_sched;
     struct ca_int_policy int_policy;
     int64_t int_lifetime_max;  /* the most an intermediate's notAfter was ever ahead of the
@@ -299,7 +299,8 @@ static int intermediate_adopt(struct daemon *d, char *err, size_t err_len)
     X509_STORE_free(xs);
     if (!ok) {
         X509_free(x);
-        snprintf(err, err_len, "the signing intermediate (%s) does not verify against the bundle: %s",
+        snprintf(err, err_len,
+                 "the signing intermediate (%s) does not verify against the bundle: %s",
                  info.intermediate_slot < 0 ? CA_FILE_INT_CERT : "minted at start",
                  X509_verify_cert_error_string(verr));
         return WEFT_EINVAL;
@@ -506,8 +507,8 @@ static int state_load(struct daemon *d, struct ca_root_rot_state *st, char *err,
         snprintf(err, err_len, "the stored root rotation state does not parse");
         return WEFT_EINVAL;
     }
-    *st = (struct ca_root_rot_state){(enum ca_root_rot_phase)phase, seq, rotations, started,
-                                     phase_started, switched, until};
+    *st = (struct ca_root_rot_state){
+        (enum ca_root_rot_phase)phase, seq, rotations, started, phase_started, switched, until};
     return WEFT_OK;
 }
 
@@ -560,8 +561,8 @@ static int switch_signing(struct daemon *d, int64_t now, char *err, size_t err_l
     unsigned slot = 1 - d->signing_slot;
     struct ca_int_window w;
     ca_int_next_window(&w, &d->int_policy, now);
-    TRY(ca_signer_mint_intermediate(d->signer, slot, w.not_before, w.not_after - w.not_before,
-                                    der, sizeof(der), &len, err, err_len));
+    TRY(ca_signer_mint_intermediate(d->signer, slot, w.not_before, w.not_after - w.not_before, der,
+                                    sizeof(der), &len, err, err_len));
     TRY(ca_signer_activate(d->signer, err, err_len));
     d->signing_slot = slot;
     TRY(intermediate_adopt(d, err, err_len));
@@ -729,7 +730,6 @@ static bool check_node(struct daemon *d, const struct rpc_ctx *ctx, struct ca_ca
 }
 
 /* --- snapshots --------------------------------------------------------------------------- */
-
 
 struct snap_build {
     Weft__Ca__V1__NodeSnapshot snap;
@@ -1807,8 +1807,9 @@ static bool is_ready(void *arg, char *why, size_t why_len)
 {
     struct daemon *d = arg;
     if (!atomic_load(&d->ready)) {
-        snprintf(why, why_len, "not serving: starting, the signer is gone, or the signing "
-                               "intermediate or the CA's own SVID expired");
+        snprintf(why, why_len,
+                 "not serving: starting, the signer is gone, or the signing "
+                 "intermediate or the CA's own SVID expired");
         return false;
     }
     return true;

@@ -2,17 +2,21 @@
  * ca_daemon_opts and calls ca_daemon_run, which:
  *
  *  1. makes the CA material on a first start when |self_signed| (ca/material.h);
- *  2. starts the signer child before any thread exists (it alone reads intermediate.key);
- *  3. opens the store, binds the CA listener, the admin socket and the metrics port;
- *  4. when started as root, drops to |run_as| (the parent then cannot read the key file);
- *  5. asks the signer for its own serving SVID spiffe://TD/weft/ca (key in memory only,
+ *  2. opens the store: it holds the root rotation's phase, which root key slot signs, and the
+ *     bundle of record once a root rotation has changed it (else bundle.pem);
+ *  3. starts the signer child before any thread exists (it alone reads the keys, and mints a
+ *     fresh intermediate when the signing root's key is in its slot);
+ *  4. binds the CA listener, the admin socket and the metrics port;
+ *  5. when started as root, drops to |run_as| (the parent then cannot read the key files);
+ *  6. asks the signer for its own serving SVID spiffe://TD/weft/ca (key in memory only,
  *     renewed at half-life) and serves:
  *       - weft.ca.v1.CA over TLS 1.3 by BoringSSL (lib/transport): AttestNode from clients
  *         with no certificate (the join token is the credential), everything else from nodes
  *         presenting their node SVID;
  *       - weft.ca.v1.Admin on a unix socket, mode 0600 (0660 with |admin_group|);
  *       - Prometheus text on /metrics and /ready on the HTTP admin port;
- *  6. runs every handler, timer and WatchNode push on one thread, until SIGTERM or SIGINT. */
+ *  7. runs every handler, timer, rotation step and WatchNode push on one thread, until SIGTERM
+ *     or SIGINT, or until the signer dies (exit 1). */
 #ifndef WEFT_CA_DAEMON_H
 #define WEFT_CA_DAEMON_H
 
@@ -28,7 +32,7 @@
 
 struct ca_daemon_opts {
     const char *data_dir;
-    const char *trust_domain; /* needed with self_signed; else read from the intermediate */
+    const char *trust_domain; /* needed with self_signed; else read from the bundle */
     bool self_signed;
     enum spiffe_key_type key_type;
     const char *listen;       /* "HOST:PORT" for the CA service */

@@ -7,8 +7,8 @@
  *                   the old one; when it reports that done, the bundle sequence goes up by one.
  *   WAIT_ACKS       every connected agent must acknowledge a bundle sequence at least that new
  *                   one, so that it trusts SVIDs under either root before any exists.
- *   SWITCH_SIGNING  the caller mints an intermediate under the new root and hands it to the
- *                   signer (it starts a fresh ca/rotation.h schedule with it, dropping any
+ *   SWITCH_SIGNING  the caller has the signer mint an intermediate under the new root and
+ *                   sign with it (a fresh ca/rotation.h schedule starts with it, dropping any
  *                   successor prepared under the old root); it reports that done.
  *   WAIT_OLD_SVIDS  until no SVID under the old root can still be valid: the longest SVID
  *                   lifetime, max(workload max TTL, node TTL), after the switch.

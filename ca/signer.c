@@ -487,10 +487,10 @@ static int load_credentials(struct child *c, const struct ca_signer_config *cfg,
         }
         c->td = id;
         /* valid a minute back, for verifiers whose clocks lag, and the full lifetime ahead */
-        struct msg_ca_op m = {.slot = cfg->signing_slot,
-                              .not_before = (int64_t)time(NULL) - 60,
-                              .ttl_s = 60 + (cfg->intermediate_ttl_s ? cfg->intermediate_ttl_s
-                                                                     : 7 * 24 * 3600)};
+        struct msg_ca_op m = {
+            .slot = cfg->signing_slot,
+            .not_before = (int64_t)time(NULL) - 60,
+            .ttl_s = 60 + (cfg->intermediate_ttl_s ? cfg->intermediate_ttl_s : 7 * 24 * 3600)};
         spiffe_why_clear(&why);
         c->key = spiffe_key_generate(key_type_of(r->key));
         struct spiffe_mint_params p = {.not_before = m.not_before, .ttl_s = m.ttl_s};

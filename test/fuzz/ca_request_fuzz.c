@@ -52,7 +52,8 @@ static void cleanup(void)
 static bool may_serve(void *arg, const char *node, const char *spiffe_id)
 {
     (void)arg;
-    return strcmp(node, NODE) == 0 && strcmp(spiffe_id, "spiffe://example.org/ns/shop/sa/cart") == 0;
+    return strcmp(node, NODE) == 0 &&
+           strcmp(spiffe_id, "spiffe://example.org/ns/shop/sa/cart") == 0;
 }
 
 static void init(void)
@@ -162,7 +163,8 @@ static void mint(const uint8_t *data, size_t size, const struct ca_caller *calle
 
 static void attest(const uint8_t *data, size_t size, int64_t now)
 {
-    Weft__Ca__V1__AttestNodeRequest *r = weft__ca__v1__attest_node_request__unpack(NULL, size, data);
+    Weft__Ca__V1__AttestNodeRequest *r =
+        weft__ca__v1__attest_node_request__unpack(NULL, size, data);
     if (r == NULL) {
         return;
     }

@@ -712,9 +712,9 @@ static STACK_OF(X509) * agent_wait(struct agent *g, uint64_t seq)
                      WEFT_OK, "a snapshot with bundle sequence %llu", (unsigned long long)seq);
         if (snap->bundle_sequence == seq) {
             STACK_OF(X509) *roots = NULL;
-            cr_assert_eq(spiffe_certs_decode(&roots, snap->bundle.data, snap->bundle.len, 4, 0,
-                                             NULL),
-                         WEFT_OK);
+            cr_assert_eq(
+                spiffe_certs_decode(&roots, snap->bundle.data, snap->bundle.len, 4, 0, NULL),
+                WEFT_OK);
             protobuf_c_message_free_unpacked(&snap->base, NULL);
             return roots;
         }
@@ -759,8 +759,8 @@ static int rotate_root_call(struct rpc_status *st)
 {
     Weft__Ca__V1__RotateRootRequest req = WEFT__CA__V1__ROTATE_ROOT_REQUEST__INIT;
     ProtobufCMessage *resp = NULL;
-    int rc = admin("RotateRoot", &req.base, &weft__ca__v1__rotate_root_response__descriptor, &resp,
-                   st);
+    int rc =
+        admin("RotateRoot", &req.base, &weft__ca__v1__rotate_root_response__descriptor, &resp, st);
     if (resp != NULL) {
         protobuf_c_message_free_unpacked(resp, NULL);
     }
@@ -801,7 +801,7 @@ Test(ca_daemon, root_rotation_completes_with_two_agents_acknowledging)
     STACK_OF(X509) *both = agent_wait(&a, 2);
     cr_assert_eq(sk_X509_num(both), 2, "old and new root side by side");
     X509 *new_root = X509_cmp(sk_X509_value(both, 0), old_root) == 0 ? sk_X509_value(both, 1)
-                                                                      : sk_X509_value(both, 0);
+                                                                     : sk_X509_value(both, 0);
     sk_X509_pop_free(agent_wait(&b, 2), X509_free);
     agent_ack(&a, 2);
     Weft__Ca__V1__StatusResponse *sr = ca_status();

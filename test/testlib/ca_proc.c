@@ -52,8 +52,8 @@ int ca_proc_start(struct ca_proc *p, const char *node_ttl)
     if (p->pid == 0) {
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
         dup2(fd, 2);
-        char *argv[32] = {"weft-ca",        "--data-dir", p->dir,   "--self-signed",
-                          "--trust-domain", CA_PROC_TD,   "--listen", p->listen,
+        char *argv[32] = {"weft-ca",        "--data-dir", p->dir,      "--self-signed",
+                          "--trust-domain", CA_PROC_TD,   "--listen",  p->listen,
                           "--http",         "",           "--node-ttl"};
         size_t n = 11;
         argv[n++] = (char *)(node_ttl != NULL ? node_ttl : "24h");

@@ -19,8 +19,8 @@ struct ca_proc {
     char sock[128];  /* the admin socket */
     char listen[64]; /* 127.0.0.1:PORT */
     pid_t pid;
-    grpc_channel *admin;   /* to the admin socket, while the CA runs */
-    const char *extra[8];  /* more flags for weft-ca, NULL-terminated ("--intermediate-ttl") */
+    grpc_channel *admin;  /* to the admin socket, while the CA runs */
+    const char *extra[8]; /* more flags for weft-ca, NULL-terminated ("--intermediate-ttl") */
 };
 
 /* ca_proc_init makes the directory and picks a free loopback port; call grpc_init first. */
