@@ -106,6 +106,7 @@ struct daemon {
     int64_t rotation_retry_at; /* after a failed rotation step */
     char rotation_error[256];  /* the last failure, for status; "" when the last step worked */
     int bundle_fds[2];         /* bundle.pem and bundle.json, opened before the privileges go */
+    bool state_unsaved;        /* the last root rotation step is not in the store yet */
     bool fatal;                /* stop now, exit non-zero (the signer died) */
 
     struct tls_relay *relay;
@@ -208,8 +209,11 @@ static int roots_adopt(struct daemon *d, STACK_OF(X509) * roots, char *err, size
         }
         earliest = na < earliest ? na : earliest;
     }
-    if (sk_X509_num(roots) == 0 || spiffe_certs_to_der(&der, &der_len, roots) != WEFT_OK ||
-        spiffe_bundle_set_put(&d->bundles, b) != WEFT_OK) {
+    if (sk_X509_num(roots) == 0 || spiffe_certs_to_der(&der, &der_len, roots) != WEFT_OK) {
+        spiffe_bundle_free(b);
+        b = NULL;
+    }
+    if (b == NULL || spiffe_bundle_set_put(&d->bundles, b) != WEFT_OK) {
         free(der);
         sk_X509_pop_free(roots, X509_free);
         snprintf(err, err_len, "the bundle is empty or does not encode");
@@ -223,11 +227,13 @@ static int roots_adopt(struct daemon *d, STACK_OF(X509) * roots, char *err, size
     d->root_not_after = earliest;
     weft_gauge_set(d->m.root_not_after, (double)earliest);
     if (d->relay != NULL && d->serving_chain != NULL) {
+        /* the bundle is adopted either way; the relay takes it again with the next serving SVID */
         struct tls_relay_creds creds = {d->serving_chain, d->serving_key, &d->bundles};
         int rc = tls_relay_set_server_creds(d->relay, &creds);
         if (rc != WEFT_OK) {
-            snprintf(err, err_len, "the relay refused the new bundle: %s", weft_strerror(rc));
-            return rc;
+            weft_log(WEFT_LOG_ERROR, "the relay refused the new bundle", 1, "error",
+                     weft_strerror(rc));
+            d->serving_renew_at = 0;
         }
     }
     return WEFT_OK;
@@ -452,6 +458,7 @@ static void state_save(struct daemon *d, const struct ca_root_rot_state *st)
     if (!ok || spiffe_certs_to_pem(&pem, &pem_len, d->roots) != WEFT_OK ||
         spiffe_bundle_to_json(&json, &json_len, b) != WEFT_OK) {
         weft_log(WEFT_LOG_ERROR, "cannot encode the bundle", 0);
+        d->state_unsaved = true;
         goto out;
     }
     struct ca_state_item items[] = {
@@ -460,7 +467,8 @@ static void state_save(struct daemon *d, const struct ca_root_rot_state *st)
         {STATE_BUNDLE, pem, pem_len},
         {STATE_INT_LIFETIME_MAX, life, strlen(life)},
     };
-    if (ca_store_state_put(d->store, items, nitems(items)) != WEFT_OK) {
+    d->state_unsaved = ca_store_state_put(d->store, items, nitems(items)) != WEFT_OK;
+    if (d->state_unsaved) {
         weft_counter_add(d->m.store_errors, 1);
         weft_log(WEFT_LOG_ERROR, "cannot store the rotation state", 1, "error", d->store->err);
     }
@@ -553,26 +561,58 @@ static int add_new_root(struct daemon *d, int64_t now, char *err, size_t err_len
     return ca_root_rot_done(d->rot, CA_ROOT_ROT_ADD_NEW_ROOT, now, err, err_len);
 }
 
-/* switch_signing: an intermediate under the new root, at once; a fresh schedule for it. */
-static int switch_signing(struct daemon *d, int64_t now, char *err, size_t err_len)
+/* mint_window: from a little before |now| (a tenth of the lifetime, at most a minute, for
+ * verifiers whose clocks lag) to the policy's lifetime after |now|. */
+static void mint_window(const struct daemon *d, int64_t now, int64_t *not_before, int64_t *ttl_s)
 {
-    uint8_t der[CA_SIGNER_MAX_CERT];
-    size_t len = 0;
-    unsigned slot = 1 - d->signing_slot;
     struct ca_int_window w;
     ca_int_next_window(&w, &d->int_policy, now);
-    TRY(ca_signer_mint_intermediate(d->signer, slot, w.not_before, w.not_after - w.not_before, der,
-                                    sizeof(der), &len, err, err_len));
-    TRY(ca_signer_activate(d->signer, err, err_len));
-    d->signing_slot = slot;
-    TRY(intermediate_adopt(d, err, err_len));
-    int64_t nb, na;
-    if (spiffe_cert_validity(&nb, &na, d->intermediate) == WEFT_OK) {
-        w = (struct ca_int_window){nb, na};
-        TRY(ca_int_schedule_init(&d->int_sched, &w, err, err_len));
+    int64_t back = (w.not_after - w.not_before) / 10;
+    back = back < 60 ? back : 60;
+    *not_before = w.not_before - back;
+    *ttl_s = w.not_after - w.not_before + back;
+}
+
+/* signer_ahead: the signer signs with an intermediate the daemon has not adopted yet (a step
+ * that failed after the signer's part). */
+static bool signer_ahead(const struct daemon *d)
+{
+    struct ca_signer_info info;
+    ca_signer_info(d->signer, &info);
+    uint8_t *der = NULL;
+    int len = i2d_X509(d->intermediate, &der);
+    bool ahead = len <= 0 || (size_t)len != info.intermediate_len ||
+                 memcmp(der, info.intermediate, info.intermediate_len) != 0;
+    OPENSSL_free(der);
+    return ahead;
+}
+
+/* switch_signing: an intermediate under the new root, at once; a fresh schedule for it. Safe
+ * to try again after a failure part way: the signing slot changes last. */
+static int switch_signing(struct daemon *d, int64_t now, char *err, size_t err_len)
+{
+    unsigned slot = 1 - d->signing_slot;
+    struct ca_signer_info info;
+    ca_signer_info(d->signer, &info);
+    if (info.intermediate_slot != (int)slot) {
+        uint8_t der[CA_SIGNER_MAX_CERT];
+        size_t len = 0;
+        int64_t nb, ttl;
+        mint_window(d, now, &nb, &ttl);
+        TRY(ca_signer_mint_intermediate(d->signer, slot, nb, ttl, der, sizeof(der), &len, err,
+                                        err_len));
+        TRY(ca_signer_activate(d->signer, err, err_len));
     }
-    TRY(serving_renew(d, now, err, err_len));
-    return ca_root_rot_done(d->rot, CA_ROOT_ROT_SWITCH_SIGNING, now, err, err_len);
+    TRY(intermediate_adopt(d, err, err_len));
+    struct ca_int_window w = {d->int_not_after - d->int_lifetime, d->int_not_after};
+    TRY(ca_int_schedule_init(&d->int_sched, &w, err, err_len));
+    d->serving_renew_at = now; /* the next tick: its chain names the new intermediate */
+    d->signing_slot = slot;    /* stored by on_phase, with the phase */
+    int rc = ca_root_rot_done(d->rot, CA_ROOT_ROT_SWITCH_SIGNING, now, err, err_len);
+    if (rc != WEFT_OK) {
+        d->signing_slot = 1 - slot;
+    }
+    return rc;
 }
 
 /* drop_old_root: the old root's key goes, and the bundle keeps only the root signing now. */
@@ -588,7 +628,11 @@ static int drop_old_root(struct daemon *d, int64_t now, char *err, size_t err_le
         }
         EVP_PKEY_free(pub);
     }
-    ENSURE(sk_X509_num(roots) > 0 || (sk_X509_free(roots), false), WEFT_EINTERNAL);
+    if (sk_X509_num(roots) == 0) { /* cannot be: the intermediate came from a bundle root */
+        sk_X509_free(roots);
+        snprintf(err, err_len, "no root of the bundle issued the signing intermediate");
+        return WEFT_EINTERNAL;
+    }
     TRY(roots_adopt(d, roots, err, err_len));
     return ca_root_rot_done(d->rot, CA_ROOT_ROT_DROP_OLD_ROOT, now, err, err_len);
 }
@@ -596,6 +640,10 @@ static int drop_old_root(struct daemon *d, int64_t now, char *err, size_t err_le
 /* intermediate_step prepares and activates intermediates on ca/rotation.h's schedule. */
 static int intermediate_step(struct daemon *d, int64_t now, char *err, size_t err_len)
 {
+    if (signer_ahead(d)) {
+        TRY(intermediate_adopt(d, err, err_len)); /* left over from a failed activation */
+        d->serving_renew_at = now;
+    }
     if (!d->root_online) {
         return WEFT_OK; /* nothing to sign one with: status and the notAfter gauge say so */
     }
@@ -603,12 +651,12 @@ static int intermediate_step(struct daemon *d, int64_t now, char *err, size_t er
     TRY(ca_int_schedule_step(&d->int_sched, &d->int_policy, now, &step));
     if (step.action == CA_INT_PREPARE_NEXT) {
         struct ca_int_window w;
-        ca_int_next_window(&w, &d->int_policy, now);
+        int64_t nb, ttl;
+        mint_window(d, now, &nb, &ttl);
         uint8_t der[CA_SIGNER_MAX_CERT];
         size_t len = 0;
-        TRY(ca_signer_mint_intermediate(d->signer, d->signing_slot, w.not_before,
-                                        w.not_after - w.not_before, der, sizeof(der), &len, err,
-                                        err_len));
+        TRY(ca_signer_mint_intermediate(d->signer, d->signing_slot, nb, ttl, der, sizeof(der), &len,
+                                        err, err_len));
         X509 *x = cert_of(der, len);
         int rc = x != NULL ? spiffe_cert_validity(&w.not_before, &w.not_after, x) : WEFT_ECRYPTO;
         X509_free(x);
@@ -618,28 +666,39 @@ static int intermediate_step(struct daemon *d, int64_t now, char *err, size_t er
         weft_time_format_rfc3339(until, w.not_after);
         weft_log(WEFT_LOG_INFO, "intermediate prepared", 1, "not_after", until);
     } else if (step.action == CA_INT_ACTIVATE_NEXT) {
+        /* the signer first, then the schedule: a failure in between is caught above */
         TRY(ca_signer_activate(d->signer, err, err_len));
         TRY(ca_int_schedule_activate(&d->int_sched, &d->int_policy, now, err, err_len));
         TRY(intermediate_adopt(d, err, err_len));
         char until[WEFT_RFC3339_LEN];
         weft_time_format_rfc3339(until, d->int_not_after);
         weft_log(WEFT_LOG_INFO, "intermediate activated", 1, "not_after", until);
-        TRY(serving_renew(d, now, err, err_len)); /* its chain names the new intermediate */
+        d->serving_renew_at = now; /* the next tick: its chain names the new intermediate */
     }
     return WEFT_OK;
 }
 
-/* rotation_tick does the rotation work that is due: the root rotation's action phases, then the
- * intermediate's schedule. A failed step is logged, shown in status and tried again later. */
+/* rotation_tick does the rotation work that is due: the root rotation's action phases (only
+ * once the last step is stored: the signer's part cannot be undone), then, whatever became of
+ * that, the intermediate's schedule. A failed step is logged, shown in status and tried again
+ * later. */
 static void rotation_tick(struct daemon *d, int64_t now)
 {
     if (now < d->rotation_retry_at) {
         return;
     }
-    char err[256] = "";
+    char err[256] = "", err2[256] = "";
     int rc = WEFT_OK;
-    const char *what = "root rotation";
-    switch (ca_root_rot_phase(d->rot)) {
+    if (d->state_unsaved) {
+        struct ca_root_rot_state st;
+        ca_root_rot_save(d->rot, &st);
+        state_save(d, &st);
+        if (d->state_unsaved) {
+            rc = WEFT_EIO;
+            snprintf(err, sizeof(err), "the last step is not stored: %.200s", d->store->err);
+        }
+    }
+    switch (rc == WEFT_OK ? ca_root_rot_phase(d->rot) : CA_ROOT_ROT_IDLE) {
     case CA_ROOT_ROT_ADD_NEW_ROOT:
         rc = add_new_root(d, now, err, sizeof(err));
         break;
@@ -652,13 +711,19 @@ static void rotation_tick(struct daemon *d, int64_t now)
     default:
         break;
     }
-    if (rc == WEFT_OK) {
-        what = "intermediate rotation";
-        rc = intermediate_step(d, now, err, sizeof(err));
-    }
+    int rc2 = intermediate_step(d, now, err2, sizeof(err2));
     if (rc != WEFT_OK) {
-        snprintf(d->rotation_error, sizeof(d->rotation_error), "%s: %.200s", what, err);
-        weft_log(WEFT_LOG_ERROR, "rotation step failed", 2, "step", what, "error", err);
+        weft_log(WEFT_LOG_ERROR, "rotation step failed", 2, "step", "root rotation", "error", err);
+    }
+    if (rc2 != WEFT_OK) {
+        weft_log(WEFT_LOG_ERROR, "rotation step failed", 2, "step", "intermediate rotation",
+                 "error", err2);
+    }
+    if (rc != WEFT_OK || rc2 != WEFT_OK) {
+        snprintf(d->rotation_error, sizeof(d->rotation_error), "%s%.100s%s%s%.100s",
+                 rc != WEFT_OK ? "root rotation: " : "", rc != WEFT_OK ? err : "",
+                 rc != WEFT_OK && rc2 != WEFT_OK ? "; " : "",
+                 rc2 != WEFT_OK ? "intermediate rotation: " : "", rc2 != WEFT_OK ? err2 : "");
         d->rotation_retry_at = now + ROTATION_RETRY_S;
     } else {
         d->rotation_error[0] = '\0';
@@ -1703,6 +1768,7 @@ static void status(void *arg, const struct rpc_ctx *ctx, const uint8_t *req, siz
     resp.directory_size = ca_directory_size(d->dir);
     resp.serving_not_after = d->serving_not_after;
     static char inter[512];
+    snprintf(inter, sizeof(inter), "?");
     if (d->rotation_error[0] != '\0') {
         snprintf(inter, sizeof(inter), "FAILING (%s)", d->rotation_error);
     } else if (!d->root_online) {
@@ -2059,6 +2125,10 @@ int ca_daemon_run(const struct ca_daemon_opts *o)
         char path[300];
         snprintf(path, sizeof(path), "%.200s/%s", d->data_dir, bundle_files[i]);
         d->bundle_fds[i] = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (d->bundle_fds[i] < 0) {
+            weft_log(WEFT_LOG_WARN, "cannot keep this copy of the bundle current", 2, "file", path,
+                     "error", strerror(errno));
+        }
     }
     int listen_fd = listen_tcp(o->listen, err, sizeof(err));
     if (listen_fd < 0) {

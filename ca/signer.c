@@ -23,6 +23,7 @@
 #include <openssl/x509.h>
 
 #include "lib/base/file.h"
+#include "lib/base/log.h"
 #include "lib/base/mem.h"
 #include "lib/spiffe/x509svid.h"
 
@@ -81,6 +82,7 @@ struct ca_signer {
 
 struct root_slot {
     int fd; /* the slot file, opened before the privileges went */
+    bool writable;
     EVP_PKEY *key;
     X509 *cert; /* the root |key| is the key of; NULL when the signer knows none */
 };
@@ -316,6 +318,10 @@ static void handle_new_root(struct child *c, int fd, const struct msg_ca_op *m)
         reply(fd, WEFT_EPOLICY, NULL, 0, "root slot %u holds the root in use", m->slot);
         return;
     }
+    if (!c->slots[m->slot].writable) {
+        reply(fd, WEFT_EPOLICY, NULL, 0, "root slot %u is read-only: let the CA write it", m->slot);
+        return;
+    }
     if (!times_ok(m->not_before, m->ttl_s)) {
         reply(fd, WEFT_EPOLICY, NULL, 0, "root window out of range");
         return;
@@ -336,10 +342,10 @@ static void handle_new_root(struct child *c, int fd, const struct msg_ca_op *m)
     }
     struct root_slot *r = &c->slots[m->slot];
     int rc = slot_write(r->fd, pem, len);
+    int e = errno;
     OPENSSL_cleanse(pem, len);
     free(pem);
     if (rc != WEFT_OK) {
-        int e = errno;
         EVP_PKEY_free(key);
         X509_free(x);
         reply(fd, rc, NULL, 0, "cannot write root slot %u: %s", m->slot, strerror(e));
@@ -436,9 +442,16 @@ static int read_key(EVP_PKEY **out, int fd, const char *path, char *err, size_t 
     return rc;
 }
 
-static int open_key(const char *path, char *err, size_t err_len)
+/* open_key opens a slot file for reading and writing (made empty if missing), or for reading
+ * only when that is all it allows (*writable false: no new root goes there). */
+static int open_key(const char *path, bool *writable, char *err, size_t err_len)
 {
+    *writable = true;
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0 && (errno == EACCES || errno == EROFS || errno == EPERM)) {
+        *writable = false;
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    }
     if (fd < 0) {
         snprintf(err, err_len, "cannot open %s: %s", path, strerror(errno));
     }
@@ -455,10 +468,20 @@ static int load_slots(struct child *c, const struct ca_signer_config *cfg, char 
         if (cfg->root_key_paths[i] == NULL) {
             continue;
         }
-        if ((r->fd = open_key(cfg->root_key_paths[i], err, err_len)) < 0) {
+        if ((r->fd = open_key(cfg->root_key_paths[i], &r->writable, err, err_len)) < 0) {
             return WEFT_EIO;
         }
-        TRY(read_key(&r->key, r->fd, cfg->root_key_paths[i], err, err_len));
+        int rc = read_key(&r->key, r->fd, cfg->root_key_paths[i], err, err_len);
+        if (rc == WEFT_EPOLICY || (rc != WEFT_OK && i == cfg->signing_slot)) {
+            return rc; /* a key others may read, or the one we need */
+        }
+        if (rc != WEFT_OK) {
+            /* a root rotation that stopped while writing it: the rotation writes it again */
+            weft_log(WEFT_LOG_WARN, "ignoring an unreadable spare root key slot", 2, "file",
+                     cfg->root_key_paths[i], "error", err);
+            err[0] = '\0';
+            continue;
+        }
         struct spiffe_why why;
         for (size_t j = 0; r->key != NULL && j < sk_X509_num(cfg->roots); j++) {
             X509 *root = sk_X509_value(cfg->roots, j);
@@ -486,11 +509,13 @@ static int load_credentials(struct child *c, const struct ca_signer_config *cfg,
             return WEFT_EINVAL;
         }
         c->td = id;
-        /* valid a minute back, for verifiers whose clocks lag, and the full lifetime ahead */
-        struct msg_ca_op m = {
-            .slot = cfg->signing_slot,
-            .not_before = (int64_t)time(NULL) - 60,
-            .ttl_s = 60 + (cfg->intermediate_ttl_s ? cfg->intermediate_ttl_s : 7 * 24 * 3600)};
+        /* valid a little back (a tenth of its life, at most a minute) for verifiers whose
+         * clocks lag, and the full lifetime ahead */
+        int64_t life = cfg->intermediate_ttl_s ? cfg->intermediate_ttl_s : 7 * 24 * 3600;
+        int64_t back = life / 10 < 60 ? life / 10 : 60;
+        struct msg_ca_op m = {.slot = cfg->signing_slot,
+                              .not_before = (int64_t)time(NULL) - back,
+                              .ttl_s = life + back};
         spiffe_why_clear(&why);
         c->key = spiffe_key_generate(key_type_of(r->key));
         struct spiffe_mint_params p = {.not_before = m.not_before, .ttl_s = m.ttl_s};

@@ -326,6 +326,13 @@ Test(ca_signer, rotates_intermediates_and_roots_through_its_key_slots)
     cr_assert(issued_by(fourth, root2));
     ca_signer_stop(s);
 
+    /* a spare slot that does not decode (a rotation stopped while writing it) is ignored */
+    write_pem(slot0, "-----BEGIN PRIV", 15, 0600);
+    cr_assert_eq(ca_signer_start(&s, &cfg, err, sizeof(err)), WEFT_OK, "%s", err);
+    ca_signer_info(s, &info);
+    cr_assert(!info.slot_has_key[0] && info.slot_has_root[1]);
+    ca_signer_stop(s);
+
     /* a slot file others may read is refused */
     cr_assert_eq(chmod(slot1, 0644), 0);
     cr_assert_eq(ca_signer_start(&s, &cfg, err, sizeof(err)), WEFT_EPOLICY);

@@ -23,6 +23,7 @@
 #include "proto/ca.pb-c.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 #define NODE "node-a"
 #define ENTRY_ID "0123456789abcdef0123456789abcdef" /* in the seed corpus */
@@ -196,6 +197,15 @@ static void report(const uint8_t *data, size_t size, int64_t now)
     }
     free(items);
     weft__ca__v1__report_workloads_request__free_unpacked(r, NULL);
+}
+
+/* libFuzzer calls this before it starts its own threads: the signer is forked here. The
+ * replay main (standalone_main.c) does not, hence the check below. */
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc, (void)argv;
+    init();
+    return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -276,6 +276,9 @@ static const char *mint_chain(struct node *n, const char *entry, char serial_out
         const Weft__Ca__V1__Svid *s = resp->results[0]->svid;
         cr_assert_eq(spiffe_certs_decode(&chain, s->chain.data, s->chain.len, 4, 0, &why), WEFT_OK);
         const ASN1_INTEGER *serial = X509_get0_serialNumber(sk_X509_value(chain, 0));
+        if (serial_out != NULL) {
+            serial_out[0] = '\0';
+        }
         for (int b = 0; serial_out != NULL && b < serial->length && b < 20; b++) {
             snprintf(serial_out + 2 * b, 3, "%02x", serial->data[b]);
         }
@@ -833,8 +836,11 @@ Test(ca_daemon, root_rotation_completes_with_two_agents_acknowledging)
     ca_stop(SIGTERM);
     ca_start();
     sr = ca_status();
-    cr_assert_str_eq(sr->root_rotation_phase, "WAIT_OLD_SVIDS");
-    cr_assert_eq(sr->bundle_sequence, 2);
+    /* WAIT_OLD_SVIDS lasts 20 s from the switch: on a slow machine it may just have ended */
+    bool waiting = strcmp(sr->root_rotation_phase, "WAIT_OLD_SVIDS") == 0;
+    cr_assert(waiting || strcmp(sr->root_rotation_phase, "IDLE") == 0, "%s",
+              sr->root_rotation_phase);
+    cr_assert_eq(sr->bundle_sequence, waiting ? 2 : 3);
     protobuf_c_message_free_unpacked(&sr->base, NULL);
 
     /* 4. once no SVID under the old root can be valid (20 s here), the old root goes */
