@@ -899,3 +899,53 @@ Test(ca_daemon, a_dead_signer_stops_the_ca_with_exit_1)
     cr_assert_not_null(memmem(text, len, "the signer process died", 23));
     free(text);
 }
+
+Test(ca_daemon, an_offline_root_is_replaced_by_a_root_rotation)
+{
+    /* the root's key leaves the data directory: the CA signs with the intermediate's files */
+    ca_stop(SIGTERM);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/root.key", ca.dir);
+    cr_assert_eq(truncate(path, 0), 0);
+    ca.extra[0] = "--reconnect-grace";
+    ca.extra[1] = "1s";
+    ca_start();
+    Weft__Ca__V1__StatusResponse *sr = ca_status();
+    cr_assert_not_null(strstr(sr->intermediate_rotation, "offline"), "%s",
+                       sr->intermediate_rotation);
+    protobuf_c_message_free_unpacked(&sr->base, NULL);
+    struct node a;
+    node_join(&a, "node-a");
+    char *ea = entry_for("spiffe://" TD "/ns/shop/sa/cart", "node-a");
+    STACK_OF(X509) *chain = NULL;
+    cr_assert_str_eq(mint_chain(&a, ea, NULL, &chain), "");
+    STACK_OF(X509) *files = NULL;
+    snprintf(path, sizeof(path), "%s/intermediate.pem", ca.dir);
+    uint8_t *pem;
+    size_t len;
+    cr_assert_eq(weft_file_read(&pem, &len, path, 1 << 20), WEFT_OK);
+    cr_assert_eq(spiffe_certs_decode(&files, pem, len, 4, 0, NULL), WEFT_OK);
+    free(pem);
+    cr_assert_eq(X509_cmp(sk_X509_value(chain, 1), sk_X509_value(files, 0)), 0,
+                 "signed by the intermediate from the files");
+    sk_X509_pop_free(chain, X509_free);
+
+    /* no agent is connected, so the rotation switches at once, to a root whose key it keeps */
+    usleep(1200 * 1000); /* the reconnect grace */
+    struct rpc_status st;
+    cr_assert_eq(rotate_root_call(&st), WEFT_OK, "%s", st.details);
+    wait_phase("WAIT_OLD_SVIDS", 10);
+    sr = ca_status();
+    cr_assert_eq(sr->bundle_sequence, 2);
+    cr_assert_not_null(strstr(sr->intermediate_rotation, "next step"), "it rotates now: %s",
+                       sr->intermediate_rotation);
+    protobuf_c_message_free_unpacked(&sr->base, NULL);
+    cr_assert_str_eq(mint_chain(&a, ea, NULL, &chain), "");
+    cr_assert_neq(X509_cmp(sk_X509_value(chain, 1), sk_X509_value(files, 0)), 0);
+    cr_assert_gt(file_size("root-2.key"), 0);
+    cr_assert_eq(file_size("root.key"), 0, "the offline root's slot stays empty");
+    sk_X509_pop_free(chain, X509_free);
+    sk_X509_pop_free(files, X509_free);
+    free(ea);
+    node_free(&a);
+}
