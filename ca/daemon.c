@@ -1446,6 +1446,14 @@ static void create_entry(void *arg, const struct rpc_ctx *ctx, const uint8_t *re
     if (rc == WEFT_OK) {
         rc = ca_entry_validate(&e, &d->td, err, sizeof(err));
     }
+    if (rc == WEFT_OK && e.node_selector[0] != '\0') {
+        /* it would be stored and never match: say so instead */
+        rpc_fail(reply, GRPC_STATUS_FAILED_PRECONDITION,
+                 "--node-selector %.64s: no node attestor reports node attributes yet (a join "
+                 "token gives only the node's name); use --node NAME",
+                 e.node_selector);
+        return;
+    }
     if (rc == WEFT_OK) {
         ca_entry_new_id(e.id);
         e.created_at = now_s();

@@ -135,7 +135,8 @@ static const char entry_usage[] =
     "\n"
     "An entry binds a workload identity to the selectors an agent must observe (unix:uid:1001,\n"
     "k8s:ns:shop, k8s:sa:cart, ...; all must match) and to the node allowed to mint it. The\n"
-    "SVID lifetime is --ttl (default 1h, 5m to 24h).\n";
+    "SVID lifetime is --ttl (default 1h, 5m to 24h). weft-ca refuses --node-selector for now:\n"
+    "no node attestor reports node attributes yet (a join token gives only the node's name).\n";
 
 static void print_entry(const Weft__Ca__V1__Entry *e)
 {

@@ -949,3 +949,22 @@ Test(ca_daemon, an_offline_root_is_replaced_by_a_root_rotation)
     free(ea);
     node_free(&a);
 }
+
+Test(ca_daemon, a_node_selector_entry_is_refused_with_the_reason)
+{
+    Weft__Ca__V1__Entry e = WEFT__CA__V1__ENTRY__INIT;
+    char *sel = "unix:uid:1001";
+    e.spiffe_id = "spiffe://" TD "/ns/shop/sa/cart";
+    e.node_selector = "k8s:node-label:pool:blue";
+    e.selectors = &sel;
+    e.n_selectors = 1;
+    Weft__Ca__V1__CreateEntryRequest req = WEFT__CA__V1__CREATE_ENTRY_REQUEST__INIT;
+    req.entry = &e;
+    ProtobufCMessage *resp = NULL;
+    struct rpc_status st;
+    cr_assert_neq(admin("CreateEntry", &req.base, &weft__ca__v1__create_entry_response__descriptor,
+                        &resp, &st),
+                  WEFT_OK, "stored, it would never match a node");
+    cr_assert_eq(st.code, GRPC_STATUS_FAILED_PRECONDITION);
+    cr_assert_not_null(strstr(st.details, "node attributes"), "%s", st.details);
+}
