@@ -204,7 +204,8 @@ static int roots_adopt(struct daemon *d, STACK_OF(X509) * roots, char *err, size
             spiffe_cert_uri_id(&id, root, &why) != WEFT_OK || !spiffe_id_equal(&id, &d->td)) {
             spiffe_bundle_free(b);
             sk_X509_pop_free(roots, X509_free);
-            snprintf(err, err_len, "root %zu of the bundle is not a root of %s", i + 1, d->td.str);
+            snprintf(err, err_len, "root %zu of the bundle is not a root of %.200s", i + 1,
+                     d->td.str);
             return WEFT_EINVAL;
         }
         earliest = na < earliest ? na : earliest;
