@@ -563,6 +563,20 @@ static void ca_fresh(const char *const *extra)
     ca_start();
 }
 
+/* certs_in decodes the certificates of the CA's file |name|. */
+static STACK_OF(X509) * certs_in(const char *name)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "%s/%s", ca.dir, name);
+    uint8_t *pem;
+    size_t len;
+    STACK_OF(X509) *certs = NULL;
+    cr_assert_eq(weft_file_read(&pem, &len, path, 1 << 20), WEFT_OK, "%s", path);
+    cr_assert_eq(spiffe_certs_decode(&certs, pem, len, 4, 0, NULL), WEFT_OK, "%s", path);
+    free(pem);
+    return certs;
+}
+
 static Weft__Ca__V1__StatusResponse *ca_status(void)
 {
     Weft__Ca__V1__StatusRequest req = WEFT__CA__V1__STATUS_REQUEST__INIT;
@@ -634,13 +648,7 @@ Test(ca_daemon, the_intermediate_rotates_while_a_node_keeps_minting)
     static const char *const flags[] = {"--intermediate-ttl", "20s", NULL};
     ca_fresh(flags);
     STACK_OF(X509) *roots = NULL;
-    char path[128];
-    snprintf(path, sizeof(path), "%s/bundle.pem", ca.dir);
-    uint8_t *pem;
-    size_t len;
-    cr_assert_eq(weft_file_read(&pem, &len, path, 1 << 20), WEFT_OK);
-    cr_assert_eq(spiffe_certs_decode(&roots, pem, len, 4, 0, NULL), WEFT_OK);
-    free(pem);
+    roots = certs_in("bundle.pem");
     cr_assert_eq(sk_X509_num(roots), 1);
     X509 *root = sk_X509_value(roots, 0);
 
@@ -850,13 +858,7 @@ Test(ca_daemon, root_rotation_completes_with_two_agents_acknowledging)
     protobuf_c_message_free_unpacked(&sr->base, NULL);
     cr_assert_eq(file_size("root.key"), 0, "the old root's key is erased");
     STACK_OF(X509) *on_disk = NULL;
-    char path[128];
-    snprintf(path, sizeof(path), "%s/bundle.pem", ca.dir);
-    uint8_t *pem;
-    size_t len;
-    cr_assert_eq(weft_file_read(&pem, &len, path, 1 << 20), WEFT_OK);
-    cr_assert_eq(spiffe_certs_decode(&on_disk, pem, len, 4, 0, NULL), WEFT_OK);
-    free(pem);
+    on_disk = certs_in("bundle.pem");
     cr_assert_eq(sk_X509_num(on_disk), 1);
     cr_assert_eq(X509_cmp(sk_X509_value(on_disk, 0), new_root), 0, "bundle.pem: the new root");
     /* a new agent bootstraps from the new bundle.pem and is served under the new root */
@@ -919,13 +921,7 @@ Test(ca_daemon, an_offline_root_is_replaced_by_a_root_rotation)
     char *ea = entry_for("spiffe://" TD "/ns/shop/sa/cart", "node-a");
     STACK_OF(X509) *chain = NULL;
     cr_assert_str_eq(mint_chain(&a, ea, NULL, &chain), "");
-    STACK_OF(X509) *files = NULL;
-    snprintf(path, sizeof(path), "%s/intermediate.pem", ca.dir);
-    uint8_t *pem;
-    size_t len;
-    cr_assert_eq(weft_file_read(&pem, &len, path, 1 << 20), WEFT_OK);
-    cr_assert_eq(spiffe_certs_decode(&files, pem, len, 4, 0, NULL), WEFT_OK);
-    free(pem);
+    STACK_OF(X509) *files = certs_in("intermediate.pem");
     cr_assert_eq(X509_cmp(sk_X509_value(chain, 1), sk_X509_value(files, 0)), 0,
                  "signed by the intermediate from the files");
     sk_X509_pop_free(chain, X509_free);
