@@ -360,6 +360,7 @@ static void stream_open(struct reg *reg, grpc_call *call, const struct rpc_ctx *
 
     char details[RPC_DETAILS_LEN] = "";
     grpc_status_code st = reg->m->open(s->arg, &s->ctx, s, details);
+    s->ctx.metadata = NULL; /* the request's metadata goes with the incoming call */
     if (st != GRPC_STATUS_OK) {
         s->refused = true; /* |closed| is not called for a call open() refused */
         rpc_stream_finish(s, st, details);
@@ -425,7 +426,7 @@ static void incoming_done(void *self, bool ok)
         incoming_free(in);
         return;
     }
-    struct rpc_ctx ctx = {.method = reg->m->path};
+    struct rpc_ctx ctx = {.method = reg->m->path, .metadata = &in->md};
     if (reg->srv->svc.tls_peers) {
         ctx.has_peer = grpcfd_call_peer(call, &ctx.peer) == WEFT_OK;
         if (!ctx.has_peer) {
@@ -440,6 +441,22 @@ static void incoming_done(void *self, bool ok)
         stream_open(reg, call, &ctx);
     }
     incoming_free(in);
+}
+
+bool rpc_ctx_header(const struct rpc_ctx *ctx, const char *key, const char *value)
+{
+    if (ctx->metadata == NULL) {
+        return false;
+    }
+    size_t vl = strlen(value);
+    for (size_t i = 0; i < ctx->metadata->count; i++) {
+        const grpc_metadata *m = &ctx->metadata->metadata[i];
+        if (grpc_slice_str_cmp(m->key, key) == 0 && GRPC_SLICE_LENGTH(m->value) == vl &&
+            memcmp(GRPC_SLICE_START_PTR(m->value), value, vl) == 0) {
+            return true;
+        }
+    }
+    return false;
 }
 
 static void request_call(struct reg *reg)
@@ -688,12 +705,19 @@ struct rpc_client_stream {
     grpc_status_code code;
     grpc_slice details;
     grpc_byte_buffer *recv_buf;
-    bool recv_pending, got_initial, status_done, dead;
+    bool recv_pending, got_initial, status_done, dead, send_failed;
     int recv_tag, send_tag, status_tag;
 };
 
 struct rpc_client_stream *rpc_client_stream_open(grpc_channel *ch, const char *method,
                                                  int64_t deadline)
+{
+    return rpc_client_stream_open_md(ch, method, deadline, NULL, 0);
+}
+
+struct rpc_client_stream *rpc_client_stream_open_md(grpc_channel *ch, const char *method,
+                                                    int64_t deadline, const grpc_metadata *md,
+                                                    size_t num_md)
 {
     struct rpc_client_stream *cs = weft_xcalloc(1, sizeof(*cs));
     cs->cq = grpc_completion_queue_create_for_pluck(NULL);
@@ -709,7 +733,9 @@ struct rpc_client_stream *rpc_client_stream_open(grpc_channel *ch, const char *m
                          .data.recv_status_on_client = {.trailing_metadata = &cs->trailing,
                                                         .status = &cs->code,
                                                         .status_details = &cs->details}};
-    grpc_op init_op = {.op = GRPC_OP_SEND_INITIAL_METADATA};
+    grpc_op init_op = {
+        .op = GRPC_OP_SEND_INITIAL_METADATA,
+        .data.send_initial_metadata = {.count = num_md, .metadata = (grpc_metadata *)md}};
     if (cs->call == NULL ||
         grpc_call_start_batch(cs->call, &status_op, 1, &cs->status_tag, NULL) != GRPC_CALL_OK) {
         if (cs->call != NULL) {
@@ -729,13 +755,15 @@ struct rpc_client_stream *rpc_client_stream_open(grpc_channel *ch, const char *m
 
 int rpc_client_stream_send(struct rpc_client_stream *cs, const ProtobufCMessage *m, int timeout_ms)
 {
-    ENSURE(!cs->dead, WEFT_EIO);
+    ENSURE(!cs->dead && !cs->send_failed, WEFT_EIO);
     grpc_byte_buffer *bb = pack_buffer(m);
     grpc_op op = {.op = GRPC_OP_SEND_MESSAGE, .data.send_message.send_message = bb};
     bool ok = run_batch(cs->call, cs->cq, &op, 1, &cs->send_tag, timeout_ms);
     grpc_byte_buffer_destroy(bb);
     if (!ok) {
-        cs->dead = true;
+        /* The server may have ended the call already. Receiving still works, and must run:
+         * gRPC delivers the status only once the initial metadata has been read. */
+        cs->send_failed = true;
         return WEFT_EIO;
     }
     return WEFT_OK;

@@ -33,9 +33,14 @@
 /* struct rpc_ctx is what a handler knows of its call. */
 struct rpc_ctx {
     const char *method; /* "/weft.ca.v1.CA/AttestNode" */
-    bool has_peer;      /* a service added with tls_peers: |peer| is the verified TLS peer */
+    bool has_peer;      /* a service added with tls_peers: |peer| is the adopted fd's peer */
     struct weft_peer peer;
+    const grpc_metadata_array *metadata; /* the request's; only while the handler or open runs */
 };
+
+/* rpc_ctx_header reports whether the request carried metadata |key| (lowercase) with exactly
+ * the value |value|. */
+bool rpc_ctx_header(const struct rpc_ctx *ctx, const char *key, const char *value);
 
 /* struct rpc_reply is a unary handler's answer: status OK with |msg| packed as the response, or
  * another status with |details| for the caller. */
@@ -83,8 +88,9 @@ struct rpc_service {
     const struct rpc_method *methods;
     size_t num_methods;
     void *arg;
-    /* tls_peers: the server's fds come from tls_relay through grpcfd_adopt; a call whose peer
-     * grpcfd_call_peer cannot name is refused UNAUTHENTICATED before any handler runs. */
+    /* tls_peers: the server's fds come through grpcfd_adopt (from tls_relay, or a unix socket
+     * whose peers are local processes); a call whose peer grpcfd_call_peer cannot name is
+     * refused UNAUTHENTICATED before any handler runs. */
     bool tls_peers;
 };
 
@@ -143,6 +149,11 @@ struct rpc_client_stream;
  * |deadline_ms|. NULL if gRPC refuses. */
 struct rpc_client_stream *rpc_client_stream_open(grpc_channel *ch, const char *method,
                                                  int64_t deadline_ms);
+
+/* rpc_client_stream_open_md is rpc_client_stream_open sending |num_md| metadata entries. */
+struct rpc_client_stream *rpc_client_stream_open_md(grpc_channel *ch, const char *method,
+                                                    int64_t deadline_ms, const grpc_metadata *md,
+                                                    size_t num_md);
 
 /* rpc_client_stream_send sends |m|, waiting at most |timeout_ms|. WEFT_EIO if the call is over. */
 WEFT_MUST_USE int rpc_client_stream_send(struct rpc_client_stream *cs, const ProtobufCMessage *m,

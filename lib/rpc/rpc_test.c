@@ -276,6 +276,27 @@ Test(rpc, second_watcher_refused_and_cancel_closes)
     rpc_client_stream_close(c);
 }
 
+Test(rpc, a_refused_call_reports_its_status_even_after_a_failed_send)
+{
+    struct rpc_client_stream *a = rpc_client_stream_open(fx.ch, "/weft.ca.v1.CA/WatchNode", 10000);
+    Weft__Ca__V1__NodeSnapshot *snap = recv_snap(a, WEFT_OK);
+    protobuf_c_message_free_unpacked(&snap->base, NULL);
+    /* the server refuses the second watcher before its first message: the send then fails, and
+     * the status must still come (gRPC gives it only after the initial metadata is read) */
+    struct rpc_client_stream *b = rpc_client_stream_open(fx.ch, "/weft.ca.v1.CA/WatchNode", 10000);
+    usleep(200 * 1000);
+    Weft__Ca__V1__WatchNodeRequest hello = WEFT__CA__V1__WATCH_NODE_REQUEST__INIT;
+    if (rpc_client_stream_send(b, &hello.base, T_MS) != WEFT_OK) {
+        /* expected: the call is over on the server */
+    }
+    recv_snap(b, WEFT_EIO);
+    struct rpc_status st;
+    rpc_client_stream_status(b, T_MS, &st);
+    cr_assert_eq(st.code, GRPC_STATUS_RESOURCE_EXHAUSTED, "%d %s", st.code, st.details);
+    rpc_client_stream_close(b);
+    rpc_client_stream_close(a);
+}
+
 Test(rpc, oversize_stream_message_ends_the_stream)
 {
     struct rpc_client_stream *cs = rpc_client_stream_open(fx.ch, "/weft.ca.v1.CA/WatchNode", 10000);

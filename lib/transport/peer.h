@@ -1,9 +1,12 @@
 /* lib/transport/peer.h: who is at the other end of a verified connection. Shared by tls_relay.h
- * (which learns it from the TLS handshake) and grpcfd.h (which gives it to a gRPC handler). */
+ * (which learns it from the TLS handshake), the agent's unix socket (which learns it from the
+ * kernel) and grpcfd.h (which gives it to a gRPC handler). */
 #ifndef WEFT_LIB_TRANSPORT_PEER_H
 #define WEFT_LIB_TRANSPORT_PEER_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "lib/spiffe/id.h"
 
@@ -17,6 +20,15 @@ struct weft_peer {
                                   * handler compares it with its clock on every call, since a
                                   * connection outlives the check made at its handshake */
     char serial_hex[2 * 20 + 1]; /* the leaf's serial, lowercase hex, for deny-list checks */
+    /* A local process on a unix socket instead (|id| then empty): the credentials the kernel
+     * recorded when it connected (SO_PEERCRED) and its start time, against pid reuse. */
+    struct {
+        bool set;
+        pid_t pid;
+        uid_t uid;
+        gid_t gid;
+        uint64_t start_time;
+    } local;
 };
 
 #endif
