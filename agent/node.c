@@ -1,0 +1,337 @@
+/* agent/node.c: see node.h. */
+#include "agent/node.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <openssl/mem.h>
+
+#include "ca/client.h"
+#include "lib/base/file.h"
+#include "lib/base/mem.h"
+#include "lib/rpc/rpc.h"
+#include "lib/spiffe/x509svid.h"
+#include "proto/ca.pb-c.h"
+
+#define NODE_PATH_PREFIX "/weft/node/"
+#define MAX_RESPONSE (1 << 20)
+
+struct agent_node {
+    char dir[256];
+    struct ca_client *client;
+    grpc_channel *ch;
+    EVP_PKEY *key;
+    STACK_OF(X509) * chain;
+    int64_t not_before, not_after;
+    char name[256];
+};
+
+static void path_of(const struct agent_node *n, const char *file, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/%s", n->dir, file);
+}
+
+/* adopt_identity takes |key| and |chain| (both owned now) as the node's identity after checking
+ * the chain names a node of the trust domain and holds |key|'s public half. */
+static int adopt_identity(struct agent_node *n, EVP_PKEY *key, STACK_OF(X509) * chain, char *err,
+                          size_t err_len)
+{
+    struct spiffe_why why;
+    struct spiffe_id id;
+    int64_t nb, na;
+    X509 *leaf = sk_X509_num(chain) > 0 ? sk_X509_value(chain, 0) : NULL;
+    const char *path = "";
+    spiffe_why_clear(&why);
+    if (leaf == NULL || spiffe_cert_uri_id(&id, leaf, &why) != WEFT_OK ||
+        spiffe_x509svid_check_key(leaf, key, &why) != WEFT_OK ||
+        spiffe_cert_validity(&nb, &na, leaf) != WEFT_OK ||
+        strlen(path = spiffe_id_path(&id)) <= strlen(NODE_PATH_PREFIX) ||
+        strncmp(path, NODE_PATH_PREFIX, strlen(NODE_PATH_PREFIX)) != 0) {
+        snprintf(err, err_len, "the node SVID is not one: %s",
+                 leaf == NULL ? "empty chain" : why.msg);
+        EVP_PKEY_free(key);
+        sk_X509_pop_free(chain, X509_free);
+        return WEFT_EINVAL;
+    }
+    EVP_PKEY_free(n->key);
+    sk_X509_pop_free(n->chain, X509_free);
+    n->key = key;
+    n->chain = chain;
+    n->not_before = nb;
+    n->not_after = na;
+    snprintf(n->name, sizeof(n->name), "%.250s", path + strlen(NODE_PATH_PREFIX));
+    return WEFT_OK;
+}
+
+static int store_identity(struct agent_node *n, char *err, size_t err_len)
+{
+    char *key_pem = NULL, *chain_pem = NULL;
+    size_t key_len = 0, chain_len = 0;
+    char kp[320], cp[320];
+    path_of(n, AGENT_NODE_KEY, kp, sizeof(kp));
+    path_of(n, AGENT_NODE_CHAIN, cp, sizeof(cp));
+    int rc = WEFT_ECRYPTO;
+    if (spiffe_key_to_pem(&key_pem, &key_len, n->key) == WEFT_OK &&
+        spiffe_certs_to_pem(&chain_pem, &chain_len, n->chain) == WEFT_OK) {
+        /* the chain first: a key without its chain is useless, a chain without its key too,
+         * and both are checked together when read back */
+        rc = weft_file_write_atomic(cp, chain_pem, chain_len, 0600) == WEFT_OK &&
+                     weft_file_write_atomic(kp, key_pem, key_len, 0600) == WEFT_OK
+                 ? WEFT_OK
+                 : WEFT_EIO;
+        if (rc != WEFT_OK) {
+            snprintf(err, err_len, "cannot store the node identity in %.200s: %s", n->dir,
+                     strerror(errno));
+        }
+    } else {
+        snprintf(err, err_len, "cannot encode the node identity");
+    }
+    if (key_pem != NULL) {
+        OPENSSL_cleanse(key_pem, key_len);
+    }
+    free(key_pem);
+    free(chain_pem);
+    return rc;
+}
+
+/* load_identity reads a kept identity; WEFT_ENOTFOUND when there is none. */
+static int load_identity(struct agent_node *n, char *err, size_t err_len)
+{
+    char kp[320], cp[320];
+    path_of(n, AGENT_NODE_KEY, kp, sizeof(kp));
+    path_of(n, AGENT_NODE_CHAIN, cp, sizeof(cp));
+    uint8_t *kd = NULL, *cd = NULL;
+    size_t kl, cl;
+    if (weft_file_read(&kd, &kl, kp, SPIFFE_MAX_PEM_INPUT) != WEFT_OK ||
+        weft_file_read(&cd, &cl, cp, SPIFFE_MAX_PEM_INPUT) != WEFT_OK) {
+        bool missing = errno == ENOENT;
+        free(kd);
+        if (!missing) {
+            snprintf(err, err_len, "cannot read the node identity in %.200s: %s", n->dir,
+                     strerror(errno));
+        }
+        return missing ? WEFT_ENOTFOUND : WEFT_EIO;
+    }
+    struct stat st;
+    if (stat(kp, &st) == 0 && (st.st_mode & 077) != 0) {
+        OPENSSL_cleanse(kd, kl);
+        free(kd);
+        free(cd);
+        snprintf(err, err_len, "%.250s is readable by group or others: chmod 600 it", kp);
+        return WEFT_EPOLICY;
+    }
+    EVP_PKEY *key = NULL;
+    STACK_OF(X509) *chain = NULL;
+    struct spiffe_why why;
+    int rc = spiffe_key_decode(&key, kd, kl, &why);
+    if (rc == WEFT_OK) {
+        rc = spiffe_certs_decode(&chain, cd, cl, SPIFFE_MAX_CHAIN, 0, &why);
+    }
+    OPENSSL_cleanse(kd, kl);
+    free(kd);
+    free(cd);
+    if (rc != WEFT_OK) {
+        EVP_PKEY_free(key);
+        snprintf(err, err_len, "the node identity in %.200s: %s", n->dir, why.msg);
+        return rc;
+    }
+    return adopt_identity(n, key, chain, err, err_len);
+}
+
+int agent_node_open(struct agent_node **out, const struct agent_node_config *cfg, char *err,
+                    size_t err_len)
+{
+    *out = NULL;
+    if (strlen(cfg->state_dir) >= sizeof(((struct agent_node *)0)->dir)) {
+        snprintf(err, err_len, "the state directory's path is over 255 bytes");
+        return WEFT_EINVAL;
+    }
+    if (mkdir(cfg->state_dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, err_len, "%.200s: %s", cfg->state_dir, strerror(errno));
+        return WEFT_EIO;
+    }
+    struct agent_node *n = weft_xcalloc(1, sizeof(*n));
+    snprintf(n->dir, sizeof(n->dir), "%s", cfg->state_dir);
+    /* the bundle the CA last sent, else the bootstrap bundle */
+    char bp[320];
+    path_of(n, AGENT_NODE_BUNDLE, bp, sizeof(bp));
+    uint8_t *bundle = NULL;
+    size_t len = 0;
+    int rc = weft_file_read(&bundle, &len, bp, SPIFFE_MAX_PEM_INPUT);
+    if (rc != WEFT_OK && cfg->bootstrap_bundle != NULL &&
+        weft_file_read(&bundle, &len, cfg->bootstrap_bundle, SPIFFE_MAX_PEM_INPUT) != WEFT_OK) {
+        snprintf(err, err_len, "the bootstrap bundle %.200s: %s", cfg->bootstrap_bundle,
+                 strerror(errno));
+        agent_node_free(n);
+        return WEFT_EIO;
+    }
+    if (bundle == NULL) {
+        snprintf(err, err_len, "no trust bundle: give the bootstrap bundle (the CA's bundle.pem)");
+        agent_node_free(n);
+        return WEFT_EINVAL;
+    }
+    rc = ca_client_new(&n->client, cfg->ca_addr, cfg->trust_domain, bundle, len, err, err_len);
+    free(bundle);
+    if (rc == WEFT_OK) {
+        rc = load_identity(n, err, err_len);
+        rc = rc == WEFT_ENOTFOUND ? WEFT_OK : rc;
+    }
+    if (rc != WEFT_OK) {
+        agent_node_free(n);
+        return rc;
+    }
+    *out = n;
+    return WEFT_OK;
+}
+
+void agent_node_free(struct agent_node *n)
+{
+    if (n == NULL) {
+        return;
+    }
+    agent_node_drop_channel(n);
+    ca_client_free(n->client);
+    EVP_PKEY_free(n->key);
+    sk_X509_pop_free(n->chain, X509_free);
+    free(n);
+}
+
+bool agent_node_has_identity(const struct agent_node *n, int64_t now)
+{
+    return n->chain != NULL && now >= n->not_before && now < n->not_after;
+}
+
+/* issued takes an SVID the CA sent for |key| (owned now). */
+static int issued(struct agent_node *n, EVP_PKEY *key, const Weft__Ca__V1__Svid *svid, char *err,
+                  size_t err_len)
+{
+    STACK_OF(X509) *chain = NULL;
+    struct spiffe_why why;
+    if (svid == NULL || spiffe_certs_decode(&chain, svid->chain.data, svid->chain.len,
+                                            SPIFFE_MAX_CHAIN, 0, &why) != WEFT_OK) {
+        EVP_PKEY_free(key);
+        snprintf(err, err_len, "the CA sent no usable node SVID");
+        return WEFT_EPROTO;
+    }
+    TRY(adopt_identity(n, key, chain, err, err_len));
+    agent_node_drop_channel(n); /* the next dial presents the new SVID */
+    return store_identity(n, err, err_len);
+}
+
+static int csr_for(EVP_PKEY **key, ProtobufCBinaryData *csr)
+{
+    *key = spiffe_key_generate(SPIFFE_KEY_EC_P256);
+    ENSURE(*key != NULL, WEFT_ECRYPTO);
+    if (ca_csr_new(*key, &csr->data, &csr->len) != WEFT_OK) {
+        EVP_PKEY_free(*key);
+        *key = NULL;
+        return WEFT_ECRYPTO;
+    }
+    return WEFT_OK;
+}
+
+int agent_node_join(struct agent_node *n, const char *token, char *err, size_t err_len)
+{
+    grpc_channel *anon = NULL;
+    TRY(ca_client_dial(n->client, NULL, NULL, &anon, err, err_len));
+    EVP_PKEY *key;
+    Weft__Ca__V1__AttestNodeRequest req = WEFT__CA__V1__ATTEST_NODE_REQUEST__INIT;
+    req.join_token = (char *)token;
+    int rc = csr_for(&key, &req.csr);
+    Weft__Ca__V1__AttestNodeResponse *resp = NULL;
+    struct rpc_status st;
+    if (rc == WEFT_OK) {
+        rc = rpc_call_unary(anon, "/weft.ca.v1.CA/AttestNode", &req.base,
+                            &weft__ca__v1__attest_node_response__descriptor, MAX_RESPONSE,
+                            AGENT_NODE_RPC_TIMEOUT_MS, (ProtobufCMessage **)&resp, &st);
+        if (rc != WEFT_OK) {
+            snprintf(err, err_len, "the CA refused to attest this node: %s", st.details);
+            EVP_PKEY_free(key);
+        }
+    }
+    OPENSSL_free(req.csr.data);
+    grpc_channel_destroy(anon);
+    TRY(rc);
+    rc = agent_node_set_bundle(n, resp->bundle.data, resp->bundle.len, err, err_len);
+    if (rc == WEFT_OK) {
+        rc = issued(n, key, resp->node_svid, err, err_len);
+    } else {
+        EVP_PKEY_free(key);
+    }
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return rc;
+}
+
+int agent_node_renew(struct agent_node *n, char *err, size_t err_len)
+{
+    grpc_channel *ch;
+    TRY(agent_node_channel(n, &ch, err, err_len));
+    EVP_PKEY *key;
+    Weft__Ca__V1__RenewNodeRequest req = WEFT__CA__V1__RENEW_NODE_REQUEST__INIT;
+    TRY(csr_for(&key, &req.csr));
+    Weft__Ca__V1__RenewNodeResponse *resp = NULL;
+    struct rpc_status st;
+    int rc = rpc_call_unary(ch, "/weft.ca.v1.CA/RenewNode", &req.base,
+                            &weft__ca__v1__renew_node_response__descriptor, MAX_RESPONSE,
+                            AGENT_NODE_RPC_TIMEOUT_MS, (ProtobufCMessage **)&resp, &st);
+    OPENSSL_free(req.csr.data);
+    if (rc != WEFT_OK) {
+        EVP_PKEY_free(key);
+        if (st.code == GRPC_STATUS_UNAVAILABLE) {
+            agent_node_drop_channel(n);
+        }
+        snprintf(err, err_len, "renewing the node SVID: %s", st.details);
+        return WEFT_EIO;
+    }
+    rc = issued(n, key, resp->node_svid, err, err_len);
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return rc;
+}
+
+int agent_node_set_bundle(struct agent_node *n, const uint8_t *der, size_t len, char *err,
+                          size_t err_len)
+{
+    TRY(ca_client_set_bundle(n->client, der, len, err, err_len));
+    char bp[320];
+    path_of(n, AGENT_NODE_BUNDLE, bp, sizeof(bp));
+    if (weft_file_write_atomic(bp, der, len, 0644) != WEFT_OK) {
+        snprintf(err, err_len, "cannot store the bundle in %.200s: %s", n->dir, strerror(errno));
+        return WEFT_EIO;
+    }
+    return WEFT_OK;
+}
+
+int agent_node_channel(struct agent_node *n, grpc_channel **out, char *err, size_t err_len)
+{
+    if (n->ch == NULL) {
+        if (n->chain == NULL) {
+            snprintf(err, err_len, "no node SVID yet: join with a token first");
+            return WEFT_ENOTFOUND;
+        }
+        TRY(ca_client_dial(n->client, n->chain, n->key, &n->ch, err, err_len));
+    }
+    *out = n->ch;
+    return WEFT_OK;
+}
+
+void agent_node_drop_channel(struct agent_node *n)
+{
+    if (n->ch != NULL) {
+        grpc_channel_destroy(n->ch);
+        n->ch = NULL;
+    }
+}
+
+const char *agent_node_name(const struct agent_node *n) { return n->name; }
+
+void agent_node_validity(const struct agent_node *n, int64_t *not_before, int64_t *not_after)
+{
+    *not_before = n->not_before;
+    *not_after = n->not_after;
+}
+
+STACK_OF(X509) * agent_node_chain(const struct agent_node *n) { return n->chain; }
+EVP_PKEY *agent_node_key(const struct agent_node *n) { return n->key; }

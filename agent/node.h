@@ -1,0 +1,75 @@
+/* agent/node.h: the agent's own identity, the node SVID spiffe://TD/weft/node/NAME (issue 5,
+ * "Joining and staying joined").
+ *
+ * First start: a join token and the bootstrap bundle (a file the operator copies from the CA's
+ * bundle.pem) -> AttestNode over TLS where only the CA is authenticated -> the node SVID and
+ * the current bundle. The key, the SVID chain and the bundle are kept in the state directory
+ * (node.key and node.pem mode 0600, bundle.der 0644; written atomically), so a restarted agent
+ * renews with RenewNode over mTLS and needs no new token. A node SVID that has expired while
+ * the agent was down cannot renew itself: the agent then says it needs a new join token.
+ *
+ * Every call here blocks (bounded by the RPC timeout); the agent makes them from its CA thread.
+ * Keys are ECDSA P-256, generated here, and never leave the process but for node.key. */
+#ifndef WEFT_AGENT_NODE_H
+#define WEFT_AGENT_NODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <grpc/grpc.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "lib/base/err.h"
+
+#define AGENT_NODE_KEY "node.key"
+#define AGENT_NODE_CHAIN "node.pem"
+#define AGENT_NODE_BUNDLE "bundle.der"
+#define AGENT_NODE_RPC_TIMEOUT_MS 10000
+
+struct agent_node_config {
+    const char *state_dir;        /* made 0700 if missing */
+    const char *ca_addr;          /* "IPV4:PORT" or "[IPV6]:PORT" */
+    const char *trust_domain;     /* "example.org" */
+    const char *bootstrap_bundle; /* file: PEM, SPIFFE JSON or DER; used until the CA sends one */
+};
+
+struct agent_node;
+
+/* agent_node_open reads the state directory (an identity kept from an earlier run, and the last
+ * bundle) and prepares the CA client. It does not dial. */
+WEFT_MUST_USE int agent_node_open(struct agent_node **out, const struct agent_node_config *cfg,
+                                  char *err, size_t err_len);
+void agent_node_free(struct agent_node *n);
+
+/* agent_node_has_identity reports whether a node SVID valid at |now| is held. */
+bool agent_node_has_identity(const struct agent_node *n, int64_t now);
+
+/* agent_node_join redeems |token| (AttestNode) and stores the identity and bundle. */
+WEFT_MUST_USE int agent_node_join(struct agent_node *n, const char *token, char *err,
+                                  size_t err_len);
+
+/* agent_node_renew replaces the node SVID (RenewNode with the current one) and stores it. */
+WEFT_MUST_USE int agent_node_renew(struct agent_node *n, char *err, size_t err_len);
+
+/* agent_node_set_bundle takes a new bundle (DER roots, as WatchNode sends it): later dials
+ * trust it, and it is stored. */
+WEFT_MUST_USE int agent_node_set_bundle(struct agent_node *n, const uint8_t *der, size_t len,
+                                        char *err, size_t err_len);
+
+/* agent_node_channel returns a channel to the CA presenting the node SVID, dialing when there
+ * is none; agent_node_drop_channel forgets it after its calls fail UNAVAILABLE. The channel is
+ * the node's: do not destroy it. */
+WEFT_MUST_USE int agent_node_channel(struct agent_node *n, grpc_channel **out, char *err,
+                                     size_t err_len);
+void agent_node_drop_channel(struct agent_node *n);
+
+/* The identity held: its name, validity, chain (leaf first) and key; valid until the next
+ * join or renew. */
+const char *agent_node_name(const struct agent_node *n);
+void agent_node_validity(const struct agent_node *n, int64_t *not_before, int64_t *not_after);
+STACK_OF(X509) * agent_node_chain(const struct agent_node *n);
+EVP_PKEY *agent_node_key(const struct agent_node *n);
+
+#endif
