@@ -31,6 +31,7 @@ struct held {
     int64_t due;       /* when to mint (again) */
     uint32_t failures; /* consecutive */
     bool seen;         /* in the latest snapshot */
+    uint64_t pass;     /* the agent_svids_mint_due call that last took it */
 };
 
 struct agent_svids {
@@ -41,6 +42,10 @@ struct agent_svids {
     uint8_t *bundle;
     size_t bundle_len;
     uint64_t minted, mint_failures, expired;
+    uint64_t pass; /* agent_svids_mint_due calls: each takes an entry once at most */
+    char **deny_ids, **deny_serials; /* the deny list in force */
+    size_t num_deny_ids, num_deny_serials;
+    bool node_denied;
     /* the storage the last x509/bundles answer points into (the Workload API thread's):
      * copies, since the CA thread may replace an SVID as soon as the lock is released */
     X509SVID *out_svids;
@@ -86,6 +91,87 @@ struct agent_svids *agent_svids_new(const char *trust_domain)
     return s;
 }
 
+static void free_list(char **l, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(l[i]);
+    }
+    free(l);
+}
+
+static bool listed(char *const *l, size_t n, const char *v)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(l[i], v) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* serial_hex writes the leaf serial of a DER chain in lowercase hex ("" if unreadable). */
+static void serial_hex(const uint8_t *chain, size_t len, char out[2 * 20 + 1])
+{
+    out[0] = '\0';
+    const uint8_t *p = chain;
+    X509 *leaf = d2i_X509(NULL, &p, (long)len);
+    const ASN1_INTEGER *sn = leaf != NULL ? X509_get0_serialNumber(leaf) : NULL;
+    for (int i = 0; sn != NULL && i < sn->length && i < 20; i++) {
+        snprintf(out + 2 * i, 3, "%02x", sn->data[i]);
+    }
+    X509_free(leaf);
+}
+
+static void drop_svid(struct held *h);
+
+/* denied: the deny list names |h|'s ID or the serial of the SVID held. */
+static bool denied(const struct agent_svids *s, const struct held *h)
+{
+    if (s->node_denied || listed(s->deny_ids, s->num_deny_ids, h->spiffe_id)) {
+        return true;
+    }
+    char hex[2 * 20 + 1];
+    if (h->chain != NULL) {
+        serial_hex(h->chain, h->chain_len, hex);
+        return listed(s->deny_serials, s->num_deny_serials, hex);
+    }
+    return false;
+}
+
+bool agent_svids_set_deny(struct agent_svids *s, Weft__Ca__V1__DenyItem *const *items, size_t num,
+                          const char *node)
+{
+    pthread_mutex_lock(&s->mu);
+    free_list(s->deny_ids, s->num_deny_ids);
+    free_list(s->deny_serials, s->num_deny_serials);
+    s->deny_ids = weft_xcalloc(num + 1, sizeof(char *));
+    s->deny_serials = weft_xcalloc(num + 1, sizeof(char *));
+    s->num_deny_ids = s->num_deny_serials = 0;
+    s->node_denied = false;
+    for (size_t i = 0; i < num; i++) {
+        const char *v = items[i]->value;
+        if (items[i]->kind == WEFT__CA__V1__DENY_ITEM__KIND__SPIFFE_ID) {
+            s->deny_ids[s->num_deny_ids++] = weft_xstrndup(v, strlen(v));
+        } else if (items[i]->kind == WEFT__CA__V1__DENY_ITEM__KIND__SERIAL) {
+            s->deny_serials[s->num_deny_serials++] = weft_xstrndup(v, strlen(v));
+        } else if (node != NULL && strcmp(v, node) == 0) {
+            s->node_denied = true;
+        }
+    }
+    bool changed = false;
+    for (size_t i = 0; i < s->num; i++) {
+        struct held *h = &s->h[i];
+        if (h->chain != NULL && denied(s, h)) {
+            weft_log(WEFT_LOG_WARN, "svid revoked: no longer served", 2, "id", h->spiffe_id,
+                     "entry", h->entry_id);
+            drop_svid(h);
+            changed = true;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return changed;
+}
+
 static void drop_svid(struct held *h)
 {
     free(h->chain);
@@ -118,6 +204,8 @@ void agent_svids_free(struct agent_svids *s)
     }
     free(s->h);
     free(s->bundle);
+    free_list(s->deny_ids, s->num_deny_ids);
+    free_list(s->deny_serials, s->num_deny_serials);
     out_reset(s);
     free(s->out_copies);
     free(s->out_svids);
@@ -189,8 +277,10 @@ bool agent_svids_set_entries(struct agent_svids *s, Weft__Ca__V1__Entry *const *
             }
             h = &s->h[s->num++];
             fill_held(h, e);
-            h->due = agent_spread_at(now, total_fresh > 1 ? AGENT_START_SPREAD_S : 0, fresh++,
-                                     total_fresh, agent_random_unit());
+            /* about 20 mints a second when many arrive together, at most the start window */
+            int64_t window =
+                total_fresh / 20 < AGENT_START_SPREAD_S ? total_fresh / 20 : AGENT_START_SPREAD_S;
+            h->due = agent_spread_at(now, window, fresh++, total_fresh, agent_random_unit());
         }
         h->seen = true;
     }
@@ -260,7 +350,8 @@ static void take_due(struct agent_svids *s, int64_t now, struct batch *b)
 {
     b->num = 0;
     for (size_t i = 0; i < s->num && b->num < AGENT_MINT_BATCH; i++) {
-        if (s->h[i].due <= now) {
+        if (s->h[i].due <= now && s->h[i].pass != s->pass && !denied(s, &s->h[i])) {
+            s->h[i].pass = s->pass;
             b->idx[b->num] = i;
             snprintf(b->ids[b->num], sizeof(b->ids[0]), "%s", s->h[i].entry_id);
             b->keys[b->num] = spiffe_key_generate(SPIFFE_KEY_EC_P256);
@@ -320,7 +411,9 @@ static bool store_result(struct agent_svids *s, struct batch *b, size_t k,
     h->not_before = nb;
     h->not_after = na;
     h->failures = 0;
-    h->due = agent_renew_at(nb, na, agent_random_unit(), now);
+    /* half of the life it has from now: the CA backdates notBefore a minute for lagging
+     * clocks, and caps notAfter at its intermediate's */
+    h->due = agent_renew_at(nb > now ? nb : now, na, agent_random_unit(), now);
     s->minted++;
     return true;
 }
@@ -330,6 +423,9 @@ bool agent_svids_mint_due(struct agent_svids *s, struct agent_node *n, int64_t n
 {
     bool changed = false;
     err[0] = '\0';
+    pthread_mutex_lock(&s->mu);
+    s->pass++;
+    pthread_mutex_unlock(&s->mu);
     for (int round = 0; round < AGENT_MAX_ENTRIES / AGENT_MINT_BATCH; round++) {
         struct batch b;
         pthread_mutex_lock(&s->mu);

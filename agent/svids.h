@@ -4,8 +4,8 @@
  * For each entry the CA assigns to the node (WatchNode), the agent makes an ECDSA P-256 key,
  * has the CA sign it (MintWorkloadSVIDs, at most 64 per call) and keeps key and chain in
  * memory only. Each SVID is renewed at half-life +-10 % (agent/schedule.h); a failed mint is
- * retried with backoff. Entries that appear at once (a start) are minted spread over a short
- * window rather than in one burst. An SVID past its notAfter is never served: if it could not
+ * retried with backoff. Entries that appear at once (a start) are minted at about 20 a second,
+ * over at most 10 s, rather than in one burst. An SVID past its notAfter is never served: if it could not
  * be renewed in time it is dropped, loudly, and the workload's stream loses it.
  *
  * The set is shared by two threads: the agent's CA thread mints (agent_svids_mint_due) and the
@@ -26,7 +26,7 @@
 
 #define AGENT_MAX_ENTRIES 4096
 #define AGENT_MINT_BATCH 64
-#define AGENT_START_SPREAD_S 10 /* entries that appear together are minted over this window */
+#define AGENT_START_SPREAD_S 10 /* many entries that appear together: minted over at most this */
 
 struct agent_svids;
 
@@ -44,6 +44,12 @@ void agent_svids_free(struct agent_svids *s);
  * workloads are served changed. */
 bool agent_svids_set_entries(struct agent_svids *s, Weft__Ca__V1__Entry *const *entries, size_t num,
                              int64_t now);
+
+/* agent_svids_set_deny takes the deny list: an SVID whose ID or serial is on it is dropped at
+ * once and not minted again while it is listed (a NODE item naming this node drops them all).
+ * Returns whether what workloads are served changed. */
+bool agent_svids_set_deny(struct agent_svids *s, Weft__Ca__V1__DenyItem *const *items, size_t num,
+                          const char *node);
 
 /* agent_svids_set_bundle takes the trust bundle (DER roots); returns whether it changed. */
 bool agent_svids_set_bundle(struct agent_svids *s, const uint8_t *der, size_t len);

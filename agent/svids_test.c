@@ -132,7 +132,7 @@ Test(svids, minted_for_the_entries_served_to_matching_selectors_renewed_and_expi
     cr_assert(!agent_svids_set_bundle(s, b, blen), "the same bundle changes nothing");
     Weft__Ca__V1__Entry *entries[] = {cart->entry, pay->entry};
     (void)agent_svids_set_entries(s, entries, 2, now);
-    /* two new entries are spread over the start window: all are due within it */
+    /* two new entries: due at once (only many are spread over the start window) */
     cr_assert_leq(agent_svids_next_due(s), now + AGENT_START_SPREAD_S);
     char err[256];
     cr_assert(agent_svids_mint_due(s, node, now + AGENT_START_SPREAD_S, err, sizeof(err)), "%s",
@@ -170,6 +170,20 @@ Test(svids, minted_for_the_entries_served_to_matching_selectors_renewed_and_expi
     cr_assert(resp.svids[0]->x509_svid.len != first_len ||
                   memcmp(resp.svids[0]->x509_svid.data, first, first_len) != 0,
               "renewed");
+
+    /* revoked by ID: dropped at once, and not minted again while listed */
+    Weft__Ca__V1__DenyItem item = WEFT__CA__V1__DENY_ITEM__INIT, *items[] = {&item};
+    item.kind = WEFT__CA__V1__DENY_ITEM__KIND__SPIFFE_ID;
+    item.value = "spiffe://" CA_PROC_TD "/ns/shop/sa/cart";
+    cr_assert(agent_svids_set_deny(s, items, 1, "node-a"));
+    cr_assert_eq(agent_svids_x509(s, sel, now, &resp), 0);
+    /* (the renewal above, at a "now" 36 min ahead, put the next one at 45..50 min) */
+    cr_assert(!agent_svids_mint_due(s, node, now + 3000, err, sizeof(err)) ||
+                  agent_svids_x509(s, sel, now, &resp) == 0,
+              "a revoked ID is not minted again");
+    cr_assert(!agent_svids_set_deny(s, NULL, 0, "node-a"), "lifting it changes nothing served");
+    cr_assert(agent_svids_mint_due(s, node, now + 3000, err, sizeof(err)), "%s", err);
+    cr_assert_eq(agent_svids_x509(s, sel, now, &resp), 1, "minted again once not listed");
 
     /* past notAfter: never served, even before anyone drops it */
     cr_assert_eq(agent_svids_x509(s, sel, now + 2 * 3600, &resp), 0);

@@ -1,0 +1,468 @@
+/* agent/daemon.c: see daemon.h. */
+#include "agent/daemon.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <grpc/grpc.h>
+
+#include "agent/k8s.h"
+#include "agent/node.h"
+#include "agent/peer.h"
+#include "agent/schedule.h"
+#include "agent/svids.h"
+#include "agent/wlapi.h"
+#include "lib/base/file.h"
+#include "lib/base/log.h"
+#include "lib/base/mem.h"
+#include "lib/base/metrics.h"
+#include "lib/httpadmin/httpadmin.h"
+#include "lib/rpc/rpc.h"
+#include "proto/ca.pb-c.h"
+
+#define WATCH_DEADLINE_MS (3600 * 1000) /* a WatchNode stream is re-opened at least hourly */
+#define MAX_SNAPSHOT (64 << 20)
+#define TOKEN_MAX 1024
+
+static atomic_int stop_signal;
+static void on_signal(int sig) { atomic_store(&stop_signal, sig); }
+
+struct metrics {
+    struct weft_metrics *reg;
+    struct weft_gauge *held, *earliest, *runway, *node_not_after, *ca_connected, *streams, *entries;
+    struct weft_counter *minted, *mint_failures, *expired, *renew_failures, *attest_refused,
+        *attested;
+    uint64_t last_minted, last_failures, last_expired;
+};
+
+struct agent {
+    const struct agent_daemon_opts *o;
+    char token[TOKEN_MAX + 1];
+    struct agent_node *node; /* the CA thread's */
+    struct agent_svids *svids;
+    struct agent_k8s *k8s;
+    pthread_mutex_t k8s_mu;
+    struct rpc_server *rpc;
+    struct agent_wlapi *api;
+    struct httpadmin *http;
+    struct metrics m;
+    pthread_t ca_thread;
+    bool ca_started;
+    atomic_bool stop, changed, ca_connected, joined;
+    atomic_llong node_not_after;
+};
+
+static int64_t now_s(void) { return (int64_t)time(NULL); }
+
+static void sleep_ms(int64_t ms, const atomic_bool *stop)
+{
+    for (int64_t left = ms; left > 0 && !atomic_load(stop); left -= 100) {
+        struct timespec ts = {0, (long)(left < 100 ? left : 100) * 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* --- the CA thread -----------------------------------------------------------------------------
+ */
+
+/* ensure_identity joins or renews when due; returns whether a node SVID is held. */
+static bool ensure_identity(struct agent *a, int64_t *renew_at, uint32_t *failures)
+{
+    int64_t now = now_s();
+    char err[512];
+    if (!agent_node_has_identity(a->node, now)) {
+        if (a->token[0] == '\0') {
+            weft_log(WEFT_LOG_ERROR,
+                     "no node identity and no join token: run `weftctl token create --node "
+                     "NAME` and give it with --join-token or --join-token-file",
+                     0);
+            sleep_ms(5000, &a->stop);
+            return false;
+        }
+        if (agent_node_join(a->node, a->token, err, sizeof(err)) != WEFT_OK) {
+            (*failures)++;
+            weft_log(WEFT_LOG_ERROR, "cannot join the CA", 1, "error", err);
+            sleep_ms(agent_backoff_ms(*failures, agent_random_unit()), &a->stop);
+            return false;
+        }
+        weft_log(WEFT_LOG_INFO, "joined the CA", 1, "node", agent_node_name(a->node));
+        *renew_at = 0;
+        *failures = 0;
+    }
+    int64_t nb, na;
+    agent_node_validity(a->node, &nb, &na);
+    atomic_store(&a->node_not_after, na);
+    atomic_store(&a->joined, true);
+    if (*renew_at == 0) {
+        *renew_at = agent_renew_at(nb, na, agent_random_unit(), now);
+    }
+    if (now >= *renew_at) {
+        if (agent_node_renew(a->node, err, sizeof(err)) == WEFT_OK) {
+            agent_node_validity(a->node, &nb, &na);
+            atomic_store(&a->node_not_after, na);
+            *renew_at = agent_renew_at(nb, na, agent_random_unit(), now);
+            *failures = 0;
+            char until[24];
+            snprintf(until, sizeof(until), "%lld", (long long)na);
+            weft_log(WEFT_LOG_INFO, "node svid renewed", 1, "not_after", until);
+        } else {
+            (*failures)++;
+            weft_counter_add(a->m.renew_failures, 1);
+            /* loud on the first failure, then with the backoff */
+            weft_log(*failures == 1 ? WEFT_LOG_ERROR : WEFT_LOG_WARN, "cannot renew the node svid",
+                     1, "error", err);
+            *renew_at = now + agent_backoff_ms(*failures, agent_random_unit()) / 1000 + 1;
+        }
+    }
+    return agent_node_has_identity(a->node, now_s());
+}
+
+/* apply takes one snapshot: the bundle (for the node's own dials too) and the entries. */
+static void apply(struct agent *a, const Weft__Ca__V1__NodeSnapshot *snap)
+{
+    char err[256];
+    bool changed = false;
+    if (snap->bundle.len > 0) {
+        changed |= agent_svids_set_bundle(a->svids, snap->bundle.data, snap->bundle.len);
+        if (agent_node_set_bundle(a->node, snap->bundle.data, snap->bundle.len, err, sizeof(err)) !=
+            WEFT_OK) {
+            weft_log(WEFT_LOG_ERROR, "cannot take the bundle", 1, "error", err);
+        }
+    }
+    changed |= agent_svids_set_entries(a->svids, snap->entries, snap->n_entries, now_s());
+    changed |= agent_svids_set_deny(a->svids, snap->deny_list, snap->n_deny_list,
+                                    agent_node_name(a->node));
+    if (changed) {
+        atomic_store(&a->changed, true);
+    }
+}
+
+static void *ca_loop(void *arg)
+{
+    struct agent *a = arg;
+    int64_t renew_at = 0;
+    uint32_t id_failures = 0, watch_failures = 0;
+    struct rpc_client_stream *watch = NULL;
+    grpc_channel *watch_ch = NULL;
+    while (!atomic_load(&a->stop)) {
+        if (!ensure_identity(a, &renew_at, &id_failures)) {
+            continue;
+        }
+        char err[512];
+        grpc_channel *ch = NULL;
+        if (agent_node_channel(a->node, &ch, err, sizeof(err)) != WEFT_OK) {
+            watch_failures++;
+            weft_log(watch_failures == 1 ? WEFT_LOG_ERROR : WEFT_LOG_WARN, "cannot reach the CA", 1,
+                     "error", err);
+            atomic_store(&a->ca_connected, false);
+            sleep_ms(agent_backoff_ms(watch_failures, agent_random_unit()), &a->stop);
+            continue;
+        }
+        if (watch != NULL && ch != watch_ch) { /* renewed: watch with the new identity */
+            rpc_client_stream_close(watch);
+            watch = NULL;
+        }
+        if (watch == NULL) {
+            watch = rpc_client_stream_open(ch, "/weft.ca.v1.CA/WatchNode", WATCH_DEADLINE_MS);
+            watch_ch = ch;
+            Weft__Ca__V1__WatchNodeRequest hello = WEFT__CA__V1__WATCH_NODE_REQUEST__INIT;
+            if (watch == NULL || rpc_client_stream_send(watch, &hello.base, 5000) != WEFT_OK) {
+                /* the status, read below, says why */
+            }
+        }
+        Weft__Ca__V1__NodeSnapshot *snap = NULL;
+        int rc = watch != NULL
+                     ? rpc_client_stream_recv(watch, &weft__ca__v1__node_snapshot__descriptor,
+                                              MAX_SNAPSHOT, 500, (ProtobufCMessage **)&snap)
+                     : WEFT_EIO;
+        if (rc == WEFT_OK) {
+            apply(a, snap);
+            Weft__Ca__V1__WatchNodeRequest ack = WEFT__CA__V1__WATCH_NODE_REQUEST__INIT;
+            ack.bundle_sequence_seen = snap->bundle_sequence;
+            ack.snapshot_sequence_seen = snap->sequence;
+            if (rpc_client_stream_send(watch, &ack.base, 5000) != WEFT_OK) {
+                /* the next receive reports the stream's end */
+            }
+            protobuf_c_message_free_unpacked(&snap->base, NULL);
+            if (!atomic_exchange(&a->ca_connected, true)) {
+                weft_log(WEFT_LOG_INFO, "watching the CA", 0);
+            }
+            watch_failures = 0;
+        } else if (rc != WEFT_EAGAIN) {
+            struct rpc_status st = {0};
+            if (watch != NULL) {
+                rpc_client_stream_status(watch, 1000, &st);
+                rpc_client_stream_close(watch);
+            }
+            watch = NULL;
+            if (st.code == GRPC_STATUS_UNAVAILABLE || st.code == GRPC_STATUS_UNAUTHENTICATED) {
+                agent_node_drop_channel(a->node);
+            }
+            watch_failures++;
+            atomic_store(&a->ca_connected, false);
+            weft_log(watch_failures == 1 ? WEFT_LOG_ERROR : WEFT_LOG_WARN,
+                     "the CA stream ended; reconnecting", 1, "status", st.details);
+            sleep_ms(agent_backoff_ms(watch_failures, agent_random_unit()), &a->stop);
+        }
+        if (agent_svids_next_due(a->svids) <= now_s() &&
+            agent_svids_mint_due(a->svids, a->node, now_s(), err, sizeof(err))) {
+            atomic_store(&a->changed, true);
+        }
+    }
+    if (watch != NULL) {
+        rpc_client_stream_close(watch);
+    }
+    return NULL;
+}
+
+/* --- the Workload API's answers ----------------------------------------------------------------
+ */
+
+static bool api_ready(void *arg)
+{
+    struct agent *a = arg;
+    return atomic_load(&a->joined) && agent_svids_ready(a->svids);
+}
+
+static int api_attest(void *arg, const struct weft_peer *caller, struct agent_selectors *out,
+                      char *why, size_t why_len)
+{
+    struct agent *a = arg;
+    struct agent_peer p = {caller->local.pid, caller->local.uid, caller->local.gid,
+                           caller->local.start_time};
+    int rc = agent_attest_unix(&p, "/proc", out, why, why_len);
+    if (rc == WEFT_OK && a->k8s != NULL) {
+        char kerr[256];
+        pthread_mutex_lock(&a->k8s_mu);
+        int krc = agent_attest_k8s(a->k8s, &p, out, kerr, sizeof(kerr));
+        pthread_mutex_unlock(&a->k8s_mu);
+        if (krc == WEFT_ESTALE) {
+            snprintf(why, why_len, "%s", kerr);
+            rc = krc;
+        } else if (krc != WEFT_OK && krc != WEFT_ENOTFOUND) {
+            /* no k8s selectors: entries that need them do not match (fail closed) */
+            weft_log(WEFT_LOG_WARN, "k8s attestation failed; unix selectors only", 1, "error",
+                     kerr);
+        }
+    }
+    weft_counter_add(rc == WEFT_OK ? a->m.attested : a->m.attest_refused, 1);
+    return rc;
+}
+
+static size_t api_x509(void *arg, const struct agent_selectors *sel, X509SVIDResponse *resp)
+{
+    struct agent *a = arg;
+    return agent_svids_x509(a->svids, sel, now_s(), resp);
+}
+
+static size_t api_bundles(void *arg, const struct agent_selectors *sel, X509BundlesResponse *resp)
+{
+    struct agent *a = arg;
+    return agent_svids_bundles(a->svids, sel, now_s(), resp);
+}
+
+static bool http_ready(void *arg, char *why, size_t why_len)
+{
+    struct agent *a = arg;
+    if (!atomic_load(&a->joined)) {
+        snprintf(why, why_len, "no node identity yet");
+        return false;
+    }
+    if (!agent_svids_ready(a->svids)) {
+        snprintf(why, why_len, "no trust bundle from the CA yet");
+        return false;
+    }
+    return true;
+}
+
+/* --- metrics -------------------------------------------------------------------------------- */
+
+static void metrics_init(struct metrics *m)
+{
+    m->reg = weft_metrics_new();
+    m->held = weft_metrics_gauge(m->reg, "weft_agent_svids_held", "Workload SVIDs held", NULL, 0);
+    m->entries =
+        weft_metrics_gauge(m->reg, "weft_agent_entries", "Entries assigned to the node", NULL, 0);
+    m->earliest = weft_metrics_gauge(m->reg, "weft_agent_svid_earliest_not_after_seconds",
+                                     "Earliest notAfter among the SVIDs held", NULL, 0);
+    m->runway = weft_metrics_gauge(m->reg, "weft_agent_runway_seconds",
+                                   "Seconds until the first SVID served expires if the CA stays "
+                                   "unreachable",
+                                   NULL, 0);
+    m->node_not_after = weft_metrics_gauge(m->reg, "weft_agent_node_svid_not_after_seconds",
+                                           "notAfter of the node SVID", NULL, 0);
+    m->ca_connected = weft_metrics_gauge(m->reg, "weft_agent_ca_connected",
+                                         "1 while the WatchNode stream to the CA is up", NULL, 0);
+    m->streams = weft_metrics_gauge(m->reg, "weft_agent_workload_streams",
+                                    "Workload API streams open", NULL, 0);
+    m->minted = weft_metrics_counter(m->reg, "weft_agent_svids_minted_total",
+                                     "Workload SVIDs minted (renewals included)", NULL, 0);
+    m->mint_failures = weft_metrics_counter(m->reg, "weft_agent_svid_mint_failures_total",
+                                            "Workload SVID mints that failed", NULL, 0);
+    m->expired = weft_metrics_counter(m->reg, "weft_agent_svids_expired_unrenewed_total",
+                                      "SVIDs that reached notAfter before renewal", NULL, 0);
+    m->renew_failures = weft_metrics_counter(m->reg, "weft_agent_node_renewal_failures_total",
+                                             "Node SVID renewals that failed", NULL, 0);
+    m->attested = weft_metrics_counter(m->reg, "weft_agent_workloads_attested_total",
+                                       "Workload API callers attested", NULL, 0);
+    m->attest_refused =
+        weft_metrics_counter(m->reg, "weft_agent_attestation_failures_total",
+                             "Workload API callers that could not be attested", NULL, 0);
+}
+
+static void metrics_update(struct agent *a)
+{
+    struct agent_svids_stats st;
+    int64_t now = now_s();
+    agent_svids_stats(a->svids, now, &st);
+    weft_gauge_set(a->m.held, (double)st.held);
+    weft_gauge_set(a->m.entries, (double)st.entries);
+    weft_gauge_set(a->m.earliest, (double)st.earliest_not_after);
+    weft_gauge_set(a->m.runway, st.earliest_not_after ? (double)(st.earliest_not_after - now) : 0);
+    weft_gauge_set(a->m.node_not_after, (double)atomic_load(&a->node_not_after));
+    weft_gauge_set(a->m.ca_connected, atomic_load(&a->ca_connected) ? 1 : 0);
+    weft_gauge_set(a->m.streams, (double)agent_wlapi_streams(a->api));
+    weft_counter_add(a->m.minted, st.minted - a->m.last_minted);
+    weft_counter_add(a->m.mint_failures, st.mint_failures - a->m.last_failures);
+    weft_counter_add(a->m.expired, st.expired_unrenewed - a->m.last_expired);
+    a->m.last_minted = st.minted;
+    a->m.last_failures = st.mint_failures;
+    a->m.last_expired = st.expired_unrenewed;
+}
+
+/* --- the run -----------------------------------------------------------------------------------
+ */
+
+static int fail(const char *what, const char *err)
+{
+    fprintf(stderr, "weft-agent: %s: %s\n", what, err);
+    return 1;
+}
+
+static int read_token(struct agent *a, char *err, size_t err_len)
+{
+    if (a->o->join_token != NULL) {
+        snprintf(a->token, sizeof(a->token), "%s", a->o->join_token);
+    } else if (a->o->join_token_file != NULL) {
+        uint8_t *t;
+        size_t len;
+        if (weft_file_read(&t, &len, a->o->join_token_file, TOKEN_MAX) != WEFT_OK) {
+            snprintf(err, err_len, "%.200s: %s", a->o->join_token_file, strerror(errno));
+            return WEFT_EIO;
+        }
+        while (len > 0 && (t[len - 1] == '\n' || t[len - 1] == '\r' || t[len - 1] == ' ')) {
+            len--;
+        }
+        snprintf(a->token, sizeof(a->token), "%.*s", (int)len, (char *)t);
+        free(t);
+    }
+    return WEFT_OK;
+}
+
+int agent_daemon_run(const struct agent_daemon_opts *o)
+{
+    static struct agent aa;
+    struct agent *a = &aa;
+    memset(a, 0, sizeof(*a));
+    a->o = o;
+    pthread_mutex_init(&a->k8s_mu, NULL);
+    metrics_init(&a->m);
+    char err[512];
+    int rc = 1;
+    grpc_init();
+    if (read_token(a, err, sizeof(err)) != WEFT_OK) {
+        rc = fail("--join-token-file", err);
+        goto out;
+    }
+    struct agent_node_config ncfg = {
+        .state_dir = o->state_dir != NULL ? o->state_dir : AGENT_DEFAULT_STATE_DIR,
+        .ca_addr = o->ca_addr,
+        .trust_domain = o->trust_domain,
+        .bootstrap_bundle = o->bootstrap_bundle,
+    };
+    if (agent_node_open(&a->node, &ncfg, err, sizeof(err)) != WEFT_OK) {
+        rc = fail("node identity", err);
+        goto out;
+    }
+    a->svids = agent_svids_new(o->trust_domain);
+    if (o->kubelet_url != NULL) {
+        struct agent_k8s_config kcfg = {
+            .url = o->kubelet_url,
+            .token_file = o->kubelet_token_file,
+            .ca_file = o->kubelet_ca,
+            .insecure_skip_verify = o->kubelet_insecure,
+        };
+        if (agent_k8s_new(&a->k8s, &kcfg, err, sizeof(err)) != WEFT_OK) {
+            rc = fail("--kubelet-url", err);
+            goto out;
+        }
+        if (o->kubelet_insecure) {
+            weft_log(WEFT_LOG_WARN, "the kubelet's certificate is not verified", 1, "url",
+                     o->kubelet_url);
+        }
+    }
+    a->rpc = rpc_server_new();
+    struct agent_wlapi_ops ops = {api_ready, api_attest, api_x509, api_bundles, a};
+    const char *sock = o->socket != NULL ? o->socket : AGENT_WLAPI_DEFAULT_SOCKET;
+    if (agent_wlapi_start(&a->api, a->rpc, sock, &ops, err, sizeof(err)) != WEFT_OK) {
+        rc = fail("--socket", err);
+        goto out;
+    }
+    if (rpc_server_start(a->rpc) != WEFT_OK ||
+        agent_wlapi_serve(a->api, err, sizeof(err)) != WEFT_OK) {
+        rc = fail("Workload API", "cannot start serving");
+        goto out;
+    }
+    const char *http = o->http != NULL ? o->http : AGENT_DEFAULT_HTTP;
+    if (http[0] != '\0') {
+        struct httpadmin_config hc = {
+            .listen = http, .metrics = a->m.reg, .ready = http_ready, .ready_arg = a};
+        if (httpadmin_start(&a->http, &hc, err, sizeof(err)) != WEFT_OK) {
+            rc = fail("--http", err);
+            goto out;
+        }
+    }
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if (pthread_create(&a->ca_thread, NULL, ca_loop, a) != 0) {
+        rc = fail("CA thread", "cannot start it");
+        goto out;
+    }
+    a->ca_started = true;
+    weft_log(WEFT_LOG_INFO, "weft-agent serving", 4, "trust_domain", o->trust_domain, "ca",
+             o->ca_addr, "socket", sock, "http", http);
+    while (atomic_load(&stop_signal) == 0) {
+        if (atomic_exchange(&a->changed, false)) {
+            agent_wlapi_changed(a->api);
+        }
+        metrics_update(a);
+        rpc_server_poll(a->rpc, 200);
+    }
+    weft_log(WEFT_LOG_INFO, "weft-agent stopping", 0);
+    rc = 0;
+out:
+    atomic_store(&a->stop, true);
+    if (a->ca_started) {
+        pthread_join(a->ca_thread, NULL);
+    }
+    agent_wlapi_stop(a->api);
+    rpc_server_free(a->rpc);
+    agent_wlapi_free(a->api);
+    httpadmin_stop(a->http);
+    agent_k8s_free(a->k8s);
+    agent_svids_free(a->svids);
+    agent_node_free(a->node);
+    weft_metrics_free(a->m.reg);
+    memset(a->token, 0, sizeof(a->token));
+    grpc_shutdown();
+    return rc;
+}

@@ -1,0 +1,123 @@
+/* agent/main.c: weft-agent's command line (see `weft-agent --help`). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/daemon.h"
+#include "agent/k8s.h"
+#include "agent/wlapi.h"
+
+static const char usage[] =
+    "usage: weft-agent --ca ADDR --trust-domain TD [options]\n"
+    "\n"
+    "The weft node agent: joins the CA with a one-time token, keeps its node identity, mints\n"
+    "and renews the workload SVIDs of the entries assigned to this node (keys in memory only),\n"
+    "and serves them to local workloads over the SPIFFE Workload API.\n"
+    "\n"
+    "  --ca ADDR                 weft-ca's CA service: IPV4:PORT or [IPV6]:PORT\n"
+    "  --trust-domain TD         the trust domain (example.org)\n"
+    "  --bootstrap-bundle FILE   the CA's bundle.pem, to trust the CA on the first join\n"
+    "  --join-token TOKEN        from `weftctl token create --node NAME`; needed only until\n"
+    "  --join-token-file FILE    the node identity is stored (or the same, from a file)\n"
+    "  --state-dir DIR           node key, SVID and bundle (default " AGENT_DEFAULT_STATE_DIR ")\n"
+    "  --socket PATH             the Workload API (default " AGENT_WLAPI_DEFAULT_SOCKET
+    "); workloads\n"
+    "                            use SPIFFE_ENDPOINT_SOCKET=unix://PATH\n"
+    "  --http ADDR               /metrics and /ready: IPV4:PORT, [IPV6]:PORT or unix:PATH\n"
+    "                            (default " AGENT_DEFAULT_HTTP "; '' disables)\n"
+    "  --kubelet-url URL         enable the k8s attestor: the kubelet's pod list\n"
+    "                            (" AGENT_KUBELET_DEFAULT_URL ")\n"
+    "  --kubelet-token-file F    bearer token for it (" AGENT_KUBELET_DEFAULT_TOKEN ")\n"
+    "  --kubelet-ca FILE         the kubelet's CA (" AGENT_KUBELET_DEFAULT_CA ")\n"
+    "  --kubelet-insecure        do not verify the kubelet's certificate (kind, minikube)\n"
+    "\n"
+    "Workloads are attested by the kernel's view of the caller (unix:uid, unix:gid, unix:user,\n"
+    "unix:group, unix:path) and, with --kubelet-url, by their pod (k8s:ns, k8s:sa,\n"
+    "k8s:pod-name, k8s:pod-uid, k8s:pod-label:K:V, k8s:container-name, ...).\n"
+    "Not built yet: JWT-SVIDs, the proxy configuration stream and alert sinks.\n"
+    "Logs go to stderr as logfmt. Stops on SIGTERM or SIGINT. Exit: 0 stopped, 1 could not\n"
+    "start, 2 usage.\n";
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"ca", required_argument, NULL, 'c'},
+        {"trust-domain", required_argument, NULL, 't'},
+        {"bootstrap-bundle", required_argument, NULL, 'b'},
+        {"join-token", required_argument, NULL, 'j'},
+        {"join-token-file", required_argument, NULL, 'J'},
+        {"state-dir", required_argument, NULL, 's'},
+        {"socket", required_argument, NULL, 'S'},
+        {"http", required_argument, NULL, 'H'},
+        {"kubelet-url", required_argument, NULL, 'k'},
+        {"kubelet-token-file", required_argument, NULL, 'K'},
+        {"kubelet-ca", required_argument, NULL, 'C'},
+        {"kubelet-insecure", no_argument, NULL, 'I'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct agent_daemon_opts o = {0};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            o.ca_addr = optarg;
+            break;
+        case 't':
+            o.trust_domain = optarg;
+            break;
+        case 'b':
+            o.bootstrap_bundle = optarg;
+            break;
+        case 'j':
+            o.join_token = optarg;
+            break;
+        case 'J':
+            o.join_token_file = optarg;
+            break;
+        case 's':
+            o.state_dir = optarg;
+            break;
+        case 'S':
+            o.socket = optarg;
+            break;
+        case 'H':
+            o.http = optarg;
+            break;
+        case 'k':
+            o.kubelet_url = optarg;
+            break;
+        case 'K':
+            o.kubelet_token_file = optarg;
+            break;
+        case 'C':
+            o.kubelet_ca = optarg;
+            break;
+        case 'I':
+            o.kubelet_insecure = true;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        default:
+            fputs(usage, stderr);
+            return 2;
+        }
+    }
+    if (optind != argc || o.ca_addr == NULL || o.trust_domain == NULL) {
+        fprintf(stderr, "weft-agent: --ca and --trust-domain are required\n\n%s", usage);
+        return 2;
+    }
+    if (o.join_token != NULL && o.join_token_file != NULL) {
+        fprintf(stderr, "weft-agent: --join-token or --join-token-file, not both\n");
+        return 2;
+    }
+    if (o.kubelet_url != NULL && o.kubelet_token_file == NULL) {
+        o.kubelet_token_file = AGENT_KUBELET_DEFAULT_TOKEN;
+    }
+    if (o.kubelet_url != NULL && o.kubelet_ca == NULL && !o.kubelet_insecure) {
+        o.kubelet_ca = AGENT_KUBELET_DEFAULT_CA;
+    }
+    return agent_daemon_run(&o);
+}

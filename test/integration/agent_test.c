@@ -1,0 +1,288 @@
+/* test/integration/agent_test.c: real weft-ca and weft-agent processes, and workloads (the
+ * wlapi_fetch client) running under different uids, as issue 5 asks: a workload gets its SVID,
+ * one with no entry is refused, a call without the header is refused, the agent comes back
+ * after a restart without a token, a revocation ends the workload's stream within seconds, and
+ * SVIDs rotate on the stream. Every process is stopped by its PID, even when an assertion
+ * fails. */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <grpc/grpc.h>
+
+#include "lib/rpc/rpc.h"
+#include "proto/ca.pb-c.h"
+#include "test/testlib/ca_proc.h"
+
+#define AGENT_BIN "agent/weft-agent"
+#define FETCH_BIN "test/integration/wlapi_fetch"
+#define TD CA_PROC_TD
+#define OTHER_UID 4242 /* a uid with an entry of its own */
+#define NOBODY_UID 4343
+
+static struct ca_proc ca;
+static pid_t agent_pid;
+static char sock[128], state[128], token[128];
+static char fetch_bin[160]; /* a copy others may run: the runfiles are under root's home */
+static const char *ca_flags[4];
+
+static void *admin(const char *method, const ProtobufCMessage *req,
+                   const ProtobufCMessageDescriptor *desc)
+{
+    char path[96];
+    snprintf(path, sizeof(path), "/weft.ca.v1.Admin/%s", method);
+    ProtobufCMessage *resp = NULL;
+    struct rpc_status st;
+    cr_assert_eq(rpc_call_unary(ca.admin, path, req, desc, 1 << 20, 5000, &resp, &st), WEFT_OK,
+                 "%s: %s", method, st.details);
+    return resp;
+}
+
+static void entry_for(const char *id, unsigned uid)
+{
+    Weft__Ca__V1__Entry e = WEFT__CA__V1__ENTRY__INIT;
+    char sel[32];
+    snprintf(sel, sizeof(sel), "unix:uid:%u", uid);
+    char *selp = sel;
+    e.spiffe_id = (char *)id;
+    e.node = "node-a";
+    e.selectors = &selp;
+    e.n_selectors = 1;
+    Weft__Ca__V1__CreateEntryRequest req = WEFT__CA__V1__CREATE_ENTRY_REQUEST__INIT;
+    req.entry = &e;
+    protobuf_c_message_free_unpacked(
+        admin("CreateEntry", &req.base, &weft__ca__v1__create_entry_response__descriptor), NULL);
+}
+
+static void agent_start(bool with_token)
+{
+    char log[160], bundle[160];
+    snprintf(log, sizeof(log), "%s/agent.log", ca.dir);
+    snprintf(bundle, sizeof(bundle), "%s/bundle.pem", ca.dir);
+    agent_pid = fork();
+    cr_assert_geq(agent_pid, 0);
+    if (agent_pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        dup2(fd, 2);
+        char *argv[] = {"weft-agent", "--ca",
+                        ca.listen,    "--trust-domain",
+                        TD,           "--bootstrap-bundle",
+                        bundle,       "--state-dir",
+                        state,        "--socket",
+                        sock,         "--http",
+                        "",           with_token ? "--join-token" : NULL,
+                        token,        NULL};
+        execv(AGENT_BIN, argv);
+        _exit(127);
+    }
+}
+
+static void agent_stop(void)
+{
+    if (agent_pid > 0) {
+        kill(agent_pid, SIGTERM);
+        int status;
+        waitpid(agent_pid, &status, 0);
+        agent_pid = 0;
+    }
+}
+
+/* fetch runs wlapi_fetch under |uid| (when we are root) with |args|; returns its first line. */
+static const char *fetch(unsigned uid, const char *args)
+{
+    static char line[512];
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "%s %s %s", fetch_bin, sock, args);
+    int pipefd[2];
+    cr_assert_eq(pipe(pipefd), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(pipefd[1], 1);
+        close(pipefd[0]);
+        if (geteuid() == 0 && uid != 0 && (setgid(uid) != 0 || setuid(uid) != 0)) {
+            _exit(126);
+        }
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(pipefd[1]);
+    FILE *f = fdopen(pipefd[0], "r");
+    line[0] = '\0';
+    if (fgets(line, sizeof(line), f) == NULL) {
+        line[0] = '\0';
+    }
+    fclose(f);
+    kill(pid, SIGKILL); /* a --messages N client may still wait */
+    waitpid(pid, NULL, 0);
+    return line;
+}
+
+/* wait_served polls until a workload of ours gets an SVID (the agent joined and minted). */
+static void wait_served(void)
+{
+    for (int i = 0; i < 100; i++) {
+        if (strncmp(fetch(0, ""), "status=0 ", 9) == 0) {
+            return;
+        }
+        usleep(200 * 1000);
+    }
+    cr_assert_fail("the agent never served an SVID; see %s/agent.log", ca.dir);
+}
+
+static void setup_with(const char *intermediate_ttl)
+{
+    grpc_init();
+    cr_assert_eq(ca_proc_init(&ca), WEFT_OK);
+    if (intermediate_ttl != NULL) {
+        ca_flags[0] = "--intermediate-ttl";
+        ca_flags[1] = intermediate_ttl;
+        ca.extra[0] = ca_flags[0];
+        ca.extra[1] = ca_flags[1];
+    }
+    cr_assert_eq(ca_proc_start(&ca, "1h"), WEFT_OK, "see %s/ca.log", ca.dir);
+    /* the workloads under other uids must reach the socket: a directory all may enter */
+    chmod(ca.dir, 0755);
+    snprintf(sock, sizeof(sock), "%s/run/agent.sock", ca.dir);
+    snprintf(fetch_bin, sizeof(fetch_bin), "%s/wlapi_fetch", ca.dir);
+    char cp[400];
+    snprintf(cp, sizeof(cp), "cp %s %s && chmod 755 %s", FETCH_BIN, fetch_bin, fetch_bin);
+    cr_assert_eq(system(cp), 0);
+    snprintf(state, sizeof(state), "%s/agent-state", ca.dir);
+    Weft__Ca__V1__CreateTokenRequest treq = WEFT__CA__V1__CREATE_TOKEN_REQUEST__INIT;
+    treq.node = "node-a";
+    Weft__Ca__V1__CreateTokenResponse *tr =
+        admin("CreateToken", &treq.base, &weft__ca__v1__create_token_response__descriptor);
+    snprintf(token, sizeof(token), "%s", tr->token);
+    protobuf_c_message_free_unpacked(&tr->base, NULL);
+    entry_for("spiffe://" TD "/ns/test/sa/me", geteuid());
+    entry_for("spiffe://" TD "/ns/test/sa/other", OTHER_UID);
+    agent_start(true);
+    wait_served();
+}
+
+static void setup(void) { setup_with(NULL); }
+
+static void teardown(void)
+{
+    agent_stop();
+    ca_proc_cleanup(&ca);
+    grpc_shutdown();
+}
+
+TestSuite(agent, .init = setup, .fini = teardown, .timeout = 90);
+
+Test(agent, a_workload_gets_its_svid_and_the_others_get_theirs_or_nothing)
+{
+    const char *l = fetch(0, "");
+    cr_assert_str_eq(l, "status=0 svids=1 id=spiffe://" TD "/ns/test/sa/me verified=1\n");
+    cr_assert_str_eq(fetch(0, "--no-header"),
+                     "status=3 detail=security header missing from request\n");
+    if (geteuid() == 0) {
+        cr_assert_str_eq(fetch(OTHER_UID, ""),
+                         "status=0 svids=1 id=spiffe://" TD "/ns/test/sa/other verified=1\n");
+        cr_assert_str_eq(fetch(NOBODY_UID, ""), "status=7 detail=no identity issued\n",
+                         "a uid with no entry");
+    }
+}
+
+Test(agent, a_restarted_agent_needs_no_token)
+{
+    agent_stop();
+    agent_start(false); /* the token was used once: without the stored identity this fails */
+    wait_served();
+    cr_assert_str_eq(fetch(0, ""),
+                     "status=0 svids=1 id=spiffe://" TD "/ns/test/sa/me verified=1\n");
+}
+
+Test(agent, a_revocation_ends_the_workloads_stream_within_seconds)
+{
+    /* a workload holding its stream open: it prints each snapshot, then how the stream ended */
+    char out[160], cmd[512];
+    snprintf(out, sizeof(out), "%s/stream.out", ca.dir);
+    snprintf(cmd, sizeof(cmd), "%s %s --messages 2 > %s", fetch_bin, sock, out);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    usleep(500 * 1000);
+    Weft__Ca__V1__RevokeRequest req = WEFT__CA__V1__REVOKE_REQUEST__INIT;
+    req.kind = WEFT__CA__V1__DENY_ITEM__KIND__SPIFFE_ID;
+    req.value = "spiffe://" TD "/ns/test/sa/me";
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    protobuf_c_message_free_unpacked(
+        admin("Revoke", &req.base, &weft__ca__v1__revoke_response__descriptor), NULL);
+    int status;
+    pid_t done = 0;
+    for (int i = 0; i < 100 && done == 0; i++) { /* at most 10 s */
+        done = waitpid(pid, &status, WNOHANG);
+        usleep(100 * 1000);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (done == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    cr_assert_eq(done, pid, "the stream did not end within 10 s of the revocation");
+    FILE *f = fopen(out, "r");
+    char first[256] = "", second[256] = "";
+    cr_assert_not_null(fgets(first, sizeof(first), f));
+    cr_assert_not_null(fgets(second, sizeof(second), f));
+    fclose(f);
+    cr_assert_str_eq(first, "status=0 svids=1 id=spiffe://" TD "/ns/test/sa/me verified=1\n");
+    cr_assert_str_eq(second, "status=7 detail=no identity issued\n");
+    cr_assert_lt(t1.tv_sec - t0.tv_sec, 6, "within seconds");
+    /* a new call is refused too */
+    cr_assert_str_eq(fetch(0, ""), "status=7 detail=no identity issued\n");
+}
+
+/* --- rotation on the stream --------------------------------------------------------------------
+ */
+
+/* A CA whose intermediates live 40 s: SVIDs are capped at their intermediate's notAfter, so
+ * the agent renews them every 20 s or so, and the workload's stream gets each new one. */
+static void setup_short(void) { setup_with("40s"); }
+
+TestSuite(agent_rotation, .init = setup_short, .fini = teardown, .timeout = 120);
+
+Test(agent_rotation, the_stream_delivers_each_rotated_svid_and_it_verifies)
+{
+    char out[160], cmd[512];
+    snprintf(out, sizeof(out), "%s/stream.out", ca.dir);
+    snprintf(cmd, sizeof(cmd), "%s %s --messages 3 > %s", fetch_bin, sock, out);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    pid_t done = 0;
+    for (int i = 0; i < 900 && done == 0; i++) { /* at most 90 s */
+        done = waitpid(pid, &status, WNOHANG);
+        usleep(100 * 1000);
+    }
+    if (done == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    FILE *f = fopen(out, "r");
+    cr_assert_not_null(f);
+    char line[256];
+    int n = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        cr_assert_str_eq(line, "status=0 svids=1 id=spiffe://" TD "/ns/test/sa/me verified=1\n",
+                         "snapshot %d", n + 1);
+        n++;
+    }
+    fclose(f);
+    cr_assert_eq(n, 3, "the first SVID and two rotations, each verified; see %s/agent.log", ca.dir);
+    cr_assert(done == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
