@@ -63,19 +63,84 @@ static bool container_in(const char *path, size_t n, char out[AGENT_CONTAINER_ID
     return true;
 }
 
-/* line_ids: the pod and container one cgroup path names, if any. */
+/* pod_component: |c| (|n| bytes) is a pod's cgroup, "pod<UID>" (cgroupfs) or
+ * "kubepods[-<qos>]-pod<U_I_D>.slice" (systemd); copies the UID. */
+static bool pod_component(const char *c, size_t n, char uid[AGENT_POD_UID_LEN + 1])
+{
+    if (n == 3 + AGENT_POD_UID_LEN && memcmp(c, "pod", 3) == 0) {
+        return uid_at(c + 3, n - 3, uid);
+    }
+    static const char *const prefixes[] = {"kubepods-pod", "kubepods-burstable-pod",
+                                           "kubepods-besteffort-pod"};
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+        size_t pl = strlen(prefixes[i]);
+        if (n == pl + AGENT_POD_UID_LEN + 6 && memcmp(c, prefixes[i], pl) == 0 &&
+            memcmp(c + n - 6, ".slice", 6) == 0) {
+            return uid_at(c + pl, AGENT_POD_UID_LEN, uid);
+        }
+    }
+    return false;
+}
+
+/* line_ids: the pod and container one cgroup path names, if any. The path must be rooted at
+ * the kubelet's hierarchy (after any "/.." a cgroup namespace puts in front): "kubepods",
+ * "kubepods.slice", or containerd's "kubepods-...-pod<UID>.slice:cri-containerd:<ID>". The
+ * container must be the last component and the pod the one right above it: a process that may
+ * make cgroups of its own (a delegated subtree) cannot name itself after someone else's pod. */
 static bool line_ids(const char *path, size_t n, char uid[AGENT_POD_UID_LEN + 1],
                      char cid[AGENT_CONTAINER_ID_LEN + 1])
 {
-    bool have_uid = false;
-    for (size_t i = 0; i + 3 < n && !have_uid; i++) {
-        /* "pod" at the start of a component or after a '-' (kubepods-burstable-pod...) */
-        if (memcmp(path + i, "pod", 3) == 0 &&
-            (i == 0 || path[i - 1] == '/' || path[i - 1] == '-')) {
-            have_uid = uid_at(path + i + 3, n - i - 3, uid);
+    const char *end = path + n, *p = path;
+    bool relative = false; /* the reader is in a cgroup namespace below the common ancestor */
+    /* skip "/" and the "/.." components of a cgroup namespace */
+    for (;;) {
+        while (p < end && *p == '/') {
+            p++;
         }
+        if (end - p >= 2 && p[0] == '.' && p[1] == '.' && (end - p == 2 || p[2] == '/')) {
+            p += 2;
+            relative = true;
+            continue;
+        }
+        break;
     }
-    return have_uid && container_in(path, n, cid);
+    const char *first_end = memchr(p, '/', (size_t)(end - p));
+    size_t first_len = (size_t)((first_end != NULL ? first_end : end) - p);
+    /* the last component, and the one above it */
+    const char *last = end;
+    while (last > p && last[-1] != '/') {
+        last--;
+    }
+    if (first_end == NULL) {
+        /* one component: only containerd's "<pod slice>:cri-containerd:<ID>" form */
+        const char *colon = memchr(p, ':', first_len);
+        return colon != NULL && strncmp(p, "kubepods-", 9) == 0 &&
+               pod_component(p, (size_t)(colon - p), uid) &&
+               memcmp(colon, ":cri-containerd:", 16) == 0 &&
+               container_in(colon + 16, (size_t)(end - colon - 16), cid);
+    }
+    /* the root: the kubelet's; seen from a namespace below it, a level inside it */
+    static const char *const roots[] = {"kubepods", "kubepods.slice"};
+    static const char *const inner[] = {"kubepods-burstable.slice", "kubepods-besteffort.slice",
+                                        "burstable", "besteffort"};
+    bool anchored = false;
+    for (size_t i = 0; i < sizeof(roots) / sizeof(roots[0]) && !anchored; i++) {
+        anchored = first_len == strlen(roots[i]) && memcmp(p, roots[i], first_len) == 0;
+    }
+    for (size_t i = 0; relative && i < sizeof(inner) / sizeof(inner[0]) && !anchored; i++) {
+        anchored = first_len == strlen(inner[i]) && memcmp(p, inner[i], first_len) == 0;
+    }
+    char scratch[AGENT_POD_UID_LEN + 1];
+    anchored = anchored || (relative && pod_component(p, first_len, scratch));
+    if (!anchored) {
+        return false;
+    }
+    const char *above_end = last - 1, *above = above_end;
+    while (above > p && above[-1] != '/') {
+        above--;
+    }
+    return pod_component(above, (size_t)(above_end - above), uid) &&
+           container_in(last, (size_t)(end - last), cid);
 }
 
 int agent_cgroup_parse(const char *text, size_t len, char pod_uid[AGENT_POD_UID_LEN + 1],

@@ -9,11 +9,14 @@
  *              /kubepods/besteffort/pod<UID>/crio-<ID>           (CRI-O)
  *   systemd    /kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<U_I_D>.slice/
  *                  cri-containerd-<ID>.scope | crio-<ID>.scope | docker-<ID>.scope
- *              ...pod<U_I_D>.slice:cri-containerd:<ID>            (containerd's own systemd form)
+ *              /kubepods-besteffort-pod<U_I_D>.slice:cri-containerd:<ID>  (containerd's form)
  *
- * with <ID> 64 lowercase hex digits. The "/kubepods" prefix may be missing (cgroup namespaces,
- * Kubernetes 1.21 and later). Lines of other processes' shapes are ignored; a process whose
- * lines name two different pods or containers is refused, never guessed. */
+ * with <ID> 64 lowercase hex digits, the last component, right under the pod's. The path must
+ * be rooted at the kubelet's hierarchy ("kubepods" or "kubepods.slice", after the "/.." a
+ * cgroup namespace may put in front): a process that may make cgroups of its own elsewhere (a
+ * delegated systemd subtree) cannot pass for a pod by naming them after one. Lines of other
+ * shapes are ignored; a process whose lines name two different pods or containers is refused,
+ * never guessed. */
 #ifndef WEFT_AGENT_CGROUP_H
 #define WEFT_AGENT_CGROUP_H
 

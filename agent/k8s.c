@@ -12,6 +12,7 @@
 #include "agent/cgroup.h"
 #include "agent/podlist.h"
 #include "lib/base/file.h"
+#include "lib/base/log.h"
 #include "lib/base/mem.h"
 #include "lib/httpclient/httpclient.h"
 
@@ -20,8 +21,11 @@ struct agent_k8s {
     bool insecure;
     int timeout_ms, retries, interval_ms;
     struct httpclient_response list; /* the last pod list fetched; body NULL before the first */
+    int64_t list_at_ms;              /* when it was fetched (monotonic) */
     struct agent_k8s_stats stats;
 };
+
+static int64_t mono_ms(void);
 
 static char *dup_or_null(const char *s) { return s != NULL ? weft_xstrndup(s, strlen(s)) : NULL; }
 
@@ -34,6 +38,12 @@ int agent_k8s_new(struct agent_k8s **out, const struct agent_k8s_config *cfg, ch
         snprintf(err, err_len,
                  "the kubelet at %.200s: give its CA, or say explicitly to skip verifying it", url);
         return WEFT_EINVAL;
+    }
+    if (strncmp(url, "http://", 7) == 0 && cfg->token_file != NULL) {
+        weft_log(WEFT_LOG_WARN,
+                 "the kubelet is reached over plain HTTP: its token travels in the clear and "
+                 "its pod list is not authenticated",
+                 1, "url", url);
     }
     struct agent_k8s *k = weft_xcalloc(1, sizeof(*k));
     k->url = dup_or_null(url);
@@ -114,7 +124,15 @@ static int fetch(struct agent_k8s *k, char *err, size_t err_len)
     }
     httpclient_response_free(&k->list);
     k->list = resp;
+    k->list_at_ms = mono_ms();
     return WEFT_OK;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void sleep_ms(int ms)
@@ -150,7 +168,9 @@ int agent_attest_k8s(struct agent_k8s *k, const struct agent_peer *p, struct age
     size_t skipped;
     rc = WEFT_ENOTFOUND;
     for (int attempt = 0; rc == WEFT_ENOTFOUND && attempt <= k->retries; attempt++) {
-        if (attempt > 0 || k->list.body == NULL) {
+        /* labels change: a list older than AGENT_KUBELET_MAX_AGE_MS is not trusted */
+        if (attempt > 0 || k->list.body == NULL ||
+            mono_ms() - k->list_at_ms > AGENT_KUBELET_MAX_AGE_MS) {
             if (attempt > 1) {
                 sleep_ms(k->interval_ms);
             }

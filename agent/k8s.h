@@ -5,10 +5,10 @@
  * The pod list is fetched with lib/httpclient: GET the configured URL (by default the
  * kubelet's secure port, https://127.0.0.1:10250/pods) with "Authorization: Bearer" and the
  * token file's content, read again for every request (the kubelet rotates projected tokens).
- * The last list is kept and used while it answers; a miss (a container the kubelet learned of
- * after the list was fetched) fetches again, up to |retries| times |retry_interval_ms| apart,
- * so one attestation waits at most about retries * (interval + timeout). Every use of /proc is
- * bracketed by the caller's start time (pid reuse). */
+ * The last list is kept and used for AGENT_KUBELET_MAX_AGE_MS (labels change); a miss (a
+ * container the kubelet learned of after the list was fetched) fetches again, up to |retries| times
+ * |retry_interval_ms| apart, so one attestation waits at most about retries * (interval + timeout).
+ * Every use of /proc is bracketed by the caller's start time (pid reuse). */
 #ifndef WEFT_AGENT_K8S_H
 #define WEFT_AGENT_K8S_H
 
@@ -25,6 +25,7 @@
 #define AGENT_KUBELET_DEFAULT_RETRIES 10
 #define AGENT_KUBELET_DEFAULT_INTERVAL_MS 500
 #define AGENT_KUBELET_TOKEN_MAX 16384
+#define AGENT_KUBELET_MAX_AGE_MS 10000 /* a cached pod list is fetched again after this */
 
 struct agent_k8s_config {
     const char *url;        /* NULL: AGENT_KUBELET_DEFAULT_URL */

@@ -11,6 +11,7 @@
 
 #include "ca/client.h"
 #include "lib/base/file.h"
+#include "lib/base/log.h"
 #include "lib/base/mem.h"
 #include "lib/rpc/rpc.h"
 #include "lib/spiffe/x509svid.h"
@@ -66,6 +67,9 @@ static int adopt_identity(struct agent_node *n, EVP_PKEY *key, STACK_OF(X509) * 
     return WEFT_OK;
 }
 
+/* store_identity writes key and chain into one file, atomically: a crash leaves the old pair or
+ * the new one, never a key next to another key's chain. node.pem (the chain alone) is a copy
+ * for operators, never read back. */
 static int store_identity(struct agent_node *n, char *err, size_t err_len)
 {
     char *key_pem = NULL, *chain_pem = NULL;
@@ -76,15 +80,19 @@ static int store_identity(struct agent_node *n, char *err, size_t err_len)
     int rc = WEFT_ECRYPTO;
     if (spiffe_key_to_pem(&key_pem, &key_len, n->key) == WEFT_OK &&
         spiffe_certs_to_pem(&chain_pem, &chain_len, n->chain) == WEFT_OK) {
-        /* the chain first: a key without its chain is useless, a chain without its key too,
-         * and both are checked together when read back */
-        rc = weft_file_write_atomic(cp, chain_pem, chain_len, 0600) == WEFT_OK &&
-                     weft_file_write_atomic(kp, key_pem, key_len, 0600) == WEFT_OK
-                 ? WEFT_OK
-                 : WEFT_EIO;
+        char *both = weft_xmalloc(key_len + chain_len);
+        memcpy(both, key_pem, key_len);
+        memcpy(both + key_len, chain_pem, chain_len);
+        rc = weft_file_write_atomic(kp, both, key_len + chain_len, 0600) == WEFT_OK ? WEFT_OK
+                                                                                    : WEFT_EIO;
+        OPENSSL_cleanse(both, key_len + chain_len);
+        free(both);
         if (rc != WEFT_OK) {
             snprintf(err, err_len, "cannot store the node identity in %.200s: %s", n->dir,
                      strerror(errno));
+        } else if (weft_file_write_atomic(cp, chain_pem, chain_len, 0644) != WEFT_OK) {
+            weft_log(WEFT_LOG_WARN, "cannot write the operators' copy of the node SVID", 1, "file",
+                     cp);
         }
     } else {
         snprintf(err, err_len, "cannot encode the node identity");
@@ -100,42 +108,36 @@ static int store_identity(struct agent_node *n, char *err, size_t err_len)
 /* load_identity reads a kept identity; WEFT_ENOTFOUND when there is none. */
 static int load_identity(struct agent_node *n, char *err, size_t err_len)
 {
-    char kp[320], cp[320];
+    char kp[320];
     path_of(n, AGENT_NODE_KEY, kp, sizeof(kp));
-    path_of(n, AGENT_NODE_CHAIN, cp, sizeof(cp));
-    uint8_t *kd = NULL, *cd = NULL;
-    size_t kl, cl;
-    if (weft_file_read(&kd, &kl, kp, SPIFFE_MAX_PEM_INPUT) != WEFT_OK ||
-        weft_file_read(&cd, &cl, cp, SPIFFE_MAX_PEM_INPUT) != WEFT_OK) {
-        bool missing = errno == ENOENT;
-        free(kd);
-        if (!missing) {
-            snprintf(err, err_len, "cannot read the node identity in %.200s: %s", n->dir,
-                     strerror(errno));
+    uint8_t *data = NULL;
+    size_t len;
+    if (weft_file_read(&data, &len, kp, SPIFFE_MAX_PEM_INPUT) != WEFT_OK) {
+        if (errno == ENOENT) {
+            return WEFT_ENOTFOUND;
         }
-        return missing ? WEFT_ENOTFOUND : WEFT_EIO;
+        snprintf(err, err_len, "cannot read the node identity %.250s: %s", kp, strerror(errno));
+        return WEFT_EIO;
     }
     struct stat st;
     if (stat(kp, &st) == 0 && (st.st_mode & 077) != 0) {
-        OPENSSL_cleanse(kd, kl);
-        free(kd);
-        free(cd);
+        OPENSSL_cleanse(data, len);
+        free(data);
         snprintf(err, err_len, "%.250s is readable by group or others: chmod 600 it", kp);
         return WEFT_EPOLICY;
     }
     EVP_PKEY *key = NULL;
     STACK_OF(X509) *chain = NULL;
     struct spiffe_why why;
-    int rc = spiffe_key_decode(&key, kd, kl, &why);
+    int rc = spiffe_key_decode(&key, data, len, &why);
     if (rc == WEFT_OK) {
-        rc = spiffe_certs_decode(&chain, cd, cl, SPIFFE_MAX_CHAIN, 0, &why);
+        rc = spiffe_certs_decode(&chain, data, len, SPIFFE_MAX_CHAIN, 0, &why);
     }
-    OPENSSL_cleanse(kd, kl);
-    free(kd);
-    free(cd);
+    OPENSSL_cleanse(data, len);
+    free(data);
     if (rc != WEFT_OK) {
         EVP_PKEY_free(key);
-        snprintf(err, err_len, "the node identity in %.200s: %s", n->dir, why.msg);
+        snprintf(err, err_len, "the node identity %.200s: %s", kp, why.msg);
         return rc;
     }
     return adopt_identity(n, key, chain, err, err_len);

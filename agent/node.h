@@ -3,10 +3,12 @@
  *
  * First start: a join token and the bootstrap bundle (a file the operator copies from the CA's
  * bundle.pem) -> AttestNode over TLS where only the CA is authenticated -> the node SVID and
- * the current bundle. The key, the SVID chain and the bundle are kept in the state directory
- * (node.key and node.pem mode 0600, bundle.der 0644; written atomically), so a restarted agent
- * renews with RenewNode over mTLS and needs no new token. A node SVID that has expired while
- * the agent was down cannot renew itself: the agent then says it needs a new join token.
+ * the current bundle. The key and the SVID chain are kept together in one file of the state
+ * directory (node.key, mode 0600, written atomically: a crash leaves the old pair or the new
+ * one), with a copy of the chain for operators (node.pem) and the bundle (bundle.der), so a
+ * restarted agent renews with RenewNode over mTLS and needs no new token. A node SVID that has
+ * expired while the agent was down cannot renew itself: the agent then says it needs a new join
+ * token.
  *
  * Every call here blocks (bounded by the RPC timeout); the agent makes them from its CA thread.
  * Keys are ECDSA P-256, generated here, and never leave the process but for node.key. */
@@ -23,8 +25,8 @@
 
 #include "lib/base/err.h"
 
-#define AGENT_NODE_KEY "node.key"
-#define AGENT_NODE_CHAIN "node.pem"
+#define AGENT_NODE_KEY "node.key"   /* the key and its chain */
+#define AGENT_NODE_CHAIN "node.pem" /* the chain alone, for operators */
 #define AGENT_NODE_BUNDLE "bundle.der"
 #define AGENT_NODE_RPC_TIMEOUT_MS 10000
 

@@ -94,7 +94,7 @@ Test(node, joins_once_then_comes_back_without_a_token_and_renews)
     cr_assert(agent_node_has_identity(n, now));
     cr_assert_str_eq(agent_node_name(n), "node-a");
     cr_assert_eq(mode_of(AGENT_NODE_KEY), 0600);
-    cr_assert_eq(mode_of(AGENT_NODE_CHAIN), 0600);
+    cr_assert_eq(mode_of(AGENT_NODE_CHAIN), 0644, "a copy of the chain for operators");
     cr_assert_eq(mode_of(AGENT_NODE_BUNDLE), 0644);
     X509 *first = leaf_of(n);
     agent_node_free(n);

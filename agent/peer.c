@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int agent_peer_start_time(const char *proc, pid_t pid, uint64_t *out)
@@ -54,6 +55,39 @@ int agent_peer_start_time(const char *proc, pid_t pid, uint64_t *out)
     return WEFT_EPROTO;
 }
 
+/* real_uid reads the real uid of |pid| from |proc|/PID/status. */
+static int real_uid(const char *proc, pid_t pid, uid_t *out)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%.100s/%d/status", proc, (int)pid);
+    FILE *f = fopen(path, "re");
+    if (f == NULL) {
+        return WEFT_ENOTFOUND;
+    }
+    char line[256];
+    int rc = WEFT_EPROTO;
+    unsigned v;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (sscanf(line, "Uid:\t%u", &v) == 1) {
+            *out = (uid_t)v;
+            rc = WEFT_OK;
+            break;
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+/* same_mount_ns: |pid| sees the same files as we do, so its executable's path means the same. */
+static bool same_mount_ns(const char *proc, pid_t pid)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%.100s/%d/ns/mnt", proc, (int)pid);
+    struct stat theirs, ours;
+    return stat(path, &theirs) == 0 && stat("/proc/self/ns/mnt", &ours) == 0 &&
+           theirs.st_ino == ours.st_ino && theirs.st_dev == ours.st_dev;
+}
+
 int agent_peer_of_fd(int fd, const char *proc, struct agent_peer *out, char *err, size_t err_len)
 {
     struct ucred cred;
@@ -72,6 +106,14 @@ int agent_peer_of_fd(int fd, const char *proc, struct agent_peer *out, char *err
     if (agent_peer_start_time(proc, cred.pid, &out->start_time) != WEFT_OK) {
         snprintf(err, err_len, "pid %d: gone before it could be attested", (int)cred.pid);
         return WEFT_ENOTFOUND;
+    }
+    /* The start time is read at accept, not at connect: if the caller exited in between and
+     * its pid went to another process, that one's uid is very likely another. A pid-reuse race
+     * within one uid remains (SO_PEERPIDFD, Linux 6.5, would close it). */
+    uid_t now_uid;
+    if (real_uid(proc, cred.pid, &now_uid) != WEFT_OK || now_uid != cred.uid) {
+        snprintf(err, err_len, "pid %d: no longer the process that connected", (int)cred.pid);
+        return WEFT_ESTALE;
     }
     return WEFT_OK;
 }
@@ -100,7 +142,8 @@ int agent_attest_unix(const struct agent_peer *p, const char *proc, struct agent
     char link[128], exe[AGENT_SELECTOR_MAX];
     snprintf(link, sizeof(link), "%.100s/%d/exe", proc, (int)p->pid);
     ssize_t n = readlink(link, exe, sizeof(exe) - 1);
-    if (rc == WEFT_OK && n > 0 && exe[0] == '/') {
+    /* a path inside another mount namespace (a container) names another file: left out */
+    if (rc == WEFT_OK && n > 0 && exe[0] == '/' && same_mount_ns(proc, p->pid)) {
         exe[n] = '\0';
         if (strstr(exe, " (deleted)") == NULL &&
             agent_selectors_add(&got, "unix:path:%s", exe) != WEFT_OK) {

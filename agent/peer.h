@@ -25,7 +25,8 @@ struct agent_peer {
 /* agent_peer_of_fd reads the credentials of the process at the other end of unix socket |fd|,
  * with its start time from |proc| ("/proc"; another root for tests). WEFT_ENOTFOUND when the
  * kernel gives no pid (the caller is in a pid namespace the agent cannot see into: run the
- * agent with hostPID) or the process is gone. */
+ * agent with hostPID) or the process is gone, WEFT_ESTALE when its pid now belongs to a
+ * process of another uid. */
 WEFT_MUST_USE int agent_peer_of_fd(int fd, const char *proc, struct agent_peer *out, char *err,
                                    size_t err_len);
 
@@ -37,7 +38,8 @@ bool agent_peer_same(const struct agent_peer *p, const char *proc);
 
 /* agent_attest_unix adds unix:uid:N, unix:gid:N, unix:user:NAME and unix:group:NAME (when the
  * ids have names here) and unix:path:/EXE (the executable as the kernel names it; left out if
- * it was deleted or is not a plain path) to |out|. WEFT_ESTALE when the pid no longer belongs
+ * it was deleted, is not a plain path, or the process is in another mount namespace, where
+ * the same path names another file) to |out|. WEFT_ESTALE when the pid no longer belongs
  * to the caller: nothing may then be trusted. */
 WEFT_MUST_USE int agent_attest_unix(const struct agent_peer *p, const char *proc,
                                     struct agent_selectors *out, char *err, size_t err_len);

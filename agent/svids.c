@@ -380,9 +380,14 @@ static bool store_result(struct agent_svids *s, struct batch *b, size_t k,
     uint8_t *key_der = NULL;
     size_t key_len = 0;
     CBB cbb;
+    struct spiffe_id leaf_id;
+    /* the SVID must be for the entry as this agent knows it (the CA may have changed the entry
+     * before its snapshot reached us), hold our key, and decode */
     bool ok = r != NULL && r->svid != NULL && b->keys[k] != NULL &&
               spiffe_certs_decode(&chain, r->svid->chain.data, r->svid->chain.len, SPIFFE_MAX_CHAIN,
                                   0, NULL) == WEFT_OK &&
+              spiffe_cert_uri_id(&leaf_id, sk_X509_value(chain, 0), NULL) == WEFT_OK &&
+              strcmp(leaf_id.str, h->spiffe_id) == 0 &&
               spiffe_x509svid_check_key(sk_X509_value(chain, 0), b->keys[k], NULL) == WEFT_OK &&
               spiffe_cert_validity(&nb, &na, sk_X509_value(chain, 0)) == WEFT_OK &&
               CBB_init(&cbb, 256) && EVP_marshal_private_key(&cbb, b->keys[k]) &&

@@ -5,8 +5,8 @@
  * has the CA sign it (MintWorkloadSVIDs, at most 64 per call) and keeps key and chain in
  * memory only. Each SVID is renewed at half-life +-10 % (agent/schedule.h); a failed mint is
  * retried with backoff. Entries that appear at once (a start) are minted at about 20 a second,
- * over at most 10 s, rather than in one burst. An SVID past its notAfter is never served: if it could not
- * be renewed in time it is dropped, loudly, and the workload's stream loses it.
+ * over at most 10 s, rather than in one burst. An SVID past its notAfter is never served: if it
+ * could not be renewed in time it is dropped, loudly, and the workload's stream loses it.
  *
  * The set is shared by two threads: the agent's CA thread mints (agent_svids_mint_due) and the
  * Workload API thread reads (agent_svids_x509, agent_svids_bundles). A mutex guards it; the

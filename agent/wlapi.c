@@ -26,8 +26,23 @@ struct watcher {
     struct rpc_stream *s;
     enum kind kind;
     int pid;
+    uint64_t last; /* digest of the snapshot sent last: an unchanged one is not sent again */
     struct agent_selectors sel;
 };
+
+/* digest: FNV-1a over a message's encoding (to tell a changed snapshot from the same one). */
+static uint64_t digest(const ProtobufCMessage *m)
+{
+    size_t len = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = weft_xmalloc(len + 1);
+    protobuf_c_message_pack(m, buf);
+    uint64_t h = UINT64_C(14695981039346656037);
+    for (size_t i = 0; i < len; i++) {
+        h = (h ^ buf[i]) * UINT64_C(1099511628211);
+    }
+    free(buf);
+    return h;
+}
 
 struct agent_wlapi {
     struct agent_wlapi_ops ops;
@@ -91,24 +106,30 @@ static void *accept_loop(void *arg)
 
 /* --- the streams ------------------------------------------------------------------------------ */
 
-/* snapshot packs what |sel| is entitled to into a message for |kind| and sends it; returns how
- * many SVIDs or bundles it held (0: nothing was sent). */
-static size_t snapshot(struct agent_wlapi *w, enum kind kind, const struct agent_selectors *sel,
-                       struct rpc_stream *s)
+/* snapshot sends |wt| what its caller is entitled to now, unless it is what it was sent last;
+ * returns how many SVIDs or bundles that is (0: nothing, and nothing was sent). */
+static size_t snapshot(struct agent_wlapi *w, struct watcher *wt)
 {
     size_t n;
-    if (kind == KIND_X509_SVID) {
-        X509SVIDResponse resp = X509_SVIDRESPONSE__INIT;
-        n = w->ops.x509(w->ops.arg, sel, &resp);
-        if (n > 0 && rpc_stream_send(s, &resp.base) != WEFT_OK) {
-            n = 0;
-        }
+    X509SVIDResponse svids = X509_SVIDRESPONSE__INIT;
+    X509BundlesResponse bundles = X509_BUNDLES_RESPONSE__INIT;
+    ProtobufCMessage *m;
+    if (wt->kind == KIND_X509_SVID) {
+        n = w->ops.x509(w->ops.arg, &wt->sel, &svids);
+        m = &svids.base;
     } else {
-        X509BundlesResponse resp = X509_BUNDLES_RESPONSE__INIT;
-        n = w->ops.bundles(w->ops.arg, sel, &resp);
-        if (n > 0 && rpc_stream_send(s, &resp.base) != WEFT_OK) {
-            n = 0;
+        n = w->ops.bundles(w->ops.arg, &wt->sel, &bundles);
+        m = &bundles.base;
+    }
+    if (n == 0) {
+        return 0;
+    }
+    uint64_t d = digest(m);
+    if (d != wt->last) {
+        if (rpc_stream_send(wt->s, m) != WEFT_OK) {
+            return 0;
         }
+        wt->last = d;
     }
     return n;
 }
@@ -141,7 +162,7 @@ static grpc_status_code stream_open(void *arg, const struct rpc_ctx *ctx, struct
     snprintf(uid, sizeof(uid), "%u", (unsigned)ctx->peer.local.uid);
     int rc = ctx->peer.local.set ? w->ops.attest(w->ops.arg, &ctx->peer, &wt->sel, why, sizeof(why))
                                  : WEFT_ENOTFOUND;
-    if (rc != WEFT_OK || snapshot(w, kind, &wt->sel, s) == 0) {
+    if (rc != WEFT_OK || snapshot(w, wt) == 0) {
         weft_log(WEFT_LOG_WARN, "workload api: no identity for the caller", 4, "method",
                  ctx->method, "pid", pid, "uid", uid, "reason",
                  rc != WEFT_OK ? why : "no entry matches its selectors");
@@ -190,7 +211,7 @@ void agent_wlapi_changed(struct agent_wlapi *w)
 {
     for (struct watcher *wt = w->watchers, *next; wt != NULL; wt = next) {
         next = wt->next;
-        if (snapshot(w, wt->kind, &wt->sel, wt->s) == 0) {
+        if (snapshot(w, wt) == 0) {
             /* entitled to nothing any more (revoked, deleted): say so and end the stream */
             rpc_stream_set_user(wt->s, NULL);
             rpc_stream_finish(wt->s, GRPC_STATUS_PERMISSION_DENIED, "no identity issued");

@@ -13,9 +13,9 @@
  *      reason (and a log line) on the agent's side.
  *
  * The SVIDs and bundles themselves come from the agent through agent_wlapi_ops; when any of
- * them changes, agent_wlapi_changed() sends every open stream its new snapshot (or ends it
- * PERMISSION_DENIED when its caller is entitled to nothing any more). Handlers and pushes run
- * on the thread that polls the rpc_server the API was added to. */
+ * them changes, agent_wlapi_changed() sends every open stream whose snapshot changed its new
+ * one (or ends it PERMISSION_DENIED when its caller is entitled to nothing any more). Handlers and
+ * pushes run on the thread that polls the rpc_server the API was added to. */
 #ifndef WEFT_AGENT_WLAPI_H
 #define WEFT_AGENT_WLAPI_H
 

@@ -22,6 +22,7 @@
 
 static atomic_bool ready;
 static char entitled[64];           /* the selector an identity needs: "unix:uid:N" */
+static atomic_bool nobody_entitled; /* set by the test thread instead of rewriting |entitled| */
 static atomic_int version;          /* which SVID it is now (1, 2, ...); 0: revoked */
 static uint8_t chain[] = {1, 2, 3}; /* bytes are opaque to the API */
 static uint8_t key[] = {4, 5};
@@ -48,7 +49,7 @@ static size_t p_x509(void *arg, const struct agent_selectors *sel, X509SVIDRespo
     static X509SVID svid, *svids[1];
     static char id[64];
     int v = atomic_load(&version);
-    if (v == 0 || !agent_selectors_has(sel, entitled)) {
+    if (v == 0 || atomic_load(&nobody_entitled) || !agent_selectors_has(sel, entitled)) {
         return 0;
     }
     x509_svid__init(&svid);
@@ -67,7 +68,7 @@ static size_t p_bundles(void *arg, const struct agent_selectors *sel, X509Bundle
 {
     (void)arg;
     static X509BundlesResponse__BundlesEntry e, *entries[1];
-    if (!agent_selectors_has(sel, entitled)) {
+    if (atomic_load(&nobody_entitled) || !agent_selectors_has(sel, entitled)) {
         return 0;
     }
     x509_bundles_response__bundles_entry__init(&e);
@@ -168,9 +169,13 @@ Test(wlapi, the_checks_come_in_the_standards_order)
     cr_assert_eq(ended_with(fetch(ch, "FetchX509SVID", true)), GRPC_STATUS_UNAVAILABLE);
     cr_assert_eq(ended_with(fetch(ch, "FetchX509SVID", false)), GRPC_STATUS_INVALID_ARGUMENT,
                  "the header is checked first");
+    atomic_store(&nobody_entitled, true);
+    cr_assert_eq(ended_with(fetch(ch, "FetchX509SVID", true)), GRPC_STATUS_UNAVAILABLE,
+                 "readiness is checked before identity");
+    atomic_store(&nobody_entitled, false);
     atomic_store(&ready, true);
     /* 3. a caller with no entry: PERMISSION_DENIED, for SVIDs and for bundles */
-    snprintf(entitled, sizeof(entitled), "unix:uid:4242");
+    atomic_store(&nobody_entitled, true);
     cr_assert_eq(ended_with(fetch(ch, "FetchX509SVID", true)), GRPC_STATUS_PERMISSION_DENIED);
     cr_assert_eq(ended_with(fetch(ch, "FetchX509Bundles", true)), GRPC_STATUS_PERMISSION_DENIED);
     /* the WIT and JWT profiles are not served here */
@@ -214,14 +219,18 @@ Test(wlapi, a_snapshot_at_once_a_new_one_on_change_and_an_end_on_revocation)
     cr_assert_str_eq(r->svids[0]->spiffe_id, "spiffe://example.org/app/v2");
     protobuf_c_message_free_unpacked(&r->base, NULL);
 
-    /* revoked: the SVID stream ends PERMISSION_DENIED; the bundle stream goes on */
+    /* the bundle did not change with the rotation: its stream was not sent the same again */
+    cr_assert_eq(rpc_client_stream_recv(bs, &x509_bundles_response__descriptor, 1 << 20, 300,
+                                        (ProtobufCMessage **)&b),
+                 WEFT_EAGAIN, "an unchanged snapshot is not sent again");
+
+    /* revoked: the SVID stream ends PERMISSION_DENIED; the bundle stream goes on, open */
     atomic_store(&version, 0);
     atomic_store(&push, true);
     cr_assert_eq(ended_with(cs), GRPC_STATUS_PERMISSION_DENIED);
-    cr_assert_eq(rpc_client_stream_recv(bs, &x509_bundles_response__descriptor, 1 << 20, T_MS,
+    cr_assert_eq(rpc_client_stream_recv(bs, &x509_bundles_response__descriptor, 1 << 20, 300,
                                         (ProtobufCMessage **)&b),
-                 WEFT_OK, "the bundle stream got its snapshot again");
-    protobuf_c_message_free_unpacked(&b->base, NULL);
+                 WEFT_EAGAIN, "still open, nothing new for it");
     rpc_client_stream_close(bs);
     grpc_channel_destroy(ch);
 }

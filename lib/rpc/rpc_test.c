@@ -284,11 +284,13 @@ Test(rpc, a_refused_call_reports_its_status_even_after_a_failed_send)
     /* the server refuses the second watcher before its first message: the send then fails, and
      * the status must still come (gRPC gives it only after the initial metadata is read) */
     struct rpc_client_stream *b = rpc_client_stream_open(fx.ch, "/weft.ca.v1.CA/WatchNode", 10000);
-    usleep(200 * 1000);
     Weft__Ca__V1__WatchNodeRequest hello = WEFT__CA__V1__WATCH_NODE_REQUEST__INIT;
-    if (rpc_client_stream_send(b, &hello.base, T_MS) != WEFT_OK) {
-        /* expected: the call is over on the server */
+    bool failed = false;
+    for (int i = 0; i < 100 && !failed; i++) { /* until the refusal has landed: at most 5 s */
+        failed = rpc_client_stream_send(b, &hello.base, T_MS) != WEFT_OK;
+        usleep(50 * 1000);
     }
+    cr_assert(failed, "a send on a refused call fails");
     recv_snap(b, WEFT_EIO);
     struct rpc_status st;
     rpc_client_stream_status(b, T_MS, &st);

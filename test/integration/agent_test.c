@@ -212,7 +212,12 @@ Test(agent, a_revocation_ends_the_workloads_stream_within_seconds)
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
         _exit(127);
     }
-    usleep(500 * 1000);
+    /* the first snapshot is there before the revocation */
+    struct stat st;
+    for (int i = 0; i < 100 && (stat(out, &st) != 0 || st.st_size == 0); i++) {
+        usleep(100 * 1000);
+    }
+    cr_assert(stat(out, &st) == 0 && st.st_size > 0, "no first snapshot within 10 s");
     Weft__Ca__V1__RevokeRequest req = WEFT__CA__V1__REVOKE_REQUEST__INIT;
     req.kind = WEFT__CA__V1__DENY_ITEM__KIND__SPIFFE_ID;
     req.value = "spiffe://" TD "/ns/test/sa/me";
@@ -257,7 +262,7 @@ Test(agent_rotation, the_stream_delivers_each_rotated_svid_and_it_verifies)
 {
     char out[160], cmd[512];
     snprintf(out, sizeof(out), "%s/stream.out", ca.dir);
-    snprintf(cmd, sizeof(cmd), "%s %s --messages 3 > %s", fetch_bin, sock, out);
+    snprintf(cmd, sizeof(cmd), "%s %s --messages 3 --serial > %s", fetch_bin, sock, out);
     pid_t pid = fork();
     if (pid == 0) {
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
@@ -275,11 +280,16 @@ Test(agent_rotation, the_stream_delivers_each_rotated_svid_and_it_verifies)
     }
     FILE *f = fopen(out, "r");
     cr_assert_not_null(f);
-    char line[256];
+    char line[256], serials[3][48];
     int n = 0;
-    while (fgets(line, sizeof(line), f) != NULL) {
-        cr_assert_str_eq(line, "status=0 svids=1 id=spiffe://" TD "/ns/test/sa/me verified=1\n",
-                         "snapshot %d", n + 1);
+    static const char want[] =
+        "status=0 svids=1 id=spiffe://" TD "/ns/test/sa/me verified=1 serial=";
+    while (n < 3 && fgets(line, sizeof(line), f) != NULL) {
+        cr_assert_eq(strncmp(line, want, strlen(want)), 0, "snapshot %d: %s", n + 1, line);
+        snprintf(serials[n], sizeof(serials[n]), "%.42s", line + strlen(want));
+        for (int k = 0; k < n; k++) {
+            cr_assert_str_neq(serials[k], serials[n], "snapshot %d is a new SVID", n + 1);
+        }
         n++;
     }
     fclose(f);

@@ -5,8 +5,9 @@
  *   status=7 detail=no identity issued
  *
  * "verified=1" means the first SVID's chain verified against the bundle it came with, and its
- * key matches its leaf. Usage: wlapi_fetch SOCKET [--no-header] [--messages N] (wait for N
- * snapshots, printing a line for each). Exit 0 when every snapshot arrived and verified. */
+ * key matches its leaf. Usage: wlapi_fetch SOCKET [--no-header] [--messages N] [--serial]
+ * (wait for N snapshots, printing a line for each; --serial adds " serial=HEX", the leaf's).
+ * Exit 0 when every snapshot arrived and verified. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,11 +54,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: wlapi_fetch SOCKET [--no-header] [--messages N]\n");
         return 2;
     }
-    bool header = true;
+    bool header = true, serial = false;
     int want = 1;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--no-header") == 0) {
             header = false;
+        } else if (strcmp(argv[i], "--serial") == 0) {
+            serial = true;
         } else if (strcmp(argv[i], "--messages") == 0 && i + 1 < argc) {
             want = atoi(argv[++i]);
         }
@@ -86,8 +89,19 @@ int main(int argc, char **argv)
             break;
         }
         bool ok = r->n_svids > 0 && verify(r->svids[0]);
-        printf("status=0 svids=%zu id=%s verified=%d\n", r->n_svids,
-               r->n_svids > 0 ? r->svids[0]->spiffe_id : "", ok);
+        char hex[48] = "";
+        if (serial && r->n_svids > 0) {
+            const uint8_t *p = r->svids[0]->x509_svid.data;
+            X509 *leaf = d2i_X509(NULL, &p, (long)r->svids[0]->x509_svid.len);
+            const ASN1_INTEGER *sn = leaf != NULL ? X509_get0_serialNumber(leaf) : NULL;
+            snprintf(hex, sizeof(hex), " serial=");
+            for (int b = 0; sn != NULL && b < sn->length && b < 20; b++) {
+                snprintf(hex + 8 + 2 * b, 3, "%02x", sn->data[b]);
+            }
+            X509_free(leaf);
+        }
+        printf("status=0 svids=%zu id=%s verified=%d%s\n", r->n_svids,
+               r->n_svids > 0 ? r->svids[0]->spiffe_id : "", ok, hex);
         fflush(stdout);
         protobuf_c_message_free_unpacked(&r->base, NULL);
         if (!ok) {
