@@ -114,8 +114,8 @@ static bool line_ids(const char *path, size_t n, char uid[AGENT_POD_UID_LEN + 1]
     if (first_end == NULL) {
         /* one component: only containerd's "<pod slice>:cri-containerd:<ID>" form */
         const char *colon = memchr(p, ':', first_len);
-        return colon != NULL && strncmp(p, "kubepods-", 9) == 0 &&
-               pod_component(p, (size_t)(colon - p), uid) &&
+        return colon != NULL && first_len >= 9 && memcmp(p, "kubepods-", 9) == 0 &&
+               pod_component(p, (size_t)(colon - p), uid) && end - colon >= 16 &&
                memcmp(colon, ":cri-containerd:", 16) == 0 &&
                container_in(colon + 16, (size_t)(end - colon - 16), cid);
     }
