@@ -39,17 +39,8 @@ TestSuite(node, .init = setup, .fini = teardown, .timeout = 60);
 
 static char *token_for(const char *node)
 {
-    Weft__Ca__V1__CreateTokenRequest req = WEFT__CA__V1__CREATE_TOKEN_REQUEST__INIT;
-    req.node = (char *)node;
-    req.ttl_seconds = 600;
-    Weft__Ca__V1__CreateTokenResponse *resp;
-    struct rpc_status st;
-    cr_assert_eq(rpc_call_unary(ca.admin, "/weft.ca.v1.Admin/CreateToken", &req.base,
-                                &weft__ca__v1__create_token_response__descriptor, 1 << 20, 5000,
-                                (ProtobufCMessage **)&resp, &st),
-                 WEFT_OK, "%s", st.details);
-    char *t = strdup(resp->token);
-    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    char *t = ca_proc_token(&ca, node, 600);
+    cr_assert_not_null(t);
     return t;
 }
 

@@ -24,12 +24,9 @@ static struct agent_node *node;
 static void *admin(const char *method, const ProtobufCMessage *req,
                    const ProtobufCMessageDescriptor *desc)
 {
-    char path[96];
-    snprintf(path, sizeof(path), "/weft.ca.v1.Admin/%s", method);
     ProtobufCMessage *resp = NULL;
     struct rpc_status st;
-    cr_assert_eq(rpc_call_unary(ca.admin, path, req, desc, 1 << 20, 5000, &resp, &st), WEFT_OK,
-                 "%s", st.details);
+    cr_assert_eq(ca_proc_admin(&ca, method, req, desc, &resp, &st), WEFT_OK, "%s", st.details);
     return resp;
 }
 
@@ -43,12 +40,10 @@ static void setup(void)
     snprintf(bootstrap, sizeof(bootstrap), "%s/bundle.pem", ca.dir);
     struct agent_node_config cfg = {state, ca.listen, CA_PROC_TD, bootstrap};
     cr_assert_eq(agent_node_open(&node, &cfg, err, sizeof(err)), WEFT_OK, "%s", err);
-    Weft__Ca__V1__CreateTokenRequest treq = WEFT__CA__V1__CREATE_TOKEN_REQUEST__INIT;
-    treq.node = "node-a";
-    Weft__Ca__V1__CreateTokenResponse *tr =
-        admin("CreateToken", &treq.base, &weft__ca__v1__create_token_response__descriptor);
-    cr_assert_eq(agent_node_join(node, tr->token, err, sizeof(err)), WEFT_OK, "%s", err);
-    protobuf_c_message_free_unpacked(&tr->base, NULL);
+    char *token = ca_proc_token(&ca, "node-a", 600);
+    cr_assert_not_null(token);
+    cr_assert_eq(agent_node_join(node, token, err, sizeof(err)), WEFT_OK, "%s", err);
+    free(token);
 }
 
 static void teardown(void)

@@ -36,12 +36,10 @@ static const char *ca_flags[4];
 static void *admin(const char *method, const ProtobufCMessage *req,
                    const ProtobufCMessageDescriptor *desc)
 {
-    char path[96];
-    snprintf(path, sizeof(path), "/weft.ca.v1.Admin/%s", method);
     ProtobufCMessage *resp = NULL;
     struct rpc_status st;
-    cr_assert_eq(rpc_call_unary(ca.admin, path, req, desc, 1 << 20, 5000, &resp, &st), WEFT_OK,
-                 "%s: %s", method, st.details);
+    cr_assert_eq(ca_proc_admin(&ca, method, req, desc, &resp, &st), WEFT_OK, "%s: %s", method,
+                 st.details);
     return resp;
 }
 
@@ -155,12 +153,10 @@ static void setup_with(const char *intermediate_ttl)
     snprintf(cp, sizeof(cp), "cp %s %s && chmod 755 %s", FETCH_BIN, fetch_bin, fetch_bin);
     cr_assert_eq(system(cp), 0);
     snprintf(state, sizeof(state), "%s/agent-state", ca.dir);
-    Weft__Ca__V1__CreateTokenRequest treq = WEFT__CA__V1__CREATE_TOKEN_REQUEST__INIT;
-    treq.node = "node-a";
-    Weft__Ca__V1__CreateTokenResponse *tr =
-        admin("CreateToken", &treq.base, &weft__ca__v1__create_token_response__descriptor);
-    snprintf(token, sizeof(token), "%s", tr->token);
-    protobuf_c_message_free_unpacked(&tr->base, NULL);
+    char *t = ca_proc_token(&ca, "node-a", 600);
+    cr_assert_not_null(t);
+    snprintf(token, sizeof(token), "%s", t);
+    free(t);
     entry_for("spiffe://" TD "/ns/test/sa/me", geteuid());
     entry_for("spiffe://" TD "/ns/test/sa/other", OTHER_UID);
     agent_start(true);

@@ -59,23 +59,13 @@ static int admin(const char *method, const ProtobufCMessage *req,
                  const ProtobufCMessageDescriptor *desc, ProtobufCMessage **resp,
                  struct rpc_status *st)
 {
-    char path[128];
-    snprintf(path, sizeof(path), "/weft.ca.v1.Admin/%s", method);
-    return rpc_call_unary(ca.admin, path, req, desc, BIG, T_MS, resp, st);
+    return ca_proc_admin(&ca, method, req, desc, resp, st);
 }
 
 static char *token_for(const char *node, int64_t ttl)
 {
-    Weft__Ca__V1__CreateTokenRequest req = WEFT__CA__V1__CREATE_TOKEN_REQUEST__INIT;
-    req.node = (char *)node;
-    req.ttl_seconds = ttl;
-    Weft__Ca__V1__CreateTokenResponse *resp;
-    struct rpc_status st;
-    cr_assert_eq(admin("CreateToken", &req.base, &weft__ca__v1__create_token_response__descriptor,
-                       (ProtobufCMessage **)&resp, &st),
-                 WEFT_OK, "%s", st.details);
-    char *t = strdup(resp->token);
-    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    char *t = ca_proc_token(&ca, node, ttl);
+    cr_assert_not_null(t);
     return t;
 }
 

@@ -118,3 +118,29 @@ void ca_proc_cleanup(struct ca_proc *p)
         }
     }
 }
+
+int ca_proc_admin(struct ca_proc *p, const char *method, const ProtobufCMessage *req,
+                  const ProtobufCMessageDescriptor *desc, ProtobufCMessage **resp,
+                  struct rpc_status *st)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/weft.ca.v1.Admin/%s", method);
+    return rpc_call_unary(p->admin, path, req, desc, 16 << 20, 10000, resp, st);
+}
+
+char *ca_proc_token(struct ca_proc *p, const char *node, int64_t ttl_s)
+{
+    Weft__Ca__V1__CreateTokenRequest req = WEFT__CA__V1__CREATE_TOKEN_REQUEST__INIT;
+    req.node = (char *)node;
+    req.ttl_seconds = ttl_s;
+    Weft__Ca__V1__CreateTokenResponse *resp = NULL;
+    struct rpc_status st;
+    if (ca_proc_admin(p, "CreateToken", &req.base, &weft__ca__v1__create_token_response__descriptor,
+                      (ProtobufCMessage **)&resp, &st) != WEFT_OK) {
+        fprintf(stderr, "CreateToken: %s\n", st.details);
+        return NULL;
+    }
+    char *t = strdup(resp->token);
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return t;
+}

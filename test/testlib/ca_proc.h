@@ -10,6 +10,7 @@
 #include <grpc/grpc.h>
 
 #include "lib/base/err.h"
+#include "lib/rpc/rpc.h"
 
 #define CA_PROC_TD "example.org"
 #define CA_PROC_BIN "ca/weft-ca" /* in the runfiles of a target with data = ["//ca:weft-ca"] */
@@ -36,6 +37,15 @@ void ca_proc_stop(struct ca_proc *p, int sig);
 
 /* ca_proc_reap waits for a CA that was killed from elsewhere; returns its wait status. */
 int ca_proc_reap(struct ca_proc *p);
+
+/* ca_proc_admin makes one call of the Admin service ("CreateToken", ...) on the running CA;
+ * WEFT_OK with |*resp| (free it with protobuf_c_message_free_unpacked), else |st| says why. */
+WEFT_MUST_USE int ca_proc_admin(struct ca_proc *p, const char *method, const ProtobufCMessage *req,
+                                const ProtobufCMessageDescriptor *desc, ProtobufCMessage **resp,
+                                struct rpc_status *st);
+
+/* ca_proc_token returns a join token for |node| valid |ttl_s| seconds (malloc'd), or NULL. */
+char *ca_proc_token(struct ca_proc *p, const char *node, int64_t ttl_s);
 
 /* ca_proc_cleanup stops the CA if it runs and removes the directory. */
 void ca_proc_cleanup(struct ca_proc *p);
