@@ -13,6 +13,7 @@
 
 #include <grpc/grpc.h>
 
+#include "agent/alert.h"
 #include "agent/k8s.h"
 #include "agent/node.h"
 #include "agent/peer.h"
@@ -53,8 +54,10 @@ struct agent {
     struct agent_wlapi *api;
     struct httpadmin *http;
     struct metrics m;
-    pthread_t ca_thread;
-    bool ca_started;
+    pthread_t ca_thread, alert_thread;
+    bool ca_started, alert_started;
+    struct agent_alerts *alerts;
+    atomic_uint node_failures; /* consecutive failed joins or node renewals */
     atomic_bool stop, changed, ca_connected, joined;
     atomic_llong node_not_after;
 };
@@ -88,6 +91,7 @@ static bool ensure_identity(struct agent *a, int64_t *renew_at, uint32_t *failur
         }
         if (agent_node_join(a->node, a->token, err, sizeof(err)) != WEFT_OK) {
             (*failures)++;
+            atomic_store(&a->node_failures, *failures);
             weft_log(WEFT_LOG_ERROR, "cannot join the CA", 1, "error", err);
             sleep_ms(agent_backoff_ms(*failures, agent_random_unit()), &a->stop);
             return false;
@@ -100,20 +104,22 @@ static bool ensure_identity(struct agent *a, int64_t *renew_at, uint32_t *failur
     agent_node_validity(a->node, &nb, &na);
     atomic_store(&a->node_not_after, na);
     atomic_store(&a->joined, true);
-    if (*renew_at == 0) {
-        *renew_at = agent_renew_at(nb, na, agent_random_unit(), now);
+    if (*renew_at == 0) { /* half of the life it has from now (notBefore is backdated) */
+        *renew_at = agent_renew_at(nb > now ? nb : now, na, agent_random_unit(), now);
     }
     if (now >= *renew_at) {
         if (agent_node_renew(a->node, err, sizeof(err)) == WEFT_OK) {
             agent_node_validity(a->node, &nb, &na);
             atomic_store(&a->node_not_after, na);
-            *renew_at = agent_renew_at(nb, na, agent_random_unit(), now);
+            *renew_at = agent_renew_at(nb > now ? nb : now, na, agent_random_unit(), now);
             *failures = 0;
+            atomic_store(&a->node_failures, 0);
             char until[24];
             snprintf(until, sizeof(until), "%lld", (long long)na);
             weft_log(WEFT_LOG_INFO, "node svid renewed", 1, "not_after", until);
         } else {
             (*failures)++;
+            atomic_store(&a->node_failures, *failures);
             weft_counter_add(a->m.renew_failures, 1);
             /* loud on the first failure, then with the backoff */
             weft_log(*failures == 1 ? WEFT_LOG_ERROR : WEFT_LOG_WARN, "cannot renew the node svid",
@@ -152,10 +158,16 @@ static void *ca_loop(void *arg)
     struct rpc_client_stream *watch = NULL;
     grpc_channel *watch_ch = NULL;
     while (!atomic_load(&a->stop)) {
+        char err[512];
+        /* due mints first, reachable CA or not: a failure counts towards the page, and an
+         * SVID past notAfter is dropped (its workloads' streams learn of it) */
+        if (agent_svids_next_due(a->svids) <= now_s() &&
+            agent_svids_mint_due(a->svids, a->node, now_s(), err, sizeof(err))) {
+            atomic_store(&a->changed, true);
+        }
         if (!ensure_identity(a, &renew_at, &id_failures)) {
             continue;
         }
-        char err[512];
         grpc_channel *ch = NULL;
         if (agent_node_channel(a->node, &ch, err, sizeof(err)) != WEFT_OK) {
             watch_failures++;
@@ -211,13 +223,34 @@ static void *ca_loop(void *arg)
                      "the CA stream ended; reconnecting", 1, "status", st.details);
             sleep_ms(agent_backoff_ms(watch_failures, agent_random_unit()), &a->stop);
         }
-        if (agent_svids_next_due(a->svids) <= now_s() &&
-            agent_svids_mint_due(a->svids, a->node, now_s(), err, sizeof(err))) {
-            atomic_store(&a->changed, true);
-        }
     }
     if (watch != NULL) {
         rpc_client_stream_close(watch);
+    }
+    return NULL;
+}
+
+/* --- the alert thread --------------------------------------------------------------------------
+ */
+
+static void *alert_loop(void *arg)
+{
+    struct agent *a = arg;
+    while (!atomic_load(&a->stop)) {
+        struct agent_svids_stats st;
+        int64_t now = now_s();
+        agent_svids_stats(a->svids, now, &st);
+        unsigned node_failures = atomic_load(&a->node_failures);
+        struct agent_alert_input in = {
+            .now = now,
+            .earliest_not_before = st.earliest_not_before,
+            .earliest_not_after = st.earliest_not_after,
+            .lapsed = st.lapsed,
+            .consecutive_failures =
+                st.max_failures > node_failures ? st.max_failures : node_failures,
+        };
+        (void)agent_alerts_evaluate(a->alerts, &in); /* failures are logged, and retried */
+        sleep_ms(1000, &a->stop);
     }
     return NULL;
 }
@@ -438,6 +471,21 @@ int agent_daemon_run(const struct agent_daemon_opts *o)
         goto out;
     }
     a->ca_started = true;
+    char host[256] = "";
+    (void)gethostname(host, sizeof(host) - 1);
+    struct agent_alert_config acfg = {
+        .command = o->alert_command,
+        .url = o->alert_url,
+        .node = host, /* the alert's node label: the host the agent runs on */
+        .runway_fraction = o->alert_runway_fraction,
+        .failures = o->alert_failures,
+    };
+    a->alerts = agent_alerts_new(&acfg);
+    if (pthread_create(&a->alert_thread, NULL, alert_loop, a) != 0) {
+        rc = fail("alert thread", "cannot start it");
+        goto out;
+    }
+    a->alert_started = true;
     weft_log(WEFT_LOG_INFO, "weft-agent serving", 4, "trust_domain", o->trust_domain, "ca",
              o->ca_addr, "socket", sock, "http", http);
     while (atomic_load(&stop_signal) == 0) {
@@ -454,6 +502,10 @@ out:
     if (a->ca_started) {
         pthread_join(a->ca_thread, NULL);
     }
+    if (a->alert_started) {
+        pthread_join(a->alert_thread, NULL);
+    }
+    agent_alerts_free(a->alerts);
     agent_wlapi_stop(a->api);
     rpc_server_free(a->rpc);
     agent_wlapi_free(a->api);

@@ -10,7 +10,8 @@
  *    attesting each caller with the unix attestor and, when configured, the k8s one, and
  *    pushes new snapshots to open streams whenever the CA thread changed what is served.
  *
- * Metrics and /ready are on the HTTP admin port (lib/httpadmin). */
+ * A third thread evaluates the alerts (agent/alert.h) every second. Metrics and /ready are on
+ * the HTTP admin port (lib/httpadmin). */
 #ifndef WEFT_AGENT_DAEMON_H
 #define WEFT_AGENT_DAEMON_H
 
@@ -34,6 +35,11 @@ struct agent_daemon_opts {
     const char *kubelet_token_file;
     const char *kubelet_ca;
     bool kubelet_insecure;
+    /* pages (agent/alert.h): a command and/or an Alertmanager v2 URL */
+    const char *alert_command;
+    const char *alert_url;
+    double alert_runway_fraction; /* 0: a quarter of the SVID's lifetime */
+    unsigned alert_failures;      /* 0: 3 in a row */
 };
 
 /* agent_daemon_run runs the agent until SIGTERM or SIGINT; returns the exit status (0 after a

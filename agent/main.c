@@ -31,11 +31,17 @@ static const char usage[] =
     "  --kubelet-token-file F    bearer token for it (" AGENT_KUBELET_DEFAULT_TOKEN ")\n"
     "  --kubelet-ca FILE         the kubelet's CA (" AGENT_KUBELET_DEFAULT_CA ")\n"
     "  --kubelet-insecure        do not verify the kubelet's certificate (kind, minikube)\n"
+    "  --alert-command CMD       run CMD (sh -c) with each alert as JSON on stdin\n"
+    "  --alert-url URL           POST alerts to an Alertmanager (.../api/v2/alerts)\n"
+    "  --alert-runway FRACTION   page when the first SVID to expire has less than this part\n"
+    "                            of its lifetime left (default 0.25)\n"
+    "  --alert-failures N        page after N renewals failed in a row (default 3)\n"
     "\n"
     "Workloads are attested by the kernel's view of the caller (unix:uid, unix:gid, unix:user,\n"
     "unix:group, unix:path) and, with --kubelet-url, by their pod (k8s:ns, k8s:sa,\n"
     "k8s:pod-name, k8s:pod-uid, k8s:pod-label:K:V, k8s:container-name, ...).\n"
-    "Not built yet: JWT-SVIDs, the proxy configuration stream and alert sinks.\n"
+    "Alerts: WeftSVIDRunwayLow and WeftSVIDRenewalFailing, fired once, resolved once.\n"
+    "Not built yet: JWT-SVIDs and the proxy configuration stream.\n"
     "Logs go to stderr as logfmt. Stops on SIGTERM or SIGINT. Exit: 0 stopped, 1 could not\n"
     "start, 2 usage.\n";
 
@@ -54,6 +60,10 @@ int main(int argc, char **argv)
         {"kubelet-token-file", required_argument, NULL, 'K'},
         {"kubelet-ca", required_argument, NULL, 'C'},
         {"kubelet-insecure", no_argument, NULL, 'I'},
+        {"alert-command", required_argument, NULL, 'a'},
+        {"alert-url", required_argument, NULL, 'u'},
+        {"alert-runway", required_argument, NULL, 'r'},
+        {"alert-failures", required_argument, NULL, 'f'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -97,6 +107,32 @@ int main(int argc, char **argv)
         case 'I':
             o.kubelet_insecure = true;
             break;
+        case 'a':
+            o.alert_command = optarg;
+            break;
+        case 'u':
+            o.alert_url = optarg;
+            break;
+        case 'r': {
+            char *end;
+            o.alert_runway_fraction = strtod(optarg, &end);
+            if (*end != '\0' || o.alert_runway_fraction <= 0 || o.alert_runway_fraction >= 1) {
+                fprintf(stderr, "weft-agent: --alert-runway %s: a fraction between 0 and 1\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        }
+        case 'f': {
+            char *end;
+            unsigned long n = strtoul(optarg, &end, 10);
+            if (*end != '\0' || n == 0 || n > 1000) {
+                fprintf(stderr, "weft-agent: --alert-failures %s: 1 to 1000\n", optarg);
+                return 2;
+            }
+            o.alert_failures = (unsigned)n;
+            break;
+        }
         case 'h':
             fputs(usage, stdout);
             return 0;

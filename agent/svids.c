@@ -32,6 +32,7 @@ struct held {
     uint32_t failures; /* consecutive */
     bool seen;         /* in the latest snapshot */
     uint64_t pass;     /* the agent_svids_mint_due call that last took it */
+    bool lapsed;       /* its SVID expired before renewal; cleared by the next one */
 };
 
 struct agent_svids {
@@ -331,6 +332,7 @@ static bool expire(struct agent_svids *s, int64_t now)
             weft_log(WEFT_LOG_ERROR, "svid expired before it could be renewed: no longer served", 2,
                      "id", h->spiffe_id, "entry", h->entry_id);
             drop_svid(h);
+            h->lapsed = true;
             s->expired++;
             changed = true;
         }
@@ -572,10 +574,15 @@ void agent_svids_stats(struct agent_svids *s, int64_t now, struct agent_svids_st
     out->expired_unrenewed = s->expired;
     for (size_t i = 0; i < s->num; i++) {
         const struct held *h = &s->h[i];
+        if (h->failures > out->max_failures) {
+            out->max_failures = h->failures;
+        }
+        out->lapsed += h->lapsed || (h->chain != NULL && now >= h->not_after);
         if (h->chain != NULL && now < h->not_after) {
             out->held++;
             if (out->earliest_not_after == 0 || h->not_after < out->earliest_not_after) {
                 out->earliest_not_after = h->not_after;
+                out->earliest_not_before = h->not_before;
             }
         }
     }

@@ -32,6 +32,7 @@ static pid_t agent_pid;
 static char sock[128], state[128], token[128];
 static char fetch_bin[160]; /* a copy others may run: the runfiles are under root's home */
 static const char *ca_flags[4];
+static const char *agent_extra[4]; /* more flags for weft-agent, NULL-terminated */
 
 static void *admin(const char *method, const ProtobufCMessage *req,
                    const ProtobufCMessageDescriptor *desc)
@@ -69,14 +70,27 @@ static void agent_start(bool with_token)
     if (agent_pid == 0) {
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
         dup2(fd, 2);
-        char *argv[] = {"weft-agent", "--ca",
-                        ca.listen,    "--trust-domain",
-                        TD,           "--bootstrap-bundle",
-                        bundle,       "--state-dir",
-                        state,        "--socket",
-                        sock,         "--http",
-                        "",           with_token ? "--join-token" : NULL,
-                        token,        NULL};
+        char *argv[24] = {"weft-agent",
+                          "--ca",
+                          ca.listen,
+                          "--trust-domain",
+                          TD,
+                          "--bootstrap-bundle",
+                          bundle,
+                          "--state-dir",
+                          state,
+                          "--socket",
+                          sock,
+                          "--http",
+                          ""};
+        size_t n = 13;
+        for (size_t i = 0; i < 4 && agent_extra[i] != NULL; i++) {
+            argv[n++] = (char *)agent_extra[i];
+        }
+        if (with_token) {
+            argv[n++] = "--join-token";
+            argv[n++] = token;
+        }
         execv(AGENT_BIN, argv);
         _exit(127);
     }
@@ -291,4 +305,77 @@ Test(agent_rotation, the_stream_delivers_each_rotated_svid_and_it_verifies)
     fclose(f);
     cr_assert_eq(n, 3, "the first SVID and two rotations, each verified; see %s/agent.log", ca.dir);
     cr_assert(done == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* wait_for_text waits, at most |seconds|, until |path| holds |needle| |times| times. */
+static bool wait_for_text(const char *path, const char *needle, int times, int seconds)
+{
+    for (int i = 0; i < seconds * 10; i++) {
+        FILE *f = fopen(path, "r");
+        if (f != NULL) {
+            char buf[16384];
+            size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+            fclose(f);
+            buf[len] = '\0';
+            int n = 0;
+            for (const char *p = buf; (p = strstr(p, needle)) != NULL; p++) {
+                n++;
+            }
+            if (n >= times) {
+                return true;
+            }
+        }
+        usleep(100 * 1000);
+    }
+    return false;
+}
+
+static char alerts[160], alert_cmd[400];
+
+/* The same short-lived CA, with the agent paging through a command that appends to a file. */
+static void setup_paging(void)
+{
+    snprintf(alerts, sizeof(alerts), "/tmp/weft-agent-alerts-%d", (int)getpid());
+    unlink(alerts);
+    snprintf(alert_cmd, sizeof(alert_cmd), "cat >> %s; echo >> %s", alerts, alerts);
+    agent_extra[0] = "--alert-command";
+    agent_extra[1] = alert_cmd;
+    setup_with("40s");
+}
+
+static void teardown_paging(void)
+{
+    teardown();
+    unlink(alerts);
+}
+
+TestSuite(agent_paging, .init = setup_paging, .fini = teardown_paging, .timeout = 120);
+
+Test(agent_paging, with_the_ca_down_svids_are_served_and_the_alert_fires_then_resolves)
+{
+    ca_proc_stop(&ca, SIGKILL);
+    /* served from memory while they are valid */
+    cr_assert_str_eq(fetch(0, ""),
+                     "status=0 svids=1 id=spiffe://" TD "/ns/test/sa/me verified=1\n");
+    /* renewals fail (the SVIDs live ~40 s here, renewed every ~20 s): the page goes out */
+    cr_assert(wait_for_text(alerts, "\"status\":\"firing\"", 1, 60),
+              "no alert fired; see %s/agent.log", ca.dir);
+    cr_assert(wait_for_text(alerts, "WeftSVIDRenewalFailing", 1, 1) ||
+                  wait_for_text(alerts, "WeftSVIDRunwayLow", 1, 1),
+              "one of the two pages");
+    /* the CA comes back: renewals succeed and every page that fired resolves */
+    cr_assert_eq(ca_proc_start(&ca, "1h"), WEFT_OK, "see %s/ca.log", ca.dir);
+    FILE *f = fopen(alerts, "r");
+    char buf[16384];
+    size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[len] = '\0';
+    int fired = 0;
+    for (const char *p = buf; (p = strstr(p, "\"status\":\"firing\"")) != NULL; p++) {
+        fired++;
+    }
+    cr_assert(wait_for_text(alerts, "\"status\":\"resolved\"", fired, 60),
+              "%d page(s) fired, not all resolved; see %s/agent.log", fired, ca.dir);
+    cr_assert_str_eq(fetch(0, ""),
+                     "status=0 svids=1 id=spiffe://" TD "/ns/test/sa/me verified=1\n");
 }
