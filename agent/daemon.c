@@ -41,6 +41,12 @@ struct metrics {
     struct weft_counter *minted, *mint_failures, *expired, *renew_failures, *attest_refused,
         *attested;
     uint64_t last_minted, last_failures, last_expired;
+    /* per SVID: the IDs given a gauge so far (an ID no longer held is set to 0) */
+    char **ids;
+    struct weft_gauge **id_gauges;
+    bool *id_held; /* in this update */
+    size_t num_ids;
+    int64_t ids_updated_ms;
 };
 
 struct agent {
@@ -350,8 +356,59 @@ static void metrics_init(struct metrics *m)
                              "Workload API callers that could not be attested", NULL, 0);
 }
 
+#define SVID_GAUGE "weft_agent_svid_not_after_seconds"
+#define SVID_GAUGE_HELP "notAfter of each workload SVID held (0: none valid)"
+
+/* seen_svid sets one entry's gauge, registering it the first time; |arg| is the metrics. */
+static void seen_svid(void *arg, const char *spiffe_id, int64_t not_after)
+{
+    struct metrics *m = arg;
+    size_t i = 0;
+    while (i < m->num_ids && strcmp(m->ids[i], spiffe_id) != 0) {
+        i++;
+    }
+    if (i == m->num_ids) {
+        struct weft_label l = {"spiffe_id", spiffe_id};
+        struct weft_gauge *g = weft_metrics_gauge(m->reg, SVID_GAUGE, SVID_GAUGE_HELP, &l, 1);
+        if (g == NULL || m->num_ids >= AGENT_MAX_ENTRIES) {
+            return;
+        }
+        m->ids = weft_xrealloc(m->ids, (i + 1) * sizeof(char *));
+        m->id_gauges = weft_xrealloc(m->id_gauges, (i + 1) * sizeof(struct weft_gauge *));
+        m->id_held = weft_xrealloc(m->id_held, (i + 1) * sizeof(bool));
+        m->ids[i] = weft_xstrndup(spiffe_id, strlen(spiffe_id));
+        m->id_gauges[i] = g;
+        m->num_ids++;
+    }
+    m->id_held[i] = true;
+    weft_gauge_set(m->id_gauges[i], (double)not_after);
+}
+
+/* update_svid_gauges: those still held get their notAfter, those gone read 0 (never a flicker
+ * to 0 for one held); every 5 s, as the walk is linear in the entries. */
+static void update_svid_gauges(struct metrics *m, struct agent_svids *svids)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    if (ms - m->ids_updated_ms < 5000 && m->ids_updated_ms != 0) {
+        return;
+    }
+    m->ids_updated_ms = ms;
+    for (size_t i = 0; i < m->num_ids; i++) {
+        m->id_held[i] = false;
+    }
+    agent_svids_each(svids, now_s(), seen_svid, m);
+    for (size_t i = 0; i < m->num_ids; i++) {
+        if (!m->id_held[i]) {
+            weft_gauge_set(m->id_gauges[i], 0);
+        }
+    }
+}
+
 static void metrics_update(struct agent *a)
 {
+    update_svid_gauges(&a->m, a->svids);
     struct agent_svids_stats st;
     int64_t now = now_s();
     agent_svids_stats(a->svids, now, &st);
@@ -514,6 +571,12 @@ out:
     agent_svids_free(a->svids);
     agent_node_free(a->node);
     weft_metrics_free(a->m.reg);
+    for (size_t i = 0; i < a->m.num_ids; i++) {
+        free(a->m.ids[i]);
+    }
+    free(a->m.ids);
+    free(a->m.id_gauges);
+    free(a->m.id_held);
     memset(a->token, 0, sizeof(a->token));
     grpc_shutdown();
     return rc;

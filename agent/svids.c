@@ -588,3 +588,14 @@ void agent_svids_stats(struct agent_svids *s, int64_t now, struct agent_svids_st
     }
     pthread_mutex_unlock(&s->mu);
 }
+
+void agent_svids_each(struct agent_svids *s, int64_t now,
+                      void (*fn)(void *arg, const char *spiffe_id, int64_t not_after), void *arg)
+{
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < s->num; i++) {
+        const struct held *h = &s->h[i];
+        fn(arg, h->spiffe_id, h->chain != NULL && now < h->not_after ? h->not_after : 0);
+    }
+    pthread_mutex_unlock(&s->mu);
+}

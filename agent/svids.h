@@ -82,4 +82,9 @@ size_t agent_svids_bundles(struct agent_svids *s, const struct agent_selectors *
 
 void agent_svids_stats(struct agent_svids *s, int64_t now, struct agent_svids_stats *out);
 
+/* agent_svids_each calls |fn| for every entry, under the lock, with its SPIFFE ID and the
+ * notAfter of the SVID held (0: none valid at |now|). |fn| must not call back in here. */
+void agent_svids_each(struct agent_svids *s, int64_t now,
+                      void (*fn)(void *arg, const char *spiffe_id, int64_t not_after), void *arg);
+
 #endif

@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,6 +33,7 @@ static struct ca_proc ca;
 static pid_t agent_pid;
 static char sock[128], state[128], token[128];
 static char fetch_bin[160]; /* a copy others may run: the runfiles are under root's home */
+static char http_arg[160];  /* --http unix:DIR/http.sock */
 static const char *ca_flags[4];
 static const char *agent_extra[4]; /* more flags for weft-agent, NULL-terminated */
 
@@ -70,19 +73,10 @@ static void agent_start(bool with_token)
     if (agent_pid == 0) {
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
         dup2(fd, 2);
-        char *argv[24] = {"weft-agent",
-                          "--ca",
-                          ca.listen,
-                          "--trust-domain",
-                          TD,
-                          "--bootstrap-bundle",
-                          bundle,
-                          "--state-dir",
-                          state,
-                          "--socket",
-                          sock,
-                          "--http",
-                          ""};
+        char *argv[24] = {
+            "weft-agent", "--ca",        ca.listen, "--trust-domain", TD,   "--bootstrap-bundle",
+            bundle,       "--state-dir", state,     "--socket",       sock, "--http",
+            http_arg};
         size_t n = 13;
         for (size_t i = 0; i < 4 && agent_extra[i] != NULL; i++) {
             argv[n++] = (char *)agent_extra[i];
@@ -163,6 +157,7 @@ static void setup_with(const char *intermediate_ttl)
     chmod(ca.dir, 0755);
     snprintf(sock, sizeof(sock), "%s/run/agent.sock", ca.dir);
     snprintf(fetch_bin, sizeof(fetch_bin), "%s/wlapi_fetch", ca.dir);
+    snprintf(http_arg, sizeof(http_arg), "unix:%s/http.sock", ca.dir);
     char cp[400];
     snprintf(cp, sizeof(cp), "cp %s %s && chmod 755 %s", FETCH_BIN, fetch_bin, fetch_bin);
     cr_assert_eq(system(cp), 0);
@@ -187,6 +182,54 @@ static void teardown(void)
 }
 
 TestSuite(agent, .init = setup, .fini = teardown, .timeout = 90);
+
+/* metrics reads the agent's /metrics over its unix socket. */
+static char *metrics(void)
+{
+    static char buf[65536];
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof(a.sun_path), "%.100s", http_arg + 5);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    buf[0] = '\0';
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
+        const char *req = "GET /metrics HTTP/1.1\r\nHost: agent\r\n\r\n";
+        (void)!write(fd, req, strlen(req));
+        size_t len = 0;
+        ssize_t n;
+        while (len < sizeof(buf) - 1 && (n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0) {
+            len += (size_t)n;
+        }
+        buf[len] = '\0';
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    return buf;
+}
+
+Test(agent, the_metrics_show_each_svids_not_after_and_the_runway)
+{
+    /* the per-SVID gauges are refreshed every 5 s */
+    char *m = NULL;
+    const char *series =
+        "weft_agent_svid_not_after_seconds{spiffe_id=\"spiffe://" TD "/ns/test/sa/me\"} ";
+    for (int i = 0; i < 80; i++) {
+        m = metrics();
+        const char *at = strstr(m, series);
+        if (at != NULL && atoll(at + strlen(series)) > time(NULL)) {
+            break;
+        }
+        usleep(100 * 1000);
+    }
+    const char *at = strstr(m, series);
+    cr_assert_not_null(at, "%s", m);
+    cr_assert_gt(atoll(at + strlen(series)), time(NULL), "a notAfter in the future");
+    cr_assert_not_null(strstr(m, "\nweft_agent_svids_held 2\n"), "%s", m);
+    cr_assert_not_null(strstr(m, "\nweft_agent_ca_connected 1\n"), "%s", m);
+    const char *runway = strstr(m, "\nweft_agent_runway_seconds ");
+    cr_assert_not_null(runway);
+    cr_assert_gt(atof(runway + 28), 60, "an hour's SVIDs: well over a minute of runway");
+}
 
 Test(agent, a_workload_gets_its_svid_and_the_others_get_theirs_or_nothing)
 {
