@@ -308,14 +308,24 @@ static int slot_write(int fd, const void *data, size_t len)
     return fsync(fd) == 0 ? WEFT_OK : WEFT_EIO;
 }
 
-static void handle_new_root(struct child *c, int fd, const struct msg_ca_op *m)
+/* spare_slot: |m| names a slot that exists and holds no root in use (the current or the
+ * prepared intermediate's); otherwise the refusal is replied and it returns false. */
+static bool spare_slot(const struct child *c, int fd, const struct msg_ca_op *m)
 {
     if (m->slot >= CA_SIGNER_SLOTS || c->slots[m->slot].fd < 0) {
         reply(fd, WEFT_EINVAL, NULL, 0, "no root slot %u", m->slot);
-        return;
+        return false;
     }
     if (slot_in_use(c, m->slot)) {
         reply(fd, WEFT_EPOLICY, NULL, 0, "root slot %u holds the root in use", m->slot);
+        return false;
+    }
+    return true;
+}
+
+static void handle_new_root(struct child *c, int fd, const struct msg_ca_op *m)
+{
+    if (!spare_slot(c, fd, m)) {
         return;
     }
     if (!c->slots[m->slot].writable) {
@@ -360,12 +370,7 @@ static void handle_new_root(struct child *c, int fd, const struct msg_ca_op *m)
 
 static void handle_drop_root(struct child *c, int fd, const struct msg_ca_op *m)
 {
-    if (m->slot >= CA_SIGNER_SLOTS || c->slots[m->slot].fd < 0) {
-        reply(fd, WEFT_EINVAL, NULL, 0, "no root slot %u", m->slot);
-        return;
-    }
-    if (slot_in_use(c, m->slot)) {
-        reply(fd, WEFT_EPOLICY, NULL, 0, "root slot %u holds the root in use", m->slot);
+    if (!spare_slot(c, fd, m)) {
         return;
     }
     struct root_slot *r = &c->slots[m->slot];
