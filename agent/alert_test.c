@@ -1,8 +1,6 @@
 /* agent/alert_test.c: the two alerts fire once and resolve once, through a command sink and an
  * Alertmanager-shaped POST to a receiver of the test's own on loopback. */
 #include <criterion/criterion.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -13,6 +11,7 @@
 
 #include "agent/alert.h"
 #include "lib/base/file.h"
+#include "test/testlib/net.h"
 
 #define NB INT64_C(1700000000)
 
@@ -153,13 +152,8 @@ static void receiver_start(struct receiver *r, int first, int second)
 {
     r->status[0] = first;
     r->status[1] = second;
-    r->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    cr_assert_eq(bind(r->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-    cr_assert_eq(listen(r->lfd, 4), 0);
-    cr_assert_eq(getsockname(r->lfd, (struct sockaddr *)&a, &len), 0);
-    r->port = ntohs(a.sin_port);
+    r->lfd = testlib_listen_loopback(&r->port);
+    cr_assert_geq(r->lfd, 0);
     cr_assert_eq(pthread_create(&r->th, NULL, receive, r), 0);
 }
 

@@ -2,8 +2,6 @@
  * the real-shaped pod list of agent/testdata, and a /proc of its own holding a workload's stat
  * and cgroup files. */
 #include <criterion/criterion.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +12,7 @@
 
 #include "agent/k8s.h"
 #include "lib/base/file.h"
+#include "test/testlib/net.h"
 
 #define PID 4242
 #define UID "2c48913c-b29f-11e7-9350-020968147796"
@@ -71,13 +70,8 @@ static void *kubelet_serve(void *arg)
 
 static void kubelet_start(struct kubelet *k)
 {
-    k->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    cr_assert_eq(bind(k->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-    cr_assert_eq(listen(k->lfd, 8), 0);
-    cr_assert_eq(getsockname(k->lfd, (struct sockaddr *)&a, &len), 0);
-    k->port = ntohs(a.sin_port);
+    k->lfd = testlib_listen_loopback(&k->port);
+    cr_assert_geq(k->lfd, 0);
     cr_assert_eq(pthread_create(&k->th, NULL, kubelet_serve, k), 0);
 }
 

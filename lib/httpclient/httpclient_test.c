@@ -1,8 +1,6 @@
 /* lib/httpclient/httpclient_test.c: requests against one-shot servers on loopback, plain and
  * TLS (a CA and a "localhost" certificate minted now), and the ways a server can misbehave. */
 #include <criterion/criterion.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +14,7 @@
 #include <openssl/x509v3.h>
 
 #include "lib/base/file.h"
+#include "test/testlib/net.h"
 #include "lib/httpclient/httpclient.h"
 #include "test/testlib/certs.h"
 
@@ -90,13 +89,8 @@ static void server_start(struct server *s, const char *response)
 {
     s->response = response;
     s->response_len = response != NULL ? strlen(response) : 0;
-    s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    cr_assert_eq(bind(s->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-    cr_assert_eq(listen(s->lfd, 4), 0);
-    cr_assert_eq(getsockname(s->lfd, (struct sockaddr *)&a, &len), 0);
-    s->port = ntohs(a.sin_port);
+    s->lfd = testlib_listen_loopback(&s->port);
+    cr_assert_geq(s->lfd, 0);
     cr_assert_eq(pthread_create(&s->th, NULL, serve, s), 0);
 }
 
