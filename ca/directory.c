@@ -10,6 +10,7 @@
 
 #include "lib/base/log.h"
 #include "lib/base/mem.h"
+#include "lib/base/netaddr.h"
 
 struct entry {
     struct ca_dir_entry pub;
@@ -29,60 +30,7 @@ struct ca_directory {
 
 int ca_dir_canonical(char out[CA_DIR_ADDR_MAX], const char *address)
 {
-    char host[CA_DIR_ADDR_MAX];
-    const char *port = NULL;
-    size_t len = strlen(address);
-    if (len == 0 || len >= CA_DIR_ADDR_MAX) {
-        return WEFT_EINVAL;
-    }
-    if (address[0] == '[') {
-        const char *close = strchr(address, ']');
-        if (close == NULL || (close[1] != '\0' && close[1] != ':')) {
-            return WEFT_EINVAL;
-        }
-        snprintf(host, sizeof(host), "%.*s", (int)(close - address - 1), address + 1);
-        port = close[1] == ':' ? close + 2 : NULL;
-    } else if (strchr(address, ':') != strrchr(address, ':')) {
-        snprintf(host, sizeof(host), "%s", address); /* a bare IPv6 address */
-    } else {
-        const char *colon = strchr(address, ':');
-        snprintf(host, sizeof(host), "%.*s", (int)(colon ? (size_t)(colon - address) : len),
-                 address);
-        port = colon ? colon + 1 : NULL;
-    }
-    unsigned char bin[16];
-    char text[INET6_ADDRSTRLEN];
-    bool v6 = inet_pton(AF_INET6, host, bin) == 1;
-    if (!v6 && inet_pton(AF_INET, host, bin) != 1) {
-        return WEFT_EINVAL;
-    }
-    static const unsigned char v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    if (v6 && memcmp(bin, v4_mapped, sizeof(v4_mapped)) == 0) {
-        /* ::ffff:a.b.c.d is a.b.c.d: a dual-stack socket reports IPv4 peers that way */
-        memmove(bin, bin + 12, 4);
-        v6 = false;
-    }
-    inet_ntop(v6 ? AF_INET6 : AF_INET, bin, text, sizeof(text));
-    if (port == NULL) {
-        snprintf(out, CA_DIR_ADDR_MAX, "%s", text);
-        return WEFT_OK;
-    }
-    unsigned p = 0;
-    size_t digits = strlen(port);
-    if (digits == 0 || digits > 5 || port[0] == '0') {
-        return WEFT_EINVAL;
-    }
-    for (size_t i = 0; i < digits; i++) {
-        if (port[i] < '0' || port[i] > '9') {
-            return WEFT_EINVAL;
-        }
-        p = p * 10 + (unsigned)(port[i] - '0');
-    }
-    if (p < 1 || p > 65535) {
-        return WEFT_EINVAL;
-    }
-    snprintf(out, CA_DIR_ADDR_MAX, v6 ? "[%s]:%u" : "%s:%u", text, p);
-    return WEFT_OK;
+    return weft_addr_canonical(out, address, NULL);
 }
 
 struct ca_directory *ca_directory_new(size_t max_entries, size_t max_per_node, int64_t ttl_s,

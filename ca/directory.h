@@ -13,8 +13,9 @@
 #include <stdint.h>
 
 #include "lib/base/err.h"
+#include "lib/base/netaddr.h"
 
-#define CA_DIR_ADDR_MAX 64     /* "[ipv6]:port" fits */
+#define CA_DIR_ADDR_MAX WEFT_ADDR_MAX
 #define CA_DIR_MAX_REPORT 4096 /* addresses in one report */
 
 struct ca_dir_item {
@@ -66,9 +67,8 @@ size_t ca_directory_size(const struct ca_directory *d);
 uint64_t ca_directory_version(const struct ca_directory *d);
 uint64_t ca_directory_conflicts(const struct ca_directory *d); /* refused claims so far */
 
-/* ca_dir_canonical writes the canonical form of |address| ("1.2.3.4:80", "[::1]:80", "::1";
- * an IPv4-mapped IPv6 address becomes its IPv4 form), or returns WEFT_EINVAL for anything that is
- * not an IP literal with an optional port 1-65535. */
+/* ca_dir_canonical is weft_addr_canonical (lib/base/netaddr.h): the agent that verifies a claim
+ * and the directory that keeps it read addresses the same way. */
 WEFT_MUST_USE int ca_dir_canonical(char out[CA_DIR_ADDR_MAX], const char *address);
 
 #endif

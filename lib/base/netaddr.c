@@ -80,3 +80,66 @@ bad:
              allow_unix ? "," : " or", allow_unix ? " or unix:PATH" : "");
     return WEFT_EINVAL;
 }
+
+int weft_addr_canonical(char out[WEFT_ADDR_MAX], const char *address, struct weft_ip *ip)
+{
+    char host[WEFT_ADDR_MAX];
+    const char *port = NULL;
+    size_t len = strlen(address);
+    if (len == 0 || len >= WEFT_ADDR_MAX) {
+        return WEFT_EINVAL;
+    }
+    if (address[0] == '[') {
+        const char *close = strchr(address, ']');
+        if (close == NULL || (close[1] != '\0' && close[1] != ':')) {
+            return WEFT_EINVAL;
+        }
+        snprintf(host, sizeof(host), "%.*s", (int)(close - address - 1), address + 1);
+        port = close[1] == ':' ? close + 2 : NULL;
+    } else if (strchr(address, ':') != strrchr(address, ':')) {
+        snprintf(host, sizeof(host), "%s", address); /* a bare IPv6 address */
+    } else {
+        const char *colon = strchr(address, ':');
+        snprintf(host, sizeof(host), "%.*s", (int)(colon ? (size_t)(colon - address) : len),
+                 address);
+        port = colon ? colon + 1 : NULL;
+    }
+    unsigned char bin[16];
+    char text[INET6_ADDRSTRLEN];
+    bool v6 = inet_pton(AF_INET6, host, bin) == 1;
+    if (!v6 && inet_pton(AF_INET, host, bin) != 1) {
+        return WEFT_EINVAL;
+    }
+    static const unsigned char v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (v6 && memcmp(bin, v4_mapped, sizeof(v4_mapped)) == 0) {
+        /* ::ffff:a.b.c.d is a.b.c.d: a dual-stack socket reports IPv4 peers that way */
+        memmove(bin, bin + 12, 4);
+        v6 = false;
+    }
+    if (ip != NULL) {
+        ip->v6 = v6;
+        memset(ip->bytes, 0, sizeof(ip->bytes));
+        memcpy(ip->bytes, bin, v6 ? 16 : 4);
+    }
+    inet_ntop(v6 ? AF_INET6 : AF_INET, bin, text, sizeof(text));
+    if (port == NULL) {
+        snprintf(out, WEFT_ADDR_MAX, "%s", text);
+        return WEFT_OK;
+    }
+    unsigned p = 0;
+    size_t digits = strlen(port);
+    if (digits == 0 || digits > 5 || port[0] == '0') {
+        return WEFT_EINVAL;
+    }
+    for (size_t i = 0; i < digits; i++) {
+        if (port[i] < '0' || port[i] > '9') {
+            return WEFT_EINVAL;
+        }
+        p = p * 10 + (unsigned)(port[i] - '0');
+    }
+    if (p < 1 || p > 65535) {
+        return WEFT_EINVAL;
+    }
+    snprintf(out, WEFT_ADDR_MAX, v6 ? "[%s]:%u" : "%s:%u", text, p);
+    return WEFT_OK;
+}

@@ -25,4 +25,19 @@ union weft_sockaddr {
 WEFT_MUST_USE int weft_sockaddr_parse(const char *s, bool allow_unix, union weft_sockaddr *out,
                                       socklen_t *out_len, char *err, size_t err_len);
 
+#define WEFT_ADDR_MAX 64 /* "[ipv6]:port" fits, NUL included */
+
+/* struct weft_ip is an IP address as 4 or 16 bytes. */
+struct weft_ip {
+    bool v6;
+    unsigned char bytes[16];
+};
+
+/* weft_addr_canonical writes the canonical form of a mesh directory address, "IP" or "IP:port"
+ * ("1.2.3.4:80", "[::1]:80", "::1"; an IPv4-mapped IPv6 address becomes its IPv4 form), and
+ * the IP itself to |ip| when not NULL. WEFT_EINVAL for anything that is not an IP literal with
+ * an optional port 1-65535. */
+WEFT_MUST_USE int weft_addr_canonical(char out[WEFT_ADDR_MAX], const char *address,
+                                      struct weft_ip *ip);
+
 #endif

@@ -40,3 +40,27 @@ Test(netaddr, refused_forms)
                  "unix sockets only where allowed");
     cr_assert_eq(weft_sockaddr_parse("unix:", true, &a, &len, err, sizeof(err)), WEFT_EINVAL);
 }
+
+Test(netaddr, directory_addresses_have_one_canonical_form)
+{
+    char out[WEFT_ADDR_MAX];
+    struct weft_ip ip;
+    cr_assert_eq(weft_addr_canonical(out, "198.18.0.7", &ip), WEFT_OK);
+    cr_assert_str_eq(out, "198.18.0.7");
+    cr_assert(!ip.v6);
+    cr_assert_eq(ip.bytes[0], 198);
+    cr_assert_eq(ip.bytes[3], 7);
+    cr_assert_eq(weft_addr_canonical(out, "[2001:DB8:0::1]:443", &ip), WEFT_OK);
+    cr_assert_str_eq(out, "[2001:db8::1]:443");
+    cr_assert(ip.v6);
+    cr_assert_eq(ip.bytes[15], 1);
+    cr_assert_eq(weft_addr_canonical(out, "[::ffff:198.18.0.5]:8080", &ip), WEFT_OK);
+    cr_assert_str_eq(out, "198.18.0.5:8080");
+    cr_assert(!ip.v6);
+    const char *bad[] = {"",     "host:80", "1.2.3.4:0", "1.2.3.4:65536", "1.2.3.4:080",
+                         "[::1", "1.2.3"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cr_expect_eq(weft_addr_canonical(out, bad[i], NULL), WEFT_EINVAL, "accepted \"%s\"",
+                     bad[i]);
+    }
+}
