@@ -98,6 +98,8 @@ Test(podlist, selectors_of_a_container_and_of_an_init_container)
         "k8s:pod-label:app:cart",
         "k8s:pod-label:tier:backend",
         "k8s:pod-label:pod-template-hash:7d9f8c6b5",
+        "k8s:pod-ip:198.18.1.7",
+        "k8s:pod-ip:2001:db8::7", /* canonical form */
     };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         cr_assert(agent_selectors_has(s, want[i]), "%s", want[i]);
@@ -121,6 +123,9 @@ Test(podlist, selectors_of_a_container_and_of_an_init_container)
     cr_assert_eq(skipped, 1);
     cr_assert(agent_selectors_has(s, "k8s:pod-label:k8s-app:kube-dns"));
     cr_assert(agent_selectors_has(s, "k8s:ns:kube-system"));
+    for (size_t i = 0; i < s->num; i++) { /* hostNetwork: the node's address is not its own */
+        cr_assert(strncmp(s->sel[i], "k8s:pod-ip:", 11) != 0, "%s", s->sel[i]);
+    }
 
     /* an unknown pod, or a container the kubelet does not list yet: ask again later */
     cr_assert_eq(

@@ -6,6 +6,8 @@
 
 #include <jansson.h>
 
+#include "lib/base/netaddr.h"
+
 static const char *str_at(json_t *obj, const char *key)
 {
     const char *s = json_string_value(json_object_get(obj, key));
@@ -39,6 +41,43 @@ static void add(size_t *skipped, int rc)
 {
     if (rc != WEFT_OK) {
         (*skipped)++;
+    }
+}
+
+/* add_pod_ips adds k8s:pod-ip:IP for each of the pod's own addresses (status.podIPs, and
+ * status.podIP for older kubelets), in canonical form. A hostNetwork pod has the node's addresses,
+ * which every other such pod shares: none is its own. */
+static void add_pod_ips(struct agent_selectors *out, size_t *skipped, json_t *pod, json_t *spec)
+{
+    if (json_is_true(json_object_get(spec, "hostNetwork"))) {
+        return;
+    }
+    json_t *status = json_object_get(pod, "status");
+    const char *ips[AGENT_PODLIST_MAX_IPS + 1];
+    size_t n = 0, i;
+    json_t *v;
+    json_array_foreach(json_object_get(status, "podIPs"), i, v)
+    {
+        if (n < AGENT_PODLIST_MAX_IPS) {
+            ips[n++] = str_at(v, "ip");
+        }
+    }
+    ips[n++] = str_at(status, "podIP");
+    for (i = 0; i < n; i++) {
+        char canon[WEFT_ADDR_MAX] = "";
+        struct weft_ip ip;
+        if (ips[i][0] == '\0') {
+            continue;
+        }
+        bool has_port = false;
+        if (weft_addr_canonical(canon, ips[i], &ip) == WEFT_OK) {
+            has_port = ip.v6 ? canon[0] == '[' : strchr(canon, ':') != NULL;
+        }
+        if (canon[0] == '\0' || has_port) { /* an address, not an address and port */
+            (*skipped)++;
+            continue;
+        }
+        add(skipped, agent_selectors_add(out, "k8s:pod-ip:%s", canon));
     }
 }
 
@@ -86,6 +125,7 @@ int agent_podlist_selectors(const char *json, size_t len, const char *pod_uid,
         if (str_at(cs, "image")[0] != '\0') {
             add(skipped, agent_selectors_add(out, "k8s:container-image:%s", str_at(cs, "image")));
         }
+        add_pod_ips(out, skipped, pod, spec);
         const char *key;
         json_t *value;
         json_object_foreach(json_object_get(meta, "labels"), key, value)

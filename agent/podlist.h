@@ -3,7 +3,11 @@
  *
  *   k8s:ns:NAMESPACE  k8s:sa:SERVICE_ACCOUNT  k8s:pod-name:NAME  k8s:pod-uid:UID
  *   k8s:pod-label:KEY:VALUE (each label)  k8s:container-name:NAME  k8s:node-name:NODE
- *   k8s:container-image:IMAGE
+ *   k8s:container-image:IMAGE  k8s:pod-ip:IP (each of the pod's own addresses; none for a
+ *   hostNetwork pod, which shares the node's)
+ *
+ * k8s:pod-ip is how the agent verifies the addresses a workload claims for the mesh directory
+ * (agent/proxycfg.h); an entry had better not select on it, as pod IPs are reused.
  *
  * The container must be among the pod's containerStatuses, initContainerStatuses or
  * ephemeralContainerStatuses, by its containerID ("containerd://ID", "cri-o://ID",
@@ -18,6 +22,7 @@
 #include "lib/base/err.h"
 
 #define AGENT_PODLIST_MAX (32 << 20) /* bytes of a pod list we parse at most */
+#define AGENT_PODLIST_MAX_IPS 4      /* status.podIPs taken (one per family in practice) */
 
 /* agent_podlist_selectors adds the selectors of container |container_id| of pod |pod_uid| from
  * the pod list |json| to |out|. WEFT_ENOTFOUND when the list has no such pod or the pod no such
