@@ -5,14 +5,11 @@
  * SVIDs rotate on the stream. Every process is stopped by its PID, even when an assertion
  * fails. */
 #include <criterion/criterion.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,19 +18,18 @@
 
 #include "lib/rpc/rpc.h"
 #include "proto/ca.pb-c.h"
+#include "test/testlib/agent_proc.h"
 #include "test/testlib/ca_proc.h"
 
-#define AGENT_BIN "agent/weft-agent"
 #define FETCH_BIN "test/integration/wlapi_fetch"
 #define TD CA_PROC_TD
 #define OTHER_UID 4242 /* a uid with an entry of its own */
 #define NOBODY_UID 4343
 
 static struct ca_proc ca;
-static pid_t agent_pid;
-static char sock[128], state[128], token[128];
+static struct agent_proc agent;
+static const char *sock = agent.sock;
 static char fetch_bin[160]; /* a copy others may run: the runfiles are under root's home */
-static char http_arg[160];  /* --http unix:DIR/http.sock */
 static const char *ca_flags[4];
 static const char *agent_extra[4]; /* more flags for weft-agent, NULL-terminated */
 
@@ -49,56 +45,19 @@ static void *admin(const char *method, const ProtobufCMessage *req,
 
 static void entry_for(const char *id, unsigned uid)
 {
-    Weft__Ca__V1__Entry e = WEFT__CA__V1__ENTRY__INIT;
-    char sel[32];
-    snprintf(sel, sizeof(sel), "unix:uid:%u", uid);
-    char *selp = sel;
-    e.spiffe_id = (char *)id;
-    e.node = "node-a";
-    e.selectors = &selp;
-    e.n_selectors = 1;
-    Weft__Ca__V1__CreateEntryRequest req = WEFT__CA__V1__CREATE_ENTRY_REQUEST__INIT;
-    req.entry = &e;
-    protobuf_c_message_free_unpacked(
-        admin("CreateEntry", &req.base, &weft__ca__v1__create_entry_response__descriptor), NULL);
+    struct rpc_status st;
+    cr_assert_eq(agent_proc_entry(&ca, id, uid, &st), WEFT_OK, "CreateEntry: %s", st.details);
 }
 
 static void agent_start(bool with_token)
 {
-    char log[160], bundle[160];
-    snprintf(log, sizeof(log), "%s/agent.log", ca.dir);
-    snprintf(bundle, sizeof(bundle), "%s/bundle.pem", ca.dir);
-    agent_pid = fork();
-    cr_assert_geq(agent_pid, 0);
-    if (agent_pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        dup2(fd, 2);
-        char *argv[24] = {
-            "weft-agent", "--ca",        ca.listen, "--trust-domain", TD,   "--bootstrap-bundle",
-            bundle,       "--state-dir", state,     "--socket",       sock, "--http",
-            http_arg};
-        size_t n = 13;
-        for (size_t i = 0; i < 4 && agent_extra[i] != NULL; i++) {
-            argv[n++] = (char *)agent_extra[i];
-        }
-        if (with_token) {
-            argv[n++] = "--join-token";
-            argv[n++] = token;
-        }
-        execv(AGENT_BIN, argv);
-        _exit(127);
+    for (size_t i = 0; i < nitems(agent_extra); i++) {
+        agent.extra[i] = agent_extra[i];
     }
+    cr_assert_eq(agent_proc_start(&agent, with_token), WEFT_OK);
 }
 
-static void agent_stop(void)
-{
-    if (agent_pid > 0) {
-        kill(agent_pid, SIGTERM);
-        int status;
-        waitpid(agent_pid, &status, 0);
-        agent_pid = 0;
-    }
-}
+static void agent_stop(void) { agent_proc_stop(&agent); }
 
 /* fetch runs wlapi_fetch under |uid| (when we are root) with |args|; returns its first line. */
 static const char *fetch(unsigned uid, const char *args)
@@ -106,40 +65,16 @@ static const char *fetch(unsigned uid, const char *args)
     static char line[512];
     char cmd[512];
     snprintf(cmd, sizeof(cmd), "%s %s %s", fetch_bin, sock, args);
-    int pipefd[2];
-    cr_assert_eq(pipe(pipefd), 0);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(pipefd[1], 1);
-        close(pipefd[0]);
-        if (geteuid() == 0 && uid != 0 && (setgid(uid) != 0 || setuid(uid) != 0)) {
-            _exit(126);
-        }
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    close(pipefd[1]);
-    FILE *f = fdopen(pipefd[0], "r");
-    line[0] = '\0';
-    if (fgets(line, sizeof(line), f) == NULL) {
-        line[0] = '\0';
-    }
-    fclose(f);
-    kill(pid, SIGKILL); /* a --messages N client may still wait */
-    waitpid(pid, NULL, 0);
+    int rc = agent_proc_run(uid, cmd, true, 30000, line, sizeof(line), NULL);
+    cr_assert(rc == WEFT_OK || rc == WEFT_EIO, "%s: no line within 30 s", cmd);
     return line;
 }
 
-/* wait_served polls until a workload of ours gets an SVID (the agent joined and minted). */
+/* wait_served waits until the agent holds both SVIDs and is ready (it joined and minted). */
 static void wait_served(void)
 {
-    for (int i = 0; i < 100; i++) {
-        if (strncmp(fetch(0, ""), "status=0 ", 9) == 0) {
-            return;
-        }
-        usleep(200 * 1000);
-    }
-    cr_assert_fail("the agent never served an SVID; see %s/agent.log", ca.dir);
+    cr_assert_eq(agent_proc_wait_served(&agent, 2, 20000), WEFT_OK,
+                 "the agent never served an SVID; see %s", agent.log);
 }
 
 static void setup_with(const char *intermediate_ttl)
@@ -153,19 +88,10 @@ static void setup_with(const char *intermediate_ttl)
         ca.extra[1] = ca_flags[1];
     }
     cr_assert_eq(ca_proc_start(&ca, "1h"), WEFT_OK, "see %s/ca.log", ca.dir);
-    /* the workloads under other uids must reach the socket: a directory all may enter */
-    chmod(ca.dir, 0755);
-    snprintf(sock, sizeof(sock), "%s/run/agent.sock", ca.dir);
-    snprintf(fetch_bin, sizeof(fetch_bin), "%s/wlapi_fetch", ca.dir);
-    snprintf(http_arg, sizeof(http_arg), "unix:%s/http.sock", ca.dir);
-    char cp[400];
-    snprintf(cp, sizeof(cp), "cp %s %s && chmod 755 %s", FETCH_BIN, fetch_bin, fetch_bin);
-    cr_assert_eq(system(cp), 0);
-    snprintf(state, sizeof(state), "%s/agent-state", ca.dir);
-    char *t = ca_proc_token(&ca, "node-a", 600);
-    cr_assert_not_null(t);
-    snprintf(token, sizeof(token), "%s", t);
-    free(t);
+    cr_assert_eq(agent_proc_init(&agent, &ca), WEFT_OK);
+    cr_assert_eq(
+        agent_proc_copy_runfile(&ca, FETCH_BIN, "wlapi_fetch", fetch_bin, sizeof(fetch_bin)),
+        WEFT_OK);
     entry_for("spiffe://" TD "/ns/test/sa/me", geteuid());
     entry_for("spiffe://" TD "/ns/test/sa/other", OTHER_UID);
     agent_start(true);
@@ -187,23 +113,7 @@ TestSuite(agent, .init = setup, .fini = teardown, .timeout = 90);
 static char *metrics(void)
 {
     static char buf[65536];
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    snprintf(a.sun_path, sizeof(a.sun_path), "%.100s", http_arg + 5);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    buf[0] = '\0';
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
-        const char *req = "GET /metrics HTTP/1.1\r\nHost: agent\r\n\r\n";
-        (void)!write(fd, req, strlen(req));
-        size_t len = 0;
-        ssize_t n;
-        while (len < sizeof(buf) - 1 && (n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0) {
-            len += (size_t)n;
-        }
-        buf[len] = '\0';
-    }
-    if (fd >= 0) {
-        close(fd);
-    }
+    (void)agent_proc_http(&agent, "/metrics", buf, sizeof(buf));
     return buf;
 }
 
