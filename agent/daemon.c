@@ -17,6 +17,7 @@
 #include "agent/k8s.h"
 #include "agent/node.h"
 #include "agent/peer.h"
+#include "agent/proxycfg.h"
 #include "agent/schedule.h"
 #include "agent/svids.h"
 #include "agent/wlapi.h"
@@ -39,7 +40,7 @@ struct metrics {
     struct weft_metrics *reg;
     struct weft_gauge *held, *earliest, *runway, *node_not_after, *ca_connected, *streams, *entries;
     struct weft_counter *minted, *mint_failures, *expired, *renew_failures, *attest_refused,
-        *attested;
+        *attested, *claims_accepted, *claims_refused, *reports_failed;
     uint64_t last_minted, last_failures, last_expired;
     /* per SVID: the IDs given a gauge so far (an ID no longer held is set to 0) */
     char **ids;
@@ -63,7 +64,11 @@ struct agent {
     pthread_t ca_thread, alert_thread;
     bool ca_started, alert_started;
     struct agent_alerts *alerts;
-    atomic_uint node_failures; /* consecutive failed joins or node renewals */
+    struct agent_proxycfg *pcfg; /* the Workload API thread's */
+    struct agent_claims *claims; /* shared: proxies claim, the CA thread reports */
+    pthread_mutex_t snap_mu;
+    Weft__Ca__V1__NodeSnapshot *pending_snap; /* from the CA thread, for the API thread */
+    atomic_uint node_failures;                /* consecutive failed joins or node renewals */
     atomic_bool stop, changed, ca_connected, joined;
     atomic_llong node_not_after;
 };
@@ -136,6 +141,48 @@ static bool ensure_identity(struct agent *a, int64_t *renew_at, uint32_t *failur
     return agent_node_has_identity(a->node, now_s());
 }
 
+/* hand_over passes |snap| to the Workload API thread (agent_proxycfg_update); one not yet taken
+ * is replaced, as every snapshot is complete. */
+static void hand_over(struct agent *a, Weft__Ca__V1__NodeSnapshot *snap)
+{
+    pthread_mutex_lock(&a->snap_mu);
+    Weft__Ca__V1__NodeSnapshot *old = a->pending_snap;
+    a->pending_snap = snap;
+    pthread_mutex_unlock(&a->snap_mu);
+    if (old != NULL) {
+        protobuf_c_message_free_unpacked(&old->base, NULL);
+    }
+    atomic_store(&a->changed, true);
+}
+
+/* report_claims sends the node's directory claims to the CA when a report is due. */
+static void report_claims(struct agent *a, grpc_channel *ch)
+{
+    int64_t now = now_s();
+    Weft__Ca__V1__ReportWorkloadsRequest *r = agent_claims_report(a->claims, now);
+    if (r == NULL) {
+        return;
+    }
+    Weft__Ca__V1__ReportWorkloadsResponse *resp = NULL;
+    struct rpc_status st;
+    bool ok = rpc_call_unary(ch, "/weft.ca.v1.CA/ReportWorkloads", &r->base,
+                             &weft__ca__v1__report_workloads_response__descriptor, 1 << 20, 5000,
+                             (ProtobufCMessage **)&resp, &st) == WEFT_OK;
+    if (ok) {
+        for (size_t i = 0; i < resp->n_conflicts; i++) {
+            weft_log(WEFT_LOG_WARN, "the CA refused a directory claim", 1, "claim",
+                     resp->conflicts[i]);
+        }
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+    } else {
+        weft_counter_add(a->m.reports_failed, 1);
+        weft_log(WEFT_LOG_WARN, "cannot report workload addresses to the CA; will retry", 1,
+                 "status", st.details);
+    }
+    agent_claims_reported(a->claims, r, ok, now);
+    agent_claims_report_free(r);
+}
+
 /* apply takes one snapshot: the bundle (for the node's own dials too) and the entries. */
 static void apply(struct agent *a, const Weft__Ca__V1__NodeSnapshot *snap)
 {
@@ -195,6 +242,9 @@ static void *ca_loop(void *arg)
                 /* the status, read below, says why */
             }
         }
+        if (watch != NULL && atomic_load(&a->ca_connected)) {
+            report_claims(a, ch);
+        }
         Weft__Ca__V1__NodeSnapshot *snap = NULL;
         int rc = watch != NULL
                      ? rpc_client_stream_recv(watch, &weft__ca__v1__node_snapshot__descriptor,
@@ -208,7 +258,7 @@ static void *ca_loop(void *arg)
             if (rpc_client_stream_send(watch, &ack.base, 5000) != WEFT_OK) {
                 /* the next receive reports the stream's end */
             }
-            protobuf_c_message_free_unpacked(&snap->base, NULL);
+            hand_over(a, snap); /* the proxy config is built on the API thread */
             if (!atomic_exchange(&a->ca_connected, true)) {
                 weft_log(WEFT_LOG_INFO, "watching the CA", 0);
             }
@@ -307,6 +357,120 @@ static size_t api_bundles(void *arg, const struct agent_selectors *sel, X509Bund
     return agent_svids_bundles(a->svids, sel, now_s(), resp);
 }
 
+/* --- the proxy config stream ------------------------------------------------------------------
+ */
+
+/* held_ids fills |ids| with the SPIFFE IDs the workload with |sel| holds SVIDs for now, the
+ * default one first; returns how many. */
+static size_t held_ids(struct agent *a, const struct agent_selectors *sel, char ids[][2049],
+                       size_t cap)
+{
+    X509SVIDResponse resp = X509_SVIDRESPONSE__INIT;
+    size_t n = agent_svids_x509(a->svids, sel, now_s(), &resp);
+    for (size_t i = 0; i < n && i < cap; i++) {
+        snprintf(ids[i], 2049, "%s", resp.svids[i]->spiffe_id);
+    }
+    return n < cap ? n : cap;
+}
+
+static grpc_status_code api_proxy_open(void *arg, const struct weft_peer *caller,
+                                       const struct agent_selectors *sel,
+                                       const Weft__Agent__V1__ProxyConfigRequest *req, void **state,
+                                       char details[RPC_DETAILS_LEN])
+{
+    struct agent *a = arg;
+    static char ids[8][2049];
+    size_t n = held_ids(a, sel, ids, 8), pick = 0;
+    if (req->spiffe_id[0] != '\0') {
+        while (pick < n && strcmp(ids[pick], req->spiffe_id) != 0) {
+            pick++;
+        }
+    }
+    if (pick >= n) {
+        snprintf(details, RPC_DETAILS_LEN, "%s is not an identity of the caller",
+                 n == 0 ? "any" : req->spiffe_id);
+        return GRPC_STATUS_PERMISSION_DENIED;
+    }
+    if (req->n_addresses > AGENT_CLAIMS_PER_STREAM) {
+        snprintf(details, RPC_DETAILS_LEN, "%zu addresses claimed; at most %d", req->n_addresses,
+                 AGENT_CLAIMS_PER_STREAM);
+        return GRPC_STATUS_INVALID_ARGUMENT;
+    }
+    struct agent_proxy_stream *ps = weft_xcalloc(1, sizeof(*ps));
+    if (agent_proxy_stream_init(ps, ids[pick], sel, details, RPC_DETAILS_LEN) != WEFT_OK) {
+        free(ps);
+        return GRPC_STATUS_FAILED_PRECONDITION;
+    }
+    struct agent_peer p = {caller->local.pid, caller->local.uid, caller->local.gid,
+                           caller->local.start_time};
+    char err[256];
+    if (agent_claims_verify("/proc", &p, sel, req->addresses, req->n_addresses, ps->claims, err,
+                            sizeof(err)) != WEFT_OK) {
+        agent_proxy_stream_cleanup(ps);
+        free(ps);
+        snprintf(details, RPC_DETAILS_LEN, "%s", err);
+        return GRPC_STATUS_PERMISSION_DENIED;
+    }
+    ps->num_claims = req->n_addresses;
+    if (agent_claims_set(a->claims, ps, ps->spiffe_id, ps->claims, ps->num_claims) != WEFT_OK) {
+        for (size_t i = 0; i < ps->num_claims; i++) {
+            if (ps->claims[i].accepted) {
+                ps->claims[i].accepted = false;
+                snprintf(ps->claims[i].reason, sizeof(ps->claims[i].reason),
+                         "the node holds %d directory claims already", AGENT_CLAIMS_MAX);
+            }
+        }
+    }
+    char pid[16];
+    snprintf(pid, sizeof(pid), "%d", (int)p.pid);
+    for (size_t i = 0; i < ps->num_claims; i++) {
+        const struct agent_claim_verdict *v = &ps->claims[i];
+        weft_counter_add(v->accepted ? a->m.claims_accepted : a->m.claims_refused, 1);
+        if (v->accepted) {
+            weft_log(WEFT_LOG_INFO, "directory claim accepted", 3, "spiffe_id", ps->spiffe_id,
+                     "address", v->address, "pid", pid);
+        } else {
+            weft_log(WEFT_LOG_WARN, "directory claim refused", 4, "spiffe_id", ps->spiffe_id,
+                     "address", v->address, "pid", pid, "reason", v->reason);
+        }
+    }
+    *state = ps;
+    return GRPC_STATUS_OK;
+}
+
+static grpc_status_code api_proxy_config(void *arg, void *state, const struct agent_selectors *sel,
+                                         Weft__Agent__V1__ProxyConfigResponse *resp,
+                                         char details[RPC_DETAILS_LEN])
+{
+    struct agent *a = arg;
+    struct agent_proxy_stream *ps = state;
+    static char ids[64][2049];
+    size_t n = held_ids(a, sel, ids, 64), i = 0;
+    while (i < n && strcmp(ids[i], ps->spiffe_id) != 0) {
+        i++;
+    }
+    if (i == n) {
+        snprintf(details, RPC_DETAILS_LEN, "%.200s is no longer issued to the caller",
+                 ps->spiffe_id);
+        return GRPC_STATUS_PERMISSION_DENIED;
+    }
+    if (agent_proxycfg_build(a->pcfg, ps, resp, details, RPC_DETAILS_LEN) != WEFT_OK) {
+        weft_log(WEFT_LOG_ERROR, "no proxy config", 2, "spiffe_id", ps->spiffe_id, "reason",
+                 details);
+        return GRPC_STATUS_FAILED_PRECONDITION;
+    }
+    return GRPC_STATUS_OK;
+}
+
+static void api_proxy_close(void *arg, void *state)
+{
+    struct agent *a = arg;
+    struct agent_proxy_stream *ps = state;
+    agent_claims_drop(a->claims, ps);
+    agent_proxy_stream_cleanup(ps);
+    free(ps);
+}
+
 static bool http_ready(void *arg, char *why, size_t why_len)
 {
     struct agent *a = arg;
@@ -354,6 +518,14 @@ static void metrics_init(struct metrics *m)
     m->attest_refused =
         weft_metrics_counter(m->reg, "weft_agent_attestation_failures_total",
                              "Workload API callers that could not be attested", NULL, 0);
+    m->claims_accepted =
+        weft_metrics_counter(m->reg, "weft_agent_directory_claims_accepted_total",
+                             "Addresses proxies claimed that the agent verified", NULL, 0);
+    m->claims_refused =
+        weft_metrics_counter(m->reg, "weft_agent_directory_claims_refused_total",
+                             "Addresses proxies claimed that are not theirs", NULL, 0);
+    m->reports_failed = weft_metrics_counter(m->reg, "weft_agent_directory_report_failures_total",
+                                             "Directory reports the CA did not take", NULL, 0);
 }
 
 #define SVID_GAUGE "weft_agent_svid_not_after_seconds"
@@ -463,6 +635,7 @@ int agent_daemon_run(const struct agent_daemon_opts *o)
     memset(a, 0, sizeof(*a));
     a->o = o;
     pthread_mutex_init(&a->k8s_mu, NULL);
+    pthread_mutex_init(&a->snap_mu, NULL);
     metrics_init(&a->m);
     char err[512];
     int rc = 1;
@@ -499,7 +672,16 @@ int agent_daemon_run(const struct agent_daemon_opts *o)
         }
     }
     a->rpc = rpc_server_new();
-    struct agent_wlapi_ops ops = {api_ready, api_attest, api_x509, api_bundles, a};
+    a->pcfg = agent_proxycfg_new();
+    a->claims = agent_claims_new();
+    struct agent_wlapi_ops ops = {.ready = api_ready,
+                                  .attest = api_attest,
+                                  .x509 = api_x509,
+                                  .bundles = api_bundles,
+                                  .proxy_open = api_proxy_open,
+                                  .proxy_config = api_proxy_config,
+                                  .proxy_close = api_proxy_close,
+                                  .arg = a};
     const char *sock = o->socket != NULL ? o->socket : AGENT_WLAPI_DEFAULT_SOCKET;
     if (agent_wlapi_start(&a->api, a->rpc, sock, &ops, err, sizeof(err)) != WEFT_OK) {
         rc = fail("--socket", err);
@@ -547,6 +729,13 @@ int agent_daemon_run(const struct agent_daemon_opts *o)
              o->ca_addr, "socket", sock, "http", http);
     while (atomic_load(&stop_signal) == 0) {
         if (atomic_exchange(&a->changed, false)) {
+            pthread_mutex_lock(&a->snap_mu);
+            Weft__Ca__V1__NodeSnapshot *snap = a->pending_snap;
+            a->pending_snap = NULL;
+            pthread_mutex_unlock(&a->snap_mu);
+            if (snap != NULL) {
+                (void)agent_proxycfg_update(a->pcfg, snap); /* the pushes below compare */
+            }
             agent_wlapi_changed(a->api);
         }
         metrics_update(a);
@@ -569,6 +758,11 @@ out:
     httpadmin_stop(a->http);
     agent_k8s_free(a->k8s);
     agent_svids_free(a->svids);
+    agent_proxycfg_free(a->pcfg);
+    agent_claims_free(a->claims);
+    if (a->pending_snap != NULL) {
+        protobuf_c_message_free_unpacked(&a->pending_snap->base, NULL);
+    }
     agent_node_free(a->node);
     weft_metrics_free(a->m.reg);
     for (size_t i = 0; i < a->m.num_ids; i++) {

@@ -19,7 +19,7 @@
 #include "lib/base/mem.h"
 #include "lib/transport/grpcfd.h"
 
-enum kind { KIND_X509_SVID, KIND_X509_BUNDLES };
+enum kind { KIND_X509_SVID, KIND_X509_BUNDLES, KIND_PROXY_CONFIG };
 
 struct watcher {
     struct watcher *next, *prev;
@@ -27,7 +27,9 @@ struct watcher {
     enum kind kind;
     int pid;
     uint64_t last; /* digest of the snapshot sent last: an unchanged one is not sent again */
+    struct weft_peer peer;
     struct agent_selectors sel;
+    void *proxy; /* KIND_PROXY_CONFIG: the agent's state for it, once its request came */
 };
 
 /* digest: FNV-1a over a message's encoding (to tell a changed snapshot from the same one). */
@@ -106,42 +108,63 @@ static void *accept_loop(void *arg)
 
 /* --- the streams ------------------------------------------------------------------------------ */
 
-/* snapshot sends |wt| what its caller is entitled to now, unless it is what it was sent last;
- * returns how many SVIDs or bundles that is (0: nothing, and nothing was sent). */
-static size_t snapshot(struct agent_wlapi *w, struct watcher *wt)
+/* snapshot sends |wt| what its caller is entitled to now, unless it is what it was sent last.
+ * Returns GRPC_STATUS_OK while the stream may go on, else the status to end it with (|details|
+ * filled): PERMISSION_DENIED when the caller is entitled to nothing (any more). */
+static grpc_status_code snapshot(struct agent_wlapi *w, struct watcher *wt,
+                                 char details[RPC_DETAILS_LEN])
 {
-    size_t n;
+    size_t n = 0;
     X509SVIDResponse svids = X509_SVIDRESPONSE__INIT;
     X509BundlesResponse bundles = X509_BUNDLES_RESPONSE__INIT;
-    ProtobufCMessage *m;
-    if (wt->kind == KIND_X509_SVID) {
+    Weft__Agent__V1__ProxyConfigResponse proxy = WEFT__AGENT__V1__PROXY_CONFIG_RESPONSE__INIT;
+    ProtobufCMessage *m = NULL;
+    switch (wt->kind) {
+    case KIND_X509_SVID:
         n = w->ops.x509(w->ops.arg, &wt->sel, &svids);
         m = &svids.base;
-    } else {
+        break;
+    case KIND_X509_BUNDLES:
         n = w->ops.bundles(w->ops.arg, &wt->sel, &bundles);
         m = &bundles.base;
+        break;
+    case KIND_PROXY_CONFIG:
+        if (wt->proxy == NULL) {
+            return GRPC_STATUS_OK; /* its request has not come yet */
+        }
+        grpc_status_code st = w->ops.proxy_config(w->ops.arg, wt->proxy, &wt->sel, &proxy, details);
+        if (st != GRPC_STATUS_OK) {
+            return st;
+        }
+        n = 1;
+        m = &proxy.base;
+        break;
     }
     if (n == 0) {
-        return 0;
+        snprintf(details, RPC_DETAILS_LEN, "no identity issued");
+        return GRPC_STATUS_PERMISSION_DENIED;
     }
     uint64_t d = digest(m);
-    if (d != wt->last) {
-        if (rpc_stream_send(wt->s, m) != WEFT_OK) {
-            return 0;
-        }
+    if (d != wt->last && rpc_stream_send(wt->s, m) == WEFT_OK) {
         wt->last = d;
     }
-    return n;
+    return GRPC_STATUS_OK;
 }
 
 static grpc_status_code stream_open(void *arg, const struct rpc_ctx *ctx, struct rpc_stream *s,
                                     char details[RPC_DETAILS_LEN])
 {
     struct agent_wlapi *w = arg;
-    enum kind kind = strstr(ctx->method, "Bundles") != NULL ? KIND_X509_BUNDLES : KIND_X509_SVID;
+    enum kind kind = strcmp(ctx->method, AGENT_PROXY_CONFIG_PATH) == 0 ? KIND_PROXY_CONFIG
+                     : strstr(ctx->method, "Bundles") != NULL          ? KIND_X509_BUNDLES
+                                                                       : KIND_X509_SVID;
     if (!rpc_ctx_header(ctx, AGENT_WLAPI_HEADER, "true")) {
         snprintf(details, RPC_DETAILS_LEN, "security header missing from request");
         return GRPC_STATUS_INVALID_ARGUMENT;
+    }
+    if (kind == KIND_PROXY_CONFIG && w->ops.proxy_open == NULL) {
+        snprintf(details, RPC_DETAILS_LEN, "this agent serves no proxy configuration");
+        return GRPC_STATUS_UNIMPLEMENTED;
     }
     if (!w->ops.ready(w->ops.arg)) {
         snprintf(details, RPC_DETAILS_LEN, "the agent is not ready yet: retry");
@@ -156,13 +179,21 @@ static grpc_status_code stream_open(void *arg, const struct rpc_ctx *ctx, struct
     wt->s = s;
     wt->kind = kind;
     wt->pid = (int)ctx->peer.local.pid;
+    wt->peer = ctx->peer;
     char why[256] = "";
     char pid[16], uid[16];
     snprintf(pid, sizeof(pid), "%d", wt->pid);
     snprintf(uid, sizeof(uid), "%u", (unsigned)ctx->peer.local.uid);
     int rc = ctx->peer.local.set ? w->ops.attest(w->ops.arg, &ctx->peer, &wt->sel, why, sizeof(why))
                                  : WEFT_ENOTFOUND;
-    if (rc != WEFT_OK || snapshot(w, wt) == 0) {
+    char sdetails[RPC_DETAILS_LEN];
+    if (rc == WEFT_OK && kind == KIND_PROXY_CONFIG) {
+        /* a proxy without an SVID has nothing to be configured for */
+        X509SVIDResponse svids = X509_SVIDRESPONSE__INIT;
+        rc = w->ops.x509(w->ops.arg, &wt->sel, &svids) > 0 ? WEFT_OK : WEFT_ENOTFOUND;
+        snprintf(why, sizeof(why), "no entry matches its selectors");
+    }
+    if (rc != WEFT_OK || snapshot(w, wt, sdetails) != GRPC_STATUS_OK) {
         weft_log(WEFT_LOG_WARN, "workload api: no identity for the caller", 4, "method",
                  ctx->method, "pid", pid, "uid", uid, "reason",
                  rc != WEFT_OK ? why : "no entry matches its selectors");
@@ -182,7 +213,28 @@ static grpc_status_code stream_open(void *arg, const struct rpc_ctx *ctx, struct
 
 static void stream_message(void *arg, struct rpc_stream *s, const uint8_t *msg, size_t len)
 {
-    (void)arg, (void)s, (void)msg, (void)len; /* the one empty request changes nothing */
+    struct agent_wlapi *w = arg;
+    struct watcher *wt = rpc_stream_user(s);
+    if (wt == NULL || wt->kind != KIND_PROXY_CONFIG) {
+        return; /* the one empty request of the SPIFFE streams changes nothing */
+    }
+    char details[RPC_DETAILS_LEN] = "";
+    grpc_status_code st = GRPC_STATUS_INVALID_ARGUMENT;
+    Weft__Agent__V1__ProxyConfigRequest *req = NULL;
+    if (wt->proxy != NULL) {
+        snprintf(details, sizeof(details), "one ProxyConfigRequest per stream");
+    } else if ((req = weft__agent__v1__proxy_config_request__unpack(NULL, len, msg)) == NULL) {
+        snprintf(details, sizeof(details), "ProxyConfigRequest does not decode");
+    } else {
+        st = w->ops.proxy_open(w->ops.arg, &wt->peer, &wt->sel, req, &wt->proxy, details);
+        weft__agent__v1__proxy_config_request__free_unpacked(req, NULL);
+    }
+    if (st == GRPC_STATUS_OK) {
+        st = snapshot(w, wt, details);
+    }
+    if (st != GRPC_STATUS_OK) {
+        rpc_stream_finish(s, st, details);
+    }
 }
 
 static void unlink_watcher(struct agent_wlapi *w, struct watcher *wt)
@@ -196,6 +248,9 @@ static void unlink_watcher(struct agent_wlapi *w, struct watcher *wt)
         wt->next->prev = wt->prev;
     }
     w->num_watchers--;
+    if (wt->proxy != NULL) {
+        w->ops.proxy_close(w->ops.arg, wt->proxy);
+    }
     free(wt);
 }
 
@@ -211,10 +266,12 @@ void agent_wlapi_changed(struct agent_wlapi *w)
 {
     for (struct watcher *wt = w->watchers, *next; wt != NULL; wt = next) {
         next = wt->next;
-        if (snapshot(w, wt) == 0) {
+        char details[RPC_DETAILS_LEN];
+        grpc_status_code st = snapshot(w, wt, details);
+        if (st != GRPC_STATUS_OK) {
             /* entitled to nothing any more (revoked, deleted): say so and end the stream */
             rpc_stream_set_user(wt->s, NULL);
-            rpc_stream_finish(wt->s, GRPC_STATUS_PERMISSION_DENIED, "no identity issued");
+            rpc_stream_finish(wt->s, st, details);
             unlink_watcher(w, wt);
         }
     }
@@ -235,6 +292,12 @@ static const struct rpc_method methods[] = {
      .message = stream_message,
      .closed = stream_closed,
      .max_request = 1024},
+    {.path = AGENT_PROXY_CONFIG_PATH,
+     .kind = RPC_STREAM,
+     .open = stream_open,
+     .message = stream_message,
+     .closed = stream_closed,
+     .max_request = 4096},
 };
 
 /* --- start and stop --------------------------------------------------------------------------- */

@@ -15,7 +15,11 @@
  * The SVIDs and bundles themselves come from the agent through agent_wlapi_ops; when any of
  * them changes, agent_wlapi_changed() sends every open stream whose snapshot changed its new
  * one (or ends it PERMISSION_DENIED when its caller is entitled to nothing any more). Handlers and
- * pushes run on the thread that polls the rpc_server the API was added to. */
+ * pushes run on the thread that polls the rpc_server the API was added to.
+ *
+ * The same socket serves weft's own weft.agent.v1.ProxyConfig/Watch (the standard forbids
+ * extending the SPIFFE service, not serving another): a caller with an SVID sends one
+ * ProxyConfigRequest, and is streamed its proxy's configuration, with the same checks first. */
 #ifndef WEFT_AGENT_WLAPI_H
 #define WEFT_AGENT_WLAPI_H
 
@@ -26,11 +30,13 @@
 #include "lib/base/err.h"
 #include "lib/rpc/rpc.h"
 #include "lib/transport/peer.h"
+#include "proto/agent.pb-c.h"
 #include "proto/workload.pb-c.h"
 
 #define AGENT_WLAPI_DEFAULT_SOCKET "/run/weft/agent.sock"
 #define AGENT_WLAPI_HEADER "workload.spiffe.io"
 #define AGENT_WLAPI_MAX_STREAMS 4096
+#define AGENT_PROXY_CONFIG_PATH "/weft.agent.v1.ProxyConfig/Watch"
 
 struct agent_wlapi_ops {
     /* ready: the agent can serve (it holds the trust bundle). */
@@ -45,6 +51,19 @@ struct agent_wlapi_ops {
     /* bundles: fills |resp| with the trust bundles a workload with |sel| may see; returns how
      * many (0: PERMISSION_DENIED). */
     size_t (*bundles)(void *arg, const struct agent_selectors *sel, X509BundlesResponse *resp);
+    /* weft.agent.v1.ProxyConfig (agent/proxycfg.h). proxy_open: the stream's request came from
+     * |caller|: make the stream's state in |*state|, or return the status to end it with
+     * (|details| filled). proxy_config: fill |resp| for the stream (pointing into the agent's
+     * storage until it changes), or return the status to end it with. proxy_close: the
+     * stream is over. */
+    grpc_status_code (*proxy_open)(void *arg, const struct weft_peer *caller,
+                                   const struct agent_selectors *sel,
+                                   const Weft__Agent__V1__ProxyConfigRequest *req, void **state,
+                                   char details[RPC_DETAILS_LEN]);
+    grpc_status_code (*proxy_config)(void *arg, void *state, const struct agent_selectors *sel,
+                                     Weft__Agent__V1__ProxyConfigResponse *resp,
+                                     char details[RPC_DETAILS_LEN]);
+    void (*proxy_close)(void *arg, void *state);
     void *arg;
 };
 

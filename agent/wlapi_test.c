@@ -110,7 +110,8 @@ static void setup(void)
     atomic_store(&ready, true);
     atomic_store(&version, 1);
     rpc = rpc_server_new();
-    struct agent_wlapi_ops ops = {p_ready, p_attest, p_x509, p_bundles, NULL};
+    struct agent_wlapi_ops ops = {
+        .ready = p_ready, .attest = p_attest, .x509 = p_x509, .bundles = p_bundles};
     char err[256];
     cr_assert_eq(agent_wlapi_start(&api, rpc, sock, &ops, err, sizeof(err)), WEFT_OK, "%s", err);
     cr_assert_eq(rpc_server_start(rpc), WEFT_OK);

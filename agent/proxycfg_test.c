@@ -1,0 +1,302 @@
+/* agent/proxycfg_test.c: directory claims are verified (kubelet pod IPs; the caller's own
+ * network namespace, a real one made here), kept and reported; the proxy's config carries the
+ * policy compiled for its workload, the directory and the deny list. */
+#include <criterion/criterion.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "agent/netns.h"
+#include "agent/proxycfg.h"
+#include "policy/snapshot.h"
+
+TestSuite(proxycfg, .timeout = 30);
+
+static struct agent_peer self(void)
+{
+    struct agent_peer p = {.pid = getpid(), .uid = getuid(), .gid = getgid()};
+    cr_assert_eq(agent_peer_start_time("/proc", p.pid, &p.start_time), WEFT_OK);
+    return p;
+}
+
+static struct agent_claim_verdict verdicts[AGENT_CLAIMS_PER_STREAM];
+
+static void verify(const struct agent_peer *p, const struct agent_selectors *sel,
+                   const char *const *addrs, size_t n)
+{
+    char err[256];
+    cr_assert_eq(
+        agent_claims_verify("/proc", p, sel, (char *const *)addrs, n, verdicts, err, sizeof(err)),
+        WEFT_OK, "%s", err);
+}
+
+Test(proxycfg, addresses_that_name_no_one_are_refused_with_the_reason)
+{
+    struct agent_peer p = self();
+    struct agent_selectors sel = {0};
+    const char *addrs[] = {"localhost:80", "127.0.0.1", "[::1]:80",       "0.0.0.0",
+                           "169.254.1.1",  "224.0.0.1", "[fe80::1]:8080", "ff02::1"};
+    verify(&p, &sel, addrs, nitems(addrs));
+    const char *want[] = {"not an IP address", "loopback",  "loopback",   "unspecified",
+                          "link-local",        "multicast", "link-local", "multicast"};
+    for (size_t i = 0; i < nitems(addrs); i++) {
+        cr_assert(!verdicts[i].accepted, "%s accepted", addrs[i]);
+        cr_assert(strstr(verdicts[i].reason, want[i]) != NULL, "%s: %s", addrs[i],
+                  verdicts[i].reason);
+    }
+}
+
+Test(proxycfg, a_pod_may_claim_only_the_ips_the_kubelet_lists_for_it)
+{
+    struct agent_peer p = self();
+    struct agent_selectors sel = {0};
+    cr_assert_eq(agent_selectors_add(&sel, "k8s:pod-uid:2c48913c-b29f-11e7-9350-020968147796"),
+                 WEFT_OK);
+    cr_assert_eq(agent_selectors_add(&sel, "k8s:pod-ip:198.18.1.7"), WEFT_OK);
+    cr_assert_eq(agent_selectors_add(&sel, "k8s:pod-ip:2001:db8::7"), WEFT_OK);
+    const char *addrs[] = {"198.18.1.7:8080", "198.18.1.8", "[2001:DB8::7]:443",
+                           "[::ffff:198.18.1.7]:80"};
+    verify(&p, &sel, addrs, nitems(addrs));
+    cr_assert(verdicts[0].accepted);
+    cr_assert_str_eq(verdicts[0].address, "198.18.1.7:8080");
+    cr_assert(!verdicts[1].accepted);
+    cr_assert(strstr(verdicts[1].reason, "kubelet") != NULL, "%s", verdicts[1].reason);
+    cr_assert(verdicts[2].accepted);
+    cr_assert_str_eq(verdicts[2].address, "[2001:db8::7]:443");
+    cr_assert(verdicts[3].accepted, "an IPv4-mapped address is the IPv4 address");
+}
+
+Test(proxycfg, a_process_in_the_nodes_namespace_claims_nothing)
+{
+    struct agent_peer p = self();
+    struct agent_selectors sel = {0};
+    const char *addrs[] = {"198.18.0.1"};
+    verify(&p, &sel, addrs, 1);
+    cr_assert(!verdicts[0].accepted);
+    cr_assert(strstr(verdicts[0].reason, "node's network namespace") != NULL, "%s",
+              verdicts[0].reason);
+}
+
+/* in_netns forks a child in a network namespace of its own whose loopback interface carries
+ * 198.18.0.9 (instead of 127.0.0.1) and is up; it waits until killed. */
+static pid_t in_netns(void)
+{
+    int ready[2];
+    cr_assert_eq(pipe(ready), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        close(ready[0]);
+        int s = -1;
+        struct ifreq ifr = {0};
+        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
+        sin->sin_family = AF_INET;
+        sin->sin_addr.s_addr = htonl(0xc6120009); /* 198.18.0.9 */
+        if (unshare(CLONE_NEWNET) != 0 || (s = socket(AF_INET, SOCK_DGRAM, 0)) < 0 ||
+            ioctl(s, SIOCSIFADDR, &ifr) != 0 || ioctl(s, SIOCGIFFLAGS, &ifr) != 0) {
+            _exit(1);
+        }
+        ifr.ifr_flags |= IFF_UP;
+        if (ioctl(s, SIOCSIFFLAGS, &ifr) != 0 || write(ready[1], "r", 1) != 1) {
+            _exit(1);
+        }
+        pause();
+        _exit(0);
+    }
+    close(ready[1]);
+    char c;
+    cr_assert_eq(read(ready[0], &c, 1), 1, "the child could not make its network namespace");
+    close(ready[0]);
+    return pid;
+}
+
+Test(proxycfg, outside_kubernetes_the_callers_own_namespace_decides)
+{
+    if (geteuid() != 0) {
+        cr_skip_test("making a network namespace needs root");
+    }
+    pid_t child = in_netns();
+    struct agent_peer p = {.pid = child};
+    cr_assert_eq(agent_peer_start_time("/proc", child, &p.start_time), WEFT_OK);
+    struct agent_selectors sel = {0};
+    const char *addrs[] = {"198.18.0.9:8080", "198.18.0.10", "198.18.0.9"};
+    char err[256];
+    int rc =
+        agent_claims_verify("/proc", &p, &sel, (char *const *)addrs, 3, verdicts, err, sizeof(err));
+    /* the same pid with another start time: another process has it now */
+    struct agent_peer reused = p;
+    reused.start_time++;
+    int stale = agent_claims_verify("/proc", &reused, &sel, (char *const *)addrs, 1, verdicts + 3,
+                                    err, sizeof(err));
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    cr_assert_eq(rc, WEFT_OK, "%s", err);
+    cr_assert(verdicts[0].accepted, "%s", verdicts[0].reason);
+    cr_assert(!verdicts[1].accepted);
+    cr_assert(strstr(verdicts[1].reason, "not configured in the caller's network namespace") !=
+                  NULL,
+              "%s", verdicts[1].reason);
+    cr_assert(verdicts[2].accepted);
+    cr_assert_eq(stale, WEFT_ESTALE);
+}
+
+static bool has_entry(const Weft__Ca__V1__ReportWorkloadsRequest *r, const char *addr,
+                      const char *id)
+{
+    for (size_t i = 0; i < r->n_workloads; i++) {
+        if (strcmp(r->workloads[i]->address, addr) == 0 &&
+            strcmp(r->workloads[i]->spiffe_id, id) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+Test(proxycfg, claims_are_reported_whole_when_they_change_and_again_before_they_expire)
+{
+    struct agent_claims *c = agent_claims_new();
+    int a, b;
+    struct agent_claim_verdict v[2] = {{"198.18.1.7", true, ""}, {"198.18.1.8", false, "no"}};
+    const char *id = "spiffe://example.org/ns/shop/sa/cart";
+    cr_assert_eq(agent_claims_set(c, &a, id, v, 2), WEFT_OK);
+    cr_assert_eq(agent_claims_set(c, &b, id, v, 1), WEFT_OK); /* a second stream, same claim */
+    Weft__Ca__V1__ReportWorkloadsRequest *r = agent_claims_report(c, 1000);
+    cr_assert_not_null(r);
+    cr_assert_eq(r->n_workloads, 1, "refused claims and duplicates are not reported");
+    cr_assert(has_entry(r, "198.18.1.7", id));
+    agent_claims_reported(c, r, false, 1000);
+    agent_claims_report_free(r);
+    r = agent_claims_report(c, 1001);
+    cr_assert_not_null(r, "a report the CA did not take is due again");
+    agent_claims_reported(c, r, true, 1001);
+    agent_claims_report_free(r);
+    cr_assert_null(agent_claims_report(c, 1002), "nothing changed");
+    r = agent_claims_report(c, 1001 + AGENT_CLAIMS_REFRESH_S);
+    cr_assert_not_null(r, "refreshed before the CA's directory forgets it");
+    agent_claims_reported(c, r, true, 1001 + AGENT_CLAIMS_REFRESH_S);
+    agent_claims_report_free(r);
+    agent_claims_drop(c, &a);
+    agent_claims_drop(c, &b);
+    r = agent_claims_report(c, 1040);
+    cr_assert_not_null(r);
+    cr_assert_eq(r->n_workloads, 0, "an empty report clears the node's entries");
+    agent_claims_reported(c, r, true, 1040);
+    agent_claims_report_free(r);
+    agent_claims_free(c);
+}
+
+Test(proxycfg, the_workload_policy_sees_comes_from_the_id_and_the_pod_labels)
+{
+    struct agent_proxy_stream ps;
+    struct agent_selectors sel = {0};
+    cr_assert_eq(agent_selectors_add(&sel, "k8s:pod-label:app:cart"), WEFT_OK);
+    cr_assert_eq(agent_selectors_add(&sel, "k8s:pod-label:app.kubernetes.io/part-of:shop"),
+                 WEFT_OK);
+    char why[256];
+    cr_assert_eq(
+        agent_proxy_stream_init(&ps, "spiffe://example.org/ns/shop/sa/cart", &sel, why, 256),
+        WEFT_OK, "%s", why);
+    cr_assert_str_eq(ps.ns, "shop");
+    cr_assert_str_eq(ps.sa, "cart");
+    cr_assert_eq(ps.num_labels, 2);
+    cr_assert_str_eq(ps.label_keys[1], "app.kubernetes.io/part-of");
+    cr_assert_str_eq(ps.label_values[1], "shop");
+    agent_proxy_stream_cleanup(&ps);
+    const char *bad[] = {"spiffe://example.org/web", "spiffe://example.org/ns/shop/sa/cart/x",
+                         "spiffe://example.org/ns//sa/cart", "spiffe://example.org/ns/Shop/sa/c"};
+    for (size_t i = 0; i < nitems(bad); i++) {
+        cr_assert_eq(agent_proxy_stream_init(&ps, bad[i], &sel, why, 256), WEFT_EINVAL, "%s",
+                     bad[i]);
+    }
+}
+
+static const char policy_yaml[] =
+    "apiVersion: security.weft.dev/v1alpha1\n"
+    "kind: AuthorizationPolicy\n"
+    "metadata: {name: cart-allow-web, namespace: shop}\n"
+    "spec:\n"
+    "  selector: {matchLabels: {app: cart}}\n"
+    "  action: ALLOW\n"
+    "  rules:\n"
+    "    - from: [{principals: [\"spiffe://example.org/ns/shop/sa/web\"]}]\n"
+    "      to: [{ports: [\"8080\"]}]\n";
+
+/* snapshot makes a WatchNode snapshot as protobuf-c would unpack it (agent_proxycfg_update
+ * frees it): one policy file, one directory entry, one deny item. */
+static Weft__Ca__V1__NodeSnapshot *snapshot(uint64_t policy_version, const char *yaml,
+                                            uint64_t dir_version, const char *deny)
+{
+    Weft__Ca__V1__NodeSnapshot s = WEFT__CA__V1__NODE_SNAPSHOT__INIT;
+    Weft__Ca__V1__PolicyFile f = WEFT__CA__V1__POLICY_FILE__INIT, *fp = &f;
+    f.name = "shop.yaml";
+    f.content = (ProtobufCBinaryData){strlen(yaml), (uint8_t *)yaml};
+    s.policy = &fp;
+    s.n_policy = 1;
+    s.policy_version = policy_version;
+    Weft__Ca__V1__DirectoryEntry d = WEFT__CA__V1__DIRECTORY_ENTRY__INIT, *dp = &d;
+    d.address = "198.18.1.7";
+    d.spiffe_id = "spiffe://example.org/ns/shop/sa/cart";
+    s.directory = &dp;
+    s.n_directory = 1;
+    s.directory_version = dir_version;
+    Weft__Ca__V1__DenyItem di = WEFT__CA__V1__DENY_ITEM__INIT, *dip = &di;
+    di.value = (char *)deny;
+    s.deny_list = &dip;
+    s.n_deny_list = 1;
+    uint8_t buf[4096];
+    size_t len = weft__ca__v1__node_snapshot__pack(&s, buf);
+    return weft__ca__v1__node_snapshot__unpack(NULL, len, buf);
+}
+
+Test(proxycfg, the_config_carries_the_compiled_policy_the_directory_and_the_deny_list)
+{
+    struct agent_proxycfg *pc = agent_proxycfg_new();
+    struct agent_selectors sel = {0};
+    cr_assert_eq(agent_selectors_add(&sel, "k8s:pod-label:app:cart"), WEFT_OK);
+    struct agent_proxy_stream ps;
+    char why[256];
+    cr_assert_eq(
+        agent_proxy_stream_init(&ps, "spiffe://example.org/ns/shop/sa/cart", &sel, why, 256),
+        WEFT_OK);
+    cr_assert(agent_proxycfg_update(pc, snapshot(3, policy_yaml, 1, "spiffe://example.org/x")));
+    Weft__Agent__V1__ProxyConfigResponse resp;
+    cr_assert_eq(agent_proxycfg_build(pc, &ps, &resp, why, sizeof(why)), WEFT_OK, "%s", why);
+    cr_assert_eq(resp.policy_version, 3);
+    cr_assert_eq(resp.n_directory, 1);
+    cr_assert_str_eq(resp.directory[0]->address, "198.18.1.7");
+    cr_assert_eq(resp.n_deny_list, 1);
+    struct policy_snapshot *snap;
+    cr_assert_eq(policy_snapshot_decode(&snap, resp.policy.data, resp.policy.len, why, 256),
+                 WEFT_OK, "%s", why);
+    struct policy_result r;
+    struct policy_request web = {"spiffe://example.org/ns/shop/sa/web", 8080};
+    policy_eval(snap, &web, &r);
+    cr_assert_eq(r.enforced.decision, POLICY_ALLOW);
+    struct policy_request other = {"spiffe://example.org/ns/shop/sa/other", 8080};
+    policy_eval(snap, &other, &r);
+    cr_assert_eq(r.enforced.decision, POLICY_DENY, "the ALLOW policy selects the workload");
+    policy_snapshot_free(snap);
+    uint64_t seq = resp.sequence;
+
+    /* the same snapshot again changes nothing; a new deny list does */
+    cr_assert(!agent_proxycfg_update(pc, snapshot(3, policy_yaml, 1, "spiffe://example.org/x")));
+    cr_assert(agent_proxycfg_update(pc, snapshot(3, policy_yaml, 1, "spiffe://example.org/y")));
+    cr_assert_eq(agent_proxycfg_build(pc, &ps, &resp, why, sizeof(why)), WEFT_OK);
+    cr_assert_gt(resp.sequence, seq);
+    cr_assert_str_eq(resp.deny_list[0]->value, "spiffe://example.org/y");
+
+    /* a policy set that does not load here keeps the one in force */
+    cr_assert(!agent_proxycfg_update(pc, snapshot(4, "kind: [", 1, "spiffe://example.org/y")));
+    cr_assert_eq(agent_proxycfg_policy_version(pc), 3);
+    agent_proxy_stream_cleanup(&ps);
+    agent_proxycfg_free(pc);
+}
