@@ -62,6 +62,27 @@ enum spiffe_rule {
     SPIFFE_RULE_BUNDLE_DUPLICATE_TD, /* E7 */
     SPIFFE_RULE_BUNDLE_MIXED_TD,     /* E8: authorities of another or of no stated trust domain */
     SPIFFE_RULE_MINT,                /* a minting request that would break a rule */
+    /* JWT-SVIDs (JWT-SVID.md; D9 is the profile, E6/E8 how a validator finds the key) */
+    SPIFFE_RULE_JWT_TOO_LONG,      /* D9: over SPIFFE_JWT_MAX_TOKEN bytes */
+    SPIFFE_RULE_JWT_FORMAT,        /* D9: not three non-empty parts (a JWE has five) */
+    SPIFFE_RULE_JWT_BASE64,        /* D9: a part is not unpadded, canonical base64url */
+    SPIFFE_RULE_JWT_JSON,          /* D9: header or claims not one JSON object, or a key twice */
+    SPIFFE_RULE_JWT_ALG,           /* D9, JWT-SVID.md §2.1: alg missing or not accepted */
+    SPIFFE_RULE_JWT_KID,           /* E6, JWT-SVID.md §2.2: kid missing or empty */
+    SPIFFE_RULE_JWT_TYP,           /* JWT-SVID.md §2.3: typ other than "JWT" or "JOSE" */
+    SPIFFE_RULE_JWT_CRIT,          /* RFC 7515 §4.1.11: no extension is understood */
+    SPIFFE_RULE_JWT_SUB,           /* JWT-SVID.md §3.1: sub missing or not a string */
+    SPIFFE_RULE_JWT_SUB_PATH,      /* JWT-SVID.md §3.1: sub is a trust domain ID (no path) */
+    SPIFFE_RULE_JWT_AUD,           /* JWT-SVID.md §3.2: aud missing or malformed */
+    SPIFFE_RULE_JWT_AUD_MISMATCH,  /* JWT-SVID.md §3.2: the audience is not in aud */
+    SPIFFE_RULE_JWT_TIME_CLAIM,    /* JWT-SVID.md §3.3: exp missing; exp/nbf/iat not a number */
+    SPIFFE_RULE_JWT_EXPIRED,       /* JWT-SVID.md §3.3: now >= exp */
+    SPIFFE_RULE_JWT_NOT_YET_VALID, /* RFC 7519 §4.1.5: now < nbf */
+    SPIFFE_RULE_JWT_NO_BUNDLE,     /* E8: no bundle for sub's trust domain */
+    SPIFFE_RULE_JWT_UNKNOWN_KID,   /* E6: that bundle has no jwt-svid JWK with the kid */
+    SPIFFE_RULE_JWT_KEY,           /* E4: the JWK's key is unusable (params, curve, size) */
+    SPIFFE_RULE_JWT_ALG_KEY,       /* D9: alg does not suit the JWK's key type or curve */
+    SPIFFE_RULE_JWT_SIGNATURE,     /* D9, JWT-SVID.md §4: the signature does not verify */
 };
 
 /* struct spiffe_why says why a check failed: which rule, on which certificate (0 is the leaf;
