@@ -14,6 +14,7 @@
 #include <grpc/grpc.h>
 
 #include "agent/alert.h"
+#include "agent/jwt.h"
 #include "agent/k8s.h"
 #include "agent/node.h"
 #include "agent/peer.h"
@@ -40,7 +41,8 @@ struct metrics {
     struct weft_metrics *reg;
     struct weft_gauge *held, *earliest, *runway, *node_not_after, *ca_connected, *streams, *entries;
     struct weft_counter *minted, *mint_failures, *expired, *renew_failures, *attest_refused,
-        *attested, *claims_accepted, *claims_refused, *reports_failed;
+        *attested, *claims_accepted, *claims_refused, *reports_failed, *jwt_served, *jwt_minted,
+        *jwt_mint_failures, *jwt_valid, *jwt_invalid;
     uint64_t last_minted, last_failures, last_expired;
     /* per SVID: the IDs given a gauge so far (an ID no longer held is set to 0) */
     char **ids;
@@ -65,6 +67,7 @@ struct agent {
     bool ca_started, alert_started;
     struct agent_alerts *alerts;
     struct agent_proxycfg *pcfg; /* the Workload API thread's */
+    struct agent_jwt *jwt;       /* the Workload API thread's */
     struct agent_claims *claims; /* shared: proxies claim, the CA thread reports */
     pthread_mutex_t snap_mu;
     Weft__Ca__V1__NodeSnapshot *pending_snap; /* from the CA thread, for the API thread */
@@ -360,29 +363,16 @@ static size_t api_bundles(void *arg, const struct agent_selectors *sel, X509Bund
 /* --- the proxy config stream ------------------------------------------------------------------
  */
 
-/* held_ids fills |ids| with the SPIFFE IDs the workload with |sel| holds SVIDs for now, the
- * default one first; returns how many. */
-static size_t held_ids(struct agent *a, const struct agent_selectors *sel, char ids[][2049],
-                       size_t cap)
-{
-    X509SVIDResponse resp = X509_SVIDRESPONSE__INIT;
-    size_t n = agent_svids_x509(a->svids, sel, now_s(), &resp);
-    for (size_t i = 0; i < n && i < cap; i++) {
-        snprintf(ids[i], 2049, "%s", resp.svids[i]->spiffe_id);
-    }
-    return n < cap ? n : cap;
-}
-
 static grpc_status_code api_proxy_open(void *arg, const struct weft_peer *caller,
                                        const struct agent_selectors *sel,
                                        const Weft__Agent__V1__ProxyConfigRequest *req, void **state,
                                        char details[RPC_DETAILS_LEN])
 {
     struct agent *a = arg;
-    static char ids[8][2049];
-    size_t n = held_ids(a, sel, ids, 8), pick = 0;
+    static struct agent_identity ids[AGENT_JWT_MAX_IDS];
+    size_t n = agent_svids_identities(a->svids, sel, now_s(), ids, nitems(ids)), pick = 0;
     if (req->spiffe_id[0] != '\0') {
-        while (pick < n && strcmp(ids[pick], req->spiffe_id) != 0) {
+        while (pick < n && strcmp(ids[pick].spiffe_id, req->spiffe_id) != 0) {
             pick++;
         }
     }
@@ -397,7 +387,8 @@ static grpc_status_code api_proxy_open(void *arg, const struct weft_peer *caller
         return GRPC_STATUS_INVALID_ARGUMENT;
     }
     struct agent_proxy_stream *ps = weft_xcalloc(1, sizeof(*ps));
-    if (agent_proxy_stream_init(ps, ids[pick], sel, details, RPC_DETAILS_LEN) != WEFT_OK) {
+    if (agent_proxy_stream_init(ps, ids[pick].spiffe_id, sel, details, RPC_DETAILS_LEN) !=
+        WEFT_OK) {
         free(ps);
         return GRPC_STATUS_FAILED_PRECONDITION;
     }
@@ -444,9 +435,9 @@ static grpc_status_code api_proxy_config(void *arg, void *state, const struct ag
 {
     struct agent *a = arg;
     struct agent_proxy_stream *ps = state;
-    static char ids[64][2049];
-    size_t n = held_ids(a, sel, ids, 64), i = 0;
-    while (i < n && strcmp(ids[i], ps->spiffe_id) != 0) {
+    static struct agent_identity ids[64];
+    size_t n = agent_svids_identities(a->svids, sel, now_s(), ids, nitems(ids)), i = 0;
+    while (i < n && strcmp(ids[i].spiffe_id, ps->spiffe_id) != 0) {
         i++;
     }
     if (i == n) {
@@ -469,6 +460,112 @@ static void api_proxy_close(void *arg, void *state)
     agent_claims_drop(a->claims, ps);
     agent_proxy_stream_cleanup(ps);
     free(ps);
+}
+
+/* --- JWT-SVIDs -------------------------------------------------------------------------------- */
+
+static size_t api_jwt_bundles(void *arg, const struct agent_selectors *sel,
+                              JWTBundlesResponse *resp)
+{
+    struct agent *a = arg;
+    struct agent_identity id;
+    if (agent_svids_identities(a->svids, sel, now_s(), &id, 1) == 0) {
+        return 0; /* a caller with no identity sees no bundle */
+    }
+    return agent_jwt_bundles(a->jwt, resp);
+}
+
+/* mint_jwt has the CA mint a JWT-SVID for |id| (MintJWTSVID over the node's channel); the token
+ * is kept in the cache, which also answers the next call. */
+static const char *mint_jwt(struct agent *a, const struct agent_identity *id,
+                            const JWTSVIDRequest *req, char details[RPC_DETAILS_LEN])
+{
+    int64_t now = now_s();
+    const char *t = agent_jwt_cached(a->jwt, id->entry_id, req->audience, req->n_audience, now);
+    if (t != NULL) {
+        return t;
+    }
+    Weft__Ca__V1__MintJWTSVIDRequest mr = WEFT__CA__V1__MINT_JWTSVIDREQUEST__INIT;
+    mr.entry_id = (char *)id->entry_id;
+    mr.audience = req->audience;
+    mr.n_audience = req->n_audience;
+    Weft__Ca__V1__MintJWTSVIDResponse *resp = NULL;
+    struct rpc_status st;
+    if (agent_node_call(a->node, "/weft.ca.v1.CA/MintJWTSVID", &mr.base,
+                        &weft__ca__v1__mint_jwtsvidresponse__descriptor, 64 * 1024, 5000,
+                        (ProtobufCMessage **)&resp, &st) != WEFT_OK) {
+        weft_counter_add(a->m.jwt_mint_failures, 1);
+        weft_log(WEFT_LOG_WARN, "cannot mint a JWT-SVID", 2, "spiffe_id", id->spiffe_id, "status",
+                 st.details);
+        snprintf(details, RPC_DETAILS_LEN, "the CA did not mint a JWT-SVID: %.200s", st.details);
+        return NULL;
+    }
+    weft_counter_add(a->m.jwt_minted, 1);
+    agent_jwt_keep(a->jwt, id->entry_id, req->audience, req->n_audience, resp->token, now,
+                   resp->expires_at);
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return agent_jwt_cached(a->jwt, id->entry_id, req->audience, req->n_audience, now);
+}
+
+static grpc_status_code api_jwt_svid(void *arg, const struct agent_selectors *sel,
+                                     const JWTSVIDRequest *req, JWTSVIDResponse *resp,
+                                     char details[RPC_DETAILS_LEN])
+{
+    struct agent *a = arg;
+    if (agent_jwt_check_request(req->audience, req->n_audience, details, RPC_DETAILS_LEN) !=
+        WEFT_OK) {
+        return GRPC_STATUS_INVALID_ARGUMENT;
+    }
+    static struct agent_identity ids[AGENT_JWT_MAX_IDS];
+    size_t n = agent_svids_identities(a->svids, sel, now_s(), ids, nitems(ids)), kept = 0;
+    for (size_t i = 0; i < n; i++) { /* spiffe_id, when given, picks one */
+        if (req->spiffe_id[0] == '\0' || strcmp(ids[i].spiffe_id, req->spiffe_id) == 0) {
+            ids[kept++] = ids[i];
+        }
+    }
+    if (kept == 0) {
+        snprintf(details, RPC_DETAILS_LEN, "%s",
+                 n == 0 ? "no identity issued" : "the caller does not hold that ID");
+        return GRPC_STATUS_PERMISSION_DENIED;
+    }
+    static JWTSVID svids[AGENT_JWT_MAX_IDS], *ptrs[AGENT_JWT_MAX_IDS];
+    static char *tokens[AGENT_JWT_MAX_IDS];
+    for (size_t i = 0; i < kept; i++) {
+        const char *t = mint_jwt(a, &ids[i], req, details);
+        free(tokens[i]);
+        tokens[i] = t != NULL ? weft_xstrndup(t, strlen(t)) : NULL;
+        if (t == NULL) {
+            return GRPC_STATUS_UNAVAILABLE;
+        }
+        jwtsvid__init(&svids[i]);
+        svids[i].spiffe_id = ids[i].spiffe_id;
+        svids[i].svid = tokens[i];
+        ptrs[i] = &svids[i];
+    }
+    resp->svids = ptrs;
+    resp->n_svids = kept;
+    weft_counter_add(a->m.jwt_served, kept);
+    return GRPC_STATUS_OK;
+}
+
+static grpc_status_code api_jwt_validate(void *arg, const struct agent_selectors *sel,
+                                         const ValidateJWTSVIDRequest *req,
+                                         ValidateJWTSVIDResponse *resp,
+                                         char details[RPC_DETAILS_LEN])
+{
+    struct agent *a = arg;
+    struct agent_identity id;
+    if (agent_svids_identities(a->svids, sel, now_s(), &id, 1) == 0) {
+        snprintf(details, RPC_DETAILS_LEN, "no identity issued");
+        return GRPC_STATUS_PERMISSION_DENIED;
+    }
+    if (agent_jwt_validate(a->jwt, req->svid, req->audience, now_s(), resp, details,
+                           RPC_DETAILS_LEN) != WEFT_OK) {
+        weft_counter_add(a->m.jwt_invalid, 1);
+        return GRPC_STATUS_INVALID_ARGUMENT;
+    }
+    weft_counter_add(a->m.jwt_valid, 1);
+    return GRPC_STATUS_OK;
 }
 
 static bool http_ready(void *arg, char *why, size_t why_len)
@@ -524,6 +621,19 @@ static void metrics_init(struct metrics *m)
     m->claims_refused =
         weft_metrics_counter(m->reg, "weft_agent_directory_claims_refused_total",
                              "Addresses proxies claimed that are not theirs", NULL, 0);
+    m->jwt_served =
+        weft_metrics_counter(m->reg, "weft_agent_jwt_svids_served_total",
+                             "JWT-SVIDs handed to workloads (cached ones included)", NULL, 0);
+    m->jwt_minted = weft_metrics_counter(m->reg, "weft_agent_jwt_svids_minted_total",
+                                         "JWT-SVIDs the CA minted for workloads", NULL, 0);
+    m->jwt_mint_failures =
+        weft_metrics_counter(m->reg, "weft_agent_jwt_svid_mint_failures_total",
+                             "FetchJWTSVID calls failed because the CA did not mint", NULL, 0);
+    m->jwt_valid = weft_metrics_counter(m->reg, "weft_agent_jwt_validations_total",
+                                        "ValidateJWTSVID calls whose token validated", NULL, 0);
+    m->jwt_invalid =
+        weft_metrics_counter(m->reg, "weft_agent_jwt_validation_failures_total",
+                             "ValidateJWTSVID calls whose token did not validate", NULL, 0);
     m->reports_failed = weft_metrics_counter(m->reg, "weft_agent_directory_report_failures_total",
                                              "Directory reports the CA did not take", NULL, 0);
 }
@@ -673,6 +783,7 @@ int agent_daemon_run(const struct agent_daemon_opts *o)
     }
     a->rpc = rpc_server_new();
     a->pcfg = agent_proxycfg_new();
+    a->jwt = agent_jwt_new(o->trust_domain);
     a->claims = agent_claims_new();
     struct agent_wlapi_ops ops = {.ready = api_ready,
                                   .attest = api_attest,
@@ -681,6 +792,9 @@ int agent_daemon_run(const struct agent_daemon_opts *o)
                                   .proxy_open = api_proxy_open,
                                   .proxy_config = api_proxy_config,
                                   .proxy_close = api_proxy_close,
+                                  .jwt_bundles = api_jwt_bundles,
+                                  .jwt_svid = api_jwt_svid,
+                                  .jwt_validate = api_jwt_validate,
                                   .arg = a};
     const char *sock = o->socket != NULL ? o->socket : AGENT_WLAPI_DEFAULT_SOCKET;
     if (agent_wlapi_start(&a->api, a->rpc, sock, &ops, err, sizeof(err)) != WEFT_OK) {
@@ -733,8 +847,9 @@ int agent_daemon_run(const struct agent_daemon_opts *o)
             Weft__Ca__V1__NodeSnapshot *snap = a->pending_snap;
             a->pending_snap = NULL;
             pthread_mutex_unlock(&a->snap_mu);
-            if (snap != NULL) {
-                (void)agent_proxycfg_update(a->pcfg, snap); /* the pushes below compare */
+            if (snap != NULL) { /* the pushes below compare what changed */
+                (void)agent_jwt_set_keys(a->jwt, snap->jwt_keys, snap->n_jwt_keys, now_s());
+                (void)agent_proxycfg_update(a->pcfg, snap); /* it keeps |snap| */
             }
             agent_wlapi_changed(a->api);
         }
@@ -759,6 +874,7 @@ out:
     agent_k8s_free(a->k8s);
     agent_svids_free(a->svids);
     agent_proxycfg_free(a->pcfg);
+    agent_jwt_free(a->jwt);
     agent_claims_free(a->claims);
     if (a->pending_snap != NULL) {
         protobuf_c_message_free_unpacked(&a->pending_snap->base, NULL);

@@ -2,6 +2,7 @@
 #include "agent/node.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 struct agent_node {
     char dir[256];
     struct ca_client *client;
+    pthread_mutex_t ch_mu; /* over |ch|'s dial and drop, and over agent_node_call */
     grpc_channel *ch;
     EVP_PKEY *key;
     STACK_OF(X509) * chain;
@@ -156,6 +158,7 @@ int agent_node_open(struct agent_node **out, const struct agent_node_config *cfg
         return WEFT_EIO;
     }
     struct agent_node *n = weft_xcalloc(1, sizeof(*n));
+    pthread_mutex_init(&n->ch_mu, NULL);
     snprintf(n->dir, sizeof(n->dir), "%s", cfg->state_dir);
     /* the bundle the CA last sent, else the bootstrap bundle */
     char bp[320];
@@ -198,6 +201,7 @@ void agent_node_free(struct agent_node *n)
     ca_client_free(n->client);
     EVP_PKEY_free(n->key);
     sk_X509_pop_free(n->chain, X509_free);
+    pthread_mutex_destroy(&n->ch_mu);
     free(n);
 }
 
@@ -308,23 +312,47 @@ int agent_node_set_bundle(struct agent_node *n, const uint8_t *der, size_t len, 
 
 int agent_node_channel(struct agent_node *n, grpc_channel **out, char *err, size_t err_len)
 {
+    int rc = WEFT_OK;
+    pthread_mutex_lock(&n->ch_mu);
     if (n->ch == NULL) {
         if (n->chain == NULL) {
             snprintf(err, err_len, "no node SVID yet: join with a token first");
-            return WEFT_ENOTFOUND;
+            rc = WEFT_ENOTFOUND;
+        } else {
+            rc = ca_client_dial(n->client, n->chain, n->key, &n->ch, err, err_len);
         }
-        TRY(ca_client_dial(n->client, n->chain, n->key, &n->ch, err, err_len));
     }
     *out = n->ch;
-    return WEFT_OK;
+    pthread_mutex_unlock(&n->ch_mu);
+    return rc;
 }
 
 void agent_node_drop_channel(struct agent_node *n)
 {
+    pthread_mutex_lock(&n->ch_mu);
     if (n->ch != NULL) {
         grpc_channel_destroy(n->ch);
         n->ch = NULL;
     }
+    pthread_mutex_unlock(&n->ch_mu);
+}
+
+int agent_node_call(struct agent_node *n, const char *method, const ProtobufCMessage *req,
+                    const ProtobufCMessageDescriptor *desc, size_t max_response, int timeout_ms,
+                    ProtobufCMessage **resp, struct rpc_status *st)
+{
+    *resp = NULL;
+    pthread_mutex_lock(&n->ch_mu);
+    int rc;
+    if (n->ch == NULL) {
+        st->code = GRPC_STATUS_UNAVAILABLE;
+        snprintf(st->details, sizeof(st->details), "not connected to the CA");
+        rc = WEFT_EAGAIN;
+    } else {
+        rc = rpc_call_unary(n->ch, method, req, desc, max_response, timeout_ms, resp, st);
+    }
+    pthread_mutex_unlock(&n->ch_mu);
+    return rc;
 }
 
 const char *agent_node_name(const struct agent_node *n) { return n->name; }

@@ -10,7 +10,8 @@
  * expired while the agent was down cannot renew itself: the agent then says it needs a new join
  * token.
  *
- * Every call here blocks (bounded by the RPC timeout); the agent makes them from its CA thread.
+ * Every call here blocks (bounded by the RPC timeout); the agent makes them from its CA thread,
+ * but for agent_node_call, which any thread may make.
  * Keys are ECDSA P-256, generated here, and never leave the process but for node.key. */
 #ifndef WEFT_AGENT_NODE_H
 #define WEFT_AGENT_NODE_H
@@ -24,6 +25,7 @@
 #include <openssl/x509.h>
 
 #include "lib/base/err.h"
+#include "lib/rpc/rpc.h"
 
 #define AGENT_NODE_KEY "node.key"   /* the key and its chain */
 #define AGENT_NODE_CHAIN "node.pem" /* the chain alone, for operators */
@@ -66,6 +68,15 @@ WEFT_MUST_USE int agent_node_set_bundle(struct agent_node *n, const uint8_t *der
 WEFT_MUST_USE int agent_node_channel(struct agent_node *n, grpc_channel **out, char *err,
                                      size_t err_len);
 void agent_node_drop_channel(struct agent_node *n);
+
+/* agent_node_call makes one unary call (lib/rpc's rpc_call_unary) to the CA on the node's
+ * channel from any thread; the channel is neither dialed nor dropped while it runs, so the CA
+ * thread waits for it at most |timeout_ms|. It never dials: WEFT_EAGAIN (status UNAVAILABLE)
+ * when the CA thread has no channel up. */
+WEFT_MUST_USE int agent_node_call(struct agent_node *n, const char *method,
+                                  const ProtobufCMessage *req,
+                                  const ProtobufCMessageDescriptor *desc, size_t max_response,
+                                  int timeout_ms, ProtobufCMessage **resp, struct rpc_status *st);
 
 /* The identity held: its name, validity, chain (leaf first) and key; valid until the next
  * join or renew. */

@@ -541,6 +541,23 @@ size_t agent_svids_x509(struct agent_svids *s, const struct agent_selectors *sel
     return n;
 }
 
+size_t agent_svids_identities(struct agent_svids *s, const struct agent_selectors *sel, int64_t now,
+                              struct agent_identity *out, size_t cap)
+{
+    pthread_mutex_lock(&s->mu);
+    size_t n = 0;
+    for (size_t i = 0; i < s->num && s->bundle != NULL && n < cap; i++) {
+        const struct held *h = &s->h[i];
+        if (entitled(h, sel, now)) {
+            snprintf(out[n].entry_id, sizeof(out[n].entry_id), "%s", h->entry_id);
+            snprintf(out[n].spiffe_id, sizeof(out[n].spiffe_id), "%s", h->spiffe_id);
+            n++;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
 size_t agent_svids_bundles(struct agent_svids *s, const struct agent_selectors *sel, int64_t now,
                            X509BundlesResponse *resp)
 {

@@ -80,6 +80,18 @@ size_t agent_svids_x509(struct agent_svids *s, const struct agent_selectors *sel
 size_t agent_svids_bundles(struct agent_svids *s, const struct agent_selectors *sel, int64_t now,
                            X509BundlesResponse *resp);
 
+/* struct agent_identity is one identity a workload holds: its entry and SPIFFE ID. */
+struct agent_identity {
+    char entry_id[64];
+    char spiffe_id[2049];
+};
+
+/* agent_svids_identities writes the identities a workload with |sel| holds a valid SVID for at
+ * |now| (those agent_svids_x509 would serve, in the same order) into |out|, at most |cap|;
+ * returns how many. */
+size_t agent_svids_identities(struct agent_svids *s, const struct agent_selectors *sel, int64_t now,
+                              struct agent_identity *out, size_t cap);
+
 void agent_svids_stats(struct agent_svids *s, int64_t now, struct agent_svids_stats *out);
 
 /* agent_svids_each calls |fn| for every entry, under the lock, with its SPIFFE ID and the

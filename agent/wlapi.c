@@ -19,7 +19,7 @@
 #include "lib/base/mem.h"
 #include "lib/transport/grpcfd.h"
 
-enum kind { KIND_X509_SVID, KIND_X509_BUNDLES, KIND_PROXY_CONFIG };
+enum kind { KIND_X509_SVID, KIND_X509_BUNDLES, KIND_JWT_BUNDLES, KIND_PROXY_CONFIG };
 
 struct watcher {
     struct watcher *next, *prev;
@@ -117,6 +117,7 @@ static grpc_status_code snapshot(struct agent_wlapi *w, struct watcher *wt,
     size_t n = 0;
     X509SVIDResponse svids = X509_SVIDRESPONSE__INIT;
     X509BundlesResponse bundles = X509_BUNDLES_RESPONSE__INIT;
+    JWTBundlesResponse jwt_bundles = JWTBUNDLES_RESPONSE__INIT;
     Weft__Agent__V1__ProxyConfigResponse proxy = WEFT__AGENT__V1__PROXY_CONFIG_RESPONSE__INIT;
     ProtobufCMessage *m = NULL;
     switch (wt->kind) {
@@ -127,6 +128,10 @@ static grpc_status_code snapshot(struct agent_wlapi *w, struct watcher *wt,
     case KIND_X509_BUNDLES:
         n = w->ops.bundles(w->ops.arg, &wt->sel, &bundles);
         m = &bundles.base;
+        break;
+    case KIND_JWT_BUNDLES:
+        n = w->ops.jwt_bundles(w->ops.arg, &wt->sel, &jwt_bundles);
+        m = &jwt_bundles.base;
         break;
     case KIND_PROXY_CONFIG:
         if (wt->proxy == NULL) {
@@ -151,19 +156,32 @@ static grpc_status_code snapshot(struct agent_wlapi *w, struct watcher *wt,
     return GRPC_STATUS_OK;
 }
 
+static enum kind kind_of(const char *method)
+{
+    if (strcmp(method, AGENT_PROXY_CONFIG_PATH) == 0) {
+        return KIND_PROXY_CONFIG;
+    }
+    if (strcmp(method, "/SpiffeWorkloadAPI/FetchJWTBundles") == 0) {
+        return KIND_JWT_BUNDLES;
+    }
+    if (strcmp(method, "/SpiffeWorkloadAPI/FetchX509Bundles") == 0) {
+        return KIND_X509_BUNDLES;
+    }
+    return KIND_X509_SVID;
+}
+
 static grpc_status_code stream_open(void *arg, const struct rpc_ctx *ctx, struct rpc_stream *s,
                                     char details[RPC_DETAILS_LEN])
 {
     struct agent_wlapi *w = arg;
-    enum kind kind = strcmp(ctx->method, AGENT_PROXY_CONFIG_PATH) == 0 ? KIND_PROXY_CONFIG
-                     : strstr(ctx->method, "Bundles") != NULL          ? KIND_X509_BUNDLES
-                                                                       : KIND_X509_SVID;
+    enum kind kind = kind_of(ctx->method);
     if (!rpc_ctx_header(ctx, AGENT_WLAPI_HEADER, "true")) {
         snprintf(details, RPC_DETAILS_LEN, "security header missing from request");
         return GRPC_STATUS_INVALID_ARGUMENT;
     }
-    if (kind == KIND_PROXY_CONFIG && w->ops.proxy_open == NULL) {
-        snprintf(details, RPC_DETAILS_LEN, "this agent serves no proxy configuration");
+    if ((kind == KIND_PROXY_CONFIG && w->ops.proxy_open == NULL) ||
+        (kind == KIND_JWT_BUNDLES && w->ops.jwt_bundles == NULL)) {
+        snprintf(details, RPC_DETAILS_LEN, "not served by this agent");
         return GRPC_STATUS_UNIMPLEMENTED;
     }
     if (!w->ops.ready(w->ops.arg)) {
@@ -279,6 +297,105 @@ void agent_wlapi_changed(struct agent_wlapi *w)
 
 size_t agent_wlapi_streams(const struct agent_wlapi *w) { return w->num_watchers; }
 
+/* --- the JWT-SVID calls (unary) ----------------------------------------------------------------
+ */
+
+/* unary_caller runs the checks every call gets after the header and the request's mandatory
+ * fields (the handler's own, first): ready, then attested. Returns whether the call may go on;
+ * otherwise |reply| is set. */
+static bool unary_caller(struct agent_wlapi *w, const struct rpc_ctx *ctx,
+                         struct agent_selectors *sel, struct rpc_reply *reply)
+{
+    if (!w->ops.ready(w->ops.arg)) {
+        rpc_fail(reply, GRPC_STATUS_UNAVAILABLE, "the agent is not ready yet: retry");
+        return false;
+    }
+    char why[256] = "";
+    int rc = ctx->peer.local.set ? w->ops.attest(w->ops.arg, &ctx->peer, sel, why, sizeof(why))
+                                 : WEFT_ENOTFOUND;
+    if (rc != WEFT_OK) {
+        char pid[16];
+        snprintf(pid, sizeof(pid), "%d", (int)ctx->peer.local.pid);
+        weft_log(WEFT_LOG_WARN, "workload api: no identity for the caller", 3, "method",
+                 ctx->method, "pid", pid, "reason", why);
+        rpc_fail(reply, GRPC_STATUS_PERMISSION_DENIED, "no identity issued");
+        return false;
+    }
+    return true;
+}
+
+static void fetch_jwt_svid(void *arg, const struct rpc_ctx *ctx, const uint8_t *req, size_t len,
+                           struct rpc_reply *reply)
+{
+    struct agent_wlapi *w = arg;
+    if (!rpc_ctx_header(ctx, AGENT_WLAPI_HEADER, "true")) {
+        rpc_fail(reply, GRPC_STATUS_INVALID_ARGUMENT, "security header missing from request");
+        return;
+    }
+    JWTSVIDRequest *r = jwtsvidrequest__unpack(NULL, len, req);
+    if (r == NULL || r->n_audience == 0) {
+        rpc_fail(reply, GRPC_STATUS_INVALID_ARGUMENT,
+                 r == NULL ? "JWTSVIDRequest does not decode" : "audience must be specified");
+        jwtsvidrequest__free_unpacked(r, NULL);
+        return;
+    }
+    struct agent_selectors *sel = weft_xcalloc(1, sizeof(*sel));
+    if (unary_caller(w, ctx, sel, reply)) {
+        static JWTSVIDResponse resp;
+        jwtsvidresponse__init(&resp);
+        reply->status = w->ops.jwt_svid(w->ops.arg, sel, r, &resp, reply->details);
+        reply->msg = reply->status == GRPC_STATUS_OK ? &resp.base : NULL;
+    }
+    free(sel);
+    jwtsvidrequest__free_unpacked(r, NULL);
+}
+
+static void validate_jwt_svid(void *arg, const struct rpc_ctx *ctx, const uint8_t *req, size_t len,
+                              struct rpc_reply *reply)
+{
+    struct agent_wlapi *w = arg;
+    if (!rpc_ctx_header(ctx, AGENT_WLAPI_HEADER, "true")) {
+        rpc_fail(reply, GRPC_STATUS_INVALID_ARGUMENT, "security header missing from request");
+        return;
+    }
+    ValidateJWTSVIDRequest *r = validate_jwtsvidrequest__unpack(NULL, len, req);
+    const char *missing = r == NULL                ? "ValidateJWTSVIDRequest does not decode"
+                          : r->audience[0] == '\0' ? "audience must be specified"
+                          : r->svid[0] == '\0'     ? "svid must be specified"
+                                                   : NULL;
+    if (missing != NULL) {
+        rpc_fail(reply, GRPC_STATUS_INVALID_ARGUMENT, "%s", missing);
+        validate_jwtsvidrequest__free_unpacked(r, NULL);
+        return;
+    }
+    struct agent_selectors *sel = weft_xcalloc(1, sizeof(*sel));
+    if (unary_caller(w, ctx, sel, reply)) {
+        static ValidateJWTSVIDResponse resp;
+        validate_jwtsvidresponse__init(&resp);
+        reply->status = w->ops.jwt_validate(w->ops.arg, sel, r, &resp, reply->details);
+        reply->msg = reply->status == GRPC_STATUS_OK ? &resp.base : NULL;
+    }
+    free(sel);
+    validate_jwtsvidrequest__free_unpacked(r, NULL);
+}
+
+static const struct rpc_method jwt_methods[] = {
+    {.path = "/SpiffeWorkloadAPI/FetchJWTSVID",
+     .kind = RPC_UNARY,
+     .unary = fetch_jwt_svid,
+     .max_request = 8192},
+    {.path = "/SpiffeWorkloadAPI/FetchJWTBundles",
+     .kind = RPC_STREAM,
+     .open = stream_open,
+     .message = stream_message,
+     .closed = stream_closed,
+     .max_request = 1024},
+    {.path = "/SpiffeWorkloadAPI/ValidateJWTSVID",
+     .kind = RPC_UNARY,
+     .unary = validate_jwt_svid,
+     .max_request = 16384},
+};
+
 static const struct rpc_method methods[] = {
     {.path = "/SpiffeWorkloadAPI/FetchX509SVID",
      .kind = RPC_STREAM,
@@ -357,7 +474,15 @@ int agent_wlapi_start(struct agent_wlapi **out, struct rpc_server *rpc, const ch
     }
     if (rc == WEFT_OK) {
         w->gs = grpc_server_create(NULL, NULL);
-        struct rpc_service svc = {methods, nitems(methods), w, true};
+        /* the JWT calls when the agent answers them, else UNIMPLEMENTED (an unknown method) */
+        static struct rpc_method all[nitems(methods) + nitems(jwt_methods)];
+        size_t n = nitems(methods);
+        memcpy(all, methods, sizeof(methods));
+        if (ops->jwt_svid != NULL) {
+            memcpy(all + n, jwt_methods, sizeof(jwt_methods));
+            n += nitems(jwt_methods);
+        }
+        struct rpc_service svc = {all, n, w, true};
         if (rpc_server_add(rpc, w->gs, &svc) != WEFT_OK) {
             snprintf(err, err_len, "cannot register the Workload API");
             rc = WEFT_EINTERNAL;

@@ -1,6 +1,7 @@
 /* agent/wlapi.h: the SPIFFE Workload API on the agent's unix socket (issue 5;
  * ../shared/reference/spiffe.md §C, §D, §F): FetchX509SVID and FetchX509Bundles, server
- * streams that send a complete snapshot at once and a new one on every change.
+ * streams that send a complete snapshot at once and a new one on every change; FetchJWTSVID and
+ * ValidateJWTSVID (unary) and FetchJWTBundles (a stream, like the X.509 bundles).
  *
  * The socket is plain gRPC (h2c). An acceptor thread of its own accepts each connection, reads
  * the caller's credentials from the kernel (SO_PEERCRED, with the process's start time against
@@ -64,6 +65,17 @@ struct agent_wlapi_ops {
                                      Weft__Agent__V1__ProxyConfigResponse *resp,
                                      char details[RPC_DETAILS_LEN]);
     void (*proxy_close)(void *arg, void *state);
+    /* The JWT-SVID profile (NULL: its calls are answered UNIMPLEMENTED). jwt_bundles: as
+     * bundles, for FetchJWTBundles. jwt_svid and jwt_validate: answer a request that passed
+     * every check (header, mandatory fields, ready, attested) into |resp| (the agent's storage,
+     * valid until its next answer), or return the status to fail with (|details| filled). */
+    size_t (*jwt_bundles)(void *arg, const struct agent_selectors *sel, JWTBundlesResponse *resp);
+    grpc_status_code (*jwt_svid)(void *arg, const struct agent_selectors *sel,
+                                 const JWTSVIDRequest *req, JWTSVIDResponse *resp,
+                                 char details[RPC_DETAILS_LEN]);
+    grpc_status_code (*jwt_validate)(void *arg, const struct agent_selectors *sel,
+                                     const ValidateJWTSVIDRequest *req,
+                                     ValidateJWTSVIDResponse *resp, char details[RPC_DETAILS_LEN]);
     void *arg;
 };
 

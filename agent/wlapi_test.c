@@ -80,6 +80,57 @@ static size_t p_bundles(void *arg, const struct agent_selectors *sel, X509Bundle
     return 1;
 }
 
+static size_t p_jwt_bundles(void *arg, const struct agent_selectors *sel, JWTBundlesResponse *resp)
+{
+    (void)arg;
+    static JWTBundlesResponse__BundlesEntry e, *entries[1];
+    static char jwks[] = "{\"keys\":[]}";
+    if (atomic_load(&nobody_entitled) || !agent_selectors_has(sel, entitled)) {
+        return 0;
+    }
+    jwtbundles_response__bundles_entry__init(&e);
+    e.key = "spiffe://example.org";
+    e.value = (ProtobufCBinaryData){strlen(jwks), (uint8_t *)jwks};
+    entries[0] = &e;
+    resp->bundles = entries;
+    resp->n_bundles = 1;
+    return 1;
+}
+
+static grpc_status_code p_jwt_svid(void *arg, const struct agent_selectors *sel,
+                                   const JWTSVIDRequest *req, JWTSVIDResponse *resp,
+                                   char details[RPC_DETAILS_LEN])
+{
+    (void)arg;
+    static JWTSVID svid, *svids[1];
+    static char token[128];
+    if (atomic_load(&nobody_entitled) || !agent_selectors_has(sel, entitled)) {
+        snprintf(details, RPC_DETAILS_LEN, "no identity issued");
+        return GRPC_STATUS_PERMISSION_DENIED;
+    }
+    jwtsvid__init(&svid);
+    svid.spiffe_id = "spiffe://example.org/app/v1";
+    snprintf(token, sizeof(token), "token-for-%s", req->audience[0]);
+    svid.svid = token;
+    svids[0] = &svid;
+    resp->svids = svids;
+    resp->n_svids = 1;
+    return GRPC_STATUS_OK;
+}
+
+static grpc_status_code p_jwt_validate(void *arg, const struct agent_selectors *sel,
+                                       const ValidateJWTSVIDRequest *req,
+                                       ValidateJWTSVIDResponse *resp, char details[RPC_DETAILS_LEN])
+{
+    (void)arg, (void)sel;
+    if (strcmp(req->svid, "token-for-db") != 0 || strcmp(req->audience, "db") != 0) {
+        snprintf(details, RPC_DETAILS_LEN, "does not validate");
+        return GRPC_STATUS_INVALID_ARGUMENT;
+    }
+    resp->spiffe_id = "spiffe://example.org/app/v1";
+    return GRPC_STATUS_OK;
+}
+
 /* --- the server on a thread of its own ------------------------------------------------------ */
 
 static char dir[] = "/tmp/weft-wlapi-test-XXXXXX";
@@ -110,8 +161,13 @@ static void setup(void)
     atomic_store(&ready, true);
     atomic_store(&version, 1);
     rpc = rpc_server_new();
-    struct agent_wlapi_ops ops = {
-        .ready = p_ready, .attest = p_attest, .x509 = p_x509, .bundles = p_bundles};
+    struct agent_wlapi_ops ops = {.ready = p_ready,
+                                  .attest = p_attest,
+                                  .x509 = p_x509,
+                                  .bundles = p_bundles,
+                                  .jwt_bundles = p_jwt_bundles,
+                                  .jwt_svid = p_jwt_svid,
+                                  .jwt_validate = p_jwt_validate};
     char err[256];
     cr_assert_eq(agent_wlapi_start(&api, rpc, sock, &ops, err, sizeof(err)), WEFT_OK, "%s", err);
     cr_assert_eq(rpc_server_start(rpc), WEFT_OK);
@@ -179,7 +235,7 @@ Test(wlapi, the_checks_come_in_the_standards_order)
     atomic_store(&nobody_entitled, true);
     cr_assert_eq(ended_with(fetch(ch, "FetchX509SVID", true)), GRPC_STATUS_PERMISSION_DENIED);
     cr_assert_eq(ended_with(fetch(ch, "FetchX509Bundles", true)), GRPC_STATUS_PERMISSION_DENIED);
-    /* the WIT and JWT profiles are not served here */
+    /* the WIT profile is not served */
     cr_assert_eq(ended_with(fetch(ch, "FetchWITSVID", true)), GRPC_STATUS_UNIMPLEMENTED);
     grpc_channel_destroy(ch);
 }
@@ -233,5 +289,88 @@ Test(wlapi, a_snapshot_at_once_a_new_one_on_change_and_an_end_on_revocation)
                                         (ProtobufCMessage **)&b),
                  WEFT_EAGAIN, "still open, nothing new for it");
     rpc_client_stream_close(bs);
+    grpc_channel_destroy(ch);
+}
+
+/* jwt_call makes one unary call with or without the header; returns its status. */
+static grpc_status_code jwt_call(grpc_channel *ch, const char *method, const ProtobufCMessage *req,
+                                 const ProtobufCMessageDescriptor *desc, bool header,
+                                 ProtobufCMessage **resp)
+{
+    grpc_metadata md = {.key = grpc_slice_from_static_string(AGENT_WLAPI_HEADER),
+                        .value = grpc_slice_from_static_string("true")};
+    char path[96];
+    snprintf(path, sizeof(path), "/SpiffeWorkloadAPI/%s", method);
+    /* lib/rpc's unary client sends no metadata: a stream of one message each way is the same
+     * call on the wire */
+    struct rpc_client_stream *cs = rpc_client_stream_open_md(ch, path, 20000, &md, header ? 1 : 0);
+    cr_assert_not_null(cs);
+    if (rpc_client_stream_send(cs, req, T_MS) != WEFT_OK) {
+        /* a refused call may already be over: its status says how */
+    }
+    *resp = NULL;
+    if (rpc_client_stream_recv(cs, desc, 1 << 20, T_MS, resp) != WEFT_OK) {
+        *resp = NULL;
+    }
+    struct rpc_status st;
+    rpc_client_stream_status(cs, T_MS, &st);
+    rpc_client_stream_close(cs);
+    return st.code;
+}
+
+Test(wlapi, the_jwt_calls_check_header_fields_readiness_and_identity_in_that_order)
+{
+    grpc_channel *ch = rpc_channel_unix(sock);
+    ProtobufCMessage *m;
+    JWTSVIDRequest req = JWTSVIDREQUEST__INIT;
+    char *aud[] = {"db"};
+    /* no audience: INVALID_ARGUMENT (a mandatory field), but the header comes first */
+    cr_assert_eq(jwt_call(ch, "FetchJWTSVID", &req.base, &jwtsvidresponse__descriptor, true, &m),
+                 GRPC_STATUS_INVALID_ARGUMENT);
+    req.audience = aud;
+    req.n_audience = 1;
+    cr_assert_eq(jwt_call(ch, "FetchJWTSVID", &req.base, &jwtsvidresponse__descriptor, false, &m),
+                 GRPC_STATUS_INVALID_ARGUMENT);
+    atomic_store(&ready, false);
+    cr_assert_eq(jwt_call(ch, "FetchJWTSVID", &req.base, &jwtsvidresponse__descriptor, true, &m),
+                 GRPC_STATUS_UNAVAILABLE);
+    atomic_store(&ready, true);
+    atomic_store(&nobody_entitled, true);
+    cr_assert_eq(jwt_call(ch, "FetchJWTSVID", &req.base, &jwtsvidresponse__descriptor, true, &m),
+                 GRPC_STATUS_PERMISSION_DENIED);
+    atomic_store(&nobody_entitled, false);
+    cr_assert_eq(jwt_call(ch, "FetchJWTSVID", &req.base, &jwtsvidresponse__descriptor, true, &m),
+                 GRPC_STATUS_OK);
+    JWTSVIDResponse *r = (JWTSVIDResponse *)m;
+    cr_assert_eq(r->n_svids, 1);
+    cr_assert_str_eq(r->svids[0]->svid, "token-for-db");
+    protobuf_c_message_free_unpacked(m, NULL);
+
+    ValidateJWTSVIDRequest v = VALIDATE_JWTSVIDREQUEST__INIT;
+    v.audience = "db";
+    cr_assert_eq(
+        jwt_call(ch, "ValidateJWTSVID", &v.base, &validate_jwtsvidresponse__descriptor, true, &m),
+        GRPC_STATUS_INVALID_ARGUMENT, "svid is mandatory");
+    v.svid = "token-for-db";
+    cr_assert_eq(
+        jwt_call(ch, "ValidateJWTSVID", &v.base, &validate_jwtsvidresponse__descriptor, true, &m),
+        GRPC_STATUS_OK);
+    cr_assert_str_eq(((ValidateJWTSVIDResponse *)m)->spiffe_id, "spiffe://example.org/app/v1");
+    protobuf_c_message_free_unpacked(m, NULL);
+    v.audience = "other";
+    cr_assert_eq(
+        jwt_call(ch, "ValidateJWTSVID", &v.base, &validate_jwtsvidresponse__descriptor, true, &m),
+        GRPC_STATUS_INVALID_ARGUMENT);
+
+    /* FetchJWTBundles is a stream like FetchX509Bundles */
+    struct rpc_client_stream *cs = fetch(ch, "FetchJWTBundles", true);
+    JWTBundlesResponse *b = NULL;
+    cr_assert_eq(rpc_client_stream_recv(cs, &jwtbundles_response__descriptor, 1 << 20, T_MS,
+                                        (ProtobufCMessage **)&b),
+                 WEFT_OK);
+    cr_assert_eq(b->n_bundles, 1);
+    cr_assert_str_eq(b->bundles[0]->key, "spiffe://example.org");
+    protobuf_c_message_free_unpacked(&b->base, NULL);
+    rpc_client_stream_close(cs);
     grpc_channel_destroy(ch);
 }
