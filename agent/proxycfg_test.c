@@ -2,21 +2,17 @@
  * network namespace, a real one made here), kept and reported; the proxy's config carries the
  * policy compiled for its workload, the directory and the deny list. */
 #include <criterion/criterion.h>
-#include <net/if.h>
-#include <netinet/in.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "agent/netns.h"
 #include "agent/proxycfg.h"
 #include "policy/snapshot.h"
+#include "test/testlib/net.h"
 
 TestSuite(proxycfg, .timeout = 30);
 
@@ -86,7 +82,7 @@ Test(proxycfg, a_process_in_the_nodes_namespace_claims_nothing)
 }
 
 /* in_netns forks a child in a network namespace of its own whose loopback interface carries
- * 198.18.0.9 (instead of 127.0.0.1) and is up; it waits until killed. */
+ * 198.18.0.9 (instead of 127.0.0.1); it waits until killed. */
 static pid_t in_netns(void)
 {
     int ready[2];
@@ -95,18 +91,7 @@ static pid_t in_netns(void)
     cr_assert_geq(pid, 0);
     if (pid == 0) {
         close(ready[0]);
-        int s = -1;
-        struct ifreq ifr = {0};
-        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
-        struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
-        sin->sin_family = AF_INET;
-        sin->sin_addr.s_addr = htonl(0xc6120009); /* 198.18.0.9 */
-        if (unshare(CLONE_NEWNET) != 0 || (s = socket(AF_INET, SOCK_DGRAM, 0)) < 0 ||
-            ioctl(s, SIOCSIFADDR, &ifr) != 0 || ioctl(s, SIOCGIFFLAGS, &ifr) != 0) {
-            _exit(1);
-        }
-        ifr.ifr_flags |= IFF_UP;
-        if (ioctl(s, SIOCSIFFLAGS, &ifr) != 0 || write(ready[1], "r", 1) != 1) {
+        if (testlib_netns_own("198.18.0.9") != 0 || write(ready[1], "r", 1) != 1) {
             _exit(1);
         }
         pause();

@@ -2,7 +2,12 @@
 #include "test/testlib/net.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <net/if.h>
 #include <netinet/in.h>
+#include <sched.h>
+#include <stdio.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -20,4 +25,31 @@ int testlib_listen_loopback(int *port)
     }
     *port = ntohs(a.sin_port);
     return fd;
+}
+
+int testlib_netns_own(const char *ipv4)
+{
+    struct ifreq ifr = {0};
+    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
+    sin->sin_family = AF_INET;
+    if (inet_pton(AF_INET, ipv4, &sin->sin_addr) != 1) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (unshare(CLONE_NEWNET) != 0) {
+        return -1;
+    }
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int rc = -1;
+    if (s >= 0 && ioctl(s, SIOCSIFADDR, &ifr) == 0 && ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {
+        ifr.ifr_flags |= IFF_UP;
+        rc = ioctl(s, SIOCSIFFLAGS, &ifr);
+    }
+    if (s >= 0) {
+        int saved = errno;
+        close(s);
+        errno = saved;
+    }
+    return rc;
 }

@@ -1,9 +1,16 @@
-/* test/testlib/net.h: sockets for the small servers tests run on loopback. */
+/* test/testlib/net.h: sockets for the small servers tests run on loopback, and network
+ * namespaces of a test's own. */
 #ifndef WEFT_TEST_TESTLIB_NET_H
 #define WEFT_TEST_TESTLIB_NET_H
 
 /* testlib_listen_loopback listens on 127.0.0.1 at a port the kernel picks, written to |*port|.
  * Returns the listening socket, or -1. */
 int testlib_listen_loopback(int *port);
+
+/* testlib_netns_own moves the calling process (single-threaded: before grpc_init) into a new
+ * network namespace whose loopback interface is up and carries the IPv4 address |ipv4| (in
+ * place of 127.0.0.1; use 198.18.0.0/15). Needs root. The namespace goes with the process.
+ * Returns 0, or -1 with errno set. */
+int testlib_netns_own(const char *ipv4);
 
 #endif
