@@ -13,7 +13,10 @@ static const char usage[] =
     "\n"
     "The weft node agent: joins the CA with a one-time token, keeps its node identity, mints\n"
     "and renews the workload SVIDs of the entries assigned to this node (keys in memory only),\n"
-    "and serves them to local workloads over the SPIFFE Workload API.\n"
+    "and serves them to local workloads over the SPIFFE Workload API: X.509-SVIDs and bundles,\n"
+    "JWT-SVIDs (minted by the CA for the caller's entries) with their JWKS and validation. The\n"
+    "same socket serves weft.agent.v1.ProxyConfig/Watch to sidecar proxies: the policy compiled\n"
+    "for their workload, the mesh directory and the deny list.\n"
     "\n"
     "  --ca ADDR                 weft-ca's CA service: IPV4:PORT or [IPV6]:PORT\n"
     "  --trust-domain TD         the trust domain (example.org)\n"
@@ -41,7 +44,8 @@ static const char usage[] =
     "unix:group, unix:path) and, with --kubelet-url, by their pod (k8s:ns, k8s:sa,\n"
     "k8s:pod-name, k8s:pod-uid, k8s:pod-label:K:V, k8s:container-name, ...).\n"
     "Alerts: WeftSVIDRunwayLow and WeftSVIDRenewalFailing, fired once, resolved once.\n"
-    "Not built yet: JWT-SVIDs and the proxy configuration stream.\n"
+    "A proxy may enter an address in the mesh directory only if it is its own: one of its pod's\n"
+    "IPs (the kubelet's pod list), or configured in its own network namespace (not the node's).\n"
     "Logs go to stderr as logfmt. Stops on SIGTERM or SIGINT. Exit: 0 stopped, 1 could not\n"
     "start, 2 usage.\n";
 
