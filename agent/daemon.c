@@ -33,6 +33,7 @@
 #define WATCH_DEADLINE_MS (3600 * 1000) /* a WatchNode stream is re-opened at least hourly */
 #define MAX_SNAPSHOT (64 << 20)
 #define TOKEN_MAX 1024
+#define AGENT_POLL_MS 20 /* the Workload API thread's longest wait between pushes */
 
 static atomic_int stop_signal;
 static void on_signal(int sig) { atomic_store(&stop_signal, sig); }
@@ -666,13 +667,18 @@ static void seen_svid(void *arg, const char *spiffe_id, int64_t not_after)
     weft_gauge_set(m->id_gauges[i], (double)not_after);
 }
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* update_svid_gauges: those still held get their notAfter, those gone read 0 (never a flicker
  * to 0 for one held); every 5 s, as the walk is linear in the entries. */
 static void update_svid_gauges(struct metrics *m, struct agent_svids *svids)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    int64_t ms = mono_ms();
     if (ms - m->ids_updated_ms < 5000 && m->ids_updated_ms != 0) {
         return;
     }
@@ -688,8 +694,15 @@ static void update_svid_gauges(struct metrics *m, struct agent_svids *svids)
     }
 }
 
+/* metrics_update refreshes the gauges, at most every 250 ms (the loop turns every 20). */
 static void metrics_update(struct agent *a)
 {
+    static int64_t last;
+    int64_t ms = mono_ms();
+    if (ms - last < 250) {
+        return;
+    }
+    last = ms;
     update_svid_gauges(&a->m, a->svids);
     struct agent_svids_stats st;
     int64_t now = now_s();
@@ -854,7 +867,9 @@ int agent_daemon_run(const struct agent_daemon_opts *o)
             agent_wlapi_changed(a->api);
         }
         metrics_update(a);
-        rpc_server_poll(a->rpc, 200);
+        /* short: nothing wakes the poll when the CA thread marks a change, and a new SVID should
+         * reach its workload's stream within tens of milliseconds (test/bench:agent_bench) */
+        rpc_server_poll(a->rpc, AGENT_POLL_MS);
     }
     weft_log(WEFT_LOG_INFO, "weft-agent stopping", 0);
     rc = 0;

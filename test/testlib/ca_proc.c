@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -50,6 +51,7 @@ int ca_proc_start(struct ca_proc *p, const char *node_ttl)
     p->pid = fork();
     ENSURE(p->pid >= 0, WEFT_EIO);
     if (p->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a test that crashes takes its CA with it */
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
         dup2(fd, 2);
         char *argv[32] = {"weft-ca",        "--data-dir", p->dir,      "--self-signed",
