@@ -169,6 +169,15 @@ int ca_root_rot_done(struct ca_root_rot *r, enum ca_root_rot_phase phase, int64_
     return WEFT_OK;
 }
 
+int ca_root_rot_bundle_changed(struct ca_root_rot *r, int64_t now)
+{
+    /* room for this bump, the ones a rotation under way still makes, and a whole next rotation */
+    ENSURE(r->st.bundle_seq < (uint64_t)INT64_MAX - 2 - bumps_left(r->st.phase), WEFT_ELIMIT);
+    r->st.bundle_seq++;
+    advance(r, now);
+    return WEFT_OK;
+}
+
 int ca_root_rot_node_connected(struct ca_root_rot *r, const char *node, int64_t now)
 {
     ENSURE(name_ok(node), WEFT_EINVAL);

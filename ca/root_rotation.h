@@ -34,8 +34,11 @@
  *    restart) no agent has reconnected yet, and "no node is behind" would be vacuously true.
  *  - Acknowledgements do not matter outside WAIT_ACKS; the status still shows who is behind.
  *
- * The machine owns the bundle's sequence number: only root rotation changes the trust bundle
- * (intermediate rotation leaves it alone). */
+ * The machine owns the bundle's sequence number. Root rotation changes the roots (intermediate
+ * rotation leaves them alone); the caller reports any other change of the bundle's content (the
+ * JWT-SVID keys it publishes, issue 11) with ca_root_rot_bundle_changed, so that the sequence
+ * changes whenever the content does (SPIFFE bundle rule E2) and an agent's acknowledgement
+ * always names the content it holds. */
 #ifndef WEFT_CA_ROOT_ROTATION_H
 #define WEFT_CA_ROOT_ROTATION_H
 
@@ -136,6 +139,14 @@ WEFT_MUST_USE int ca_root_rot_rotate(struct ca_root_rot *r, int64_t now, char *e
  * |phase| is not the current phase or not an action phase: nothing changes then. */
 WEFT_MUST_USE int ca_root_rot_done(struct ca_root_rot *r, enum ca_root_rot_phase phase, int64_t now,
                                    char *err, size_t err_len);
+
+/* ca_root_rot_bundle_changed records that the bundle's content changed at |now| outside the
+ * rotation's own steps: the sequence goes up by one, in whatever phase, and every connected node
+ * is behind until it acknowledges the new one (in WAIT_ACKS, that is what the rotation then
+ * waits for). Calls no callback: the caller persists the state with the content. WEFT_ELIMIT,
+ * changing nothing, when the sequence has no room left beside the bumps a root rotation needs
+ * (INT64_MAX, the most a bundle document carries). */
+WEFT_MUST_USE int ca_root_rot_bundle_changed(struct ca_root_rot *r, int64_t now);
 
 /* ca_root_rot_node_connected starts tracking |node| (1..CA_ROOT_ROT_NODE_MAX bytes; the name
  * from its verified node SVID) as having acknowledged nothing. Connecting a connected node

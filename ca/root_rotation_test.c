@@ -742,3 +742,58 @@ Test(ca_root_rotation, every_agent_verifies_every_svid_throughout)
         spiffe_bundle_set_cleanup(&bundles[i]);
     }
 }
+
+/* --- other changes of the bundle (the JWT-SVID keys it publishes) ------------------------- */
+
+Test(ca_root_rotation, a_bundle_change_outside_a_rotation_bumps_the_sequence_and_is_waited_for)
+{
+    struct ca_root_rot *r = run_to(CA_ROOT_ROT_IDLE, CA_ROOT_ROT_NO_GRACE);
+    size_t changes_before = num_changes;
+    cr_assert_eq(ca_root_rot_bundle_changed(r, T0 + 10), WEFT_OK);
+    cr_assert_eq(ca_root_rot_bundle_seq(r), 2);
+    expect_phase(r, CA_ROOT_ROT_IDLE);
+    cr_assert_eq(num_changes, changes_before, "no phase change: the caller persists it");
+    expect_behind(r, "node-a@1,node-b@1");
+    struct ca_root_rot_state st;
+    ca_root_rot_save(r, &st);
+    cr_assert_eq(st.bundle_seq, 2, "the state to persist has it");
+
+    /* during WAIT_ACKS the rotation waits for the newest content: an ack of the bundle with the
+     * new root but not the later change keeps a node behind */
+    cr_assert_eq(ca_root_rot_node_acked(r, "node-a", 2, T0 + 20), WEFT_OK);
+    cr_assert_eq(ca_root_rot_node_acked(r, "node-b", 2, T0 + 20), WEFT_OK);
+    cr_assert_eq(ca_root_rot_rotate(r, T0 + 30, err, sizeof(err)), WEFT_OK, "%s", err);
+    done(r, CA_ROOT_ROT_ADD_NEW_ROOT, T0 + 40);
+    cr_assert_eq(ca_root_rot_bundle_seq(r), 3);
+    cr_assert_eq(ca_root_rot_bundle_changed(r, T0 + 50), WEFT_OK);
+    cr_assert_eq(ca_root_rot_bundle_seq(r), 4);
+    cr_assert_eq(ca_root_rot_node_acked(r, "node-a", 3, T0 + 60), WEFT_OK);
+    cr_assert_eq(ca_root_rot_node_acked(r, "node-b", 3, T0 + 60), WEFT_OK);
+    expect_phase(r, CA_ROOT_ROT_WAIT_ACKS);
+    expect_behind(r, "node-a@3,node-b@3");
+    cr_assert_eq(ca_root_rot_node_acked(r, "node-a", 4, T0 + 70), WEFT_OK);
+    cr_assert_eq(ca_root_rot_node_acked(r, "node-b", 4, T0 + 70), WEFT_OK);
+    expect_phase(r, CA_ROOT_ROT_SWITCH_SIGNING);
+
+    /* a restore accepts the bumped sequence */
+    ca_root_rot_save(r, &st);
+    struct ca_root_rot *back;
+    struct ca_root_rot_config cfg = config(CA_ROOT_ROT_NO_GRACE);
+    cr_assert_eq(ca_root_rot_restore(&back, &cfg, &st, T0 + 80, err, sizeof(err)), WEFT_OK, "%s",
+                 err);
+    cr_assert_eq(ca_root_rot_bundle_seq(back), 4);
+    ca_root_rot_free(back);
+    ca_root_rot_free(r);
+}
+
+Test(ca_root_rotation, a_bundle_change_keeps_room_for_a_rotation)
+{
+    struct ca_root_rot *r;
+    struct ca_root_rot_config cfg = config(CA_ROOT_ROT_NO_GRACE);
+    cr_assert_eq(ca_root_rot_new(&r, &cfg, (uint64_t)INT64_MAX - 2, T0, err, sizeof(err)), WEFT_OK,
+                 "%s", err);
+    cr_assert_eq(ca_root_rot_bundle_changed(r, T0), WEFT_ELIMIT, "a rotation needs the last two");
+    cr_assert_eq(ca_root_rot_bundle_seq(r), (uint64_t)INT64_MAX - 2, "unchanged");
+    cr_assert_eq(ca_root_rot_rotate(r, T0 + 1, err, sizeof(err)), WEFT_OK, "%s", err);
+    ca_root_rot_free(r);
+}

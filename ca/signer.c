@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/bytestring.h>
@@ -34,6 +35,9 @@ enum msg_type {
     MSG_ACTIVATE = 5,
     MSG_NEW_ROOT = 6,
     MSG_DROP_ROOT = 7,
+    MSG_JWT_NEW_KEY = 8,  /* parent -> child: struct msg_jwt_key */
+    MSG_JWT_ACTIVATE = 9, /* parent -> child: struct msg_jwt_key (not_after unused) */
+    MSG_SIGN_JWT = 10,    /* parent -> child: struct msg_sign_jwt */
 };
 
 struct msg_hdr {
@@ -59,6 +63,21 @@ struct msg_ca_op {
     int64_t ttl_s;
 };
 
+struct msg_jwt_key {
+    struct msg_hdr hdr;
+    int64_t not_after;
+};
+
+/* Strings are NUL-terminated inside their arrays; the child checks that before reading one. */
+struct msg_sign_jwt {
+    struct msg_hdr hdr;
+    char spiffe_id[SPIFFE_ID_MAX_LEN + 1];
+    uint32_t num_audience;
+    char audience[SPIFFE_JWT_MAX_AUDIENCES][SPIFFE_JWT_MAX_AUDIENCE + 1];
+    int64_t iat;
+    int64_t exp;
+};
+
 /* Every reply also says what the signer holds now (struct ca_signer_info). */
 struct msg_reply {
     struct msg_hdr hdr;
@@ -70,6 +89,12 @@ struct msg_reply {
     uint32_t slot_keys, slot_roots; /* bit i: slot i */
     uint32_t int_len;
     uint8_t intermediate[CA_SIGNER_MAX_CERT];
+    uint32_t jwt_key_len, jwt_next_len;
+    uint8_t jwt_key[CA_SIGNER_MAX_PUBKEY];
+    uint8_t jwt_next[CA_SIGNER_MAX_PUBKEY];
+    int64_t jwt_key_not_after, jwt_next_not_after;
+    uint32_t token_len; /* a signed JWT-SVID, not NUL-terminated here */
+    char token[SPIFFE_JWT_MAX_TOKEN];
 };
 
 struct ca_signer {
@@ -97,12 +122,37 @@ struct child {
     struct root_slot slots[CA_SIGNER_SLOTS];
     struct spiffe_id td;
     int64_t min_ttl_s, max_ttl_s;
+    /* the JWT-SVID key tokens are signed with, and its prepared successor */
+    EVP_PKEY *jwt_key;
+    char jwt_kid[SPIFFE_JWT_KID_LEN + 1];
+    int64_t jwt_not_after;
+    EVP_PKEY *jwt_next;
+    int64_t jwt_next_not_after;
+    int64_t jwt_min_ttl_s, jwt_max_ttl_s;
 };
 
 static struct child *the_child; /* what reply() reports */
 
 static void reply(int fd, int rc, const uint8_t *der, size_t der_len, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+
+/* spki_of writes |key|'s DER SubjectPublicKeyInfo into |out|; returns its length, 0 when there
+ * is no key or it does not fit. */
+static size_t spki_of(const EVP_PKEY *key, uint8_t *out, size_t cap)
+{
+    CBB cbb;
+    CBB_zero(&cbb);
+    size_t len = 0;
+    if (key == NULL || !CBB_init_fixed(&cbb, out, cap) ||
+        !EVP_marshal_public_key(&cbb, (EVP_PKEY *)key) || !CBB_finish(&cbb, NULL, &len)) {
+        CBB_cleanup(&cbb);
+        return 0;
+    }
+    return len;
+}
+
+/* send_reply adds what the signer holds now to |r|, sends it and frees it. */
+static void send_reply(int fd, struct msg_reply *r);
 
 static void reply(int fd, int rc, const uint8_t *der, size_t der_len, const char *fmt, ...)
 {
@@ -117,6 +167,23 @@ static void reply(int fd, int rc, const uint8_t *der, size_t der_len, const char
         memcpy(r->der, der, der_len);
         r->der_len = (uint32_t)der_len;
     }
+    send_reply(fd, r);
+}
+
+/* reply_token answers a JWT-SVID request with the token (|len| <= SPIFFE_JWT_MAX_TOKEN). */
+static void reply_token(int fd, const char *token, size_t len)
+{
+    struct msg_reply *r = weft_xcalloc(1, sizeof(*r));
+    r->hdr.type = MSG_REPLY;
+    r->rc = WEFT_OK;
+    snprintf(r->err, sizeof(r->err), "ok");
+    memcpy(r->token, token, len);
+    r->token_len = (uint32_t)len;
+    send_reply(fd, r);
+}
+
+static void send_reply(int fd, struct msg_reply *r)
+{
     const struct child *c = the_child;
     r->int_slot = c->cert_slot;
     for (unsigned i = 0; i < CA_SIGNER_SLOTS; i++) {
@@ -128,6 +195,10 @@ static void reply(int fd, int rc, const uint8_t *der, size_t der_len, const char
     if (len > 0 && (size_t)len <= sizeof(r->intermediate) && i2d_X509(c->cert, &p) == len) {
         r->int_len = (uint32_t)len;
     }
+    r->jwt_key_len = (uint32_t)spki_of(c->jwt_key, r->jwt_key, sizeof(r->jwt_key));
+    r->jwt_key_not_after = c->jwt_not_after;
+    r->jwt_next_len = (uint32_t)spki_of(c->jwt_next, r->jwt_next, sizeof(r->jwt_next));
+    r->jwt_next_not_after = c->jwt_next_not_after;
     ssize_t n;
     do {
         n = send(fd, r, sizeof(*r), MSG_NOSIGNAL);
@@ -385,6 +456,134 @@ static void handle_drop_root(struct child *c, int fd, const struct msg_ca_op *m)
     reply(fd, WEFT_OK, NULL, 0, "ok");
 }
 
+/* --- JWT-SVIDs ------------------------------------------------------------------------------ */
+
+static void handle_jwt_new_key(struct child *c, int fd, const struct msg_jwt_key *m)
+{
+    int64_t now = (int64_t)time(NULL);
+    if (m->not_after <= now || m->not_after - now > INT64_C(100) * 366 * 86400) {
+        reply(fd, WEFT_EPOLICY, NULL, 0, "a JWT key's not_after %lld is not ahead of now (%lld)",
+              (long long)m->not_after, (long long)now);
+        return;
+    }
+    EVP_PKEY *key = spiffe_key_generate(SPIFFE_KEY_EC_P256);
+    uint8_t spki[CA_SIGNER_MAX_PUBKEY];
+    size_t len = key != NULL ? spki_of(key, spki, sizeof(spki)) : 0;
+    if (len == 0) {
+        EVP_PKEY_free(key);
+        reply(fd, WEFT_ECRYPTO, NULL, 0, "cannot make a JWT key");
+        return;
+    }
+    EVP_PKEY_free(c->jwt_next); /* BoringSSL clears a freed key's memory */
+    c->jwt_next = key;
+    c->jwt_next_not_after = m->not_after;
+    reply(fd, WEFT_OK, spki, len, "ok");
+}
+
+static void handle_jwt_activate(struct child *c, int fd)
+{
+    if (c->jwt_next == NULL) {
+        reply(fd, WEFT_ENOTFOUND, NULL, 0, "no JWT key is prepared");
+        return;
+    }
+    char kid[SPIFFE_JWT_KID_LEN + 1];
+    if (spiffe_jwt_kid(c->jwt_next, kid) != WEFT_OK) {
+        reply(fd, WEFT_ECRYPTO, NULL, 0, "cannot name the prepared JWT key");
+        return;
+    }
+    EVP_PKEY_free(c->jwt_key);
+    c->jwt_key = c->jwt_next;
+    c->jwt_not_after = c->jwt_next_not_after;
+    memcpy(c->jwt_kid, kid, sizeof(kid));
+    c->jwt_next = NULL;
+    c->jwt_next_not_after = 0;
+    reply(fd, WEFT_OK, NULL, 0, "ok");
+}
+
+/* string_in: |s| is NUL-terminated within its |cap| bytes; its length goes to |*len|. */
+static bool string_in(const char *s, size_t cap, size_t *len)
+{
+    const char *nul = memchr(s, '\0', cap);
+    if (nul == NULL) {
+        return false;
+    }
+    *len = (size_t)(nul - s);
+    return true;
+}
+
+static void handle_sign_jwt(struct child *c, int fd, const struct msg_sign_jwt *m)
+{
+    /* Every field is checked here again: the signer trusts no caller. */
+    size_t id_len;
+    if (!string_in(m->spiffe_id, sizeof(m->spiffe_id), &id_len) || m->num_audience == 0 ||
+        m->num_audience > SPIFFE_JWT_MAX_AUDIENCES) {
+        reply(fd, WEFT_EINVAL, NULL, 0, "malformed JWT-SVID request (%u audiences; 1 to %d)",
+              m->num_audience, SPIFFE_JWT_MAX_AUDIENCES);
+        return;
+    }
+    const char *aud[SPIFFE_JWT_MAX_AUDIENCES];
+    for (uint32_t i = 0; i < m->num_audience; i++) {
+        size_t len;
+        if (!string_in(m->audience[i], sizeof(m->audience[i]), &len) || len == 0) {
+            reply(fd, WEFT_EINVAL, NULL, 0, "audience %u is empty or not terminated", i + 1);
+            return;
+        }
+        aud[i] = m->audience[i];
+    }
+    struct spiffe_id id;
+    struct spiffe_why why;
+    if (spiffe_id_parse(&id, m->spiffe_id, id_len, &why) != WEFT_OK) {
+        reply(fd, WEFT_EINVAL, NULL, 0, "%s", why.msg);
+        return;
+    }
+    if (!spiffe_id_same_td(&id, &c->td) || spiffe_id_is_td(&id)) {
+        reply(fd, WEFT_EPOLICY, NULL, 0, "%.200s is not a workload ID of %s", id.str, c->td.str);
+        return;
+    }
+    if (c->jwt_key == NULL) {
+        reply(fd, WEFT_ENOTFOUND, NULL, 0, "no JWT-SVID signing key is active");
+        return;
+    }
+    /* iat is now (a caller's clock a little behind is fine; ahead is not: with no nbf claim a
+     * postdated token would be valid at once, for longer than its lifetime) */
+    int64_t now = (int64_t)time(NULL);
+    if (m->iat > now || m->iat < now - CA_SIGNER_JWT_MAX_IAT_BACK_S) {
+        reply(fd, WEFT_EPOLICY, NULL, 0, "iat %lld is not now (%lld)", (long long)m->iat,
+              (long long)now);
+        return;
+    }
+    if (m->exp < m->iat + c->jwt_min_ttl_s || m->exp > m->iat + c->jwt_max_ttl_s) {
+        reply(fd, WEFT_EPOLICY, NULL, 0, "JWT-SVID lifetime %llds is outside %llds..%llds",
+              (long long)(m->exp - m->iat), (long long)c->jwt_min_ttl_s,
+              (long long)c->jwt_max_ttl_s);
+        return;
+    }
+    if (m->exp > c->jwt_not_after) {
+        reply(fd, WEFT_EPOLICY, NULL, 0,
+              "the JWT key %s is published only until %lld, before exp %lld: it must rotate",
+              c->jwt_kid, (long long)c->jwt_not_after, (long long)m->exp);
+        return;
+    }
+    struct spiffe_jwt_request req = {
+        .sub = &id, .audience = aud, .num_audience = m->num_audience, .iat = m->iat, .exp = m->exp};
+    char *token = NULL;
+    spiffe_why_clear(&why);
+    int rc = spiffe_jwt_sign(&token, &req, c->jwt_key, c->jwt_kid, &why);
+    size_t len = token != NULL ? strlen(token) : 0;
+    if (rc == WEFT_OK && len > SPIFFE_JWT_MAX_TOKEN) {
+        rc = WEFT_ELIMIT;
+        snprintf(why.msg, sizeof(why.msg), "the token would be over %d bytes",
+                 SPIFFE_JWT_MAX_TOKEN);
+    }
+    if (rc != WEFT_OK) {
+        free(token);
+        reply(fd, rc, NULL, 0, "cannot sign the JWT-SVID: %s", why.msg);
+        return;
+    }
+    reply_token(fd, token, len);
+    free(token);
+}
+
 /* close_other_fds leaves only stdin/out/err and |keep| open: nothing the parent held (sockets,
  * the store) reaches the key holder. */
 static void close_other_fds(int keep)
@@ -589,6 +788,8 @@ static void child_free(struct child *c)
         EVP_PKEY_free(c->slots[i].key);
         X509_free(c->slots[i].cert);
     }
+    EVP_PKEY_free(c->jwt_key);
+    EVP_PKEY_free(c->jwt_next);
 }
 
 /* The largest request: the receive buffer is one byte more, so a longer datagram shows up as
@@ -597,15 +798,21 @@ union msg_any {
     struct msg_hdr hdr;
     struct msg_sign_leaf sign;
     struct msg_ca_op op;
+    struct msg_jwt_key jwt_key;
+    struct msg_sign_jwt sign_jwt;
 };
 
 static void child_main(int fd, const struct ca_signer_config *cfg)
 {
     static struct child c;
-    c = (struct child){.min_ttl_s = cfg->min_ttl_s ? cfg->min_ttl_s : 5 * 60,
-                       .max_ttl_s = cfg->max_ttl_s ? cfg->max_ttl_s : 24 * 3600,
-                       .cert_slot = -1,
-                       .next_slot = -1};
+    int64_t jwt_max = cfg->jwt_max_ttl_s ? cfg->jwt_max_ttl_s : CA_SIGNER_JWT_MAX_TTL_S;
+    c = (struct child){
+        .min_ttl_s = cfg->min_ttl_s ? cfg->min_ttl_s : 5 * 60,
+        .max_ttl_s = cfg->max_ttl_s ? cfg->max_ttl_s : 24 * 3600,
+        .jwt_min_ttl_s = cfg->jwt_min_ttl_s ? cfg->jwt_min_ttl_s : CA_SIGNER_JWT_MIN_TTL_S,
+        .jwt_max_ttl_s = jwt_max < CA_SIGNER_JWT_MAX_TTL_S ? jwt_max : CA_SIGNER_JWT_MAX_TTL_S,
+        .cert_slot = -1,
+        .next_slot = -1};
     the_child = &c;
     char err[256] = "";
     signal(SIGINT, SIG_IGN); /* the parent decides when the signer ends: it closes the channel */
@@ -643,6 +850,12 @@ static void child_main(int fd, const struct ca_signer_config *cfg)
             handle_new_root(&c, fd, &m->op);
         } else if (type == MSG_DROP_ROOT && (size_t)n == sizeof(m->op)) {
             handle_drop_root(&c, fd, &m->op);
+        } else if (type == MSG_JWT_NEW_KEY && (size_t)n == sizeof(m->jwt_key)) {
+            handle_jwt_new_key(&c, fd, &m->jwt_key);
+        } else if (type == MSG_JWT_ACTIVATE && (size_t)n == sizeof(m->jwt_key)) {
+            handle_jwt_activate(&c, fd);
+        } else if (type == MSG_SIGN_JWT && (size_t)n == sizeof(m->sign_jwt)) {
+            handle_sign_jwt(&c, fd, &m->sign_jwt);
         } else {
             reply(fd, WEFT_EPROTO, NULL, 0, "message type %u of %zd bytes is not one I take", type,
                   n);
@@ -662,7 +875,8 @@ static int read_reply(struct ca_signer *s, struct msg_reply *r, char *err, size_
         n = recv(s->fd, r, sizeof(*r), 0);
     } while (n < 0 && errno == EINTR);
     if (n != (ssize_t)sizeof(*r) || r->hdr.type != MSG_REPLY || r->der_len > sizeof(r->der) ||
-        r->int_len > sizeof(r->intermediate)) {
+        r->int_len > sizeof(r->intermediate) || r->jwt_key_len > sizeof(r->jwt_key) ||
+        r->jwt_next_len > sizeof(r->jwt_next) || r->token_len > sizeof(r->token)) {
         snprintf(err, err_len, "the signer is gone or answered nonsense (%zd bytes)", n);
         return WEFT_EPROTO;
     }
@@ -675,13 +889,19 @@ static int read_reply(struct ca_signer *s, struct msg_reply *r, char *err, size_
         in->slot_has_key[i] = (r->slot_keys >> i) & 1;
         in->slot_has_root[i] = (r->slot_roots >> i) & 1;
     }
+    memcpy(in->jwt_key, r->jwt_key, r->jwt_key_len);
+    in->jwt_key_len = r->jwt_key_len;
+    in->jwt_key_not_after = r->jwt_key_not_after;
+    memcpy(in->jwt_next, r->jwt_next, r->jwt_next_len);
+    in->jwt_next_len = r->jwt_next_len;
+    in->jwt_next_not_after = r->jwt_next_not_after;
     return WEFT_OK;
 }
 
-/* call sends one request of |len| bytes and reads its reply; a certificate in it goes to |out|
- * (|cap| bytes; NULL for none). */
-static int call(struct ca_signer *s, const void *req, size_t len, uint8_t *out, size_t cap,
-                size_t *out_len, char *err, size_t err_len)
+/* exchange sends one request of |len| bytes and reads its reply into |r|; WEFT_OK only when
+ * the signer did what was asked (else |err| says why). */
+static int exchange(struct ca_signer *s, const void *req, size_t len, struct msg_reply *r,
+                    char *err, size_t err_len)
 {
     ssize_t n;
     do {
@@ -691,12 +911,22 @@ static int call(struct ca_signer *s, const void *req, size_t len, uint8_t *out, 
         snprintf(err, err_len, "the signer is gone: %s", strerror(errno));
         return WEFT_EIO;
     }
-    struct msg_reply *r = weft_xmalloc(sizeof(*r));
     int rc = read_reply(s, r, err, err_len);
     if (rc == WEFT_OK && r->rc != WEFT_OK) {
         snprintf(err, err_len, "%s", r->err);
         rc = r->rc;
-    } else if (rc == WEFT_OK && out != NULL && r->der_len > cap) {
+    }
+    return rc;
+}
+
+/* call sends one request of |len| bytes and reads its reply; a certificate (or public key) in
+ * it goes to |out| (|cap| bytes; NULL for none). */
+static int call(struct ca_signer *s, const void *req, size_t len, uint8_t *out, size_t cap,
+                size_t *out_len, char *err, size_t err_len)
+{
+    struct msg_reply *r = weft_xmalloc(sizeof(*r));
+    int rc = exchange(s, req, len, r, err, err_len);
+    if (rc == WEFT_OK && out != NULL && r->der_len > cap) {
         snprintf(err, err_len, "the certificate (%u bytes) does not fit the buffer", r->der_len);
         rc = WEFT_ELIMIT;
     } else if (rc == WEFT_OK && out != NULL) {
@@ -822,6 +1052,61 @@ int ca_signer_new_root(struct ca_signer *s, unsigned slot, enum spiffe_key_type 
 int ca_signer_drop_root(struct ca_signer *s, unsigned slot, char *err, size_t err_len)
 {
     return ca_op(s, MSG_DROP_ROOT, slot, 0, 0, 0, NULL, 0, NULL, err, err_len);
+}
+
+int ca_signer_jwt_new_key(struct ca_signer *s, int64_t not_after, uint8_t *out, size_t cap,
+                          size_t *out_len, char *err, size_t err_len)
+{
+    struct msg_jwt_key m = {.hdr.type = MSG_JWT_NEW_KEY, .not_after = not_after};
+    return call(s, &m, sizeof(m), out, cap, out_len, err, err_len);
+}
+
+int ca_signer_jwt_activate(struct ca_signer *s, char *err, size_t err_len)
+{
+    struct msg_jwt_key m = {.hdr.type = MSG_JWT_ACTIVATE};
+    return call(s, &m, sizeof(m), NULL, 0, NULL, err, err_len);
+}
+
+int ca_signer_sign_jwt(struct ca_signer *s, const struct ca_signer_jwt_request *req, char *out,
+                       size_t cap, size_t *out_len, char *err, size_t err_len)
+{
+    if (strlen(req->spiffe_id) > SPIFFE_ID_MAX_LEN || req->num_audience == 0 ||
+        req->num_audience > SPIFFE_JWT_MAX_AUDIENCES) {
+        snprintf(err, err_len,
+                 "JWT-SVID request over a limit (an ID of %d bytes, 1 to %d audiences)",
+                 SPIFFE_ID_MAX_LEN, SPIFFE_JWT_MAX_AUDIENCES);
+        return WEFT_ELIMIT;
+    }
+    for (size_t i = 0; i < req->num_audience; i++) {
+        size_t len = strlen(req->audience[i]);
+        if (len == 0 || len > SPIFFE_JWT_MAX_AUDIENCE) {
+            snprintf(err, err_len, "audience %zu is %zu bytes (1 to %d)", i + 1, len,
+                     SPIFFE_JWT_MAX_AUDIENCE);
+            return WEFT_ELIMIT;
+        }
+    }
+    struct msg_sign_jwt *m = weft_xcalloc(1, sizeof(*m));
+    m->hdr.type = MSG_SIGN_JWT;
+    snprintf(m->spiffe_id, sizeof(m->spiffe_id), "%s", req->spiffe_id);
+    m->num_audience = (uint32_t)req->num_audience;
+    for (size_t i = 0; i < req->num_audience; i++) {
+        snprintf(m->audience[i], sizeof(m->audience[i]), "%s", req->audience[i]);
+    }
+    m->iat = req->iat;
+    m->exp = req->exp;
+    struct msg_reply *r = weft_xmalloc(sizeof(*r));
+    int rc = exchange(s, m, sizeof(*m), r, err, err_len);
+    free(m);
+    if (rc == WEFT_OK && (r->token_len == 0 || r->token_len >= cap)) {
+        snprintf(err, err_len, "the token (%u bytes) does not fit the buffer", r->token_len);
+        rc = WEFT_ELIMIT;
+    } else if (rc == WEFT_OK) {
+        memcpy(out, r->token, r->token_len);
+        out[r->token_len] = '\0';
+        *out_len = r->token_len;
+    }
+    free(r);
+    return rc;
 }
 
 void ca_signer_info(const struct ca_signer *s, struct ca_signer_info *out) { *out = s->info; }

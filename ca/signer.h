@@ -17,6 +17,14 @@
  * other slot) lets it rotate. The signer refuses to overwrite or drop the slot of the root its
  * current or prepared intermediate is under.
  *
+ * JWT-SVIDs (issue 11). The signer also holds the trust domain's JWT-SVID signing key (EC P-256),
+ * only in its memory, like an intermediate's: ca_signer_jwt_new_key makes a successor and
+ * returns its public key (to be published before it signs anything), ca_signer_jwt_activate
+ * makes it the key tokens are signed with, and ca_signer_sign_jwt signs one JWT-SVID. The
+ * signer itself builds the token from a SPIFFE ID of its trust domain, audiences and a lifetime
+ * it checks, so the caller cannot have it sign arbitrary bytes, a foreign ID, or a token that
+ * outlives the key's publication.
+ *
  * Start it before the process makes any thread (the child is forked, not exec'd, and must not
  * inherit another thread's locks), and then drop the parent's own privileges: the separation
  * only holds when the parent cannot read the key file itself. One thread at a time talks to a
@@ -32,11 +40,15 @@
 #include <openssl/x509.h>
 
 #include "lib/base/err.h"
+#include "lib/spiffe/jwt.h"
 #include "lib/spiffe/x509svid.h"
 
-#define CA_SIGNER_MAX_PUBKEY 512 /* DER SubjectPublicKeyInfo */
-#define CA_SIGNER_MAX_CERT 4096  /* DER certificate in a reply */
-#define CA_SIGNER_SLOTS 2        /* root key slots */
+#define CA_SIGNER_MAX_PUBKEY 512        /* DER SubjectPublicKeyInfo */
+#define CA_SIGNER_MAX_CERT 4096         /* DER certificate in a reply */
+#define CA_SIGNER_SLOTS 2               /* root key slots */
+#define CA_SIGNER_JWT_MIN_TTL_S 30      /* JWT-SVID lifetimes the signer allows, default */
+#define CA_SIGNER_JWT_MAX_TTL_S 3600    /* ... and the most any configuration may allow */
+#define CA_SIGNER_JWT_MAX_IAT_BACK_S 60 /* how far in the past a token's iat may be */
 
 struct ca_signer_config {
     const char *key_path;  /* PKCS#8 private key of the signing CA; mode 0600 or stricter */
@@ -48,6 +60,8 @@ struct ca_signer_config {
     int64_t intermediate_ttl_s;   /* of the intermediate minted at start (default 7 days) */
     int64_t min_ttl_s;            /* leaf lifetimes allowed: default 5 min .. 24 h (issue 4) */
     int64_t max_ttl_s;
+    int64_t jwt_min_ttl_s; /* JWT-SVID lifetimes allowed: 0 takes CA_SIGNER_JWT_MIN_TTL_S .. */
+    int64_t jwt_max_ttl_s; /* ... CA_SIGNER_JWT_MAX_TTL_S; never more than that */
     uid_t run_as_uid; /* when started as root: the uid/gid the child drops to (default 65534) */
     gid_t run_as_gid;
 };
@@ -83,6 +97,14 @@ struct ca_signer_info {
     int intermediate_slot;               /* the root slot it is under; -1: the files' */
     bool slot_has_key[CA_SIGNER_SLOTS];  /* a root key is in the slot */
     bool slot_has_root[CA_SIGNER_SLOTS]; /* ... and it is the key of a root the signer knows */
+    /* the JWT-SVID signing key (DER SubjectPublicKeyInfo; length 0: none) and the prepared
+     * successor, each with the not_after it was made with: no token it signs outlives that */
+    uint8_t jwt_key[CA_SIGNER_MAX_PUBKEY];
+    size_t jwt_key_len;
+    int64_t jwt_key_not_after;
+    uint8_t jwt_next[CA_SIGNER_MAX_PUBKEY];
+    size_t jwt_next_len;
+    int64_t jwt_next_not_after;
 };
 
 /* ca_signer_info copies what |s| holds. */
@@ -110,6 +132,37 @@ WEFT_MUST_USE int ca_signer_new_root(struct ca_signer *s, unsigned slot,
 /* ca_signer_drop_root erases |slot|'s key, in memory and in its file (an empty slot is fine). */
 WEFT_MUST_USE int ca_signer_drop_root(struct ca_signer *s, unsigned slot, char *err,
                                       size_t err_len);
+
+/* ca_signer_jwt_new_key has the signer make a JWT-SVID signing key (EC P-256) as the prepared
+ * successor (replacing, and erasing, one prepared before); no token it signs will expire after
+ * |not_after| (later than now, at most 100 years ahead). Its DER SubjectPublicKeyInfo goes to
+ * |out| (|cap| bytes). The key signs nothing until ca_signer_jwt_activate. */
+WEFT_MUST_USE int ca_signer_jwt_new_key(struct ca_signer *s, int64_t not_after, uint8_t *out,
+                                        size_t cap, size_t *out_len, char *err, size_t err_len);
+
+/* ca_signer_jwt_activate makes the prepared JWT key the one tokens are signed with; the retired
+ * one is erased. WEFT_ENOTFOUND when none is prepared. */
+WEFT_MUST_USE int ca_signer_jwt_activate(struct ca_signer *s, char *err, size_t err_len);
+
+/* struct ca_signer_jwt_request: one JWT-SVID to sign. */
+struct ca_signer_jwt_request {
+    const char *spiffe_id;       /* in the signer's trust domain, with a path */
+    const char *const *audience; /* 1..SPIFFE_JWT_MAX_AUDIENCES, each 1..SPIFFE_JWT_MAX_AUDIENCE
+                                  * bytes */
+    size_t num_audience;
+    int64_t iat; /* the signer's now, or up to CA_SIGNER_JWT_MAX_IAT_BACK_S before it */
+    int64_t exp; /* exp - iat within the configured JWT lifetimes, and no later than the
+                  * signing key's not_after */
+};
+
+/* ca_signer_sign_jwt asks for one JWT-SVID, signed ES256 by the active JWT key with its kid
+ * (spiffe_jwt_sign); the token goes to |out| (|cap| bytes, NUL-terminated, |*out_len| without
+ * the NUL). The signer refuses (|err| says why): WEFT_ENOTFOUND with no active key, WEFT_EINVAL
+ * for a malformed ID or audience, WEFT_EPOLICY for an ID of another trust domain or without a
+ * path, or times out of bounds; WEFT_ELIMIT for a request or token over a limit. */
+WEFT_MUST_USE int ca_signer_sign_jwt(struct ca_signer *s, const struct ca_signer_jwt_request *req,
+                                     char *out, size_t cap, size_t *out_len, char *err,
+                                     size_t err_len);
 
 /* ca_signer_alive reports whether the child still runs (it is not reaped: stop does that). */
 bool ca_signer_alive(const struct ca_signer *s);

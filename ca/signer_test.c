@@ -9,12 +9,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <openssl/bytestring.h>
 #include <openssl/mem.h>
 
 #include "ca/signer.h"
 #include "lib/base/file.h"
 #include "lib/spiffe/bundle.h"
+#include "lib/spiffe/jwt.h"
 #include "lib/spiffe/x509svid.h"
 #include "test/testlib/certs.h"
 
@@ -348,4 +350,234 @@ Test(ca_signer, rotates_intermediates_and_roots_through_its_key_slots)
     OPENSSL_free(pub);
     EVP_PKEY_free(leaf_key);
     EVP_PKEY_free(root_key);
+}
+
+/* --- JWT-SVIDs ------------------------------------------------------------------------------ */
+
+static struct ca_signer *start_jwt(int64_t max_ttl)
+{
+    struct ca_signer_config cfg = {
+        .key_path = key_path, .cert_path = cert_path, .jwt_max_ttl_s = max_ttl};
+    struct ca_signer *s = NULL;
+    char err[512];
+    cr_assert_eq(ca_signer_start(&s, &cfg, err, sizeof(err)), WEFT_OK, "%s", err);
+    return s;
+}
+
+/* jwt_key_of parses a public key the signer returned. */
+static EVP_PKEY *jwt_key_of(const uint8_t *spki, size_t len)
+{
+    CBS cbs;
+    CBS_init(&cbs, spki, len);
+    EVP_PKEY *pub = EVP_parse_public_key(&cbs);
+    cr_assert_not_null(pub);
+    cr_assert_eq(CBS_len(&cbs), 0);
+    return pub;
+}
+
+/* jwt_bundles is a set holding example.org's bundle with jwt-svid JWKs for |spkis| only. */
+static void jwt_bundles(struct spiffe_bundle_set *set, const uint8_t *const *spkis,
+                        const size_t *lens, size_t num)
+{
+    spiffe_bundle_set_init(set);
+    struct spiffe_id td;
+    cr_assert_eq(spiffe_td_parse(&td, TESTLIB_TD, strlen(TESTLIB_TD), NULL), WEFT_OK);
+    struct spiffe_bundle *b = spiffe_bundle_new(&td);
+    for (size_t i = 0; i < num; i++) {
+        EVP_PKEY *pub = jwt_key_of(spkis[i], lens[i]);
+        char kid[SPIFFE_JWT_KID_LEN + 1];
+        cr_assert_eq(spiffe_jwt_kid(pub, kid), WEFT_OK);
+        json_t *jwk = spiffe_jwt_jwk(pub, kid);
+        cr_assert_not_null(jwk);
+        cr_assert_eq(json_array_append_new(b->other_keys, jwk), 0);
+        EVP_PKEY_free(pub);
+    }
+    cr_assert_eq(spiffe_bundle_set_put(set, b), WEFT_OK);
+}
+
+static int sign_jwt(struct ca_signer *s, const char *id, const char *const *aud, size_t num_aud,
+                    int64_t iat, int64_t exp, char *token, char *err)
+{
+    struct ca_signer_jwt_request req = {id, aud, num_aud, iat, exp};
+    size_t len = 0;
+    int rc = ca_signer_sign_jwt(s, &req, token, SPIFFE_JWT_MAX_TOKEN + 1, &len, err, 512);
+    if (rc == WEFT_OK) {
+        cr_assert_eq(strlen(token), len);
+    }
+    return rc;
+}
+
+Test(ca_signer, signs_jwt_svids_that_validate_against_its_published_key)
+{
+    struct ca_signer *s = start_jwt(300);
+    static const char *const aud[] = {"spiffe://example.org/ns/shop/sa/db", "db"};
+    static char token[SPIFFE_JWT_MAX_TOKEN + 1];
+    char err[512];
+    int64_t now = (int64_t)time(NULL);
+    const char *id = "spiffe://example.org/ns/shop/sa/web";
+    cr_assert_eq(sign_jwt(s, id, aud, 2, now, now + 300, token, err), WEFT_ENOTFOUND, "no key yet");
+
+    /* a prepared key is reported, and signs nothing yet */
+    uint8_t spki[CA_SIGNER_MAX_PUBKEY];
+    size_t spki_len = 0;
+    cr_assert_eq(
+        ca_signer_jwt_new_key(s, now + 3600, spki, sizeof(spki), &spki_len, err, sizeof(err)),
+        WEFT_OK, "%s", err);
+    struct ca_signer_info info;
+    ca_signer_info(s, &info);
+    cr_assert_eq(info.jwt_key_len, 0);
+    cr_assert_eq(info.jwt_next_len, spki_len);
+    cr_assert_eq(memcmp(info.jwt_next, spki, spki_len), 0);
+    cr_assert_eq(info.jwt_next_not_after, now + 3600);
+    cr_assert_eq(sign_jwt(s, id, aud, 2, now, now + 300, token, err), WEFT_ENOTFOUND);
+
+    cr_assert_eq(ca_signer_jwt_activate(s, err, sizeof(err)), WEFT_OK, "%s", err);
+    ca_signer_info(s, &info);
+    cr_assert_eq(info.jwt_next_len, 0);
+    cr_assert_eq(info.jwt_key_len, spki_len);
+    cr_assert_eq(memcmp(info.jwt_key, spki, spki_len), 0);
+    cr_assert_eq(info.jwt_key_not_after, now + 3600);
+    cr_assert_eq(sign_jwt(s, id, aud, 2, now, now + 300, token, err), WEFT_OK, "%s", err);
+
+    /* a verifier holding the published key accepts it, for each audience and no other */
+    struct spiffe_bundle_set set;
+    const uint8_t *keys[] = {spki};
+    size_t lens[] = {spki_len};
+    jwt_bundles(&set, keys, lens, 1);
+    struct spiffe_jwt_svid svid;
+    struct spiffe_why why;
+    cr_assert_eq(spiffe_jwt_validate(&svid, token, strlen(token), "db", &set, now + 1, &why),
+                 WEFT_OK, "%s", why.msg);
+    cr_assert_str_eq(svid.sub.str, id);
+    cr_assert_eq(svid.exp, now + 300);
+    spiffe_jwt_svid_cleanup(&svid);
+    cr_assert_eq(spiffe_jwt_validate(&svid, token, strlen(token), aud[0], &set, now + 299, &why),
+                 WEFT_OK, "%s", why.msg);
+    spiffe_jwt_svid_cleanup(&svid);
+    cr_assert_neq(spiffe_jwt_validate(&svid, token, strlen(token), "cache", &set, now, &why),
+                  WEFT_OK);
+    cr_assert_neq(spiffe_jwt_validate(&svid, token, strlen(token), "db", &set, now + 300, &why),
+                  WEFT_OK, "expired at exp");
+    spiffe_bundle_set_cleanup(&set);
+
+    /* rotation: the successor signs once activated; the retired key is gone from the signer
+     * and a verifier that knows only the successor refuses the old token */
+    uint8_t spki2[CA_SIGNER_MAX_PUBKEY];
+    size_t spki2_len = 0;
+    cr_assert_eq(
+        ca_signer_jwt_new_key(s, now + 7200, spki2, sizeof(spki2), &spki2_len, err, sizeof(err)),
+        WEFT_OK, "%s", err);
+    cr_assert(spki2_len != spki_len || memcmp(spki2, spki, spki_len) != 0, "a new key");
+    static char token2[SPIFFE_JWT_MAX_TOKEN + 1];
+    cr_assert_eq(sign_jwt(s, id, aud, 1, now, now + 60, token2, err), WEFT_OK, "%s", err);
+    keys[0] = spki;
+    jwt_bundles(&set, keys, lens, 1);
+    cr_assert_eq(spiffe_jwt_validate(&svid, token2, strlen(token2), aud[0], &set, now, &why),
+                 WEFT_OK, "the prepared key does not sign: %s", why.msg);
+    spiffe_jwt_svid_cleanup(&svid);
+    spiffe_bundle_set_cleanup(&set);
+    cr_assert_eq(ca_signer_jwt_activate(s, err, sizeof(err)), WEFT_OK, "%s", err);
+    cr_assert_eq(ca_signer_jwt_activate(s, err, sizeof(err)), WEFT_ENOTFOUND, "none prepared");
+    ca_signer_info(s, &info);
+    cr_assert_eq(memcmp(info.jwt_key, spki2, spki2_len), 0);
+    cr_assert_eq(sign_jwt(s, id, aud, 1, now, now + 60, token2, err), WEFT_OK, "%s", err);
+    keys[0] = spki2;
+    lens[0] = spki2_len;
+    jwt_bundles(&set, keys, lens, 1);
+    cr_assert_eq(spiffe_jwt_validate(&svid, token2, strlen(token2), aud[0], &set, now, &why),
+                 WEFT_OK, "%s", why.msg);
+    spiffe_jwt_svid_cleanup(&svid);
+    cr_assert_neq(spiffe_jwt_validate(&svid, token, strlen(token), "db", &set, now, &why), WEFT_OK,
+                  "the retired key is not in this bundle");
+    spiffe_bundle_set_cleanup(&set);
+    ca_signer_stop(s);
+}
+
+Test(ca_signer, refuses_jwt_svids_its_trust_domain_may_not_sign)
+{
+    struct ca_signer *s = start_jwt(300);
+    static char token[SPIFFE_JWT_MAX_TOKEN + 1];
+    char err[512];
+    int64_t now = (int64_t)time(NULL);
+    uint8_t spki[CA_SIGNER_MAX_PUBKEY];
+    size_t spki_len = 0;
+    cr_assert_eq(ca_signer_jwt_new_key(s, now - 1, spki, sizeof(spki), &spki_len, err, sizeof(err)),
+                 WEFT_EPOLICY, "a key published until the past");
+    cr_assert_eq(
+        ca_signer_jwt_new_key(s, now + 1000, spki, sizeof(spki), &spki_len, err, sizeof(err)),
+        WEFT_OK, "%s", err);
+    cr_assert_eq(ca_signer_jwt_activate(s, err, sizeof(err)), WEFT_OK, "%s", err);
+    static const char *const aud[] = {"db"};
+    const char *id = "spiffe://example.org/ns/shop/sa/web";
+
+    /* IDs: another trust domain, the trust domain itself, not an ID */
+    cr_assert_eq(
+        sign_jwt(s, "spiffe://other.org/ns/shop/sa/web", aud, 1, now, now + 60, token, err),
+        WEFT_EPOLICY);
+    cr_assert_not_null(strstr(err, "other.org"), "%s", err);
+    cr_assert_eq(sign_jwt(s, "spiffe://example.org", aud, 1, now, now + 60, token, err),
+                 WEFT_EPOLICY);
+    cr_assert_eq(sign_jwt(s, "spiffe://Example.org/x", aud, 1, now, now + 60, token, err),
+                 WEFT_EINVAL);
+
+    /* times: a lifetime outside 30 s .. the configured 300 s, an iat that is not now, an exp
+     * past the key's publication */
+    cr_assert_eq(sign_jwt(s, id, aud, 1, now, now + 29, token, err), WEFT_EPOLICY);
+    cr_assert_not_null(strstr(err, "lifetime"), "%s", err);
+    cr_assert_eq(sign_jwt(s, id, aud, 1, now, now + 301, token, err), WEFT_EPOLICY);
+    cr_assert_eq(sign_jwt(s, id, aud, 1, now + 10, now + 100, token, err), WEFT_EPOLICY,
+                 "postdated");
+    cr_assert_not_null(strstr(err, "iat"), "%s", err);
+    cr_assert_eq(sign_jwt(s, id, aud, 1, now - 120, now + 60, token, err), WEFT_EPOLICY,
+                 "backdated");
+    cr_assert_eq(
+        ca_signer_jwt_new_key(s, now + 100, spki, sizeof(spki), &spki_len, err, sizeof(err)),
+        WEFT_OK, "%s", err);
+    cr_assert_eq(ca_signer_jwt_activate(s, err, sizeof(err)), WEFT_OK, "%s", err);
+    cr_assert_eq(sign_jwt(s, id, aud, 1, now, now + 200, token, err), WEFT_EPOLICY);
+    cr_assert_not_null(strstr(err, "published only until"), "%s", err);
+    cr_assert_eq(sign_jwt(s, id, aud, 1, now, now + 100, token, err), WEFT_OK, "%s", err);
+
+    /* audiences: none, one too many, an empty one, one a byte too long */
+    static char long_aud[SPIFFE_JWT_MAX_AUDIENCE + 2];
+    memset(long_aud, 'a', SPIFFE_JWT_MAX_AUDIENCE + 1);
+    const char *many[SPIFFE_JWT_MAX_AUDIENCES + 1];
+    for (size_t i = 0; i <= SPIFFE_JWT_MAX_AUDIENCES; i++) {
+        many[i] = "db";
+    }
+    cr_assert_eq(sign_jwt(s, id, many, 0, now, now + 60, token, err), WEFT_ELIMIT);
+    cr_assert_eq(sign_jwt(s, id, many, SPIFFE_JWT_MAX_AUDIENCES + 1, now, now + 60, token, err),
+                 WEFT_ELIMIT);
+    cr_assert_eq(sign_jwt(s, id, many, SPIFFE_JWT_MAX_AUDIENCES, now, now + 60, token, err),
+                 WEFT_OK, "%s", err);
+    const char *empty[] = {""}, *too_long[] = {long_aud};
+    cr_assert_eq(sign_jwt(s, id, empty, 1, now, now + 60, token, err), WEFT_ELIMIT);
+    cr_assert_eq(sign_jwt(s, id, too_long, 1, now, now + 60, token, err), WEFT_ELIMIT);
+    long_aud[SPIFFE_JWT_MAX_AUDIENCE] = '\0';
+    cr_assert_eq(sign_jwt(s, id, too_long, 1, now, now + 60, token, err), WEFT_OK, "%s", err);
+
+    /* it is still there and still signs after every refusal */
+    cr_assert(ca_signer_alive(s));
+    cr_assert_eq(sign_jwt(s, id, aud, 1, now, now + 60, token, err), WEFT_OK, "%s", err);
+    ca_signer_stop(s);
+}
+
+Test(ca_signer, jwt_lifetimes_are_capped_at_an_hour_whatever_the_configuration)
+{
+    struct ca_signer *s = start_jwt(24 * 3600);
+    char err[512];
+    static char token[SPIFFE_JWT_MAX_TOKEN + 1];
+    int64_t now = (int64_t)time(NULL);
+    uint8_t spki[CA_SIGNER_MAX_PUBKEY];
+    size_t spki_len = 0;
+    cr_assert_eq(
+        ca_signer_jwt_new_key(s, now + 2 * 86400, spki, sizeof(spki), &spki_len, err, sizeof(err)),
+        WEFT_OK, "%s", err);
+    cr_assert_eq(ca_signer_jwt_activate(s, err, sizeof(err)), WEFT_OK, "%s", err);
+    static const char *const aud[] = {"db"};
+    cr_assert_eq(sign_jwt(s, "spiffe://example.org/w", aud, 1, now, now + 3601, token, err),
+                 WEFT_EPOLICY);
+    cr_assert_eq(sign_jwt(s, "spiffe://example.org/w", aud, 1, now, now + 3600, token, err),
+                 WEFT_OK, "%s", err);
+    ca_signer_stop(s);
 }
