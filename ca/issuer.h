@@ -1,7 +1,9 @@
 /* ca/issuer.h: what the CA's RPCs do, apart from the transport (issue 4): attest a node with a
  * join token, renew a node SVID, mint workload SVIDs for the entries assigned to the calling
- * node. The caller's node name always comes from the TLS layer (the verified node SVID), never
- * from a request body. Every issuance is recorded in the inventory and logged once. */
+ * node, and JWT-SVIDs for them (issue 11). The caller's node name always comes from the TLS
+ * layer (the verified node SVID), never from a request body. Every X.509 issuance is recorded
+ * in the inventory and logged once; a JWT-SVID is logged once and not recorded (it has no
+ * serial to revoke by, and the deny list revokes by ID; a bearer token is not kept). */
 #ifndef WEFT_CA_ISSUER_H
 #define WEFT_CA_ISSUER_H
 
@@ -81,5 +83,27 @@ WEFT_MUST_USE int ca_mint_workloads(struct ca_issuer *ca, const struct ca_caller
                                     const struct ca_mint_request *reqs, size_t num,
                                     struct ca_mint_result *results, int64_t now, char *err,
                                     size_t err_len);
+
+/* struct ca_jwt_svid is one signed JWT-SVID. */
+struct ca_jwt_svid {
+    char token[SPIFFE_JWT_MAX_TOKEN + 1];
+    size_t token_len;
+    char spiffe_id[CA_SPIFFE_ID_MAX + 1];
+    char kid[SPIFFE_JWT_KID_LEN + 1]; /* of the key that signed it */
+    int64_t expires_at;
+};
+
+/* ca_mint_jwt signs a JWT-SVID of entry |entry_id| for |audience| (1..SPIFFE_JWT_MAX_AUDIENCES
+ * values of 1..SPIFFE_JWT_MAX_AUDIENCE bytes each) for the calling node, exactly as
+ * ca_mint_workloads would an X.509 SVID: the caller passes ca_check_caller, the entry exists and
+ * is assigned to the node, and neither its ID nor the node is revoked. The token is valid from
+ * |now| for |ttl_s|, or the entry's TTL when that is shorter. Returns WEFT_EINVAL for audiences
+ * out of bounds, WEFT_EPOLICY for a caller, entry or ID that may not have it (an entry of another
+ * node reads "no entry": a node learns nothing of other nodes' entries), WEFT_EIO when the store
+ * failed, or the signer's refusal; |err| says why. */
+WEFT_MUST_USE int ca_mint_jwt(struct ca_issuer *ca, const struct ca_caller *caller,
+                              const char *entry_id, const char *const *audience,
+                              size_t num_audience, int64_t ttl_s, int64_t now,
+                              struct ca_jwt_svid *out, char *err, size_t err_len);
 
 #endif

@@ -5,13 +5,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
+#include <jansson.h>
+#include <openssl/bytestring.h>
 #include <openssl/mem.h>
 
 #include "ca/issuer.h"
 #include "lib/base/file.h"
 #include "lib/base/log.h"
 #include "lib/spiffe/bundle.h"
+#include "lib/spiffe/jwt.h"
 #include "test/testlib/certs.h"
 
 static char dir[] = "/tmp/weft-issuer-test-XXXXXX";
@@ -272,4 +276,103 @@ Test(ca_issuer, a_batch_is_recorded_together)
         OPENSSL_free(csrs[i]);
         EVP_PKEY_free(keys[i]);
     }
+}
+
+/* --- JWT-SVIDs ------------------------------------------------------------------------------ */
+
+/* signer_jwt_bundles gives the signer a JWT key and returns a set whose example.org bundle
+ * publishes it, as a verifier would hold it. */
+static void signer_jwt_bundles(struct spiffe_bundle_set *set, int64_t now)
+{
+    uint8_t spki[CA_SIGNER_MAX_PUBKEY];
+    size_t len;
+    cr_assert_eq(
+        ca_signer_jwt_new_key(signer, now + 3600, spki, sizeof(spki), &len, err, sizeof(err)),
+        WEFT_OK, "%s", err);
+    cr_assert_eq(ca_signer_jwt_activate(signer, err, sizeof(err)), WEFT_OK, "%s", err);
+    CBS cbs;
+    CBS_init(&cbs, spki, len);
+    EVP_PKEY *pub = EVP_parse_public_key(&cbs);
+    char kid[SPIFFE_JWT_KID_LEN + 1];
+    cr_assert_eq(spiffe_jwt_kid(pub, kid), WEFT_OK);
+    struct spiffe_bundle *b = spiffe_bundle_new(&ca.td);
+    cr_assert_eq(json_array_append_new(b->other_keys, spiffe_jwt_jwk(pub, kid)), 0);
+    EVP_PKEY_free(pub);
+    spiffe_bundle_set_init(set);
+    cr_assert_eq(spiffe_bundle_set_put(set, b), WEFT_OK);
+}
+
+Test(ca_issuer, a_node_gets_jwt_svids_of_its_own_entries_only)
+{
+    int64_t now = (int64_t)time(NULL); /* the signer checks iat against its clock */
+    struct spiffe_bundle_set set;
+    signer_jwt_bundles(&set, now);
+    add_entry("ea", "spiffe://example.org/ns/shop/sa/web", "node-a");
+    add_entry("eb", "spiffe://example.org/ns/shop/sa/api", "node-b");
+    struct ca_caller node_a = {.node = "node-a", .serial_hex = "aa", .not_after = now + 3600};
+    static struct ca_jwt_svid out;
+    static const char *const aud[] = {"spiffe://example.org/ns/shop/sa/db", "db"};
+
+    cr_assert_eq(ca_mint_jwt(&ca, &node_a, "ea", aud, 2, 300, now, &out, err, sizeof(err)), WEFT_OK,
+                 "%s", err);
+    cr_assert_str_eq(out.spiffe_id, "spiffe://example.org/ns/shop/sa/web");
+    cr_assert_eq(out.expires_at, now + 300);
+    cr_assert_eq(strlen(out.token), out.token_len);
+    cr_assert_eq(strlen(out.kid), SPIFFE_JWT_KID_LEN);
+    struct spiffe_jwt_svid svid;
+    struct spiffe_why why;
+    cr_assert_eq(spiffe_jwt_validate(&svid, out.token, out.token_len, "db", &set, now, &why),
+                 WEFT_OK, "%s", why.msg);
+    cr_assert_str_eq(svid.sub.str, "spiffe://example.org/ns/shop/sa/web");
+    cr_assert_eq(svid.exp, now + 300);
+    spiffe_jwt_svid_cleanup(&svid);
+    cr_assert_eq(inventory("spiffe://example.org/ns/shop/sa/web"), 0, "tokens are not recorded");
+
+    /* never longer than the entry's own TTL (600 s here) */
+    cr_assert_eq(ca_mint_jwt(&ca, &node_a, "ea", aud, 1, 3600, now, &out, err, sizeof(err)),
+                 WEFT_OK, "%s", err);
+    cr_assert_eq(out.expires_at, now + 600);
+
+    /* another node's entry reads as no entry at all */
+    cr_assert_eq(ca_mint_jwt(&ca, &node_a, "eb", aud, 1, 300, now, &out, err, sizeof(err)),
+                 WEFT_EPOLICY);
+    cr_assert_str_eq(err, "no entry eb");
+    cr_assert_eq(ca_mint_jwt(&ca, &node_a, "nope", aud, 1, 300, now, &out, err, sizeof(err)),
+                 WEFT_EPOLICY);
+    cr_assert_str_eq(err, "no entry nope");
+
+    /* audiences: 1 to 16, each 1 to 256 bytes */
+    static char long_aud[SPIFFE_JWT_MAX_AUDIENCE + 2];
+    memset(long_aud, 'a', SPIFFE_JWT_MAX_AUDIENCE + 1);
+    const char *many[SPIFFE_JWT_MAX_AUDIENCES + 1], *empty[] = {""}, *too_long[] = {long_aud};
+    for (size_t i = 0; i <= SPIFFE_JWT_MAX_AUDIENCES; i++) {
+        many[i] = "db";
+    }
+    cr_assert_eq(ca_mint_jwt(&ca, &node_a, "ea", many, 0, 300, now, &out, err, sizeof(err)),
+                 WEFT_EINVAL);
+    cr_assert_not_null(strstr(err, "1 to 16 audiences"), "%s", err);
+    cr_assert_eq(ca_mint_jwt(&ca, &node_a, "ea", many, SPIFFE_JWT_MAX_AUDIENCES + 1, 300, now, &out,
+                             err, sizeof(err)),
+                 WEFT_EINVAL);
+    cr_assert_eq(ca_mint_jwt(&ca, &node_a, "ea", many, SPIFFE_JWT_MAX_AUDIENCES, 300, now, &out,
+                             err, sizeof(err)),
+                 WEFT_OK, "%s", err);
+    cr_assert_eq(ca_mint_jwt(&ca, &node_a, "ea", empty, 1, 300, now, &out, err, sizeof(err)),
+                 WEFT_EINVAL);
+    cr_assert_eq(ca_mint_jwt(&ca, &node_a, "ea", too_long, 1, 300, now, &out, err, sizeof(err)),
+                 WEFT_EINVAL);
+    cr_assert_not_null(strstr(err, "257 bytes"), "%s", err);
+
+    /* the caller and the ID are checked as for X.509 SVIDs */
+    struct ca_caller expired = node_a;
+    expired.not_after = now;
+    cr_assert_eq(ca_mint_jwt(&ca, &expired, "ea", aud, 1, 300, now, &out, err, sizeof(err)),
+                 WEFT_EPOLICY);
+    cr_assert_eq(ca_revoke(store, CA_REVOKE_ID, "spiffe://example.org/ns/shop/sa/web", now, NULL,
+                           err, sizeof(err)),
+                 WEFT_OK);
+    cr_assert_eq(ca_mint_jwt(&ca, &node_a, "ea", aud, 1, 300, now, &out, err, sizeof(err)),
+                 WEFT_EPOLICY);
+    cr_assert_not_null(strstr(err, "revoked"), "%s", err);
+    spiffe_bundle_set_cleanup(&set);
 }
