@@ -30,6 +30,7 @@
 #include "ca/core.h"
 #include "ca/directory.h"
 #include "ca/issuer.h"
+#include "ca/jwt_keys.h"
 #include "ca/material.h"
 #include "ca/policy_source.h"
 #include "ca/root_rotation.h"
@@ -73,9 +74,20 @@ struct watcher {
     uint64_t sent_seq; /* the snapshot sequence last sent */
 };
 
+/* why a MintJWTSVID call failed, for weft_ca_jwt_svids_refused_total{reason} */
+enum jwt_refusal {
+    JWT_INVALID_ARGUMENT = 0,
+    JWT_PERMISSION_DENIED,
+    JWT_UNAVAILABLE,
+    JWT_INTERNAL,
+    JWT_NUM_REFUSALS,
+};
+
 struct metrics {
     struct weft_metrics *reg;
     struct weft_counter *issued_node, *issued_workload, *refused, *store_errors, *joins;
+    struct weft_counter *jwt_minted, *jwt_refused[JWT_NUM_REFUSALS];
+    struct weft_gauge *jwt_keys;
     struct weft_histogram *sign_seconds;
     struct weft_gauge *int_not_after, *root_not_after, *serving_not_after, *agents, *behind,
         *policy_version, *policy_refusals, *dir_entries, *dir_conflicts, *snapshot_seq;
@@ -106,8 +118,17 @@ struct daemon {
     int64_t rotation_retry_at; /* after a failed rotation step */
     char rotation_error[256];  /* the last failure, for status; "" when the last step worked */
     int bundle_fds[2];         /* bundle.pem and bundle.json, opened before the privileges go */
-    bool state_unsaved;        /* the last root rotation step is not in the store yet */
-    bool fatal;                /* stop now, exit non-zero (the signer died) */
+    bool state_unsaved;        /* the last root rotation step or JWT key change is not in the
+                                * store yet (no JWT-SVID is signed until it is) */
+
+    /* JWT-SVID keys (issue 11): the signer holds them, this is what is published; they rotate
+     * on the intermediate's policy (lifetime, 40 % / 50 %) with a window of their own */
+    struct ca_jwt_keys jwt;
+    struct ca_int_policy jwt_policy;
+    struct ca_int_schedule jwt_sched;
+    int64_t jwt_retry_at;
+    char jwt_error[256];
+    bool fatal; /* stop now, exit non-zero (the signer died) */
 
     struct tls_relay *relay;
     struct grpcfd_server *fds;
@@ -420,6 +441,7 @@ static void changed(struct daemon *d) { d->snapshot_seq++; }
 #define STATE_SIGNING_SLOT "signing_slot"
 #define STATE_BUNDLE "bundle"
 #define STATE_INT_LIFETIME_MAX "intermediate_lifetime_max"
+#define STATE_JWT_KEYS "jwt_keys"
 #define ROTATION_RETRY_S 10
 
 /* rewrite_fd replaces a file's content through a descriptor opened before the privileges went
@@ -436,8 +458,9 @@ static int rewrite_fd(int fd, const void *data, size_t len)
     return WEFT_OK;
 }
 
-/* state_save stores the root rotation's state with the signing slot and the bundle, in one
- * transaction, and refreshes bundle.pem and bundle.json. */
+/* state_save stores the root rotation's state (with the bundle sequence) with the signing slot,
+ * the published JWT keys and, once a root rotation has changed it, the bundle, in one
+ * transaction, and refreshes bundle.pem and bundle.json (the roots and the jwt-svid keys). */
 static void state_save(struct daemon *d, const struct ca_root_rot_state *st)
 {
     char rot[256], slot[8], life[24];
@@ -447,8 +470,8 @@ static void state_save(struct daemon *d, const struct ca_root_rot_state *st)
              (long long)st->switched_at, (long long)st->old_svids_until);
     snprintf(slot, sizeof(slot), "%u", d->signing_slot);
     snprintf(life, sizeof(life), "%lld", (long long)d->int_lifetime_max);
-    char *pem = NULL, *json = NULL;
-    size_t pem_len = 0, json_len = 0;
+    char *pem = NULL, *json = NULL, *jwt = NULL;
+    size_t pem_len = 0, json_len = 0, jwt_len = 0;
     struct spiffe_bundle *b = spiffe_bundle_new(&d->td);
     b->has_sequence = true;
     b->sequence = st->bundle_seq;
@@ -456,19 +479,25 @@ static void state_save(struct daemon *d, const struct ca_root_rot_state *st)
     for (size_t i = 0; i < sk_X509_num(d->roots); i++) {
         ok = ok && spiffe_bundle_add_x509(b, sk_X509_value(d->roots, i)) == WEFT_OK;
     }
-    if (!ok || spiffe_certs_to_pem(&pem, &pem_len, d->roots) != WEFT_OK ||
-        spiffe_bundle_to_json(&json, &json_len, b) != WEFT_OK) {
+    if (!ok || ca_jwt_keys_add_to_bundle(&d->jwt, b) != WEFT_OK ||
+        spiffe_certs_to_pem(&pem, &pem_len, d->roots) != WEFT_OK ||
+        spiffe_bundle_to_json(&json, &json_len, b) != WEFT_OK ||
+        ca_jwt_keys_encode(&jwt, &jwt_len, &d->jwt, d->o->jwt_ttl_s) != WEFT_OK) {
         weft_log(WEFT_LOG_ERROR, "cannot encode the bundle", 0);
         d->state_unsaved = true;
         goto out;
     }
+    /* Until a root rotation changes it, bundle.pem stays the bundle of record (an operator may
+     * replace the CA material); from then on the store is. */
     struct ca_state_item items[] = {
         {STATE_ROOT_ROT, rot, strlen(rot)},
         {STATE_SIGNING_SLOT, slot, strlen(slot)},
-        {STATE_BUNDLE, pem, pem_len},
         {STATE_INT_LIFETIME_MAX, life, strlen(life)},
+        {STATE_JWT_KEYS, jwt, jwt_len},
+        {STATE_BUNDLE, pem, pem_len},
     };
-    d->state_unsaved = ca_store_state_put(d->store, items, nitems(items)) != WEFT_OK;
+    size_t num_items = st->rotations > 0 ? nitems(items) : nitems(items) - 1;
+    d->state_unsaved = ca_store_state_put(d->store, items, num_items) != WEFT_OK;
     if (d->state_unsaved) {
         weft_counter_add(d->m.store_errors, 1);
         weft_log(WEFT_LOG_ERROR, "cannot store the rotation state", 1, "error", d->store->err);
@@ -481,6 +510,7 @@ static void state_save(struct daemon *d, const struct ca_root_rot_state *st)
 out:
     free(pem);
     free(json);
+    free(jwt);
     spiffe_bundle_free(b);
 }
 
@@ -731,6 +761,154 @@ static void rotation_tick(struct daemon *d, int64_t now)
     }
 }
 
+/* --- JWT-SVID keys --------------------------------------------------------------------------- *
+ * The signer holds the keys; d->jwt is what is published (ca/jwt_keys.h). Every change of it
+ * bumps the bundle sequence, is stored with it and pushed to every agent at once.
+ *
+ * Keys rotate on the intermediate's policy (ca/rotation.h: the next key is made, and published,
+ * at 40 % of the current key's window and signs from 50 %), with a window of their own: the
+ * intermediate's lifetime, but at least two JWT-SVID lifetimes, so that each key signs for at
+ * least one token lifetime and about one retired key is published at a time. A window of its
+ * own because the intermediate does not always rotate (its root's key offline) and a root
+ * rotation restarts its schedule, while a JWT key, signed by no root, has no reason to follow.
+ * Only the key made at start signs at once. */
+
+static void jwt_log_keys(const struct daemon *d, const char *why)
+{
+    char keys[CA_JWT_MAX_KEYS * (SPIFFE_JWT_KID_LEN + 12) + 1] = "";
+    size_t pos = 0;
+    for (size_t i = 0; i < d->jwt.num && pos < sizeof(keys) - 1; i++) {
+        int n = snprintf(keys + pos, sizeof(keys) - pos, "%s%s:%s", i ? "," : "",
+                         d->jwt.keys[i].kid, ca_jwt_keys_role_name(d->jwt.keys[i].role));
+        pos = n < 0 ? sizeof(keys) - 1 : pos + (size_t)n;
+    }
+    char seq[24];
+    snprintf(seq, sizeof(seq), "%llu", (unsigned long long)ca_root_rot_bundle_seq(d->rot));
+    weft_log(WEFT_LOG_INFO, "jwt-svid keys published", 3, "why", why, "keys", keys,
+             "bundle_sequence", seq);
+}
+
+/* jwt_published: the published keys changed; a new bundle sequence, stored with them, pushed. */
+static void jwt_published(struct daemon *d, int64_t now, const char *why)
+{
+    if (ca_root_rot_bundle_changed(d->rot, now) != WEFT_OK) {
+        weft_log(WEFT_LOG_ERROR, "the bundle sequence is exhausted; publishing anyway", 0);
+    }
+    struct ca_root_rot_state st;
+    ca_root_rot_save(d->rot, &st);
+    state_save(d, &st);
+    changed(d);
+    weft_gauge_set(d->m.jwt_keys, (double)d->jwt.num);
+    jwt_log_keys(d, why);
+}
+
+/* jwt_sync publishes what the signer holds now (its last answer): see ca_jwt_keys_sync. */
+static int jwt_sync(struct daemon *d, int64_t now, const char *why, char *err, size_t err_len)
+{
+    struct ca_signer_info *info = weft_xmalloc(sizeof(*info));
+    ca_signer_info(d->signer, info);
+    struct ca_jwt_held cur = {info->jwt_key, info->jwt_key_len, info->jwt_key_not_after};
+    struct ca_jwt_held next = {info->jwt_next, info->jwt_next_len, info->jwt_next_not_after};
+    bool changed_keys = false;
+    size_t evicted = 0;
+    int rc = ca_jwt_keys_sync(&d->jwt, &cur, &next, now, d->o->jwt_ttl_s, &changed_keys, &evicted);
+    free(info);
+    if (rc != WEFT_OK) {
+        snprintf(err, err_len, "the signer's JWT key is not an EC P-256 public key");
+        return rc;
+    }
+    if (evicted > 0) {
+        weft_log(WEFT_LOG_WARN,
+                 "too many JWT keys published: the oldest retired one went before its tokens "
+                 "expired (is the intermediate lifetime short beside --jwt-ttl?)",
+                 0);
+    }
+    if (changed_keys) {
+        jwt_published(d, now, why);
+    }
+    return WEFT_OK;
+}
+
+/* jwt_new_key has the signer prepare a key for the window |w|: it signs nothing that expires
+ * after the window's end plus a token lifetime. */
+static int jwt_new_key(struct daemon *d, const struct ca_int_window *w, char *err, size_t err_len)
+{
+    uint8_t spki[CA_JWT_MAX_SPKI];
+    size_t len = 0;
+    return ca_signer_jwt_new_key(d->signer, w->not_after + d->o->jwt_ttl_s, spki, sizeof(spki),
+                                 &len, err, err_len);
+}
+
+/* jwt_start: the stored keys of the previous process (its tokens may still be valid), and a
+ * fresh key that signs at once. This is the one time a key signs before agents could have
+ * seen it: those connected to the previous process get it when they reconnect. */
+static int jwt_start(struct daemon *d, int64_t now, char *err, size_t err_len)
+{
+    uint8_t *v = NULL;
+    size_t len = 0;
+    int rc = ca_store_state_get(d->store, STATE_JWT_KEYS, &v, &len);
+    if (rc == WEFT_OK && ca_jwt_keys_restore(&d->jwt, v, len, now, err, err_len) != WEFT_OK) {
+        /* the keys are lost: tokens of the previous process fail to validate (fail closed) */
+        weft_log(WEFT_LOG_ERROR, "dropping the stored JWT keys", 1, "error", err);
+    } else if (rc != WEFT_OK && rc != WEFT_ENOTFOUND) {
+        free(v);
+        snprintf(err, err_len, "%s", d->store->err);
+        return rc;
+    }
+    free(v);
+    int64_t life =
+        d->int_policy.lifetime_s > 0 ? d->int_policy.lifetime_s : CA_INT_DEFAULT_LIFETIME_S;
+    d->jwt_policy = (struct ca_int_policy){
+        .lifetime_s = life > 2 * d->o->jwt_ttl_s ? life : 2 * d->o->jwt_ttl_s};
+    struct ca_int_window w;
+    ca_int_next_window(&w, &d->jwt_policy, now);
+    TRY(ca_int_schedule_init(&d->jwt_sched, &w, err, err_len));
+    TRY(jwt_new_key(d, &w, err, err_len));
+    TRY(ca_signer_jwt_activate(d->signer, err, err_len));
+    TRY(jwt_sync(d, now, "start: a fresh key signs at once", err, err_len));
+    return WEFT_OK;
+}
+
+/* jwt_step prepares and activates keys on the schedule and prunes the expired ones. */
+static int jwt_step(struct daemon *d, int64_t now, char *err, size_t err_len)
+{
+    struct ca_int_step step;
+    TRY(ca_int_schedule_step(&d->jwt_sched, &d->jwt_policy, now, &step));
+    if (step.action == CA_INT_PREPARE_NEXT) {
+        struct ca_int_window w;
+        ca_int_next_window(&w, &d->jwt_policy, now);
+        TRY(jwt_new_key(d, &w, err, err_len));
+        TRY(jwt_sync(d, now, "next key prepared", err, err_len));
+        TRY(ca_int_schedule_set_next(&d->jwt_sched, &w, now, err, err_len));
+    } else if (step.action == CA_INT_ACTIVATE_NEXT) {
+        /* the schedule's checks first, on a copy: once the signer has switched, it must follow */
+        struct ca_int_schedule after = d->jwt_sched;
+        TRY(ca_int_schedule_activate(&after, &d->jwt_policy, now, err, err_len));
+        TRY(ca_signer_jwt_activate(d->signer, err, err_len));
+        d->jwt_sched = after;
+        TRY(jwt_sync(d, now, "next key signs now", err, err_len));
+    }
+    if (ca_jwt_keys_prune(&d->jwt, now) > 0) {
+        jwt_published(d, now, "expired keys pruned");
+    }
+    return WEFT_OK;
+}
+
+static void jwt_tick(struct daemon *d, int64_t now)
+{
+    if (now < d->jwt_retry_at) {
+        return;
+    }
+    char err[256] = "";
+    if (jwt_step(d, now, err, sizeof(err)) != WEFT_OK) {
+        weft_log(WEFT_LOG_ERROR, "rotation step failed", 2, "step", "jwt-svid key", "error", err);
+        snprintf(d->jwt_error, sizeof(d->jwt_error), "%s", err);
+        d->jwt_retry_at = now + ROTATION_RETRY_S;
+    } else {
+        d->jwt_error[0] = '\0';
+    }
+}
+
 /* --- callers ----------------------------------------------------------------------------- */
 
 /* node_of fills |c| from a verified peer when it is a node of our trust domain. */
@@ -814,6 +992,8 @@ struct snap_build {
     Weft__Ca__V1__DirectoryEntry **dir_ptrs;
     char (*dir_addrs)[CA_DIR_ADDR_MAX];
     size_t num_dir;
+    Weft__Ca__V1__JwtKey jwt[CA_JWT_MAX_KEYS];
+    Weft__Ca__V1__JwtKey *jwt_ptrs[CA_JWT_MAX_KEYS];
 };
 
 static void entry_to_pb(Weft__Ca__V1__Entry *pb, char **sel_ptrs, struct ca_entry *e)
@@ -956,6 +1136,18 @@ static int snap_build(struct daemon *d, const char *node, struct snap_build *b)
     b->snap.directory = b->dir_ptrs;
     b->snap.n_directory = b->num_dir;
     b->snap.directory_version = ca_directory_version(d->dir);
+
+    for (size_t i = 0; i < d->jwt.num; i++) {
+        struct ca_jwt_key *k = &d->jwt.keys[i];
+        weft__ca__v1__jwt_key__init(&b->jwt[i]);
+        b->jwt[i].kid = k->kid;
+        b->jwt[i].public_key.data = k->spki;
+        b->jwt[i].public_key.len = k->spki_len;
+        b->jwt[i].not_after = k->not_after;
+        b->jwt_ptrs[i] = &b->jwt[i];
+    }
+    b->snap.jwt_keys = b->jwt_ptrs;
+    b->snap.n_jwt_keys = d->jwt.num;
     return WEFT_OK;
 }
 
@@ -1158,6 +1350,64 @@ static void mint_workloads(void *arg, const struct rpc_ctx *ctx, const uint8_t *
     weft_counter_add(d->m.issued_workload, issued);
     resp.results = res_ptrs;
     resp.n_results = n;
+    reply->msg = &resp.base;
+}
+
+static void mint_jwt(void *arg, const struct rpc_ctx *ctx, const uint8_t *req, size_t len,
+                     struct rpc_reply *reply)
+{
+    struct daemon *d = arg;
+    struct ca_caller c;
+    if (!check_node(d, ctx, &c, reply)) {
+        weft_counter_add(
+            d->m.jwt_refused[reply->status == GRPC_STATUS_UNAVAILABLE ? JWT_UNAVAILABLE
+                                                                      : JWT_PERMISSION_DENIED],
+            1);
+        return;
+    }
+    Weft__Ca__V1__MintJWTSVIDRequest *r = weft__ca__v1__mint_jwtsvidrequest__unpack(NULL, len, req);
+    if (r == NULL) {
+        rpc_fail(reply, GRPC_STATUS_INVALID_ARGUMENT, "MintJWTSVIDRequest does not decode");
+        weft_counter_add(d->m.jwt_refused[JWT_INVALID_ARGUMENT], 1);
+        return;
+    }
+    static struct ca_jwt_svid out;
+    char err[256];
+    int rc = WEFT_EIO;
+    if (d->state_unsaved) {
+        /* a key signs only once the store holds it, so that a restart keeps publishing it */
+        snprintf(err, sizeof(err), "the CA cannot store its state; retry later");
+    } else {
+        rc = ca_mint_jwt(&d->issuer, &c, r->entry_id, (const char *const *)r->audience,
+                         r->n_audience, d->o->jwt_ttl_s, now_s(), &out, err, sizeof(err));
+    }
+    char entry[CA_ENTRY_ID_LEN + 1];
+    snprintf(entry, sizeof(entry), "%.32s", r->entry_id);
+    weft__ca__v1__mint_jwtsvidrequest__free_unpacked(r, NULL);
+    if (rc != WEFT_OK) {
+        enum jwt_refusal why = rc == WEFT_EINVAL || rc == WEFT_ELIMIT   ? JWT_INVALID_ARGUMENT
+                               : rc == WEFT_EPOLICY                     ? JWT_PERMISSION_DENIED
+                               : rc == WEFT_EIO || rc == WEFT_ENOTFOUND ? JWT_UNAVAILABLE
+                                                                        : JWT_INTERNAL;
+        static const grpc_status_code codes[] = {
+            [JWT_INVALID_ARGUMENT] = GRPC_STATUS_INVALID_ARGUMENT,
+            [JWT_PERMISSION_DENIED] = GRPC_STATUS_PERMISSION_DENIED,
+            [JWT_UNAVAILABLE] = GRPC_STATUS_UNAVAILABLE,
+            [JWT_INTERNAL] = GRPC_STATUS_INTERNAL,
+        };
+        weft_counter_add(d->m.jwt_refused[why], 1);
+        weft_counter_add(rc == WEFT_EIO ? d->m.store_errors : d->m.refused, 1);
+        weft_log(WEFT_LOG_WARN, "jwt-svid refused", 3, "node", c.node, "entry", entry, "reason",
+                 err);
+        rpc_fail(reply, codes[why], "%s", err);
+        return;
+    }
+    weft_counter_add(d->m.jwt_minted, 1);
+    static Weft__Ca__V1__MintJWTSVIDResponse resp;
+    weft__ca__v1__mint_jwtsvidresponse__init(&resp);
+    resp.token = out.token;
+    resp.spiffe_id = out.spiffe_id;
+    resp.expires_at = out.expires_at;
     reply->msg = &resp.base;
 }
 
@@ -1365,6 +1615,11 @@ static const struct rpc_method ca_methods[] = {
      .kind = RPC_UNARY,
      .max_request = CA_DIR_MAX_REPORT * (CA_DIR_ADDR_MAX + 300),
      .unary = report_workloads},
+    /* room for audiences past the limits, so that the reply says which limit */
+    {.path = "/weft.ca.v1.CA/MintJWTSVID",
+     .kind = RPC_UNARY,
+     .max_request = 4 * SPIFFE_JWT_MAX_AUDIENCES * (SPIFFE_JWT_MAX_AUDIENCE + 8),
+     .unary = mint_jwt},
 };
 
 /* --- the Admin service ---------------------------------------------------------------------- */
@@ -1776,7 +2031,7 @@ static void status(void *arg, const struct rpc_ctx *ctx, const uint8_t *req, siz
     resp.directory_version = ca_directory_version(d->dir);
     resp.directory_size = ca_directory_size(d->dir);
     resp.serving_not_after = d->serving_not_after;
-    static char inter[512];
+    static char inter[768];
     snprintf(inter, sizeof(inter), "?");
     if (d->rotation_error[0] != '\0') {
         snprintf(inter, sizeof(inter), "FAILING (%s)", d->rotation_error);
@@ -1795,6 +2050,20 @@ static void status(void *arg, const struct rpc_ctx *ctx, const uint8_t *req, siz
                      step.at == INT64_MAX ? "never" : at);
         }
     }
+    /* the JWT-SVID key here too: StatusResponse has no field of its own for it */
+    const struct ca_jwt_key *jk = ca_jwt_keys_current(&d->jwt);
+    struct ca_int_step jstep = {CA_INT_NONE, INT64_MAX};
+    char jat[WEFT_RFC3339_LEN + 20] = "";
+    if (ca_int_schedule_step(&d->jwt_sched, &d->jwt_policy, now_s(), &jstep) == WEFT_OK &&
+        jstep.at != INT64_MAX) {
+        char t[WEFT_RFC3339_LEN];
+        weft_time_format_rfc3339(t, jstep.at);
+        snprintf(jat, sizeof(jat), ", due to change at %s", t);
+    }
+    size_t pos = strlen(inter);
+    snprintf(inter + pos, sizeof(inter) - pos, "; JWT-SVID key %s (%zu published%s%s%.150s)",
+             jk != NULL ? jk->kid : "none", d->jwt.num, jat, d->jwt_error[0] ? "; FAILING: " : "",
+             d->jwt_error);
     resp.intermediate_rotation = inter;
     reply->msg = &resp.base;
 }
@@ -1876,6 +2145,26 @@ static void metrics_init(struct metrics *m)
                                           "Directory claims refused since start", NULL, 0);
     m->snapshot_seq = weft_metrics_gauge(m->reg, "weft_ca_snapshot_sequence",
                                          "Sequence of the node snapshots", NULL, 0);
+    m->jwt_minted =
+        weft_metrics_counter(m->reg, "weft_ca_jwt_svids_minted_total", "JWT-SVIDs signed", NULL, 0);
+    static const char *const reasons[] = {
+        [JWT_INVALID_ARGUMENT] = "invalid_argument",
+        [JWT_PERMISSION_DENIED] = "permission_denied",
+        [JWT_UNAVAILABLE] = "unavailable",
+        [JWT_INTERNAL] = "internal",
+    };
+    for (size_t i = 0; i < JWT_NUM_REFUSALS; i++) {
+        struct weft_label reason = {"reason", reasons[i]};
+        m->jwt_refused[i] = weft_metrics_counter(
+            m->reg, "weft_ca_jwt_svids_refused_total",
+            "MintJWTSVID calls refused, by gRPC status: invalid_argument (bad audiences), "
+            "permission_denied (no node SVID, not the node's entry, revoked), unavailable "
+            "(store, no key), internal",
+            &reason, 1);
+    }
+    m->jwt_keys =
+        weft_metrics_gauge(m->reg, "weft_ca_jwt_keys_published",
+                           "JWT-SVID keys in the bundle (current, next, retired)", NULL, 0);
 }
 
 static bool is_ready(void *arg, char *why, size_t why_len)
@@ -1927,6 +2216,7 @@ static void tick(struct daemon *d, int64_t *next_policy_ms, int64_t mono_ms)
     }
     ca_root_rot_tick(d->rot, now);
     rotation_tick(d, now);
+    jwt_tick(d, now);
     struct ca_root_rot_status st;
     ca_root_rot_status(d->rot, &st);
     weft_gauge_set(d->m.agents, (double)st.num_connected);
@@ -2065,7 +2355,8 @@ int ca_daemon_run(const struct ca_daemon_opts *o)
     }
     uint8_t *stored_bundle = NULL;
     size_t stored_len = 0;
-    if (have_state == WEFT_OK &&
+    /* the bundle is stored from the first root rotation on; before that bundle.pem holds it */
+    if (have_state == WEFT_OK && rot_state.rotations > 0 &&
         ca_store_state_get(d->store, STATE_BUNDLE, &stored_bundle, &stored_len) != WEFT_OK) {
         rc = fail("store", "a root rotation state without its bundle");
         goto out;
@@ -2092,6 +2383,8 @@ int ca_daemon_run(const struct ca_daemon_opts *o)
         .roots = d->roots,
         .signing_slot = d->signing_slot,
         .intermediate_ttl_s = o->intermediate_ttl_s,
+        .jwt_min_ttl_s = CA_JWT_MIN_TTL_S,
+        .jwt_max_ttl_s = o->jwt_ttl_s,
     };
     if (ca_signer_start(&d->signer, &scfg, err, sizeof(err)) != WEFT_OK) {
         rc = fail("signer", err);
@@ -2249,11 +2542,14 @@ int ca_daemon_run(const struct ca_daemon_opts *o)
         rc = fail("root rotation", err);
         goto out;
     }
-    if (have_state == WEFT_OK) {
-        ca_root_rot_save(d->rot, &rot_state);
-        state_save(d, &rot_state); /* heals bundle.pem after a crash mid-write */
-    }
     d->snapshot_seq = 1;
+    /* the JWT-SVID keys: a new one, with the previous process's published beside it. Either
+     * way the bundle changed: the state is stored (which heals bundle.pem after a crash
+     * mid-write) */
+    if (jwt_start(d, now, err, sizeof(err)) != WEFT_OK) {
+        rc = fail("JWT-SVID key", err);
+        goto out;
+    }
 
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGTERM, &sa, NULL);

@@ -2,20 +2,24 @@
  * ca_daemon_opts and calls ca_daemon_run, which:
  *
  *  1. makes the CA material on a first start when |self_signed| (ca/material.h);
- *  2. opens the store: it holds the root rotation's phase, which root key slot signs, and the
- *     bundle of record once a root rotation has changed it (else bundle.pem);
+ *  2. opens the store: it holds the root rotation's phase and the bundle sequence, which root
+ *     key slot signs, the published JWT-SVID keys, and the bundle of record once a root
+ *     rotation has changed it (else bundle.pem);
  *  3. starts the signer child before any thread exists (it alone reads the keys, and mints a
  *     fresh intermediate when the signing root's key is in its slot);
  *  4. binds the CA listener, the admin socket and the metrics port;
  *  5. when started as root, drops to |run_as| (the parent then cannot read the key files);
- *  6. asks the signer for its own serving SVID spiffe://TD/weft/ca (key in memory only,
+ *  6. has the signer make a JWT-SVID signing key that signs at once (ca/jwt_keys.h: the one
+ *     time a key signs before agents can have seen it), beside the keys the previous process
+ *     published whose tokens may still be valid;
+ *  7. asks the signer for its own serving SVID spiffe://TD/weft/ca (key in memory only,
  *     renewed at half-life) and serves:
  *       - weft.ca.v1.CA over TLS 1.3 by BoringSSL (lib/transport): AttestNode from clients
  *         with no certificate (the join token is the credential), everything else from nodes
  *         presenting their node SVID;
  *       - weft.ca.v1.Admin on a unix socket, mode 0600 (0660 with |admin_group|);
  *       - Prometheus text on /metrics and /ready on the HTTP admin port;
- *  7. runs every handler, timer, rotation step and WatchNode push on one thread, until SIGTERM
+ *  8. runs every handler, timer, rotation step and WatchNode push on one thread, until SIGTERM
  *     or SIGINT, or until the signer dies (exit 1). */
 #ifndef WEFT_CA_DAEMON_H
 #define WEFT_CA_DAEMON_H
@@ -44,6 +48,7 @@ struct ca_daemon_opts {
     int64_t node_ttl_s;
     int64_t root_ttl_s;         /* for self_signed, and a root rotation's new root */
     int64_t intermediate_ttl_s; /* for self_signed, and every intermediate the CA mints */
+    int64_t jwt_ttl_s; /* JWT-SVID lifetime, CA_JWT_MIN_TTL_S..CA_JWT_MAX_TTL_S (main.c checks) */
     int64_t directory_ttl_s;
     int64_t reconnect_grace_s; /* root rotation: wait this long after start for agents */
     int64_t policy_poll_ms;

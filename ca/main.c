@@ -7,14 +7,16 @@
 #include "ca/core.h"
 #include "ca/daemon.h"
 #include "ca/issuer.h"
+#include "ca/jwt_keys.h"
 #include "lib/base/timefmt.h"
 
 static const char usage[] =
     "usage: weft-ca --data-dir DIR [options]\n"
     "\n"
-    "The weft CA: attests nodes with join tokens, signs node and workload SVIDs through a\n"
-    "separate signer process, records every certificate, distributes entries, the deny list,\n"
-    "policy and the mesh directory to agents, and answers weftctl on an admin socket.\n"
+    "The weft CA: attests nodes with join tokens, signs node and workload SVIDs (X.509, and\n"
+    "JWT for the agents' FetchJWTSVID) through a separate signer process, records every\n"
+    "certificate, distributes entries, the deny list, policy, the mesh directory and the\n"
+    "trust bundle to agents, and answers weftctl on an admin socket.\n"
     "\n"
     "  --data-dir DIR            CA files (weftctl ca init --out DIR) and the store ca.db\n"
     "  --self-signed             on a first start, make a root and intermediate in DIR\n"
@@ -24,6 +26,13 @@ static const char usage[] =
     "  --intermediate-ttl DUR    the intermediates it makes (default 168h); each is replaced\n"
     "                            at half its life when the root key is in DIR/root.key\n"
     "                            (or root-2.key after a root rotation)\n"
+    "  --jwt-ttl DUR             JWT-SVID lifetime, 30s to 1h (default 5m; never longer than the\n"
+    "                            entry's TTL). The signing key lives only in the signer, is\n"
+    "                            published in the bundle (a jwt-svid JWK) before it signs, and\n"
+    "                            rotates like the intermediate (--intermediate-ttl, but at\n"
+    "                            least twice DUR); a retired key stays published DUR more. At\n"
+    "                            start a fresh key signs at once: an agent that has not\n"
+    "                            reconnected yet rejects its tokens until it has (seconds)\n"
     "  --reconnect-grace DUR     a root rotation trusts its list of connected agents only\n"
     "                            this long after start (default 60s)\n"
     "  --listen ADDR             the CA service, TLS 1.3: IPV4:PORT or [IPV6]:PORT, numeric\n"
@@ -67,6 +76,7 @@ int main(int argc, char **argv)
         {"root-ttl", required_argument, NULL, 'R'},
         {"intermediate-ttl", required_argument, NULL, 'I'},
         {"reconnect-grace", required_argument, NULL, 'G'},
+        {"jwt-ttl", required_argument, NULL, 'J'},
         {"listen", required_argument, NULL, 'l'},
         {"admin-socket", required_argument, NULL, 'a'},
         {"admin-group", required_argument, NULL, 'g'},
@@ -86,6 +96,7 @@ int main(int argc, char **argv)
         .root_ttl_s = 8760 * 3600,
         .intermediate_ttl_s = 168 * 3600,
         .node_ttl_s = CA_DEFAULT_NODE_TTL_S,
+        .jwt_ttl_s = CA_JWT_DEFAULT_TTL_S,
     };
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -118,6 +129,15 @@ int main(int argc, char **argv)
             break;
         case 'G':
             if (duration(&o.reconnect_grace_s, "--reconnect-grace", optarg) != 0) {
+                return 2;
+            }
+            break;
+        case 'J':
+            if (duration(&o.jwt_ttl_s, "--jwt-ttl", optarg) != 0) {
+                return 2;
+            }
+            if (o.jwt_ttl_s < CA_JWT_MIN_TTL_S || o.jwt_ttl_s > CA_JWT_MAX_TTL_S) {
+                fprintf(stderr, "weft-ca: --jwt-ttl must be 30s to 1h\n");
                 return 2;
             }
             break;

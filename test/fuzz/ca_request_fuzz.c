@@ -1,12 +1,13 @@
 /* Fuzzes what weft-ca does with the bytes of a request from the network, below the transport:
- * the protobuf unpack of AttestNode, RenewNode, MintWorkloadSVIDs and ReportWorkloads, and the
- * CA's own handling of what is in them (ca/issuer.h with a real store and a real signer child,
- * ca/directory.h), exactly as ca/daemon.c's handlers call them. The first byte picks the
- * method; the rest is the request.
+ * the protobuf unpack of AttestNode, RenewNode, MintWorkloadSVIDs, ReportWorkloads and
+ * MintJWTSVID, and the CA's own handling of what is in them (ca/issuer.h with a real store and a
+ * real signer child, ca/directory.h), exactly as ca/daemon.c's handlers call them. The first
+ * byte picks the method; the rest is the request.
  *
  * Invariants checked: whatever a request says, every SVID issued is for the caller's own node
- * or for an entry assigned to it, and chains to the CA; a batch over the limit is refused as a
- * whole; the directory never holds more than its bounds. */
+ * or for an entry assigned to it, and chains to the CA; every JWT-SVID is for an entry assigned
+ * to the node, for 1 to 16 audiences, and validates against the published key; a batch over
+ * the limit is refused as a whole; the directory never holds more than its bounds. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +21,12 @@
 #include "ca/signer.h"
 #include "ca/store.h"
 #include "lib/base/mem.h"
+#include "lib/spiffe/bundle.h"
+#include "lib/spiffe/jwt.h"
 #include "proto/ca.pb-c.h"
+
+#include <jansson.h>
+#include <openssl/bytestring.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -35,9 +41,11 @@ static struct ca_signer *signer;
 static struct ca_issuer issuer;
 static struct ca_directory *directory;
 static X509 *intermediate;
+static struct spiffe_bundle_set jwt_bundles; /* a verifier holding the signer's JWT key */
 
 static void cleanup(void)
 {
+    spiffe_bundle_set_cleanup(&jwt_bundles);
     ca_signer_stop(signer);
     ca_store_close(store);
     ca_directory_free(directory);
@@ -95,6 +103,26 @@ static void init(void)
         abort();
     }
     directory = ca_directory_new(MAX_DIR, MAX_DIR / 2, 60, may_serve, NULL);
+    /* a JWT key, published as a verifier would hold it */
+    uint8_t spki[CA_SIGNER_MAX_PUBKEY];
+    size_t spki_len;
+    if (ca_signer_jwt_new_key(signer, (int64_t)time(NULL) + 7 * 86400, spki, sizeof(spki),
+                              &spki_len, err, sizeof(err)) != WEFT_OK ||
+        ca_signer_jwt_activate(signer, err, sizeof(err)) != WEFT_OK) {
+        fprintf(stderr, "ca_request_fuzz: %s\n", err);
+        abort();
+    }
+    CBS cbs;
+    CBS_init(&cbs, spki, spki_len);
+    EVP_PKEY *pub = EVP_parse_public_key(&cbs);
+    char kid[SPIFFE_JWT_KID_LEN + 1];
+    struct spiffe_bundle *b = spiffe_bundle_new(&td);
+    if (pub == NULL || spiffe_jwt_kid(pub, kid) != WEFT_OK ||
+        json_array_append_new(b->other_keys, spiffe_jwt_jwk(pub, kid)) != 0 ||
+        spiffe_bundle_set_put(&jwt_bundles, b) != WEFT_OK) {
+        abort();
+    }
+    EVP_PKEY_free(pub);
 }
 
 /* check_svid: an issued SVID is one of the two this node may have, and chains to the CA. */
@@ -199,6 +227,35 @@ static void report(const uint8_t *data, size_t size, int64_t now)
     weft__ca__v1__report_workloads_request__free_unpacked(r, NULL);
 }
 
+static void jwt(const uint8_t *data, size_t size, const struct ca_caller *caller, int64_t now)
+{
+    Weft__Ca__V1__MintJWTSVIDRequest *r =
+        weft__ca__v1__mint_jwtsvidrequest__unpack(NULL, size, data);
+    if (r == NULL) {
+        return;
+    }
+    struct ca_jwt_svid *out = weft_xcalloc(1, sizeof(*out));
+    char err[256];
+    if (ca_mint_jwt(&issuer, caller, r->entry_id, (const char *const *)r->audience, r->n_audience,
+                    300, now, out, err, sizeof(err)) == WEFT_OK) {
+        if (strcmp(r->entry_id, ENTRY_ID) != 0 || r->n_audience == 0 ||
+            r->n_audience > SPIFFE_JWT_MAX_AUDIENCES) {
+            abort(); /* only the node's entry, only 1..16 audiences */
+        }
+        struct spiffe_jwt_svid svid;
+        struct spiffe_why why;
+        if (spiffe_jwt_validate(&svid, out->token, out->token_len, r->audience[0], &jwt_bundles,
+                                now, &why) != WEFT_OK ||
+            strcmp(svid.sub.str, "spiffe://example.org/ns/shop/sa/cart") != 0) {
+            fprintf(stderr, "ca_request_fuzz: a token that does not validate: %s\n", why.msg);
+            abort();
+        }
+        spiffe_jwt_svid_cleanup(&svid);
+    }
+    free(out);
+    weft__ca__v1__mint_jwtsvidrequest__free_unpacked(r, NULL);
+}
+
 /* libFuzzer calls this before it starts its own threads: the signer is forked here. The
  * replay main (standalone_main.c) does not, hence the check below. */
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -218,7 +275,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     int64_t now = (int64_t)time(NULL);
     struct ca_caller caller = {.node = NODE, .serial_hex = "01", .not_after = now + 3600};
-    switch (data[0] % 4) {
+    switch (data[0] % 5) {
     case 0:
         attest(data + 1, size - 1, now);
         break;
@@ -228,8 +285,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 2:
         mint(data + 1, size - 1, &caller, now);
         break;
-    default:
+    case 3:
         report(data + 1, size - 1, now);
+        break;
+    default:
+        jwt(data + 1, size - 1, &caller, now);
         break;
     }
     return 0;

@@ -15,12 +15,16 @@
 #include <unistd.h>
 
 #include <grpc/grpc.h>
+#include <jansson.h>
+#include <openssl/bytestring.h>
+#include <openssl/evp.h>
 #include <openssl/mem.h>
 
 #include "ca/client.h"
 #include "lib/base/file.h"
 #include "lib/rpc/rpc.h"
 #include "lib/spiffe/bundle.h"
+#include "lib/spiffe/jwt.h"
 #include "lib/spiffe/x509svid.h"
 #include "proto/ca.pb-c.h"
 #include "test/testlib/ca_proc.h"
@@ -370,12 +374,14 @@ Test(ca_daemon, watch_node_pushes_entries_and_revocations)
     cr_assert_str_eq(snap->entries[0]->id, ea);
     cr_assert_eq(snap->n_deny_list, 0);
     cr_assert_gt(snap->bundle.len, 0);
-    cr_assert_eq(snap->bundle_sequence, 1);
+    /* the first start published its JWT-SVID key: the bundle is past its first sequence */
+    cr_assert_eq(snap->bundle_sequence, 2);
+    cr_assert_eq(snap->n_jwt_keys, 1);
     uint64_t seq = snap->sequence;
     protobuf_c_message_free_unpacked(&snap->base, NULL);
 
     /* acknowledge the bundle: the CA counts nobody behind */
-    hello.bundle_sequence_seen = 1;
+    hello.bundle_sequence_seen = 2;
     cr_assert_eq(rpc_client_stream_send(w, &hello.base, T_MS), WEFT_OK);
 
     revoke_id("spiffe://" TD "/ns/shop/sa/cart");
@@ -398,7 +404,7 @@ Test(ca_daemon, watch_node_pushes_entries_and_revocations)
                  WEFT_OK);
     cr_assert_eq(sr->n_nodes_connected, 1);
     cr_assert_str_eq(sr->nodes_connected[0], "node-a");
-    cr_assert_eq(sr->n_nodes_behind_on_bundle, 0, "node-a acknowledged sequence 1");
+    cr_assert_eq(sr->n_nodes_behind_on_bundle, 0, "node-a acknowledged sequence 2");
     protobuf_c_message_free_unpacked(&sr->base, NULL);
     rpc_client_stream_close(w);
     free(ea);
@@ -672,11 +678,12 @@ Test(ca_daemon, the_intermediate_rotates_while_a_node_keeps_minting)
         usleep(300 * 1000);
     }
     cr_assert_eq(num_seen, 3, "two rotations within 45 s (%zu SVIDs minted)", minted);
-    /* each successor outlives its predecessor; the bundle never changed */
+    /* each successor outlives its predecessor; the bundle never changed (its JWT-SVID key, on
+     * a window of at least twice the 5 min token lifetime, did not rotate either) */
     cr_assert_gt(not_after_of(seen[1]), not_after_of(seen[0]));
     cr_assert_gt(not_after_of(seen[2]), not_after_of(seen[1]));
     Weft__Ca__V1__StatusResponse *sr = ca_status();
-    cr_assert_eq(sr->bundle_sequence, 1);
+    cr_assert_eq(sr->bundle_sequence, 2);
     cr_assert_str_eq(sr->root_rotation_phase, "IDLE");
     cr_assert_not_null(strstr(sr->intermediate_rotation, "next step"), "%s",
                        sr->intermediate_rotation);
@@ -785,10 +792,11 @@ Test(ca_daemon, root_rotation_completes_with_two_agents_acknowledging)
     struct agent a, b;
     agent_start(&a, "node-a");
     agent_start(&b, "node-b");
-    STACK_OF(X509) *old_roots = agent_wait(&a, 1);
-    sk_X509_pop_free(agent_wait(&b, 1), X509_free);
-    agent_ack(&a, 1);
-    agent_ack(&b, 1);
+    /* sequence 1 was the bundle before the first JWT-SVID key; the agents never saw it */
+    STACK_OF(X509) *old_roots = agent_wait(&a, 2);
+    sk_X509_pop_free(agent_wait(&b, 2), X509_free);
+    agent_ack(&a, 2);
+    agent_ack(&b, 2);
     X509 *old_root = sk_X509_value(old_roots, 0);
     char *ea = entry_for("spiffe://" TD "/ns/shop/sa/cart", "node-a");
     usleep(1200 * 1000); /* the reconnect grace */
@@ -799,12 +807,12 @@ Test(ca_daemon, root_rotation_completes_with_two_agents_acknowledging)
     cr_assert_neq(rotate_root_call(&st), WEFT_OK, "one rotation at a time");
     cr_assert_eq(st.code, GRPC_STATUS_FAILED_PRECONDITION, "%s", st.details);
     cr_assert_not_null(strstr(st.details, "WAIT_ACKS"), "%s", st.details);
-    STACK_OF(X509) *both = agent_wait(&a, 2);
+    STACK_OF(X509) *both = agent_wait(&a, 3);
     cr_assert_eq(sk_X509_num(both), 2, "old and new root side by side");
     X509 *new_root = X509_cmp(sk_X509_value(both, 0), old_root) == 0 ? sk_X509_value(both, 1)
                                                                      : sk_X509_value(both, 0);
-    sk_X509_pop_free(agent_wait(&b, 2), X509_free);
-    agent_ack(&a, 2);
+    sk_X509_pop_free(agent_wait(&b, 3), X509_free);
+    agent_ack(&a, 3);
     Weft__Ca__V1__StatusResponse *sr = ca_status();
     for (int i = 0; i < 20 && sr->n_nodes_behind_on_bundle != 1; i++) {
         protobuf_c_message_free_unpacked(&sr->base, NULL);
@@ -821,14 +829,15 @@ Test(ca_daemon, root_rotation_completes_with_two_agents_acknowledging)
     sk_X509_pop_free(chain, X509_free);
 
     /* 2. the last ack switches signing to the new root */
-    agent_ack(&b, 2);
+    agent_ack(&b, 3);
     wait_phase("WAIT_OLD_SVIDS", 10);
     cr_assert_str_eq(mint_chain(&a.n, ea, NULL, &chain), "");
     cr_assert(verifies_under(chain, new_root) && !verifies_under(chain, old_root));
     sk_X509_pop_free(chain, X509_free);
     cr_assert_gt(file_size("root-2.key"), 0, "the new root's key is kept, in the second slot");
 
-    /* 3. a restart in the middle goes on from where it was */
+    /* 3. a restart in the middle goes on from where it was (its new JWT-SVID key is one more
+     * bundle change) */
     agent_stop(&a);
     agent_stop(&b);
     ca_stop(SIGTERM);
@@ -838,13 +847,13 @@ Test(ca_daemon, root_rotation_completes_with_two_agents_acknowledging)
     bool waiting = strcmp(sr->root_rotation_phase, "WAIT_OLD_SVIDS") == 0;
     cr_assert(waiting || strcmp(sr->root_rotation_phase, "IDLE") == 0, "%s",
               sr->root_rotation_phase);
-    cr_assert_eq(sr->bundle_sequence, waiting ? 2 : 3);
+    cr_assert_eq(sr->bundle_sequence, waiting ? 4 : 5);
     protobuf_c_message_free_unpacked(&sr->base, NULL);
 
     /* 4. once no SVID under the old root can be valid (20 s here), the old root goes */
     wait_phase("IDLE", 40);
     sr = ca_status();
-    cr_assert_eq(sr->bundle_sequence, 3);
+    cr_assert_eq(sr->bundle_sequence, 5);
     protobuf_c_message_free_unpacked(&sr->base, NULL);
     cr_assert_eq(file_size("root.key"), 0, "the old root's key is erased");
     STACK_OF(X509) *on_disk = NULL;
@@ -854,7 +863,7 @@ Test(ca_daemon, root_rotation_completes_with_two_agents_acknowledging)
     /* a new agent bootstraps from the new bundle.pem and is served under the new root */
     struct agent c;
     agent_start(&c, "node-c");
-    STACK_OF(X509) *now_roots = agent_wait(&c, 3);
+    STACK_OF(X509) *now_roots = agent_wait(&c, 5);
     cr_assert_eq(sk_X509_num(now_roots), 1);
     cr_assert(verifies_under(c.n.chain, new_root), "node SVIDs under the new root");
     agent_stop(&c);
@@ -918,11 +927,14 @@ Test(ca_daemon, an_offline_root_is_replaced_by_a_root_rotation)
 
     /* no agent is connected, so the rotation switches at once, to a root whose key it keeps */
     usleep(1200 * 1000); /* the reconnect grace */
+    sr = ca_status();
+    uint64_t before = sr->bundle_sequence;
+    protobuf_c_message_free_unpacked(&sr->base, NULL);
     struct rpc_status st;
     cr_assert_eq(rotate_root_call(&st), WEFT_OK, "%s", st.details);
     wait_phase("WAIT_OLD_SVIDS", 10);
     sr = ca_status();
-    cr_assert_eq(sr->bundle_sequence, 2);
+    cr_assert_eq(sr->bundle_sequence, before + 1, "the new root");
     cr_assert_not_null(strstr(sr->intermediate_rotation, "next step"), "it rotates now: %s",
                        sr->intermediate_rotation);
     protobuf_c_message_free_unpacked(&sr->base, NULL);
@@ -953,4 +965,342 @@ Test(ca_daemon, a_node_selector_entry_is_refused_with_the_reason)
                   WEFT_OK, "stored, it would never match a node");
     cr_assert_eq(st.code, GRPC_STATUS_FAILED_PRECONDITION);
     cr_assert_not_null(strstr(st.details, "node attributes"), "%s", st.details);
+}
+
+/* --- JWT-SVIDs ----------------------------------------------------------------------------- */
+
+/* mint_jwt asks for a JWT-SVID of |entry|; returns the gRPC status (|*resp| set on OK). */
+static int mint_jwt(struct node *n, const char *entry, const char *const *aud, size_t num_aud,
+                    Weft__Ca__V1__MintJWTSVIDResponse **resp, struct rpc_status *st)
+{
+    Weft__Ca__V1__MintJWTSVIDRequest req = WEFT__CA__V1__MINT_JWTSVIDREQUEST__INIT;
+    req.entry_id = (char *)entry;
+    req.audience = (char **)aud;
+    req.n_audience = num_aud;
+    *resp = NULL;
+    if (call(n->ch, "MintJWTSVID", &req.base, &weft__ca__v1__mint_jwtsvidresponse__descriptor,
+             (ProtobufCMessage **)resp, st) != WEFT_OK) {
+        return st->code;
+    }
+    return GRPC_STATUS_OK;
+}
+
+/* jwt_token mints a token of |entry| for audience "db" and returns it (malloc'd). */
+static char *jwt_token(struct node *n, const char *entry)
+{
+    static const char *const aud[] = {"db"};
+    Weft__Ca__V1__MintJWTSVIDResponse *resp;
+    struct rpc_status st;
+    cr_assert_eq(mint_jwt(n, entry, aud, 1, &resp, &st), GRPC_STATUS_OK, "%s", st.details);
+    char *token = strdup(resp->token);
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return token;
+}
+
+/* jwt_set builds what a verifier holds from a snapshot's jwt_keys (all of them, or only the
+ * one of |only_kid|): the trust domain's bundle with their jwt-svid JWKs. Each key's kid must
+ * be the one its public key gives. */
+static void jwt_set(struct spiffe_bundle_set *set, const Weft__Ca__V1__NodeSnapshot *snap,
+                    const char *only_kid)
+{
+    spiffe_bundle_set_init(set);
+    struct spiffe_id td;
+    cr_assert_eq(spiffe_td_parse(&td, TD, strlen(TD), NULL), WEFT_OK);
+    struct spiffe_bundle *b = spiffe_bundle_new(&td);
+    for (size_t i = 0; i < snap->n_jwt_keys; i++) {
+        const Weft__Ca__V1__JwtKey *k = snap->jwt_keys[i];
+        CBS cbs;
+        CBS_init(&cbs, k->public_key.data, k->public_key.len);
+        EVP_PKEY *pub = EVP_parse_public_key(&cbs);
+        cr_assert_not_null(pub, "key %zu is a DER SubjectPublicKeyInfo", i);
+        char kid[SPIFFE_JWT_KID_LEN + 1];
+        cr_assert_eq(spiffe_jwt_kid(pub, kid), WEFT_OK);
+        cr_assert_str_eq(k->kid, kid, "key %zu is named by its public key", i);
+        if (only_kid == NULL || strcmp(kid, only_kid) == 0) {
+            cr_assert_eq(json_array_append_new(b->other_keys, spiffe_jwt_jwk(pub, kid)), 0);
+        }
+        EVP_PKEY_free(pub);
+    }
+    cr_assert_eq(spiffe_bundle_set_put(set, b), WEFT_OK);
+}
+
+/* jwt_valid reports whether |token| validates for "db" now against |snap|'s keys (or the one
+ * of |only_kid|). */
+static bool jwt_valid(const char *token, const Weft__Ca__V1__NodeSnapshot *snap,
+                      const char *only_kid, const char *want_sub)
+{
+    struct spiffe_bundle_set set;
+    jwt_set(&set, snap, only_kid);
+    struct spiffe_jwt_svid svid;
+    struct spiffe_why why;
+    bool ok =
+        spiffe_jwt_validate(&svid, token, strlen(token), "db", &set, time(NULL), &why) == WEFT_OK;
+    if (ok) {
+        cr_assert_str_eq(svid.sub.str, want_sub);
+        spiffe_jwt_svid_cleanup(&svid);
+    }
+    spiffe_bundle_set_cleanup(&set);
+    return ok;
+}
+
+/* agent_snapshot reads the next snapshot and acknowledges its bundle. */
+static Weft__Ca__V1__NodeSnapshot *agent_snapshot(struct agent *g, int timeout_ms)
+{
+    Weft__Ca__V1__NodeSnapshot *snap = NULL;
+    cr_assert_eq(rpc_client_stream_recv(g->w, &weft__ca__v1__node_snapshot__descriptor, BIG,
+                                        timeout_ms, (ProtobufCMessage **)&snap),
+                 WEFT_OK, "a snapshot within %d ms", timeout_ms);
+    agent_ack(g, snap->bundle_sequence);
+    return snap;
+}
+
+/* agent_poll keeps |g| an agent in good standing with a CA whose intermediates (and so node
+ * SVIDs) live 20 s: it renews the node SVID when it has less than 8 s left, and watches again
+ * with it. Returns the next snapshot (acknowledged), or NULL when none came within 1 s. */
+static Weft__Ca__V1__NodeSnapshot *agent_poll(struct agent *g)
+{
+    if (not_after_of(sk_X509_value(g->n.chain, 0)) - time(NULL) < 8) {
+        rpc_client_stream_close(g->w);
+        renew_node(&g->n);
+        g->w = rpc_client_stream_open(g->n.ch, "/weft.ca.v1.CA/WatchNode", 120000);
+        Weft__Ca__V1__WatchNodeRequest hello = WEFT__CA__V1__WATCH_NODE_REQUEST__INIT;
+        cr_assert_eq(rpc_client_stream_send(g->w, &hello.base, T_MS), WEFT_OK);
+    }
+    Weft__Ca__V1__NodeSnapshot *snap = NULL;
+    int rc = rpc_client_stream_recv(g->w, &weft__ca__v1__node_snapshot__descriptor, BIG, 1000,
+                                    (ProtobufCMessage **)&snap);
+    if (rc == WEFT_EAGAIN) {
+        return NULL;
+    }
+    cr_assert_eq(rc, WEFT_OK, "the watch goes on");
+    agent_ack(g, snap->bundle_sequence);
+    return snap;
+}
+
+static bool log_has(const char *text)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/ca.log", ca.dir);
+    uint8_t *log;
+    size_t len;
+    cr_assert_eq(weft_file_read(&log, &len, path, 16 << 20), WEFT_OK);
+    bool found = memmem(log, len, text, strlen(text)) != NULL;
+    free(log);
+    return found;
+}
+
+Test(ca_daemon, a_node_gets_jwt_svids_of_its_entries_that_validate_against_the_snapshot_keys)
+{
+    struct agent g;
+    agent_start(&g, "node-a");
+    char *ea = entry_for("spiffe://" TD "/ns/shop/sa/cart", "node-a");
+    char *eb = entry_for("spiffe://" TD "/ns/shop/sa/pay", "node-b");
+    Weft__Ca__V1__NodeSnapshot *snap = agent_snapshot(&g, T_MS);
+    cr_assert_eq(snap->n_jwt_keys, 1, "the key signing now");
+    cr_assert_eq(strlen(snap->jwt_keys[0]->kid), SPIFFE_JWT_KID_LEN);
+    cr_assert_gt(snap->jwt_keys[0]->not_after, time(NULL) + 300);
+
+    static const char *const aud[] = {"spiffe://" TD "/ns/shop/sa/db", "db"};
+    Weft__Ca__V1__MintJWTSVIDResponse *resp;
+    struct rpc_status st;
+    int64_t before = time(NULL);
+    cr_assert_eq(mint_jwt(&g.n, ea, aud, 2, &resp, &st), GRPC_STATUS_OK, "%s", st.details);
+    cr_assert_str_eq(resp->spiffe_id, "spiffe://" TD "/ns/shop/sa/cart");
+    cr_assert(resp->expires_at >= before + 300 && resp->expires_at <= time(NULL) + 300,
+              "the default lifetime, 5 min: %lld", (long long)resp->expires_at);
+    cr_assert(
+        jwt_valid(resp->token, snap, snap->jwt_keys[0]->kid, "spiffe://" TD "/ns/shop/sa/cart"),
+        "signed by the first of jwt_keys");
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    cr_assert(log_has("msg=\"issued jwt-svid\""), "one audit line per token");
+
+    /* another node's entry is refused, and reads as no entry */
+    cr_assert_eq(mint_jwt(&g.n, eb, aud, 1, &resp, &st), GRPC_STATUS_PERMISSION_DENIED, "%s",
+                 st.details);
+    cr_assert_not_null(strstr(st.details, "no entry"), "%s", st.details);
+
+    /* audiences: none, too many, too long */
+    cr_assert_eq(mint_jwt(&g.n, ea, aud, 0, &resp, &st), GRPC_STATUS_INVALID_ARGUMENT, "%s",
+                 st.details);
+    cr_assert_not_null(strstr(st.details, "1 to 16 audiences"), "%s", st.details);
+    const char *many[17];
+    for (size_t i = 0; i < 17; i++) {
+        many[i] = "db";
+    }
+    cr_assert_eq(mint_jwt(&g.n, ea, many, 17, &resp, &st), GRPC_STATUS_INVALID_ARGUMENT);
+    static char long_aud[258];
+    memset(long_aud, 'a', 257);
+    const char *too_long[] = {long_aud};
+    cr_assert_eq(mint_jwt(&g.n, ea, too_long, 1, &resp, &st), GRPC_STATUS_INVALID_ARGUMENT);
+    cr_assert_not_null(strstr(st.details, "257 bytes"), "%s", st.details);
+
+    /* no certificate, no token; a revoked ID, no token */
+    struct node anon = {.client = g.n.client};
+    anon.ch = dial(g.n.client, NULL, NULL);
+    cr_assert_eq(mint_jwt(&anon, ea, aud, 1, &resp, &st), GRPC_STATUS_UNAUTHENTICATED);
+    grpc_channel_destroy(anon.ch);
+    revoke_id("spiffe://" TD "/ns/shop/sa/cart");
+    cr_assert_eq(mint_jwt(&g.n, ea, aud, 1, &resp, &st), GRPC_STATUS_PERMISSION_DENIED);
+    cr_assert_not_null(strstr(st.details, "revoked"), "%s", st.details);
+
+    /* bundle.json, the operators' copy, publishes the same key */
+    char path[160];
+    snprintf(path, sizeof(path), "%s/bundle.json", ca.dir);
+    uint8_t *doc;
+    size_t len;
+    cr_assert_eq(weft_file_read(&doc, &len, path, 1 << 20), WEFT_OK);
+    struct spiffe_id td;
+    cr_assert_eq(spiffe_td_parse(&td, TD, strlen(TD), NULL), WEFT_OK);
+    struct spiffe_bundle *b = NULL;
+    struct spiffe_why why;
+    cr_assert_eq(spiffe_bundle_from_json(&b, &td, doc, len, &why), WEFT_OK, "%s", why.msg);
+    cr_assert_eq(json_array_size(b->other_keys), 1);
+    json_t *jwk = json_array_get(b->other_keys, 0);
+    cr_assert_str_eq(json_string_value(json_object_get(jwk, "use")), "jwt-svid");
+    cr_assert_str_eq(json_string_value(json_object_get(jwk, "kid")), snap->jwt_keys[0]->kid);
+    cr_assert(b->has_sequence && b->sequence == snap->bundle_sequence, "its sequence %llu",
+              (unsigned long long)b->sequence);
+    spiffe_bundle_free(b);
+    free(doc);
+    protobuf_c_message_free_unpacked(&snap->base, NULL);
+    agent_stop(&g);
+    free(ea);
+    free(eb);
+}
+
+/* has_kid: |snap| publishes |kid|; its index, or -1. */
+static int has_kid(const Weft__Ca__V1__NodeSnapshot *snap, const char *kid)
+{
+    for (size_t i = 0; i < snap->n_jwt_keys; i++) {
+        if (strcmp(snap->jwt_keys[i]->kid, kid) == 0) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+Test(ca_daemon, the_jwt_key_is_published_before_it_signs_and_until_its_last_token_expires)
+{
+    /* 30 s tokens: a key's window is 60 s (twice that, more than the 20 s intermediate); the
+     * next key is made at 24 s, signs from 30 s, and the first one goes at 30 + 30 s */
+    static const char *const flags[] = {"--intermediate-ttl", "20s", "--jwt-ttl", "30s", NULL};
+    ca_fresh(flags);
+    double t0 = mono_now();
+    struct agent g;
+    agent_start(&g, "node-a");
+    char *ea = entry_for("spiffe://" TD "/ns/shop/sa/cart", "node-a");
+    const char *sub = "spiffe://" TD "/ns/shop/sa/cart";
+    Weft__Ca__V1__NodeSnapshot *snap = agent_snapshot(&g, T_MS);
+    cr_assert_eq(snap->n_jwt_keys, 1);
+    char first[SPIFFE_JWT_KID_LEN + 1], next[SPIFFE_JWT_KID_LEN + 1] = "";
+    snprintf(first, sizeof(first), "%s", snap->jwt_keys[0]->kid);
+    char *first_token = jwt_token(&g.n, ea);
+    cr_assert(jwt_valid(first_token, snap, first, sub));
+    uint64_t seq = snap->bundle_sequence;
+    int64_t retired_until = 0;
+    enum { PREPARED, ACTIVE, PRUNED } stage = PREPARED;
+    for (;;) {
+        protobuf_c_message_free_unpacked(&snap->base, NULL);
+        do {
+            cr_assert_lt(mono_now() - t0, 80, "the key went through its life in 80 s");
+            snap = agent_poll(&g);
+        } while (snap == NULL);
+        if (snap->bundle_sequence == seq) {
+            continue; /* another change, or the snapshot of a new watch */
+        }
+        cr_assert_gt(snap->bundle_sequence, seq, "a key change is a new bundle");
+        seq = snap->bundle_sequence;
+        char *token = jwt_token(&g.n, ea);
+        if (stage == PREPARED) {
+            /* the next key is published, the first still signs */
+            cr_assert_eq(snap->n_jwt_keys, 2);
+            cr_assert_str_eq(snap->jwt_keys[0]->kid, first, "the signing key first");
+            snprintf(next, sizeof(next), "%s", snap->jwt_keys[1]->kid);
+            cr_assert(jwt_valid(token, snap, first, sub), "still signed by the first key");
+            cr_assert(!jwt_valid(token, snap, next, sub));
+            cr_log_info("next JWT key published %.1f s after start", mono_now() - t0);
+            free(first_token);
+            first_token = token; /* among the last the first key signs: valid 30 s from now */
+            token = NULL;
+            stage = ACTIVE;
+        } else if (stage == ACTIVE) {
+            /* the next key signs; the first stays published as long as its tokens live */
+            cr_assert_eq(snap->n_jwt_keys, 2);
+            cr_assert_str_eq(snap->jwt_keys[0]->kid, next, "the successor signs now");
+            cr_assert_eq(has_kid(snap, first), 1);
+            retired_until = snap->jwt_keys[1]->not_after;
+            cr_assert(retired_until > time(NULL) && retired_until <= time(NULL) + 30,
+                      "retired until its last token expires: %lld",
+                      (long long)(retired_until - time(NULL)));
+            cr_assert(jwt_valid(token, snap, next, sub), "signed by the successor");
+            cr_assert(jwt_valid(first_token, snap, NULL, sub), "the first key's token is valid");
+            cr_log_info("next JWT key signs %.1f s after start", mono_now() - t0);
+            stage = PRUNED;
+        } else if (has_kid(snap, first) >= 0) {
+            /* meanwhile the successor's own successor may come (at 48 s and 54 s): the first
+             * key stays, unchanged, until its time */
+            const Weft__Ca__V1__JwtKey *k = snap->jwt_keys[has_kid(snap, first)];
+            cr_assert_eq(k->not_after, retired_until);
+            cr_assert_lt(time(NULL), retired_until + 1);
+            cr_assert(jwt_valid(token, snap, snap->jwt_keys[0]->kid, sub),
+                      "always signed by the first of jwt_keys");
+        } else {
+            /* the first key goes once every token it signed has expired, not a second early */
+            cr_assert_geq(time(NULL), retired_until);
+            cr_assert(jwt_valid(token, snap, snap->jwt_keys[0]->kid, sub));
+            cr_assert(!jwt_valid(first_token, snap, NULL, sub), "expired anyway");
+            cr_log_info("first JWT key pruned %.1f s after start", mono_now() - t0);
+            free(token);
+            break;
+        }
+        free(token);
+    }
+    protobuf_c_message_free_unpacked(&snap->base, NULL);
+    free(first_token);
+    agent_stop(&g);
+    free(ea);
+}
+
+Test(ca_daemon, a_restart_keeps_publishing_the_keys_whose_tokens_may_be_valid)
+{
+    struct agent g;
+    agent_start(&g, "node-a");
+    char *ea = entry_for("spiffe://" TD "/ns/shop/sa/cart", "node-a");
+    const char *sub = "spiffe://" TD "/ns/shop/sa/cart";
+    Weft__Ca__V1__NodeSnapshot *snap = agent_snapshot(&g, T_MS);
+    char old_kid[SPIFFE_JWT_KID_LEN + 1];
+    snprintf(old_kid, sizeof(old_kid), "%s", snap->jwt_keys[0]->kid);
+    uint64_t seq = snap->bundle_sequence;
+    protobuf_c_message_free_unpacked(&snap->base, NULL);
+    char *old_token = jwt_token(&g.n, ea);
+    rpc_client_stream_close(g.w);
+
+    ca_stop(SIGTERM);
+    ca_start();
+    int64_t restarted = time(NULL);
+    /* the node reconnects with the SVID it has, and is told at once */
+    grpc_channel_destroy(g.n.ch);
+    g.n.ch = dial(g.n.client, g.n.chain, g.n.key);
+    double t = mono_now();
+    g.w = rpc_client_stream_open(g.n.ch, "/weft.ca.v1.CA/WatchNode", 120000);
+    Weft__Ca__V1__WatchNodeRequest hello = WEFT__CA__V1__WATCH_NODE_REQUEST__INIT;
+    cr_assert_eq(rpc_client_stream_send(g.w, &hello.base, T_MS), WEFT_OK);
+    snap = agent_snapshot(&g, T_MS);
+    cr_log_info("a reconnecting node holds the new JWT key %.3f s after it dialled",
+                mono_now() - t);
+    cr_assert_gt(snap->bundle_sequence, seq, "a new key: a new bundle");
+    cr_assert_eq(snap->n_jwt_keys, 2, "the new key and the previous process's");
+    cr_assert_str_neq(snap->jwt_keys[0]->kid, old_kid, "a fresh key signs");
+    cr_assert_str_eq(snap->jwt_keys[1]->kid, old_kid);
+    cr_assert(snap->jwt_keys[1]->not_after > time(NULL) &&
+                  snap->jwt_keys[1]->not_after <= restarted + 300,
+              "kept one token lifetime from the restart, no longer");
+    cr_assert(jwt_valid(old_token, snap, NULL, sub), "a token of the previous process validates");
+    char *new_token = jwt_token(&g.n, ea);
+    cr_assert(jwt_valid(new_token, snap, snap->jwt_keys[0]->kid, sub));
+    protobuf_c_message_free_unpacked(&snap->base, NULL);
+    free(old_token);
+    free(new_token);
+    agent_stop(&g);
+    free(ea);
 }
