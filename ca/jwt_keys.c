@@ -17,6 +17,7 @@
 
 #define ENCODING_HEADER "weft-jwt-keys 1"
 #define MAX_LINE (64 + 4 * ((CA_JWT_MAX_SPKI + 2) / 3))
+#define MAX_TIME 253402300799LL /* 9999-12-31T23:59:59Z, as ca/rotation.h */
 
 static EVP_PKEY *parse_p256(const uint8_t *spki, size_t len);
 static int find(const struct ca_jwt_keys *k, const char *kid);
@@ -170,7 +171,7 @@ static bool restore_line(struct ca_jwt_key *out, const char *line, size_t len)
     const char *role = copy, *b64 = sp2 + 1;
     char *end;
     long long not_after = strtoll(sp1 + 1, &end, 10);
-    if (*end != '\0' || end == sp1 + 1) {
+    if (*end != '\0' || end == sp1 + 1 || not_after < 0 || not_after > MAX_TIME) {
         return false;
     }
     memset(out, 0, sizeof(*out));

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <openssl/base64.h>
 #include <openssl/bytestring.h>
 #include <openssl/mem.h>
 
@@ -179,6 +180,20 @@ Test(ca_jwt_keys, a_restart_keeps_the_keys_whose_tokens_may_be_valid)
                      WEFT_EINVAL, "case %zu", i);
         cr_assert_eq(back.num, 0);
         cr_assert_not_null(strstr(err, "stored JWT keys"), "%s", err);
+    }
+    /* a good key with a good time, then with one no certificate could say, a negative one,
+     * one that is not a number */
+    static const char *const times[] = {"1700001000", "253402300800", "-1", "17000010x"};
+    for (size_t i = 0; i < sizeof(times) / sizeof(times[0]); i++) {
+        char line[1024];
+        uint8_t b64[1024];
+        size_t n = EVP_EncodeBlock(b64, a.spki, a.len);
+        snprintf(line, sizeof(line), "weft-jwt-keys 1 ttl=300\nretired %s %.*s\n", times[i], (int)n,
+                 (const char *)b64);
+        cr_assert_eq(
+            ca_jwt_keys_restore(&back, (const uint8_t *)line, strlen(line), T0, err, sizeof(err)),
+            i == 0 ? WEFT_OK : WEFT_EINVAL, "%s", times[i]);
+        cr_assert_eq(back.num, i == 0 ? 1 : 0);
     }
 }
 
