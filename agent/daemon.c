@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <grpc/grpc.h>
+#include <openssl/mem.h>
 
 #include "agent/alert.h"
 #include "agent/jwt.h"
@@ -34,6 +35,7 @@
 #define MAX_SNAPSHOT (64 << 20)
 #define TOKEN_MAX 1024
 #define AGENT_POLL_MS 20 /* the Workload API thread's longest wait between pushes */
+#define AGENT_JWT_MINT_TIMEOUT_MS 2000
 
 static atomic_int stop_signal;
 static void on_signal(int sig) { atomic_store(&stop_signal, sig); }
@@ -328,8 +330,7 @@ static int api_attest(void *arg, const struct weft_peer *caller, struct agent_se
                       char *why, size_t why_len)
 {
     struct agent *a = arg;
-    struct agent_peer p = {caller->local.pid, caller->local.uid, caller->local.gid,
-                           caller->local.start_time};
+    struct agent_peer p = agent_peer_from(caller);
     int rc = agent_attest_unix(&p, "/proc", out, why, why_len);
     if (rc == WEFT_OK && a->k8s != NULL) {
         char kerr[256];
@@ -370,16 +371,13 @@ static grpc_status_code api_proxy_open(void *arg, const struct weft_peer *caller
                                        char details[RPC_DETAILS_LEN])
 {
     struct agent *a = arg;
-    static struct agent_identity ids[AGENT_JWT_MAX_IDS];
-    size_t n = agent_svids_identities(a->svids, sel, now_s(), ids, nitems(ids)), pick = 0;
-    if (req->spiffe_id[0] != '\0') {
-        while (pick < n && strcmp(ids[pick].spiffe_id, req->spiffe_id) != 0) {
-            pick++;
-        }
-    }
-    if (pick >= n) {
-        snprintf(details, RPC_DETAILS_LEN, "%s is not an identity of the caller",
-                 n == 0 ? "any" : req->spiffe_id);
+    struct agent_identity id;
+    bool held = req->spiffe_id[0] != '\0'
+                    ? agent_svids_holds(a->svids, sel, req->spiffe_id, now_s(), &id)
+                    : agent_svids_identities(a->svids, sel, now_s(), &id, 1) == 1;
+    if (!held) {
+        snprintf(details, RPC_DETAILS_LEN, "%.200s is not an identity of the caller",
+                 req->spiffe_id[0] != '\0' ? req->spiffe_id : "none");
         return GRPC_STATUS_PERMISSION_DENIED;
     }
     if (req->n_addresses > AGENT_CLAIMS_PER_STREAM) {
@@ -388,16 +386,16 @@ static grpc_status_code api_proxy_open(void *arg, const struct weft_peer *caller
         return GRPC_STATUS_INVALID_ARGUMENT;
     }
     struct agent_proxy_stream *ps = weft_xcalloc(1, sizeof(*ps));
-    if (agent_proxy_stream_init(ps, ids[pick].spiffe_id, sel, details, RPC_DETAILS_LEN) !=
-        WEFT_OK) {
+    if (agent_proxy_stream_init(ps, id.spiffe_id, sel, details, RPC_DETAILS_LEN) != WEFT_OK) {
         free(ps);
         return GRPC_STATUS_FAILED_PRECONDITION;
     }
-    struct agent_peer p = {caller->local.pid, caller->local.uid, caller->local.gid,
-                           caller->local.start_time};
+    struct agent_peer p = agent_peer_from(caller);
+    struct agent_claim_rules rules = {
+        .k8s = a->k8s != NULL, .cidrs = a->o->claim_cidrs, .num_cidrs = a->o->num_claim_cidrs};
     char err[256];
-    if (agent_claims_verify("/proc", &p, sel, req->addresses, req->n_addresses, ps->claims, err,
-                            sizeof(err)) != WEFT_OK) {
+    if (agent_claims_verify("/proc", &rules, &p, sel, req->addresses, req->n_addresses, ps->claims,
+                            err, sizeof(err)) != WEFT_OK) {
         agent_proxy_stream_cleanup(ps);
         free(ps);
         snprintf(details, RPC_DETAILS_LEN, "%s", err);
@@ -431,22 +429,22 @@ static grpc_status_code api_proxy_open(void *arg, const struct weft_peer *caller
 }
 
 static grpc_status_code api_proxy_config(void *arg, void *state, const struct agent_selectors *sel,
-                                         Weft__Agent__V1__ProxyConfigResponse *resp,
+                                         Weft__Agent__V1__ProxyConfigResponse *resp, bool *wait,
                                          char details[RPC_DETAILS_LEN])
 {
     struct agent *a = arg;
     struct agent_proxy_stream *ps = state;
-    static struct agent_identity ids[64];
-    size_t n = agent_svids_identities(a->svids, sel, now_s(), ids, nitems(ids)), i = 0;
-    while (i < n && strcmp(ids[i].spiffe_id, ps->spiffe_id) != 0) {
-        i++;
-    }
-    if (i == n) {
+    if (!agent_svids_holds(a->svids, sel, ps->spiffe_id, now_s(), NULL)) {
         snprintf(details, RPC_DETAILS_LEN, "%.200s is no longer issued to the caller",
                  ps->spiffe_id);
         return GRPC_STATUS_PERMISSION_DENIED;
     }
-    if (agent_proxycfg_build(a->pcfg, ps, resp, details, RPC_DETAILS_LEN) != WEFT_OK) {
+    int rc = agent_proxycfg_build(a->pcfg, ps, resp, details, RPC_DETAILS_LEN);
+    if (rc == WEFT_EAGAIN) {
+        *wait = true; /* the first snapshot from the CA is not here yet */
+        return GRPC_STATUS_OK;
+    }
+    if (rc != WEFT_OK) {
         weft_log(WEFT_LOG_ERROR, "no proxy config", 2, "spiffe_id", ps->spiffe_id, "reason",
                  details);
         return GRPC_STATUS_FAILED_PRECONDITION;
@@ -466,25 +464,45 @@ static void api_proxy_close(void *arg, void *state)
 /* --- JWT-SVIDs -------------------------------------------------------------------------------- */
 
 static size_t api_jwt_bundles(void *arg, const struct agent_selectors *sel,
-                              JWTBundlesResponse *resp)
+                              JWTBundlesResponse *resp, bool *wait)
 {
     struct agent *a = arg;
     struct agent_identity id;
     if (agent_svids_identities(a->svids, sel, now_s(), &id, 1) == 0) {
         return 0; /* a caller with no identity sees no bundle */
     }
-    return agent_jwt_bundles(a->jwt, resp);
+    *wait = !agent_jwt_ready(a->jwt); /* the CA's keys are not here yet */
+    return *wait ? 0 : agent_jwt_bundles(a->jwt, resp);
 }
 
-/* mint_jwt has the CA mint a JWT-SVID for |id| (MintJWTSVID over the node's channel); the token
- * is kept in the cache, which also answers the next call. */
+/* mint_jwt returns a JWT-SVID for |id|: the cached one, or one the CA mints (MintJWTSVID over
+ * the node's channel), kept in the cache. NULL with |*status| and |details| when there is none:
+ * UNAVAILABLE at once while the CA is unreachable (the Workload API thread does not wait on
+ * it), RESOURCE_EXHAUSTED past the entry's mint rate, the CA's own refusal passed on. The
+ * token stays valid until the next call. */
 static const char *mint_jwt(struct agent *a, const struct agent_identity *id,
-                            const JWTSVIDRequest *req, char details[RPC_DETAILS_LEN])
+                            const JWTSVIDRequest *req, grpc_status_code *status,
+                            char details[RPC_DETAILS_LEN])
 {
+    static char *token;
     int64_t now = now_s();
-    const char *t = agent_jwt_cached(a->jwt, id->entry_id, req->audience, req->n_audience, now);
+    const char *t =
+        agent_jwt_cached(a->jwt, id->entry_id, id->spiffe_id, req->audience, req->n_audience, now);
     if (t != NULL) {
         return t;
+    }
+    *status = GRPC_STATUS_UNAVAILABLE;
+    if (!atomic_load(&a->ca_connected)) {
+        snprintf(details, RPC_DETAILS_LEN, "the CA is unreachable: no JWT-SVID can be minted");
+        weft_counter_add(a->m.jwt_mint_failures, 1);
+        return NULL;
+    }
+    if (!agent_jwt_admit(a->jwt, id->entry_id, now)) {
+        *status = GRPC_STATUS_RESOURCE_EXHAUSTED;
+        snprintf(details, RPC_DETAILS_LEN,
+                 "over %d new JWT-SVIDs a second for %.150s: reuse tokens, or retry",
+                 AGENT_JWT_MINTS_PER_S, id->spiffe_id);
+        return NULL;
     }
     Weft__Ca__V1__MintJWTSVIDRequest mr = WEFT__CA__V1__MINT_JWTSVIDREQUEST__INIT;
     mr.entry_id = (char *)id->entry_id;
@@ -492,20 +510,43 @@ static const char *mint_jwt(struct agent *a, const struct agent_identity *id,
     mr.n_audience = req->n_audience;
     Weft__Ca__V1__MintJWTSVIDResponse *resp = NULL;
     struct rpc_status st;
-    if (agent_node_call(a->node, "/weft.ca.v1.CA/MintJWTSVID", &mr.base,
-                        &weft__ca__v1__mint_jwtsvidresponse__descriptor, 64 * 1024, 5000,
-                        (ProtobufCMessage **)&resp, &st) != WEFT_OK) {
+    int rc = agent_node_call(a->node, "/weft.ca.v1.CA/MintJWTSVID", &mr.base,
+                             &weft__ca__v1__mint_jwtsvidresponse__descriptor, 64 * 1024,
+                             AGENT_JWT_MINT_TIMEOUT_MS, (ProtobufCMessage **)&resp, &st);
+    if (rc == WEFT_OK && (resp->token[0] == '\0' || resp->expires_at <= now ||
+                          strcmp(resp->spiffe_id, id->spiffe_id) != 0)) {
+        snprintf(st.details, sizeof(st.details),
+                 "the CA answered a token for %.100s expiring at %lld", resp->spiffe_id,
+                 (long long)resp->expires_at);
+        st.code = GRPC_STATUS_INTERNAL;
+        rc = WEFT_EPROTO;
+    }
+    if (rc != WEFT_OK) {
+        if (resp != NULL) {
+            protobuf_c_message_free_unpacked(&resp->base, NULL);
+        }
         weft_counter_add(a->m.jwt_mint_failures, 1);
         weft_log(WEFT_LOG_WARN, "cannot mint a JWT-SVID", 2, "spiffe_id", id->spiffe_id, "status",
                  st.details);
+        /* the CA's refusals are the caller's answer; anything else is worth a retry */
+        *status =
+            st.code == GRPC_STATUS_PERMISSION_DENIED || st.code == GRPC_STATUS_INVALID_ARGUMENT
+                ? st.code
+                : GRPC_STATUS_UNAVAILABLE;
         snprintf(details, RPC_DETAILS_LEN, "the CA did not mint a JWT-SVID: %.200s", st.details);
         return NULL;
     }
     weft_counter_add(a->m.jwt_minted, 1);
-    agent_jwt_keep(a->jwt, id->entry_id, req->audience, req->n_audience, resp->token, now,
-                   resp->expires_at);
+    agent_jwt_keep(a->jwt, id->entry_id, id->spiffe_id, req->audience, req->n_audience, resp->token,
+                   now, resp->expires_at);
+    if (token != NULL) {
+        OPENSSL_cleanse(token, strlen(token));
+        free(token);
+    }
+    token = weft_xstrndup(resp->token, strlen(resp->token));
+    OPENSSL_cleanse(resp->token, strlen(resp->token));
     protobuf_c_message_free_unpacked(&resp->base, NULL);
-    return agent_jwt_cached(a->jwt, id->entry_id, req->audience, req->n_audience, now);
+    return token;
 }
 
 static grpc_status_code api_jwt_svid(void *arg, const struct agent_selectors *sel,
@@ -517,26 +558,29 @@ static grpc_status_code api_jwt_svid(void *arg, const struct agent_selectors *se
         WEFT_OK) {
         return GRPC_STATUS_INVALID_ARGUMENT;
     }
+    /* spiffe_id, when given, picks one identity; else every one (the first AGENT_JWT_MAX_IDS) */
     static struct agent_identity ids[AGENT_JWT_MAX_IDS];
-    size_t n = agent_svids_identities(a->svids, sel, now_s(), ids, nitems(ids)), kept = 0;
-    for (size_t i = 0; i < n; i++) { /* spiffe_id, when given, picks one */
-        if (req->spiffe_id[0] == '\0' || strcmp(ids[i].spiffe_id, req->spiffe_id) == 0) {
-            ids[kept++] = ids[i];
-        }
-    }
+    size_t kept = req->spiffe_id[0] != '\0'
+                      ? agent_svids_holds(a->svids, sel, req->spiffe_id, now_s(), &ids[0])
+                      : agent_svids_identities(a->svids, sel, now_s(), ids, nitems(ids));
     if (kept == 0) {
         snprintf(details, RPC_DETAILS_LEN, "%s",
-                 n == 0 ? "no identity issued" : "the caller does not hold that ID");
+                 req->spiffe_id[0] == '\0' ? "no identity issued"
+                                           : "the caller does not hold that identity");
         return GRPC_STATUS_PERMISSION_DENIED;
     }
     static JWTSVID svids[AGENT_JWT_MAX_IDS], *ptrs[AGENT_JWT_MAX_IDS];
-    static char *tokens[AGENT_JWT_MAX_IDS];
+    static char *tokens[AGENT_JWT_MAX_IDS]; /* what the last answer points into */
     for (size_t i = 0; i < kept; i++) {
-        const char *t = mint_jwt(a, &ids[i], req, details);
-        free(tokens[i]);
+        grpc_status_code st = GRPC_STATUS_UNAVAILABLE;
+        const char *t = mint_jwt(a, &ids[i], req, &st, details);
+        if (tokens[i] != NULL) {
+            OPENSSL_cleanse(tokens[i], strlen(tokens[i]));
+            free(tokens[i]);
+        }
         tokens[i] = t != NULL ? weft_xstrndup(t, strlen(t)) : NULL;
         if (t == NULL) {
-            return GRPC_STATUS_UNAVAILABLE;
+            return st;
         }
         jwtsvid__init(&svids[i]);
         svids[i].spiffe_id = ids[i].spiffe_id;
@@ -867,6 +911,7 @@ int agent_daemon_run(const struct agent_daemon_opts *o)
             agent_wlapi_changed(a->api);
         }
         metrics_update(a);
+        agent_wlapi_sweep(a->api, time(NULL));
         /* short: nothing wakes the poll when the CA thread marks a change, and a new SVID should
          * reach its workload's stream within tens of milliseconds (test/bench:agent_bench) */
         rpc_server_poll(a->rpc, AGENT_POLL_MS);

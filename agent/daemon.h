@@ -16,6 +16,8 @@
 #define WEFT_AGENT_DAEMON_H
 
 #include <stdbool.h>
+
+#include "agent/proxycfg.h"
 #include <stdint.h>
 
 #define AGENT_DEFAULT_STATE_DIR "/var/lib/weft-agent"
@@ -40,6 +42,9 @@ struct agent_daemon_opts {
     const char *alert_url;
     double alert_runway_fraction; /* 0: a quarter of the SVID's lifetime */
     unsigned alert_failures;      /* 0: 3 in a row */
+    /* outside Kubernetes: the ranges workloads' directory claims must lie in (proxycfg.h) */
+    struct agent_cidr claim_cidrs[AGENT_CLAIM_MAX_CIDRS];
+    size_t num_claim_cidrs;
 };
 
 /* agent_daemon_run runs the agent until SIGTERM or SIGINT; returns the exit status (0 after a

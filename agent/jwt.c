@@ -9,14 +9,15 @@
 #include <openssl/bytestring.h>
 #include <openssl/evp.h>
 
+#include "lib/base/hash.h"
 #include "lib/base/log.h"
 #include "lib/base/mem.h"
 #include "lib/spiffe/bundle.h"
 #include "lib/spiffe/jwt.h"
 
 struct cached {
-    uint64_t key; /* hash of the entry and the audiences; 0: a free slot */
-    char *entry_id;
+    uint64_t key;    /* hash of the identity and the audiences; 0: a free slot */
+    char *entry_id;  /* "ENTRY SPIFFE_ID": an entry's ID may change */
     char *audiences; /* joined with NUL bytes, |aud_len| bytes */
     size_t aud_len;
     char *token;
@@ -30,22 +31,16 @@ struct agent_jwt {
     char *jwks; /* the JWKS document FetchJWTBundles sends */
     size_t jwks_len;
     struct cached cache[AGENT_JWT_CACHE];
+    struct bucket {
+        uint64_t entry; /* hash of the entry ID */
+        int64_t second;
+        unsigned mints;
+    } buckets[AGENT_JWT_BUCKETS];
     /* what the last answer points into */
     JWTBundlesResponse__BundlesEntry out_entry, *out_entry_ptr;
     Google__Protobuf__Struct *out_claims;
     char *out_sub;
 };
-
-static uint64_t fnv(uint64_t h, const void *data, size_t len)
-{
-    const unsigned char *p = data;
-    for (size_t i = 0; i < len; i++) {
-        h = (h ^ p[i]) * UINT64_C(1099511628211);
-    }
-    return h;
-}
-
-#define FNV_INIT UINT64_C(14695981039346656037)
 
 struct agent_jwt *agent_jwt_new(const char *trust_domain)
 {
@@ -69,45 +64,12 @@ static void cache_clear(struct agent_jwt *j)
     }
 }
 
-/* free_value and free_struct release what claims_struct built. */
-static void free_struct(Google__Protobuf__Struct *s);
-
-static void free_value(Google__Protobuf__Value *v)
-{
-    if (v == NULL) {
-        return;
-    }
-    if (v->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE) {
-        free(v->string_value);
-    } else if (v->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE) {
-        free_struct(v->struct_value);
-    } else if (v->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_LIST_VALUE) {
-        for (size_t i = 0; i < v->list_value->n_values; i++) {
-            free_value(v->list_value->values[i]);
-        }
-        free(v->list_value->values);
-        free(v->list_value);
-    }
-    free(v);
-}
-
-static void free_struct(Google__Protobuf__Struct *s)
-{
-    if (s == NULL) {
-        return;
-    }
-    for (size_t i = 0; i < s->n_fields; i++) {
-        free(s->fields[i]->key);
-        free_value(s->fields[i]->value);
-        free(s->fields[i]);
-    }
-    free(s->fields);
-    free(s);
-}
-
 static void out_reset(struct agent_jwt *j)
 {
-    free_struct(j->out_claims);
+    /* built with malloc throughout, so protobuf-c's own free takes it apart */
+    if (j->out_claims != NULL) {
+        protobuf_c_message_free_unpacked(&j->out_claims->base, NULL);
+    }
     j->out_claims = NULL;
     free(j->out_sub);
     j->out_sub = NULL;
@@ -128,11 +90,11 @@ void agent_jwt_free(struct agent_jwt *j)
 bool agent_jwt_set_keys(struct agent_jwt *j, Weft__Ca__V1__JwtKey *const *keys, size_t num,
                         int64_t now)
 {
-    uint64_t d = FNV_INIT;
+    uint64_t d = WEFT_FNV1A_INIT;
     for (size_t i = 0; i < num; i++) {
         if (keys[i]->not_after > now) {
-            d = fnv(d, keys[i]->kid, strlen(keys[i]->kid) + 1);
-            d = fnv(d, keys[i]->public_key.data, keys[i]->public_key.len);
+            d = weft_fnv1a_str(d, keys[i]->kid);
+            d = weft_fnv1a(d, keys[i]->public_key.data, keys[i]->public_key.len);
         }
     }
     if (d == j->keys_digest && j->jwks != NULL) {
@@ -162,8 +124,11 @@ bool agent_jwt_set_keys(struct agent_jwt *j, Weft__Ca__V1__JwtKey *const *keys, 
     }
     char *jwks = NULL;
     size_t len = 0;
-    if (spiffe_jwt_bundle_json(&jwks, &len, b) != WEFT_OK ||
-        spiffe_bundle_set_put(&j->set, b) != WEFT_OK) {
+    if (spiffe_jwt_bundle_json(&jwks, &len, b) != WEFT_OK) {
+        spiffe_bundle_free(b);
+    }
+    /* spiffe_bundle_set_put frees |b| when it fails */
+    if (jwks == NULL || spiffe_bundle_set_put(&j->set, b) != WEFT_OK) {
         weft_log(WEFT_LOG_ERROR, "cannot hold the JWT keys", 1, "trust_domain", j->td);
         free(jwks);
         return false;
@@ -199,14 +164,32 @@ int agent_jwt_check_request(char *const *audience, size_t num, char *why, size_t
     return WEFT_OK;
 }
 
-/* key_of hashes an entry and its audiences; never 0 (a free slot). */
-static uint64_t key_of(const char *entry_id, char *const *audience, size_t num)
+/* ident writes the cache's name for an identity: its entry and its SPIFFE ID. */
+static void ident(char *out, size_t cap, const char *entry_id, const char *spiffe_id)
 {
-    uint64_t h = fnv(FNV_INIT, entry_id, strlen(entry_id) + 1);
+    snprintf(out, cap, "%s %s", entry_id, spiffe_id);
+}
+
+/* key_of hashes an identity and its audiences; never 0 (a free slot). */
+static uint64_t key_of(const char *id, char *const *audience, size_t num)
+{
+    uint64_t h = weft_fnv1a_str(WEFT_FNV1A_INIT, id);
     for (size_t i = 0; i < num; i++) {
-        h = fnv(h, audience[i], strlen(audience[i]) + 1);
+        h = weft_fnv1a_str(h, audience[i]);
     }
     return h != 0 ? h : 1;
+}
+
+bool agent_jwt_admit(struct agent_jwt *j, const char *entry_id, int64_t now)
+{
+    uint64_t e = weft_fnv1a_str(WEFT_FNV1A_INIT, entry_id);
+    struct bucket *b = &j->buckets[e % AGENT_JWT_BUCKETS];
+    if (b->entry != e || b->second != now) {
+        b->entry = e;
+        b->second = now;
+        b->mints = 0;
+    }
+    return ++b->mints <= AGENT_JWT_MINTS_PER_S;
 }
 
 static bool same(const struct cached *c, const char *entry_id, char *const *audience, size_t num)
@@ -225,27 +208,31 @@ static bool same(const struct cached *c, const char *entry_id, char *const *audi
     return off == c->aud_len;
 }
 
-const char *agent_jwt_cached(struct agent_jwt *j, const char *entry_id, char *const *audience,
-                             size_t num, int64_t now)
+const char *agent_jwt_cached(struct agent_jwt *j, const char *entry_id, const char *spiffe_id,
+                             char *const *audience, size_t num, int64_t now)
 {
-    uint64_t k = key_of(entry_id, audience, num);
+    char id[2200];
+    ident(id, sizeof(id), entry_id, spiffe_id);
+    uint64_t k = key_of(id, audience, num);
     for (size_t i = 0; i < AGENT_JWT_CACHE; i++) {
         const struct cached *c = &j->cache[i];
-        if (c->key == k && same(c, entry_id, audience, num)) {
+        if (c->key == k && same(c, id, audience, num)) {
             return now < c->received + (c->exp - c->received) / 2 ? c->token : NULL;
         }
     }
     return NULL;
 }
 
-void agent_jwt_keep(struct agent_jwt *j, const char *entry_id, char *const *audience, size_t num,
-                    const char *token, int64_t now, int64_t exp)
+void agent_jwt_keep(struct agent_jwt *j, const char *entry_id, const char *spiffe_id,
+                    char *const *audience, size_t num, const char *token, int64_t now, int64_t exp)
 {
-    uint64_t k = key_of(entry_id, audience, num);
+    char id[2200];
+    ident(id, sizeof(id), entry_id, spiffe_id);
+    uint64_t k = key_of(id, audience, num);
     struct cached *slot = &j->cache[0];
     for (size_t i = 0; i < AGENT_JWT_CACHE; i++) {
         struct cached *c = &j->cache[i];
-        if (c->key == k && same(c, entry_id, audience, num)) {
+        if (c->key == k && same(c, id, audience, num)) {
             slot = c;
             break;
         }
@@ -272,7 +259,7 @@ void agent_jwt_keep(struct agent_jwt *j, const char *entry_id, char *const *audi
     }
     slot->aud_len = aud_len;
     slot->key = k;
-    slot->entry_id = weft_xstrndup(entry_id, strlen(entry_id));
+    slot->entry_id = weft_xstrndup(id, strlen(id));
     slot->token = weft_xstrndup(token, strlen(token));
     slot->received = now;
     slot->exp = exp;

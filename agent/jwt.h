@@ -22,6 +22,8 @@
 #define AGENT_JWT_CACHE 256      /* tokens kept */
 #define AGENT_JWT_MAX_IDS 8      /* identities one FetchJWTSVID answers for */
 #define AGENT_JWT_CLAIMS_DEPTH 8 /* of the claims ValidateJWTSVID returns */
+#define AGENT_JWT_MINTS_PER_S 10 /* CA mints one entry may cause in a second */
+#define AGENT_JWT_BUCKETS 256
 
 struct agent_jwt;
 
@@ -44,15 +46,20 @@ bool agent_jwt_ready(const struct agent_jwt *j);
 WEFT_MUST_USE int agent_jwt_check_request(char *const *audience, size_t num, char *why,
                                           size_t why_len);
 
-/* agent_jwt_cached returns the token kept for (|entry_id|, |audience|) if it has more than half
- * its life left at |now|, else NULL. */
-const char *agent_jwt_cached(struct agent_jwt *j, const char *entry_id, char *const *audience,
-                             size_t num, int64_t now);
+/* agent_jwt_cached returns the token kept for (|entry_id|, |spiffe_id|, |audience| in that
+ * order) if it has more than half its life left at |now|, else NULL. */
+const char *agent_jwt_cached(struct agent_jwt *j, const char *entry_id, const char *spiffe_id,
+                             char *const *audience, size_t num, int64_t now);
 
 /* agent_jwt_keep keeps |token| (expiring at |exp|, received at |now|) for (|entry_id|,
- * |audience|), replacing the oldest when the cache is full. */
-void agent_jwt_keep(struct agent_jwt *j, const char *entry_id, char *const *audience, size_t num,
-                    const char *token, int64_t now, int64_t exp);
+ * |spiffe_id|, |audience|), replacing the oldest when the cache is full. */
+void agent_jwt_keep(struct agent_jwt *j, const char *entry_id, const char *spiffe_id,
+                    char *const *audience, size_t num, const char *token, int64_t now, int64_t exp);
+
+/* agent_jwt_admit counts one CA mint for |entry_id| in the second |now|; false past
+ * AGENT_JWT_MINTS_PER_S (a workload asking for ever new audiences would otherwise have the
+ * Workload API thread wait on the CA again and again). Entries may share a count. */
+bool agent_jwt_admit(struct agent_jwt *j, const char *entry_id, int64_t now);
 
 /* agent_jwt_bundles fills |resp| with the trust domain's JWKS (jwt-svid keys only); returns how
  * many bundles (0 before any key). */

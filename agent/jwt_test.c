@@ -111,23 +111,37 @@ Test(agent_jwt, a_token_is_reused_until_half_its_life_and_dropped_with_its_key)
     struct agent_jwt *j = agent_jwt_new("example.org");
     cr_assert(publish(j, NOW + 600));
     char *aud[] = {"db", "cache"}, *other[] = {"db"};
-    cr_assert_null(agent_jwt_cached(j, "e1", aud, 2, NOW));
-    agent_jwt_keep(j, "e1", aud, 2, "tok-1", NOW, NOW + 300);
-    cr_assert_str_eq(agent_jwt_cached(j, "e1", aud, 2, NOW + 149), "tok-1");
-    cr_assert_null(agent_jwt_cached(j, "e1", aud, 2, NOW + 150), "half its life is gone");
-    cr_assert_null(agent_jwt_cached(j, "e1", other, 1, NOW), "another audience set");
-    cr_assert_null(agent_jwt_cached(j, "e2", aud, 2, NOW), "another entry");
+    const char *web = "spiffe://example.org/ns/shop/sa/web";
+    cr_assert_null(agent_jwt_cached(j, "e1", web, aud, 2, NOW));
+    agent_jwt_keep(j, "e1", web, aud, 2, "tok-1", NOW, NOW + 300);
+    cr_assert_str_eq(agent_jwt_cached(j, "e1", web, aud, 2, NOW + 149), "tok-1");
+    cr_assert_null(agent_jwt_cached(j, "e1", web, aud, 2, NOW + 150), "half its life is gone");
+    cr_assert_null(agent_jwt_cached(j, "e1", web, other, 1, NOW), "another audience set");
+    cr_assert_null(agent_jwt_cached(j, "e2", web, aud, 2, NOW), "another entry");
+    cr_assert_null(agent_jwt_cached(j, "e1", "spiffe://example.org/ns/shop/sa/new", aud, 2, NOW),
+                   "the entry now names another ID: its old token names the old one");
     /* a full cache replaces its oldest token */
     for (int i = 0; i < AGENT_JWT_CACHE; i++) {
         char e[16];
         snprintf(e, sizeof(e), "f%d", i);
-        agent_jwt_keep(j, e, other, 1, "tok", NOW + 1 + i, NOW + 1000);
+        agent_jwt_keep(j, e, web, other, 1, "tok", NOW + 1 + i, NOW + 1000);
     }
-    cr_assert_null(agent_jwt_cached(j, "e1", aud, 2, NOW + 10));
-    cr_assert_str_eq(agent_jwt_cached(j, "f255", other, 1, NOW + 300), "tok");
+    cr_assert_null(agent_jwt_cached(j, "e1", web, aud, 2, NOW + 10));
+    cr_assert_str_eq(agent_jwt_cached(j, "f255", web, other, 1, NOW + 300), "tok");
     cr_assert(!publish(j, NOW + 900), "the same key, published longer, is the same set");
     cr_assert(publish(j, NOW - 1), "the key retired: a new set");
-    cr_assert_null(agent_jwt_cached(j, "f255", other, 1, NOW + 300), "the cache went with it");
+    cr_assert_null(agent_jwt_cached(j, "f255", web, other, 1, NOW + 300), "the cache went with it");
+    agent_jwt_free(j);
+}
+
+Test(agent_jwt, an_entry_gets_ten_mints_a_second)
+{
+    struct agent_jwt *j = agent_jwt_new("example.org");
+    for (int i = 0; i < AGENT_JWT_MINTS_PER_S; i++) {
+        cr_assert(agent_jwt_admit(j, "e1", NOW));
+    }
+    cr_assert(!agent_jwt_admit(j, "e1", NOW), "the eleventh in the same second waits");
+    cr_assert(agent_jwt_admit(j, "e1", NOW + 1), "a new second");
     agent_jwt_free(j);
 }
 

@@ -39,13 +39,17 @@ static const char usage[] =
     "  --alert-runway FRACTION   page when the first SVID to expire has less than this part\n"
     "                            of its lifetime left (default 0.25)\n"
     "  --alert-failures N        page after N renewals failed in a row (default 3)\n"
+    "  --claim-cidr CIDR         outside Kubernetes, a range proxies may enter addresses of\n"
+    "                            in the mesh directory (repeatable; none: no claim accepted)\n"
     "\n"
     "Workloads are attested by the kernel's view of the caller (unix:uid, unix:gid, unix:user,\n"
     "unix:group, unix:path) and, with --kubelet-url, by their pod (k8s:ns, k8s:sa,\n"
     "k8s:pod-name, k8s:pod-uid, k8s:pod-label:K:V, k8s:container-name, ...).\n"
     "Alerts: WeftSVIDRunwayLow and WeftSVIDRenewalFailing, fired once, resolved once.\n"
     "A proxy may enter an address in the mesh directory only if it is its own: one of its pod's\n"
-    "IPs (the kubelet's pod list), or configured in its own network namespace (not the node's).\n"
+    "IPs (the kubelet's pod list); or, outside Kubernetes, an address within --claim-cidr on an\n"
+    "interface of its own network namespace (not the node's, not one in a user namespace of\n"
+    "its own making, not a node address).\n"
     "Logs go to stderr as logfmt. Stops on SIGTERM or SIGINT. Exit: 0 stopped, 1 could not\n"
     "start, 2 usage.\n";
 
@@ -68,6 +72,7 @@ int main(int argc, char **argv)
         {"alert-url", required_argument, NULL, 'u'},
         {"alert-runway", required_argument, NULL, 'r'},
         {"alert-failures", required_argument, NULL, 'f'},
+        {"claim-cidr", required_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -137,6 +142,17 @@ int main(int argc, char **argv)
             o.alert_failures = (unsigned)n;
             break;
         }
+        case 'R':
+            if (o.num_claim_cidrs == AGENT_CLAIM_MAX_CIDRS ||
+                agent_cidr_parse(optarg, &o.claim_cidrs[o.num_claim_cidrs]) != WEFT_OK) {
+                fprintf(stderr,
+                        "weft-agent: --claim-cidr %s: a network such as 198.18.0.0/15 or "
+                        "fd00::/8 (host bits zero), at most %d of them\n",
+                        optarg, AGENT_CLAIM_MAX_CIDRS);
+                return 2;
+            }
+            o.num_claim_cidrs++;
+            break;
         case 'h':
             fputs(usage, stdout);
             return 0;

@@ -4,11 +4,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
+#include <linux/nsfs.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -56,7 +59,9 @@ static void *list(void *arg)
         return NULL;
     }
     for (struct ifaddrs *i = ifa; i != NULL; i = i->ifa_next) {
-        if (i->ifa_addr != NULL) {
+        /* a loopback address is every namespace's own, and a down interface carries nothing */
+        if (i->ifa_addr != NULL && (i->ifa_flags & IFF_UP) != 0 &&
+            (i->ifa_flags & IFF_LOOPBACK) == 0) {
             keep(l->out, i->ifa_addr);
         }
     }
@@ -64,30 +69,46 @@ static void *list(void *arg)
     return NULL;
 }
 
+/* same_ns reports whether |fd| and the file |path| are the same namespace; -1 if |path| cannot
+ * be read. */
+static int same_ns(int fd, const char *path)
+{
+    struct stat a, b;
+    if (fstat(fd, &a) != 0 || stat(path, &b) != 0) {
+        return -1;
+    }
+    return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
 int agent_netns_addresses(const char *proc, pid_t pid, struct agent_netns_addrs *out, char *err,
                           size_t err_len)
 {
     memset(out, 0, sizeof(*out));
-    char path[128];
+    char path[128], node_net[128], node_user[128];
     snprintf(path, sizeof(path), "%.100s/%d/ns/net", proc, (int)pid);
+    snprintf(node_net, sizeof(node_net), "%.100s/self/ns/net", proc);
+    snprintf(node_user, sizeof(node_user), "%.100s/self/ns/user", proc);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        snprintf(err, err_len, "%s: %s", path, strerror(errno));
-        return errno == ENOENT || errno == ESRCH ? WEFT_ENOTFOUND : WEFT_EIO;
+        int e = errno;
+        snprintf(err, err_len, "%s: %s", path, strerror(e));
+        return e == ENOENT || e == ESRCH ? WEFT_ENOTFOUND : WEFT_EIO;
     }
-    struct stat theirs, ours;
-    char self[128];
-    snprintf(self, sizeof(self), "%.100s/self/ns/net", proc);
-    if (fstat(fd, &theirs) != 0 || stat(self, &ours) != 0) {
-        snprintf(err, err_len, "%s: %s", path, strerror(errno));
+    int node = same_ns(fd, node_net);
+    int owner = ioctl(fd, NS_GET_USERNS);
+    int owned_by_node = owner >= 0 ? same_ns(owner, node_user) : -1;
+    if (owner >= 0) {
+        close(owner);
+    }
+    if (node < 0 || owned_by_node < 0) {
+        int e = errno;
+        snprintf(err, err_len, "%s: cannot compare with the agent's own namespaces: %s", path,
+                 strerror(e));
         close(fd);
         return WEFT_EIO;
     }
-    if (theirs.st_dev == ours.st_dev && theirs.st_ino == ours.st_ino) {
-        out->own = true;
-        close(fd);
-        return WEFT_OK;
-    }
+    out->node = node == 1;
+    out->foreign_owner = owned_by_node == 0;
     struct lister l = {.fd = fd, .out = out};
     pthread_t t;
     int rc = pthread_create(&t, NULL, list, &l);

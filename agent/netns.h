@@ -1,10 +1,12 @@
 /* agent/netns.h: the IP addresses configured in the network namespace of a local process, read
  * through /proc/PID/ns/net (issue 5: outside Kubernetes, an address a workload claims for the
- * mesh directory must be configured on an interface of its own network namespace).
+ * mesh directory must be configured in its own network namespace), and who owns that
+ * namespace.
  *
  * A short-lived thread enters the namespace (setns, which needs CAP_SYS_ADMIN: the agent runs as
  * root) and lists its interfaces with getifaddrs; only that thread ever changes namespace, and
- * it ends at once. */
+ * it ends at once. "The node's" namespaces are the agent's own: it runs in the host's network
+ * and user namespaces (outside Kubernetes, where these checks apply, it runs on the host). */
 #ifndef WEFT_AGENT_NETNS_H
 #define WEFT_AGENT_NETNS_H
 
@@ -18,9 +20,11 @@
 #define AGENT_NETNS_MAX_ADDRS 64 /* addresses kept of one namespace; more are left out */
 
 struct agent_netns_addrs {
-    bool own;    /* the namespace is the agent's own (the node's): |ip| is left empty */
-    size_t num;  /* addresses in |ip| */
-    size_t more; /* addresses beyond AGENT_NETNS_MAX_ADDRS, not kept */
+    bool node;          /* the namespace is the node's (the agent's own) */
+    bool foreign_owner; /* owned by a user namespace other than the node's: an unprivileged
+                           process may have made it and put any address in it */
+    size_t num;         /* addresses in |ip|: of interfaces that are up and not loopback */
+    size_t more;        /* addresses beyond AGENT_NETNS_MAX_ADDRS, not kept */
     struct weft_ip ip[AGENT_NETNS_MAX_ADDRS];
 };
 

@@ -6,8 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agent/netns.h"
+#include "lib/base/hash.h"
 #include "lib/base/log.h"
 #include "lib/base/mem.h"
 #include "policy/policy.h"
@@ -24,8 +26,8 @@ static const char *names_no_one(const struct weft_ip *ip)
         if (b[0] == 127) {
             return "a loopback address is every host's own";
         }
-        if (memcmp(b, zero, 4) == 0) {
-            return "the unspecified address names no one";
+        if (b[0] == 0) {
+            return "an address in 0.0.0.0/8 names no one";
         }
         if (b[0] == 169 && b[1] == 254) {
             return "a link-local address is not unique in the mesh";
@@ -35,17 +37,56 @@ static const char *names_no_one(const struct weft_ip *ip)
         }
         return NULL;
     }
-    if (memcmp(b, zero, 15) == 0 && (b[15] == 0 || b[15] == 1)) {
-        return b[15] == 1 ? "a loopback address is every host's own"
-                          : "the unspecified address names no one";
+    if (memcmp(b, zero, 12) == 0) { /* ::, ::1 and the deprecated ::a.b.c.d */
+        return b[15] == 1 && memcmp(b, zero, 15) == 0 ? "a loopback address is every host's own"
+                                                      : "an address in ::/96 names no one";
     }
-    if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) {
-        return "a link-local address is not unique in the mesh";
+    if (b[0] == 0xfe && (b[1] & 0x80) == 0x80) {
+        return "a link-local or site-local address is not unique in the mesh";
     }
     if (b[0] == 0xff) {
         return "a multicast address names no one workload";
     }
     return NULL;
+}
+
+int agent_cidr_parse(const char *s, struct agent_cidr *out)
+{
+    memset(out, 0, sizeof(*out));
+    const char *slash = strchr(s, '/');
+    char host[WEFT_ADDR_MAX], canon[WEFT_ADDR_MAX];
+    if (slash == NULL || (size_t)(slash - s) >= sizeof(host) || slash[1] == '\0' ||
+        strspn(slash + 1, "0123456789") != strlen(slash + 1) || strlen(slash + 1) > 3) {
+        return WEFT_EINVAL;
+    }
+    snprintf(host, sizeof(host), "%.*s", (int)(slash - s), s);
+    unsigned bits = (unsigned)atoi(slash + 1);
+    /* a bare address, never one with a port: IPv4 has no ':', IPv6 is bare */
+    if (strchr(host, '[') != NULL || weft_addr_canonical(canon, host, &out->ip) != WEFT_OK ||
+        (!out->ip.v6 && strchr(host, ':') != NULL) || bits > (out->ip.v6 ? 128u : 32u)) {
+        return WEFT_EINVAL;
+    }
+    out->bits = bits;
+    for (unsigned i = bits; i < (out->ip.v6 ? 128u : 32u); i++) {
+        if (out->ip.bytes[i / 8] & (0x80 >> (i % 8))) {
+            return WEFT_EINVAL; /* host bits set: say 10.0.0.0/8, not 10.1.2.3/8 */
+        }
+    }
+    return WEFT_OK;
+}
+
+bool agent_cidr_contains(const struct agent_cidr *c, const struct weft_ip *ip)
+{
+    if (c->ip.v6 != ip->v6) {
+        return false;
+    }
+    for (unsigned i = 0; i < c->bits; i++) {
+        unsigned char m = (unsigned char)(0x80 >> (i % 8));
+        if ((c->ip.bytes[i / 8] & m) != (ip->bytes[i / 8] & m)) {
+            return false;
+        }
+    }
+    return true;
 }
 
 static bool is_k8s(const struct agent_selectors *sel)
@@ -58,21 +99,87 @@ static bool is_k8s(const struct agent_selectors *sel)
     return false;
 }
 
-int agent_claims_verify(const char *proc, const struct agent_peer *p,
-                        const struct agent_selectors *sel, char *const *addresses, size_t num,
-                        struct agent_claim_verdict *out, char *err, size_t err_len)
+/* echo copies a refused claim's text for the verdict: printable ASCII only, so the answer is
+ * valid UTF-8 whatever the workload sent. */
+static void echo(char *out, size_t cap, const char *in)
+{
+    size_t n = 0;
+    for (; *in != '\0' && n + 1 < cap; in++) {
+        out[n++] = *in > 0x20 && *in < 0x7f ? *in : '?';
+    }
+    out[n] = '\0';
+}
+
+/* namespaces holds what was read of the caller's network namespace and of the node's, once per
+ * verification. */
+struct namespaces {
+    bool read;
+    int rc;
+    char err[256];
+    struct agent_netns_addrs caller, node;
+};
+
+static void read_namespaces(struct namespaces *ns, const char *proc, pid_t pid)
+{
+    if (ns->read) {
+        return;
+    }
+    ns->read = true;
+    ns->rc = agent_netns_addresses(proc, pid, &ns->caller, ns->err, sizeof(ns->err));
+    if (ns->rc == WEFT_OK) {
+        ns->rc = agent_netns_addresses(proc, getpid(), &ns->node, ns->err, sizeof(ns->err));
+    }
+}
+
+/* verify_netns judges a claim outside Kubernetes; |text| is the IP as text. */
+static void verify_netns(struct agent_claim_verdict *v, const struct agent_claim_rules *rules,
+                         struct namespaces *ns, const struct weft_ip *ip, const char *text)
+{
+    size_t c = 0;
+    while (c < rules->num_cidrs && !agent_cidr_contains(&rules->cidrs[c], ip)) {
+        c++;
+    }
+    if (c == rules->num_cidrs) {
+        snprintf(v->reason, sizeof(v->reason), "%s",
+                 rules->num_cidrs == 0 ? "outside Kubernetes the agent accepts claims only in "
+                                         "the ranges of --claim-cidr, and none is set"
+                                       : "outside every --claim-cidr range");
+    } else if (ns->rc != WEFT_OK) {
+        snprintf(v->reason, sizeof(v->reason), "cannot read the caller's addresses: %.150s",
+                 ns->err);
+    } else if (ns->caller.node) {
+        snprintf(v->reason, sizeof(v->reason),
+                 "the caller runs in the node's network namespace, whose addresses every "
+                 "process there shares");
+    } else if (ns->caller.foreign_owner) {
+        snprintf(v->reason, sizeof(v->reason),
+                 "the caller's network namespace belongs to a user namespace other than the "
+                 "node's: an unprivileged process may have made it");
+    } else if (!agent_netns_has(&ns->caller, ip)) {
+        snprintf(v->reason, sizeof(v->reason),
+                 "%s is not configured on an interface that is up in the caller's network "
+                 "namespace",
+                 text);
+    } else if (agent_netns_has(&ns->node, ip)) {
+        snprintf(v->reason, sizeof(v->reason), "%s is one of the node's own addresses", text);
+    } else {
+        v->accepted = true;
+    }
+}
+
+int agent_claims_verify(const char *proc, const struct agent_claim_rules *rules,
+                        const struct agent_peer *p, const struct agent_selectors *sel,
+                        char *const *addresses, size_t num, struct agent_claim_verdict *out,
+                        char *err, size_t err_len)
 {
     bool k8s = is_k8s(sel);
-    struct agent_netns_addrs *ns = NULL;
-    char ns_err[256] = "";
-    int ns_rc = WEFT_OK;
+    struct namespaces *ns = weft_xcalloc(1, sizeof(*ns));
     for (size_t i = 0; i < num; i++) {
         struct agent_claim_verdict *v = &out[i];
         memset(v, 0, sizeof(*v));
         struct weft_ip ip;
         if (weft_addr_canonical(v->address, addresses[i], &ip) != WEFT_OK) {
-            snprintf(v->address, sizeof(v->address), "%.*s", (int)sizeof(v->address) - 1,
-                     addresses[i]);
+            echo(v->address, sizeof(v->address), addresses[i]);
             snprintf(v->reason, sizeof(v->reason),
                      "not an IP address with an optional port (\"10.0.0.7\", \"10.0.0.7:8080\", "
                      "\"[fd00::7]:8080\")");
@@ -93,24 +200,13 @@ int agent_claims_verify(const char *proc, const struct agent_peer *p,
                 snprintf(v->reason, sizeof(v->reason),
                          "%s is not an IP of the caller's pod as the kubelet lists it", text);
             }
-            continue;
-        }
-        if (ns == NULL) {
-            ns = weft_xcalloc(1, sizeof(*ns));
-            ns_rc = agent_netns_addresses(proc, p->pid, ns, ns_err, sizeof(ns_err));
-        }
-        if (ns_rc != WEFT_OK) {
-            snprintf(v->reason, sizeof(v->reason), "cannot read the caller's addresses: %.150s",
-                     ns_err);
-        } else if (ns->own) {
+        } else if (rules->k8s) {
             snprintf(v->reason, sizeof(v->reason),
-                     "the caller runs in the node's network namespace, whose addresses every "
-                     "process there shares");
-        } else if (!agent_netns_has(ns, &ip)) {
-            snprintf(v->reason, sizeof(v->reason),
-                     "%s is not configured in the caller's network namespace", text);
+                     "the agent attests pods (--kubelet-url), and the caller was not attested as "
+                     "one (see the agent's log)");
         } else {
-            v->accepted = true;
+            read_namespaces(ns, proc, p->pid);
+            verify_netns(v, rules, ns, &ip, text);
         }
     }
     free(ns);
@@ -137,6 +233,8 @@ struct agent_claims {
     uint64_t changes;  /* bumped by every set or drop */
     uint64_t reported; /* |changes| as of the last report the CA took */
     int64_t reported_at;
+    unsigned failures; /* reports in a row the CA did not take */
+    int64_t retry_at;  /* after a failure, no report before then */
 };
 
 struct agent_claims *agent_claims_new(void)
@@ -221,10 +319,18 @@ struct report {
     uint64_t changes;
 };
 
+static int claim_order(const void *a, const void *b)
+{
+    const struct claim *x = *(const struct claim *const *)a, *y = *(const struct claim *const *)b;
+    int c = strcmp(x->address, y->address);
+    return c != 0 ? c : strcmp(x->spiffe_id, y->spiffe_id);
+}
+
 Weft__Ca__V1__ReportWorkloadsRequest *agent_claims_report(struct agent_claims *c, int64_t now)
 {
     pthread_mutex_lock(&c->mu);
-    if (c->changes == c->reported && now - c->reported_at < AGENT_CLAIMS_REFRESH_S) {
+    if ((c->changes == c->reported && now - c->reported_at < AGENT_CLAIMS_REFRESH_S) ||
+        now < c->retry_at) {
         pthread_mutex_unlock(&c->mu);
         return NULL;
     }
@@ -232,21 +338,23 @@ Weft__Ca__V1__ReportWorkloadsRequest *agent_claims_report(struct agent_claims *c
     weft__ca__v1__report_workloads_request__init(&r->req);
     r->changes = c->changes;
     r->req.workloads = weft_xcalloc(c->num + 1, sizeof(*r->req.workloads));
+    /* sorted, so that two streams of one workload claiming one address report it once */
+    const struct claim **sorted = weft_xcalloc(c->num + 1, sizeof(*sorted));
     for (size_t i = 0; i < c->num; i++) {
-        bool dup = false; /* two streams of one workload claim the same address */
-        for (size_t j = 0; j < r->req.n_workloads && !dup; j++) {
-            dup = strcmp(r->req.workloads[j]->address, c->c[i].address) == 0 &&
-                  strcmp(r->req.workloads[j]->spiffe_id, c->c[i].spiffe_id) == 0;
-        }
-        if (dup) {
+        sorted[i] = &c->c[i];
+    }
+    qsort(sorted, c->num, sizeof(*sorted), claim_order);
+    for (size_t i = 0; i < c->num; i++) {
+        if (i > 0 && claim_order(&sorted[i - 1], &sorted[i]) == 0) {
             continue;
         }
         Weft__Ca__V1__DirectoryEntry *e = weft_xcalloc(1, sizeof(*e));
         weft__ca__v1__directory_entry__init(e);
-        e->address = weft_xstrndup(c->c[i].address, strlen(c->c[i].address));
-        e->spiffe_id = weft_xstrndup(c->c[i].spiffe_id, strlen(c->c[i].spiffe_id));
+        e->address = weft_xstrndup(sorted[i]->address, strlen(sorted[i]->address));
+        e->spiffe_id = weft_xstrndup(sorted[i]->spiffe_id, strlen(sorted[i]->spiffe_id));
         r->req.workloads[r->req.n_workloads++] = e;
     }
+    free(sorted);
     pthread_mutex_unlock(&c->mu);
     return &r->req;
 }
@@ -259,6 +367,12 @@ void agent_claims_reported(struct agent_claims *c, const Weft__Ca__V1__ReportWor
     if (ok) {
         c->reported = r->changes;
         c->reported_at = now;
+        c->failures = 0;
+        c->retry_at = 0;
+    } else { /* back off: 2, 4, 8 ... up to AGENT_CLAIMS_REFRESH_S seconds */
+        c->failures += c->failures < 16;
+        int64_t wait = (int64_t)1 << c->failures;
+        c->retry_at = now + (wait < AGENT_CLAIMS_REFRESH_S ? wait : AGENT_CLAIMS_REFRESH_S);
     }
     pthread_mutex_unlock(&c->mu);
 }
@@ -284,15 +398,16 @@ struct agent_proxycfg {
     uint64_t sequence;
     struct policy_set set; /* loaded from snap's policy files */
     struct policy_config config;
-    uint64_t policy_version; /* of |set|; 0: none */
-    uint64_t deny_digest;
+    bool loaded;             /* |set| came from the CA (not the empty one of the start) */
+    uint64_t policy_version; /* the CA's number for |set|, as it said */
+    /* what was served, by content: the CA's version numbers start again with each CA run */
+    uint64_t policy_digest, failed_digest, dir_digest, deny_digest;
 };
 
 struct agent_proxycfg *agent_proxycfg_new(void)
 {
     struct agent_proxycfg *pc = weft_xcalloc(1, sizeof(*pc));
     policy_set_init(&pc->set);
-    policy_config_resolve(&pc->config, &pc->set); /* the mesh defaults, until the CA speaks */
     return pc;
 }
 
@@ -313,24 +428,46 @@ uint64_t agent_proxycfg_policy_version(const struct agent_proxycfg *pc)
     return pc->policy_version;
 }
 
-/* deny_digest: FNV-1a over the deny list, to tell a changed one from the same. */
-static uint64_t deny_digest(const Weft__Ca__V1__NodeSnapshot *snap)
+static uint64_t policy_digest(const Weft__Ca__V1__NodeSnapshot *snap)
 {
-    uint64_t h = UINT64_C(14695981039346656037);
-    for (size_t i = 0; i < snap->n_deny_list; i++) {
-        const Weft__Ca__V1__DenyItem *d = snap->deny_list[i];
-        h = (h ^ (uint64_t)d->kind) * UINT64_C(1099511628211);
-        for (const char *c = d->value; *c != '\0'; c++) {
-            h = (h ^ (unsigned char)*c) * UINT64_C(1099511628211);
-        }
-        h = (h ^ 0xff) * UINT64_C(1099511628211);
+    uint64_t h = WEFT_FNV1A_INIT;
+    for (size_t i = 0; i < snap->n_policy; i++) {
+        h = weft_fnv1a_str(h, snap->policy[i]->name);
+        h = weft_fnv1a(h, &snap->policy[i]->content.len, sizeof(snap->policy[i]->content.len));
+        h = weft_fnv1a(h, snap->policy[i]->content.data, snap->policy[i]->content.len);
     }
     return h;
 }
 
-/* load_policy makes |pc|'s set the one in |snap|; false (the old set kept) when it fails. */
-static bool load_policy(struct agent_proxycfg *pc, const Weft__Ca__V1__NodeSnapshot *snap)
+static uint64_t dir_digest(const Weft__Ca__V1__NodeSnapshot *snap)
 {
+    uint64_t h = WEFT_FNV1A_INIT;
+    for (size_t i = 0; i < snap->n_directory; i++) {
+        h = weft_fnv1a_str(h, snap->directory[i]->address);
+        h = weft_fnv1a_str(h, snap->directory[i]->spiffe_id);
+    }
+    return h;
+}
+
+static uint64_t deny_digest(const Weft__Ca__V1__NodeSnapshot *snap)
+{
+    uint64_t h = WEFT_FNV1A_INIT;
+    for (size_t i = 0; i < snap->n_deny_list; i++) {
+        const Weft__Ca__V1__DenyItem *d = snap->deny_list[i];
+        h = weft_fnv1a(h, &d->kind, sizeof(d->kind));
+        h = weft_fnv1a_str(h, d->value);
+    }
+    return h;
+}
+
+/* load_policy makes |pc|'s set the one in |snap| (whose content digest is |digest|); false
+ * (the old set kept) when it fails, logged once per content. */
+static bool load_policy(struct agent_proxycfg *pc, const Weft__Ca__V1__NodeSnapshot *snap,
+                        uint64_t digest)
+{
+    if (digest == pc->failed_digest) {
+        return false;
+    }
     struct policy_set set;
     policy_set_init(&set);
     bool ok = true;
@@ -340,32 +477,37 @@ static bool load_policy(struct agent_proxycfg *pc, const Weft__Ca__V1__NodeSnaps
     }
     ok = ok && policy_set_finish(&set) == WEFT_OK;
     if (!ok) {
-        weft_log(WEFT_LOG_ERROR, "the CA's policy does not load here; the previous one stays", 1,
-                 "error", set.num_errors > 0 ? set.errors[0].text : "?");
+        weft_log(WEFT_LOG_ERROR,
+                 pc->loaded ? "the CA's policy does not load here; the previous one stays"
+                            : "the CA's policy does not load here; proxies get no configuration",
+                 1, "error", set.num_errors > 0 ? set.errors[0].text : "?");
         policy_set_cleanup(&set);
+        pc->failed_digest = digest;
         return false;
     }
     policy_set_cleanup(&pc->set);
     pc->set = set;
     policy_config_resolve(&pc->config, &pc->set);
     pc->policy_version = snap->policy_version;
+    pc->policy_digest = digest;
+    pc->loaded = true;
     return true;
 }
 
 bool agent_proxycfg_update(struct agent_proxycfg *pc, Weft__Ca__V1__NodeSnapshot *snap)
 {
-    bool changed = pc->snap == NULL;
-    if (snap->policy_version != pc->policy_version && load_policy(pc, snap)) {
+    bool changed = false;
+    uint64_t pd = policy_digest(snap), dd = dir_digest(snap), nd = deny_digest(snap);
+    if ((!pc->loaded || pd != pc->policy_digest) && load_policy(pc, snap, pd)) {
         changed = true;
     }
-    uint64_t dd = deny_digest(snap);
+    changed |= pc->snap == NULL || dd != pc->dir_digest || nd != pc->deny_digest;
     if (pc->snap != NULL) {
-        changed |= snap->directory_version != pc->snap->directory_version;
-        changed |= dd != pc->deny_digest;
         protobuf_c_message_free_unpacked(&pc->snap->base, NULL);
     }
     pc->snap = snap;
-    pc->deny_digest = dd;
+    pc->dir_digest = dd;
+    pc->deny_digest = nd;
     if (changed) {
         pc->sequence++;
     }
@@ -390,10 +532,17 @@ int agent_proxy_stream_init(struct agent_proxy_stream *ps, const char *spiffe_id
     }
     snprintf(ps->ns, sizeof(ps->ns), "%.*s", ns_len - 4, path + 4);
     snprintf(ps->sa, sizeof(ps->sa), "%.*s", end - sa_len, path + sa_len);
-    for (size_t i = 0; i < sel->num && ps->num_labels < nitems(ps->label_keys); i++) {
+    for (size_t i = 0; i < sel->num; i++) {
         const char *kv = sel->sel[i];
         if (strncmp(kv, "k8s:pod-label:", 14) != 0 || strchr(kv + 14, ':') == NULL) {
             continue;
+        }
+        if (ps->num_labels == nitems(ps->label_keys)) { /* a policy on a label left out could
+                                                           fail to apply: refuse instead */
+            snprintf(why, why_len, "%.200s: the pod has over %zu labels", spiffe_id,
+                     nitems(ps->label_keys));
+            agent_proxy_stream_cleanup(ps);
+            return WEFT_ELIMIT;
         }
         kv += 14;
         const char *colon = strchr(kv, ':');
@@ -428,7 +577,14 @@ void agent_proxy_stream_cleanup(struct agent_proxy_stream *ps)
 int agent_proxycfg_build(struct agent_proxycfg *pc, struct agent_proxy_stream *ps,
                          Weft__Agent__V1__ProxyConfigResponse *resp, char *why, size_t why_len)
 {
-    if (!ps->compiled || ps->policy_version != pc->policy_version) {
+    if (pc->snap == NULL) {
+        return WEFT_EAGAIN; /* nothing from the CA yet: nothing is sent, rather than defaults */
+    }
+    if (!pc->loaded) {
+        snprintf(why, why_len, "the CA's policy does not load on this agent (see its log)");
+        return WEFT_EINVAL;
+    }
+    if (!ps->compiled || ps->policy_digest != pc->policy_digest) {
         struct policy_workload w = {ps->ns, ps->sa, (const char *const *)ps->label_keys,
                                     (const char *const *)ps->label_values, ps->num_labels};
         struct policy_snapshot *snap = NULL;
@@ -444,7 +600,7 @@ int agent_proxycfg_build(struct agent_proxycfg *pc, struct agent_proxy_stream *p
         free(ps->policy);
         ps->policy = enc;
         ps->policy_len = len;
-        ps->policy_version = pc->policy_version;
+        ps->policy_digest = pc->policy_digest;
         ps->compiled = true;
     }
     weft__agent__v1__proxy_config_response__init(resp);
@@ -452,13 +608,11 @@ int agent_proxycfg_build(struct agent_proxycfg *pc, struct agent_proxy_stream *p
     resp->spiffe_id = ps->spiffe_id;
     resp->policy = (ProtobufCBinaryData){ps->policy_len, ps->policy};
     resp->policy_version = pc->policy_version;
-    if (pc->snap != NULL) {
-        resp->directory = pc->snap->directory;
-        resp->n_directory = pc->snap->n_directory;
-        resp->directory_version = pc->snap->directory_version;
-        resp->deny_list = pc->snap->deny_list;
-        resp->n_deny_list = pc->snap->n_deny_list;
-    }
+    resp->directory = pc->snap->directory;
+    resp->n_directory = pc->snap->n_directory;
+    resp->directory_version = pc->snap->directory_version;
+    resp->deny_list = pc->snap->deny_list;
+    resp->n_deny_list = pc->snap->n_deny_list;
     for (size_t i = 0; i < ps->num_claims; i++) {
         Weft__Agent__V1__AddressClaim *c = &ps->out_claims[i];
         weft__agent__v1__address_claim__init(c);

@@ -558,6 +558,23 @@ size_t agent_svids_identities(struct agent_svids *s, const struct agent_selector
     return n;
 }
 
+bool agent_svids_holds(struct agent_svids *s, const struct agent_selectors *sel,
+                       const char *spiffe_id, int64_t now, struct agent_identity *out)
+{
+    pthread_mutex_lock(&s->mu);
+    bool found = false;
+    for (size_t i = 0; i < s->num && s->bundle != NULL && !found; i++) {
+        const struct held *h = &s->h[i];
+        found = strcmp(h->spiffe_id, spiffe_id) == 0 && entitled(h, sel, now);
+        if (found && out != NULL) {
+            snprintf(out->entry_id, sizeof(out->entry_id), "%s", h->entry_id);
+            snprintf(out->spiffe_id, sizeof(out->spiffe_id), "%s", h->spiffe_id);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return found;
+}
+
 size_t agent_svids_bundles(struct agent_svids *s, const struct agent_selectors *sel, int64_t now,
                            X509BundlesResponse *resp)
 {

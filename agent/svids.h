@@ -92,6 +92,11 @@ struct agent_identity {
 size_t agent_svids_identities(struct agent_svids *s, const struct agent_selectors *sel, int64_t now,
                               struct agent_identity *out, size_t cap);
 
+/* agent_svids_holds reports whether a workload with |sel| holds a valid SVID for |spiffe_id| at
+ * |now|; if so, |out| (may be NULL) gets that identity. */
+bool agent_svids_holds(struct agent_svids *s, const struct agent_selectors *sel,
+                       const char *spiffe_id, int64_t now, struct agent_identity *out);
+
 void agent_svids_stats(struct agent_svids *s, int64_t now, struct agent_svids_stats *out);
 
 /* agent_svids_each calls |fn| for every entry, under the lock, with its SPIFFE ID and the

@@ -12,9 +12,11 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent/peer.h"
+#include "lib/base/hash.h"
 #include "lib/base/log.h"
 #include "lib/base/mem.h"
 #include "lib/transport/grpcfd.h"
@@ -30,6 +32,7 @@ struct watcher {
     struct weft_peer peer;
     struct agent_selectors sel;
     void *proxy; /* KIND_PROXY_CONFIG: the agent's state for it, once its request came */
+    time_t opened;
 };
 
 /* digest: FNV-1a over a message's encoding (to tell a changed snapshot from the same one). */
@@ -38,10 +41,7 @@ static uint64_t digest(const ProtobufCMessage *m)
     size_t len = protobuf_c_message_get_packed_size(m);
     uint8_t *buf = weft_xmalloc(len + 1);
     protobuf_c_message_pack(m, buf);
-    uint64_t h = UINT64_C(14695981039346656037);
-    for (size_t i = 0; i < len; i++) {
-        h = (h ^ buf[i]) * UINT64_C(1099511628211);
-    }
+    uint64_t h = weft_fnv1a(WEFT_FNV1A_INIT, buf, len);
     free(buf);
     return h;
 }
@@ -115,6 +115,7 @@ static grpc_status_code snapshot(struct agent_wlapi *w, struct watcher *wt,
                                  char details[RPC_DETAILS_LEN])
 {
     size_t n = 0;
+    bool wait = false; /* nothing to send yet, and no reason to end the stream */
     X509SVIDResponse svids = X509_SVIDRESPONSE__INIT;
     X509BundlesResponse bundles = X509_BUNDLES_RESPONSE__INIT;
     JWTBundlesResponse jwt_bundles = JWTBUNDLES_RESPONSE__INIT;
@@ -130,20 +131,24 @@ static grpc_status_code snapshot(struct agent_wlapi *w, struct watcher *wt,
         m = &bundles.base;
         break;
     case KIND_JWT_BUNDLES:
-        n = w->ops.jwt_bundles(w->ops.arg, &wt->sel, &jwt_bundles);
+        n = w->ops.jwt_bundles(w->ops.arg, &wt->sel, &jwt_bundles, &wait);
         m = &jwt_bundles.base;
         break;
     case KIND_PROXY_CONFIG:
         if (wt->proxy == NULL) {
             return GRPC_STATUS_OK; /* its request has not come yet */
         }
-        grpc_status_code st = w->ops.proxy_config(w->ops.arg, wt->proxy, &wt->sel, &proxy, details);
+        grpc_status_code st =
+            w->ops.proxy_config(w->ops.arg, wt->proxy, &wt->sel, &proxy, &wait, details);
         if (st != GRPC_STATUS_OK) {
             return st;
         }
         n = 1;
         m = &proxy.base;
         break;
+    }
+    if (wait) {
+        return GRPC_STATUS_OK;
     }
     if (n == 0) {
         snprintf(details, RPC_DETAILS_LEN, "no identity issued");
@@ -188,6 +193,15 @@ static grpc_status_code stream_open(void *arg, const struct rpc_ctx *ctx, struct
         snprintf(details, RPC_DETAILS_LEN, "the agent is not ready yet: retry");
         return GRPC_STATUS_UNAVAILABLE;
     }
+    size_t same_uid = 0;
+    for (const struct watcher *o = w->watchers; o != NULL; o = o->next) {
+        same_uid += o->peer.local.uid == ctx->peer.local.uid;
+    }
+    if (same_uid >= AGENT_WLAPI_MAX_STREAMS_PER_UID) { /* one workload cannot take them all */
+        snprintf(details, RPC_DETAILS_LEN, "uid %u has %d streams open already: retry",
+                 (unsigned)ctx->peer.local.uid, AGENT_WLAPI_MAX_STREAMS_PER_UID);
+        return GRPC_STATUS_UNAVAILABLE;
+    }
     if (w->num_watchers >= AGENT_WLAPI_MAX_STREAMS) {
         snprintf(details, RPC_DETAILS_LEN, "the agent serves %d streams already: retry",
                  AGENT_WLAPI_MAX_STREAMS);
@@ -198,6 +212,7 @@ static grpc_status_code stream_open(void *arg, const struct rpc_ctx *ctx, struct
     wt->kind = kind;
     wt->pid = (int)ctx->peer.local.pid;
     wt->peer = ctx->peer;
+    wt->opened = time(NULL);
     char why[256] = "";
     char pid[16], uid[16];
     snprintf(pid, sizeof(pid), "%d", wt->pid);
@@ -208,8 +223,10 @@ static grpc_status_code stream_open(void *arg, const struct rpc_ctx *ctx, struct
     if (rc == WEFT_OK && kind == KIND_PROXY_CONFIG) {
         /* a proxy without an SVID has nothing to be configured for */
         X509SVIDResponse svids = X509_SVIDRESPONSE__INIT;
-        rc = w->ops.x509(w->ops.arg, &wt->sel, &svids) > 0 ? WEFT_OK : WEFT_ENOTFOUND;
-        snprintf(why, sizeof(why), "no entry matches its selectors");
+        if (w->ops.x509(w->ops.arg, &wt->sel, &svids) == 0) {
+            rc = WEFT_ENOTFOUND;
+            snprintf(why, sizeof(why), "no entry matches its selectors");
+        }
     }
     if (rc != WEFT_OK || snapshot(w, wt, sdetails) != GRPC_STATUS_OK) {
         weft_log(WEFT_LOG_WARN, "workload api: no identity for the caller", 4, "method",
@@ -290,6 +307,20 @@ void agent_wlapi_changed(struct agent_wlapi *w)
             /* entitled to nothing any more (revoked, deleted): say so and end the stream */
             rpc_stream_set_user(wt->s, NULL);
             rpc_stream_finish(wt->s, st, details);
+            unlink_watcher(w, wt);
+        }
+    }
+}
+
+void agent_wlapi_sweep(struct agent_wlapi *w, time_t now)
+{
+    for (struct watcher *wt = w->watchers, *next; wt != NULL; wt = next) {
+        next = wt->next;
+        if (wt->kind == KIND_PROXY_CONFIG && wt->proxy == NULL &&
+            now - wt->opened >= AGENT_WLAPI_REQUEST_WAIT_S) {
+            rpc_stream_set_user(wt->s, NULL);
+            rpc_stream_finish(wt->s, GRPC_STATUS_DEADLINE_EXCEEDED,
+                              "no ProxyConfigRequest came within the time allowed");
             unlink_watcher(w, wt);
         }
     }

@@ -15,7 +15,8 @@
  *
  * The SVIDs and bundles themselves come from the agent through agent_wlapi_ops; when any of
  * them changes, agent_wlapi_changed() sends every open stream whose snapshot changed its new
- * one (or ends it PERMISSION_DENIED when its caller is entitled to nothing any more). Handlers and
+ * one (or ends it, PERMISSION_DENIED when its caller is entitled to nothing any more, with the
+ * status the agent gives for a proxy configuration it cannot build). Handlers and
  * pushes run on the thread that polls the rpc_server the API was added to.
  *
  * The same socket serves weft's own weft.agent.v1.ProxyConfig/Watch (the standard forbids
@@ -26,7 +27,9 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
+#include "agent/peer.h"
 #include "agent/selectors.h"
 #include "lib/base/err.h"
 #include "lib/rpc/rpc.h"
@@ -37,7 +40,16 @@
 #define AGENT_WLAPI_DEFAULT_SOCKET "/run/weft/agent.sock"
 #define AGENT_WLAPI_HEADER "workload.spiffe.io"
 #define AGENT_WLAPI_MAX_STREAMS 4096
+#define AGENT_WLAPI_MAX_STREAMS_PER_UID 256 /* so that one workload cannot take them all */
+#define AGENT_WLAPI_REQUEST_WAIT_S 10       /* for a ProxyConfig stream's request */
 #define AGENT_PROXY_CONFIG_PATH "/weft.agent.v1.ProxyConfig/Watch"
+
+/* agent_peer_from is the caller lib/transport recorded for a call on the socket. */
+static inline struct agent_peer agent_peer_from(const struct weft_peer *w)
+{
+    struct agent_peer p = {(pid_t)w->local.pid, w->local.uid, w->local.gid, w->local.start_time};
+    return p;
+}
 
 struct agent_wlapi_ops {
     /* ready: the agent can serve (it holds the trust bundle). */
@@ -55,21 +67,24 @@ struct agent_wlapi_ops {
     /* weft.agent.v1.ProxyConfig (agent/proxycfg.h). proxy_open: the stream's request came from
      * |caller|: make the stream's state in |*state|, or return the status to end it with
      * (|details| filled). proxy_config: fill |resp| for the stream (pointing into the agent's
-     * storage until it changes), or return the status to end it with. proxy_close: the
-     * stream is over. */
+     * storage until it changes), or set |*wait| when there is nothing to send yet (the first
+     * snapshot from the CA has not come), or return the status to end it with. proxy_close:
+     * the stream is over. */
     grpc_status_code (*proxy_open)(void *arg, const struct weft_peer *caller,
                                    const struct agent_selectors *sel,
                                    const Weft__Agent__V1__ProxyConfigRequest *req, void **state,
                                    char details[RPC_DETAILS_LEN]);
     grpc_status_code (*proxy_config)(void *arg, void *state, const struct agent_selectors *sel,
-                                     Weft__Agent__V1__ProxyConfigResponse *resp,
+                                     Weft__Agent__V1__ProxyConfigResponse *resp, bool *wait,
                                      char details[RPC_DETAILS_LEN]);
     void (*proxy_close)(void *arg, void *state);
     /* The JWT-SVID profile (NULL: its calls are answered UNIMPLEMENTED). jwt_bundles: as
-     * bundles, for FetchJWTBundles. jwt_svid and jwt_validate: answer a request that passed
-     * every check (header, mandatory fields, ready, attested) into |resp| (the agent's storage,
-     * valid until its next answer), or return the status to fail with (|details| filled). */
-    size_t (*jwt_bundles)(void *arg, const struct agent_selectors *sel, JWTBundlesResponse *resp);
+     * bundles, for FetchJWTBundles, or |*wait| while the CA's keys have not come. jwt_svid and
+     * jwt_validate: answer a request that passed every check (header, mandatory fields, ready,
+     * attested) into |resp| (the agent's storage, valid until its next answer), or return the
+     * status to fail with (|details| filled). */
+    size_t (*jwt_bundles)(void *arg, const struct agent_selectors *sel, JWTBundlesResponse *resp,
+                          bool *wait);
     grpc_status_code (*jwt_svid)(void *arg, const struct agent_selectors *sel,
                                  const JWTSVIDRequest *req, JWTSVIDResponse *resp,
                                  char details[RPC_DETAILS_LEN]);
@@ -95,6 +110,10 @@ WEFT_MUST_USE int agent_wlapi_serve(struct agent_wlapi *w, char *err, size_t err
 /* agent_wlapi_changed sends every open stream its snapshot again (call it on the rpc thread
  * after the SVIDs, bundles or revocations changed). */
 void agent_wlapi_changed(struct agent_wlapi *w);
+
+/* agent_wlapi_sweep ends ProxyConfig streams whose request has not come within
+ * AGENT_WLAPI_REQUEST_WAIT_S (call it every second or so, on the rpc thread). */
+void agent_wlapi_sweep(struct agent_wlapi *w, time_t now);
 
 /* agent_wlapi_streams returns how many streams are open. */
 size_t agent_wlapi_streams(const struct agent_wlapi *w);

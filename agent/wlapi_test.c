@@ -38,8 +38,7 @@ static int p_attest(void *arg, const struct weft_peer *caller, struct agent_sele
                     char *why, size_t why_len)
 {
     (void)arg;
-    struct agent_peer p = {caller->local.pid, caller->local.uid, caller->local.gid,
-                           caller->local.start_time};
+    struct agent_peer p = agent_peer_from(caller);
     return agent_attest_unix(&p, "/proc", out, why, why_len);
 }
 
@@ -80,9 +79,16 @@ static size_t p_bundles(void *arg, const struct agent_selectors *sel, X509Bundle
     return 1;
 }
 
-static size_t p_jwt_bundles(void *arg, const struct agent_selectors *sel, JWTBundlesResponse *resp)
+static atomic_bool jwt_keys_missing; /* the CA's JWT keys have not come */
+
+static size_t p_jwt_bundles(void *arg, const struct agent_selectors *sel, JWTBundlesResponse *resp,
+                            bool *wait)
 {
     (void)arg;
+    *wait = atomic_load(&jwt_keys_missing);
+    if (*wait) {
+        return 0;
+    }
     static JWTBundlesResponse__BundlesEntry e, *entries[1];
     static char jwks[] = "{\"keys\":[]}";
     if (atomic_load(&nobody_entitled) || !agent_selectors_has(sel, entitled)) {
@@ -235,8 +241,13 @@ Test(wlapi, the_checks_come_in_the_standards_order)
     atomic_store(&nobody_entitled, true);
     cr_assert_eq(ended_with(fetch(ch, "FetchX509SVID", true)), GRPC_STATUS_PERMISSION_DENIED);
     cr_assert_eq(ended_with(fetch(ch, "FetchX509Bundles", true)), GRPC_STATUS_PERMISSION_DENIED);
-    /* the WIT profile is not served */
+    /* the WIT profile is not served, nor the proxy config by an agent without it */
     cr_assert_eq(ended_with(fetch(ch, "FetchWITSVID", true)), GRPC_STATUS_UNIMPLEMENTED);
+    grpc_metadata md = {.key = grpc_slice_from_static_string(AGENT_WLAPI_HEADER),
+                        .value = grpc_slice_from_static_string("true")};
+    struct rpc_client_stream *pcs =
+        rpc_client_stream_open_md(ch, AGENT_PROXY_CONFIG_PATH, 20000, &md, 1);
+    cr_assert_eq(ended_with(pcs), GRPC_STATUS_UNIMPLEMENTED);
     grpc_channel_destroy(ch);
 }
 
@@ -334,6 +345,21 @@ Test(wlapi, the_jwt_calls_check_header_fields_readiness_and_identity_in_that_ord
     atomic_store(&ready, false);
     cr_assert_eq(jwt_call(ch, "FetchJWTSVID", &req.base, &jwtsvidresponse__descriptor, true, &m),
                  GRPC_STATUS_UNAVAILABLE);
+    atomic_store(&nobody_entitled, true);
+    cr_assert_eq(jwt_call(ch, "FetchJWTSVID", &req.base, &jwtsvidresponse__descriptor, false, &m),
+                 GRPC_STATUS_INVALID_ARGUMENT, "the header first, before readiness and identity");
+    cr_assert_eq(jwt_call(ch, "FetchJWTSVID", &req.base, &jwtsvidresponse__descriptor, true, &m),
+                 GRPC_STATUS_UNAVAILABLE, "readiness before identity");
+    atomic_store(&nobody_entitled, false);
+    ValidateJWTSVIDRequest nv = VALIDATE_JWTSVIDREQUEST__INIT;
+    nv.audience = "db";
+    nv.svid = "token-for-db";
+    cr_assert_eq(
+        jwt_call(ch, "ValidateJWTSVID", &nv.base, &validate_jwtsvidresponse__descriptor, false, &m),
+        GRPC_STATUS_INVALID_ARGUMENT);
+    cr_assert_eq(
+        jwt_call(ch, "ValidateJWTSVID", &nv.base, &validate_jwtsvidresponse__descriptor, true, &m),
+        GRPC_STATUS_UNAVAILABLE);
     atomic_store(&ready, true);
     atomic_store(&nobody_entitled, true);
     cr_assert_eq(jwt_call(ch, "FetchJWTSVID", &req.base, &jwtsvidresponse__descriptor, true, &m),
@@ -362,9 +388,17 @@ Test(wlapi, the_jwt_calls_check_header_fields_readiness_and_identity_in_that_ord
         jwt_call(ch, "ValidateJWTSVID", &v.base, &validate_jwtsvidresponse__descriptor, true, &m),
         GRPC_STATUS_INVALID_ARGUMENT);
 
-    /* FetchJWTBundles is a stream like FetchX509Bundles */
+    /* FetchJWTBundles is a stream like FetchX509Bundles: the header first; before the CA's keys
+     * come it stays open and silent (not PERMISSION_DENIED), then sends them */
+    cr_assert_eq(ended_with(fetch(ch, "FetchJWTBundles", false)), GRPC_STATUS_INVALID_ARGUMENT);
+    atomic_store(&jwt_keys_missing, true);
     struct rpc_client_stream *cs = fetch(ch, "FetchJWTBundles", true);
     JWTBundlesResponse *b = NULL;
+    cr_assert_eq(rpc_client_stream_recv(cs, &jwtbundles_response__descriptor, 1 << 20, 300,
+                                        (ProtobufCMessage **)&b),
+                 WEFT_EAGAIN, "nothing yet");
+    atomic_store(&jwt_keys_missing, false);
+    atomic_store(&push, true);
     cr_assert_eq(rpc_client_stream_recv(cs, &jwtbundles_response__descriptor, 1 << 20, T_MS,
                                         (ProtobufCMessage **)&b),
                  WEFT_OK);

@@ -64,6 +64,8 @@ static void setup(void)
         WEFT_OK);
     struct rpc_status st;
     cr_assert_eq(agent_proc_entry(&ca, ME, geteuid(), &st), WEFT_OK, "%s", st.details);
+    agent.extra[0] = "--claim-cidr"; /* where the tests' namespaces have their addresses */
+    agent.extra[1] = "198.18.0.0/15";
     cr_assert_eq(agent_proc_start(&agent, true), WEFT_OK);
     cr_assert_eq(agent_proc_wait_served(&agent, 1, 20000), WEFT_OK, "see %s", agent.log);
 }
@@ -114,8 +116,8 @@ Test(agent_config, a_proxy_claims_its_own_address_and_finds_it_in_the_directory)
     cr_assert_eq(ex, 0, "%s (agent log: %s)", out, agent.log);
     cr_assert(strstr(out, "status=0 id=" ME " ") != NULL, "%s", out);
     cr_assert(strstr(out, "198.18.0.9:8080:1") != NULL, "its own address is accepted: %s", out);
-    cr_assert(strstr(out, "198.18.0.10:0:198.18.0.10 is not configured in the caller's network "
-                          "namespace") != NULL,
+    cr_assert(strstr(out, "198.18.0.10:0:198.18.0.10 is not configured on an interface that is up "
+                          "in the caller's network namespace") != NULL,
               "another is refused, with the reason: %s", out);
     cr_assert(strstr(out, "listed=1") != NULL, "%s", out);
     cr_assert(strstr(out, "policy_bytes=0 ") == NULL, "the policy is compiled: %s", out);
@@ -132,10 +134,24 @@ Test(agent_config, a_workload_in_the_nodes_network_namespace_claims_nothing)
 {
     int ex;
     const char *out = run(0, "--proxy-config 198.18.0.9 --messages 1", &ex);
+    cr_assert_eq(ex, 0, "a config (with no accepted claim to look for): %s", out);
     cr_assert(strstr(out, "status=0 id=" ME " ") != NULL, "%s", out);
     cr_assert(strstr(out, "198.18.0.9:0:the caller runs in the node's network namespace") != NULL,
               "%s", out);
-    cr_assert_eq(directory_size(), 0);
+    char metrics[65536];
+    cr_assert_eq(agent_proc_http(&agent, "/metrics", metrics, sizeof(metrics)), 200);
+    cr_assert_eq(agent_proc_metric(metrics, "weft_agent_directory_claims_refused_total", -1), 1);
+    cr_assert_eq(agent_proc_metric(metrics, "weft_agent_directory_claims_accepted_total", -1), 0,
+                 "nothing went to the CA's directory");
+}
+
+Test(agent_config, nobody_gets_an_identity_it_does_not_hold)
+{
+    int ex;
+    const char *out = run(0, "--jwt db --id spiffe://" TD "/ns/shop/sa/other", &ex);
+    cr_assert(strstr(out, "status=7 ") != NULL, "a JWT-SVID for another's ID: %s", out);
+    out = run(0, "--proxy-config 198.18.0.9 --id spiffe://" TD "/ns/shop/sa/other", &ex);
+    cr_assert(strstr(out, "status=7 ") != NULL, "a proxy config for another's ID: %s", out);
 }
 
 Test(agent_config, a_jwt_svid_validates_here_and_through_the_agent)

@@ -17,8 +17,9 @@
  *     reads configs until the directory maps each accepted address to the config's identity
  *     (at most --messages, default 10), then:
  *       status=0 id=ID policy_bytes=N directory=N claims=ADDR:1;ADDR:0:REASON;... listed=1
- *   --netns IPV4 (root, before anything else): run in a network namespace of its own whose
- *     loopback carries IPV4. */
+ *   --netns IPV4 (root, before anything else): run in a network namespace of its own with IPV4
+ *     on an interface (test/testlib/net.h).
+ *   --id SPIFFE_ID: with --jwt or --proxy-config, ask for that identity. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +90,8 @@ static grpc_status_code call(grpc_channel *ch, const char *path, const ProtobufC
     return *resp != NULL ? GRPC_STATUS_OK : st.code;
 }
 
+static const char *want_id = ""; /* --id */
+
 static int jwt_mode(grpc_channel *ch, const char *audience)
 {
     char details[RPC_DETAILS_LEN];
@@ -96,6 +99,7 @@ static int jwt_mode(grpc_channel *ch, const char *audience)
     JWTSVIDRequest req = JWTSVIDREQUEST__INIT;
     req.audience = aud;
     req.n_audience = 1;
+    req.spiffe_id = (char *)want_id;
     JWTSVIDResponse *svid = NULL;
     grpc_status_code st =
         call(ch, "/SpiffeWorkloadAPI/FetchJWTSVID", &req.base, &jwtsvidresponse__descriptor,
@@ -182,6 +186,7 @@ static int proxy_mode(grpc_channel *ch, char *addrs, int want)
         list[req.n_addresses++] = a;
     }
     req.addresses = list;
+    req.spiffe_id = (char *)want_id;
     struct rpc_client_stream *cs =
         rpc_client_stream_open_md(ch, "/weft.agent.v1.ProxyConfig/Watch", 120000, &header_md, 1);
     if (cs == NULL || rpc_client_stream_send(cs, &req.base, 5000) != WEFT_OK) {
@@ -241,6 +246,8 @@ int main(int argc, char **argv)
             proxy = argv[++i];
         } else if (strcmp(argv[i], "--netns") == 0 && i + 1 < argc) {
             netns = argv[++i];
+        } else if (strcmp(argv[i], "--id") == 0 && i + 1 < argc) {
+            want_id = argv[++i];
         }
     }
     if (netns != NULL && testlib_netns_own(netns) != 0) {

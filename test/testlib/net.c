@@ -3,6 +3,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sched.h>
@@ -30,7 +32,6 @@ int testlib_listen_loopback(int *port)
 int testlib_netns_own(const char *ipv4)
 {
     struct ifreq ifr = {0};
-    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
     struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
     sin->sin_family = AF_INET;
     if (inet_pton(AF_INET, ipv4, &sin->sin_addr) != 1) {
@@ -40,6 +41,15 @@ int testlib_netns_own(const char *ipv4)
     if (unshare(CLONE_NEWNET) != 0) {
         return -1;
     }
+    /* a TUN interface: made with ioctls alone (no netlink, no iproute2), and it lives as long
+     * as its descriptor, left open on purpose for the life of the process */
+    int tun = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+    struct ifreq t = {.ifr_flags = IFF_TUN | IFF_NO_PI};
+    snprintf(t.ifr_name, sizeof(t.ifr_name), "weft0");
+    if (tun < 0 || ioctl(tun, TUNSETIFF, &t) != 0) {
+        return -1;
+    }
+    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", t.ifr_name);
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     int rc = -1;
     if (s >= 0 && ioctl(s, SIOCSIFADDR, &ifr) == 0 && ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {

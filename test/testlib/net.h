@@ -8,9 +8,9 @@
 int testlib_listen_loopback(int *port);
 
 /* testlib_netns_own moves the calling process (single-threaded: before grpc_init) into a new
- * network namespace whose loopback interface is up and carries the IPv4 address |ipv4| (in
- * place of 127.0.0.1; use 198.18.0.0/15). Needs root. The namespace goes with the process.
- * Returns 0, or -1 with errno set. */
+ * network namespace with one interface, weft0 (a TUN device, up), carrying the IPv4 address
+ * |ipv4| (use 198.18.0.0/15). Needs root and /dev/net/tun. The namespace and the interface go
+ * with the process. Returns 0, or -1 with errno set. */
 int testlib_netns_own(const char *ipv4);
 
 #endif
