@@ -43,12 +43,6 @@ static void *admin(const char *method, const ProtobufCMessage *req,
     return resp;
 }
 
-static void entry_for(const char *id, unsigned uid)
-{
-    struct rpc_status st;
-    cr_assert_eq(agent_proc_entry(&ca, id, uid, &st), WEFT_OK, "CreateEntry: %s", st.details);
-}
-
 static void agent_start(bool with_token)
 {
     for (size_t i = 0; i < nitems(agent_extra); i++) {
@@ -77,35 +71,76 @@ static void wait_served(void)
                  "the agent never served an SVID; see %s", agent.log);
 }
 
-static void setup_with(const char *intermediate_ttl)
-{
-    grpc_init();
-    cr_assert_eq(ca_proc_init(&ca), WEFT_OK);
-    if (intermediate_ttl != NULL) {
-        ca_flags[0] = "--intermediate-ttl";
-        ca_flags[1] = intermediate_ttl;
-        ca.extra[0] = ca_flags[0];
-        ca.extra[1] = ca_flags[1];
-    }
-    cr_assert_eq(ca_proc_start(&ca, "1h"), WEFT_OK, "see %s/ca.log", ca.dir);
-    cr_assert_eq(agent_proc_init(&agent, &ca), WEFT_OK);
-    cr_assert_eq(
-        agent_proc_copy_runfile(&ca, FETCH_BIN, "wlapi_fetch", fetch_bin, sizeof(fetch_bin)),
-        WEFT_OK);
-    entry_for("spiffe://" TD "/ns/test/sa/me", geteuid());
-    entry_for("spiffe://" TD "/ns/test/sa/other", OTHER_UID);
-    agent_start(true);
-    wait_served();
-}
-
-static void setup(void) { setup_with(NULL); }
-
 static void teardown(void)
 {
     agent_stop();
     ca_proc_cleanup(&ca);
     grpc_shutdown();
 }
+
+/* dump copies |path| to stderr (the test log): the directory goes with the teardown. */
+static void dump(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return;
+    }
+    fprintf(stderr, "--- %s\n", path);
+    char line[1024];
+    while (fgets(line, sizeof(line), f) != NULL) {
+        fputs(line, stderr);
+    }
+    fclose(f);
+}
+
+/* start_with starts the CA, the entries and the agent; false with |why| set. */
+static bool start_with(const char *intermediate_ttl, char *why, size_t why_len)
+{
+    struct rpc_status st = {0};
+    if (intermediate_ttl != NULL) {
+        ca_flags[0] = "--intermediate-ttl";
+        ca_flags[1] = intermediate_ttl;
+        ca.extra[0] = ca_flags[0];
+        ca.extra[1] = ca_flags[1];
+    }
+    const char *step = "the CA did not start";
+    bool ok = ca_proc_start(&ca, "1h") == WEFT_OK;
+    ok = ok && (step = "no join token", agent_proc_init(&agent, &ca) == WEFT_OK);
+    ok = ok && (step = "cannot copy wlapi_fetch",
+                agent_proc_copy_runfile(&ca, FETCH_BIN, "wlapi_fetch", fetch_bin,
+                                        sizeof(fetch_bin)) == WEFT_OK);
+    ok = ok &&
+         (step = "CreateEntry",
+          agent_proc_entry(&ca, "spiffe://" TD "/ns/test/sa/me", geteuid(), &st) == WEFT_OK &&
+              agent_proc_entry(&ca, "spiffe://" TD "/ns/test/sa/other", OTHER_UID, &st) == WEFT_OK);
+    for (size_t i = 0; ok && i < nitems(agent_extra); i++) {
+        agent.extra[i] = agent_extra[i];
+    }
+    ok = ok && (step = "the agent did not start", agent_proc_start(&agent, true) == WEFT_OK);
+    ok = ok && (step = "the agent never served an SVID",
+                agent_proc_wait_served(&agent, 2, 20000) == WEFT_OK);
+    if (!ok) {
+        snprintf(why, why_len, "%s %s", step, st.details);
+    }
+    return ok;
+}
+
+static void setup_with(const char *intermediate_ttl)
+{
+    grpc_init();
+    cr_assert_eq(ca_proc_init(&ca), WEFT_OK);
+    char why[512];
+    if (!start_with(intermediate_ttl, why, sizeof(why))) {
+        dump(agent.log);
+        char log[128];
+        snprintf(log, sizeof(log), "%s/ca.log", ca.dir);
+        dump(log);
+        teardown(); /* Criterion runs no .fini after a failed .init */
+        cr_assert_fail("setup: %s (the logs are above)", why);
+    }
+}
+
+static void setup(void) { setup_with(NULL); }
 
 TestSuite(agent, .init = setup, .fini = teardown, .timeout = 90);
 
@@ -260,10 +295,11 @@ Test(agent_rotation, the_stream_delivers_each_rotated_svid_and_it_verifies)
     cr_assert(done == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
-/* wait_for_text waits, at most |seconds|, until |path| holds |needle| |times| times. */
+/* wait_for_text waits, at most |seconds| (0: looks once), until |path| holds |needle| |times|
+ * times. */
 static bool wait_for_text(const char *path, const char *needle, int times, int seconds)
 {
-    for (int i = 0; i < seconds * 10; i++) {
+    for (int i = 0;; i++) {
         FILE *f = fopen(path, "r");
         if (f != NULL) {
             char buf[16384];
@@ -278,9 +314,11 @@ static bool wait_for_text(const char *path, const char *needle, int times, int s
                 return true;
             }
         }
+        if (i + 1 >= seconds * 10) {
+            return false;
+        }
         usleep(100 * 1000);
     }
-    return false;
 }
 
 static char alerts[160], alert_cmd[400];
@@ -302,33 +340,81 @@ static void teardown_paging(void)
     unlink(alerts);
 }
 
-TestSuite(agent_paging, .init = setup_paging, .fini = teardown_paging, .timeout = 120);
+TestSuite(agent_paging, .init = setup_paging, .fini = teardown_paging, .timeout = 150);
+
+/* metric reads one series of the agent's /metrics (-1 when it is not there). */
+static double metric(const char *series) { return agent_proc_metric(metrics(), series, -1); }
+
+#define CONNECTED "weft_agent_ca_connected"
+#define MINT_FAILURES "weft_agent_svid_mint_failures_total"
+
+/* wait_metric polls, at most |seconds|, until |series| is above |above| (or, with |equal|, is
+ * |above|); returns the last value read. */
+static double wait_metric(const char *series, double above, bool equal, int seconds)
+{
+    double v = -1;
+    for (int i = 0; i < seconds * 10; i++) {
+        v = metric(series);
+        if (equal ? v == above : v > above) {
+            break;
+        }
+        usleep(100 * 1000);
+    }
+    return v;
+}
 
 Test(agent_paging, with_the_ca_down_svids_are_served_and_the_alert_fires_then_resolves)
 {
+    cr_assert_eq(wait_metric(CONNECTED, 1, true, 10), 1, "%s", metrics());
     ca_proc_stop(&ca, SIGKILL);
     /* served from memory while they are valid */
     cr_assert_str_eq(fetch(0, ""),
                      "status=0 svids=1 id=spiffe://" TD "/ns/test/sa/me verified=1\n");
+    cr_assert_eq(wait_metric(CONNECTED, 0, true, 20), 0, "the CA is down: %s", metrics());
     /* renewals fail (the SVIDs live ~40 s here, renewed every ~20 s): the page goes out */
-    cr_assert(wait_for_text(alerts, "\"status\":\"firing\"", 1, 60),
-              "no alert fired; see %s/agent.log", ca.dir);
+    cr_assert(wait_for_text(alerts, "\"status\":\"firing\"", 1, 60), "no alert fired; see %s",
+              agent.log);
     cr_assert(wait_for_text(alerts, "WeftSVIDRenewalFailing", 1, 1) ||
                   wait_for_text(alerts, "WeftSVIDRunwayLow", 1, 1),
               "one of the two pages");
-    /* the CA comes back: renewals succeed and every page that fired resolves */
+    cr_assert_eq(metric(CONNECTED), 0, "still down: %s", metrics());
+    /* the CA comes back (at once: the node SVID, capped by the same 40 s intermediates, must
+     * not lapse meanwhile, as its join token was used): renewals succeed and every page that
+     * fired resolves */
     cr_assert_eq(ca_proc_start(&ca, "1h"), WEFT_OK, "see %s/ca.log", ca.dir);
     FILE *f = fopen(alerts, "r");
     char buf[16384];
     size_t len = fread(buf, 1, sizeof(buf) - 1, f);
     fclose(f);
     buf[len] = '\0';
-    int fired = 0;
+    int pages = 0;
     for (const char *p = buf; (p = strstr(p, "\"status\":\"firing\"")) != NULL; p++) {
-        fired++;
+        pages++;
     }
-    cr_assert(wait_for_text(alerts, "\"status\":\"resolved\"", fired, 60),
-              "%d page(s) fired, not all resolved; see %s/agent.log", fired, ca.dir);
+    cr_assert(wait_for_text(alerts, "\"status\":\"resolved\"", pages, 60),
+              "%d page(s) fired, not all resolved; see %s", pages, agent.log);
+    /* reconnected (the agent's reconnect backoff is at most 30 s) */
+    cr_assert_eq(wait_metric(CONNECTED, 1, true, 40), 1, "the CA is back: %s", metrics());
     cr_assert_str_eq(fetch(0, ""),
                      "status=0 svids=1 id=spiffe://" TD "/ns/test/sa/me verified=1\n");
+}
+
+Test(agent_paging, with_the_ca_down_failed_renewals_are_counted)
+{
+    /* The node SVID lives an hour here too, but is capped by the 40 s intermediates, so its
+     * renewal may fail as well, when depends on when it was last renewed: the workload SVIDs'
+     * mints are what a CA down for their renewal fails for certain. This outage is not ended:
+     * the agent waits out its reconnect backoff (up to 30 s) after a failed renewal, which can
+     * outlast the intermediate the node SVID came from. */
+    cr_assert_eq(wait_metric(CONNECTED, 1, true, 10), 1, "%s", metrics());
+    double failures0 = metric(MINT_FAILURES);
+    cr_assert_geq(failures0, 0, "%s", metrics());
+    ca_proc_stop(&ca, SIGKILL);
+    cr_assert_eq(wait_metric(CONNECTED, 0, true, 20), 0, "the CA is down: %s", metrics());
+    double failures1 = wait_metric(MINT_FAILURES, failures0, false, 60);
+    cr_assert_gt(failures1, failures0, "no failed mint counted in 60 s: %s", metrics());
+    /* and it goes on counting them (the next attempt comes after a backoff of up to 30 s) */
+    double failures2 = wait_metric(MINT_FAILURES, failures1, false, 45);
+    cr_assert_gt(failures2, failures1, "one failure, then no more: %s", metrics());
+    cr_assert_eq(metric(CONNECTED), 0, "still down: %s", metrics());
 }
