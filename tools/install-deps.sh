@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages weft builds and tests with, when any is missing; says nothing
 # and takes well under a second when all are there. Usage: tools/install-deps.sh [--test]
-# (--test adds what the test command needs beyond the build: clang and libFuzzer).
+# (--test adds what the test command needs beyond the build: clang and libFuzzer, and for the
+# SPIFFE interop test node (Debian's nodejs and npm, unless a node is already on PATH) and
+# test/interop/node_modules, from `npm ci` of its package-lock.json when missing or older).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 build_pkgs=(
     bazel-bootstrap            # Bazel 4.2.3, offline
@@ -35,14 +38,30 @@ for p in "${pkgs[@]}"; do
         missing+=("$p")
     fi
 done
-[[ ${#missing[@]} -eq 0 ]] && exit 0
-
-sudo=()
-if [[ $(id -u) -ne 0 ]]; then
-    command -v sudo >/dev/null || { echo "install-deps: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
-    sudo=(sudo)
+if [[ "${1:-}" == "--test" ]]; then
+    command -v node >/dev/null || missing+=(nodejs)
+    command -v npm >/dev/null || missing+=(npm)
 fi
-echo "install-deps: installing ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-"${sudo[@]}" apt-get update -q >/dev/null
-"${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+
+if [[ ${#missing[@]} -gt 0 ]]; then
+    sudo=()
+    if [[ $(id -u) -ne 0 ]]; then
+        command -v sudo >/dev/null || { echo "install-deps: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+        sudo=(sudo)
+    fi
+    echo "install-deps: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -q >/dev/null
+    "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The interop test's client libraries (@grpc/grpc-js, @grpc/proto-loader), pinned by
+# test/interop/package-lock.json; the test itself never reaches the network. npm writes
+# node_modules/.package-lock.json last, so it is the install's date.
+if [[ "${1:-}" == "--test" ]]; then
+    interop=test/interop
+    if [[ ! "$interop/node_modules/.package-lock.json" -nt "$interop/package-lock.json" ]]; then
+        echo "install-deps: npm ci in $interop" >&2
+        (cd "$interop" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null)
+    fi
+fi
