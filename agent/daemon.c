@@ -92,6 +92,21 @@ static void sleep_ms(int64_t ms, const atomic_bool *stop)
 /* --- the CA thread -----------------------------------------------------------------------------
  */
 
+/* back_off waits |ms| after a failure to reach the CA, but no longer than until a workload SVID
+ * or the node SVID (at |renew_at|, 0: none) is due: an outage shorter than the backoff must
+ * not let the node SVID lapse (it could then only be replaced with a new join token). */
+static void back_off(struct agent *a, int64_t ms, int64_t renew_at)
+{
+    for (int64_t left = ms; left > 0 && !atomic_load(&a->stop); left -= 100) {
+        int64_t now = now_s();
+        if (agent_svids_next_due(a->svids) <= now || (renew_at != 0 && now >= renew_at)) {
+            return;
+        }
+        struct timespec ts = {0, (long)(left < 100 ? left : 100) * 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 /* ensure_identity joins or renews when due; returns whether a node SVID is held. */
 static bool ensure_identity(struct agent *a, int64_t *renew_at, uint32_t *failures)
 {
@@ -233,7 +248,7 @@ static void *ca_loop(void *arg)
             weft_log(watch_failures == 1 ? WEFT_LOG_ERROR : WEFT_LOG_WARN, "cannot reach the CA", 1,
                      "error", err);
             atomic_store(&a->ca_connected, false);
-            sleep_ms(agent_backoff_ms(watch_failures, agent_random_unit()), &a->stop);
+            back_off(a, agent_backoff_ms(watch_failures, agent_random_unit()), renew_at);
             continue;
         }
         if (watch != NULL && ch != watch_ch) { /* renewed: watch with the new identity */
@@ -283,7 +298,7 @@ static void *ca_loop(void *arg)
             atomic_store(&a->ca_connected, false);
             weft_log(watch_failures == 1 ? WEFT_LOG_ERROR : WEFT_LOG_WARN,
                      "the CA stream ended; reconnecting", 1, "status", st.details);
-            sleep_ms(agent_backoff_ms(watch_failures, agent_random_unit()), &a->stop);
+            back_off(a, agent_backoff_ms(watch_failures, agent_random_unit()), renew_at);
         }
     }
     if (watch != NULL) {

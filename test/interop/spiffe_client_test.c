@@ -34,9 +34,8 @@
 #define INSTALL_HINT "run tools/install-deps.sh --test (it installs node and runs npm ci)"
 
 /* The client's JWT-SVID profile checks (FetchJWTSVID, FetchJWTBundles, the token's signature
- * against the JWKS, ValidateJWTSVID, an empty audience refused) run when its command line has
- * --jwt AUDIENCE; this test gives it only once the agent serves JWT-SVIDs, here: */
-#define CLIENT_JWT_ARGS ""
+ * against the JWKS, ValidateJWTSVID, an empty audience refused) run with --jwt AUDIENCE. */
+#define CLIENT_JWT_ARGS "--jwt interop-audience"
 
 static struct ca_proc ca;
 static struct agent_proc agent;
