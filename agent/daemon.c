@@ -913,6 +913,7 @@ int agent_daemon_run(const struct agent_daemon_opts *o)
     a->alert_started = true;
     weft_log(WEFT_LOG_INFO, "weft-agent serving", 4, "trust_domain", o->trust_domain, "ca",
              o->ca_addr, "socket", sock, "http", http);
+    time_t last_sweep = 0;
     while (atomic_load(&stop_signal) == 0) {
         if (atomic_exchange(&a->changed, false)) {
             pthread_mutex_lock(&a->snap_mu);
@@ -926,7 +927,11 @@ int agent_daemon_run(const struct agent_daemon_opts *o)
             agent_wlapi_changed(a->api);
         }
         metrics_update(a);
-        agent_wlapi_sweep(a->api, time(NULL));
+        time_t now = time(NULL);
+        if (now != last_sweep) { /* once a second is often enough */
+            agent_wlapi_sweep(a->api, now);
+            last_sweep = now;
+        }
         /* short: nothing wakes the poll when the CA thread marks a change, and a new SVID should
          * reach its workload's stream within tens of milliseconds (test/bench:agent_bench) */
         rpc_server_poll(a->rpc, AGENT_POLL_MS);
