@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages weft builds and tests with, when any is missing; says nothing
 # and takes well under a second when all are there. Usage: tools/install-deps.sh [--test]
-# (--test adds what the test command needs beyond the build: clang and libFuzzer, and for the
-# SPIFFE interop test node (Debian's nodejs and npm, unless a node is already on PATH) and
-# test/interop/node_modules, from `npm ci` of its package-lock.json when missing or older).
+# (--test adds what the test command needs beyond the build: clang and libFuzzer, clang-format,
+# and for the SPIFFE interop test's independent client, test/interop/spiffe_client.go, Go and
+# grpc-go, Go protobuf, protoc and protoc-gen-go, all Debian packages: nothing else is fetched).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +25,12 @@ build_pkgs=(
 test_pkgs=(
     clang libclang-rt-14-dev libfuzzer-14-dev   # --config=fuzz
     clang-format                                # the format check
+    # test/interop/spiffe_client.go, built offline in GOPATH mode from /usr/share/gocode
+    golang-go                   # Go 1.19
+    golang-google-grpc-dev      # grpc-go 1.33
+    golang-google-protobuf-dev  # google.golang.org/protobuf 1.28
+    protobuf-compiler           # protoc
+    protoc-gen-go               # protoc's Go output
 )
 
 pkgs=("${build_pkgs[@]}")
@@ -38,10 +44,6 @@ for p in "${pkgs[@]}"; do
         missing+=("$p")
     fi
 done
-if [[ "${1:-}" == "--test" ]]; then
-    command -v node >/dev/null || missing+=(nodejs)
-    command -v npm >/dev/null || missing+=(npm)
-fi
 
 if [[ ${#missing[@]} -gt 0 ]]; then
     sudo=()
@@ -53,15 +55,4 @@ if [[ ${#missing[@]} -gt 0 ]]; then
     export DEBIAN_FRONTEND=noninteractive
     "${sudo[@]}" apt-get update -q >/dev/null
     "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-fi
-
-# The interop test's client libraries (@grpc/grpc-js, @grpc/proto-loader), pinned by
-# test/interop/package-lock.json; the test itself never reaches the network. npm writes
-# node_modules/.package-lock.json last, so it is the install's date.
-if [[ "${1:-}" == "--test" ]]; then
-    interop=test/interop
-    if [[ ! "$interop/node_modules/.package-lock.json" -nt "$interop/package-lock.json" ]]; then
-        echo "install-deps: npm ci in $interop" >&2
-        (cd "$interop" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null)
-    fi
 fi
