@@ -78,21 +78,6 @@ static void teardown(void)
     grpc_shutdown();
 }
 
-/* dump copies |path| to stderr (the test log): the directory goes with the teardown. */
-static void dump(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        return;
-    }
-    fprintf(stderr, "--- %s\n", path);
-    char line[1024];
-    while (fgets(line, sizeof(line), f) != NULL) {
-        fputs(line, stderr);
-    }
-    fclose(f);
-}
-
 /* start_with starts the CA, the entries and the agent; false with |why| set. */
 static bool start_with(const char *intermediate_ttl, char *why, size_t why_len)
 {
@@ -131,10 +116,7 @@ static void setup_with(const char *intermediate_ttl)
     cr_assert_eq(ca_proc_init(&ca), WEFT_OK);
     char why[512];
     if (!start_with(intermediate_ttl, why, sizeof(why))) {
-        dump(agent.log);
-        char log[128];
-        snprintf(log, sizeof(log), "%s/ca.log", ca.dir);
-        dump(log);
+        agent_proc_dump_logs(&agent);
         teardown(); /* Criterion runs no .fini after a failed .init */
         cr_assert_fail("setup: %s (the logs are above)", why);
     }

@@ -41,21 +41,6 @@ static void teardown(void)
     grpc_shutdown();
 }
 
-/* dump copies |path| to stderr (the test log): the directory goes with the teardown. */
-static void dump(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        return;
-    }
-    fprintf(stderr, "--- %s\n", path);
-    char line[1024];
-    while (fgets(line, sizeof(line), f) != NULL) {
-        fputs(line, stderr);
-    }
-    fclose(f);
-}
-
 static void setup(void)
 {
     grpc_init();
@@ -74,10 +59,7 @@ static void setup(void)
                 agent_proc_copy_runfile(&ca, CLIENT_BIN, "spiffe_client", client, sizeof(client)) ==
                     WEFT_OK);
     if (!ok) {
-        char log[128];
-        snprintf(log, sizeof(log), "%s/ca.log", ca.dir);
-        dump(log);
-        dump(agent.log);
+        agent_proc_dump_logs(&agent);
         teardown(); /* Criterion runs no .fini after a failed .init */
         cr_assert_fail("setup: %s %s (the logs are above)", step, st.details);
     }

@@ -300,3 +300,25 @@ int agent_proc_run(unsigned uid, const char *cmd, bool first_line, int timeout_m
     }
     return rc;
 }
+
+static void dump(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return;
+    }
+    fprintf(stderr, "--- %s\n", path);
+    char line[1024];
+    while (fgets(line, sizeof(line), f) != NULL) {
+        fputs(line, stderr);
+    }
+    fclose(f);
+}
+
+void agent_proc_dump_logs(const struct agent_proc *a)
+{
+    char log[192];
+    snprintf(log, sizeof(log), "%s/ca.log", a->ca->dir);
+    dump(log);
+    dump(a->log);
+}

@@ -46,6 +46,10 @@ void agent_proc_stop(struct agent_proc *a);
  * bundle and minted. WEFT_EIO when it exited (see its log) or the time ran out. */
 WEFT_MUST_USE int agent_proc_wait_served(struct agent_proc *a, int svids, int timeout_ms);
 
+/* agent_proc_dump_logs copies the CA's and the agent's logs to stderr (the test log), for a
+ * setup that failed: their directory goes with the teardown. */
+void agent_proc_dump_logs(const struct agent_proc *a);
+
 /* agent_proc_http GETs |path| ("/metrics") from the agent's HTTP socket into |buf|
  * (NUL-terminated, headers included, cut at |len| - 1); returns the HTTP status, or -1 when
  * there is no answer. */
