@@ -443,6 +443,7 @@ static void changed(struct daemon *d) { d->snapshot_seq++; }
 #define STATE_INT_LIFETIME_MAX "intermediate_lifetime_max"
 #define STATE_JWT_KEYS "jwt_keys"
 #define ROTATION_RETRY_S 10
+#define JWT_PUBLISH_LEAD_S (2 * ROTATION_RETRY_S + 1)
 
 /* rewrite_fd replaces a file's content through a descriptor opened before the privileges went
  * (the directory may no longer be writable). It is a copy for operators: the store holds the
@@ -875,8 +876,15 @@ static int jwt_step(struct daemon *d, int64_t now, char *err, size_t err_len)
     struct ca_int_step step;
     TRY(ca_int_schedule_step(&d->jwt_sched, &d->jwt_policy, now, &step));
     if (step.action == CA_INT_PREPARE_NEXT) {
+        /* published now, signing no sooner than JWT_PUBLISH_LEAD_S from now (nor after the
+         * current key's window ends): every connected agent holds it before its first token,
+         * even when this step was late and activation is due at once */
+        int64_t start = now + JWT_PUBLISH_LEAD_S, end = d->jwt_sched.current.not_after;
+        if (start > end) {
+            start = now > end ? now : end;
+        }
         struct ca_int_window w;
-        ca_int_next_window(&w, &d->jwt_policy, now);
+        ca_int_next_window(&w, &d->jwt_policy, start);
         TRY(jwt_new_key(d, &w, err, err_len));
         TRY(jwt_sync(d, now, "next key prepared", err, err_len));
         TRY(ca_int_schedule_set_next(&d->jwt_sched, &w, now, err, err_len));
@@ -1385,10 +1393,11 @@ static void mint_jwt(void *arg, const struct rpc_ctx *ctx, const uint8_t *req, s
     snprintf(entry, sizeof(entry), "%.32s", r->entry_id);
     weft__ca__v1__mint_jwtsvidrequest__free_unpacked(r, NULL);
     if (rc != WEFT_OK) {
-        enum jwt_refusal why = rc == WEFT_EINVAL || rc == WEFT_ELIMIT   ? JWT_INVALID_ARGUMENT
-                               : rc == WEFT_EPOLICY                     ? JWT_PERMISSION_DENIED
-                               : rc == WEFT_EIO || rc == WEFT_ENOTFOUND ? JWT_UNAVAILABLE
-                                                                        : JWT_INTERNAL;
+        enum jwt_refusal why = rc == WEFT_EINVAL || rc == WEFT_ELIMIT ? JWT_INVALID_ARGUMENT
+                               : rc == WEFT_EPOLICY                   ? JWT_PERMISSION_DENIED
+                               : rc == WEFT_EIO || rc == WEFT_ENOTFOUND || rc == WEFT_EAGAIN
+                                   ? JWT_UNAVAILABLE
+                                   : JWT_INTERNAL;
         static const grpc_status_code codes[] = {
             [JWT_INVALID_ARGUMENT] = GRPC_STATUS_INVALID_ARGUMENT,
             [JWT_PERMISSION_DENIED] = GRPC_STATUS_PERMISSION_DENIED,

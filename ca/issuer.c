@@ -347,6 +347,9 @@ int ca_mint_jwt(struct ca_issuer *ca, const struct ca_caller *caller, const char
     memset(out, 0, sizeof(*out));
     rc = ca_signer_sign_jwt(ca->signer, &req, out->token, sizeof(out->token), &out->token_len, err,
                             err_len);
+    if (rc == WEFT_EPOLICY) {
+        rc = WEFT_EAGAIN; /* the signer's refusal is the CA's state (its key), not the caller's */
+    }
     if (rc == WEFT_OK) {
         snprintf(out->spiffe_id, sizeof(out->spiffe_id), "%s", e->spiffe_id);
         out->expires_at = req.exp;

@@ -100,7 +100,8 @@ struct ca_jwt_svid {
  * |now| for |ttl_s|, or the entry's TTL when that is shorter. Returns WEFT_EINVAL for audiences
  * out of bounds, WEFT_EPOLICY for a caller, entry or ID that may not have it (an entry of another
  * node reads "no entry": a node learns nothing of other nodes' entries), WEFT_EIO when the store
- * failed, or the signer's refusal; |err| says why. */
+ * failed, WEFT_EAGAIN when the signer refused (its key is about to retire, say: the CA's state,
+ * not the caller's), or another signer error; |err| says why. */
 WEFT_MUST_USE int ca_mint_jwt(struct ca_issuer *ca, const struct ca_caller *caller,
                               const char *entry_id, const char *const *audience,
                               size_t num_audience, int64_t ttl_s, int64_t now,

@@ -553,9 +553,9 @@ static void handle_sign_jwt(struct child *c, int fd, const struct msg_sign_jwt *
         return;
     }
     if (m->exp < m->iat + c->jwt_min_ttl_s || m->exp > m->iat + c->jwt_max_ttl_s) {
-        reply(fd, WEFT_EPOLICY, NULL, 0, "JWT-SVID lifetime %llds is outside %llds..%llds",
-              (long long)(m->exp - m->iat), (long long)c->jwt_min_ttl_s,
-              (long long)c->jwt_max_ttl_s);
+        reply(fd, WEFT_EPOLICY, NULL, 0,
+              "JWT-SVID lifetime (iat %lld, exp %lld) is outside %llds..%llds", (long long)m->iat,
+              (long long)m->exp, (long long)c->jwt_min_ttl_s, (long long)c->jwt_max_ttl_s);
         return;
     }
     if (m->exp > c->jwt_not_after) {

@@ -165,6 +165,7 @@ static const char *shown(char buf[SHOWN + 1], const char *s, size_t len)
 int spiffe_jwt_kid(const EVP_PKEY *pub, char kid[SPIFFE_JWT_KID_LEN + 1])
 {
     CBB cbb;
+    CBB_zero(&cbb); /* CBB_cleanup below may run before CBB_init */
     uint8_t *der = NULL;
     size_t der_len;
     kid[0] = '\0';

@@ -29,10 +29,10 @@
 #include "lib/spiffe/id.h"
 #include "lib/spiffe/why.h"
 
-#define SPIFFE_JWT_MAX_TOKEN 8192    /* bytes of a token, signed or validated */
-#define SPIFFE_JWT_MAX_AUDIENCES 16  /* in one token weft signs */
-#define SPIFFE_JWT_MAX_AUDIENCE 256  /* bytes of one audience */
-#define SPIFFE_JWT_KID_LEN 43        /* base64url(SHA-256), unpadded */
+#define SPIFFE_JWT_MAX_TOKEN 8192   /* bytes of a token, signed or validated */
+#define SPIFFE_JWT_MAX_AUDIENCES 16 /* in one token weft signs */
+#define SPIFFE_JWT_MAX_AUDIENCE 256 /* bytes of one audience */
+#define SPIFFE_JWT_KID_LEN 43       /* base64url(SHA-256), unpadded */
 
 struct json_t; /* jansson */
 
@@ -71,9 +71,8 @@ struct spiffe_jwt_svid {
  * On WEFT_OK |out| holds the token's subject and claims: release it with
  * spiffe_jwt_svid_cleanup. */
 WEFT_MUST_USE int spiffe_jwt_validate(struct spiffe_jwt_svid *out, const char *token, size_t len,
-                                      const char *audience,
-                                      const struct spiffe_bundle_set *bundles, int64_t now,
-                                      struct spiffe_why *why);
+                                      const char *audience, const struct spiffe_bundle_set *bundles,
+                                      int64_t now, struct spiffe_why *why);
 
 void spiffe_jwt_svid_cleanup(struct spiffe_jwt_svid *s);
 
