@@ -69,8 +69,8 @@ static void append_value(char *buf, size_t len, size_t *used, const char *v)
     append(buf, len, used, "\"", 1);
 }
 
-static void vformat(char *buf, size_t len, long long ts, enum weft_log_level level, const char *msg,
-                    int num_kv, va_list ap)
+static void format_kv(char *buf, size_t len, long long ts, enum weft_log_level level,
+                      const char *msg, const struct weft_kv *kv, size_t num_kv)
 {
     char when[WEFT_RFC3339_LEN];
     size_t used = 0;
@@ -82,22 +82,55 @@ static void vformat(char *buf, size_t len, long long ts, enum weft_log_level lev
     append(buf, len, &used, level_name(level), strlen(level_name(level)));
     append(buf, len, &used, " msg=", 5);
     append_value(buf, len, &used, msg);
+    for (size_t i = 0; i < num_kv; i++) {
+        append(buf, len, &used, " ", 1);
+        append(buf, len, &used, kv[i].key, strlen(kv[i].key));
+        append(buf, len, &used, "=", 1);
+        append_value(buf, len, &used, kv[i].value);
+    }
+}
+
+/* collect reads |num_kv| pairs of variadic arguments (at most WEFT_LOG_MAX_KV). */
+static size_t collect(struct weft_kv *kv, int num_kv, va_list ap)
+{
+    size_t n = 0;
     for (int i = 0; i < num_kv; i++) {
         const char *k = va_arg(ap, const char *), *v = va_arg(ap, const char *);
-        append(buf, len, &used, " ", 1);
-        append(buf, len, &used, k, strlen(k));
-        append(buf, len, &used, "=", 1);
-        append_value(buf, len, &used, v);
+        if (n < WEFT_LOG_MAX_KV) {
+            kv[n++] = (struct weft_kv){k, v};
+        }
     }
+    return n;
 }
 
 void weft_log_format(char *buf, size_t len, long long ts, enum weft_log_level level,
                      const char *msg, int num_kv, ...)
 {
+    struct weft_kv kv[WEFT_LOG_MAX_KV];
     va_list ap;
     va_start(ap, num_kv);
-    vformat(buf, len, ts, level, msg, num_kv, ap);
+    size_t n = collect(kv, num_kv, ap);
     va_end(ap);
+    format_kv(buf, len, ts, level, msg, kv, n);
+}
+
+void weft_log_format_kv(char *buf, size_t len, long long ts, enum weft_log_level level,
+                        const char *msg, const struct weft_kv *kv, size_t num_kv)
+{
+    format_kv(buf, len, ts, level, msg, kv, num_kv);
+}
+
+void weft_log_kv(enum weft_log_level level, const char *msg, const struct weft_kv *kv,
+                 size_t num_kv)
+{
+    if (level < min_level) {
+        return;
+    }
+    char line[4096];
+    format_kv(line, sizeof(line), (long long)time(NULL), level, msg, kv, num_kv);
+    FILE *f = out_file != NULL ? out_file : stderr;
+    fprintf(f, "%s\n", line);
+    fflush(f);
 }
 
 void weft_log(enum weft_log_level level, const char *msg, int num_kv, ...)
@@ -105,12 +138,10 @@ void weft_log(enum weft_log_level level, const char *msg, int num_kv, ...)
     if (level < min_level) {
         return;
     }
-    char line[4096];
+    struct weft_kv kv[WEFT_LOG_MAX_KV];
     va_list ap;
     va_start(ap, num_kv);
-    vformat(line, sizeof(line), (long long)time(NULL), level, msg, num_kv, ap);
+    size_t n = collect(kv, num_kv, ap);
     va_end(ap);
-    FILE *f = out_file != NULL ? out_file : stderr;
-    fprintf(f, "%s\n", line);
-    fflush(f);
+    weft_log_kv(level, msg, kv, n);
 }

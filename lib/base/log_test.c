@@ -29,3 +29,15 @@ Test(log, truncates_without_overrunning)
     weft_log_format(buf, sizeof(buf), 0, WEFT_LOG_INFO, "a long message", 0);
     cr_assert_eq(strlen(buf), sizeof(buf) - 1);
 }
+
+Test(log, fields_given_as_an_array_read_the_same)
+{
+    char a[512], b[512];
+    struct weft_kv kv[] = {{"peer", "spiffe://example.org/ns/a/sa/b"}, {"reason", "a b"}};
+    weft_log_format_kv(a, sizeof(a), 0, WEFT_LOG_INFO, "connection", kv, 2);
+    weft_log_format(b, sizeof(b), 0, WEFT_LOG_INFO, "connection", 2, "peer",
+                    "spiffe://example.org/ns/a/sa/b", "reason", "a b");
+    cr_assert_str_eq(a, b);
+    cr_assert_str_eq(a, "ts=1970-01-01T00:00:00Z level=info msg=connection "
+                        "peer=spiffe://example.org/ns/a/sa/b reason=\"a b\"");
+}
