@@ -52,7 +52,8 @@ struct conn {
     bool url_too_long;
     char url[HTTPADMIN_MAX_URL];
     size_t url_len;
-    char *out; /* the response, owned; NULL outside WRITING */
+    const char *allow; /* a 405's Allow value when not "GET" */
+    char *out;         /* the response, owned; NULL outside WRITING */
     size_t out_len, out_sent;
     size_t drained;
 };
@@ -65,6 +66,8 @@ struct httpadmin {
     struct weft_metrics *metrics;
     bool (*ready)(void *arg, char *why, size_t why_len);
     void *ready_arg;
+    struct httpadmin_route routes[HTTPADMIN_MAX_ROUTES];
+    size_t num_routes;
     int timeout_ms;
     size_t max_conns;
     struct conn *conns;    /* |max_conns| slots */
@@ -211,12 +214,19 @@ int httpadmin_start(struct httpadmin **out, const struct httpadmin_config *cfg, 
                  HTTPADMIN_MAX_CONNS_LIMIT);
         return WEFT_EINVAL;
     }
+    if (cfg->num_routes > HTTPADMIN_MAX_ROUTES) {
+        snprintf(err, err_len, "httpadmin: %zu routes; at most %d", cfg->num_routes,
+                 HTTPADMIN_MAX_ROUTES);
+        return WEFT_EINVAL;
+    }
     struct httpadmin *h = weft_xcalloc(1, sizeof(*h));
     h->listen_fd = -1;
     h->wake_fd = -1;
     h->metrics = cfg->metrics;
     h->ready = cfg->ready;
     h->ready_arg = cfg->ready_arg;
+    memcpy(h->routes, cfg->routes, cfg->num_routes * sizeof(*h->routes));
+    h->num_routes = cfg->num_routes;
     h->timeout_ms = cfg->timeout_ms != 0 ? cfg->timeout_ms : HTTPADMIN_DEFAULT_TIMEOUT_MS;
     h->max_conns = cfg->max_conns != 0 ? cfg->max_conns : HTTPADMIN_DEFAULT_MAX_CONNS;
     h->conns = weft_xcalloc(h->max_conns, sizeof(*h->conns));
@@ -458,9 +468,44 @@ static bool path_is(const struct conn *c, const struct http_parser_url *u, const
            memcmp(c->url + u->field_data[UF_PATH].off, want, len) == 0;
 }
 
+/* own_route serves one of the daemon's routes; false when |c|'s path is none of them. */
+static bool own_route(struct httpadmin *h, struct conn *c, const struct http_parser_url *u)
+{
+    for (size_t i = 0; i < h->num_routes; i++) {
+        const struct httpadmin_route *r = &h->routes[i];
+        if (!path_is(c, u, r->path)) {
+            continue;
+        }
+        if (c->parser.method != (r->post ? HTTP_POST : HTTP_GET)) {
+            static const char body[] = "method not allowed\n";
+            c->allow = r->post ? "POST" : "GET";
+            respond(c, 405, TEXT_TYPE, body, sizeof(body) - 1);
+        } else if (c->has_body) {
+            static const char body[] = "a request body is not accepted\n";
+            respond(c, 413, TEXT_TYPE, body, sizeof(body) - 1);
+        } else {
+            char *out = NULL;
+            size_t out_len = 0;
+            const char *type = TEXT_TYPE;
+            int status = r->handler(r->arg, &out, &out_len, &type);
+            respond(c, status, type, out != NULL ? out : "", out != NULL ? out_len : 0);
+            free(out);
+        }
+        return true;
+    }
+    return false;
+}
+
 static void route(struct httpadmin *h, struct conn *c)
 {
     static const char not_found[] = "not found\n";
+    struct http_parser_url u;
+    http_parser_url_init(&u);
+    bool parsed = http_parser_parse_url(c->url, c->url_len, 0, &u) == 0 &&
+                  (u.field_set & (1 << UF_PATH)) != 0;
+    if (parsed && own_route(h, c, &u)) {
+        return;
+    }
     if (c->parser.method != HTTP_GET) {
         static const char body[] = "method not allowed\n";
         respond(c, 405, TEXT_TYPE, body, sizeof(body) - 1);
@@ -471,10 +516,7 @@ static void route(struct httpadmin *h, struct conn *c)
         respond(c, 413, TEXT_TYPE, body, sizeof(body) - 1);
         return;
     }
-    struct http_parser_url u;
-    http_parser_url_init(&u);
-    if (http_parser_parse_url(c->url, c->url_len, 0, &u) != 0 ||
-        (u.field_set & (1 << UF_PATH)) == 0) {
+    if (!parsed) {
         static const char body[] = "bad request target\n";
         respond(c, 400, TEXT_TYPE, body, sizeof(body) - 1);
         return;
@@ -519,6 +561,8 @@ static const char *status_text(int status)
         return "Bad Request";
     case 404:
         return "Not Found";
+    case 409:
+        return "Conflict";
     case 405:
         return "Method Not Allowed";
     case 413:
@@ -538,15 +582,16 @@ static const char *status_text(int status)
 static void respond(struct conn *c, int status, const char *type, const char *body, size_t body_len)
 {
     char head[256];
-    int head_len = snprintf(head, sizeof(head),
-                            "HTTP/1.1 %d %s\r\n"
-                            "Content-Type: %s\r\n"
-                            "Content-Length: %zu\r\n"
-                            "%s"
-                            "Connection: close\r\n"
-                            "\r\n",
-                            status, status_text(status), type, body_len,
-                            status == 405 ? "Allow: GET\r\n" : "");
+    int head_len = snprintf(
+        head, sizeof(head),
+        "HTTP/1.1 %d %s\r\n"
+        "Content-Type: %s\r\n"
+        "Content-Length: %zu\r\n"
+        "%s%s%s"
+        "Connection: close\r\n"
+        "\r\n",
+        status, status_text(status), type, body_len, status == 405 ? "Allow: " : "",
+        status == 405 ? (c->allow != NULL ? c->allow : "GET") : "", status == 405 ? "\r\n" : "");
     c->out_len = (size_t)head_len + body_len;
     c->out = weft_xmalloc(c->out_len);
     memcpy(c->out, head, (size_t)head_len);

@@ -3,7 +3,8 @@
  *   GET /metrics  200, the registry in the Prometheus text format 0.0.4
  *   GET /ready    200 "ready\n", or 503 and the ready callback's reason
  *   GET /healthz  200 "ok\n" while the server thread runs
- *   other paths   404; other methods 405 (with "Allow: GET"); a request body 413
+ *   the daemon's own routes (httpadmin_route): GET, or POST without a body
+ *   other paths   404; other methods 405 (with "Allow:"); a request body 413
  *
  * One thread of its own serves every connection with poll(2): up to |max_conns| at once, each
  * non-blocking. Requests are parsed by libhttp-parser. Everything a client controls is bounded:
@@ -36,6 +37,19 @@
 #define HTTPADMIN_REASON_LEN 256       /* bytes the ready callback may write, NUL included */
 #define HTTPADMIN_ERR_LEN 256          /* enough for every message httpadmin_start writes */
 
+#define HTTPADMIN_MAX_ROUTES 8
+
+/* struct httpadmin_route is one more path a daemon serves ("/certs"; "/quitquitquit" with
+ * |post|). Its handler runs on the server thread, one request at a time, and must not block for
+ * long: it sets |*body| (malloc'd; the server frees it), its length and content type, and
+ * returns the HTTP status (200, 404, 409, 500 or 503). */
+struct httpadmin_route {
+    const char *path;
+    bool post; /* POST with no body, instead of GET */
+    int (*handler)(void *arg, char **body, size_t *body_len, const char **content_type);
+    void *arg;
+};
+
 /* struct httpadmin_config: what to serve and where. A zeroed config is valid: it listens on
  * HTTPADMIN_DEFAULT_LISTEN with the default limits, /metrics answers 404 and /ready 200. */
 struct httpadmin_config {
@@ -52,6 +66,8 @@ struct httpadmin_config {
      * for long nor call httpadmin_* functions. NULL: always ready. */
     bool (*ready)(void *arg, char *why, size_t why_len);
     void *ready_arg;
+    const struct httpadmin_route *routes; /* copied; at most HTTPADMIN_MAX_ROUTES */
+    size_t num_routes;
     int timeout_ms;   /* the longest a connection lives, from accept; 0: the default */
     size_t max_conns; /* connections served at once; 0: the default */
 };
@@ -64,8 +80,8 @@ struct httpadmin;
  * WEFT_OK the caller owns |*out| and frees it with httpadmin_stop. Otherwise |*out| is NULL and
  * |err| (|err_len| bytes, truncated if shorter than HTTPADMIN_ERR_LEN) says what failed and
  * where, e.g. "httpadmin: cannot bind 127.0.0.1:15000: Address already in use":
- *  - WEFT_EINVAL: |listen| is not one of the accepted forms, a negative |timeout_ms|, or
- *    |max_conns| above HTTPADMIN_MAX_CONNS_LIMIT;
+ *  - WEFT_EINVAL: |listen| is not one of the accepted forms, a negative |timeout_ms|,
+ *    |max_conns| above HTTPADMIN_MAX_CONNS_LIMIT, or over HTTPADMIN_MAX_ROUTES routes;
  *  - WEFT_EIO: the socket, bind, listen, eventfd or thread failed (errno's text is named). */
 WEFT_MUST_USE int httpadmin_start(struct httpadmin **out, const struct httpadmin_config *cfg,
                                   char *err, size_t err_len);

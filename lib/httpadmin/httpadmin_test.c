@@ -576,3 +576,59 @@ Test(httpadmin, serves_on_a_unix_socket_and_replaces_a_stale_one)
     cr_assert_neq(lstat(path, &st), 0, "the socket file outlived the server");
     cr_assert_eq(rmdir(dir), 0);
 }
+
+/* ---- the daemon's own routes ---- */
+
+static int certs_route(void *arg, char **body, size_t *len, const char **type)
+{
+    (void)arg;
+    *body = strdup("{\"id\":\"spiffe://example.org/ns/a/sa/b\"}\n");
+    *len = strlen(*body);
+    *type = "application/json";
+    return 200;
+}
+
+static int quit_route(void *arg, char **body, size_t *len, const char **type)
+{
+    (void)type;
+    (*(int *)arg)++;
+    *body = strdup("draining\n");
+    *len = strlen(*body);
+    return 200;
+}
+
+Test(httpadmin, a_daemons_own_routes_get_their_method_and_only_it)
+{
+    int quits = 0;
+    struct httpadmin_route routes[] = {{"/certs", false, certs_route, NULL},
+                                       {"/quitquitquit", true, quit_route, &quits}};
+    struct httpadmin *h = start_local((struct httpadmin_config){.routes = routes, .num_routes = 2});
+    struct reply r = get(httpadmin_port(h), "/certs");
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(r.body, "{\"id\":\"spiffe://example.org/ns/a/sa/b\"}\n");
+    cr_assert_not_null(strstr(r.head, "Content-Type: application/json"), "%s", r.head);
+    reply_free(&r);
+    r = get(httpadmin_port(h), "/quitquitquit");
+    cr_assert_eq(r.status, 405, "a POST route is not for GET");
+    cr_assert_not_null(strstr(r.head, "\r\nAllow: POST\r\n"), "%s", r.head);
+    reply_free(&r);
+    cr_assert_eq(quits, 0);
+    r = request(httpadmin_port(h), "POST /quitquitquit HTTP/1.1\r\nHost: x\r\n\r\n");
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(r.body, "draining\n");
+    reply_free(&r);
+    r = request(httpadmin_port(h), "POST /quitquitquit HTTP/1.1\r\nHost: x\r\n"
+                                   "Content-Length: 2\r\n\r\nno");
+    cr_assert_eq(r.status, 413, "no body, even on a POST route");
+    reply_free(&r);
+    r = request(httpadmin_port(h), "POST /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    cr_assert_eq(r.status, 405, "the built-in paths stay GET only");
+    reply_free(&r);
+    httpadmin_stop(h);
+    cr_assert_eq(quits, 1);
+    struct httpadmin_route many[HTTPADMIN_MAX_ROUTES + 1];
+    char err[HTTPADMIN_ERR_LEN];
+    struct httpadmin_config too = {
+        .listen = "127.0.0.1:0", .routes = many, .num_routes = HTTPADMIN_MAX_ROUTES + 1};
+    cr_assert_eq(httpadmin_start(&h, &too, err, sizeof(err)), WEFT_EINVAL);
+}
