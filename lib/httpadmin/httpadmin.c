@@ -225,7 +225,9 @@ int httpadmin_start(struct httpadmin **out, const struct httpadmin_config *cfg, 
     h->metrics = cfg->metrics;
     h->ready = cfg->ready;
     h->ready_arg = cfg->ready_arg;
-    memcpy(h->routes, cfg->routes, cfg->num_routes * sizeof(*h->routes));
+    if (cfg->num_routes > 0) { /* memcpy from a NULL |routes| is undefined, even of 0 bytes */
+        memcpy(h->routes, cfg->routes, cfg->num_routes * sizeof(*h->routes));
+    }
     h->num_routes = cfg->num_routes;
     h->timeout_ms = cfg->timeout_ms != 0 ? cfg->timeout_ms : HTTPADMIN_DEFAULT_TIMEOUT_MS;
     h->max_conns = cfg->max_conns != 0 ? cfg->max_conns : HTTPADMIN_DEFAULT_MAX_CONNS;
