@@ -21,6 +21,8 @@ static const char usage[] =
     "  ca init ...             make a new trust domain's offline root and first intermediate\n"
     "  policy check ...        validate AuthorizationPolicy/PeerAuthentication/MeshConfig YAML\n"
     "  policy explain ...      decide a connection against policies and say why\n"
+    "  iptables install|uninstall|check ...\n"
+    "                          the nat rules that send a pod's TCP through its proxy\n"
     "\n"
     "Run `weftctl <command> --help` for the flags of each command.\n"
     "\n"
@@ -102,6 +104,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "svid") == 0) {
         return cmd_svid(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "iptables") == 0) {
+        return cmd_iptables(argc - 1, argv + 1);
     }
     fprintf(stderr, "weftctl: unknown command \"%s\"\n\n%s", cmd, usage);
     return EXIT_USAGE;
