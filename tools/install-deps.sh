@@ -31,6 +31,7 @@ test_pkgs=(
     golang-google-protobuf-dev  # google.golang.org/protobuf 1.28
     protobuf-compiler           # protoc
     protoc-gen-go               # protoc's Go output
+    iptables                    # weftctl iptables at run time; test/integration/iptables_test
 )
 
 pkgs=("${build_pkgs[@]}")
