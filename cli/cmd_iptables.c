@@ -567,8 +567,18 @@ static bool run(struct run_result *r, char *const argv[], const char *input)
     posix_spawn_file_actions_adddup2(&fa, in[0], 0);
     posix_spawn_file_actions_adddup2(&fa, out[1], 1);
     posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-    int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
+    /* weftctl ignores SIGPIPE (an iptables-restore that exits early must not kill it); the
+     * program gets the default back. */
+    posix_spawnattr_t attr;
+    sigset_t def;
+    posix_spawnattr_init(&attr);
+    sigemptyset(&def);
+    sigaddset(&def, SIGPIPE);
+    posix_spawnattr_setsigdefault(&attr, &def);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
+    int rc = posix_spawn(&pid, argv[0], &fa, &attr, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
     if (rc != 0) {
         errno = rc;
         goto fail;
@@ -940,8 +950,9 @@ static void connect_as(uid_t uid, gid_t gid, const struct sockaddr_storage *dst,
     if (err == 0) {
         char b;
         struct pollfd q = {fd, POLLIN, 0};
-        (void)poll(&q, 1, ms);
-        (void)read(fd, &b, 1);
+        if (poll(&q, 1, ms) == 1 && read(fd, &b, 1) < 0) {
+            err = 0; /* the parent closing its end is all we wait for */
+        }
     }
     _exit(err);
 }
@@ -1307,6 +1318,7 @@ int cmd_iptables(int argc, char **argv)
     if (!is_install && !is_uninstall && !is_check) {
         return usage_error("iptables: unknown subcommand \"%s\"", sub);
     }
+    signal(SIGPIPE, SIG_IGN);
     static struct options o;
     memset(&o, 0, sizeof(o));
     o.proxy_uid = 1337;
