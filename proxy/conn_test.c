@@ -19,7 +19,12 @@
 #include <arpa/inet.h>
 #include <sys/socket.h>
 
+#include <openssl/bytestring.h>
+#include <openssl/mem.h>
+
 #include "proxy/conn.h"
+#include "proxy/tls.h"
+#include "test/testlib/certs.h"
 
 /* ---- a proxy loop on its own thread ---- */
 
@@ -86,11 +91,11 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* wait_closed waits up to |timeout_s| for |n| closes; returns whether they came. */
-static bool wait_closed(int n, double timeout_s)
+/* wait_closed_n waits up to |timeout_s| for |n| closes in |cl|; returns whether they came. */
+static bool wait_closed_n(struct closed *cl, int n, double timeout_s)
 {
     double end = now_s() + timeout_s;
-    while (atomic_load(&closed.num) < n) {
+    while (atomic_load(&cl->num) < n) {
         if (now_s() > end) {
             return false;
         }
@@ -98,6 +103,8 @@ static bool wait_closed(int n, double timeout_s)
     }
     return true;
 }
+
+static bool wait_closed(int n, double timeout_s) { return wait_closed_n(&closed, n, timeout_s); }
 
 static void set_nonblock(int fd)
 {
@@ -709,4 +716,188 @@ Test(relay, loop_limits_buffer_cap)
     proxy_loop_init(&pl, loop, &cfg);
     cr_assert_eq(pl.cfg.buf_cap, PROXY_BUF_CAP_MAX);
     ev_loop_destroy(loop);
+}
+
+/* ---- the mesh path with the real TLS transport ---- */
+
+/* client -> [A: down plain, up TLS client] -> [B: down TLS server, up plain] -> server, all on
+ * one loop: the relay drives tls_conn_handshake through its handshake hook, then relays through
+ * tls_xprt, and half-close crosses TLS as close_notify. */
+#define MESH_CLIENT_ID "spiffe://example.org/ns/a/sa/client"
+#define MESH_SERVER_ID "spiffe://example.org/ns/b/sa/server"
+
+static struct tls_creds *mesh_creds(const struct testlib_cred *root, const char *id,
+                                    const struct spiffe_bundle_set *bundles)
+{
+    int64_t now = (int64_t)time(NULL);
+    struct testlib_cred leaf = {0};
+    cr_assert_eq(testlib_mint_leaf(&leaf, root, id, SPIFFE_KEY_EC_P256, now - TESTLIB_HOUR,
+                                   2 * TESTLIB_HOUR),
+                 WEFT_OK);
+    size_t chain_len, key_len;
+    uint8_t *chain = testlib_der(leaf.cert, &chain_len);
+    cr_assert_not_null(chain);
+    CBB cbb;
+    uint8_t *key;
+    cr_assert(CBB_init(&cbb, 256) && EVP_marshal_private_key(&cbb, leaf.key) &&
+              CBB_finish(&cbb, &key, &key_len));
+    struct tls_creds_params p = {.chain_der = chain,
+                                 .chain_der_len = chain_len,
+                                 .key_der = key,
+                                 .key_der_len = key_len,
+                                 .bundles = bundles};
+    struct tls_creds *creds = NULL;
+    cr_assert_eq(tls_creds_new(&creds, &p), WEFT_OK);
+    OPENSSL_free(chain);
+    OPENSSL_free(key);
+    testlib_cred_cleanup(&leaf);
+    return creds;
+}
+
+static int tls_handshake_step(void *ctx, int fd, int *want)
+{
+    (void)fd;
+    return tls_conn_handshake(ctx, want);
+}
+
+static const char *tls_reason_of(void *ctx)
+{
+    const char *r = tls_conn_reason(ctx);
+    return r[0] != '\0' ? r : NULL;
+}
+
+static void tls_free_ctx(void *ctx) { tls_conn_free(ctx); }
+
+static char mesh_peer_seen[2][128];
+
+static void on_tls_done(struct proxy_conn *c, enum proxy_side_id side, void *arg)
+{
+    snprintf(mesh_peer_seen[side], sizeof(mesh_peer_seen[side]), "%s",
+             tls_conn_peer_id((struct tls_conn *)arg));
+    proxy_conn_start(c);
+}
+
+Test(xprt, mesh_path_through_real_tls, .timeout = 60)
+{
+    loop_setup(NULL);
+    int64_t now = (int64_t)time(NULL);
+    struct testlib_cred root = {0};
+    cr_assert_eq(testlib_mint_root(&root, "example.org", SPIFFE_KEY_EC_P256, now - TESTLIB_HOUR,
+                                   TESTLIB_DAY),
+                 WEFT_OK);
+    struct spiffe_bundle_set bundles;
+    spiffe_bundle_set_init(&bundles);
+    cr_assert_eq(testlib_bundle_set_add(&bundles, "example.org", root.cert), WEFT_OK);
+    struct tls_creds *cc = mesh_creds(&root, MESH_CLIENT_ID, &bundles);
+    struct tls_creds *sc = mesh_creds(&root, MESH_SERVER_ID, &bundles);
+
+    int client, a_down, a_up, b_down, b_up, server;
+    pair(&a_down, &client);
+    int mid[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, mid), 0);
+    a_up = mid[0];
+    b_down = mid[1];
+    pair(&b_up, &server);
+
+    static struct closed closed_a, closed_b;
+    static const struct proxy_conn_cbs cbs = {.on_close = on_close};
+    struct proxy_conn *a = proxy_conn_new(&pl, a_down, &cbs, &closed_a);
+    proxy_conn_set_up_fd(a, a_up);
+    struct tls_conn *tc;
+    cr_assert_eq(tls_conn_new_client(&tc, cc, a_up, MESH_SERVER_ID), WEFT_OK);
+    proxy_conn_set_xprt(a, PROXY_UP, &tls_xprt, tc, tls_free_ctx);
+    proxy_conn_handshake(a, PROXY_UP, tls_handshake_step, tls_reason_of, tc, on_tls_done, tc);
+
+    struct proxy_conn *b = proxy_conn_new(&pl, b_down, &cbs, &closed_b);
+    proxy_conn_set_up_fd(b, b_up);
+    struct tls_conn *ts;
+    cr_assert_eq(tls_conn_new_server(&ts, sc, b_down), WEFT_OK);
+    proxy_conn_set_xprt(b, PROXY_DOWN, &tls_xprt, ts, tls_free_ctx);
+    proxy_conn_handshake(b, PROXY_DOWN, tls_handshake_step, tls_reason_of, ts, on_tls_done, ts);
+    loop_run();
+
+    static uint8_t out[1 << 20], in[1 << 20];
+    fill_pattern(out, sizeof(out), 11);
+    struct writer w = {.fd = client, .buf = out, .len = sizeof(out)};
+    cr_assert_eq(pthread_create(&w.th, NULL, writer_main, &w), 0);
+    cr_assert_eq(read_full(server, in, sizeof(in), 30), sizeof(in));
+    pthread_join(w.th, NULL);
+    cr_assert_eq(memcmp(in, out, sizeof(in)), 0, "bytes corrupted on the way up");
+    cr_assert_eq(shutdown(client, SHUT_WR), 0);
+    expect_eof(server, 5); /* client EOF -> close_notify -> EOF at the server */
+
+    fill_pattern(out, sizeof(out), 12);
+    w = (struct writer){.fd = server, .buf = out, .len = sizeof(out)};
+    cr_assert_eq(pthread_create(&w.th, NULL, writer_main, &w), 0);
+    cr_assert_eq(read_full(client, in, sizeof(in), 30), sizeof(in));
+    pthread_join(w.th, NULL);
+    cr_assert_eq(memcmp(in, out, sizeof(in)), 0, "bytes corrupted on the way down");
+    close(server);
+    expect_eof(client, 5);
+    cr_assert(wait_closed_n(&closed_a, 1, 5) && wait_closed_n(&closed_b, 1, 5));
+    cr_assert_str_eq(closed_a.reason, PROXY_REASON_DONE);
+    cr_assert_str_eq(closed_b.reason, PROXY_REASON_DONE);
+    cr_assert_str_eq(mesh_peer_seen[PROXY_UP], MESH_SERVER_ID);
+    cr_assert_str_eq(mesh_peer_seen[PROXY_DOWN], MESH_CLIENT_ID);
+    cr_assert_eq(closed_a.st.bytes_down_to_up, sizeof(out));
+    cr_assert_eq(closed_b.st.bytes_up_to_down, sizeof(out));
+    close(client);
+    loop_stop();
+    tls_creds_unref(cc);
+    tls_creds_unref(sc);
+    spiffe_bundle_set_cleanup(&bundles);
+    testlib_cred_cleanup(&root);
+}
+
+/* A client expecting another server ID: the handshake fails and the connection closes with
+ * the transport's reason, never relaying a byte. */
+Test(xprt, mesh_wrong_server_id_closes_with_tls_reason, .timeout = 30)
+{
+    loop_setup(NULL);
+    int64_t now = (int64_t)time(NULL);
+    struct testlib_cred root = {0};
+    cr_assert_eq(testlib_mint_root(&root, "example.org", SPIFFE_KEY_EC_P256, now - TESTLIB_HOUR,
+                                   TESTLIB_DAY),
+                 WEFT_OK);
+    struct spiffe_bundle_set bundles;
+    spiffe_bundle_set_init(&bundles);
+    cr_assert_eq(testlib_bundle_set_add(&bundles, "example.org", root.cert), WEFT_OK);
+    struct tls_creds *cc = mesh_creds(&root, MESH_CLIENT_ID, &bundles);
+    struct tls_creds *sc = mesh_creds(&root, MESH_SERVER_ID, &bundles);
+
+    int client, a_down, b_up, server;
+    pair(&a_down, &client);
+    int mid[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, mid), 0);
+    pair(&b_up, &server);
+    static struct closed closed_a, closed_b;
+    static const struct proxy_conn_cbs cbs = {.on_close = on_close};
+    struct proxy_conn *a = proxy_conn_new(&pl, a_down, &cbs, &closed_a);
+    proxy_conn_set_up_fd(a, mid[0]);
+    struct tls_conn *tc;
+    cr_assert_eq(tls_conn_new_client(&tc, cc, mid[0], "spiffe://example.org/ns/x/sa/other"),
+                 WEFT_OK);
+    proxy_conn_set_xprt(a, PROXY_UP, &tls_xprt, tc, tls_free_ctx);
+    proxy_conn_handshake(a, PROXY_UP, tls_handshake_step, tls_reason_of, tc, on_tls_done, tc);
+    struct proxy_conn *b = proxy_conn_new(&pl, mid[1], &cbs, &closed_b);
+    proxy_conn_set_up_fd(b, b_up);
+    struct tls_conn *ts;
+    cr_assert_eq(tls_conn_new_server(&ts, sc, mid[1]), WEFT_OK);
+    proxy_conn_set_xprt(b, PROXY_DOWN, &tls_xprt, ts, tls_free_ctx);
+    proxy_conn_handshake(b, PROXY_DOWN, tls_handshake_step, tls_reason_of, ts, on_tls_done, ts);
+    loop_run();
+    cr_assert(wait_closed_n(&closed_a, 1, 5) && wait_closed_n(&closed_b, 1, 5));
+    cr_assert_str_neq(closed_a.reason, PROXY_REASON_DONE);
+    cr_assert(strstr(closed_a.reason, "other") != NULL || strstr(closed_a.reason, "ID") != NULL,
+              "reason: %s", closed_a.reason);
+    cr_assert_eq(closed_a.st.bytes_down_to_up + closed_b.st.bytes_down_to_up, 0);
+    expect_eof(client, 2);
+    expect_eof(server, 2);
+    close(client);
+    close(server);
+    loop_stop();
+    tls_creds_unref(cc);
+    tls_creds_unref(sc);
+    spiffe_bundle_set_cleanup(&bundles);
+    testlib_cred_cleanup(&root);
 }

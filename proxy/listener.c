@@ -228,6 +228,7 @@ int proxy_pool_start(struct proxy_pool **out, const struct proxy_pool_cfg *cfg)
     p->arg = cfg->arg;
     p->num_workers = n;
     p->workers = weft_xcalloc(n, sizeof(*p->workers));
+    atomic_store(&p->drain_deadline_ms, -1);
 
     for (size_t wi = 0; wi < n; wi++) {
         struct worker *w = &p->workers[wi];
@@ -302,10 +303,12 @@ size_t proxy_pool_open_conns(const struct proxy_pool *p)
 
 void proxy_pool_drain(struct proxy_pool *p, double deadline_s)
 {
-    if (atomic_load(&p->drain_asked)) {
-        return;
+    /* The deadline is stored before the flag a worker reads it after (seq_cst atomics). */
+    long long ms = deadline_s > 0 ? (long long)(deadline_s * 1000) : 0;
+    long long unset = -1;
+    if (!atomic_compare_exchange_strong(&p->drain_deadline_ms, &unset, ms)) {
+        return; /* a drain was already asked for */
     }
-    atomic_store(&p->drain_deadline_ms, (long long)(deadline_s * 1000));
     atomic_store(&p->drain_asked, true);
     for (size_t i = 0; i < p->num_workers; i++) {
         if (p->workers[i].loop != NULL) {
