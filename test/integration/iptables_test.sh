@@ -174,6 +174,34 @@ EOF
         run 1 "self-test without rules" -- iptables check --self-test "${OPTS[@]}" --no-ipv6
         has err 'self-test IPv4 FAILED: .*192\.0\.2\.1:9 did not reach port 15001 within 3 s' "not redirected"
         ;;
+    listed_ports)
+        # Listed inbound ports, a gid, other capture ports, and more ports than one multiport
+        # rule holds (15, a range counting 2): split over two rules.
+        many=1,2,3,4,5,6,7,8,9,10,11,12,13,14,100-200,16,17
+        run 0 "install" -- iptables install --proxy-uid 2102 --proxy-gid 2103 --no-ipv6 \
+            --inbound-ports 80,443 --outbound-port 4140 --inbound-port 4143 --admin-port 4191 \
+            --exclude-outbound-ports $many
+        save4 | grep -E '^-A (WEFT|PREROUTING|OUTPUT)' >"$tmp/got4"
+        cat >"$tmp/want4" <<'EOF'
+-A PREROUTING -p tcp -j WEFT_INBOUND
+-A OUTPUT -p tcp -j WEFT_OUTPUT
+-A WEFT_INBOUND -p tcp -m multiport --dports 4191 -j RETURN
+-A WEFT_INBOUND -p tcp -m multiport --dports 80,443 -j WEFT_REDIRECT_IN
+-A WEFT_OUTPUT -m owner --uid-owner 2102 -j RETURN
+-A WEFT_OUTPUT -m owner --gid-owner 2103 -j RETURN
+-A WEFT_OUTPUT -o lo -j RETURN
+-A WEFT_OUTPUT -p tcp -m multiport --dports 1,2,3,4,5,6,7,8,9,10,11,12,13,14 -j RETURN
+-A WEFT_OUTPUT -p tcp -m multiport --dports 100:200,16,17 -j RETURN
+-A WEFT_OUTPUT -j WEFT_REDIRECT_OUT
+-A WEFT_REDIRECT_IN -p tcp -j REDIRECT --to-ports 4143
+-A WEFT_REDIRECT_OUT -p tcp -j REDIRECT --to-ports 4140
+EOF
+        same "listed ports, gid, split multiport" "$tmp/want4" "$tmp/got4"
+        ip6tables-save -t nat 2>/dev/null | grep -q WEFT && bad "--no-ipv6 wrote IPv6 rules"
+        run 0 "check" -- iptables check --proxy-uid 2102 --proxy-gid 2103 --no-ipv6 \
+            --inbound-ports 80,443 --outbound-port 4140 --inbound-port 4143 --admin-port 4191 \
+            --exclude-outbound-ports $many
+        ;;
     dry_run)
         all >"$tmp/before"
         run 0 "install --dry-run" -- iptables install --dry-run "${OPTS[@]}"
@@ -268,7 +296,7 @@ done
 cases=("$@")
 if [[ ${#cases[@]} -eq 0 ]]; then
     cases=(install_exact install_twice install_replaces uninstall_keeps_others check self_test
-        dry_run errors)
+        listed_ports dry_run errors)
 fi
 base=$(mktemp -d "${TEST_TMPDIR:-/tmp}/iptables_test.XXXXXX")
 trap 'rm -rf "$base"' EXIT
