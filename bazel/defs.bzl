@@ -21,12 +21,15 @@ def weft_cc_library(name, copts = [], **kwargs):
 def weft_cc_binary(name, copts = [], **kwargs):
     cc_binary(name = name, copts = WEFT_COPTS + copts, **kwargs)
 
-def weft_cc_test(name, deps = [], copts = [], size = "small", **kwargs):
+def weft_cc_test(name, deps = [], copts = [], linkopts = [], size = "small", **kwargs):
     """A Criterion test binary. Criterion prints its summary line; each Test runs in a fork."""
     cc_test(
         name = name,
         # Criterion's Test() macros define functions without prototypes of their own.
         copts = [c for c in WEFT_COPTS if c != "-Wmissing-prototypes"] + copts,
+        # Criterion finds its tests in a section of their own, which -c opt's --gc-sections
+        # would drop (the binary then runs 0 tests and passes).
+        linkopts = linkopts + ["-Wl,--no-gc-sections"],
         deps = deps + ["//third_party:criterion"],
         size = size,
         **kwargs
