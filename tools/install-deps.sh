@@ -32,6 +32,7 @@ test_pkgs=(
     protobuf-compiler           # protoc
     protoc-gen-go               # protoc's Go output
     iptables                    # weftctl iptables at run time; test/integration/iptables_test
+    iproute2                    # ip tuntap in iptables_test's namespaces
 )
 
 pkgs=("${build_pkgs[@]}")
