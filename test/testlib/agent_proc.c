@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "proto/ca.pb-c.h"
+#include "test/testlib/net.h"
 
 static int64_t now_ms(void)
 {
@@ -102,34 +103,7 @@ void agent_proc_stop(struct agent_proc *a)
 
 int agent_proc_http(const struct agent_proc *a, const char *path, char *buf, size_t len)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", a->http_sock);
-    buf[0] = '\0';
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        return -1;
-    }
-    struct timeval tv = {.tv_sec = 5};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    size_t got = 0;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-        char req[256];
-        int n = snprintf(req, sizeof(req), "GET %.128s HTTP/1.1\r\nHost: agent\r\n\r\n", path);
-        if (write(fd, req, (size_t)n) == n) {
-            ssize_t r;
-            while (got < len - 1 && (r = read(fd, buf + got, len - 1 - got)) > 0) {
-                got += (size_t)r;
-            }
-        }
-    }
-    close(fd);
-    buf[got] = '\0';
-    int status;
-    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1) {
-        return -1;
-    }
-    return status;
+    return testlib_http_unix(a->http_sock, "GET", path, buf, len);
 }
 
 double agent_proc_metric(const char *text, const char *series, double missing)

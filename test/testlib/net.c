@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 int testlib_listen_loopback(int *port)
@@ -62,4 +64,37 @@ int testlib_netns_own(const char *ipv4)
         errno = saved;
     }
     return rc;
+}
+
+int testlib_http_unix(const char *sock, const char *method, const char *path, char *buf, size_t len)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", sock);
+    buf[0] = '\0';
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return -1;
+    }
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    size_t got = 0;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+        char req[256];
+        int n =
+            snprintf(req, sizeof(req), "%.8s %.128s HTTP/1.1\r\nHost: test\r\n\r\n", method, path);
+        if (write(fd, req, (size_t)n) == n) {
+            ssize_t r;
+            while (got < len - 1 && (r = read(fd, buf + got, len - 1 - got)) > 0) {
+                got += (size_t)r;
+            }
+        }
+    }
+    close(fd);
+    buf[got] = '\0';
+    int status;
+    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1) {
+        return -1;
+    }
+    return status;
 }

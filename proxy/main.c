@@ -1,0 +1,137 @@
+/* proxy/main.c: weft-proxy's command line (see proxy.h). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy/proxy.h"
+
+static const char usage[] =
+    "usage: weft-proxy [options]\n"
+    "\n"
+    "The weft sidecar: runs in a pod's network namespace as its own uid (1337 by default, the\n"
+    "one `weftctl iptables install --proxy-uid` excludes), takes the pod's SVID and its\n"
+    "configuration from the node agent, and wraps pod-to-pod TCP in mutual TLS 1.3 (ALPN\n"
+    "weft/1). Outbound (the app's connections, redirected to --outbound-port): a destination\n"
+    "the mesh directory names must present exactly that SPIFFE ID; others pass through as plain\n"
+    "TCP. Inbound (redirected to --inbound-port): STRICT ports take mTLS only, PERMISSIVE ports\n"
+    "also plaintext; the peer and port are judged by the policy compiled for this workload\n"
+    "before the app is dialled at the original destination. Until the first SVID and\n"
+    "configuration come, mesh traffic is refused.\n"
+    "\n"
+    "  --agent-socket PATH       the node agent (default " PROXY_DEFAULT_AGENT_SOCKET ")\n"
+    "  --spiffe-id ID            which of the workload's identities (default: its first)\n"
+    "  --claim ADDR              an address this pod serves (\"IP\" or \"IP:PORT\"), for the mesh\n"
+    "                            directory; repeatable, at most 16; the agent verifies each\n"
+    "  --workers N               event-loop threads (default 2)\n"
+    "  --outbound-port PORT      (default 15001)\n"
+    "  --inbound-port PORT       (default 15006)\n"
+    "  --admin ADDR              /ready /live /metrics /certs /config, POST /quitquitquit\n"
+    "                            (default " PROXY_DEFAULT_ADMIN
+    "; IPV4:PORT, [IPV6]:PORT, unix:PATH)\n"
+    "  --permissive-wait-ms MS   on PERMISSIVE ports, how long a silent client may wait before\n"
+    "                            its connection is taken as plaintext (default 200)\n"
+    "  --idle-timeout-s S        close a connection idle this long (default 300)\n"
+    "  --drain-s S               on SIGTERM or /quitquitquit, how long connections may finish\n"
+    "                            (default 20)\n"
+    "\n"
+    "Not built yet: closing live connections when a peer's certificate expires, its ID is\n"
+    "revoked or policy changes; PROXY protocol v2 to the app; egress policy.\n"
+    "Logs go to stderr as logfmt, one access-log line per connection. Exit: 0 after a drain,\n"
+    "1 could not start, 2 usage.\n";
+
+static int number(const char *flag, const char *v, long lo, long hi, long *out)
+{
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (*end != '\0' || n < lo || n > hi) {
+        fprintf(stderr, "weft-proxy: %s %s: a number from %ld to %ld\n", flag, v, lo, hi);
+        return -1;
+    }
+    *out = n;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"agent-socket", required_argument, NULL, 'a'},
+        {"spiffe-id", required_argument, NULL, 'i'},
+        {"claim", required_argument, NULL, 'c'},
+        {"workers", required_argument, NULL, 'w'},
+        {"outbound-port", required_argument, NULL, 'o'},
+        {"inbound-port", required_argument, NULL, 'n'},
+        {"admin", required_argument, NULL, 'A'},
+        {"permissive-wait-ms", required_argument, NULL, 'p'},
+        {"idle-timeout-s", required_argument, NULL, 't'},
+        {"drain-s", required_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct proxy_opts o = {.permissive_wait_ms = PROXY_DEFAULT_PERMISSIVE_WAIT_MS};
+    int c;
+    long n;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'a':
+            o.agent_socket = optarg;
+            break;
+        case 'i':
+            o.spiffe_id = optarg;
+            break;
+        case 'c':
+            if (o.num_claims == PROXY_AGENT_MAX_CLAIMS) {
+                fprintf(stderr, "weft-proxy: at most %d --claim\n", PROXY_AGENT_MAX_CLAIMS);
+                return 2;
+            }
+            o.claims[o.num_claims++] = optarg;
+            break;
+        case 'w':
+            if (number("--workers", optarg, 1, 64, &n) != 0) {
+                return 2;
+            }
+            o.workers = (size_t)n;
+            break;
+        case 'o':
+        case 'n':
+            if (number(c == 'o' ? "--outbound-port" : "--inbound-port", optarg, 1, 65535, &n) !=
+                0) {
+                return 2;
+            }
+            *(c == 'o' ? &o.outbound_port : &o.inbound_port) = (int)n;
+            break;
+        case 'A':
+            o.admin = optarg;
+            break;
+        case 'p':
+            if (number("--permissive-wait-ms", optarg, 1, 60000, &n) != 0) {
+                return 2;
+            }
+            o.permissive_wait_ms = (int)n;
+            break;
+        case 't':
+            if (number("--idle-timeout-s", optarg, 1, 86400, &n) != 0) {
+                return 2;
+            }
+            o.idle_s = (double)n;
+            break;
+        case 'd':
+            if (number("--drain-s", optarg, 1, 3600, &n) != 0) {
+                return 2;
+            }
+            o.drain_s = (double)n;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        default:
+            fputs(usage, stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "weft-proxy: unexpected argument %s\n\n%s", argv[optind], usage);
+        return 2;
+    }
+    return proxy_daemon_run(&o);
+}
