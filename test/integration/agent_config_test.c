@@ -57,6 +57,7 @@ static void setup(void)
     ca_flags[1] = policy_dir;
     ca.extra[0] = ca_flags[0];
     ca.extra[1] = ca_flags[1];
+    chmod(ca.dir, 0755); /* the CA reads the policy as nobody */
     cr_assert_eq(ca_proc_start(&ca, "1h"), WEFT_OK, "see %s/ca.log", ca.dir);
     cr_assert_eq(agent_proc_init(&agent, &ca), WEFT_OK);
     cr_assert_eq(

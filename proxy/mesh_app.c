@@ -1,0 +1,90 @@
+/* proxy/mesh_app.c: a tiny application for the mesh test, run inside a pod's network
+ * namespace under the app's uid:
+ *   mesh_app serve IP PORT     accept connections; print "accepted FROM" for each and echo one
+ *                              message back (runs until killed)
+ *   mesh_app call IP PORT MSG  connect, send MSG, print what comes back ("got MSG"), or "eof"
+ *                              or "error: ..." (10 s at most) */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+static int addr(struct sockaddr_in *a, const char *ip, const char *port)
+{
+    memset(a, 0, sizeof(*a));
+    a->sin_family = AF_INET;
+    a->sin_port = htons((uint16_t)atoi(port));
+    return inet_pton(AF_INET, ip, &a->sin_addr) == 1 ? 0 : -1;
+}
+
+static int serve(const struct sockaddr_in *a)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (const struct sockaddr *)a, sizeof(*a)) != 0 || listen(fd, 16) != 0) {
+        printf("error: %s\n", strerror(errno));
+        return 1;
+    }
+    printf("listening\n");
+    fflush(stdout);
+    for (;;) {
+        struct sockaddr_in peer;
+        socklen_t len = sizeof(peer);
+        int c = accept(fd, (struct sockaddr *)&peer, &len);
+        if (c < 0) {
+            continue;
+        }
+        char ip[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof(ip));
+        printf("accepted %s\n", ip);
+        fflush(stdout);
+        char buf[512];
+        ssize_t n = read(c, buf, sizeof(buf));
+        if (n > 0 && write(c, buf, (size_t)n) != n) {
+            /* the caller sees a short echo */
+        }
+        close(c);
+    }
+}
+
+static int call(const struct sockaddr_in *a, const char *msg)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (connect(fd, (const struct sockaddr *)a, sizeof(*a)) != 0 ||
+        write(fd, msg, strlen(msg)) != (ssize_t)strlen(msg)) {
+        printf("error: %s\n", strerror(errno));
+        return 1;
+    }
+    char buf[512];
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    if (n > 0) {
+        buf[n] = '\0';
+        printf("got %s\n", buf);
+        return 0;
+    }
+    printf(n == 0 ? "eof\n" : "error: %s\n", strerror(errno));
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    struct sockaddr_in a;
+    if (argc >= 4 && addr(&a, argv[2], argv[3]) == 0) {
+        if (strcmp(argv[1], "serve") == 0) {
+            return serve(&a);
+        }
+        if (strcmp(argv[1], "call") == 0 && argc == 5) {
+            return call(&a, argv[4]);
+        }
+    }
+    fprintf(stderr, "usage: mesh_app serve IP PORT | call IP PORT MSG\n");
+    return 2;
+}
