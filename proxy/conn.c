@@ -174,6 +174,14 @@ void proxy_loop_close_all(struct proxy_loop *pl, const char *reason)
     }
 }
 
+void proxy_loop_each(struct proxy_loop *pl, void (*fn)(struct proxy_conn *c, void *arg), void *arg)
+{
+    for (struct proxy_conn *c = pl->conns, *next; c != NULL; c = next) {
+        next = c->next; /* |fn| may close |c| */
+        fn(c, arg);
+    }
+}
+
 /* ---- a connection ---- */
 
 static struct proxy_side *side_of(struct proxy_conn *c, enum proxy_side_id id)

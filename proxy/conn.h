@@ -80,6 +80,10 @@ void proxy_loop_init(struct proxy_loop *pl, struct ev_loop *loop, const struct p
 /* proxy_loop_close_all closes every live connection with |reason|. */
 void proxy_loop_close_all(struct proxy_loop *pl, const char *reason);
 
+/* proxy_loop_each calls |fn| for every live connection of |pl| (on its thread); |fn| may close
+ * the connection it is given. */
+void proxy_loop_each(struct proxy_loop *pl, void (*fn)(struct proxy_conn *c, void *arg), void *arg);
+
 enum proxy_side_id { PROXY_DOWN = 0, PROXY_UP = 1 };
 
 /* struct proxy_conn_stats is what the access log needs, handed to on_close and readable any

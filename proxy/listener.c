@@ -31,6 +31,7 @@ struct worker {
     ev_async wake;     /* another thread asked for a drain */
     ev_timer deadline; /* the drain deadline */
     ev_prepare idle;   /* each turn: publish the open count, end a finished drain */
+    ev_timer tick;     /* the pool's on_tick */
     bool draining;
     _Atomic uint64_t accepted;
     _Atomic size_t open_conns;
@@ -44,6 +45,8 @@ struct proxy_pool {
     struct proxy_cfg conn_cfg;
     proxy_accept_fn on_accept;
     void *arg;
+    void (*on_tick)(struct proxy_loop *pl, void *arg);
+    double tick_s;
     size_t num_workers;
     struct worker *workers;
     _Atomic bool drain_asked;
@@ -55,6 +58,7 @@ static void on_listen_pause(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_wake(struct ev_loop *loop, ev_async *w, int revents);
 static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents);
+static void on_tick(struct ev_loop *loop, ev_timer *t, int revents);
 static void pool_on_accept(struct proxy_loop *pl, int fd, const union weft_sockaddr *peer,
                            socklen_t peer_len, size_t addr_idx, void *arg);
 static void *worker_main(void *arg);
@@ -188,6 +192,10 @@ static void worker_cleanup(struct worker *w)
         ev_async_stop(w->loop, &w->wake);
         ev_timer_stop(w->loop, &w->deadline);
         ev_prepare_stop(w->loop, &w->idle);
+        if (ev_is_active(&w->tick)) {
+            ev_ref(w->loop); /* undo the ev_unref of its start before stopping it */
+            ev_timer_stop(w->loop, &w->tick);
+        }
         ev_loop_destroy(w->loop);
         w->loop = NULL;
     }
@@ -226,6 +234,8 @@ int proxy_pool_start(struct proxy_pool **out, const struct proxy_pool_cfg *cfg)
     p->conn_cfg = cfg->conn_cfg;
     p->on_accept = cfg->on_accept;
     p->arg = cfg->arg;
+    p->on_tick = cfg->on_tick;
+    p->tick_s = cfg->tick_s > 0 ? cfg->tick_s : 1.0;
     p->num_workers = n;
     p->workers = weft_xcalloc(n, sizeof(*p->workers));
     atomic_store(&p->drain_deadline_ms, -1);
@@ -245,6 +255,11 @@ int proxy_pool_start(struct proxy_pool **out, const struct proxy_pool_cfg *cfg)
         ev_init(&w->deadline, on_deadline);
         ev_prepare_init(&w->idle, on_prepare);
         ev_prepare_start(w->loop, &w->idle);
+        if (p->on_tick != NULL) {
+            ev_timer_init(&w->tick, on_tick, p->tick_s, p->tick_s);
+            ev_timer_start(w->loop, &w->tick);
+            ev_unref(w->loop); /* the tick alone does not keep a drained loop running */
+        }
         for (size_t ai = 0; ai < p->num_addrs; ai++) {
             int fd;
             if (proxy_listen(&fd, &p->addrs[ai].sa, p->addr_lens[ai], p->backlog) != WEFT_OK) {
@@ -381,4 +396,11 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *pw, int revents)
     if (w->draining && w->pl.num_conns == 0) {
         ev_break(loop, EVBREAK_ALL);
     }
+}
+
+static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop, (void)revents;
+    struct worker *w = container_of(t, struct worker, tick);
+    w->pool->on_tick(&w->pl, w->pool->arg);
 }

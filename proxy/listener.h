@@ -67,6 +67,10 @@ struct proxy_pool_cfg {
     struct proxy_cfg conn_cfg;
     proxy_accept_fn on_accept;
     void *arg;
+    /* on_tick, when set, runs on each worker's thread every |tick_s| seconds (0: 1 s), for work
+     * on its live connections (proxy_loop_each) */
+    void (*on_tick)(struct proxy_loop *pl, void *arg);
+    double tick_s;
 };
 
 struct proxy_pool;

@@ -35,8 +35,9 @@ static const char usage[] =
     "  --drain-s S               on SIGTERM or /quitquitquit, how long connections may finish\n"
     "                            (default 20)\n"
     "\n"
-    "Not built yet: closing live connections when a peer's certificate expires, its ID is\n"
-    "revoked or policy changes; PROXY protocol v2 to the app; egress policy.\n"
+    "Live connections are checked every second: one whose peer's certificate expired, whose\n"
+    "peer is revoked, or that the policy now denies is closed, and the access log says why.\n"
+    "Not built yet: PROXY protocol v2 to the app; egress policy (outside the mesh passes).\n"
     "Logs go to stderr as logfmt, one access-log line per connection. Exit: 0 after a drain,\n"
     "1 could not start, 2 usage.\n";
 

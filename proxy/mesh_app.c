@@ -1,17 +1,23 @@
 /* proxy/mesh_app.c: a tiny application for the mesh test, run inside a pod's network
  * namespace under the app's uid:
- *   mesh_app serve IP PORT     accept connections; print "accepted FROM" for each and echo one
- *                              message back (runs until killed)
+ *   mesh_app serve IP PORT     accept connections; print "accepted FROM" for each and echo
+ *                              what it sends until it closes (runs until killed)
  *   mesh_app call IP PORT MSG  connect, send MSG, print what comes back ("got MSG"), or "eof"
- *                              or "error: ..." (10 s at most) */
+ *                              or "error: ..." (10 s at most)
+ *   mesh_app hold IP PORT S    connect, send one message, read its echo ("got ..."), then hold
+ *                              the connection open and print "closed after N s" when the other
+ *                              end closes it, or "held S s" */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 static int addr(struct sockaddr_in *a, const char *ip, const char *port)
@@ -24,6 +30,7 @@ static int addr(struct sockaddr_in *a, const char *ip, const char *port)
 
 static int serve(const struct sockaddr_in *a)
 {
+    signal(SIGCHLD, SIG_IGN); /* the echoing children reap themselves */
     int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (bind(fd, (const struct sockaddr *)a, sizeof(*a)) != 0 || listen(fd, 16) != 0) {
@@ -43,10 +50,13 @@ static int serve(const struct sockaddr_in *a)
         inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof(ip));
         printf("accepted %s\n", ip);
         fflush(stdout);
-        char buf[512];
-        ssize_t n = read(c, buf, sizeof(buf));
-        if (n > 0 && write(c, buf, (size_t)n) != n) {
-            /* the caller sees a short echo */
+        if (fork() == 0) { /* echo until the caller is done, while the parent accepts more */
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            char buf[512];
+            ssize_t n;
+            while ((n = read(c, buf, sizeof(buf))) > 0 && write(c, buf, (size_t)n) == n) {
+            }
+            _exit(0);
         }
         close(c);
     }
@@ -74,6 +84,33 @@ static int call(const struct sockaddr_in *a, const char *msg)
     return 1;
 }
 
+static int hold(const struct sockaddr_in *a, int seconds)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct timeval tv = {.tv_sec = seconds};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char buf[64];
+    ssize_t n;
+    if (connect(fd, (const struct sockaddr *)a, sizeof(*a)) != 0 || write(fd, "held", 4) != 4 ||
+        (n = read(fd, buf, sizeof(buf) - 1)) <= 0) {
+        printf("error: %s\n", strerror(errno));
+        return 1;
+    }
+    buf[n] = '\0';
+    printf("got %s\n", buf);
+    fflush(stdout);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    n = read(fd, buf, sizeof(buf)); /* nothing more comes, unless the mesh cuts the connection */
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (n < 0) {
+        printf("held %d s\n", seconds);
+    } else {
+        printf("closed after %ld s\n", (long)(t1.tv_sec - t0.tv_sec));
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct sockaddr_in a;
@@ -83,6 +120,9 @@ int main(int argc, char **argv)
         }
         if (strcmp(argv[1], "call") == 0 && argc == 5) {
             return call(&a, argv[4]);
+        }
+        if (strcmp(argv[1], "hold") == 0 && argc == 5) {
+            return hold(&a, atoi(argv[4]));
         }
     }
     fprintf(stderr, "usage: mesh_app serve IP PORT | call IP PORT MSG\n");

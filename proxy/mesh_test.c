@@ -22,6 +22,7 @@
 #include <grpc/grpc.h>
 
 #include "lib/base/file.h"
+#include "proto/ca.pb-c.h"
 #include "test/testlib/agent_proc.h"
 #include "test/testlib/ca_proc.h"
 #include "test/testlib/net.h"
@@ -272,4 +273,57 @@ Test(mesh, a_port_the_policy_does_not_allow_is_refused_before_the_app)
                               "rule=- reason=no-allow-matched"),
               "see %s", log_b);
     cr_assert(!file_has(app, "accepted"), "the app never saw the connection");
+}
+
+Test(mesh, a_revoked_caller_is_cut_within_seconds)
+{
+    char out[200], log_b[200];
+    snprintf(out, sizeof(out), "%s/hold.out", run_dir);
+    snprintf(log_b, sizeof(log_b), "%s/proxy-b.log", run_dir);
+    const char *argv[] = {app_bin, "hold", "198.18.1.2", "8080", "40", NULL};
+    spawn(ns_a, UID_APP, out, argv);
+    wait_file_has(out, "got held");
+    Weft__Ca__V1__RevokeRequest req = WEFT__CA__V1__REVOKE_REQUEST__INIT;
+    req.kind = WEFT__CA__V1__DENY_ITEM__KIND__SPIFFE_ID;
+    req.value = CLIENT;
+    ProtobufCMessage *resp = NULL;
+    struct rpc_status st;
+    cr_assert_eq(ca_proc_admin(&ca, "Revoke", &req.base, &weft__ca__v1__revoke_response__descriptor,
+                               &resp, &st),
+                 WEFT_OK, "%s", st.details);
+    protobuf_c_message_free_unpacked(resp, NULL);
+    wait_file_has(out, "closed after");
+    long secs = -1;
+    uint8_t *text;
+    size_t len;
+    cr_assert_eq(weft_file_read(&text, &len, out, 4096), WEFT_OK);
+    const char *at = strstr((const char *)text, "closed after ");
+    cr_assert_not_null(at);
+    secs = strtol(at + 13, NULL, 10);
+    free(text);
+    cr_assert_leq(secs, 10, "the live connection was cut %ld s after the revocation", secs);
+    wait_file_has(log_b, "close=\"peer revoked\"");
+}
+
+Test(mesh, a_policy_change_cuts_a_connection_it_now_denies)
+{
+    char out[200], log_b[200], file[200];
+    snprintf(out, sizeof(out), "%s/hold.out", run_dir);
+    snprintf(log_b, sizeof(log_b), "%s/proxy-b.log", run_dir);
+    snprintf(file, sizeof(file), "%s/policy/demo.yaml", ca.dir);
+    const char *argv[] = {app_bin, "hold", "198.18.1.2", "8080", "40", NULL};
+    spawn(ns_a, UID_APP, out, argv);
+    wait_file_has(out, "got held");
+    /* the same policy, now allowing 9090 only */
+    char *changed = strdup(policy);
+    char *port = strstr(changed, "\"8080\"");
+    cr_assert_not_null(port);
+    memcpy(port + 1, "9090", 4);
+    cr_assert_eq(weft_file_write_atomic(file, changed, strlen(changed), 0644), WEFT_OK);
+    free(changed);
+    wait_file_has(out, "closed after");
+    wait_file_has(log_b, "close=\"policy now denies\"");
+    cr_assert(file_has(log_b, "decision=deny policy=demo/server-allow-client rule=- "
+                              "reason=no-allow-matched"),
+              "see %s", log_b);
 }

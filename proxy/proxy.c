@@ -113,7 +113,9 @@ struct pconn {
     union weft_sockaddr dst;
     socklen_t dst_len;
     uint16_t port;
-    char src_s[64], dst_s[64], peer[2049], policy[300];
+    char src_s[64], dst_s[64], peer[2049], policy[300], serial[41];
+    int64_t peer_not_after; /* of the verified peer chain; 0: a plaintext peer */
+    bool relaying;          /* decided and relaying: what the re-checks look at */
     const char *decision, *reason;
     int64_t rule;
     bool used_tls, resumed;
@@ -194,6 +196,7 @@ static void tls_free(void *ctx) { tls_conn_free(ctx); }
 /* hand_tls gives the relay side |side| the TLS transport, the other side plain, and starts. */
 static void relay_start(struct pconn *p, enum proxy_side_id tls_side)
 {
+    p->relaying = true;
     if (p->tls != NULL) {
         p->used_tls = true;
         p->resumed = tls_conn_resumed(p->tls);
@@ -211,6 +214,8 @@ static void out_handshake_done(struct proxy_conn *c, enum proxy_side_id side, vo
     (void)c;
     struct pconn *p = arg;
     snprintf(p->peer, sizeof(p->peer), "%s", tls_conn_peer_id(p->tls));
+    snprintf(p->serial, sizeof(p->serial), "%s", tls_conn_peer_serial(p->tls));
+    p->peer_not_after = tls_conn_peer_not_after(p->tls);
     p->decision = "allow";
     p->reason = "mtls";
     weft_counter_add(p->d->m.out_mtls, 1);
@@ -247,16 +252,16 @@ static void in_connected(struct proxy_conn *c, void *arg)
     (void)c;
 }
 
-/* judge decides the connection by policy; on allow dials the app (at the original
- * destination), else closes with the deciding policy and rule. */
-static void judge(struct pconn *p)
+/* decide evaluates the policy of |snap| for |p|'s peer and port, filling in the deciding
+ * policy, rule and reason; returns whether it allows. */
+static bool decide(struct pconn *p, const struct policy_snapshot *snap)
 {
-    const struct policy_snapshot *snap = p->st->cfg->policy;
     struct policy_request req = {p->peer[0] != '\0' ? p->peer : NULL, p->port};
     struct policy_result r;
     policy_eval(snap, &req, &r);
     const struct policy_verdict *v = &r.enforced;
     p->rule = v->rule != POLICY_NONE ? (int64_t)v->rule : -1;
+    p->policy[0] = '\0';
     if (v->policy != POLICY_NONE) {
         if (v->reason == POLICY_REASON_MTLS_STRICT) {
             snprintf(p->policy, sizeof(p->policy), "%s", snap->mtls_sources[v->policy]);
@@ -266,7 +271,14 @@ static void judge(struct pconn *p)
         }
     }
     p->reason = policy_reason_str(v->reason);
-    if (v->decision != POLICY_ALLOW) {
+    return v->decision == POLICY_ALLOW;
+}
+
+/* judge decides the connection by policy; on allow dials the app (at the original
+ * destination), else closes with the deciding policy and rule. */
+static void judge(struct pconn *p)
+{
+    if (!decide(p, p->st->cfg->policy)) {
         p->decision = "deny";
         weft_counter_add(p->d->m.in_denied, 1);
         proxy_conn_close(p->c, "denied by policy");
@@ -284,6 +296,8 @@ static void in_handshake_done(struct proxy_conn *c, enum proxy_side_id side, voi
     (void)c, (void)side;
     struct pconn *p = arg;
     snprintf(p->peer, sizeof(p->peer), "%s", tls_conn_peer_id(p->tls));
+    snprintf(p->serial, sizeof(p->serial), "%s", tls_conn_peer_serial(p->tls));
+    p->peer_not_after = tls_conn_peer_not_after(p->tls);
     judge(p);
 }
 
@@ -350,6 +364,54 @@ static void on_sniff_timeout(struct ev_loop *loop, ev_timer *w, int revents)
     sniff_stop(p);
     weft_counter_add(p->d->m.permissive_timeouts, 1);
     in_plain(p); /* a client that says nothing: the server may speak first */
+}
+
+/* --- live connections, checked again ------------------------------------------------------- */
+
+struct recheck {
+    struct proxy_state *now_state;
+    int64_t now;
+};
+
+/* recheck closes a relaying connection that its peer's certificate, the deny list or the policy
+ * no longer allows (DESIGN.md §2: an SVID past notAfter is never accepted; issue 6: revocation
+ * and policy changes reach live connections), with the reason in the access log. */
+static void recheck(struct proxy_conn *c, void *arg)
+{
+    struct recheck *r = arg;
+    struct pconn *p = proxy_conn_get_arg(c);
+    if (!p->relaying) {
+        return;
+    }
+    if (p->peer_not_after != 0 && r->now >= p->peer_not_after) {
+        p->reason = "peer certificate expired";
+        proxy_conn_close(c, "peer certificate expired");
+        return;
+    }
+    if (r->now_state == NULL || r->now_state->generation == p->st->generation) {
+        return;
+    }
+    if (p->peer[0] != '\0' && proxy_state_denied(r->now_state, p->peer, p->serial)) {
+        p->reason = "peer revoked";
+        proxy_conn_close(c, "peer revoked");
+        return;
+    }
+    if (p->inbound && r->now_state->cfg != NULL && r->now_state->cfg != p->st->cfg &&
+        !decide(p, r->now_state->cfg->policy)) {
+        p->decision = "deny";
+        proxy_conn_close(c, "policy now denies");
+        return;
+    }
+    proxy_state_unref(p->st); /* judged against this state from now on */
+    p->st = proxy_state_ref(r->now_state);
+}
+
+static void on_tick(struct proxy_loop *pl, void *arg)
+{
+    struct daemon *d = arg;
+    struct recheck r = {proxy_agent_state(d->agent), (int64_t)time(NULL)};
+    proxy_loop_each(pl, recheck, &r);
+    proxy_state_unref(r.now_state);
 }
 
 /* --- accepting ----------------------------------------------------------------------------- */
@@ -599,6 +661,8 @@ int proxy_daemon_run(const struct proxy_opts *o)
         .conn_cfg = {.idle_timeout_s = o->idle_s},
         .on_accept = on_accept,
         .arg = d,
+        .on_tick = on_tick,
+        .tick_s = 1.0,
     };
     if (proxy_pool_start(&d->pool, &pcfg) != WEFT_OK) {
         snprintf(err, sizeof(err), "cannot listen on :%d and :%d (IPv4 and IPv6): %s", out_port,

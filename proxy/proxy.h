@@ -13,7 +13,10 @@
  *     own address, so an app bound to 127.0.0.1 is not exposed);
  *   - one access-log line per connection (proxy/accesslog.h), Prometheus metrics, and the admin
  *     port: /ready, /live, /metrics, /certs, /config, POST /quitquitquit;
- *   - until the first SVID and configuration have come, mesh traffic is refused (fail closed).
+ *   - until the first SVID and configuration have come, mesh traffic is refused (fail closed);
+ *   - every second each worker checks its live connections again: a peer whose certificate
+ *     reached notAfter, a peer on the deny list, or a connection the policy now denies is
+ *     closed, with the reason in the access log.
  *
  * SIGTERM, SIGINT and /quitquitquit drain: stop accepting, let connections finish until the
  * drain deadline, then exit. */
