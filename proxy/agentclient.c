@@ -27,7 +27,7 @@
 
 /* --- states ---------------------------------------------------------------------------------- */
 
-static void identity_unref(struct proxy_identity *id)
+void proxy_identity_unref(struct proxy_identity *id)
 {
     if (id == NULL || atomic_fetch_sub(&id->refs, 1) != 1) {
         return;
@@ -62,6 +62,12 @@ static void config_unref(struct proxy_config *c)
     free(c);
 }
 
+struct proxy_identity *proxy_identity_ref(struct proxy_identity *id)
+{
+    atomic_fetch_add(&id->refs, 1);
+    return id;
+}
+
 struct proxy_state *proxy_state_ref(struct proxy_state *s)
 {
     atomic_fetch_add(&s->refs, 1);
@@ -73,7 +79,7 @@ void proxy_state_unref(struct proxy_state *s)
     if (s == NULL || atomic_fetch_sub(&s->refs, 1) != 1) {
         return;
     }
-    identity_unref(s->id);
+    proxy_identity_unref(s->id);
     config_unref(s->cfg);
     free(s);
 }
@@ -180,7 +186,7 @@ static struct proxy_identity *identity_of(const X509SVIDResponse *r, const char 
     spiffe_id_td_id(&td, &id);
     if (spiffe_bundle_decode(&out->bundles, o->bundle.data, o->bundle.len, &td, &w) != WEFT_OK) {
         snprintf(why, why_len, "the agent's bundle for %.100s: %.120s", o->spiffe_id, w.msg);
-        identity_unref(out);
+        proxy_identity_unref(out);
         out = NULL;
         goto out;
     }
@@ -203,7 +209,7 @@ static struct proxy_identity *identity_of(const X509SVIDResponse *r, const char 
     int64_t nb = 0, na = 0;
     if (spiffe_cert_validity(&nb, &na, sk_X509_value(chain, 0)) != WEFT_OK) {
         snprintf(why, why_len, "the agent's SVID for %.200s: unreadable validity", o->spiffe_id);
-        identity_unref(out);
+        proxy_identity_unref(out);
         out = NULL;
         goto out;
     }
@@ -390,8 +396,8 @@ static void *run(void *arg)
                 struct proxy_config *cfg;
                 current_parts(pa, &old_id, &cfg);
                 publish(pa, id, cfg);
-                identity_unref(id);
-                identity_unref(old_id);
+                proxy_identity_unref(id);
+                proxy_identity_unref(old_id);
                 config_unref(cfg);
                 atomic_store(&pa->x509_up, true);
             }
@@ -420,7 +426,7 @@ static void *run(void *arg)
                 publish(pa, id, cfg);
                 config_unref(cfg);
                 config_unref(old_cfg);
-                identity_unref(id);
+                proxy_identity_unref(id);
                 atomic_store(&pa->config_up, true);
             }
         } else if (rc != WEFT_EAGAIN) {

@@ -72,6 +72,9 @@ const char *proxy_state_lookup(const struct proxy_state *s, const struct sockadd
 /* proxy_state_denied reports whether |spiffe_id| or |serial_hex| is on the deny list. */
 bool proxy_state_denied(const struct proxy_state *s, const char *spiffe_id, const char *serial_hex);
 
+struct proxy_identity *proxy_identity_ref(struct proxy_identity *id);
+void proxy_identity_unref(struct proxy_identity *id);
+
 struct proxy_state *proxy_state_ref(struct proxy_state *s);
 void proxy_state_unref(struct proxy_state *s);
 

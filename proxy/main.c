@@ -30,7 +30,8 @@ static const char usage[] =
     "                            (default " PROXY_DEFAULT_ADMIN
     "; IPV4:PORT, [IPV6]:PORT, unix:PATH)\n"
     "  --permissive-wait-ms MS   on PERMISSIVE ports, how long a silent client may wait before\n"
-    "                            its connection is taken as plaintext (default 200)\n"
+    "                            its connection is taken as plaintext (default 200); a TLS\n"
+    "                            ClientHello that has begun is waited for 10 s, then refused\n"
     "  --idle-timeout-s S        close a connection idle this long (default 300)\n"
     "  --drain-s S               on SIGTERM or /quitquitquit, how long connections may finish\n"
     "                            (default 20)\n"

@@ -327,3 +327,12 @@ Test(mesh, a_policy_change_cuts_a_connection_it_now_denies)
                               "reason=no-allow-matched"),
               "see %s", log_b);
 }
+
+Test(mesh, a_connection_to_the_proxys_own_port_is_refused_not_looped)
+{
+    char log_b[200];
+    snprintf(log_b, sizeof(log_b), "%s/proxy-b.log", run_dir);
+    const char *out = call(15006);
+    cr_assert(strstr(out, "got ") == NULL, "%s", out);
+    wait_file_has(log_b, "addressed to the proxy itself, not redirected");
+}

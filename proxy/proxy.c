@@ -18,6 +18,7 @@
 #include <ev.h>
 #include <grpc/grpc.h>
 
+#include "lib/base/hash.h"
 #include "lib/base/log.h"
 #include "lib/base/mem.h"
 #include "lib/base/metrics.h"
@@ -31,6 +32,9 @@
 
 enum { ADDR_OUT4, ADDR_OUT6, ADDR_IN4, ADDR_IN6, NUM_ADDRS };
 
+#define SNIFF_MAX_PARKED 4096     /* per worker: connections waiting for their first bytes */
+#define SNIFF_PARTIAL_WAIT_S 10.0 /* for the rest of a ClientHello that has begun */
+
 struct metrics {
     struct weft_metrics *reg;
     struct weft_counter *out_mtls, *out_passthrough, *out_refused, *in_allowed, *in_denied,
@@ -43,7 +47,8 @@ struct daemon {
     struct proxy_agent *agent;
     pthread_mutex_t mu; /* over |creds| */
     struct tls_creds *creds;
-    uint64_t creds_generation; /* the state generation |creds| was made from */
+    struct proxy_identity *creds_id; /* the identity |creds| was made from (a reference) */
+    uint64_t creds_deny;             /* and the digest of its deny list */
     struct proxy_pool *pool;
     struct httpadmin *http;
     struct metrics m;
@@ -63,6 +68,16 @@ static void on_update(void *arg, struct proxy_state *s)
         return;
     }
     weft_gauge_set(d->m.svid_not_after, (double)s->id->not_after);
+    uint64_t deny = WEFT_FNV1A_INIT;
+    for (size_t i = 0; s->cfg != NULL && i < s->cfg->num_deny_ids; i++) {
+        deny = weft_fnv1a_str(deny, s->cfg->deny_ids[i]);
+    }
+    for (size_t i = 0; s->cfg != NULL && i < s->cfg->num_deny_serials; i++) {
+        deny = weft_fnv1a_str(weft_fnv1a_str(deny, "serial"), s->cfg->deny_serials[i]);
+    }
+    if (s->id == d->creds_id && deny == d->creds_deny) {
+        return; /* a policy or directory change: the credentials (and their tickets) stay */
+    }
     struct tls_creds_params p = {
         .chain_der = s->id->chain,
         .chain_der_len = s->id->chain_len,
@@ -82,10 +97,13 @@ static void on_update(void *arg, struct proxy_state *s)
     }
     pthread_mutex_lock(&d->mu);
     struct tls_creds *old = d->creds;
+    struct proxy_identity *old_id = d->creds_id;
     d->creds = c;
-    d->creds_generation = s->generation;
+    d->creds_id = proxy_identity_ref(s->id);
+    d->creds_deny = deny;
     pthread_mutex_unlock(&d->mu);
     tls_creds_unref(old);
+    proxy_identity_unref(old_id);
     char na[24];
     snprintf(na, sizeof(na), "%lld", (long long)s->id->not_after);
     weft_log(WEFT_LOG_INFO, "credentials in force", 2, "spiffe_id", s->id->spiffe_id, "not_after",
@@ -123,6 +141,8 @@ struct pconn {
     int fd;
     ev_io sniff_io;
     ev_timer sniff_timer;
+    size_t peeked; /* bytes seen so far */
+    bool extended; /* the wait was extended for a partial ClientHello */
 };
 
 static void addr_text(char *out, size_t cap, const struct sockaddr *a)
@@ -216,6 +236,13 @@ static void out_handshake_done(struct proxy_conn *c, enum proxy_side_id side, vo
     snprintf(p->peer, sizeof(p->peer), "%s", tls_conn_peer_id(p->tls));
     snprintf(p->serial, sizeof(p->serial), "%s", tls_conn_peer_serial(p->tls));
     p->peer_not_after = tls_conn_peer_not_after(p->tls);
+    if (proxy_state_denied(p->st, p->peer, p->serial)) {
+        p->decision = "deny";
+        p->reason = "peer revoked";
+        weft_counter_add(p->d->m.out_refused, 1);
+        proxy_conn_close(c, "peer revoked");
+        return;
+    }
     p->decision = "allow";
     p->reason = "mtls";
     weft_counter_add(p->d->m.out_mtls, 1);
@@ -278,6 +305,13 @@ static bool decide(struct pconn *p, const struct policy_snapshot *snap)
  * destination), else closes with the deciding policy and rule. */
 static void judge(struct pconn *p)
 {
+    if (p->peer[0] != '\0' && proxy_state_denied(p->st, p->peer, p->serial)) {
+        p->decision = "deny"; /* revoked after the credentials that verified it were made */
+        p->reason = "peer revoked";
+        weft_counter_add(p->d->m.in_denied, 1);
+        proxy_conn_close(p->c, "peer revoked");
+        return;
+    }
     if (!decide(p, p->st->cfg->policy)) {
         p->decision = "deny";
         weft_counter_add(p->d->m.in_denied, 1);
@@ -286,8 +320,9 @@ static void judge(struct pconn *p)
     }
     p->decision = "allow";
     weft_counter_add(p->d->m.in_allowed, 1);
+    /* a connect that fails at once has closed the connection (and freed |p|) already */
     if (proxy_conn_connect(p->c, &p->dst.sa, p->dst_len) != WEFT_OK) {
-        proxy_conn_close(p->c, "cannot dial the app");
+        return; /* closed already: |p| is gone */
     }
 }
 
@@ -327,10 +362,26 @@ static void in_plain(struct pconn *p)
     judge(p);
 }
 
+static void refuse(struct daemon *d, int fd, bool inbound, const char *src, const char *dst,
+                   const char *why);
+
+static __thread size_t parked; /* connections of this worker in the sniff stage */
+
 static void sniff_stop(struct pconn *p)
 {
     ev_io_stop(p->pl->loop, &p->sniff_io);
     ev_timer_stop(p->pl->loop, &p->sniff_timer);
+    int one = 1; /* the relay reads from the first byte again */
+    setsockopt(p->fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
+    parked--;
+}
+
+/* sniff_fail closes a connection that was not taken, with |why| in the access log. */
+static void sniff_fail(struct pconn *p, const char *why)
+{
+    sniff_stop(p);
+    refuse(p->d, p->fd, true, p->src_s, p->dst_s, why);
+    pconn_free(p);
 }
 
 static void on_sniff_readable(struct ev_loop *loop, ev_io *w, int revents)
@@ -342,12 +393,22 @@ static void on_sniff_readable(struct ev_loop *loop, ev_io *w, int revents)
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
         return;
     }
+    if (n < 0 || (n == 0 && p->peeked == 0)) {
+        sniff_fail(p, n < 0 ? "the peer reset before its first bytes" : "closed before a byte");
+        return;
+    }
+    /* readable with no more bytes than last time: the peer closed after a partial hello */
+    bool eof = n == 0 || (size_t)n == p->peeked;
+    p->peeked = (size_t)n;
     CBS cbs;
-    CBS_init(&cbs, buf, n > 0 ? (size_t)n : 0);
+    CBS_init(&cbs, buf, (size_t)n);
     struct sniff_result r;
-    enum sniff_verdict v = sniff_classify(&r, &cbs, n <= 0);
-    if (v == SNIFF_NEED_MORE && n > 0) {
-        return; /* more is coming, or the timer decides */
+    enum sniff_verdict v = sniff_classify(&r, &cbs, eof);
+    if (v == SNIFF_NEED_MORE) {
+        /* wake when the rest has come (or at EOF), not on every turn of the loop */
+        int lowat = (int)((size_t)n + r.need);
+        setsockopt(p->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat));
+        return;
     }
     sniff_stop(p);
     if (v == SNIFF_TLS_WEFT) {
@@ -361,6 +422,18 @@ static void on_sniff_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop, (void)revents;
     struct pconn *p = container_of(w, struct pconn, sniff_timer);
+    if (p->peeked > 0) {
+        /* the start of a ClientHello, then nothing: a slow mesh client is waited for up to the
+         * handshake timeout, then refused; its bytes are never handed to the app as plaintext */
+        if (!p->extended) {
+            p->extended = true;
+            ev_timer_set(&p->sniff_timer, SNIFF_PARTIAL_WAIT_S, 0);
+            ev_timer_start(p->pl->loop, &p->sniff_timer);
+            return;
+        }
+        sniff_fail(p, "an unfinished TLS ClientHello");
+        return;
+    }
     sniff_stop(p);
     weft_counter_add(p->d->m.permissive_timeouts, 1);
     in_plain(p); /* a client that says nothing: the server may speak first */
@@ -384,6 +457,7 @@ static void recheck(struct proxy_conn *c, void *arg)
         return;
     }
     if (p->peer_not_after != 0 && r->now >= p->peer_not_after) {
+        p->decision = "deny";
         p->reason = "peer certificate expired";
         proxy_conn_close(c, "peer certificate expired");
         return;
@@ -392,6 +466,7 @@ static void recheck(struct proxy_conn *c, void *arg)
         return;
     }
     if (p->peer[0] != '\0' && proxy_state_denied(r->now_state, p->peer, p->serial)) {
+        p->decision = "deny";
         p->reason = "peer revoked";
         proxy_conn_close(c, "peer revoked");
         return;
@@ -451,6 +526,15 @@ static void on_accept(struct proxy_loop *pl, int fd, const union weft_sockaddr *
         return;
     }
     addr_text(p->dst_s, sizeof(p->dst_s), &p->dst.sa);
+    union weft_sockaddr local;
+    socklen_t local_len = sizeof(local);
+    if (getsockname(fd, &local.sa, &local_len) == 0 && local_len == p->dst_len &&
+        memcmp(&local, &p->dst, local_len) == 0) {
+        /* addressed to the proxy's own port, not redirected to it: dialling it would loop */
+        refuse(d, fd, inbound, p->src_s, p->dst_s, "addressed to the proxy itself, not redirected");
+        free(p);
+        return;
+    }
     p->port = port_of(&p->dst.sa);
     p->st = proxy_agent_state(d->agent);
     if (!proxy_state_ready(p->st, (int64_t)time(NULL))) {
@@ -464,7 +548,7 @@ static void on_accept(struct proxy_loop *pl, int fd, const union weft_sockaddr *
         p->c = proxy_conn_new(pl, fd, &out_cbs, p);
         p->fd = -1;
         if (proxy_conn_connect(p->c, &p->dst.sa, p->dst_len) != WEFT_OK) {
-            proxy_conn_close(p->c, "cannot dial the destination");
+            return; /* closed already, with its reason in the access log */
         }
         return;
     }
@@ -473,8 +557,16 @@ static void on_accept(struct proxy_loop *pl, int fd, const union weft_sockaddr *
         in_mtls(p);
         return;
     }
+    if (parked >= SNIFF_MAX_PARKED) {
+        refuse(d, fd, true, p->src_s, p->dst_s, "too many connections waiting for first bytes");
+        pconn_free(p);
+        return;
+    }
+    parked++;
     ev_io_init(&p->sniff_io, on_sniff_readable, fd, EV_READ);
-    ev_timer_init(&p->sniff_timer, on_sniff_timeout, d->o->permissive_wait_ms / 1000.0, 0);
+    int wait_ms =
+        d->o->permissive_wait_ms > 0 ? d->o->permissive_wait_ms : PROXY_DEFAULT_PERMISSIVE_WAIT_MS;
+    ev_timer_init(&p->sniff_timer, on_sniff_timeout, wait_ms / 1000.0, 0);
     ev_io_start(pl->loop, &p->sniff_io);
     ev_timer_start(pl->loop, &p->sniff_timer);
 }
@@ -719,6 +811,7 @@ out:
     proxy_pool_free(d->pool);
     proxy_agent_stop(d->agent);
     tls_creds_unref(d->creds);
+    proxy_identity_unref(d->creds_id);
     weft_metrics_free(d->m.reg);
     grpc_shutdown();
     return rc;
