@@ -133,14 +133,16 @@ const char *proxy_state_lookup(const struct proxy_state *s, const struct sockadd
     return id != NULL ? id : dir_find(s->cfg, canon_ip);
 }
 
+static int str_order(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* in_list looks |v| up in a sorted list (config_of sorts them: every live connection is checked
+ * against them on every change). */
 static bool in_list(char *const *list, size_t n, const char *v)
 {
-    for (size_t i = 0; v != NULL && i < n; i++) {
-        if (strcmp(list[i], v) == 0) {
-            return true;
-        }
-    }
-    return false;
+    return v != NULL && n > 0 && bsearch(&v, list, n, sizeof(*list), str_order) != NULL;
 }
 
 bool proxy_state_denied(const struct proxy_state *s, const char *spiffe_id, const char *serial_hex)
@@ -259,6 +261,8 @@ static struct proxy_config *config_of(const Weft__Agent__V1__ProxyConfigResponse
             c->deny_serials[c->num_deny_serials++] = weft_xstrndup(d->value, strlen(d->value));
         } /* NODE items: the agent has already stopped serving that node's SVIDs */
     }
+    qsort(c->deny_ids, c->num_deny_ids, sizeof(*c->deny_ids), str_order);
+    qsort(c->deny_serials, c->num_deny_serials, sizeof(*c->deny_serials), str_order);
     return c;
 }
 

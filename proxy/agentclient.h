@@ -48,7 +48,7 @@ struct proxy_config {
     uint64_t policy_version, directory_version, sequence;
     struct proxy_dir_entry *dir; /* sorted by address */
     size_t num_dir;
-    char **deny_ids, **deny_serials; /* serials in lowercase hex */
+    char **deny_ids, **deny_serials; /* sorted; serials in lowercase hex */
     size_t num_deny_ids, num_deny_serials;
 };
 

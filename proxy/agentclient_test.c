@@ -127,5 +127,13 @@ Test(agentclient, the_directory_answers_for_ip_and_port_then_ip)
                      "an IPv4-mapped address is its IPv4 form");
     inet_pton(AF_INET, "198.18.0.10", &a.sin_addr);
     cr_assert_null(proxy_state_lookup(&s, (struct sockaddr *)&a), "not in the mesh");
+    char *ids[] = {"spiffe://x/ns/a/sa/bad", "spiffe://x/ns/b/sa/worse"}, *serials[] = {"0a1b"};
+    c->deny_ids = ids; /* sorted, as config_of leaves them */
+    c->num_deny_ids = 2;
+    c->deny_serials = serials;
+    c->num_deny_serials = 1;
+    cr_assert(proxy_state_denied(&s, "spiffe://x/ns/b/sa/worse", "ffff"));
+    cr_assert(proxy_state_denied(&s, "spiffe://x/ns/a/sa/fine", "0a1b"), "by serial");
+    cr_assert(!proxy_state_denied(&s, "spiffe://x/ns/a/sa/fine", "ffff"));
     free(c);
 }

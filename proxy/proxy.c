@@ -136,7 +136,8 @@ struct pconn {
     bool relaying;          /* decided and relaying: what the re-checks look at */
     const char *decision, *reason;
     int64_t rule;
-    bool used_tls, resumed;
+    bool resumed;
+    const char *tls_version; /* NULL: plaintext */
     /* PERMISSIVE ports: the sniffing stage, before the relay exists */
     int fd;
     ev_io sniff_io;
@@ -195,7 +196,7 @@ static void on_close(struct proxy_conn *c, const struct proxy_conn_stats *st, co
         .bytes_in = st->bytes_down_to_up,
         .bytes_out = st->bytes_up_to_down,
         .duration_ms = (int64_t)((st->end - st->start) * 1000),
-        .tls = p->used_tls ? "TLSv1.3" : NULL,
+        .tls = p->tls_version,
         .resumed = p->resumed,
         .close = reason,
     };
@@ -213,12 +214,13 @@ static const char *hs_reason(void *ctx) { return tls_conn_reason(ctx); }
 
 static void tls_free(void *ctx) { tls_conn_free(ctx); }
 
-/* hand_tls gives the relay side |side| the TLS transport, the other side plain, and starts. */
+/* relay_start gives the relay side |tls_side| the TLS transport (the other stays plain) and
+ * starts relaying. */
 static void relay_start(struct pconn *p, enum proxy_side_id tls_side)
 {
     p->relaying = true;
     if (p->tls != NULL) {
-        p->used_tls = true;
+        p->tls_version = tls_conn_version(p->tls); /* a static string */
         p->resumed = tls_conn_resumed(p->tls);
         weft_counter_add(p->resumed ? p->d->m.resumed : p->d->m.full, 1);
         proxy_conn_set_xprt(p->c, tls_side, &tls_xprt, p->tls, tls_free);
