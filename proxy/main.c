@@ -35,10 +35,13 @@ static const char usage[] =
     "  --idle-timeout-s S        close a connection idle this long (default 300)\n"
     "  --drain-s S               on SIGTERM or /quitquitquit, how long connections may finish\n"
     "                            (default 20)\n"
+    "  --proxy-protocol-port P   send the app on inbound port P a PROXY protocol v2 header\n"
+    "                            first: the original source and, for an mTLS peer, its SPIFFE\n"
+    "                            ID in TLV 0xE0 (repeatable, at most 16)\n"
     "\n"
     "Live connections are checked every second: one whose peer's certificate expired, whose\n"
     "peer is revoked, or that the policy now denies is closed, and the access log says why.\n"
-    "Not built yet: PROXY protocol v2 to the app; egress policy (outside the mesh passes).\n"
+    "Not built yet: egress policy (destinations outside the mesh pass through).\n"
     "Logs go to stderr as logfmt, one access-log line per connection. Exit: 0 after a drain,\n"
     "1 could not start, 2 usage.\n";
 
@@ -67,6 +70,7 @@ int main(int argc, char **argv)
         {"permissive-wait-ms", required_argument, NULL, 'p'},
         {"idle-timeout-s", required_argument, NULL, 't'},
         {"drain-s", required_argument, NULL, 'd'},
+        {"proxy-protocol-port", required_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -122,6 +126,16 @@ int main(int argc, char **argv)
                 return 2;
             }
             o.drain_s = (double)n;
+            break;
+        case 'P':
+            if (number("--proxy-protocol-port", optarg, 1, 65535, &n) != 0) {
+                return 2;
+            }
+            if (o.num_pp_ports == sizeof(o.pp_ports) / sizeof(o.pp_ports[0])) {
+                fprintf(stderr, "weft-proxy: at most 16 --proxy-protocol-port\n");
+                return 2;
+            }
+            o.pp_ports[o.num_pp_ports++] = (uint16_t)n;
             break;
         case 'h':
             fputs(usage, stdout);

@@ -2,6 +2,8 @@
  * namespace under the app's uid:
  *   mesh_app serve IP PORT     accept connections; print "accepted FROM" for each and echo
  *                              what it sends until it closes (runs until killed)
+ *   mesh_app serve-pp IP PORT  the same, but each connection starts with a PROXY protocol v2
+ *                              header (proxy/proxyv2.h): print "pp src=IP id=SPIFFE_ID" for it
  *   mesh_app call IP PORT MSG  connect, send MSG, print what comes back ("got MSG"), or "eof"
  *                              or "error: ..." (10 s at most)
  *   mesh_app hold IP PORT S    connect, send one message, read its echo ("got ..."), then hold
@@ -9,6 +11,7 @@
  *                              end closes it, or "held S s" */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,6 +23,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/bytestring.h>
+
+#include "proxy/proxyv2.h"
+
 static int addr(struct sockaddr_in *a, const char *ip, const char *port)
 {
     memset(a, 0, sizeof(*a));
@@ -28,7 +35,46 @@ static int addr(struct sockaddr_in *a, const char *ip, const char *port)
     return inet_pton(AF_INET, ip, &a->sin_addr) == 1 ? 0 : -1;
 }
 
-static int serve(const struct sockaddr_in *a)
+/* echo_pp reads the PROXY protocol v2 header at the start of |c|, prints what it says, then
+ * echoes the rest. */
+static void echo_pp(int c)
+{
+    uint8_t buf[1024];
+    size_t have = 0;
+    struct proxyv2 pp;
+    int rc = WEFT_EAGAIN;
+    while (rc == WEFT_EAGAIN && have < sizeof(buf)) {
+        ssize_t n = read(c, buf + have, sizeof(buf) - have);
+        if (n <= 0) {
+            return;
+        }
+        have += (size_t)n;
+        CBS cbs;
+        CBS_init(&cbs, buf, have);
+        rc = proxyv2_decode(&cbs, &pp);
+    }
+    if (rc != WEFT_OK) {
+        printf("pp invalid: %s\n", rc == WEFT_EPROTO ? pp.reason : "too long");
+        fflush(stdout);
+        return;
+    }
+    char ip[INET_ADDRSTRLEN] = "?";
+    if (pp.src.ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&pp.src)->sin_addr, ip, sizeof(ip));
+    }
+    printf("pp src=%s id=%.*s\n", ip, (int)pp.spiffe_id_len,
+           pp.spiffe_id != NULL ? (const char *)pp.spiffe_id : "");
+    fflush(stdout);
+    size_t rest = have - pp.header_len;
+    if (rest > 0 && write(c, buf + pp.header_len, rest) != (ssize_t)rest) {
+        return;
+    }
+    ssize_t n;
+    while ((n = read(c, buf, sizeof(buf))) > 0 && write(c, buf, (size_t)n) == n) {
+    }
+}
+
+static int serve(const struct sockaddr_in *a, bool pp)
 {
     signal(SIGCHLD, SIG_IGN); /* the echoing children reap themselves */
     int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
@@ -52,6 +98,10 @@ static int serve(const struct sockaddr_in *a)
         fflush(stdout);
         if (fork() == 0) { /* echo until the caller is done, while the parent accepts more */
             prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (pp) {
+                echo_pp(c);
+                _exit(0);
+            }
             char buf[512];
             ssize_t n;
             while ((n = read(c, buf, sizeof(buf))) > 0 && write(c, buf, (size_t)n) == n) {
@@ -115,8 +165,8 @@ int main(int argc, char **argv)
 {
     struct sockaddr_in a;
     if (argc >= 4 && addr(&a, argv[2], argv[3]) == 0) {
-        if (strcmp(argv[1], "serve") == 0) {
-            return serve(&a);
+        if (strcmp(argv[1], "serve") == 0 || strcmp(argv[1], "serve-pp") == 0) {
+            return serve(&a, strcmp(argv[1], "serve-pp") == 0);
         }
         if (strcmp(argv[1], "call") == 0 && argc == 5) {
             return call(&a, argv[4]);

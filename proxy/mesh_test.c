@@ -50,7 +50,7 @@ static const char policy[] = "apiVersion: security.weft.dev/v1alpha1\n"
                              "  action: ALLOW\n"
                              "  rules:\n"
                              "    - from: [{principals: [\"" CLIENT "\"]}]\n"
-                             "      to: [{ports: [\"8080\"]}]\n";
+                             "      to: [{ports: [\"8080\", \"8081\"]}]\n";
 
 static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void sh(const char *fmt, ...)
@@ -114,8 +114,9 @@ static void start_proxy(const char *ns, unsigned uid, const char *name, const ch
     char admin[200], out[200];
     snprintf(admin, sizeof(admin), "unix:%s/%s.sock", run_dir, name);
     snprintf(out, sizeof(out), "%s/%s.log", run_dir, name);
-    const char *argv[] = {proxy_bin, "--agent-socket", agent.sock, "--admin",
-                          admin,     "--claim",        claim,      NULL};
+    const char *argv[] = {
+        proxy_bin, "--agent-socket",        agent.sock, "--admin", admin, "--claim",
+        claim,     "--proxy-protocol-port", "8081",     NULL};
     spawn(ns, uid, out, argv);
 }
 
@@ -197,11 +198,13 @@ static void setup(void)
     start_proxy(ns_b, UID_PROXY_B, "proxy-b", "198.18.1.2");
     wait_proxy("proxy-a", 2);
     wait_proxy("proxy-b", 2);
-    for (int port = 8080; port <= 9090; port += 1010) {
+    static const int ports[] = {8080, 8081, 9090};
+    for (size_t i = 0; i < sizeof(ports) / sizeof(ports[0]); i++) {
         char out[200], p[16];
-        snprintf(out, sizeof(out), "%s/app-%d.out", run_dir, port);
-        snprintf(p, sizeof(p), "%d", port);
-        const char *argv[] = {app_bin, "serve", "198.18.1.2", p, NULL};
+        snprintf(out, sizeof(out), "%s/app-%d.out", run_dir, ports[i]);
+        snprintf(p, sizeof(p), "%d", ports[i]);
+        const char *argv[] = {app_bin, ports[i] == 8081 ? "serve-pp" : "serve", "198.18.1.2", p,
+                              NULL};
         spawn(ns_b, UID_APP, out, argv);
         wait_file_has(out, "listening");
     }
@@ -335,4 +338,13 @@ Test(mesh, a_connection_to_the_proxys_own_port_is_refused_not_looped)
     const char *out = call(15006);
     cr_assert(strstr(out, "got ") == NULL, "%s", out);
     wait_file_has(log_b, "addressed to the proxy itself, not redirected");
+}
+
+Test(mesh, a_proxy_protocol_port_tells_the_app_who_called)
+{
+    char app[200];
+    snprintf(app, sizeof(app), "%s/app-8081.out", run_dir);
+    const char *out = call(8081);
+    cr_assert(strstr(out, "got hello-8081") != NULL, "%s", out);
+    wait_file_has(app, "pp src=198.18.1.1 id=" CLIENT);
 }

@@ -17,6 +17,8 @@
 
 #include <ev.h>
 #include <grpc/grpc.h>
+#include <openssl/bytestring.h>
+#include <openssl/mem.h>
 
 #include "lib/base/hash.h"
 #include "lib/base/log.h"
@@ -27,6 +29,7 @@
 #include "proxy/accesslog.h"
 #include "proxy/conn.h"
 #include "proxy/listener.h"
+#include "proxy/proxyv2.h"
 #include "proxy/sniff.h"
 #include "proxy/tls.h"
 
@@ -128,7 +131,7 @@ struct pconn {
     struct tls_creds *creds;
     struct tls_conn *tls; /* until handed to the relay */
     bool inbound;
-    union weft_sockaddr dst;
+    union weft_sockaddr src, dst;
     socklen_t dst_len;
     uint16_t port;
     char src_s[64], dst_s[64], peer[2049], policy[300], serial[41];
@@ -274,11 +277,44 @@ static void out_connected(struct proxy_conn *c, void *arg)
 
 /* --- inbound ----------------------------------------------------------------------------- */
 
+/* send_proxy_header writes the PROXY protocol v2 header to the app, when its port wants one;
+ * false (the connection closed) when it cannot. The socket has just connected: its send buffer
+ * takes the hundred-odd bytes at once, or the app is refusing them. */
+static bool send_proxy_header(struct pconn *p)
+{
+    bool wanted = false;
+    for (size_t i = 0; i < p->d->o->num_pp_ports && !wanted; i++) {
+        wanted = p->d->o->pp_ports[i] == p->port;
+    }
+    if (!wanted) {
+        return true;
+    }
+    CBB cbb;
+    uint8_t *hdr = NULL;
+    size_t len = 0;
+    bool ok = CBB_init(&cbb, 128) &&
+              proxyv2_encode(&cbb, &p->src.sa, &p->dst.sa, p->peer[0] != '\0' ? p->peer : NULL) ==
+                  WEFT_OK &&
+              CBB_finish(&cbb, &hdr, &len);
+    if (!ok) {
+        CBB_cleanup(&cbb);
+    }
+    ok = ok && send(proxy_conn_get_fd(p->c, PROXY_UP), hdr, len, MSG_NOSIGNAL | MSG_DONTWAIT) ==
+                   (ssize_t)len;
+    OPENSSL_free(hdr);
+    if (!ok) {
+        proxy_conn_close(p->c, "cannot send the PROXY protocol header");
+    }
+    return ok;
+}
+
 static void in_connected(struct proxy_conn *c, void *arg)
 {
-    struct pconn *p = arg;
-    relay_start(p, PROXY_DOWN);
     (void)c;
+    struct pconn *p = arg;
+    if (send_proxy_header(p)) {
+        relay_start(p, PROXY_DOWN);
+    }
 }
 
 /* decide evaluates the policy of |snap| for |p|'s peer and port, filling in the deciding
@@ -520,6 +556,7 @@ static void on_accept(struct proxy_loop *pl, int fd, const union weft_sockaddr *
     p->fd = fd;
     p->inbound = inbound;
     p->rule = -1;
+    memcpy(&p->src, peer, peer_len < sizeof(p->src) ? peer_len : sizeof(p->src));
     addr_text(p->src_s, sizeof(p->src_s), &peer->sa);
     p->dst_len = sizeof(p->dst);
     if (proxy_original_dst(fd, &p->dst, &p->dst_len) != WEFT_OK) {

@@ -11,6 +11,8 @@
  *     silence the connection is plaintext); the peer's verified ID and the port are judged by
  *     the compiled policy before the app is dialled, at the original destination (the pod's
  *     own address, so an app bound to 127.0.0.1 is not exposed);
+ *   - optionally per inbound port (--proxy-protocol-port), a PROXY protocol v2 header to the
+ *     app first, carrying the original source and the peer's SPIFFE ID;
  *   - one access-log line per connection (proxy/accesslog.h), Prometheus metrics, and the admin
  *     port: /ready, /live, /metrics, /certs, /config, POST /quitquitquit;
  *   - until the first SVID and configuration have come, mesh traffic is refused (fail closed);
@@ -46,6 +48,10 @@ struct proxy_opts {
     int permissive_wait_ms;
     double drain_s;
     double idle_s; /* 0: the relay's default */
+    /* inbound ports whose app is sent a PROXY protocol v2 header first (proxy/proxyv2.h): the
+     * original source and, for an mTLS peer, its SPIFFE ID (TLV 0xE0) */
+    uint16_t pp_ports[16];
+    size_t num_pp_ports;
 };
 
 /* proxy_daemon_run runs weft-proxy until a signal or /quitquitquit and the drain; returns the
