@@ -114,7 +114,7 @@ static void teardown(void)
     EVP_PKEY_free(key_b);
 }
 
-TestSuite(jwt, .init = setup, .fini = teardown);
+TestSuite(jwt, .init = setup, .fini = teardown, .timeout = 60);
 
 /* b64url / unb64url: the test's own base64url, on BoringSSL's standard base64. */
 static char *b64url(const void *data, size_t len)
@@ -837,7 +837,7 @@ Test(jwt, token_size_limit)
 
 /* --- other algorithms --------------------------------------------------------------------- */
 
-Test(jwt, rsa_rs256_and_ps256, .timeout = 60)
+Test(jwt, rsa_rs256_and_ps256)
 {
     EVP_PKEY *rsa = gen_key(EVP_PKEY_RSA, 2048);
     char kid[SPIFFE_JWT_KID_LEN + 1];
@@ -869,7 +869,7 @@ Test(jwt, rsa_rs256_and_ps256, .timeout = 60)
     EVP_PKEY_free(rsa);
 }
 
-Test(jwt, rsa_key_under_2048_bits_refused, .timeout = 60)
+Test(jwt, rsa_key_under_2048_bits_refused)
 {
     EVP_PKEY *rsa = gen_key(EVP_PKEY_RSA, 1024);
     char kid[SPIFFE_JWT_KID_LEN + 1];
@@ -1018,7 +1018,7 @@ Test(jwt, kid_is_43_chars_and_stable)
     cr_assert_eq(spiffe_jwt_kid(NULL, k2), WEFT_ECRYPTO);
 }
 
-Test(jwt, jwk_shape, .timeout = 60)
+Test(jwt, jwk_shape)
 {
     json_t *jwk = spiffe_jwt_jwk(key_a, kid_a);
     cr_assert_not_null(jwk);
@@ -1126,7 +1126,7 @@ static void sign_refused(const struct spiffe_jwt_request *req, EVP_PKEY *key, co
     cr_assert_null(token);
 }
 
-Test(jwt, sign_refusals, .timeout = 60)
+Test(jwt, sign_refusals)
 {
     struct spiffe_id sub = id_of(SUB), td = td_id(TD);
     const char *aud[SPIFFE_JWT_MAX_AUDIENCES + 1];
