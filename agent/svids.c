@@ -111,15 +111,12 @@ static bool listed(char *const *l, size_t n, const char *v)
 }
 
 /* serial_hex writes the leaf serial of a DER chain in lowercase hex ("" if unreadable). */
-static void serial_hex(const uint8_t *chain, size_t len, char out[2 * 20 + 1])
+static void serial_hex(const uint8_t *chain, size_t len, char out[SPIFFE_SERIAL_HEX_LEN])
 {
     out[0] = '\0';
     const uint8_t *p = chain;
     X509 *leaf = d2i_X509(NULL, &p, (long)len);
-    const ASN1_INTEGER *sn = leaf != NULL ? X509_get0_serialNumber(leaf) : NULL;
-    for (int i = 0; sn != NULL && i < sn->length && i < 20; i++) {
-        snprintf(out + 2 * i, 3, "%02x", sn->data[i]);
-    }
+    spiffe_serial_hex(out, leaf);
     X509_free(leaf);
 }
 
@@ -131,7 +128,7 @@ static bool denied(const struct agent_svids *s, const struct held *h)
     if (s->node_denied || listed(s->deny_ids, s->num_deny_ids, h->spiffe_id)) {
         return true;
     }
-    char hex[2 * 20 + 1];
+    char hex[SPIFFE_SERIAL_HEX_LEN];
     if (h->chain != NULL) {
         serial_hex(h->chain, h->chain_len, hex);
         return listed(s->deny_serials, s->num_deny_serials, hex);

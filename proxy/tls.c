@@ -17,11 +17,10 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "lib/transport/svidtls.h"
 #include "lib/base/mem.h"
 #include "lib/spiffe/id.h"
 #include "lib/spiffe/x509svid.h"
-
-#define SERIAL_HEX_LEN (2 * SPIFFE_SERIAL_MAX_LEN + 1)
 
 static const uint8_t alpn_wire[] = {6, 'w', 'e', 'f', 't', '/', '1'}; /* RFC 7301 §3.1 */
 
@@ -58,7 +57,7 @@ struct tls_conn {
     bool shut;         /* our close_notify is out */
     char *expected;    /* client: the server ID required */
     char *peer_id;     /* NULL until judged */
-    char peer_serial[SERIAL_HEX_LEN];
+    char peer_serial[SPIFFE_SERIAL_HEX_LEN];
     int64_t peer_not_after;
     int64_t resume_until;
     int fail_rc;
@@ -184,37 +183,6 @@ static bool listed(char *const *list, size_t n, const char *v)
     return n > 0 && bsearch(&v, list, n, sizeof(*list), cmp_str) != NULL;
 }
 
-/* copy_authorities puts into |dst| a bundle per bundle of |src| holding references to the same
- * X.509 authorities: the caller may change or free its set after tls_creds_new. */
-static int copy_authorities(struct spiffe_bundle_set *dst, const struct spiffe_bundle_set *src)
-{
-    for (size_t i = 0; i < src->num_bundles; i++) {
-        const struct spiffe_bundle *b = src->bundles[i];
-        struct spiffe_bundle *copy = spiffe_bundle_new(&b->td);
-        for (size_t j = 0; j < sk_X509_num(b->x509); j++) {
-            int rc = spiffe_bundle_add_x509(copy, sk_X509_value(b->x509, j));
-            if (rc != WEFT_OK) {
-                spiffe_bundle_free(copy);
-                return rc;
-            }
-        }
-        TRY(spiffe_bundle_set_put(dst, copy)); /* frees |copy| on failure */
-    }
-    return WEFT_OK;
-}
-
-/* earliest_not_after is the moment the first certificate of |chain| expires. */
-static int earliest_not_after(int64_t *out, const STACK_OF(X509) * chain)
-{
-    *out = INT64_MAX;
-    for (size_t i = 0; i < sk_X509_num(chain); i++) {
-        int64_t not_before, not_after;
-        TRY(spiffe_cert_validity(&not_before, &not_after, sk_X509_value(chain, i)));
-        *out = min64(*out, not_after);
-    }
-    return WEFT_OK;
-}
-
 static int ctx_setup(SSL_CTX *ctx, const STACK_OF(X509) * chain, EVP_PKEY *key, int64_t ticket_life,
                      bool server)
 {
@@ -306,10 +274,10 @@ int tls_creds_new(struct tls_creds **out, const struct tls_creds_params *p)
         spiffe_key_decode(&key, p->key_der, p->key_der_len, NULL) != WEFT_OK ||
         spiffe_x509svid_check(&c->id, chain, NULL) != WEFT_OK ||
         spiffe_x509svid_check_key(sk_X509_value(chain, 0), key, NULL) != WEFT_OK ||
-        earliest_not_after(&c->not_after, chain) != WEFT_OK) {
+        spiffe_chain_not_after(&c->not_after, chain) != WEFT_OK) {
         goto out;
     }
-    if ((rc = copy_authorities(&c->bundles, p->bundles)) != WEFT_OK) {
+    if ((rc = spiffe_bundle_set_copy_x509(&c->bundles, p->bundles)) != WEFT_OK) {
         goto out;
     }
     rc = WEFT_ECRYPTO;
@@ -433,53 +401,6 @@ static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
 
 /* --- judging the peer --------------------------------------------------------------------- */
 
-/* peer_chain decodes the certificates the peer presented (or, on resumption, the ones stored in
- * the session), leaf first. BoringSSL bounds the message's size; SPIFFE_MAX_CHAIN the count. */
-static int peer_chain(STACK_OF(X509) * *out, const SSL *ssl)
-{
-    *out = NULL;
-    const STACK_OF(CRYPTO_BUFFER) *bufs = SSL_get0_peer_certificates(ssl);
-    size_t n = bufs != NULL ? sk_CRYPTO_BUFFER_num(bufs) : 0;
-    ENSURE(n > 0, WEFT_ENOTFOUND);
-    ENSURE(n <= SPIFFE_MAX_CHAIN, WEFT_ELIMIT);
-    STACK_OF(X509) *chain = sk_X509_new_null();
-    ENSURE(chain != NULL, WEFT_ECRYPTO);
-    for (size_t i = 0; i < n; i++) {
-        X509 *cert = X509_parse_from_buffer(sk_CRYPTO_BUFFER_value(bufs, i));
-        if (cert == NULL || !sk_X509_push(chain, cert)) {
-            X509_free(cert);
-            sk_X509_pop_free(chain, X509_free);
-            return WEFT_EINVAL;
-        }
-    }
-    *out = chain;
-    return WEFT_OK;
-}
-
-/* alert_for picks the alert (RFC 8446 §6.2) that tells the peer what was wrong with its SVID. */
-static uint8_t alert_for(enum spiffe_rule rule)
-{
-    switch (rule) {
-    case SPIFFE_RULE_SVID_NO_BUNDLE:
-    case SPIFFE_RULE_SVID_CHAIN:
-        return SSL_AD_UNKNOWN_CA;
-    case SPIFFE_RULE_SVID_EXPIRED:
-    case SPIFFE_RULE_SVID_NOT_YET_VALID:
-        return SSL_AD_CERTIFICATE_EXPIRED;
-    default:
-        return SSL_AD_BAD_CERTIFICATE;
-    }
-}
-
-static void serial_hex(char out[SERIAL_HEX_LEN], const X509 *leaf)
-{
-    out[0] = '\0';
-    const ASN1_INTEGER *sn = X509_get0_serialNumber(leaf);
-    for (int i = 0; sn != NULL && i < sn->length && i < SPIFFE_SERIAL_MAX_LEN; i++) {
-        snprintf(out + 2 * i, 3, "%02x", sn->data[i]);
-    }
-}
-
 /* judge_peer checks the peer's chain. |full|: a new handshake, so the path is verified against
  * the bundle of the peer's trust domain. Otherwise the session is resumed: these creds verified
  * the chain when the ticket was made (tickets never cross creds), so what can have changed is
@@ -493,7 +414,7 @@ static int judge_peer(struct tls_conn *t, bool full, uint8_t *out_alert)
     struct spiffe_why why;
     spiffe_why_clear(&why);
     int64_t now = now_s();
-    int rc = peer_chain(&chain, t->ssl);
+    int rc = svidtls_peer_chain(&chain, t->ssl);
     *out_alert = SSL_AD_BAD_CERTIFICATE;
     if (rc != WEFT_OK) {
         fail(t, WEFT_EPOLICY, "peer presented %s",
@@ -518,15 +439,15 @@ static int judge_peer(struct tls_conn *t, bool full, uint8_t *out_alert)
         } else {
             fail(t, WEFT_EPOLICY, "peer chain does not verify: %s", why.msg);
         }
-        *out_alert = alert_for(why.rule);
+        *out_alert = svidtls_alert_for(why.rule);
         rc = WEFT_EPOLICY;
         goto out;
     }
-    char serial[SERIAL_HEX_LEN];
-    serial_hex(serial, leaf);
+    char serial[SPIFFE_SERIAL_HEX_LEN];
+    spiffe_serial_hex(serial, leaf);
     int64_t not_after;
     rc = WEFT_EPOLICY;
-    if (earliest_not_after(&not_after, chain) != WEFT_OK) {
+    if (spiffe_chain_not_after(&not_after, chain) != WEFT_OK) {
         fail(t, rc, "peer chain has an unreadable validity period");
         goto out;
     }
@@ -634,23 +555,6 @@ static int alpn_select_cb(SSL *ssl, const uint8_t **out, uint8_t *out_len, const
 
 /* --- results ------------------------------------------------------------------------------ */
 
-static bool is_certificate_alert(int alert)
-{
-    switch (alert) {
-    case SSL_AD_BAD_CERTIFICATE:
-    case SSL_AD_UNSUPPORTED_CERTIFICATE:
-    case SSL_AD_CERTIFICATE_REVOKED:
-    case SSL_AD_CERTIFICATE_EXPIRED:
-    case SSL_AD_CERTIFICATE_UNKNOWN:
-    case SSL_AD_UNKNOWN_CA:
-    case SSL_AD_ACCESS_DENIED:
-    case SSL_AD_CERTIFICATE_REQUIRED:
-        return true;
-    default:
-        return false;
-    }
-}
-
 /* ssl_result interprets a BoringSSL call that returned |ret| <= 0: WEFT_EAGAIN with |*want|,
  * WEFT_OK with |*eof| on close_notify, or a failure recorded in t->reason. */
 static int ssl_result(struct tls_conn *t, int ret, int *want, bool *eof)
@@ -678,9 +582,9 @@ static int ssl_result(struct tls_conn *t, int ret, int *want, bool *eof)
         int lib = ERR_GET_LIB(err), reason = ERR_GET_REASON(err);
         int alert = reason - SSL_AD_REASON_OFFSET;
         if (lib == ERR_LIB_SSL && alert >= 0 && alert <= 255) {
-            fail(t, is_certificate_alert(alert) ? WEFT_EPOLICY : WEFT_EPROTO,
+            fail(t, svidtls_is_certificate_alert(alert) ? WEFT_EPOLICY : WEFT_EPROTO,
                  "peer sent TLS alert \"%s\"%s", SSL_alert_desc_string_long(alert),
-                 is_certificate_alert(alert) ? ": it refused our certificate" : "");
+                 svidtls_is_certificate_alert(alert) ? ": it refused our certificate" : "");
         } else if (lib == ERR_LIB_SSL && reason == SSL_R_UNSUPPORTED_PROTOCOL) {
             fail(t, WEFT_EPROTO, "peer does not speak TLS 1.3");
         } else if (lib == ERR_LIB_SSL && reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {

@@ -636,3 +636,20 @@ int spiffe_bundle_decode(struct spiffe_bundle_set *set, const uint8_t *data, siz
     }
     return WEFT_OK;
 }
+
+int spiffe_bundle_set_copy_x509(struct spiffe_bundle_set *dst, const struct spiffe_bundle_set *src)
+{
+    for (size_t i = 0; i < src->num_bundles; i++) {
+        const struct spiffe_bundle *b = src->bundles[i];
+        struct spiffe_bundle *copy = spiffe_bundle_new(&b->td);
+        for (size_t j = 0; j < sk_X509_num(b->x509); j++) {
+            int rc = spiffe_bundle_add_x509(copy, sk_X509_value(b->x509, j));
+            if (rc != WEFT_OK) {
+                spiffe_bundle_free(copy);
+                return rc;
+            }
+        }
+        TRY(spiffe_bundle_set_put(dst, copy)); /* frees |copy| on failure */
+    }
+    return WEFT_OK;
+}

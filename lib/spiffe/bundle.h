@@ -77,6 +77,12 @@ struct spiffe_bundle_set {
 void spiffe_bundle_set_init(struct spiffe_bundle_set *set);
 void spiffe_bundle_set_cleanup(struct spiffe_bundle_set *set);
 
+/* spiffe_bundle_set_copy_x509 puts into |dst| a bundle per bundle of |src| holding references
+ * to the same X.509 authorities (JWT keys left out: TLS never needs them), so the caller may
+ * change or free |src| afterwards. */
+WEFT_MUST_USE int spiffe_bundle_set_copy_x509(struct spiffe_bundle_set *dst,
+                                              const struct spiffe_bundle_set *src);
+
 /* spiffe_bundle_set_put takes ownership of |b|, replacing the bundle of the same trust domain.
  * Returns WEFT_ELIMIT (and frees |b|) when the set is full. */
 WEFT_MUST_USE int spiffe_bundle_set_put(struct spiffe_bundle_set *set, struct spiffe_bundle *b);

@@ -500,3 +500,25 @@ int spiffe_x509svid_verify(struct spiffe_id *out_id, const STACK_OF(X509) * chai
     }
     return rc;
 }
+
+void spiffe_serial_hex(char out[SPIFFE_SERIAL_HEX_LEN], const X509 *cert)
+{
+    out[0] = '\0';
+    const ASN1_INTEGER *sn = cert != NULL ? X509_get0_serialNumber(cert) : NULL;
+    int len = sn != NULL ? ASN1_STRING_length(sn) : 0;
+    const uint8_t *data = sn != NULL ? ASN1_STRING_get0_data(sn) : NULL;
+    for (int i = 0; i < len && i < SPIFFE_SERIAL_MAX_LEN; i++) {
+        snprintf(out + 2 * i, 3, "%02x", data[i]);
+    }
+}
+
+int spiffe_chain_not_after(int64_t *out, const STACK_OF(X509) * chain)
+{
+    *out = INT64_MAX;
+    for (size_t i = 0; i < sk_X509_num(chain); i++) {
+        int64_t not_before, not_after;
+        TRY(spiffe_cert_validity(&not_before, &not_after, sk_X509_value(chain, i)));
+        *out = not_after < *out ? not_after : *out;
+    }
+    return WEFT_OK;
+}

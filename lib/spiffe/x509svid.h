@@ -97,6 +97,15 @@ WEFT_MUST_USE int spiffe_key_type_parse(enum spiffe_key_type *out, const char *s
 EVP_PKEY *spiffe_key_generate(enum spiffe_key_type type);
 
 #define SPIFFE_SERIAL_MAX_LEN 20 /* RFC 5280 §4.1.2.2 */
+#define SPIFFE_SERIAL_HEX_LEN (2 * SPIFFE_SERIAL_MAX_LEN + 1)
+
+/* spiffe_serial_hex writes |cert|'s serial in lowercase hex, the form deny lists use ("" for
+ * NULL; a serial over SPIFFE_SERIAL_MAX_LEN bytes is cut there). */
+void spiffe_serial_hex(char out[SPIFFE_SERIAL_HEX_LEN], const X509 *cert);
+
+/* spiffe_chain_not_after reads the earliest notAfter of |chain|'s certificates: when the chain
+ * stops vouching for its leaf. */
+WEFT_MUST_USE int spiffe_chain_not_after(int64_t *out, const STACK_OF(X509) * chain);
 
 /* struct spiffe_mint_params: when the certificate starts, how long it lives, its serial.
  * A zero |serial_len| asks for 16 random bytes. */

@@ -28,6 +28,7 @@
 
 #include "lib/base/mem.h"
 #include "lib/spiffe/x509svid.h"
+#include "lib/transport/svidtls.h"
 
 /* lib/base has no container_of yet; this is the usual one [h2o H2O_STRUCT_FROM_MEMBER]. */
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -165,25 +166,6 @@ static struct tls_ctx *tctx_ref(struct tls_ctx *t)
     return t;
 }
 
-/* copy_authorities puts into |dst| a bundle per bundle of |src| holding references to the same
- * X.509 authorities. JWT keys are left out: TLS never needs them. */
-static int copy_authorities(struct spiffe_bundle_set *dst, const struct spiffe_bundle_set *src)
-{
-    for (size_t i = 0; i < src->num_bundles; i++) {
-        const struct spiffe_bundle *b = src->bundles[i];
-        struct spiffe_bundle *copy = spiffe_bundle_new(&b->td);
-        for (size_t j = 0; j < sk_X509_num(b->x509); j++) {
-            int rc = spiffe_bundle_add_x509(copy, sk_X509_value(b->x509, j));
-            if (rc != WEFT_OK) {
-                spiffe_bundle_free(copy);
-                return rc;
-            }
-        }
-        TRY(spiffe_bundle_set_put(dst, copy)); /* frees |copy| on failure */
-    }
-    return WEFT_OK;
-}
-
 static int ssl_ctx_setup(SSL_CTX *ctx, const struct tls_relay_creds *creds)
 {
     ENSURE(SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) &&
@@ -231,7 +213,7 @@ static int tctx_new(struct tls_ctx **out, const struct tls_relay_creds *creds, b
     atomic_init(&t->refs, 1);
     t->has_cert = has_cert;
     spiffe_bundle_set_init(&t->bundles);
-    int rc = copy_authorities(&t->bundles, creds->bundles);
+    int rc = spiffe_bundle_set_copy_x509(&t->bundles, creds->bundles);
     if (rc != WEFT_OK) {
         goto out;
     }
@@ -252,58 +234,6 @@ out:
 
 /* --- verifying the peer ------------------------------------------------------------------- */
 
-/* peer_chain decodes the certificates the peer presented, leaf first, into a new stack. They are
- * read as CRYPTO_BUFFERs, as SSL_CTX_set_custom_verify documents. BoringSSL already bounds the
- * Certificate message's size; SPIFFE_MAX_CHAIN bounds the count. */
-static int peer_chain(STACK_OF(X509) * *out, const SSL *ssl)
-{
-    *out = NULL;
-    const STACK_OF(CRYPTO_BUFFER) *bufs = SSL_get0_peer_certificates(ssl);
-    size_t n = bufs != NULL ? sk_CRYPTO_BUFFER_num(bufs) : 0;
-    ENSURE(n > 0, WEFT_ENOTFOUND);
-    ENSURE(n <= SPIFFE_MAX_CHAIN, WEFT_ELIMIT);
-    STACK_OF(X509) *chain = sk_X509_new_null();
-    ENSURE(chain != NULL, WEFT_ECRYPTO);
-    for (size_t i = 0; i < n; i++) {
-        X509 *cert = X509_parse_from_buffer(sk_CRYPTO_BUFFER_value(bufs, i));
-        if (cert == NULL || !sk_X509_push(chain, cert)) {
-            X509_free(cert);
-            sk_X509_pop_free(chain, X509_free);
-            return WEFT_EINVAL;
-        }
-    }
-    *out = chain;
-    return WEFT_OK;
-}
-
-/* alert_for picks the TLS alert (RFC 8446 §6.2) that tells the peer what was wrong with its
- * SVID, so that its own error says it. */
-static uint8_t alert_for(enum spiffe_rule rule)
-{
-    switch (rule) {
-    case SPIFFE_RULE_SVID_NO_BUNDLE:
-    case SPIFFE_RULE_SVID_CHAIN:
-        return SSL_AD_UNKNOWN_CA;
-    case SPIFFE_RULE_SVID_EXPIRED:
-    case SPIFFE_RULE_SVID_NOT_YET_VALID:
-        return SSL_AD_CERTIFICATE_EXPIRED;
-    default:
-        return SSL_AD_BAD_CERTIFICATE;
-    }
-}
-
-/* earliest_not_after is the moment the first certificate of |chain| expires. */
-static int earliest_not_after(int64_t *out, const STACK_OF(X509) * chain)
-{
-    *out = INT64_MAX;
-    for (size_t i = 0; i < sk_X509_num(chain); i++) {
-        int64_t not_before, not_after;
-        TRY(spiffe_cert_validity(&not_before, &not_after, sk_X509_value(chain, i)));
-        *out = not_after < *out ? not_after : *out;
-    }
-    return WEFT_OK;
-}
-
 /* verify_peer is BoringSSL's custom verify callback, run on the loop thread inside
  * SSL_do_handshake: the client's SVID on a server, the server's on a client. On refusal the
  * reason is in c->reason and BoringSSL sends |*out_alert| to the peer. */
@@ -319,7 +249,7 @@ static enum ssl_verify_result_t verify_peer(SSL *ssl, uint8_t *out_alert)
     enum ssl_verify_result_t result = ssl_verify_invalid;
     *out_alert = SSL_AD_BAD_CERTIFICATE;
 
-    int rc = peer_chain(&chain, ssl);
+    int rc = svidtls_peer_chain(&chain, ssl);
     if (rc != WEFT_OK) {
         fail(c, WEFT_EPOLICY, "the %s presented %s", peer_role(c),
              rc == WEFT_ENOTFOUND ? "no certificate"
@@ -332,16 +262,11 @@ static enum ssl_verify_result_t verify_peer(SSL *ssl, uint8_t *out_alert)
         WEFT_OK) {
         fail(c, WEFT_EPOLICY, "the %s's SVID failed verification (%s): %s", peer_role(c),
              spiffe_rule_ref(why.rule), why.msg);
-        *out_alert = alert_for(why.rule);
+        *out_alert = svidtls_alert_for(why.rule);
         goto out;
     }
-    const ASN1_INTEGER *serial = X509_get0_serialNumber(sk_X509_value(chain, 0));
-    size_t serial_len = (size_t)ASN1_STRING_length(serial);
-    const uint8_t *serial_bytes = ASN1_STRING_get0_data(serial);
-    for (size_t i = 0; i < serial_len && i < 20; i++) {
-        snprintf(peer.serial_hex + 2 * i, 3, "%02x", serial_bytes[i]);
-    }
-    if (earliest_not_after(&peer.not_after, chain) != WEFT_OK) {
+    spiffe_serial_hex(peer.serial_hex, sk_X509_value(chain, 0));
+    if (spiffe_chain_not_after(&peer.not_after, chain) != WEFT_OK) {
         fail(c, WEFT_EPOLICY, "the %s's SVID has an unreadable validity period", peer_role(c));
         goto out;
     }
@@ -388,24 +313,6 @@ static int admit_anonymous(struct conn *c)
 
 /* --- the TLS side ------------------------------------------------------------------------- */
 
-/* is_certificate_alert: alerts with which a peer refuses our certificate (RFC 8446 §6.2). */
-static bool is_certificate_alert(int alert)
-{
-    switch (alert) {
-    case SSL_AD_BAD_CERTIFICATE:
-    case SSL_AD_UNSUPPORTED_CERTIFICATE:
-    case SSL_AD_CERTIFICATE_REVOKED:
-    case SSL_AD_CERTIFICATE_EXPIRED:
-    case SSL_AD_CERTIFICATE_UNKNOWN:
-    case SSL_AD_UNKNOWN_CA:
-    case SSL_AD_ACCESS_DENIED:
-    case SSL_AD_CERTIFICATE_REQUIRED:
-        return true;
-    default:
-        return false;
-    }
-}
-
 /* ssl_result interprets a BoringSSL call that returned |ret| <= 0. It returns WEFT_EAGAIN with
  * the events to wait for added to |*want|; WEFT_OK with |*eof| set when the peer closed (with
  * close_notify or a bare FIN); or a failure, recorded in c->reason. */
@@ -435,12 +342,12 @@ static int ssl_result(struct conn *c, int ret, int *want, bool *eof)
         int reason = ERR_GET_REASON(err);
         int alert = reason - SSL_AD_REASON_OFFSET;
         if (ERR_GET_LIB(err) == ERR_LIB_SSL && alert >= 0 && alert <= 255 &&
-            is_certificate_alert(alert) && !c->tctx->has_cert) {
+            svidtls_is_certificate_alert(alert) && !c->tctx->has_cert) {
             fail(c, WEFT_EPOLICY,
                  "the %s refused us with TLS alert \"%s\": we presented no certificate",
                  peer_role(c), SSL_alert_desc_string_long(alert));
         } else if (ERR_GET_LIB(err) == ERR_LIB_SSL && alert >= 0 && alert <= 255 &&
-                   is_certificate_alert(alert)) {
+                   svidtls_is_certificate_alert(alert)) {
             fail(c, WEFT_EPOLICY,
                  "the %s refused our SVID with TLS alert \"%s\": its verification or "
                  "authorization of our certificate failed",
