@@ -17,7 +17,9 @@
 enum conn_state { CONN_SETUP = 0, CONN_RELAY };
 
 /* struct relay_buf holds bytes read from one side until the other side takes them:
- * data[rd..wr) is pending; it never grows past the loop's buf_cap. */
+ * data[rd..wr) is pending; it never grows past the loop's buf_cap. |data| exists only while
+ * bytes are pending (or a recv is about to put some there): an idle connection holds no
+ * buffer, so a thousand idle connections cost their sockets and structs, not 128 MiB. */
 struct relay_buf {
     uint8_t *data;
     size_t rd, wr;
@@ -184,6 +186,16 @@ void proxy_loop_each(struct proxy_loop *pl, void (*fn)(struct proxy_conn *c, voi
 
 /* ---- a connection ---- */
 
+static void buf_release(struct proxy_loop *pl, struct relay_buf *b)
+{
+    if (b->data != NULL) {
+        free(b->data);
+        b->data = NULL;
+        pl->num_bufs--;
+    }
+    b->rd = b->wr = 0;
+}
+
 static struct proxy_side *side_of(struct proxy_conn *c, enum proxy_side_id id)
 {
     return id == PROXY_DOWN ? &c->down : &c->up;
@@ -195,7 +207,6 @@ static void side_init(struct proxy_conn *c, struct proxy_side *s, enum proxy_sid
     s->id = id;
     s->fd = -1;
     s->xprt = &plain_xprt;
-    s->in.data = weft_xmalloc(c->pl->cfg.buf_cap);
     ev_init(&s->rd, on_readable);
     ev_init(&s->wr, on_writable);
 }
@@ -371,8 +382,8 @@ void proxy_conn_close(struct proxy_conn *c, const char *reason)
     if (c->up.fd >= 0) {
         close(c->up.fd);
     }
-    free(c->down.in.data);
-    free(c->up.in.data);
+    buf_release(pl, &c->down.in);
+    buf_release(pl, &c->up.in);
     free(c);
 }
 
@@ -579,6 +590,10 @@ static int flow(struct proxy_conn *c, struct proxy_side *src, struct proxy_side 
 
     /* Backpressure: no space, no recv; the fd stays unwatched until the other side drains. */
     if (!src->eof && b->wr < cap) {
+        if (b->data == NULL) {
+            b->data = weft_xmalloc(cap);
+            c->pl->num_bufs++;
+        }
         want = 0;
         ssize_t n = src->xprt->recv(src->ctx, src->fd, b->data + b->wr, cap - b->wr, &want);
         if (n > 0) {
@@ -616,9 +631,7 @@ static int flow(struct proxy_conn *c, struct proxy_side *src, struct proxy_side 
             proxy_conn_close(c, io_reason(dst, OP_SEND, (int)n));
             return -1;
         }
-        if (b->rd == b->wr) {
-            b->rd = b->wr = 0;
-        } else if (b->wr == cap && b->rd > 0) {
+        if (b->wr == cap && b->rd > 0 && b->rd < b->wr) {
             /* Full at the tail: move the rest to the front so recv has room again. */
             memmove(b->data, b->data + b->rd, b->wr - b->rd);
             b->wr -= b->rd;
@@ -626,6 +639,9 @@ static int flow(struct proxy_conn *c, struct proxy_side *src, struct proxy_side 
         }
     } else {
         dst->want_send = 0;
+    }
+    if (b->rd == b->wr) {
+        buf_release(c->pl, b); /* nothing pending: the memory goes back until bytes come */
     }
 
     /* Half-close: EOF from |src| reaches |dst| once everything before it has been sent. */

@@ -3,8 +3,9 @@
  * A struct proxy_conn joins two sides: |down| (the accepted socket, the workload or the mesh
  * peer) and |up| (the socket the proxy connects). Each side moves bytes through its own
  * struct xprt_ops (plain_xprt, or tls_xprt once a handshake is done), so the relay never asks
- * whether a side is TLS. Bytes read from one side wait in that side's fixed buffer (the loop's
- * |buf_cap|, 64 KiB by default) until the other side takes them; while it is full, the proxy
+ * whether a side is TLS. Bytes read from one side wait in that side's buffer (the loop's
+ * |buf_cap|, 64 KiB by default, held only while bytes wait) until the other side takes them;
+ * while it is full, the proxy
  * stops reading that side (backpressure), so a connection never holds more than |buf_cap| per
  * direction.
  *
@@ -71,6 +72,7 @@ struct proxy_loop {
     struct proxy_cfg cfg;
     struct proxy_conn *conns; /* live connections, doubly linked */
     size_t num_conns;
+    size_t num_bufs; /* relay buffers allocated now (each buf_cap bytes), across conns */
     uint64_t num_closed;
 };
 
@@ -117,8 +119,9 @@ typedef int (*proxy_handshake_fn)(void *hs_ctx, int fd, int *want);
 typedef void (*proxy_handshake_done_fn)(struct proxy_conn *c, enum proxy_side_id side, void *arg);
 
 /* proxy_conn_new takes |down_fd| (non-blocking; the conn closes it from now on, also on
- * failure) and returns a connection in SETUP on |pl|. Aborts on OOM (the buffers are
- * |pl->cfg.buf_cap| each, allocated here). Both sides start with plain_xprt. */
+ * failure) and returns a connection in SETUP on |pl|. Aborts on OOM. A direction's buffer
+ * (|pl->cfg.buf_cap| bytes) is allocated when bytes are about to be read into it and freed
+ * when it is empty again, so an idle connection holds none. Both sides start with plain_xprt. */
 struct proxy_conn *proxy_conn_new(struct proxy_loop *pl, int down_fd,
                                   const struct proxy_conn_cbs *cbs, void *arg);
 

@@ -227,6 +227,12 @@ Test(relay, bytes_both_ways_intact)
         cr_assert_eq(read_full(client, in, len, 5), len);
         cr_assert_eq(memcmp(in, out, len), 0, "round %u up->down corrupted", round);
     }
+    /* everything sent has been read: the idle connection holds no relay buffer */
+    ev_async_send(loop, &stop_w);
+    pthread_join(loop_th, NULL);
+    cr_assert_eq(pl.num_conns, 1);
+    cr_assert_eq(pl.num_bufs, 0, "an idle connection holds %zu buffers", pl.num_bufs);
+    loop_run();
     close(client);
     close(server);
     cr_assert(wait_closed(1, 5));
@@ -309,6 +315,10 @@ Test(relay, bulk_with_slow_reader_is_bounded)
     cr_assert_gt(put, cap, "the relay should have taken its buffer's worth (%zu)", put);
     fprintf(stderr, "slow reader: the client got %zu bytes in before blocking (cap %zu)\n", put,
             cap);
+    ev_async_send(loop, &stop_w); /* a full direction holds its buffer */
+    pthread_join(loop_th, NULL);
+    cr_assert_eq(pl.num_bufs, 1, "buffers held with one direction full: %zu", pl.num_bufs);
+    loop_run();
 
     /* Phase 2: the rest from a writer thread, the server reading 8 KiB sips with pauses. */
     struct writer w = {.fd = client, .buf = out + put, .len = total - put};
