@@ -43,7 +43,7 @@ struct agent_daemon_opts {
     double alert_runway_fraction; /* 0: a quarter of the SVID's lifetime */
     unsigned alert_failures;      /* 0: 3 in a row */
     /* outside Kubernetes: the ranges workloads' directory claims must lie in (proxycfg.h) */
-    struct agent_cidr claim_cidrs[AGENT_CLAIM_MAX_CIDRS];
+    struct weft_cidr claim_cidrs[AGENT_CLAIM_MAX_CIDRS];
     size_t num_claim_cidrs;
 };
 

@@ -144,7 +144,7 @@ int main(int argc, char **argv)
         }
         case 'R':
             if (o.num_claim_cidrs == AGENT_CLAIM_MAX_CIDRS ||
-                agent_cidr_parse(optarg, &o.claim_cidrs[o.num_claim_cidrs]) != WEFT_OK) {
+                weft_cidr_parse(optarg, &o.claim_cidrs[o.num_claim_cidrs]) != WEFT_OK) {
                 fprintf(stderr,
                         "weft-agent: --claim-cidr %s: a network such as 198.18.0.0/15 or "
                         "fd00::/8 (host bits zero), at most %d of them\n",

@@ -50,45 +50,6 @@ static const char *names_no_one(const struct weft_ip *ip)
     return NULL;
 }
 
-int agent_cidr_parse(const char *s, struct agent_cidr *out)
-{
-    memset(out, 0, sizeof(*out));
-    const char *slash = strchr(s, '/');
-    char host[WEFT_ADDR_MAX], canon[WEFT_ADDR_MAX];
-    if (slash == NULL || (size_t)(slash - s) >= sizeof(host) || slash[1] == '\0' ||
-        strspn(slash + 1, "0123456789") != strlen(slash + 1) || strlen(slash + 1) > 3) {
-        return WEFT_EINVAL;
-    }
-    snprintf(host, sizeof(host), "%.*s", (int)(slash - s), s);
-    unsigned bits = (unsigned)atoi(slash + 1);
-    /* a bare address, never one with a port: IPv4 has no ':', IPv6 is bare */
-    if (strchr(host, '[') != NULL || weft_addr_canonical(canon, host, &out->ip) != WEFT_OK ||
-        (!out->ip.v6 && strchr(host, ':') != NULL) || bits > (out->ip.v6 ? 128u : 32u)) {
-        return WEFT_EINVAL;
-    }
-    out->bits = bits;
-    for (unsigned i = bits; i < (out->ip.v6 ? 128u : 32u); i++) {
-        if (out->ip.bytes[i / 8] & (0x80 >> (i % 8))) {
-            return WEFT_EINVAL; /* host bits set: say 10.0.0.0/8, not 10.1.2.3/8 */
-        }
-    }
-    return WEFT_OK;
-}
-
-bool agent_cidr_contains(const struct agent_cidr *c, const struct weft_ip *ip)
-{
-    if (c->ip.v6 != ip->v6) {
-        return false;
-    }
-    for (unsigned i = 0; i < c->bits; i++) {
-        unsigned char m = (unsigned char)(0x80 >> (i % 8));
-        if ((c->ip.bytes[i / 8] & m) != (ip->bytes[i / 8] & m)) {
-            return false;
-        }
-    }
-    return true;
-}
-
 static bool is_k8s(const struct agent_selectors *sel)
 {
     for (size_t i = 0; i < sel->num; i++) {
@@ -136,7 +97,7 @@ static void verify_netns(struct agent_claim_verdict *v, const struct agent_claim
                          struct namespaces *ns, const struct weft_ip *ip, const char *text)
 {
     size_t c = 0;
-    while (c < rules->num_cidrs && !agent_cidr_contains(&rules->cidrs[c], ip)) {
+    while (c < rules->num_cidrs && !weft_cidr_contains(&rules->cidrs[c], ip)) {
         c++;
     }
     if (c == rules->num_cidrs) {

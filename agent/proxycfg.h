@@ -48,20 +48,10 @@
 
 #define AGENT_CLAIM_MAX_CIDRS 16
 
-struct agent_cidr {
-    struct weft_ip ip; /* the network, host bits zero */
-    unsigned bits;
-};
-
-/* agent_cidr_parse reads "198.18.0.0/15" or "fd00::/8" (host bits must be zero). */
-WEFT_MUST_USE int agent_cidr_parse(const char *s, struct agent_cidr *out);
-
-bool agent_cidr_contains(const struct agent_cidr *c, const struct weft_ip *ip);
-
 /* struct agent_claim_rules: what the operator configured. */
 struct agent_claim_rules {
-    bool k8s;                       /* the agent attests pods: only pod IPs may be claimed */
-    const struct agent_cidr *cidrs; /* outside Kubernetes: the ranges claims must lie in */
+    bool k8s;                      /* the agent attests pods: only pod IPs may be claimed */
+    const struct weft_cidr *cidrs; /* outside Kubernetes: the ranges claims must lie in */
     size_t num_cidrs;
 };
 

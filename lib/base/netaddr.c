@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* parse_port reads a decimal port, 0 to 65535, that is the whole of |s|. */
@@ -142,4 +143,43 @@ int weft_addr_canonical(char out[WEFT_ADDR_MAX], const char *address, struct wef
     }
     snprintf(out, WEFT_ADDR_MAX, v6 ? "[%s]:%u" : "%s:%u", text, p);
     return WEFT_OK;
+}
+
+int weft_cidr_parse(const char *s, struct weft_cidr *out)
+{
+    memset(out, 0, sizeof(*out));
+    const char *slash = strchr(s, '/');
+    char host[WEFT_ADDR_MAX], canon[WEFT_ADDR_MAX];
+    if (slash == NULL || (size_t)(slash - s) >= sizeof(host) || slash[1] == '\0' ||
+        strspn(slash + 1, "0123456789") != strlen(slash + 1) || strlen(slash + 1) > 3) {
+        return WEFT_EINVAL;
+    }
+    snprintf(host, sizeof(host), "%.*s", (int)(slash - s), s);
+    unsigned bits = (unsigned)atoi(slash + 1);
+    /* a bare address, never one with a port: IPv4 has no ':', IPv6 is bare */
+    if (strchr(host, '[') != NULL || weft_addr_canonical(canon, host, &out->ip) != WEFT_OK ||
+        (!out->ip.v6 && strchr(host, ':') != NULL) || bits > (out->ip.v6 ? 128u : 32u)) {
+        return WEFT_EINVAL;
+    }
+    out->bits = bits;
+    for (unsigned i = bits; i < (out->ip.v6 ? 128u : 32u); i++) {
+        if (out->ip.bytes[i / 8] & (0x80 >> (i % 8))) {
+            return WEFT_EINVAL; /* host bits set: say 10.0.0.0/8, not 10.1.2.3/8 */
+        }
+    }
+    return WEFT_OK;
+}
+
+bool weft_cidr_contains(const struct weft_cidr *c, const struct weft_ip *ip)
+{
+    if (c->ip.v6 != ip->v6) {
+        return false;
+    }
+    for (unsigned i = 0; i < c->bits; i++) {
+        unsigned char m = (unsigned char)(0x80 >> (i % 8));
+        if ((c->ip.bytes[i / 8] & m) != (ip->bytes[i / 8] & m)) {
+            return false;
+        }
+    }
+    return true;
 }

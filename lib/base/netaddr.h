@@ -40,4 +40,17 @@ struct weft_ip {
 WEFT_MUST_USE int weft_addr_canonical(char out[WEFT_ADDR_MAX], const char *address,
                                       struct weft_ip *ip);
 
+/* struct weft_cidr is a network: "198.18.0.0/15", "fd00::/8". */
+struct weft_cidr {
+    struct weft_ip ip; /* the network, host bits zero */
+    unsigned bits;
+};
+
+/* weft_cidr_parse reads "IP/BITS" (a bare address, host bits zero: "10.0.0.0/8", not
+ * "10.1.2.3/8"). WEFT_EINVAL for anything else. */
+WEFT_MUST_USE int weft_cidr_parse(const char *s, struct weft_cidr *out);
+
+/* weft_cidr_contains: |ip| is in |c| (an IPv4 address is never in an IPv6 network). */
+bool weft_cidr_contains(const struct weft_cidr *c, const struct weft_ip *ip);
+
 #endif

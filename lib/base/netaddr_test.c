@@ -64,3 +64,28 @@ Test(netaddr, directory_addresses_have_one_canonical_form)
                      bad[i]);
     }
 }
+
+Test(netaddr, cidrs_are_networks_with_their_host_bits_zero)
+{
+    struct weft_cidr c;
+    struct weft_ip ip;
+    char canon[WEFT_ADDR_MAX];
+    cr_assert_eq(weft_cidr_parse("198.18.0.0/15", &c), WEFT_OK);
+    cr_assert_eq(weft_addr_canonical(canon, "198.19.255.255", &ip), WEFT_OK);
+    cr_assert(weft_cidr_contains(&c, &ip));
+    cr_assert_eq(weft_addr_canonical(canon, "198.20.0.0", &ip), WEFT_OK);
+    cr_assert(!weft_cidr_contains(&c, &ip));
+    cr_assert_eq(weft_cidr_parse("fd00::/8", &c), WEFT_OK);
+    cr_assert_eq(weft_addr_canonical(canon, "fdff::1", &ip), WEFT_OK);
+    cr_assert(weft_cidr_contains(&c, &ip));
+    cr_assert_eq(weft_addr_canonical(canon, "198.18.0.1", &ip), WEFT_OK);
+    cr_assert(!weft_cidr_contains(&c, &ip), "another family");
+    cr_assert_eq(weft_cidr_parse("0.0.0.0/0", &c), WEFT_OK);
+    cr_assert(weft_cidr_contains(&c, &ip));
+    const char *bad[] = {"198.18.0.1/15",    "198.18.0.0", "198.18.0.0/33", "198.18.0.0/",
+                         "198.18.0.0:80/15", "[fd00::]/8", "fd00::/129",    "x/8",
+                         "10.0.0.0/-1"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cr_assert_eq(weft_cidr_parse(bad[i], &c), WEFT_EINVAL, "%s", bad[i]);
+    }
+}
