@@ -35,6 +35,7 @@ struct worker {
     bool draining;
     _Atomic uint64_t accepted;
     _Atomic size_t open_conns;
+    _Atomic size_t bufs; /* relay buffers held */
 };
 
 struct proxy_pool {
@@ -47,6 +48,7 @@ struct proxy_pool {
     void *arg;
     void (*on_tick)(struct proxy_loop *pl, void *arg);
     double tick_s;
+    uint32_t keep_on_drain;
     size_t num_workers;
     struct worker *workers;
     _Atomic bool drain_asked;
@@ -236,6 +238,7 @@ int proxy_pool_start(struct proxy_pool **out, const struct proxy_pool_cfg *cfg)
     p->arg = cfg->arg;
     p->on_tick = cfg->on_tick;
     p->tick_s = cfg->tick_s > 0 ? cfg->tick_s : 1.0;
+    p->keep_on_drain = cfg->keep_on_drain;
     p->num_workers = n;
     p->workers = weft_xcalloc(n, sizeof(*p->workers));
     atomic_store(&p->drain_deadline_ms, -1);
@@ -316,6 +319,15 @@ size_t proxy_pool_open_conns(const struct proxy_pool *p)
     return n;
 }
 
+size_t proxy_pool_buffered_bytes(const struct proxy_pool *p)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < p->num_workers; i++) {
+        n += atomic_load(&p->workers[i].bufs);
+    }
+    return n * p->workers[0].pl.cfg.buf_cap;
+}
+
 void proxy_pool_drain(struct proxy_pool *p, double deadline_s)
 {
     /* The deadline is stored before the flag a worker reads it after (seq_cst atomics). */
@@ -352,6 +364,7 @@ static void *worker_main(void *arg)
     }
     proxy_loop_close_all(&w->pl, PROXY_REASON_SHUTDOWN);
     atomic_store(&w->open_conns, 0);
+    atomic_store(&w->bufs, 0);
     return NULL;
 }
 
@@ -372,7 +385,9 @@ static void on_wake(struct ev_loop *loop, ev_async *a, int revents)
     }
     w->draining = true;
     for (size_t i = 0; i < w->num_ls; i++) {
-        proxy_listener_close(&w->ls[i]);
+        if ((w->pool->keep_on_drain & (1u << i)) == 0) {
+            proxy_listener_close(&w->ls[i]);
+        }
     }
     double after = (double)atomic_load(&w->pool->drain_deadline_ms) / 1000.0;
     ev_timer_set(&w->deadline, after > 0 ? after : 0, 0);
@@ -385,6 +400,7 @@ static void on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
     struct worker *w = container_of(t, struct worker, deadline);
     proxy_loop_close_all(&w->pl, PROXY_REASON_DRAIN_DEADLINE);
     atomic_store(&w->open_conns, 0);
+    atomic_store(&w->bufs, 0);
     ev_break(loop, EVBREAK_ALL);
 }
 
@@ -393,6 +409,7 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *pw, int revents)
     (void)revents;
     struct worker *w = container_of(pw, struct worker, idle);
     atomic_store(&w->open_conns, w->pl.num_conns);
+    atomic_store(&w->bufs, w->pl.num_bufs);
     if (w->draining && w->pl.num_conns == 0) {
         ev_break(loop, EVBREAK_ALL);
     }

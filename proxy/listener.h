@@ -71,6 +71,9 @@ struct proxy_pool_cfg {
      * on its live connections (proxy_loop_each) */
     void (*on_tick)(struct proxy_loop *pl, void *arg);
     double tick_s;
+    /* bit i set: address i keeps accepting during a drain (the sidecar's outbound listeners:
+     * the app may still be running and calling out); the others close when it begins */
+    uint32_t keep_on_drain;
 };
 
 struct proxy_pool;
@@ -89,10 +92,13 @@ size_t proxy_pool_num_workers(const struct proxy_pool *p);
 uint64_t proxy_pool_accepted(const struct proxy_pool *p, size_t i);
 /* proxy_pool_open_conns counts the connections still open across workers (any thread). */
 size_t proxy_pool_open_conns(const struct proxy_pool *p);
+/* proxy_pool_buffered_bytes counts the relay buffer memory held across workers (any thread). */
+size_t proxy_pool_buffered_bytes(const struct proxy_pool *p);
 
-/* proxy_pool_drain (any thread, once) makes every worker close its listeners, then wait for its
- * connections to finish for at most |deadline_s| seconds, close the rest with "drain deadline"
- * and exit its thread. It does not wait; proxy_pool_free does. */
+/* proxy_pool_drain (any thread, once) makes every worker close its listeners (but those of
+ * keep_on_drain), then wait for its connections to finish for at most |deadline_s| seconds,
+ * close the rest with "drain deadline" and exit its thread. It does not wait; proxy_pool_free
+ * does. */
 void proxy_pool_drain(struct proxy_pool *p, double deadline_s);
 
 /* proxy_pool_free drains with a zero deadline unless a drain was asked for, waits for every

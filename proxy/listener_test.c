@@ -209,18 +209,24 @@ Test(pool, drain_lets_connections_finish_until_the_deadline)
     cr_assert_eq(listen(up_l, 8), 0);
     cr_assert_eq(getsockname(up_l, &env.upstream.sa, &env.upstream_len), 0);
 
-    union weft_sockaddr a;
-    socklen_t len;
-    addr4(&a, &len, "127.0.0.1", 0);
+    /* address 0 closes at the drain (inbound); address 1 keeps accepting (outbound) */
+    union weft_sockaddr addrs[2];
+    socklen_t lens[2];
+    addr4(&addrs[0], &lens[0], "127.0.0.1", 0);
+    addr4(&addrs[1], &lens[1], "127.0.0.1", 0);
     struct proxy_pool_cfg cfg = {.num_workers = 2,
-                                 .addrs = &a,
-                                 .addr_lens = &len,
-                                 .num_addrs = 1,
+                                 .addrs = addrs,
+                                 .addr_lens = lens,
+                                 .num_addrs = 2,
                                  .on_accept = relay_to_upstream,
-                                 .arg = &env};
+                                 .arg = &env,
+                                 .keep_on_drain = 1u << 1};
     struct proxy_pool *p;
     cr_assert_eq(proxy_pool_start(&p, &cfg), WEFT_OK);
+    union weft_sockaddr a, kept;
+    socklen_t len, kept_len;
     cr_assert_eq(proxy_pool_bound_addr(p, 0, &a, &len), WEFT_OK);
+    cr_assert_eq(proxy_pool_bound_addr(p, 1, &kept, &kept_len), WEFT_OK);
 
     /* Two relayed connections, A and B, both known to work. */
     int ca = dial(&a, len), cb = dial(&a, len);
@@ -256,6 +262,23 @@ Test(pool, drain_lets_connections_finish_until_the_deadline)
     }
     cr_assert(refused, "still accepting after the drain began");
 
+    /* The kept listener still relays: connect, one byte through, and close it again. */
+    int ck = dial(&kept, kept_len);
+    cr_assert_geq(ck, 0, "the kept listener refused during the drain");
+    int sk = accept(up_l, NULL, NULL);
+    cr_assert_geq(sk, 0);
+    cr_assert_eq(send(ck, "k", 1, 0), 1);
+    cr_assert_eq(read_some(sk, buf, 1, 5), 1);
+    cr_assert_eq(buf[0], 'k');
+    close(ck);
+    close(sk);
+    double end = now_s() + 5;
+    while (atomic_load(&env.num_closed) < 1 && now_s() < end) {
+        usleep(2000);
+    }
+    cr_assert_eq(atomic_load(&env.num_closed), 1);
+    cr_assert_str_eq(env.reasons[0], PROXY_REASON_DONE);
+
     /* A keeps working and finishes on its own before the deadline. */
     cr_assert_eq(send(ca, "more", 4, 0), 4);
     cr_assert_eq(read_some(sa, buf, sizeof(buf), 5), 4);
@@ -264,23 +287,23 @@ Test(pool, drain_lets_connections_finish_until_the_deadline)
     cr_assert_eq(memcmp(buf, "back", 4), 0);
     close(ca);
     close(sa);
-    double end = now_s() + 5;
-    while (atomic_load(&env.num_closed) < 1 && now_s() < end) {
-        usleep(2000);
-    }
-    cr_assert_eq(atomic_load(&env.num_closed), 1);
-    cr_assert_str_eq(env.reasons[0], PROXY_REASON_DONE);
-    cr_assert_lt(env.at[0] - t0, deadline);
-    cr_assert_eq(proxy_pool_open_conns(p), 1);
-
-    /* B stays open until the deadline closes it. */
     end = now_s() + 5;
     while (atomic_load(&env.num_closed) < 2 && now_s() < end) {
         usleep(2000);
     }
     cr_assert_eq(atomic_load(&env.num_closed), 2);
-    cr_assert_str_eq(env.reasons[1], PROXY_REASON_DRAIN_DEADLINE);
-    cr_assert_geq(env.at[1] - t0, deadline - 0.05);
+    cr_assert_str_eq(env.reasons[1], PROXY_REASON_DONE);
+    cr_assert_lt(env.at[1] - t0, deadline);
+    cr_assert_eq(proxy_pool_open_conns(p), 1);
+
+    /* B stays open until the deadline closes it. */
+    end = now_s() + 5;
+    while (atomic_load(&env.num_closed) < 3 && now_s() < end) {
+        usleep(2000);
+    }
+    cr_assert_eq(atomic_load(&env.num_closed), 3);
+    cr_assert_str_eq(env.reasons[2], PROXY_REASON_DRAIN_DEADLINE);
+    cr_assert_geq(env.at[2] - t0, deadline - 0.05);
     cr_assert_eq(read_some(cb, buf, sizeof(buf), 2), 0, "B should see EOF");
     cr_assert_eq(read_some(sb, buf, sizeof(buf), 2), 0, "B's upstream should see EOF");
     proxy_pool_free(p); /* the workers have exited: this joins them */
