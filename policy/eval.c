@@ -237,8 +237,8 @@ const char *policy_mtls_str(enum policy_mtls mode)
                                             : "UNSET";
 }
 
-static void policy_name(char *buf, size_t len, const struct policy_snapshot *snap,
-                        const struct policy_verdict *v)
+void policy_verdict_name(char *buf, size_t len, const struct policy_snapshot *snap,
+                         const struct policy_verdict *v)
 {
     if (v->policy == POLICY_NONE) {
         snprintf(buf, len, "-");
@@ -254,7 +254,7 @@ int policy_verdict_format(char *buf, size_t len, const struct policy_snapshot *s
                           const struct policy_verdict *v)
 {
     char name[600], rule[16];
-    policy_name(name, sizeof(name), snap, v);
+    policy_verdict_name(name, sizeof(name), snap, v);
     if (v->rule == POLICY_NONE) {
         snprintf(rule, sizeof(rule), "-");
     } else {
@@ -277,7 +277,7 @@ int policy_result_format(char *buf, size_t len, const struct policy_snapshot *sn
     size_t used = (size_t)n;
     if (r->dry_run_matched || r->dry_run.decision != r->enforced.decision) {
         char name[600], rule[16];
-        policy_name(name, sizeof(name), snap, &r->dry_run);
+        policy_verdict_name(name, sizeof(name), snap, &r->dry_run);
         if (r->dry_run.rule == POLICY_NONE) {
             snprintf(rule, sizeof(rule), "-");
         } else {

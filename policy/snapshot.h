@@ -107,6 +107,11 @@ void policy_eval(const struct policy_snapshot *snap, const struct policy_request
 enum policy_mtls policy_mtls_mode(const struct policy_snapshot *snap, uint16_t port,
                                   uint32_t *out_source);
 
+/* policy_verdict_name writes the name of the policy behind |v|: "NS/NAME", the mTLS source
+ * ("NS/NAME" of a PeerAuthentication, "mesh default") for mtls-strict, or "-" when none. */
+void policy_verdict_name(char *buf, size_t len, const struct policy_snapshot *snap,
+                         const struct policy_verdict *v);
+
 /* policy_verdict_format writes the stable log form of |v|:
  *   decision=allow|deny policy=NS/NAME|- rule=N|- reason=WORD
  * and returns what snprintf returns. */

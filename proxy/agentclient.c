@@ -86,7 +86,21 @@ void proxy_state_unref(struct proxy_state *s)
 
 bool proxy_state_ready(const struct proxy_state *s, int64_t now)
 {
-    return s->id != NULL && s->cfg != NULL && now >= s->id->not_before && now < s->id->not_after;
+    return s->id != NULL && s->cfg != NULL && !s->foreign_cfg && now >= s->id->not_before &&
+           now < s->id->not_after;
+}
+
+/* names_workload: |id|'s path is /ns/NS/sa/SA of the workload |w| the policy was compiled for
+ * (the agent derives the workload from the same ID; a mismatch is a bug or a mix-up, and the
+ * proxy would judge its peers by another workload's rules). */
+static bool names_workload(const char *id, const struct policy_workload *w)
+{
+    const char *path = strstr(id, "://");
+    path = path != NULL ? strchr(path + 3, '/') : NULL;
+    char want[600];
+    snprintf(want, sizeof(want), "/ns/%s/sa/%s", w->namespace_ != NULL ? w->namespace_ : "",
+             w->service_account != NULL ? w->service_account : "");
+    return path != NULL && strcmp(path, want) == 0;
 }
 
 static int dir_order(const void *a, const void *b)
@@ -217,6 +231,7 @@ static struct proxy_identity *identity_of(const X509SVIDResponse *r, const char 
     }
     out->not_before = nb;
     out->not_after = na;
+    spiffe_serial_hex(out->serial, sk_X509_value(chain, 0));
 out:
     EVP_PKEY_free(key);
     sk_X509_pop_free(chain, X509_free);
@@ -290,6 +305,16 @@ static void publish(struct proxy_agent *pa, struct proxy_identity *id, struct pr
     }
     s->id = id;
     s->cfg = cfg;
+    if (id != NULL && cfg != NULL && !names_workload(id->spiffe_id, &cfg->policy->workload)) {
+        s->foreign_cfg = true;
+        char wl[600];
+        snprintf(wl, sizeof(wl), "%.250s/%.250s", cfg->policy->workload.namespace_,
+                 cfg->policy->workload.service_account);
+        weft_log(WEFT_LOG_ERROR,
+                 "the agent's configuration is for another workload than the SVID; mesh "
+                 "traffic is refused until they agree",
+                 2, "spiffe_id", id->spiffe_id, "config_workload", wl);
+    }
     pthread_mutex_lock(&pa->mu);
     s->generation = ++pa->generation;
     struct proxy_state *old = pa->state;

@@ -20,6 +20,7 @@
 #include "lib/base/err.h"
 #include "lib/base/netaddr.h"
 #include "lib/spiffe/bundle.h"
+#include "lib/spiffe/x509svid.h"
 #include "policy/snapshot.h"
 
 #define PROXY_AGENT_MAX_CLAIMS 16
@@ -37,8 +38,9 @@ struct proxy_identity {
     size_t chain_len;
     uint8_t *key; /* PKCS#8 DER */
     size_t key_len;
-    int64_t not_before, not_after;    /* of the leaf */
-    struct spiffe_bundle_set bundles; /* own trust domain, and federated ones */
+    int64_t not_before, not_after;      /* of the leaf */
+    char serial[SPIFFE_SERIAL_HEX_LEN]; /* of the leaf, lowercase hex */
+    struct spiffe_bundle_set bundles;   /* own trust domain, and federated ones */
 };
 
 /* struct proxy_config: from ProxyConfig/Watch. */
@@ -59,9 +61,11 @@ struct proxy_state {
     uint64_t generation;       /* grows with every state published */
     struct proxy_identity *id; /* NULL until the first SVID */
     struct proxy_config *cfg;  /* NULL until the first configuration */
+    bool foreign_cfg; /* the configuration was compiled for another workload than the SVID's */
 };
 
-/* proxy_state_ready: an SVID valid at |now| and a configuration are held. */
+/* proxy_state_ready: an SVID valid at |now| and a configuration compiled for the SVID's
+ * workload (/ns/NS/sa/SA) are held. */
 bool proxy_state_ready(const struct proxy_state *s, int64_t now);
 
 /* proxy_state_lookup returns the SPIFFE ID the directory expects at |addr| (an AF_INET or

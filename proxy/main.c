@@ -14,10 +14,11 @@ static const char usage[] =
     "configuration from the node agent, and wraps pod-to-pod TCP in mutual TLS 1.3 (ALPN\n"
     "weft/1). Outbound (the app's connections, redirected to --outbound-port): a destination\n"
     "the mesh directory names must present exactly that SPIFFE ID; others pass through as plain\n"
-    "TCP. Inbound (redirected to --inbound-port): STRICT ports take mTLS only, PERMISSIVE ports\n"
-    "also plaintext; the peer and port are judged by the policy compiled for this workload\n"
-    "before the app is dialled at the original destination. Until the first SVID and\n"
-    "configuration come, mesh traffic is refused.\n"
+    "TCP unless the --egress-* rules refuse them. Inbound (redirected to --inbound-port):\n"
+    "STRICT ports take mTLS only, PERMISSIVE ports also plaintext; the peer and port are\n"
+    "judged by the policy compiled for this workload before the app is dialled at the\n"
+    "original destination. Until the first SVID and configuration come, mesh traffic is\n"
+    "refused.\n"
     "\n"
     "  --agent-socket PATH       the node agent (default " PROXY_DEFAULT_AGENT_SOCKET ")\n"
     "  --spiffe-id ID            which of the workload's identities (default: its first)\n"
@@ -31,17 +32,28 @@ static const char usage[] =
     "; IPV4:PORT, [IPV6]:PORT, unix:PATH)\n"
     "  --permissive-wait-ms MS   on PERMISSIVE ports, how long a silent client may wait before\n"
     "                            its connection is taken as plaintext (default 200); a TLS\n"
-    "                            ClientHello that has begun is waited for 10 s, then refused\n"
+    "                            ClientHello that has begun is waited for 10 s, then refused.\n"
+    "                            On STRICT ports anything but a ClientHello with ALPN weft/1\n"
+    "                            (or 10 s of silence) is refused as mtls-strict\n"
     "  --idle-timeout-s S        close a connection idle this long (default 300)\n"
     "  --drain-s S               on SIGTERM or /quitquitquit, how long connections may finish\n"
     "                            (default 20)\n"
     "  --proxy-protocol-port P   send the app on inbound port P a PROXY protocol v2 header\n"
     "                            first: the original source and, for an mTLS peer, its SPIFFE\n"
     "                            ID in TLV 0xE0 (repeatable, at most 16)\n"
+    "  --egress-deny CIDR[:PORTS]  refuse outbound connections to this network (and ports:\n"
+    "                            PORT or LO-HI), in the mesh or not (repeatable)\n"
+    "  --egress-allow CIDR[:PORTS] with --egress-default deny, a destination outside the mesh\n"
+    "                            that may still be reached, as plain TCP (repeatable; at most\n"
+    "                            64 rules in all). Example: --egress-allow 10.0.0.0/8:5432\n"
+    "  --egress-default allow|deny  destinations outside the mesh directory that no rule names\n"
+    "                            (default allow: they pass through as plain TCP)\n"
+    "  --no-resumption           no TLS session tickets: every handshake is a full one\n"
     "\n"
     "Live connections are checked every second: one whose peer's certificate expired, whose\n"
     "peer is revoked, or that the policy now denies is closed, and the access log says why.\n"
-    "Not built yet: egress policy (destinations outside the mesh pass through).\n"
+    "SIGTERM, SIGINT or POST /quitquitquit drain: inbound listeners close, outbound ones keep\n"
+    "serving the app, and the proxy exits when its connections are done or at --drain-s.\n"
     "Logs go to stderr as logfmt, one access-log line per connection. Exit: 0 after a drain,\n"
     "1 could not start, 2 usage.\n";
 
@@ -71,6 +83,10 @@ int main(int argc, char **argv)
         {"idle-timeout-s", required_argument, NULL, 't'},
         {"drain-s", required_argument, NULL, 'd'},
         {"proxy-protocol-port", required_argument, NULL, 'P'},
+        {"egress-allow", required_argument, NULL, 'E'},
+        {"egress-deny", required_argument, NULL, 'D'},
+        {"egress-default", required_argument, NULL, 'e'},
+        {"no-resumption", no_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -136,6 +152,33 @@ int main(int argc, char **argv)
                 return 2;
             }
             o.pp_ports[o.num_pp_ports++] = (uint16_t)n;
+            break;
+        case 'E':
+        case 'D': {
+            char err[160];
+            if (o.num_egress == PROXY_MAX_EGRESS_RULES) {
+                fprintf(stderr, "weft-proxy: at most %d --egress-allow/--egress-deny rules\n",
+                        PROXY_MAX_EGRESS_RULES);
+                return 2;
+            }
+            if (proxy_egress_parse(optarg, c == 'E', &o.egress[o.num_egress], err, sizeof(err)) !=
+                WEFT_OK) {
+                fprintf(stderr, "weft-proxy: %s %s: %s\n",
+                        c == 'E' ? "--egress-allow" : "--egress-deny", optarg, err);
+                return 2;
+            }
+            o.num_egress++;
+            break;
+        }
+        case 'e':
+            if (strcmp(optarg, "allow") != 0 && strcmp(optarg, "deny") != 0) {
+                fprintf(stderr, "weft-proxy: --egress-default %s: allow or deny\n", optarg);
+                return 2;
+            }
+            o.egress_deny = strcmp(optarg, "deny") == 0;
+            break;
+        case 'R':
+            o.no_resumption = true;
             break;
         case 'h':
             fputs(usage, stdout);

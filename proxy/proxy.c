@@ -38,11 +38,25 @@ enum { ADDR_OUT4, ADDR_OUT6, ADDR_IN4, ADDR_IN6, NUM_ADDRS };
 #define SNIFF_MAX_PARKED 4096     /* per worker: connections waiting for their first bytes */
 #define SNIFF_PARTIAL_WAIT_S 10.0 /* for the rest of a ClientHello that has begun */
 
+#define SERIES_MAX                                                                                 \
+    512 /* label sets made at run time (by policy and rule, by port); more fall                    \
+         * into one "other" series, so a churning policy or a port scan cannot                     \
+         * grow /metrics without bound */
+
 struct metrics {
     struct weft_metrics *reg;
-    struct weft_counter *out_mtls, *out_passthrough, *out_refused, *in_allowed, *in_denied,
-        *in_refused, *handshake_failures, *resumed, *full, *permissive_timeouts;
-    struct weft_gauge *ready, *svid_not_after, *config_sequence, *open;
+    struct weft_counter *out_mtls, *out_passthrough, *out_refused, *out_denied, *in_allowed,
+        *in_denied, *in_refused, *handshake_failures, *resumed, *full;
+    struct weft_histogram *hs_seconds[2][2]; /* [inbound][resumed] */
+    struct weft_gauge *ready, *svid_not_after, *config_sequence, *open, *buffered;
+    /* counters labelled at run time, found by the hash of their family and label values */
+    pthread_mutex_t series_mu;
+    struct {
+        uint64_t hash;
+        char *key;
+        struct weft_counter *c;
+    } series[SERIES_MAX];
+    size_t num_series;
 };
 
 struct daemon {
@@ -60,6 +74,41 @@ struct daemon {
 
 static atomic_int stop_signal;
 static void on_signal(int sig) { atomic_store(&stop_signal, sig); }
+
+/* --- metrics labelled at run time -------------------------------------------------------- */
+
+/* labelled returns the counter |name|{labels}, made on first use; past SERIES_MAX label sets,
+ * every label value is "other". */
+static struct weft_counter *labelled(struct metrics *m, const char *name, const char *help,
+                                     struct weft_label *l, size_t n)
+{
+    char key[1200];
+    size_t used = (size_t)snprintf(key, sizeof(key), "%s", name);
+    for (size_t i = 0; i < n && used < sizeof(key); i++) {
+        used += (size_t)snprintf(key + used, sizeof(key) - used, "\x1f%.300s", l[i].value);
+    }
+    uint64_t h = weft_fnv1a_str(WEFT_FNV1A_INIT, key);
+    struct weft_counter *c = NULL;
+    pthread_mutex_lock(&m->series_mu);
+    for (size_t i = 0; i < m->num_series && c == NULL; i++) {
+        if (m->series[i].hash == h && strcmp(m->series[i].key, key) == 0) {
+            c = m->series[i].c;
+        }
+    }
+    if (c == NULL && m->num_series < SERIES_MAX) {
+        c = weft_metrics_counter(m->reg, name, help, l, n);
+        m->series[m->num_series].hash = h;
+        m->series[m->num_series].key = weft_xstrndup(key, strlen(key));
+        m->series[m->num_series++].c = c;
+    } else if (c == NULL) {
+        for (size_t i = 0; i < n; i++) {
+            l[i].value = "other";
+        }
+        c = weft_metrics_counter(m->reg, name, help, l, n); /* the registry finds it again */
+    }
+    pthread_mutex_unlock(&m->series_mu);
+    return c;
+}
 
 /* --- credentials, made again whenever the state's identity or deny list change ------------- */
 
@@ -91,6 +140,7 @@ static void on_update(void *arg, struct proxy_state *s)
         .num_deny_ids = s->cfg != NULL ? s->cfg->num_deny_ids : 0,
         .deny_serials = s->cfg != NULL ? (const char *const *)s->cfg->deny_serials : NULL,
         .num_deny_serials = s->cfg != NULL ? s->cfg->num_deny_serials : 0,
+        .ticket_life_s = d->o->no_resumption ? -1 : 0,
     };
     struct tls_creds *c;
     if (tls_creds_new(&c, &p) != WEFT_OK) {
@@ -140,14 +190,32 @@ struct pconn {
     const char *decision, *reason;
     int64_t rule;
     bool resumed;
-    const char *tls_version; /* NULL: plaintext */
-    /* PERMISSIVE ports: the sniffing stage, before the relay exists */
-    int fd;
+    const char *tls_version;  /* NULL: plaintext */
+    double hs_start;          /* monotonic seconds, when the TLS handshake began */
+    struct policy_note *note; /* what dry-run and audit policies said; NULL: nothing */
+    /* the sniffing stage of an inbound connection, before its handshake or its app dial */
+    bool sniffing, strict;
     ev_io sniff_io;
     ev_timer sniff_timer;
     size_t peeked; /* bytes seen so far */
     bool extended; /* the wait was extended for a partial ClientHello */
 };
+
+/* struct policy_note: the dry-run and audit fields of the access log (rare, so apart). */
+struct policy_note {
+    const char *dry_run, *dry_run_reason;
+    char dry_run_policy[300];
+    int64_t dry_run_rule;
+    char audit[300];
+    int64_t audit_rule;
+};
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static void addr_text(char *out, size_t cap, const struct sockaddr *a)
 {
@@ -179,7 +247,25 @@ static void pconn_free(struct pconn *p)
     }
     tls_creds_unref(p->creds);
     proxy_state_unref(p->st);
+    free(p->note);
     free(p);
+}
+
+static void sniff_stop(struct pconn *p);
+
+/* count_decision counts a decision by policy and rule (weft_proxy_policy_decisions_total). */
+static void count_decision(struct pconn *p)
+{
+    char rule[24];
+    snprintf(rule, sizeof(rule), "%lld", (long long)p->rule);
+    struct weft_label l[4] = {{"decision", p->decision},
+                              {"policy", p->policy[0] != '\0' ? p->policy : "-"},
+                              {"rule", p->rule >= 0 ? rule : "-"},
+                              {"reason", p->reason}};
+    weft_counter_add(labelled(&p->d->m, "weft_proxy_policy_decisions_total",
+                              "Connections decided, by decision, deciding policy, rule and reason",
+                              l, 4),
+                     1);
 }
 
 static void on_close(struct proxy_conn *c, const struct proxy_conn_stats *st, const char *reason,
@@ -187,6 +273,13 @@ static void on_close(struct proxy_conn *c, const struct proxy_conn_stats *st, co
 {
     (void)c;
     struct pconn *p = arg;
+    if (p->sniffing) {
+        sniff_stop(p); /* a drain deadline or shutdown while it waited for first bytes */
+    }
+    if (p->tls != NULL) {
+        weft_counter_add(p->d->m.handshake_failures, 1); /* never reached the relay */
+    }
+    struct policy_note *n = p->note;
     struct proxy_access a = {
         .direction = p->inbound ? "inbound" : "outbound",
         .src = p->src_s,
@@ -196,6 +289,12 @@ static void on_close(struct proxy_conn *c, const struct proxy_conn_stats *st, co
         .policy = p->policy[0] != '\0' ? p->policy : NULL,
         .rule = p->rule,
         .reason = p->reason != NULL ? p->reason : reason,
+        .dry_run = n != NULL ? n->dry_run : NULL,
+        .dry_run_policy = n != NULL ? n->dry_run_policy : NULL,
+        .dry_run_rule = n != NULL ? n->dry_run_rule : -1,
+        .dry_run_reason = n != NULL ? n->dry_run_reason : NULL,
+        .audit = n != NULL && n->audit[0] != '\0' ? n->audit : NULL,
+        .audit_rule = n != NULL ? n->audit_rule : -1,
         .bytes_in = st->bytes_down_to_up,
         .bytes_out = st->bytes_up_to_down,
         .duration_ms = (int64_t)((st->end - st->start) * 1000),
@@ -217,6 +316,13 @@ static const char *hs_reason(void *ctx) { return tls_conn_reason(ctx); }
 
 static void tls_free(void *ctx) { tls_conn_free(ctx); }
 
+/* handshake starts the TLS handshake of |p->tls| on |side|, timing it. */
+static void handshake(struct pconn *p, enum proxy_side_id side, proxy_handshake_done_fn done)
+{
+    p->hs_start = mono_s();
+    proxy_conn_handshake(p->c, side, hs_step, hs_reason, p->tls, done, p);
+}
+
 /* relay_start gives the relay side |tls_side| the TLS transport (the other stays plain) and
  * starts relaying. */
 static void relay_start(struct pconn *p, enum proxy_side_id tls_side)
@@ -225,22 +331,76 @@ static void relay_start(struct pconn *p, enum proxy_side_id tls_side)
     if (p->tls != NULL) {
         p->tls_version = tls_conn_version(p->tls); /* a static string */
         p->resumed = tls_conn_resumed(p->tls);
-        weft_counter_add(p->resumed ? p->d->m.resumed : p->d->m.full, 1);
         proxy_conn_set_xprt(p->c, tls_side, &tls_xprt, p->tls, tls_free);
         p->tls = NULL;
     }
     proxy_conn_start(p->c);
 }
 
-/* --- outbound ---------------------------------------------------------------------------- */
-
-static void out_handshake_done(struct proxy_conn *c, enum proxy_side_id side, void *arg)
+/* handshake_done records the peer |p->tls| verified and the handshake's kind and time. */
+static void handshake_done(struct pconn *p)
 {
-    (void)c;
-    struct pconn *p = arg;
     snprintf(p->peer, sizeof(p->peer), "%s", tls_conn_peer_id(p->tls));
     snprintf(p->serial, sizeof(p->serial), "%s", tls_conn_peer_serial(p->tls));
     p->peer_not_after = tls_conn_peer_not_after(p->tls);
+    bool resumed = tls_conn_resumed(p->tls);
+    weft_counter_add(resumed ? p->d->m.resumed : p->d->m.full, 1);
+    weft_histogram_observe(p->d->m.hs_seconds[p->inbound][resumed], mono_s() - p->hs_start);
+}
+
+/* --- outbound ---------------------------------------------------------------------------- */
+
+/* egress_decide judges an outbound destination by the --egress-* rules: any matching deny rule
+ * refuses; a destination in the mesh is otherwise allowed (its server judges the caller); any
+ * other needs a matching allow rule when the default is deny. Fills in the deciding rule and
+ * reason; returns whether the connection may go. */
+static bool egress_decide(struct pconn *p, bool in_mesh)
+{
+    const struct proxy_opts *o = p->d->o;
+    struct weft_ip ip = {.v6 = p->dst.sa.sa_family == AF_INET6};
+    if (ip.v6) {
+        memcpy(ip.bytes, &p->dst.in6.sin6_addr, 16);
+    } else {
+        memcpy(ip.bytes, &p->dst.in4.sin_addr, 4);
+    }
+    int64_t allow_rule = -1;
+    for (size_t i = 0; i < o->num_egress; i++) {
+        const struct proxy_egress_rule *r = &o->egress[i];
+        if (!weft_cidr_contains(&r->net, &ip) || p->port < r->port_lo || p->port > r->port_hi) {
+            continue;
+        }
+        if (!r->allow) {
+            p->rule = (int64_t)i;
+            p->reason = "egress-deny-matched";
+            snprintf(p->policy, sizeof(p->policy), "egress");
+            return false;
+        }
+        if (allow_rule < 0) {
+            allow_rule = (int64_t)i;
+        }
+    }
+    if (in_mesh) {
+        return true;
+    }
+    if (allow_rule >= 0) {
+        p->rule = allow_rule;
+        p->reason = "egress-allow-matched";
+        snprintf(p->policy, sizeof(p->policy), "egress");
+        return true;
+    }
+    if (o->egress_deny) {
+        p->reason = "egress-default-deny";
+        snprintf(p->policy, sizeof(p->policy), "egress");
+        return false;
+    }
+    p->reason = "not in the mesh directory";
+    return true;
+}
+
+static void out_handshake_done(struct proxy_conn *c, enum proxy_side_id side, void *arg)
+{
+    struct pconn *p = arg;
+    handshake_done(p);
     if (proxy_state_denied(p->st, p->peer, p->serial)) {
         p->decision = "deny";
         p->reason = "peer revoked";
@@ -260,8 +420,10 @@ static void out_connected(struct proxy_conn *c, void *arg)
     const char *expected = proxy_state_lookup(p->st, &p->dst.sa);
     if (expected == NULL) { /* outside the mesh: plain TCP, as the app asked */
         p->decision = "passthrough";
-        p->reason = "not in the mesh directory";
         weft_counter_add(p->d->m.out_passthrough, 1);
+        if (p->policy[0] != '\0') {
+            count_decision(p);
+        }
         proxy_conn_start(c);
         return;
     }
@@ -272,7 +434,7 @@ static void out_connected(struct proxy_conn *c, void *arg)
         proxy_conn_close(c, "no credentials");
         return;
     }
-    proxy_conn_handshake(c, PROXY_UP, hs_step, hs_reason, p->tls, out_handshake_done, p);
+    handshake(p, PROXY_UP, out_handshake_done);
 }
 
 /* --- inbound ----------------------------------------------------------------------------- */
@@ -318,7 +480,8 @@ static void in_connected(struct proxy_conn *c, void *arg)
 }
 
 /* decide evaluates the policy of |snap| for |p|'s peer and port, filling in the deciding
- * policy, rule and reason; returns whether it allows. */
+ * policy, rule and reason, and what dry-run and audit policies said; returns whether it
+ * allows. */
 static bool decide(struct pconn *p, const struct policy_snapshot *snap)
 {
     struct policy_request req = {p->peer[0] != '\0' ? p->peer : NULL, p->port};
@@ -326,16 +489,30 @@ static bool decide(struct pconn *p, const struct policy_snapshot *snap)
     policy_eval(snap, &req, &r);
     const struct policy_verdict *v = &r.enforced;
     p->rule = v->rule != POLICY_NONE ? (int64_t)v->rule : -1;
-    p->policy[0] = '\0';
-    if (v->policy != POLICY_NONE) {
-        if (v->reason == POLICY_REASON_MTLS_STRICT) {
-            snprintf(p->policy, sizeof(p->policy), "%s", snap->mtls_sources[v->policy]);
-        } else {
-            snprintf(p->policy, sizeof(p->policy), "%s/%s", snap->policies[v->policy].namespace_,
-                     snap->policies[v->policy].name);
-        }
+    policy_verdict_name(p->policy, sizeof(p->policy), snap, v);
+    if (strcmp(p->policy, "-") == 0) {
+        p->policy[0] = '\0';
     }
     p->reason = policy_reason_str(v->reason);
+    free(p->note);
+    p->note = NULL;
+    bool dry = r.dry_run_matched || r.dry_run.decision != v->decision;
+    if (dry || r.audit_policy != POLICY_NONE) {
+        struct policy_note *n = weft_xcalloc(1, sizeof(*n));
+        if (dry) {
+            n->dry_run = r.dry_run.decision == POLICY_ALLOW ? "allow" : "deny";
+            n->dry_run_reason = policy_reason_str(r.dry_run.reason);
+            n->dry_run_rule = r.dry_run.rule != POLICY_NONE ? (int64_t)r.dry_run.rule : -1;
+            policy_verdict_name(n->dry_run_policy, sizeof(n->dry_run_policy), snap, &r.dry_run);
+        }
+        if (r.audit_policy != POLICY_NONE) {
+            snprintf(n->audit, sizeof(n->audit), "%.140s/%.140s",
+                     snap->policies[r.audit_policy].namespace_,
+                     snap->policies[r.audit_policy].name);
+            n->audit_rule = (int64_t)r.audit_rule;
+        }
+        p->note = n;
+    }
     return v->decision == POLICY_ALLOW;
 }
 
@@ -347,17 +524,20 @@ static void judge(struct pconn *p)
         p->decision = "deny"; /* revoked after the credentials that verified it were made */
         p->reason = "peer revoked";
         weft_counter_add(p->d->m.in_denied, 1);
+        count_decision(p);
         proxy_conn_close(p->c, "peer revoked");
         return;
     }
     if (!decide(p, p->st->cfg->policy)) {
         p->decision = "deny";
         weft_counter_add(p->d->m.in_denied, 1);
+        count_decision(p);
         proxy_conn_close(p->c, "denied by policy");
         return;
     }
     p->decision = "allow";
     weft_counter_add(p->d->m.in_allowed, 1);
+    count_decision(p);
     /* a connect that fails at once has closed the connection (and freed |p|) already */
     if (proxy_conn_connect(p->c, &p->dst.sa, p->dst_len) != WEFT_OK) {
         return; /* closed already: |p| is gone */
@@ -368,20 +548,16 @@ static void in_handshake_done(struct proxy_conn *c, enum proxy_side_id side, voi
 {
     (void)c, (void)side;
     struct pconn *p = arg;
-    snprintf(p->peer, sizeof(p->peer), "%s", tls_conn_peer_id(p->tls));
-    snprintf(p->serial, sizeof(p->serial), "%s", tls_conn_peer_serial(p->tls));
-    p->peer_not_after = tls_conn_peer_not_after(p->tls);
+    handshake_done(p);
     judge(p);
 }
 
 static const struct proxy_conn_cbs out_cbs = {.on_connected = out_connected, .on_close = on_close};
 static const struct proxy_conn_cbs in_cbs = {.on_connected = in_connected, .on_close = on_close};
 
-/* in_mtls starts the inbound TLS server on |p|'s accepted fd. */
+/* in_mtls starts the inbound TLS server on |p|'s accepted socket. */
 static void in_mtls(struct pconn *p)
 {
-    p->c = proxy_conn_new(p->pl, p->fd, &in_cbs, p);
-    p->fd = -1;
     if (p->creds == NULL ||
         tls_conn_new_server(&p->tls, p->creds, proxy_conn_get_fd(p->c, PROXY_DOWN)) != WEFT_OK) {
         p->reason = "no credentials for mTLS";
@@ -389,19 +565,8 @@ static void in_mtls(struct pconn *p)
         proxy_conn_close(p->c, "no credentials");
         return;
     }
-    proxy_conn_handshake(p->c, PROXY_DOWN, hs_step, hs_reason, p->tls, in_handshake_done, p);
+    handshake(p, PROXY_DOWN, in_handshake_done);
 }
-
-/* in_plain takes the inbound connection as plaintext from an unauthenticated peer. */
-static void in_plain(struct pconn *p)
-{
-    p->c = proxy_conn_new(p->pl, p->fd, &in_cbs, p);
-    p->fd = -1;
-    judge(p);
-}
-
-static void refuse(struct daemon *d, int fd, bool inbound, const char *src, const char *dst,
-                   const char *why);
 
 static __thread size_t parked; /* connections of this worker in the sniff stage */
 
@@ -410,7 +575,8 @@ static void sniff_stop(struct pconn *p)
     ev_io_stop(p->pl->loop, &p->sniff_io);
     ev_timer_stop(p->pl->loop, &p->sniff_timer);
     int one = 1; /* the relay reads from the first byte again */
-    setsockopt(p->fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
+    setsockopt(proxy_conn_get_fd(p->c, PROXY_DOWN), SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
+    p->sniffing = false;
     parked--;
 }
 
@@ -418,8 +584,9 @@ static void sniff_stop(struct pconn *p)
 static void sniff_fail(struct pconn *p, const char *why)
 {
     sniff_stop(p);
-    refuse(p->d, p->fd, true, p->src_s, p->dst_s, why);
-    pconn_free(p);
+    p->reason = why;
+    weft_counter_add(p->d->m.in_refused, 1);
+    proxy_conn_close(p->c, why);
 }
 
 static void on_sniff_readable(struct ev_loop *loop, ev_io *w, int revents)
@@ -427,7 +594,8 @@ static void on_sniff_readable(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop, (void)revents;
     struct pconn *p = container_of(w, struct pconn, sniff_io);
     static __thread uint8_t buf[SNIFF_MAX_BYTES];
-    ssize_t n = recv(p->fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+    ssize_t n =
+        recv(proxy_conn_get_fd(p->c, PROXY_DOWN), buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
         return;
     }
@@ -445,14 +613,15 @@ static void on_sniff_readable(struct ev_loop *loop, ev_io *w, int revents)
     if (v == SNIFF_NEED_MORE) {
         /* wake when the rest has come (or at EOF), not on every turn of the loop */
         int lowat = (int)((size_t)n + r.need);
-        setsockopt(p->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat));
+        setsockopt(proxy_conn_get_fd(p->c, PROXY_DOWN), SOL_SOCKET, SO_RCVLOWAT, &lowat,
+                   sizeof(lowat));
         return;
     }
     sniff_stop(p);
     if (v == SNIFF_TLS_WEFT) {
         in_mtls(p);
     } else {
-        in_plain(p);
+        judge(p); /* plaintext (or another TLS) from an unauthenticated peer */
     }
 }
 
@@ -473,8 +642,42 @@ static void on_sniff_timeout(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     }
     sniff_stop(p);
-    weft_counter_add(p->d->m.permissive_timeouts, 1);
-    in_plain(p); /* a client that says nothing: the server may speak first */
+    if (!p->strict) {
+        char port[8];
+        snprintf(port, sizeof(port), "%u", p->port);
+        struct weft_label l = {"port", port};
+        weft_counter_add(labelled(&p->d->m, "weft_proxy_permissive_timeouts_total",
+                                  "PERMISSIVE inbound connections taken as plaintext because the "
+                                  "client said nothing in time, by port",
+                                  &l, 1),
+                         1);
+    }
+    judge(p); /* a client that says nothing: on PERMISSIVE the server may speak first; on
+               * STRICT the policy refuses a peer that is not a mesh client (mtls-strict) */
+}
+
+/* sniff parks an inbound connection until its first bytes say what it is: a ClientHello with
+ * ALPN weft/1 goes the mTLS way, anything else is an unauthenticated plaintext peer that the
+ * policy judges (on a STRICT port it refuses it as mtls-strict, and the app never sees it). A
+ * silent client is taken as plaintext after --permissive-wait-ms on a PERMISSIVE port (a
+ * server-first protocol), after the handshake time on a STRICT one. */
+static void sniff(struct pconn *p)
+{
+    if (parked >= SNIFF_MAX_PARKED) {
+        p->reason = "too many connections waiting for first bytes";
+        weft_counter_add(p->d->m.in_refused, 1);
+        proxy_conn_close(p->c, p->reason);
+        return;
+    }
+    parked++;
+    p->sniffing = true;
+    int wait_ms = p->d->o->permissive_wait_ms > 0 ? p->d->o->permissive_wait_ms
+                                                  : PROXY_DEFAULT_PERMISSIVE_WAIT_MS;
+    ev_io_init(&p->sniff_io, on_sniff_readable, proxy_conn_get_fd(p->c, PROXY_DOWN), EV_READ);
+    ev_timer_init(&p->sniff_timer, on_sniff_timeout,
+                  p->strict ? SNIFF_PARTIAL_WAIT_S : wait_ms / 1000.0, 0);
+    ev_io_start(p->pl->loop, &p->sniff_io);
+    ev_timer_start(p->pl->loop, &p->sniff_timer);
 }
 
 /* --- live connections, checked again ------------------------------------------------------- */
@@ -506,12 +709,14 @@ static void recheck(struct proxy_conn *c, void *arg)
     if (p->peer[0] != '\0' && proxy_state_denied(r->now_state, p->peer, p->serial)) {
         p->decision = "deny";
         p->reason = "peer revoked";
+        count_decision(p);
         proxy_conn_close(c, "peer revoked");
         return;
     }
     if (p->inbound && r->now_state->cfg != NULL && r->now_state->cfg != p->st->cfg &&
         !decide(p, r->now_state->cfg->policy)) {
         p->decision = "deny";
+        count_decision(p);
         proxy_conn_close(c, "policy now denies");
         return;
     }
@@ -529,6 +734,17 @@ static void on_tick(struct proxy_loop *pl, void *arg)
 
 /* --- accepting ----------------------------------------------------------------------------- */
 
+/* not_ready_why says why |s| is not ready (proxy_state_ready is false). */
+static const char *not_ready_why(const struct proxy_state *s)
+{
+    return s->id == NULL    ? "not ready: no SVID from the agent yet"
+           : s->cfg == NULL ? "not ready: no configuration from the agent yet"
+           : s->foreign_cfg ? "not ready: the configuration is for another workload"
+                            : "not ready: the SVID is not valid now";
+}
+
+/* refuse closes a connection refused before it became one (no destination, not ready), with
+ * |why| in the access log. */
 static void refuse(struct daemon *d, int fd, bool inbound, const char *src, const char *dst,
                    const char *why)
 {
@@ -547,13 +763,11 @@ static void refuse(struct daemon *d, int fd, bool inbound, const char *src, cons
 static void on_accept(struct proxy_loop *pl, int fd, const union weft_sockaddr *peer,
                       socklen_t peer_len, size_t addr_idx, void *arg)
 {
-    (void)peer_len;
     struct daemon *d = arg;
     bool inbound = addr_idx == ADDR_IN4 || addr_idx == ADDR_IN6;
     struct pconn *p = weft_xcalloc(1, sizeof(*p));
     p->d = d;
     p->pl = pl;
-    p->fd = fd;
     p->inbound = inbound;
     p->rule = -1;
     memcpy(&p->src, peer, peer_len < sizeof(p->src) ? peer_len : sizeof(p->src));
@@ -577,37 +791,30 @@ static void on_accept(struct proxy_loop *pl, int fd, const union weft_sockaddr *
     p->port = port_of(&p->dst.sa);
     p->st = proxy_agent_state(d->agent);
     if (!proxy_state_ready(p->st, (int64_t)time(NULL))) {
-        refuse(d, fd, inbound, p->src_s, p->dst_s, "not ready: no SVID or configuration yet");
+        refuse(d, fd, inbound, p->src_s, p->dst_s, not_ready_why(p->st));
         proxy_state_unref(p->st);
         free(p);
         return;
     }
     p->creds = current_creds(d);
-    if (!inbound) {
-        p->c = proxy_conn_new(pl, fd, &out_cbs, p);
-        p->fd = -1;
-        if (proxy_conn_connect(p->c, &p->dst.sa, p->dst_len) != WEFT_OK) {
-            return; /* closed already, with its reason in the access log */
-        }
+    p->c = proxy_conn_new(pl, fd, inbound ? &in_cbs : &out_cbs, p);
+    if (inbound) {
+        uint32_t source;
+        p->strict = policy_mtls_mode(p->st->cfg->policy, p->port, &source) == POLICY_MTLS_STRICT;
+        sniff(p);
         return;
     }
-    uint32_t source;
-    if (policy_mtls_mode(p->st->cfg->policy, p->port, &source) == POLICY_MTLS_STRICT) {
-        in_mtls(p);
+    /* outbound: judged by the egress rules before anything is dialled */
+    if (!egress_decide(p, proxy_state_lookup(p->st, &p->dst.sa) != NULL)) {
+        p->decision = "deny";
+        weft_counter_add(d->m.out_denied, 1);
+        count_decision(p);
+        proxy_conn_close(p->c, "denied by egress policy");
         return;
     }
-    if (parked >= SNIFF_MAX_PARKED) {
-        refuse(d, fd, true, p->src_s, p->dst_s, "too many connections waiting for first bytes");
-        pconn_free(p);
-        return;
+    if (proxy_conn_connect(p->c, &p->dst.sa, p->dst_len) != WEFT_OK) {
+        return; /* closed already, with its reason in the access log */
     }
-    parked++;
-    ev_io_init(&p->sniff_io, on_sniff_readable, fd, EV_READ);
-    int wait_ms =
-        d->o->permissive_wait_ms > 0 ? d->o->permissive_wait_ms : PROXY_DEFAULT_PERMISSIVE_WAIT_MS;
-    ev_timer_init(&p->sniff_timer, on_sniff_timeout, wait_ms / 1000.0, 0);
-    ev_io_start(pl->loop, &p->sniff_io);
-    ev_timer_start(pl->loop, &p->sniff_timer);
 }
 
 /* --- admin ----------------------------------------------------------------------------------- */
@@ -618,10 +825,9 @@ static bool http_ready(void *arg, char *why, size_t why_len)
     struct proxy_state *s = proxy_agent_state(d->agent);
     bool ok = proxy_state_ready(s, (int64_t)time(NULL));
     if (!ok) {
-        snprintf(why, why_len, "%s",
-                 s->id == NULL    ? "no SVID from the agent yet"
-                 : s->cfg == NULL ? "no configuration from the agent yet"
-                                  : "the SVID is not valid now");
+        snprintf(why, why_len, "%s", not_ready_why(s));
+    } else if (atomic_load(&d->quit)) {
+        snprintf(why, why_len, "draining");
     }
     proxy_state_unref(s);
     return ok && !atomic_load(&d->quit);
@@ -644,10 +850,10 @@ static int route_certs(void *arg, char **body, size_t *len, const char **type)
         snprintf(buf, sizeof(buf), "{\"spiffe_id\":null}\n");
     } else {
         snprintf(buf, sizeof(buf),
-                 "{\"spiffe_id\":\"%.2048s\",\"not_before\":%lld,\"not_after\":%lld,"
-                 "\"chain_bytes\":%zu}\n",
-                 s->id->spiffe_id, (long long)s->id->not_before, (long long)s->id->not_after,
-                 s->id->chain_len);
+                 "{\"spiffe_id\":\"%.2048s\",\"serial\":\"%s\",\"not_before\":%lld,"
+                 "\"not_after\":%lld,\"chain_bytes\":%zu}\n",
+                 s->id->spiffe_id, s->id->serial, (long long)s->id->not_before,
+                 (long long)s->id->not_after, s->id->chain_len);
     }
     proxy_state_unref(s);
     *body = weft_xstrndup(buf, strlen(buf));
@@ -703,6 +909,8 @@ static void metrics_init(struct metrics *m)
     m->out_passthrough = weft_metrics_counter(m->reg, name, help, l, 2);
     l[1].value = "refused";
     m->out_refused = weft_metrics_counter(m->reg, name, help, l, 2);
+    l[1].value = "denied";
+    m->out_denied = weft_metrics_counter(m->reg, name, help, l, 2);
     l[0].value = "inbound";
     m->in_refused = weft_metrics_counter(m->reg, name, help, l, 2);
     l[1].value = "allowed";
@@ -715,11 +923,21 @@ static void metrics_init(struct metrics *m)
     k.value = "resumed";
     m->resumed = weft_metrics_counter(m->reg, "weft_proxy_handshakes_total",
                                       "TLS handshakes completed, full or resumed", &k, 1);
-    m->permissive_timeouts =
-        weft_metrics_counter(m->reg, "weft_proxy_permissive_timeouts_total",
-                             "PERMISSIVE inbound connections taken as plaintext because the "
-                             "client said nothing in time",
-                             NULL, 0);
+    m->handshake_failures = weft_metrics_counter(
+        m->reg, "weft_proxy_handshake_failures_total",
+        "TLS handshakes that failed or were refused before the relay began", NULL, 0);
+    static const double bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                    0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+    for (int in = 0; in < 2; in++) {
+        for (int res = 0; res < 2; res++) {
+            struct weft_label hl[2] = {{"direction", in ? "inbound" : "outbound"},
+                                       {"kind", res ? "resumed" : "full"}};
+            m->hs_seconds[in][res] =
+                weft_metrics_histogram(m->reg, "weft_proxy_handshake_seconds",
+                                       "TLS handshake time, from its start to the peer verified",
+                                       hl, 2, bounds, nitems(bounds));
+        }
+    }
     m->ready =
         weft_metrics_gauge(m->reg, "weft_proxy_ready", "1 when SVID and config are held", NULL, 0);
     m->svid_not_after = weft_metrics_gauge(m->reg, "weft_proxy_svid_not_after_seconds",
@@ -728,6 +946,18 @@ static void metrics_init(struct metrics *m)
                                             "Sequence of the configuration in force", NULL, 0);
     m->open =
         weft_metrics_gauge(m->reg, "weft_proxy_open_connections", "Connections open", NULL, 0);
+    m->buffered = weft_metrics_gauge(m->reg, "weft_proxy_relay_buffer_bytes",
+                                     "Relay buffer memory held by open connections", NULL, 0);
+    pthread_mutex_init(&m->series_mu, NULL);
+}
+
+static void metrics_free(struct metrics *m)
+{
+    for (size_t i = 0; i < m->num_series; i++) {
+        free(m->series[i].key);
+    }
+    pthread_mutex_destroy(&m->series_mu);
+    weft_metrics_free(m->reg);
 }
 
 static int fail(const char *what, const char *err)
@@ -763,6 +993,10 @@ int proxy_daemon_run(const struct proxy_opts *o)
     char err[512];
     int rc = 1;
     signal(SIGPIPE, SIG_IGN);
+    /* from the start: a SIGTERM while the agent is still being reached ends in a clean stop */
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
     grpc_init();
     struct proxy_agent_config acfg = {
         .socket = o->agent_socket != NULL ? o->agent_socket : PROXY_DEFAULT_AGENT_SOCKET,
@@ -794,6 +1028,8 @@ int proxy_daemon_run(const struct proxy_opts *o)
         .arg = d,
         .on_tick = on_tick,
         .tick_s = 1.0,
+        /* a drain stops inbound; the app may still be running and calling out */
+        .keep_on_drain = 1u << ADDR_OUT4 | 1u << ADDR_OUT6,
     };
     if (proxy_pool_start(&d->pool, &pcfg) != WEFT_OK) {
         snprintf(err, sizeof(err), "cannot listen on :%d and :%d (IPv4 and IPv6): %s", out_port,
@@ -817,9 +1053,6 @@ int proxy_daemon_run(const struct proxy_opts *o)
         rc = fail("--admin", err);
         goto out;
     }
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
     char ports[64];
     snprintf(ports, sizeof(ports), "%d/%d", out_port, in_port);
     weft_log(WEFT_LOG_INFO, "weft-proxy serving", 3, "agent", acfg.socket, "outbound/inbound",
@@ -829,6 +1062,7 @@ int proxy_daemon_run(const struct proxy_opts *o)
         weft_gauge_set(d->m.ready, proxy_state_ready(s, (int64_t)time(NULL)) ? 1 : 0);
         proxy_state_unref(s);
         weft_gauge_set(d->m.open, (double)proxy_pool_open_conns(d->pool));
+        weft_gauge_set(d->m.buffered, (double)proxy_pool_buffered_bytes(d->pool));
         struct timespec ts = {0, 100 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
@@ -851,7 +1085,55 @@ out:
     proxy_agent_stop(d->agent);
     tls_creds_unref(d->creds);
     proxy_identity_unref(d->creds_id);
-    weft_metrics_free(d->m.reg);
+    metrics_free(&d->m);
     grpc_shutdown();
     return rc;
+}
+
+int proxy_egress_parse(const char *s, bool allow, struct proxy_egress_rule *out, char *err,
+                       size_t err_len)
+{
+    memset(out, 0, sizeof(*out));
+    out->allow = allow;
+    out->port_lo = 1;
+    out->port_hi = 65535;
+    char net[WEFT_ADDR_MAX + 8];
+    const char *slash = strchr(s, '/');
+    const char *colon = slash != NULL ? strchr(slash, ':') : NULL;
+    size_t net_len = colon != NULL ? (size_t)(colon - s) : strlen(s);
+    if (slash == NULL || net_len >= sizeof(net)) {
+        snprintf(err, err_len, "want CIDR[:PORT[-PORT]], e.g. 10.0.0.0/8:443 or fd00::/8");
+        return WEFT_EINVAL;
+    }
+    snprintf(net, sizeof(net), "%.*s", (int)net_len, s);
+    if (weft_cidr_parse(net, &out->net) != WEFT_OK) {
+        snprintf(err, err_len, "%.80s is not a network (IP/BITS, host bits zero)", net);
+        return WEFT_EINVAL;
+    }
+    if (colon == NULL) {
+        return WEFT_OK;
+    }
+    unsigned lo, hi;
+    int used = 0;
+    if (sscanf(colon + 1, "%5u%n", &lo, &used) != 1 || strspn(colon + 1, "0123456789") == 0) {
+        snprintf(err, err_len, "ports after the network: PORT or LO-HI, 1 to 65535");
+        return WEFT_EINVAL;
+    }
+    hi = lo;
+    const char *rest = colon + 1 + used;
+    if (*rest == '-') {
+        int more = 0;
+        if (strspn(rest + 1, "0123456789") == 0 || sscanf(rest + 1, "%5u%n", &hi, &more) != 1) {
+            snprintf(err, err_len, "ports after the network: PORT or LO-HI, 1 to 65535");
+            return WEFT_EINVAL;
+        }
+        rest += 1 + more;
+    }
+    if (*rest != '\0' || lo < 1 || hi > 65535 || lo > hi) {
+        snprintf(err, err_len, "ports after the network: PORT or LO-HI, 1 to 65535, LO <= HI");
+        return WEFT_EINVAL;
+    }
+    out->port_lo = (uint16_t)lo;
+    out->port_hi = (uint16_t)hi;
+    return WEFT_OK;
 }

@@ -27,6 +27,7 @@
 
 #include <stddef.h>
 
+#include "lib/base/netaddr.h"
 #include "proxy/agentclient.h"
 
 #define PROXY_DEFAULT_AGENT_SOCKET "/run/weft/agent.sock"
@@ -35,6 +36,20 @@
 #define PROXY_DEFAULT_INBOUND_PORT 15006
 #define PROXY_DEFAULT_PERMISSIVE_WAIT_MS 200
 #define PROXY_DEFAULT_DRAIN_S 20
+#define PROXY_MAX_EGRESS_RULES 64
+
+/* struct proxy_egress_rule: one --egress-allow or --egress-deny, "CIDR[:PORT[-PORT]]". */
+struct proxy_egress_rule {
+    bool allow;
+    struct weft_cidr net;
+    uint16_t port_lo, port_hi; /* 1..65535 when no port was given */
+};
+
+/* proxy_egress_parse reads "CIDR", "CIDR:PORT" or "CIDR:LO-HI" ("10.0.0.0/8:443",
+ * "fd00::/8:8000-8999": the ports follow the prefix length). WEFT_EINVAL, with what was wrong
+ * in |err|, for anything else. */
+WEFT_MUST_USE int proxy_egress_parse(const char *s, bool allow, struct proxy_egress_rule *out,
+                                     char *err, size_t err_len);
 
 struct proxy_opts {
     const char *agent_socket;
@@ -52,6 +67,13 @@ struct proxy_opts {
      * original source and, for an mTLS peer, its SPIFFE ID (TLV 0xE0) */
     uint16_t pp_ports[16];
     size_t num_pp_ports;
+    /* outbound destinations, judged before they are dialled: any matching deny rule refuses;
+     * a mesh destination is otherwise allowed; another needs a matching allow rule when
+     * |egress_deny| (the default for destinations outside the mesh) is set */
+    struct proxy_egress_rule egress[PROXY_MAX_EGRESS_RULES];
+    size_t num_egress;
+    bool egress_deny;
+    bool no_resumption; /* no TLS session tickets: every handshake is full */
 };
 
 /* proxy_daemon_run runs weft-proxy until a signal or /quitquitquit and the drain; returns the

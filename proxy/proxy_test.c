@@ -19,6 +19,7 @@
 #include <grpc/grpc.h>
 
 #include "lib/base/file.h"
+#include "proxy/proxy.h"
 #include "test/testlib/agent_proc.h"
 #include "test/testlib/ca_proc.h"
 #include "test/testlib/net.h"
@@ -130,7 +131,7 @@ Test(proxy, ready_once_the_agent_gave_it_an_identity_and_its_pages_say_which)
     wait_ready();
     char buf[65536];
     cr_assert_eq(get("GET", "/certs", buf, sizeof(buf)), 200);
-    cr_assert(strstr(buf, "\"spiffe_id\":\"" ME "\"") != NULL, "%s", buf);
+    cr_assert(strstr(buf, "\"spiffe_id\":\"" ME "\",\"serial\":\"") != NULL, "%s", buf);
     cr_assert_eq(get("GET", "/config", buf, sizeof(buf)), 200);
     cr_assert(strstr(buf, "\"sequence\":") != NULL, "%s", buf);
     cr_assert_eq(get("GET", "/live", buf, sizeof(buf)), 200);
@@ -194,6 +195,9 @@ Test(proxy, bad_flags_exit_2)
 {
     static const char *const bad[][3] = {{"--workers", "0", NULL},
                                          {"--inbound-port", "70000", NULL},
+                                         {"--egress-allow", "10.1.2.3/8", NULL},
+                                         {"--egress-deny", "10.0.0.0/8:0", NULL},
+                                         {"--egress-default", "maybe", NULL},
                                          {"--no-such-flag", NULL, NULL}};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         pid_t pid = run_proxy(bad[i]);
@@ -201,5 +205,39 @@ Test(proxy, bad_flags_exit_2)
         waitpid(pid, &status, 0);
         cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 2, "%s: status %d", bad[i][0],
                   status);
+    }
+}
+
+/* ---- the egress rules' syntax (no processes) ---- */
+
+Test(egress, rules_are_a_network_then_optional_ports)
+{
+    struct proxy_egress_rule r;
+    char err[160];
+    cr_assert_eq(proxy_egress_parse("10.0.0.0/8", true, &r, err, sizeof(err)), WEFT_OK, "%s", err);
+    cr_assert(r.allow && r.net.bits == 8 && !r.net.ip.v6);
+    cr_assert(r.port_lo == 1 && r.port_hi == 65535);
+    cr_assert_eq(proxy_egress_parse("198.18.0.0/15:5432", false, &r, err, sizeof(err)), WEFT_OK);
+    cr_assert(!r.allow && r.port_lo == 5432 && r.port_hi == 5432);
+    cr_assert_eq(proxy_egress_parse("fd00::/8:8000-8999", true, &r, err, sizeof(err)), WEFT_OK);
+    cr_assert(r.net.ip.v6 && r.net.bits == 8 && r.port_lo == 8000 && r.port_hi == 8999);
+    cr_assert_eq(proxy_egress_parse("0.0.0.0/0:1-65535", true, &r, err, sizeof(err)), WEFT_OK);
+    static const char *const bad[] = {"10.0.0.0",
+                                      "10.1.2.3/8",
+                                      "10.0.0.0/8:",
+                                      "10.0.0.0/8:0",
+                                      "10.0.0.0/8:65536",
+                                      "10.0.0.0/8:9-1",
+                                      "10.0.0.0/8:80-",
+                                      "10.0.0.0/8:80x",
+                                      "10.0.0.0/8:-80",
+                                      "[fd00::]/8:80",
+                                      "x/8",
+                                      ""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        cr_assert_eq(proxy_egress_parse(bad[i], true, &r, err, sizeof(err)), WEFT_EINVAL, "%s",
+                     bad[i]);
+        cr_assert_neq(err[0], '\0', "%s: no reason given", bad[i]);
     }
 }

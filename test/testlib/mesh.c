@@ -1,0 +1,572 @@
+/* test/testlib/mesh.c: see mesh.h. */
+#include "test/testlib/mesh.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <grpc/grpc.h>
+
+#include "lib/base/file.h"
+#include "test/testlib/net.h"
+
+#define NS_PREFIX "weft-mesh-" /* weft-mesh-a-PID, weft-mesh-b-PID; veths wmaPID, wmbPID */
+
+static const char *const own_runfiles[] = {"proxy/weft-proxy", "cli/weftctl"};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+static int say(char *err, size_t err_len, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int say(char *err, size_t err_len, int rc, const char *fmt, ...)
+{
+    if (err_len > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, err_len, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
+/* sh runs a shell command as we are; WEFT_EIO (with the command in |err|) when it fails. */
+static int sh(char *err, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int sh(char *err, size_t err_len, const char *fmt, ...)
+{
+    char cmd[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(cmd)) {
+        return say(err, err_len, WEFT_ELIMIT, "command too long: %.200s", cmd);
+    }
+    int st = system(cmd);
+    if (st != 0) {
+        return say(err, err_len, WEFT_EIO, "failed (status %d): %s", st, cmd);
+    }
+    return WEFT_OK;
+}
+
+void mesh_init(struct mesh *m) { memset(m, 0, sizeof(*m)); }
+
+const char *mesh_bin(const struct mesh *m, const char *name)
+{
+    for (size_t i = 0; i < m->num_bins; i++) {
+        const char *slash = strrchr(m->bins[i], '/');
+        if (strcmp(slash != NULL ? slash + 1 : m->bins[i], name) == 0) {
+            return m->bins[i];
+        }
+    }
+    return NULL;
+}
+
+int mesh_policy_write(struct mesh *m, const char *yaml)
+{
+    char file[160];
+    snprintf(file, sizeof(file), "%s/" MESH_POLICY_FILE, m->policy_dir);
+    return weft_file_write_atomic(file, yaml, strlen(yaml), 0644);
+}
+
+/* --- processes -------------------------------------------------------------------------- */
+
+/* forget drops |pid| from the processes we started; false when it was not one of them. */
+static bool forget(struct mesh *m, pid_t pid)
+{
+    for (size_t i = 0; i < m->num_pids; i++) {
+        if (m->pids[i] == pid) {
+            m->pids[i] = m->pids[--m->num_pids];
+            for (size_t p = 0; p < nitems(m->pods); p++) {
+                if (m->pods[p].proxy_pid == pid) {
+                    m->pods[p].proxy_pid = 0;
+                }
+            }
+            return true;
+        }
+    }
+    return false;
+}
+
+/* pod_argv writes into |full| the command that runs |argv| in |pod| as |uid|: `ip netns exec
+ * NS setpriv ...`; ip and setpriv each exec the next, and setpriv asks for SIGKILL when our
+ * process dies (a change of uid clears what PR_SET_PDEATHSIG set before it). */
+static int pod_argv(const struct mesh *m, enum mesh_pod_id pod, char *ids, size_t ids_len,
+                    unsigned uid, const char *const *argv, const char **full, size_t cap)
+{
+    snprintf(ids, ids_len, "%u", uid);
+    const char *head[] = {"ip", "netns",   "exec", m->pods[pod].ns,  "setpriv",     "--reuid",
+                          ids,  "--regid", ids,    "--clear-groups", "--pdeathsig", "KILL"};
+    size_t n = 0;
+    for (; n < nitems(head); n++) {
+        full[n] = head[n];
+    }
+    for (size_t i = 0; argv[i] != NULL; i++) {
+        ENSURE(i < MESH_MAX_ARGS && n + 1 < cap, WEFT_ELIMIT);
+        full[n++] = argv[i];
+    }
+    full[n] = NULL;
+    return WEFT_OK;
+}
+
+int mesh_spawn(struct mesh *m, enum mesh_pod_id pod, unsigned uid, const char *out_path,
+               const char *const *argv, pid_t *out_pid)
+{
+    ENSURE(m->num_pids < MESH_MAX_PROCS, WEFT_ELIMIT);
+    char ids[16];
+    const char *full[MESH_MAX_ARGS + 16];
+    TRY(pod_argv(m, pod, ids, sizeof(ids), uid, argv, full, nitems(full)));
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    ENSURE(pid >= 0, WEFT_EIO);
+    if (pid == 0) {
+        (void)prctl(PR_SET_PDEATHSIG, SIGKILL); /* until setpriv sets it again */
+        if (getppid() != parent) {
+            _exit(125);
+        }
+        int fd = open(out_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        int null = open("/dev/null", O_RDONLY);
+        if (fd < 0 || null < 0 || dup2(null, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0) {
+            _exit(126);
+        }
+        execvp("ip", (char *const *)full);
+        _exit(127);
+    }
+    m->pids[m->num_pids++] = pid;
+    *out_pid = pid;
+    return WEFT_OK;
+}
+
+int mesh_kill(struct mesh *m, pid_t pid, int sig, int timeout_ms, int *out_status)
+{
+    bool ours = false;
+    for (size_t i = 0; i < m->num_pids && !ours; i++) {
+        ours = m->pids[i] == pid;
+    }
+    ENSURE(ours && pid > 0, WEFT_ENOTFOUND);
+    if (sig != 0) {
+        kill(pid, sig);
+    }
+    int64_t end = now_ms() + timeout_ms;
+    for (;;) {
+        int st;
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid) {
+            forget(m, pid);
+            if (out_status != NULL) {
+                *out_status = st;
+            }
+            return WEFT_OK;
+        }
+        if (r < 0 && errno != EINTR) {
+            forget(m, pid); /* reaped elsewhere */
+            return WEFT_ENOTFOUND;
+        }
+        if (now_ms() >= end) {
+            return WEFT_EAGAIN;
+        }
+        sleep_ms(20);
+    }
+}
+
+/* quote appends |s| to |out| in single quotes, for sh. */
+static bool quote(char *out, size_t cap, size_t *len, const char *s)
+{
+    if (*len + 3 >= cap) {
+        return false;
+    }
+    out[(*len)++] = '\'';
+    for (; *s != '\0'; s++) {
+        const char *piece = *s == '\'' ? "'\\''" : NULL;
+        size_t n = piece != NULL ? strlen(piece) : 1;
+        if (*len + n + 3 >= cap) {
+            return false;
+        }
+        memcpy(out + *len, piece != NULL ? piece : s, n);
+        *len += n;
+    }
+    out[(*len)++] = '\'';
+    out[(*len)++] = ' ';
+    out[*len] = '\0';
+    return true;
+}
+
+int mesh_run(struct mesh *m, enum mesh_pod_id pod, unsigned uid, const char *const *argv,
+             int timeout_ms, char *out, size_t out_len, int *out_status)
+{
+    char ids[16], cmd[2048];
+    const char *full[MESH_MAX_ARGS + 16];
+    TRY(pod_argv(m, pod, ids, sizeof(ids), uid, argv, full, nitems(full)));
+    size_t len = 0;
+    cmd[0] = '\0';
+    for (size_t i = 0; full[i] != NULL; i++) {
+        ENSURE(quote(cmd, sizeof(cmd), &len, full[i]), WEFT_ELIMIT);
+    }
+    /* as root: the uid is setpriv's to change, inside the namespace */
+    return agent_proc_run(0, cmd, false, timeout_ms, out, out_len, out_status);
+}
+
+/* --- the proxies -------------------------------------------------------------------------- */
+
+int mesh_proxy_start(struct mesh *m, enum mesh_pod_id pod, const char *const *extra, char *err,
+                     size_t err_len)
+{
+    struct mesh_pod *p = &m->pods[pod];
+    if (p->proxy_pid != 0) {
+        return say(err, err_len, WEFT_EINVAL, "the proxy of %s runs already", p->ns);
+    }
+    char admin[160];
+    snprintf(admin, sizeof(admin), "unix:%s", p->admin_sock);
+    unlink(p->admin_sock); /* a restart: the last one's socket */
+    const char *argv[MESH_MAX_ARGS + 1] = {mesh_bin(m, "weft-proxy"),
+                                           "--agent-socket",
+                                           m->agent.sock,
+                                           "--admin",
+                                           admin,
+                                           "--claim",
+                                           p->ip};
+    size_t n = 7;
+    for (size_t i = 0; extra != NULL && extra[i] != NULL; i++) {
+        if (n == MESH_MAX_ARGS) {
+            return say(err, err_len, WEFT_ELIMIT, "over %d arguments for weft-proxy",
+                       MESH_MAX_ARGS);
+        }
+        argv[n++] = extra[i];
+    }
+    argv[n] = NULL;
+    int rc = mesh_spawn(m, pod, p->proxy_uid, p->log, argv, &p->proxy_pid);
+    if (rc != WEFT_OK) {
+        return say(err, err_len, rc, "cannot start the proxy of %s: %s", p->ns, weft_strerror(rc));
+    }
+    return WEFT_OK;
+}
+
+int mesh_proxy_wait_ready(struct mesh *m, enum mesh_pod_id pod, int directory_entries,
+                          int timeout_ms, char *err, size_t err_len)
+{
+    struct mesh_pod *p = &m->pods[pod];
+    char buf[4096] = "", want[64];
+    snprintf(want, sizeof(want), "\"directory_entries\":%d,", directory_entries);
+    int64_t end = now_ms() + timeout_ms;
+    for (;;) {
+        int st;
+        if (p->proxy_pid == 0 || mesh_kill(m, p->proxy_pid, 0, 0, &st) == WEFT_OK) {
+            return say(err, err_len, WEFT_EIO, "the proxy of %s is not running; see %s", p->ns,
+                       p->log);
+        }
+        if (mesh_admin(m, pod, "GET", "/ready", buf, sizeof(buf)) == 200 &&
+            mesh_admin(m, pod, "GET", "/config", buf, sizeof(buf)) == 200 &&
+            strstr(buf, want) != NULL) {
+            return WEFT_OK;
+        }
+        if (now_ms() >= end) {
+            const char *body = strstr(buf, "\r\n\r\n");
+            return say(err, err_len, WEFT_EAGAIN,
+                       "the proxy of %s: not ready with %d directory entries within %d ms (%.300s)"
+                       "; see %s",
+                       p->ns, directory_entries, timeout_ms, body != NULL ? body + 4 : buf, p->log);
+        }
+        sleep_ms(100);
+    }
+}
+
+int mesh_proxies_start(struct mesh *m, const char *const *extra_a, const char *const *extra_b,
+                       char *err, size_t err_len)
+{
+    TRY(mesh_proxy_start(m, MESH_POD_A, extra_a, err, err_len));
+    TRY(mesh_proxy_start(m, MESH_POD_B, extra_b, err, err_len));
+    TRY(mesh_proxy_wait_ready(m, MESH_POD_A, 2, 30000, err, err_len));
+    return mesh_proxy_wait_ready(m, MESH_POD_B, 2, 30000, err, err_len);
+}
+
+int mesh_proxy_stop(struct mesh *m, enum mesh_pod_id pod, int sig, int timeout_ms, int *out_status)
+{
+    ENSURE(m->pods[pod].proxy_pid != 0, WEFT_ENOTFOUND);
+    return mesh_kill(m, m->pods[pod].proxy_pid, sig, timeout_ms, out_status);
+}
+
+int mesh_admin(const struct mesh *m, enum mesh_pod_id pod, const char *method, const char *path,
+               char *buf, size_t len)
+{
+    return testlib_http_unix(m->pods[pod].admin_sock, method, path, buf, len);
+}
+
+double mesh_metric(const struct mesh *m, enum mesh_pod_id pod, const char *series, double missing)
+{
+    static char buf[1 << 16];
+    if (mesh_admin(m, pod, "GET", "/metrics", buf, sizeof(buf)) != 200) {
+        return missing;
+    }
+    return agent_proc_metric(buf, series, missing);
+}
+
+/* --- files ---------------------------------------------------------------------------------- */
+
+size_t mesh_file_count(const char *path, const char *needle)
+{
+    uint8_t *text;
+    size_t len, n = 0, nl = strlen(needle);
+    if (nl == 0 || weft_file_read(&text, &len, path, 1 << 20) != WEFT_OK) {
+        return 0;
+    }
+    for (const uint8_t *p = text; (p = memmem(p, len - (size_t)(p - text), needle, nl)) != NULL;
+         p += nl) {
+        n++;
+    }
+    free(text);
+    return n;
+}
+
+bool mesh_file_has(const char *path, const char *needle)
+{
+    return mesh_file_count(path, needle) > 0;
+}
+
+int mesh_wait_file_has(const char *path, const char *needle, int timeout_ms)
+{
+    int64_t end = now_ms() + timeout_ms;
+    while (!mesh_file_has(path, needle)) {
+        if (now_ms() >= end) {
+            return WEFT_EAGAIN;
+        }
+        sleep_ms(50);
+    }
+    return WEFT_OK;
+}
+
+static void dump(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return;
+    }
+    fprintf(stderr, "--- %s\n", path);
+    char line[2048];
+    while (fgets(line, sizeof(line), f) != NULL) {
+        fputs(line, stderr);
+    }
+    fclose(f);
+}
+
+void mesh_dump_logs(const struct mesh *m)
+{
+    if (m->ca.dir[0] != '\0') {
+        agent_proc_dump_logs(&m->agent);
+    }
+    for (size_t i = 0; i < nitems(m->pods); i++) {
+        if (m->pods[i].log[0] != '\0') {
+            dump(m->pods[i].log);
+        }
+    }
+}
+
+/* --- setup and teardown ---------------------------------------------------------------------- */
+
+/* reap_stale deletes the namespaces an earlier run of this harness left when it was killed
+ * (a test timeout runs no teardown): those whose PID is gone, after killing what runs in them. */
+static void reap_stale(void)
+{
+    DIR *d = opendir("/run/netns");
+    if (d == NULL) {
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char pod;
+        int pid, used = 0;
+        if (sscanf(e->d_name, NS_PREFIX "%c-%d%n", &pod, &pid, &used) != 2 ||
+            e->d_name[used] != '\0' || (pod != 'a' && pod != 'b') || pid <= 0 ||
+            kill(pid, 0) == 0 || errno != ESRCH) {
+            continue;
+        }
+        char cmd[256];
+        snprintf(cmd, sizeof(cmd),
+                 "for p in $(ip netns pids %.64s); do kill -9 $p; done; ip netns del %.64s",
+                 e->d_name, e->d_name);
+        (void)!system(cmd);
+    }
+    closedir(d);
+}
+
+static int make_pods(struct mesh *m, const struct mesh_opts *o, char *err, size_t err_len)
+{
+    int id = (int)getpid();
+    m->made_ns = true;
+    TRY(sh(err, err_len, "ip netns add %s && ip netns add %s", m->pods[0].ns, m->pods[1].ns));
+    TRY(sh(err, err_len, "ip link add wma%d type veth peer name wmb%d", id, id));
+    TRY(sh(err, err_len, "ip link set wma%d netns %s && ip link set wmb%d netns %s", id,
+           m->pods[0].ns, id, m->pods[1].ns));
+    for (size_t i = 0; i < nitems(m->pods); i++) {
+        struct mesh_pod *p = &m->pods[i];
+        char c = i == 0 ? 'a' : 'b';
+        TRY(sh(err, err_len,
+               "ip -n %s addr add %s/24 dev wm%c%d && ip -n %s link set wm%c%d up && "
+               "ip -n %s link set lo up",
+               p->ns, p->ip, c, id, p->ns, c, id, p->ns));
+        TRY(sh(err, err_len,
+               "ip netns exec %s %s iptables install --proxy-uid %u --no-ipv6 %s >/dev/null", p->ns,
+               mesh_bin(m, "weftctl"), p->proxy_uid,
+               o->iptables_extra[i] != NULL ? o->iptables_extra[i] : ""));
+    }
+    return WEFT_OK;
+}
+
+static int copy_bins(struct mesh *m, const struct mesh_opts *o, char *err, size_t err_len)
+{
+    const char *all[nitems(own_runfiles) + MESH_MAX_RUNFILES];
+    size_t n = 0;
+    for (size_t i = 0; i < nitems(own_runfiles); i++) {
+        all[n++] = own_runfiles[i];
+    }
+    for (size_t i = 0; o->runfiles[i] != NULL; i++) {
+        if (i == MESH_MAX_RUNFILES) {
+            return say(err, err_len, WEFT_ELIMIT, "over %d runfiles", MESH_MAX_RUNFILES);
+        }
+        all[n++] = o->runfiles[i];
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *slash = strrchr(all[i], '/');
+        const char *name = slash != NULL ? slash + 1 : all[i];
+        int rc = agent_proc_copy_runfile(&m->ca, all[i], name, m->bins[i], sizeof(m->bins[i]));
+        if (rc != WEFT_OK) {
+            return say(err, err_len, rc,
+                       "cannot copy the runfile %s (is it in the target's data?): %s", all[i],
+                       weft_strerror(rc));
+        }
+        m->num_bins = i + 1;
+    }
+    return WEFT_OK;
+}
+
+int mesh_start(struct mesh *m, const struct mesh_opts *o, char *err, size_t err_len)
+{
+    if (geteuid() != 0) {
+        return say(err, err_len, WEFT_EINVAL, "pods as network namespaces need root");
+    }
+    reap_stale();
+    int id = (int)getpid();
+    for (size_t i = 0; i < nitems(m->pods); i++) {
+        struct mesh_pod *p = &m->pods[i];
+        snprintf(p->ns, sizeof(p->ns), NS_PREFIX "%c-%d", i == 0 ? 'a' : 'b', id);
+        p->ip = i == 0 ? MESH_IP_A : MESH_IP_B;
+        p->proxy_uid = i == 0 ? MESH_UID_PROXY_A : MESH_UID_PROXY_B;
+    }
+    grpc_init();
+    m->grpc = true;
+    if (ca_proc_init(&m->ca) != WEFT_OK) {
+        return say(err, err_len, WEFT_EIO, "cannot make the CA's directory");
+    }
+    /* the CA reads the policy as nobody */
+    snprintf(m->policy_dir, sizeof(m->policy_dir), "%s/policy", m->ca.dir);
+    if (chmod(m->ca.dir, 0755) != 0 || mkdir(m->policy_dir, 0755) != 0 ||
+        (o->policy_yaml != NULL && mesh_policy_write(m, o->policy_yaml) != WEFT_OK)) {
+        return say(err, err_len, WEFT_EIO, "cannot write the policy in %s: %s", m->policy_dir,
+                   strerror(errno));
+    }
+    size_t f = 0;
+    m->ca_flags[f++] = "--policy-dir";
+    m->ca_flags[f++] = m->policy_dir;
+    if (o->svid_ttl != NULL) {
+        m->ca_flags[f++] = "--intermediate-ttl";
+        m->ca_flags[f++] = o->svid_ttl;
+    }
+    for (size_t i = 0; i < f; i++) {
+        m->ca.extra[i] = m->ca_flags[i];
+    }
+    if (ca_proc_start(&m->ca, "1h") != WEFT_OK) {
+        return say(err, err_len, WEFT_EIO, "the CA did not start; see %s/ca.log", m->ca.dir);
+    }
+    if (agent_proc_init(&m->agent, &m->ca) != WEFT_OK) {
+        return say(err, err_len, WEFT_EIO, "no join token for the agent");
+    }
+    struct rpc_status st = {0};
+    if (agent_proc_entry(&m->ca, MESH_ID_A, MESH_UID_PROXY_A, &st) != WEFT_OK ||
+        agent_proc_entry(&m->ca, MESH_ID_B, MESH_UID_PROXY_B, &st) != WEFT_OK) {
+        return say(err, err_len, WEFT_EIO, "CreateEntry: %s", st.details);
+    }
+    m->agent.extra[0] = "--claim-cidr";
+    m->agent.extra[1] = "198.18.0.0/15";
+    if (agent_proc_start(&m->agent, true) != WEFT_OK ||
+        agent_proc_wait_served(&m->agent, 2, 20000) != WEFT_OK) {
+        return say(err, err_len, WEFT_EIO, "the agent never served both SVIDs; see %s",
+                   m->agent.log);
+    }
+    /* what the proxies and apps (other uids) write: admin sockets, logs, outputs */
+    snprintf(m->run_dir, sizeof(m->run_dir), "%s/pods", m->ca.dir);
+    if (mkdir(m->run_dir, 0777) != 0 || chmod(m->run_dir, 0777) != 0) {
+        return say(err, err_len, WEFT_EIO, "cannot make %s: %s", m->run_dir, strerror(errno));
+    }
+    for (size_t i = 0; i < nitems(m->pods); i++) {
+        struct mesh_pod *p = &m->pods[i];
+        snprintf(p->admin_sock, sizeof(p->admin_sock), "%s/proxy-%c.sock", m->run_dir,
+                 i == 0 ? 'a' : 'b');
+        snprintf(p->log, sizeof(p->log), "%s/proxy-%c.log", m->run_dir, i == 0 ? 'a' : 'b');
+    }
+    TRY(copy_bins(m, o, err, err_len));
+    return make_pods(m, o, err, err_len);
+}
+
+/* keep_outputs copies the logs and outputs to Bazel's undeclared outputs, when it set them. */
+static void keep_outputs(const struct mesh *m)
+{
+    const char *outputs = getenv("TEST_UNDECLARED_OUTPUTS_DIR");
+    if (outputs == NULL || m->ca.dir[0] == '\0' || strlen(outputs) > 512) {
+        return;
+    }
+    const char *base = strrchr(m->ca.dir, '/');
+    char cmd[1536];
+    snprintf(cmd, sizeof(cmd),
+             "d='%s/%s' && mkdir -p \"$d\" && cp %s/ca.log %s/agent.log \"$d\" 2>/dev/null; "
+             "find %s -maxdepth 1 -type f -exec cp {} \"$d\" ';' 2>/dev/null",
+             outputs, base != NULL ? base + 1 : m->ca.dir, m->ca.dir, m->ca.dir,
+             m->run_dir[0] != '\0' ? m->run_dir : "/nonexistent");
+    (void)!system(cmd);
+}
+
+void mesh_cleanup(struct mesh *m)
+{
+    while (m->num_pids > 0) {
+        pid_t pid = m->pids[0];
+        if (mesh_kill(m, pid, SIGKILL, 10000, NULL) == WEFT_EAGAIN) {
+            forget(m, pid); /* unkillable: do not loop on it */
+        }
+    }
+    if (m->made_ns) { /* the veth and the iptables rules go with the namespaces */
+        for (size_t i = 0; i < nitems(m->pods); i++) {
+            char cmd[256];
+            snprintf(cmd, sizeof(cmd),
+                     "for p in $(ip netns pids %s 2>/dev/null); do kill -9 $p; done; "
+                     "ip netns del %s 2>/dev/null",
+                     m->pods[i].ns, m->pods[i].ns);
+            (void)!system(cmd);
+        }
+    }
+    keep_outputs(m);
+    agent_proc_stop(&m->agent);
+    ca_proc_cleanup(&m->ca);
+    if (m->grpc) {
+        grpc_shutdown();
+    }
+    mesh_init(m);
+}

@@ -1,0 +1,169 @@
+/* test/testlib/mesh.h: two pods on a real mesh, for integration tests and benchmarks (no
+ * Criterion here: every function returns a weft_err and says why in a caller's buffer).
+ *
+ * mesh_start makes: a weft-ca (ca_proc.h) distributing the policy YAML of DIR/policy (the
+ * caller's, rewritable with mesh_policy_write); a weft-agent (agent_proc.h) with
+ * --claim-cidr 198.18.0.0/15; entries MESH_ID_A for uid MESH_UID_PROXY_A and MESH_ID_B for
+ * MESH_UID_PROXY_B; copies of weft-proxy, weftctl and the caller's runfiles where other uids
+ * may run them; and two pods, network namespaces joined by a veth (A at MESH_IP_A, B at
+ * MESH_IP_B, named after our PID), each with `weftctl iptables install --proxy-uid U
+ * --no-ipv6` and the caller's extra arguments. The proxies are started with mesh_proxy_start.
+ * Processes started in a pod (mesh_spawn) run as a given uid, their output in a file, and are
+ * stopped by their PID; mesh_cleanup kills every one still running, deletes the namespaces
+ * (their veth and rules go with them) and the directory, whatever state a failed mesh_start
+ * left. Needs root and the runfiles of data = ["//agent:weft-agent", "//ca:weft-ca",
+ * "//cli:weftctl", "//proxy:weft-proxy"] plus the caller's. mesh_start calls grpc_init and
+ * mesh_cleanup grpc_shutdown. */
+#ifndef WEFT_TEST_TESTLIB_MESH_H
+#define WEFT_TEST_TESTLIB_MESH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "lib/base/err.h"
+#include "test/testlib/agent_proc.h"
+#include "test/testlib/ca_proc.h"
+
+#define MESH_TD CA_PROC_TD
+#define MESH_ID_A "spiffe://" MESH_TD "/ns/demo/sa/client" /* pod A's proxy */
+#define MESH_ID_B "spiffe://" MESH_TD "/ns/demo/sa/server" /* pod B's proxy */
+#define MESH_IP_A "198.18.1.1"
+#define MESH_IP_B "198.18.1.2"
+#define MESH_UID_PROXY_A 1337 /* the uid `weftctl iptables` excludes by default */
+#define MESH_UID_PROXY_B 1338
+#define MESH_UID_APP 3000   /* a suggestion for the pods' applications */
+#define MESH_MAX_RUNFILES 6 /* the caller's runfiles */
+#define MESH_MAX_PROCS 64   /* processes started and not yet reaped */
+#define MESH_MAX_ARGS 24    /* arguments of one process (mesh_spawn, mesh_run) */
+#define MESH_POLICY_FILE "mesh.yaml"
+
+enum mesh_pod_id { MESH_POD_A = 0, MESH_POD_B = 1 };
+
+struct mesh_opts {
+    /* the YAML written to DIR/policy/MESH_POLICY_FILE before the CA starts; NULL: none */
+    const char *policy_yaml;
+    /* the CA's --intermediate-ttl ("20s"): workload SVIDs are capped at their intermediate's
+     * notAfter (an entry's own TTL is 5 min at least), and the agent renews them at about half
+     * their life; NULL: the CA's default (days) */
+    const char *svid_ttl;
+    /* runfiles to copy besides weft-proxy and weftctl ("proxy/mesh_app"), NULL-terminated;
+     * mesh_bin finds each by its base name */
+    const char *runfiles[MESH_MAX_RUNFILES + 1];
+    /* more arguments for each pod's `weftctl iptables install` (split by the shell):
+     * "--exclude-inbound-ports 8090"; NULL: none */
+    const char *iptables_extra[2];
+};
+
+struct mesh_pod {
+    char ns[32];          /* the network namespace */
+    const char *ip;       /* MESH_IP_A or MESH_IP_B */
+    unsigned proxy_uid;   /* MESH_UID_PROXY_A or _B */
+    char admin_sock[128]; /* the proxy's --admin unix socket */
+    char log[128];        /* the proxy's stderr (logfmt; access-log lines), appended */
+    pid_t proxy_pid;      /* 0: not running */
+};
+
+struct mesh {
+    struct ca_proc ca;
+    struct agent_proc agent;
+    struct mesh_pod pods[2];
+    char policy_dir[96]; /* DIR/policy */
+    char run_dir[96];    /* DIR/pods, mode 0777: where every uid writes its output */
+    char bins[MESH_MAX_RUNFILES + 2][128]; /* the copies: weft-proxy, weftctl, the caller's */
+    size_t num_bins;
+    pid_t pids[MESH_MAX_PROCS]; /* started by mesh_spawn and not reaped yet */
+    size_t num_pids;
+    bool grpc, made_ns;
+    const char *ca_flags[4];
+};
+
+/* mesh_init puts |m| in its zero state: mesh_cleanup may be called on it at once. */
+void mesh_init(struct mesh *m);
+
+/* mesh_start makes everything but the proxies (see above), in an |m| from mesh_init. On
+ * failure |err| says which step failed (and where its log is); call mesh_cleanup either way.
+ * WEFT_EINVAL when we are not root. */
+WEFT_MUST_USE int mesh_start(struct mesh *m, const struct mesh_opts *o, char *err, size_t err_len);
+
+/* mesh_cleanup kills (SIGKILL) and reaps every process still started, deletes the pods'
+ * namespaces, stops the agent and the CA and removes their directory (first copying the logs
+ * and outputs to $TEST_UNDECLARED_OUTPUTS_DIR/BASENAME-OF-DIR when Bazel set it), then shuts
+ * gRPC down. Leaves |m| in its zero state. */
+void mesh_cleanup(struct mesh *m);
+
+/* mesh_bin returns the path of the copy of the runfile whose base name is |name|
+ * ("weft-proxy", "weftctl", "mesh_app"), or NULL. */
+const char *mesh_bin(const struct mesh *m, const char *name);
+
+/* mesh_policy_write replaces DIR/policy/MESH_POLICY_FILE with |yaml| (atomically: the CA
+ * reloads the directory when it changes and pushes the new policy to the proxies). */
+WEFT_MUST_USE int mesh_policy_write(struct mesh *m, const char *yaml);
+
+/* mesh_spawn starts |argv| (NULL-terminated, at most MESH_MAX_ARGS) in pod |pod|'s namespace
+ * as |uid| (and its gid), stdin from /dev/null, stdout and stderr appended to |out_path|. The
+ * PID is the program's own (ip and setpriv exec it); it is killed if we die. |*out_pid| gets
+ * it. WEFT_ELIMIT when MESH_MAX_PROCS are running. */
+WEFT_MUST_USE int mesh_spawn(struct mesh *m, enum mesh_pod_id pod, unsigned uid,
+                             const char *out_path, const char *const *argv, pid_t *out_pid);
+
+/* mesh_kill sends |sig| (0: none, just wait) to |pid| (one of ours) and waits at most
+ * |timeout_ms| for it to exit; WEFT_OK with |*out_status| (may be NULL) its wait status, then
+ * it is forgotten. WEFT_EAGAIN when it is still running (it stays ours: mesh_cleanup kills
+ * it), WEFT_ENOTFOUND when it is not ours. */
+WEFT_MUST_USE int mesh_kill(struct mesh *m, pid_t pid, int sig, int timeout_ms, int *out_status);
+
+/* mesh_run runs |argv| in pod |pod| as |uid| and waits at most |timeout_ms| for it to exit:
+ * |out| gets its stdout (cut at |out_len| - 1), |*out_status| its wait status. WEFT_EAGAIN
+ * (and it is killed) when the time ran out. */
+WEFT_MUST_USE int mesh_run(struct mesh *m, enum mesh_pod_id pod, unsigned uid,
+                           const char *const *argv, int timeout_ms, char *out, size_t out_len,
+                           int *out_status);
+
+/* mesh_proxy_start starts weft-proxy in pod |pod| as its proxy uid, with --agent-socket,
+ * --admin unix:ADMIN_SOCK and --claim IP, then |extra| (NULL-terminated; NULL: none). It does
+ * not wait: see mesh_proxy_wait_ready. WEFT_EINVAL when that pod's proxy runs already. */
+WEFT_MUST_USE int mesh_proxy_start(struct mesh *m, enum mesh_pod_id pod, const char *const *extra,
+                                   char *err, size_t err_len);
+
+/* mesh_proxy_wait_ready waits at most |timeout_ms| until pod |pod|'s proxy answers /ready with
+ * 200 and its /config shows |directory_entries| entries of the mesh directory (2: both pods
+ * claimed theirs). WEFT_EIO when it exited, WEFT_EAGAIN when the time ran out; |err| says
+ * which, with the last /config seen. */
+WEFT_MUST_USE int mesh_proxy_wait_ready(struct mesh *m, enum mesh_pod_id pod, int directory_entries,
+                                        int timeout_ms, char *err, size_t err_len);
+
+/* mesh_proxies_start starts both proxies (|extra_a|, |extra_b| as for mesh_proxy_start) and
+ * waits, at most 30 s, until both are ready with 2 directory entries. */
+WEFT_MUST_USE int mesh_proxies_start(struct mesh *m, const char *const *extra_a,
+                                     const char *const *extra_b, char *err, size_t err_len);
+
+/* mesh_proxy_stop sends |sig| (SIGTERM: drain; 0: none, for one told to quit over its admin
+ * socket) to pod |pod|'s proxy and waits at most |timeout_ms| for its exit, as mesh_kill. */
+WEFT_MUST_USE int mesh_proxy_stop(struct mesh *m, enum mesh_pod_id pod, int sig, int timeout_ms,
+                                  int *out_status);
+
+/* mesh_admin makes one request (|method| "GET" or "POST", no body) on pod |pod|'s proxy admin
+ * socket; |buf| gets the response, headers included (NUL-terminated, cut at |len| - 1).
+ * Returns the HTTP status, or -1 with no answer. */
+int mesh_admin(const struct mesh *m, enum mesh_pod_id pod, const char *method, const char *path,
+               char *buf, size_t len);
+
+/* mesh_metric returns the value of |series| as printed ("weft_proxy_handshakes_total{kind=
+ * \"resumed\"}") in pod |pod|'s proxy /metrics, or |missing| when it is not there. */
+double mesh_metric(const struct mesh *m, enum mesh_pod_id pod, const char *series, double missing);
+
+/* mesh_file_has says whether |path| (its first MiB) holds |needle|. */
+bool mesh_file_has(const char *path, const char *needle);
+
+/* mesh_file_count counts the occurrences of |needle| in |path| (its first MiB). */
+size_t mesh_file_count(const char *path, const char *needle);
+
+/* mesh_wait_file_has waits at most |timeout_ms| until |path| holds |needle|: WEFT_OK, else
+ * WEFT_EAGAIN. */
+WEFT_MUST_USE int mesh_wait_file_has(const char *path, const char *needle, int timeout_ms);
+
+/* mesh_dump_logs copies the CA's, the agent's and the proxies' logs to stderr. */
+void mesh_dump_logs(const struct mesh *m);
+
+#endif
