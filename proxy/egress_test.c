@@ -142,4 +142,16 @@ Test(egress, a_deny_rule_refuses_a_meshed_port_and_leaves_the_others_alone)
     cr_assert_eq(mesh_wait_file_has(
                      log_a, "dst=" MESH_IP_B ":8080 peer=" MESH_ID_B " decision=allow", 10000),
                  WEFT_OK, "see %s", log_a);
+    /* both ends timed their handshake; none failed */
+    cr_assert_geq(mesh_metric(&mesh, MESH_POD_A,
+                              "weft_proxy_handshake_seconds_count{direction=\"outbound\","
+                              "kind=\"full\"}",
+                              0),
+                  1);
+    cr_assert_geq(mesh_metric(&mesh, MESH_POD_B,
+                              "weft_proxy_handshake_seconds_count{direction=\"inbound\","
+                              "kind=\"full\"}",
+                              0),
+                  1);
+    cr_assert_eq(mesh_metric(&mesh, MESH_POD_B, "weft_proxy_handshake_failures_total", -1), 0);
 }

@@ -192,6 +192,7 @@ struct pconn {
     bool resumed;
     const char *tls_version;  /* NULL: plaintext */
     double hs_start;          /* monotonic seconds, when the TLS handshake began */
+    bool hs_done;             /* and it completed: the peer is verified */
     struct policy_note *note; /* what dry-run and audit policies said; NULL: nothing */
     /* the sniffing stage of an inbound connection, before its handshake or its app dial */
     bool sniffing, strict;
@@ -276,8 +277,8 @@ static void on_close(struct proxy_conn *c, const struct proxy_conn_stats *st, co
     if (p->sniffing) {
         sniff_stop(p); /* a drain deadline or shutdown while it waited for first bytes */
     }
-    if (p->tls != NULL) {
-        weft_counter_add(p->d->m.handshake_failures, 1); /* never reached the relay */
+    if (p->tls != NULL && !p->hs_done) {
+        weft_counter_add(p->d->m.handshake_failures, 1);
     }
     struct policy_note *n = p->note;
     struct proxy_access a = {
@@ -343,6 +344,7 @@ static void handshake_done(struct pconn *p)
     snprintf(p->peer, sizeof(p->peer), "%s", tls_conn_peer_id(p->tls));
     snprintf(p->serial, sizeof(p->serial), "%s", tls_conn_peer_serial(p->tls));
     p->peer_not_after = tls_conn_peer_not_after(p->tls);
+    p->hs_done = true;
     bool resumed = tls_conn_resumed(p->tls);
     weft_counter_add(resumed ? p->d->m.resumed : p->d->m.full, 1);
     weft_histogram_observe(p->d->m.hs_seconds[p->inbound][resumed], mono_s() - p->hs_start);
