@@ -3,7 +3,9 @@
  * PREROUTING and one from OUTPUT, and are written as one iptables-restore --noflush payload per
  * address family, so that a half-installed rule set never exists. Rules are written in the form
  * iptables-save prints them, which lets `check` compare the two line by line. External programs
- * run through posix_spawn, without a shell; iptables-restore reads its payload on stdin. */
+ * run through posix_spawn, without a shell; iptables-restore reads its payload on stdin.
+ * `check --self-test` sends real connections through the rules: outbound from a child under
+ * another uid, inbound through a veth pair it makes and deletes (see "inbound self-test"). */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -18,7 +20,13 @@
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <linux/rtnetlink.h>
+#include <linux/veth.h>
+#include <net/ethernet.h>
+#include <net/if.h>
 #include <netinet/in.h>
+#include <netpacket/packet.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -39,6 +47,15 @@ extern char **environ;
 #define EXEC_MAX_OUTPUT (4 << 20)
 #define SELF_TEST_MS 3000
 #define CHAIN_PREFIX "WEFT_"
+/* The inbound self-test's veth pair and addresses (see "inbound self-test" below): from the
+ * benchmarking ranges of RFC 2544 and RFC 5180, which no pod network routes. */
+#define PROBE_TX "weftst-tx"
+#define PROBE_RX "weftst-rx"
+#define PROBE_V4 "198.19.255.253" /* PROBE_RX's, in a /30 */
+#define PROBE_V4_PEER "198.19.255.254"
+#define PROBE_V6 "2001:2::ff:1" /* PROBE_RX's, in a /126 */
+#define PROBE_V6_PEER "2001:2::ff:2"
+#define PROBE_RESEND_MS 500
 
 static const char usage[] =
     "usage: weftctl iptables install|uninstall|check [flags]\n"
@@ -65,12 +82,24 @@ static const char usage[] =
     "  --exclude-outbound-cidrs CIDRS  outbound destinations left alone (IPv4 and IPv6)\n"
     "  --ipv6 | --no-ipv6              IPv6 rules too (default: when ip6tables works here)\n"
     "  --dry-run                       print the iptables-restore payloads, change nothing\n"
-    "  --self-test                     (check) also prove that a connection from a uid other\n"
-    "                                  than the proxy's, to an address that is redirected,\n"
-    "                                  reaches the outbound port (listening there itself when\n"
-    "                                  the port is free), within 3 s per family\n"
-    "  --self-test-to IP               (check) the address to connect to, one per family\n"
-    "                                  (default 192.0.2.1 and 2001:db8::1, routed off host)\n"
+    "  --self-test                     (check) also send a real connection each way through\n"
+    "                                  the rules, per family, each within 3 s. Outbound: from\n"
+    "                                  a uid other than the proxy's, to an address that is\n"
+    "                                  redirected; it must reach the outbound port. Inbound: a\n"
+    "                                  SYN to a captured port (9 when it can), written into a\n"
+    "                                  veth pair made for the test (" PROBE_TX " -> " PROBE_RX ",\n"
+    "                                  the latter holding " PROBE_V4 "/30 and\n"
+    "                                  " PROBE_V6 "/126), so that it enters through PREROUTING as\n"
+    "                                  a pod's inbound traffic does; it must reach the inbound\n"
+    "                                  port. weftctl listens on each port when it is free and\n"
+    "                                  checks the connection's original destination (when the\n"
+    "                                  port is taken, an answer from its listener counts). The\n"
+    "                                  pair is deleted afterwards (one a killed weftctl left, by\n"
+    "                                  the next self-test). Needs root (setuid, CAP_NET_ADMIN,\n"
+    "                                  CAP_NET_RAW) and the kernel's veth driver\n"
+    "  --self-test-to IP               (check) the outbound self-test's destination, one per\n"
+    "                                  family (default 192.0.2.1 and 2001:db8::1, routed off\n"
+    "                                  host)\n"
     "PORTS is a comma-separated list of ports and ranges (8000-8100); CIDRS of A.B.C.D[/N]\n"
     "and IPV6[/N]; an empty list means none.\n"
     "Exit: 0 done / rules match, 1 failed / rules differ, 2 usage.\n";
@@ -964,6 +993,54 @@ static void format_addr(char *out, size_t out_len, int af, const void *addr, uns
     snprintf(out, out_len, af == AF_INET ? "%s:%u" : "[%s]:%u", a, port);
 }
 
+/* listen_any listens on |port| of every address of family |af|. Returns the socket, or -1:
+ * with |*out_in_use| set when another socket holds the port, else with errno saying why. */
+static int listen_any(int af, unsigned port, bool *out_in_use)
+{
+    struct sockaddr_storage any;
+    socklen_t any_len;
+    unsigned char zero[16] = {0};
+    int one = 1, fd = socket(af, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    *out_in_use = false;
+    if (fd < 0) {
+        return -1;
+    }
+    sockaddr_of(&any, &any_len, af, zero, port);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (af == AF_INET6) {
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    }
+    if (bind(fd, (struct sockaddr *)&any, any_len) == 0 && listen(fd, 4) == 0) {
+        return fd;
+    }
+    int saved = errno;
+    close(fd);
+    *out_in_use = saved == EADDRINUSE;
+    errno = saved;
+    return -1;
+}
+
+/* original_dst formats the destination a redirected connection |fd| of family |af| was sent
+ * to, before the redirect (SO_ORIGINAL_DST), as format_addr does; false with errno when the
+ * kernel has none. */
+static bool original_dst(char *out, size_t out_len, int fd, int af)
+{
+    struct sockaddr_storage orig;
+    socklen_t olen = sizeof(orig);
+    memset(&orig, 0, sizeof(orig));
+    if (getsockopt(fd, af == AF_INET ? SOL_IP : SOL_IPV6, ORIGINAL_DST_OPT, &orig, &olen) != 0) {
+        return false;
+    }
+    if (af == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&orig;
+        format_addr(out, out_len, af, &in->sin_addr, ntohs(in->sin_port));
+    } else {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&orig;
+        format_addr(out, out_len, af, &in6->sin6_addr, ntohs(in6->sin6_port));
+    }
+    return true;
+}
+
 /* self_test_family proves, for one family, that a redirected connection reaches the outbound
  * port: it listens there (unless something else does, the proxy presumably), connects from a
  * child running as a uid other than the proxy's to an address and port the rules redirect, and
@@ -984,8 +1061,8 @@ static bool self_test_family(const struct options *o, const struct family *fam)
     }
     if (!found) {
         fprintf(stderr,
-                "weftctl: self-test %s: every default target address is excluded; name one "
-                "with --self-test-to\n",
+                "weftctl: self-test %s outbound: every default target address is excluded; name "
+                "one with --self-test-to\n",
                 fam->name);
         return false;
     }
@@ -998,30 +1075,14 @@ static bool self_test_family(const struct options *o, const struct family *fam)
     char where[INET6_ADDRSTRLEN + 16];
     format_addr(where, sizeof(where), af, target.addr, port);
 
-    int lfd = socket(af, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-    bool own = false;
-    if (lfd >= 0) {
-        struct sockaddr_storage any;
-        socklen_t any_len;
-        unsigned char zero[16] = {0};
-        sockaddr_of(&any, &any_len, af, zero, o->outbound_port);
-        setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        if (af == AF_INET6) {
-            setsockopt(lfd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-        }
-        if (bind(lfd, (struct sockaddr *)&any, any_len) == 0 && listen(lfd, 4) == 0) {
-            own = true;
-        } else if (errno != EADDRINUSE) {
-            fprintf(stderr, "weftctl: self-test %s: cannot listen on port %u: %s\n", fam->name,
-                    o->outbound_port, strerror(errno));
-            close(lfd);
-            return false;
-        }
+    bool in_use = false;
+    int lfd = listen_any(af, o->outbound_port, &in_use);
+    if (lfd < 0 && !in_use) {
+        fprintf(stderr, "weftctl: self-test %s outbound: cannot listen on port %u: %s\n", fam->name,
+                o->outbound_port, strerror(errno));
+        return false;
     }
-    if (!own && lfd >= 0) {
-        close(lfd);
-        lfd = -1;
-    }
+    bool own = lfd >= 0;
     struct sockaddr_storage dst;
     socklen_t dst_len;
     sockaddr_of(&dst, &dst_len, af, target.addr, port);
@@ -1046,25 +1107,14 @@ static bool self_test_family(const struct options *o, const struct family *fam)
         struct pollfd p = {lfd, POLLIN, 0};
         if (poll(&p, 1, SELF_TEST_MS) == 1) {
             int cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-            struct sockaddr_storage orig;
-            socklen_t olen = sizeof(orig);
-            memset(&orig, 0, sizeof(orig));
+            char got[INET6_ADDRSTRLEN + 16];
             if (cfd < 0) {
                 snprintf(why, sizeof(why), "accept: %s", strerror(errno));
-            } else if (getsockopt(cfd, af == AF_INET ? SOL_IP : SOL_IPV6, ORIGINAL_DST_OPT, &orig,
-                                  &olen) != 0) {
+            } else if (!original_dst(got, sizeof(got), cfd, af)) {
                 snprintf(why, sizeof(why),
                          "a connection arrived but has no original destination (%s)",
                          strerror(errno));
             } else {
-                char got[INET6_ADDRSTRLEN + 16];
-                if (af == AF_INET) {
-                    struct sockaddr_in *in = (struct sockaddr_in *)&orig;
-                    format_addr(got, sizeof(got), af, &in->sin_addr, ntohs(in->sin_port));
-                } else {
-                    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&orig;
-                    format_addr(got, sizeof(got), af, &in6->sin6_addr, ntohs(in6->sin6_port));
-                }
                 ok = strcmp(got, where) == 0;
                 if (!ok) {
                     snprintf(why, sizeof(why),
@@ -1072,6 +1122,9 @@ static bool self_test_family(const struct options *o, const struct family *fam)
                 }
             }
             if (cfd >= 0) {
+                /* A reset, not a FIN: no TIME_WAIT is left on the outbound port. */
+                struct linger l = {1, 0};
+                setsockopt(cfd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
                 close(cfd);
             }
         }
@@ -1108,17 +1161,584 @@ static bool self_test_family(const struct options *o, const struct family *fam)
         close(lfd);
     }
     if (ok) {
-        printf("ok: self-test %s: a connection from uid %u to %s reached port %u (%s)\n", fam->name,
-               (unsigned)uid, where, o->outbound_port,
+        printf("ok: self-test %s outbound: a connection from uid %u to %s reached port %u (%s)\n",
+               fam->name, (unsigned)uid, where, o->outbound_port,
                own ? "weftctl listening there, original destination checked"
                    : "port already in use, the connection was accepted there");
     } else {
-        fprintf(stderr,
-                "weftctl: self-test %s FAILED: a connection from uid %u to %s did not reach port "
-                "%u within %d s: %s%s\n",
-                fam->name, (unsigned)uid, where, o->outbound_port, SELF_TEST_MS / 1000, why,
-                own ? "" : " (port in use by another listener)");
+        fprintf(
+            stderr,
+            "weftctl: self-test %s outbound FAILED: a connection from uid %u to %s did not reach "
+            "port %u within %d s: %s%s\n",
+            fam->name, (unsigned)uid, where, o->outbound_port, SELF_TEST_MS / 1000, why,
+            own ? "" : " (port in use by another listener)");
     }
+    return ok;
+}
+
+/* ---- inbound self-test ----
+ *
+ * A connection opened by a process in this namespace never crosses PREROUTING: it leaves
+ * through OUTPUT, and one to a local address comes back through lo with its NAT already settled
+ * at OUTPUT. A packet crosses PREROUTING only when it arrives on an interface. So weftctl makes
+ * a veth pair in this namespace, PROBE_TX and PROBE_RX, gives PROBE_RX an address inside a
+ * small prefix (PROBE_V4, PROBE_V6: replies to the rest of the prefix leave through it),
+ * and writes a TCP SYN, from the prefix's other address, into PROBE_TX with a packet socket. It
+ * arrives on PROBE_RX like any pod's inbound packet and meets PREROUTING and WEFT_INBOUND.
+ * PROBE_RX does no ARP (IFF_NOARP), so its replies carry its own MAC: on PROBE_TX they are
+ * another host's frames, which the IP stack drops and the packet socket reads. weftctl
+ * completes the handshake by hand and, listening on the inbound port, checks the connection's
+ * original destination.
+ *
+ * Deleting one end of a veth pair deletes both, with their addresses and routes. SIGINT,
+ * SIGTERM, SIGHUP and SIGQUIT wait until the pair is gone; a pair left by a weftctl killed with
+ * SIGKILL is deleted by the next self-test. What the kernel keeps of the probe connections,
+ * their conntrack entries, expires on its own: 10 s after the reset that ends each (2 min for
+ * a SYN nothing answered). */
+
+/* [family][0] is PROBE_RX's address, [family][1] the probe's source; probe_prefix their
+ * prefix length. */
+static const char *const probe_addrs[2][2] = {{PROBE_V4, PROBE_V4_PEER}, {PROBE_V6, PROBE_V6_PEER}};
+static const unsigned probe_prefix[2] = {30, 126};
+static const unsigned char probe_mac_tx[6] = {0x02, 'w', 'e', 'f', 't', 0x01};
+static const unsigned char probe_mac_rx[6] = {0x02, 'w', 'e', 'f', 't', 0x02};
+
+/* struct nl_req is one rtnetlink request being built. */
+struct nl_req {
+    union {
+        struct nlmsghdr h;
+        char buf[1024];
+    } u;
+};
+
+static void nl_req_init(struct nl_req *r, uint16_t type, uint16_t flags)
+{
+    memset(r, 0, sizeof(*r));
+    r->u.h.nlmsg_len = NLMSG_LENGTH(0);
+    r->u.h.nlmsg_type = type;
+    r->u.h.nlmsg_flags = (uint16_t)(NLM_F_REQUEST | NLM_F_ACK | flags);
+}
+
+/* nl_put appends |len| zeroed bytes at the next aligned offset. The requests here are a few
+ * hundred bytes at most: running past the buffer is a bug. */
+static void *nl_put(struct nl_req *r, size_t len)
+{
+    size_t off = NLMSG_ALIGN(r->u.h.nlmsg_len);
+    if (off + RTA_ALIGN(len) > sizeof(r->u.buf)) {
+        abort();
+    }
+    memset(r->u.buf + off, 0, RTA_ALIGN(len));
+    r->u.h.nlmsg_len = (uint32_t)(off + len);
+    return r->u.buf + off;
+}
+
+static struct rtattr *nl_attr(struct nl_req *r, unsigned short type, const void *data, size_t len)
+{
+    struct rtattr *a = nl_put(r, RTA_LENGTH(len));
+    a->rta_type = type;
+    a->rta_len = (unsigned short)RTA_LENGTH(len);
+    if (len > 0) {
+        memcpy(RTA_DATA(a), data, len);
+    }
+    return a;
+}
+
+/* nl_nest_end closes the nested attribute |nest|, opened by nl_attr(r, type, NULL, 0). */
+static void nl_nest_end(struct nl_req *r, struct rtattr *nest)
+{
+    nest->rta_len = (unsigned short)(r->u.buf + r->u.h.nlmsg_len - (char *)nest);
+}
+
+/* nl_talk sends |r| on |fd| and reads the kernel's answer: 0, or the errno it reports (or
+ * EAGAIN when it said nothing within the socket's 2 s receive timeout). */
+static int nl_talk(int fd, struct nl_req *r)
+{
+    static uint32_t seq;
+    r->u.h.nlmsg_seq = ++seq;
+    struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+    if (sendto(fd, r->u.buf, r->u.h.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0) {
+        return errno;
+    }
+    for (;;) {
+        union {
+            struct nlmsghdr h;
+            char buf[8192];
+        } in;
+        ssize_t got = recv(fd, in.buf, sizeof(in.buf), 0);
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        if (got < 0) {
+            return errno;
+        }
+        int n = (int)got;
+        for (struct nlmsghdr *h = &in.h; NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
+            if (h->nlmsg_seq == seq && h->nlmsg_type == NLMSG_ERROR) {
+                const struct nlmsgerr *e = NLMSG_DATA(h);
+                return -e->error;
+            }
+        }
+    }
+}
+
+/* probe_link_del deletes the interface |name| (and so its veth peer): 0, or an errno (ENODEV
+ * when there is none). */
+static int probe_link_del(int fd, const char *name)
+{
+    struct nl_req r;
+    nl_req_init(&r, RTM_DELLINK, 0);
+    struct ifinfomsg *ifi = nl_put(&r, sizeof(*ifi));
+    ifi->ifi_family = AF_UNSPEC;
+    nl_attr(&r, IFLA_IFNAME, name, strlen(name) + 1);
+    return nl_talk(fd, &r);
+}
+
+/* probe_link_add makes the veth pair PROBE_TX / PROBE_RX, both without ARP, PROBE_TX up. */
+static int probe_link_add(int fd)
+{
+    struct nl_req r;
+    nl_req_init(&r, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
+    struct ifinfomsg *ifi = nl_put(&r, sizeof(*ifi));
+    ifi->ifi_family = AF_UNSPEC;
+    ifi->ifi_flags = ifi->ifi_change = IFF_UP | IFF_NOARP;
+    nl_attr(&r, IFLA_IFNAME, PROBE_TX, sizeof(PROBE_TX));
+    nl_attr(&r, IFLA_ADDRESS, probe_mac_tx, sizeof(probe_mac_tx));
+    struct rtattr *info = nl_attr(&r, IFLA_LINKINFO, NULL, 0);
+    nl_attr(&r, IFLA_INFO_KIND, "veth", 4);
+    struct rtattr *data = nl_attr(&r, IFLA_INFO_DATA, NULL, 0);
+    struct rtattr *peer = nl_attr(&r, VETH_INFO_PEER, NULL, 0);
+    struct ifinfomsg *pifi = nl_put(&r, sizeof(*pifi));
+    pifi->ifi_family = AF_UNSPEC;
+    /* Not up yet: veth brings the peer up before it links the pair, and refuses (ENOTCONN). */
+    pifi->ifi_flags = pifi->ifi_change = IFF_NOARP;
+    nl_attr(&r, IFLA_IFNAME, PROBE_RX, sizeof(PROBE_RX));
+    nl_attr(&r, IFLA_ADDRESS, probe_mac_rx, sizeof(probe_mac_rx));
+    nl_nest_end(&r, peer);
+    nl_nest_end(&r, data);
+    nl_nest_end(&r, info);
+    return nl_talk(fd, &r);
+}
+
+/* probe_link_up brings interface |ifindex| up. */
+static int probe_link_up(int fd, unsigned ifindex)
+{
+    struct nl_req r;
+    nl_req_init(&r, RTM_NEWLINK, 0);
+    struct ifinfomsg *ifi = nl_put(&r, sizeof(*ifi));
+    ifi->ifi_family = AF_UNSPEC;
+    ifi->ifi_index = (int)ifindex;
+    ifi->ifi_flags = ifi->ifi_change = IFF_UP;
+    return nl_talk(fd, &r);
+}
+
+/* probe_addr_add gives interface |ifindex| the address |addr|/|prefix| of family |af| (IPv6:
+ * without duplicate address detection, so that it is usable at once). */
+static int probe_addr_add(int fd, int af, unsigned ifindex, const unsigned char *addr,
+                          unsigned prefix)
+{
+    size_t alen = af == AF_INET ? 4 : 16;
+    struct nl_req r;
+    nl_req_init(&r, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL);
+    struct ifaddrmsg *ifa = nl_put(&r, sizeof(*ifa));
+    ifa->ifa_family = (unsigned char)af;
+    ifa->ifa_prefixlen = (unsigned char)prefix;
+    ifa->ifa_flags = af == AF_INET6 ? IFA_F_NODAD : 0;
+    ifa->ifa_scope = RT_SCOPE_UNIVERSE;
+    ifa->ifa_index = ifindex;
+    nl_attr(&r, IFA_LOCAL, addr, alen);
+    nl_attr(&r, IFA_ADDRESS, addr, alen);
+    return nl_talk(fd, &r);
+}
+
+/* struct probe is one family's probe connection: from |peer|:|sport| to |local|:|port|, where
+ * |local| is PROBE_RX's address. */
+struct probe {
+    int af;
+    unsigned char local[16], peer[16];
+    unsigned port;
+    uint16_t sport;
+    uint32_t isn;
+    unsigned tx_index; /* PROBE_TX's ifindex */
+    int pfd;           /* packet socket on PROBE_TX */
+};
+
+static void put16(unsigned char *p, unsigned v)
+{
+    p[0] = (unsigned char)(v >> 8);
+    p[1] = (unsigned char)v;
+}
+
+static void put32(unsigned char *p, uint32_t v)
+{
+    put16(p, v >> 16);
+    put16(p + 2, v & 0xffff);
+}
+
+static unsigned get16(const unsigned char *p) { return (unsigned)p[0] << 8 | p[1]; }
+
+static uint32_t get32(const unsigned char *p) { return (uint32_t)get16(p) << 16 | get16(p + 2); }
+
+/* csum_add adds |data| as big-endian 16-bit words (RFC 1071). */
+static uint32_t csum_add(uint32_t sum, const unsigned char *data, size_t len)
+{
+    for (size_t i = 0; i + 1 < len; i += 2) {
+        sum += get16(data + i);
+    }
+    if (len % 2 != 0) {
+        sum += (uint32_t)data[len - 1] << 8;
+    }
+    return sum;
+}
+
+static unsigned csum_fold(uint32_t sum)
+{
+    while (sum >> 16 != 0) {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    return ~sum & 0xffff;
+}
+
+/* probe_send writes one TCP segment without options or data, from the probe's address to
+ * PROBE_RX's, into PROBE_TX. */
+static bool probe_send(const struct probe *p, unsigned flags, uint32_t seq, uint32_t ack)
+{
+    unsigned char pkt[60];
+    size_t alen = p->af == AF_INET ? 4 : 16, ip_len = p->af == AF_INET ? 20 : 40;
+    unsigned char *tcp = pkt + ip_len;
+    memset(pkt, 0, sizeof(pkt));
+    put16(tcp, p->sport);
+    put16(tcp + 2, p->port);
+    put32(tcp + 4, seq);
+    put32(tcp + 8, ack);
+    tcp[12] = 5 << 4; /* data offset: 5 words, no options */
+    tcp[13] = (unsigned char)flags;
+    put16(tcp + 14, 65535);
+    /* RFC 793 §3.1 and RFC 8200 §8.1: the pseudo-header is both addresses, the protocol and
+     * the TCP length; as 16-bit words the sums agree for both families. */
+    uint32_t sum = csum_add(0, p->peer, alen);
+    sum = csum_add(sum, p->local, alen);
+    sum += IPPROTO_TCP + 20;
+    put16(tcp + 16, csum_fold(csum_add(sum, tcp, 20)));
+    if (p->af == AF_INET) {
+        pkt[0] = 0x45;
+        put16(pkt + 2, 40);
+        pkt[6] = 0x40; /* DF */
+        pkt[8] = 64;
+        pkt[9] = IPPROTO_TCP;
+        memcpy(pkt + 12, p->peer, 4);
+        memcpy(pkt + 16, p->local, 4);
+        put16(pkt + 10, csum_fold(csum_add(0, pkt, 20)));
+    } else {
+        pkt[0] = 0x60;
+        put16(pkt + 4, 20);
+        pkt[6] = IPPROTO_TCP;
+        pkt[7] = 64;
+        memcpy(pkt + 8, p->peer, 16);
+        memcpy(pkt + 24, p->local, 16);
+    }
+    struct sockaddr_ll to = {
+        .sll_family = AF_PACKET,
+        .sll_protocol = htons(p->af == AF_INET ? ETH_P_IP : ETH_P_IPV6),
+        .sll_ifindex = (int)p->tx_index,
+        .sll_halen = sizeof(probe_mac_rx),
+    };
+    memcpy(to.sll_addr, probe_mac_rx, sizeof(probe_mac_rx));
+    return sendto(p->pfd, pkt, ip_len + 20, 0, (struct sockaddr *)&to, sizeof(to)) ==
+           (ssize_t)(ip_len + 20);
+}
+
+/* probe_reply says whether |pkt| is TCP from PROBE_RX's address and the probe's port to the
+ * probe's address and port, and if so gives its flags, sequence and acknowledgment numbers. */
+static bool probe_reply(const struct probe *p, const unsigned char *pkt, size_t len,
+                        unsigned *out_flags, uint32_t *out_seq, uint32_t *out_ack)
+{
+    size_t ip_len;
+    if (p->af == AF_INET) {
+        ip_len = (size_t)(pkt[0] & 0x0f) * 4;
+        if (len < 20 || pkt[0] >> 4 != 4 || ip_len < 20 || pkt[9] != IPPROTO_TCP ||
+            memcmp(pkt + 12, p->local, 4) != 0 || memcmp(pkt + 16, p->peer, 4) != 0) {
+            return false;
+        }
+    } else {
+        ip_len = 40;
+        if (len < 40 || pkt[0] >> 4 != 6 || pkt[6] != IPPROTO_TCP ||
+            memcmp(pkt + 8, p->local, 16) != 0 || memcmp(pkt + 24, p->peer, 16) != 0) {
+            return false;
+        }
+    }
+    const unsigned char *tcp = pkt + ip_len;
+    if (len < ip_len + 20 || get16(tcp) != p->port || get16(tcp + 2) != p->sport) {
+        return false;
+    }
+    *out_seq = get32(tcp + 4);
+    *out_ack = get32(tcp + 8);
+    *out_flags = tcp[13];
+    return true;
+}
+
+/* probe_port picks the port the inbound probe is sent to: one the rules capture (not the admin
+ * port, not excluded, and listed when --inbound-ports lists ports), 9 when it can, else the
+ * lowest. Neither capture port: a redirect to where the probe already goes proves nothing. */
+static bool probe_port(const struct options *o, unsigned *out)
+{
+    for (unsigned i = 0; i <= 65535; i++) {
+        unsigned port = i == 0 ? 9 : i;
+        if (port != 0 && port != o->admin_port && port != o->inbound_port &&
+            port != o->outbound_port && !ports_contain(&o->excl_in, port) &&
+            (o->inbound_all || ports_contain(&o->inbound, port))) {
+            *out = port;
+            return true;
+        }
+    }
+    return false;
+}
+
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_ACK 0x10
+
+/* self_test_inbound_family sends one family's probe connection in through the pair (PROBE_TX's
+ * index |tx_index|) and says whether it reached the inbound port. |setup_err|, when not empty,
+ * says why the pair or this family's address on it could not be made. */
+static bool self_test_inbound_family(const struct options *o, const struct family *fam,
+                                     unsigned tx_index, const char *setup_err)
+{
+    int af = fam->af, idx = af == AF_INET ? 0 : 1, ethp = af == AF_INET ? ETH_P_IP : ETH_P_IPV6;
+    struct probe p = {.af = af, .tx_index = tx_index, .pfd = -1};
+    int lfd = -1, cfd = -1;
+    bool ok = false, own = false, in_use = false;
+    char why[320] = "", from[INET6_ADDRSTRLEN], where[INET6_ADDRSTRLEN + 16];
+    inet_pton(af, probe_addrs[idx][0], p.local);
+    inet_pton(af, probe_addrs[idx][1], p.peer);
+    inet_ntop(af, p.peer, from, sizeof(from));
+    if (!probe_port(o, &p.port)) {
+        fprintf(stderr,
+                "weftctl: self-test %s inbound FAILED: no port is redirected inbound (every "
+                "--inbound-ports entry is excluded)\n",
+                fam->name);
+        return false;
+    }
+    format_addr(where, sizeof(where), af, p.local, p.port);
+    if (setup_err[0] != '\0') {
+        fprintf(stderr, "weftctl: self-test %s inbound FAILED: %s\n", fam->name, setup_err);
+        return false;
+    }
+    lfd = listen_any(af, o->inbound_port, &in_use);
+    if (lfd < 0 && !in_use) {
+        snprintf(why, sizeof(why), "cannot listen on port %u: %s", o->inbound_port,
+                 strerror(errno));
+        goto out;
+    }
+    own = lfd >= 0;
+    p.pfd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, htons((uint16_t)ethp));
+    struct sockaddr_ll at = {
+        .sll_family = AF_PACKET,
+        .sll_protocol = htons((uint16_t)ethp),
+        .sll_ifindex = (int)tx_index,
+    };
+    if (p.pfd < 0 || bind(p.pfd, (struct sockaddr *)&at, sizeof(at)) != 0) {
+        snprintf(why, sizeof(why), "packet socket on " PROBE_TX ": %s", strerror(errno));
+        goto out;
+    }
+    uint32_t rnd[2] = {0, 0};
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+        rnd[0] = (uint32_t)getpid();
+        rnd[1] = (uint32_t)now_ms();
+    }
+    p.sport = (uint16_t)(32768 + rnd[0] % 28000);
+    p.isn = rnd[1];
+
+    /* The SYN, again every PROBE_RESEND_MS until something answers. */
+    int64_t deadline = now_ms() + SELF_TEST_MS, resend = 0;
+    bool answered = false, reset = false;
+    uint32_t srv_seq = 0;
+    while (!answered && !reset) {
+        int64_t now = now_ms();
+        if (now >= deadline) {
+            break;
+        }
+        if (now >= resend) {
+            if (!probe_send(&p, TCP_SYN, p.isn, 0)) {
+                snprintf(why, sizeof(why), "cannot write into " PROBE_TX ": %s", strerror(errno));
+                goto out;
+            }
+            resend = now + PROBE_RESEND_MS;
+        }
+        struct pollfd pf = {p.pfd, POLLIN, 0};
+        if (poll(&pf, 1, (int)((resend < deadline ? resend : deadline) - now)) <= 0) {
+            continue;
+        }
+        unsigned char pkt[2048];
+        struct sockaddr_ll src;
+        socklen_t src_len = sizeof(src);
+        ssize_t n =
+            recvfrom(p.pfd, pkt, sizeof(pkt), MSG_DONTWAIT, (struct sockaddr *)&src, &src_len);
+        unsigned flags;
+        uint32_t seq, ack;
+        if (n <= 0 || src.sll_pkttype == PACKET_OUTGOING ||
+            !probe_reply(&p, pkt, (size_t)n, &flags, &seq, &ack)) {
+            continue;
+        }
+        if ((flags & TCP_RST) != 0) {
+            reset = true;
+        } else if ((flags & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK) && ack == p.isn + 1) {
+            answered = true;
+            srv_seq = seq;
+        }
+    }
+    if (reset) {
+        snprintf(why, sizeof(why),
+                 "answered with a reset: nothing listened where the rules sent it (no inbound "
+                 "redirect, or one to another port)");
+        goto out;
+    }
+    if (!answered) {
+        snprintf(why, sizeof(why), "no answer");
+        goto out;
+    }
+    if (!own) {
+        /* The port's listener (the proxy, presumably) answered: reset the half-open connection
+         * so that it never reaches accept(). */
+        (void)probe_send(&p, TCP_RST, p.isn + 1, 0);
+        ok = true;
+        goto out;
+    }
+    (void)probe_send(&p, TCP_ACK, p.isn + 1, srv_seq + 1);
+    struct pollfd lp = {lfd, POLLIN, 0};
+    int64_t left = deadline - now_ms();
+    if (poll(&lp, 1, left > 0 ? (int)left : 0) != 1) {
+        snprintf(why, sizeof(why),
+                 "a listener answered, but not weftctl's on port %u: the rules sent it to "
+                 "another port",
+                 o->inbound_port);
+        (void)probe_send(&p, TCP_RST, p.isn + 1, srv_seq + 1);
+        goto out;
+    }
+    struct sockaddr_storage peer;
+    socklen_t peer_len = sizeof(peer);
+    cfd = accept4(lfd, (struct sockaddr *)&peer, &peer_len, SOCK_CLOEXEC);
+    char got[INET6_ADDRSTRLEN + 16];
+    if (cfd < 0) {
+        snprintf(why, sizeof(why), "accept: %s", strerror(errno));
+        (void)probe_send(&p, TCP_RST, p.isn + 1, srv_seq + 1);
+    } else if (!original_dst(got, sizeof(got), cfd, af)) {
+        snprintf(why, sizeof(why), "a connection arrived but has no original destination (%s)",
+                 strerror(errno));
+    } else if (strcmp(got, where) != 0) {
+        snprintf(why, sizeof(why), "a connection arrived, but for original destination %s", got);
+    } else {
+        ok = true;
+    }
+out:
+    if (cfd >= 0) {
+        /* A reset, not a FIN: nothing waits in TIME_WAIT or FIN_WAIT afterwards. */
+        struct linger l = {1, 0};
+        setsockopt(cfd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+        close(cfd);
+    }
+    if (lfd >= 0) {
+        close(lfd);
+    }
+    if (p.pfd >= 0) {
+        close(p.pfd);
+    }
+    if (ok) {
+        printf("ok: self-test %s inbound: a connection from %s to %s, entering through " PROBE_RX
+               ", reached port %u (%s)\n",
+               fam->name, from, where, o->inbound_port,
+               own ? "weftctl listening there, original destination checked"
+                   : "port already in use, the connection was answered there");
+    } else {
+        fprintf(stderr,
+                "weftctl: self-test %s inbound FAILED: a connection from %s to %s, entering "
+                "through " PROBE_RX ", did not reach port %u within %d s: %s%s\n",
+                fam->name, from, where, o->inbound_port, SELF_TEST_MS / 1000, why,
+                in_use ? " (port in use by another listener)" : "");
+    }
+    return ok;
+}
+
+/* self_test_inbound makes the veth pair, runs each family's inbound probe through it, and
+ * deletes it again. */
+static bool self_test_inbound(const struct options *o, int nfam)
+{
+    char setup_err[2][320] = {"", ""};
+    sigset_t hold, saved;
+    sigemptyset(&hold);
+    sigaddset(&hold, SIGINT);
+    sigaddset(&hold, SIGTERM);
+    sigaddset(&hold, SIGHUP);
+    sigaddset(&hold, SIGQUIT);
+    sigprocmask(SIG_BLOCK, &hold, &saved);
+    bool made = false, ok = true;
+    unsigned tx = 0, rx = 0;
+    int err = 0;
+    struct timeval tv = {2, 0};
+    int nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (nl < 0 || setsockopt(nl, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0) {
+        snprintf(setup_err[0], sizeof(setup_err[0]), "rtnetlink: %s", strerror(errno));
+        goto run;
+    }
+    for (int i = 0; i < 2; i++) {
+        const char *name = i == 0 ? PROBE_TX : PROBE_RX;
+        if (probe_link_del(nl, name) == 0) {
+            fprintf(stderr, "weftctl: note: deleted %s, left by an earlier self-test\n", name);
+        }
+    }
+    err = probe_link_add(nl);
+    if (err != 0) {
+        snprintf(setup_err[0], sizeof(setup_err[0]),
+                 "cannot make the veth pair " PROBE_TX "/" PROBE_RX ": %s%s", strerror(err),
+                 err == EOPNOTSUPP ? " (is the kernel's veth module loaded?)" : "");
+        goto run;
+    }
+    made = true;
+    tx = if_nametoindex(PROBE_TX);
+    rx = if_nametoindex(PROBE_RX);
+    if (tx == 0 || rx == 0) {
+        snprintf(setup_err[0], sizeof(setup_err[0]),
+                 "the veth pair " PROBE_TX "/" PROBE_RX " was made but is not there: %s",
+                 strerror(errno));
+        goto run;
+    }
+    if ((err = probe_link_up(nl, rx)) != 0) {
+        snprintf(setup_err[0], sizeof(setup_err[0]), "cannot bring " PROBE_RX " up: %s",
+                 strerror(err));
+        rx = 0;
+        goto run;
+    }
+    for (int f = 0; f < nfam; f++) {
+        int af = families[f].af;
+        unsigned char addr[16];
+        inet_pton(af, probe_addrs[f][0], addr);
+        err = probe_addr_add(nl, af, rx, addr, probe_prefix[f]);
+        if (err != 0) {
+            snprintf(setup_err[f], sizeof(setup_err[f]),
+                     "cannot give " PROBE_RX " the address %s/%u: %s%s", probe_addrs[f][0],
+                     probe_prefix[f], strerror(err),
+                     af == AF_INET6 && err == EACCES
+                         ? " (IPv6 is off on new interfaces: net.ipv6.conf.default.disable_ipv6)"
+                         : "");
+        }
+    }
+run:
+    if (setup_err[0][0] != '\0' && (!made || tx == 0 || rx == 0)) {
+        memcpy(setup_err[1], setup_err[0], sizeof(setup_err[1]));
+    }
+    for (int f = 0; f < nfam; f++) {
+        ok = self_test_inbound_family(o, &families[f], tx, setup_err[f]) && ok;
+    }
+    if (made && (err = probe_link_del(nl, PROBE_TX)) != 0) {
+        fprintf(stderr,
+                "weftctl: self-test: COULD NOT delete the veth pair " PROBE_TX "/" PROBE_RX
+                ": %s; `ip link del " PROBE_TX "` does\n",
+                strerror(err));
+        ok = false;
+    }
+    if (nl >= 0) {
+        close(nl);
+    }
+    sigprocmask(SIG_SETMASK, &saved, NULL);
     return ok;
 }
 
@@ -1250,6 +1870,7 @@ static int check(const struct options *o)
         for (int f = 0; f < nfam; f++) {
             same = self_test_family(o, &families[f]) && same;
         }
+        same = self_test_inbound(o, nfam) && same;
     }
     return same ? EXIT_VALID : EXIT_INVALID;
 }

@@ -164,15 +164,110 @@ EOF
     self_test)
         run 0 "install" -- iptables install "${OPTS[@]}"
         run 0 "check --self-test" -- iptables check --self-test "${OPTS[@]}"
-        has out '^ok: self-test IPv4: a connection from uid 65534 to 192\.0\.2\.1:9 reached port 15001' "IPv4 redirect proven"
-        has out '^ok: self-test IPv6: a connection from uid 65534 to \[2001:db8::1\]:9 reached port 15001' "IPv6 redirect proven"
+        has out '^ok: self-test IPv4 outbound: a connection from uid 65534 to 192\.0\.2\.1:9 reached port 15001' "IPv4 redirect proven"
+        has out '^ok: self-test IPv6 outbound: a connection from uid 65534 to \[2001:db8::1\]:9 reached port 15001' "IPv6 redirect proven"
         # The redirect goes to 15001, where nothing listens; weftctl listens on 15002.
         run 1 "self-test with nothing on the redirect port" -- \
             iptables check --self-test "${OPTS[@]}" --outbound-port 15002
-        has err 'self-test IPv4 FAILED: .*did not reach port 15002 within 3 s: connect: Connection refused' "refused"
+        has err 'self-test IPv4 outbound FAILED: .*did not reach port 15002 within 3 s: connect: Connection refused' "refused"
         run 0 "uninstall" -- iptables uninstall
         run 1 "self-test without rules" -- iptables check --self-test "${OPTS[@]}" --no-ipv6
-        has err 'self-test IPv4 FAILED: .*192\.0\.2\.1:9 did not reach port 15001 within 3 s' "not redirected"
+        has err 'self-test IPv4 outbound FAILED: .*192\.0\.2\.1:9 did not reach port 15001 within 3 s' "not redirected"
+        has err 'self-test IPv4 inbound FAILED: ' "inbound not redirected either"
+        ;;
+    self_test_inbound)
+        # The inbound half of --self-test: a SYN written into a veth pair weftctl makes here
+        # (weftst-tx -> weftst-rx), so that it crosses PREROUTING, must reach the inbound port.
+        # After every run, pass or fail, nothing of it may be left.
+        probe4='from 198\.19\.255\.254 to 198\.19\.255\.253:9, entering through weftst-rx'
+        probe6='from 2001:2::ff:2 to \[2001:2::ff:1\]:9, entering through weftst-rx'
+        clean() { # clean WHAT: no probe interface, address or connection is left
+            ip -o link show | grep -q weftst && bad "$1: the probe veth pair is left"
+            ip -o addr show | grep -qE '198\.19\.255\.|2001:2::ff:' && bad "$1: a probe address is left"
+            ss -Htan | grep -v '^LISTEN' | grep -q . && {
+                bad "$1: connections are left:"
+                ss -tan >&2
+            }
+        }
+        run 0 "install" -- iptables install "${OPTS[@]}"
+        run 0 "check --self-test" -- iptables check --self-test "${OPTS[@]}"
+        has out "^ok: self-test IPv4 inbound: a connection $probe4, reached port 15006 \\(weftctl listening there, original destination checked\\)" "IPv4 inbound redirect proven"
+        has out "^ok: self-test IPv6 inbound: a connection $probe6, reached port 15006 \\(weftctl listening" "IPv6 inbound redirect proven"
+        clean "a passing self-test"
+
+        # No jump from PREROUTING (IPv4 only): the SYN meets no redirect and is refused.
+        iptables -t nat -D PREROUTING -p tcp -j WEFT_INBOUND
+        run 1 "self-test without the IPv4 inbound jump" -- iptables check --self-test "${OPTS[@]}"
+        has err "^weftctl: self-test IPv4 inbound FAILED: a connection $probe4, did not reach port 15006 within 3 s: answered with a reset" "IPv4 inbound named"
+        has out '^ok: self-test IPv4 outbound' "outbound still proven"
+        has out '^ok: self-test IPv6 inbound' "IPv6 inbound still proven"
+        clean "a failing self-test"
+        run 0 "install repairs" -- iptables install "${OPTS[@]}"
+
+        # The IPv6 inbound redirect emptied: only IPv6 inbound fails.
+        ip6tables -t nat -F WEFT_REDIRECT_IN
+        run 1 "self-test without the IPv6 inbound redirect" -- iptables check --self-test "${OPTS[@]}"
+        has err "^weftctl: self-test IPv6 inbound FAILED: a connection $probe6, did not reach port 15006" "IPv6 inbound named"
+        grep -q 'IPv4 inbound FAILED' "$tmp/err" && bad "IPv4 inbound reported though intact"
+        clean "a failing IPv6 self-test"
+        run 0 "install repairs" -- iptables install "${OPTS[@]}"
+
+        # Redirected elsewhere, where nothing listens: refused.
+        iptables -t nat -R WEFT_REDIRECT_IN 1 -p tcp -j REDIRECT --to-ports 15007
+        run 1 "self-test redirected to 15007" -- iptables check --self-test "${OPTS[@]}" --no-ipv6
+        has err "self-test IPv4 inbound FAILED: .*did not reach port 15006 within 3 s: answered with a reset: nothing listened where the rules sent it" "redirect elsewhere"
+        # ... and where something listens: answered, but not at weftctl's listener.
+        perl -MIO::Socket::INET -e 'my $s = IO::Socket::INET->new(LocalPort => 15007, Listen => 5,
+            ReuseAddr => 1) or die "listen: $!"; print "ready\n"; $| = 1; sleep 30' >"$tmp/l7" &
+        l7=$!
+        for _ in $(seq 50); do [[ -s $tmp/l7 ]] && break; sleep 0.1; done
+        run 1 "self-test redirected to a listener on 15007" -- iptables check --self-test "${OPTS[@]}" --no-ipv6
+        has err "self-test IPv4 inbound FAILED: .*: a listener answered, but not weftctl's on port 15006: the rules sent it to another port" "answered elsewhere"
+        kill $l7
+        wait $l7 2>/dev/null
+        clean "a self-test answered elsewhere"
+        run 0 "install repairs" -- iptables install "${OPTS[@]}"
+
+        # The inbound port taken (as by the proxy): an answer from its listener counts, and the
+        # half-open connection is reset before that listener could accept it.
+        perl -MIO::Socket::INET -e 'my $s = IO::Socket::INET->new(LocalPort => 15006, Listen => 5,
+            ReuseAddr => 1) or die "listen: $!"; print "ready\n"; $| = 1; sleep 30' >"$tmp/l6" &
+        l6=$!
+        for _ in $(seq 50); do [[ -s $tmp/l6 ]] && break; sleep 0.1; done
+        run 0 "self-test with the inbound port taken" -- iptables check --self-test "${OPTS[@]}" --no-ipv6
+        has out "^ok: self-test IPv4 inbound: .*reached port 15006 \\(port already in use, the connection was answered there\\)" "answered by the port's listener"
+        clean "a self-test with the port taken"
+        kill $l6
+        wait $l6 2>/dev/null
+
+        # A pair left by an earlier weftctl (killed with SIGKILL) is deleted first.
+        ip link add weftst-tx type veth peer name weftst-rx
+        run 0 "self-test with a stale pair" -- iptables check --self-test "${OPTS[@]}" --no-ipv6
+        has err 'note: deleted weftst-tx, left by an earlier self-test' "stale pair named"
+        clean "a self-test after a stale pair"
+
+        # Nothing answers (the probe dropped): bounded by 3 s, and SIGTERM meanwhile waits for
+        # the pair to be deleted.
+        iptables -I INPUT -i weftst-rx -j DROP
+        run 1 "self-test with the probe dropped" -- iptables check --self-test "${OPTS[@]}" --no-ipv6
+        has err "self-test IPv4 inbound FAILED: .*within 3 s: no answer" "no answer"
+        clean "a self-test nobody answered"
+        "$W" iptables check --self-test "${OPTS[@]}" --no-ipv6 >"$tmp/out" 2>"$tmp/err" &
+        w=$!
+        for _ in $(seq 50); do ip -o link show | grep -q weftst && break; sleep 0.1; done
+        ip -o link show | grep -q weftst || bad "the probe pair never appeared"
+        kill -TERM $w
+        wait $w
+        rc=$?
+        [[ $rc -eq 143 ]] || bad "SIGTERM during the self-test: exit $rc, want 143 (the signal, once the pair was gone)"
+        clean "a self-test stopped by SIGTERM"
+        iptables -D INPUT -i weftst-rx -j DROP
+
+        # Listed inbound ports: the probe goes to one of them.
+        run 0 "install listed" -- iptables install --inbound-ports 80,443 --no-ipv6
+        run 0 "self-test listed" -- iptables check --self-test --inbound-ports 80,443 --no-ipv6
+        has out '^ok: self-test IPv4 inbound: a connection from 198\.19\.255\.254 to 198\.19\.255\.253:80,' "a listed port"
+        clean "a self-test of listed ports"
         ;;
     listed_ports)
         # Listed inbound ports, a gid, other capture ports, and more ports than one multiport
@@ -289,14 +384,14 @@ if [[ $(id -u) -ne 0 ]]; then
         "run it as root, as CI does" >&2
     exit 1
 fi
-for tool in unshare ip iptables-restore ip6tables-restore iptables-save setpriv timeout; do
+for tool in unshare ip ss iptables-restore ip6tables-restore iptables-save setpriv timeout perl; do
     PATH="/usr/sbin:/sbin:$PATH" command -v $tool >/dev/null ||
-        { echo "iptables_test: $tool not found (Debian packages iptables, iproute2, util-linux)" >&2; exit 1; }
+        { echo "iptables_test: $tool not found (Debian packages iptables, iproute2, util-linux, perl-base)" >&2; exit 1; }
 done
 cases=("$@")
 if [[ ${#cases[@]} -eq 0 ]]; then
     cases=(install_exact install_twice install_replaces uninstall_keeps_others check self_test
-        listed_ports dry_run errors)
+        self_test_inbound listed_ports dry_run errors)
 fi
 base=$(mktemp -d "${TEST_TMPDIR:-/tmp}/iptables_test.XXXXXX")
 trap 'rm -rf "$base"' EXIT
