@@ -2534,7 +2534,13 @@ int ca_daemon_run(const struct ca_daemon_opts *o)
                               o->directory_ttl_s ? o->directory_ttl_s : DEFAULT_DIRECTORY_TTL_S,
                               may_serve, d);
     if (o->policy_dir != NULL) {
+        /* The first look, as the user the CA now runs as: a directory or file it may not read
+         * would otherwise serve an empty or partial policy set without a word. */
         d->policy = ca_policy_source_new(o->policy_dir);
+        if (ca_policy_source_poll(d->policy) == WEFT_EIO) {
+            rc = fail("--policy-dir", ca_policy_source_error(d->policy));
+            goto out;
+        }
     }
     /* no SVID outlives the intermediate it was signed by (the signer caps it) */
     int64_t longest = d->int_lifetime_max;

@@ -24,7 +24,11 @@ void ca_policy_source_free(struct ca_policy_source *src);
 
 /* ca_policy_source_poll looks at the directory and reloads it if it changed. Returns WEFT_OK
  * when nothing changed or the change was accepted (the version went up), WEFT_EINVAL when the
- * new content was refused (the last good set stays; see ca_policy_source_error). */
+ * new content was refused (the last good set stays; see ca_policy_source_error), and WEFT_EIO
+ * when it was refused because this process may not read the directory, a directory in it or
+ * one of its files (the last good set stays; the error names the path, errno and the user it
+ * reads as). Only "no such directory" counts as a directory not there yet. Refusals are logged,
+ * an unreadable path as a warning, except on the first poll, whose caller decides. */
 WEFT_MUST_USE int ca_policy_source_poll(struct ca_policy_source *src);
 
 /* ca_policy_source_current returns the set in force (never NULL; empty before any good load)

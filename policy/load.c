@@ -1284,13 +1284,16 @@ static bool yaml_name(const char *name)
 static int walk(const char *dir, const struct policy_walk_ops *ops, size_t *num_files, int depth)
 {
     if (depth > 16) {
+        errno = 0;
         ops->error(ops->arg, dir, "directories nested more than 16 deep");
         return WEFT_ELIMIT;
     }
     DIR *d = opendir(dir);
     if (d == NULL) {
+        int err = errno;
         char what[300];
-        snprintf(what, sizeof(what), "cannot read directory: %s", strerror(errno));
+        snprintf(what, sizeof(what), "cannot read directory: %s", strerror(err));
+        errno = err;
         ops->error(ops->arg, dir, what);
         return WEFT_EIO;
     }
@@ -1316,16 +1319,28 @@ static int walk(const char *dir, const struct policy_walk_ops *ops, size_t *num_
         char path[4096];
         snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
         struct stat st;
-        if (stat(path, &st) != 0) {
-            continue; /* a dangling link */
-        }
         int r = WEFT_OK;
+        if (stat(path, &st) != 0) {
+            if (errno == ENOENT) {
+                continue; /* a dangling link */
+            }
+            /* A name the directory lists but this user cannot look at (a directory readable
+             * but not searchable, a link loop): skipping it would drop its policies unseen. */
+            int err = errno;
+            char what[300];
+            snprintf(what, sizeof(what), "cannot read: %s", strerror(err));
+            errno = err;
+            ops->error(ops->arg, path, what);
+            rc = rc == WEFT_OK ? WEFT_EIO : rc;
+            continue;
+        }
         if (S_ISDIR(st.st_mode)) {
             r = walk(path, ops, num_files, depth + 1);
         } else if (S_ISREG(st.st_mode) && yaml_name(names[i])) {
             if (++*num_files > POLICY_MAX_FILES) {
                 char what[64];
                 snprintf(what, sizeof(what), "more than %d policy files", POLICY_MAX_FILES);
+                errno = 0;
                 ops->error(ops->arg, dir, what);
                 r = WEFT_ELIMIT;
             } else {

@@ -189,7 +189,8 @@ WEFT_MUST_USE int policy_set_load_path(struct policy_set *set, const char *path)
 
 /* struct policy_walk_ops: what policy_dir_walk calls. |file| gets the path of each file the
  * loader reads, in load order (its result is passed on: the walk goes on, and the first error
- * is returned); |error| gets a directory that cannot be read, or a limit passed. */
+ * is returned); |error| gets a path that cannot be read, with errno saying why, or a limit
+ * passed, with errno 0. */
 struct policy_walk_ops {
     int (*file)(void *arg, const char *path);
     void (*error)(void *arg, const char *path, const char *what);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1309,4 +1310,168 @@ Test(ca_daemon, a_restart_keeps_publishing_the_keys_whose_tokens_may_be_valid)
     free(new_token);
     agent_stop(&g);
     free(ea);
+}
+
+/* --- the policy directory, read as the user the CA runs as ---------------------------------- */
+
+/* reader_is is how weft-ca names the user it reads the policy as: nobody when started as root,
+ * else whoever runs the test (it keeps its user then). Mode 0 shuts either out. */
+static const char *reader_is(void)
+{
+    return geteuid() == 0 ? "reading as user nobody (uid 65534)" : "reading as user ";
+}
+
+static void write_policy(const char *path)
+{
+    static const char text[] = "apiVersion: security.weft.dev/v1alpha1\n"
+                               "kind: AuthorizationPolicy\n"
+                               "metadata: {name: shop, namespace: shop}\n"
+                               "spec: {action: ALLOW}\n";
+    cr_assert_eq(weft_file_write_atomic(path, text, sizeof(text) - 1, 0644), WEFT_OK);
+}
+
+/* ca_run_to_exit runs weft-ca on the suite's directory with --policy-dir |policy_dir|, its
+ * stderr in |log|, and returns its wait status: it must exit within 20 s. */
+static int ca_run_to_exit(const char *policy_dir, const char *log)
+{
+    pid_t parent = getpid(), pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) {
+            _exit(125);
+        }
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(fd, 2);
+        char *argv[] = {
+            "weft-ca", "--data-dir", ca.dir, "--self-signed", "--trust-domain",   TD,  "--listen",
+            ca.listen, "--http",     "",     "--policy-dir",  (char *)policy_dir, NULL};
+        execv(CA_PROC_BIN, argv);
+        _exit(127);
+    }
+    for (int i = 0; i < 400; i++) {
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            return status;
+        }
+        usleep(50 * 1000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    cr_assert_fail("weft-ca still runs with the unreadable --policy-dir %s", policy_dir);
+    return -1;
+}
+
+static void assert_log_has(const char *log, const char *want)
+{
+    uint8_t *text;
+    size_t len;
+    cr_assert_eq(weft_file_read(&text, &len, log, 1 << 20), WEFT_OK, "%s", log);
+    bool found = memmem(text, len, want, strlen(want)) != NULL;
+    cr_assert(found, "no \"%s\" in %s:\n%.*s", want, log, (int)len, (const char *)text);
+    free(text);
+}
+
+/* policy_status reads the policy version in force and the latest refusal ("" when none). */
+static uint64_t policy_status(char *out_err, size_t out_err_len)
+{
+    Weft__Ca__V1__StatusResponse *sr = ca_status();
+    uint64_t v = sr->policy_version;
+    snprintf(out_err, out_err_len, "%s", sr->policy_error != NULL ? sr->policy_error : "");
+    protobuf_c_message_free_unpacked(&sr->base, NULL);
+    return v;
+}
+
+Test(ca_daemon, a_policy_dir_it_cannot_read_stops_the_start)
+{
+    ca_stop(SIGTERM);
+    char outer[128], pdir[160], file[200], log[160], want[600];
+    cr_assert_eq(chmod(ca.dir, 0755), 0);
+    snprintf(outer, sizeof(outer), "%s/outer", ca.dir);
+    snprintf(pdir, sizeof(pdir), "%s/policy", outer);
+    snprintf(file, sizeof(file), "%s/shop.yaml", pdir);
+    snprintf(log, sizeof(log), "%s/start.log", ca.dir);
+    cr_assert_eq(mkdir(outer, 0755), 0);
+    cr_assert_eq(mkdir(pdir, 0755), 0);
+    write_policy(file);
+
+    /* inside a directory it may not search: once taken as "not there yet", an empty set */
+    cr_assert_eq(chmod(outer, 0), 0);
+    int status = ca_run_to_exit(pdir, log);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1, "wait status %d", status);
+    snprintf(want, sizeof(want),
+             "weft-ca: --policy-dir: cannot read %s: Permission denied (EACCES), %s", pdir,
+             reader_is());
+    assert_log_has(log, want);
+
+    /* a file in it that it may not read */
+    cr_assert_eq(chmod(outer, 0755), 0);
+    cr_assert_eq(chmod(file, 0), 0);
+    status = ca_run_to_exit(pdir, log);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1, "wait status %d", status);
+    snprintf(want, sizeof(want),
+             "weft-ca: --policy-dir: cannot read %s: Permission denied (EACCES), %s", file,
+             reader_is());
+    assert_log_has(log, want);
+
+    /* readable: it starts and serves the policy */
+    cr_assert_eq(chmod(file, 0644), 0);
+    ca.extra[0] = "--policy-dir";
+    ca.extra[1] = pdir;
+    ca_start();
+    char err[1024];
+    uint64_t v = 0;
+    for (double until = mono_now() + 10;
+         (v = policy_status(err, sizeof(err))) != 1 && mono_now() < until;) {
+        usleep(100 * 1000);
+    }
+    cr_assert_eq(v, 1, "%s", err);
+    cr_assert_str_eq(err, "");
+}
+
+Test(ca_daemon, a_policy_dir_it_can_no_longer_read_keeps_the_policy_in_force)
+{
+    ca_proc_cleanup(&ca);
+    cr_assert_eq(ca_proc_init(&ca), WEFT_OK);
+    char pdir[160], file[200], log[160], err[1024];
+    cr_assert_eq(chmod(ca.dir, 0755), 0); /* the CA reads the policy as nobody */
+    snprintf(pdir, sizeof(pdir), "%s/policy", ca.dir);
+    snprintf(file, sizeof(file), "%s/shop.yaml", pdir);
+    snprintf(log, sizeof(log), "%s/ca.log", ca.dir);
+    cr_assert_eq(mkdir(pdir, 0755), 0);
+    write_policy(file);
+    ca.extra[0] = "--policy-dir";
+    ca.extra[1] = pdir;
+    ca_start();
+    uint64_t v = 0;
+    for (double until = mono_now() + 10;
+         (v = policy_status(err, sizeof(err))) != 1 && mono_now() < until;) {
+        usleep(100 * 1000);
+    }
+    cr_assert_eq(v, 1, "%s", err);
+
+    /* unreadable now: refused with a warning, version 1 stays in force */
+    cr_assert_eq(chmod(pdir, 0), 0);
+    for (double until = mono_now() + 10; strstr(err, "EACCES") == NULL && mono_now() < until;) {
+        usleep(100 * 1000);
+        v = policy_status(err, sizeof(err));
+    }
+    cr_assert_eq(v, 1, "the policy in force stays");
+    char want[600];
+    snprintf(want, sizeof(want), "cannot read %s: Permission denied (EACCES), %s", pdir,
+             reader_is());
+    cr_assert_not_null(strstr(err, want), "%s", err);
+    cr_assert_not_null(strstr(err, "; keeping version 1"), "%s", err);
+    assert_log_has(log,
+                   "level=warn msg=\"policy directory unreadable; keeping the policy in force\"");
+    assert_log_has(log, "kept_version=1");
+
+    /* readable again: loaded again */
+    cr_assert_eq(chmod(pdir, 0755), 0);
+    for (double until = mono_now() + 10;
+         (v = policy_status(err, sizeof(err))) != 2 && mono_now() < until;) {
+        usleep(100 * 1000);
+    }
+    cr_assert_eq(v, 2, "%s", err);
+    cr_assert_str_eq(err, "");
 }
