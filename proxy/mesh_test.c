@@ -1,17 +1,24 @@
 /* proxy/mesh_test.c: the mesh path through two real weft-proxy processes, each in a pod made
- * by test/testlib/mesh.h: a network namespace with a veth to the other (198.18.1.1 and 198.18.1.2),
- * the rules of `weftctl iptables install`, the proxy under a uid of its own (attested by the real
- * agent as client and server) and an application under another uid (mesh_app). A call from the
- * client pod's app to the server pod's address goes out through proxy A (original destination,
- * directory lookup, TLS 1.3 to exactly the server's ID), in through proxy B (sniffed as
- * weft/1, mTLS, policy) to the app at the pod's own address; a port the policy does not allow
- * is refused before the app sees anything. Needs root; every process, namespace and rule made
- * here goes in the teardown, failure or not. */
+ * by test/testlib/mesh.h: a network namespace with a veth to the other (198.18.1.1 and
+ * 198.18.1.2), the rules of `weftctl iptables install`, the proxy under a uid of its own
+ * (attested by the real agent as client and server) and applications under another uid
+ * (mesh_app). A call from the client pod's app to the server pod's address goes out through
+ * proxy A (original destination, directory lookup, TLS 1.3 to exactly the server's ID), in
+ * through proxy B (sniffed as weft/1, mTLS, policy) to the app at the pod's own address; a port
+ * the policy does not allow is refused before the app sees anything. A non-mesh client (pod A's
+ * proxy uid, which the rules leave uncaptured, so its bytes leave as plaintext) reaches a
+ * PERMISSIVE port and is refused on a STRICT one; a server-first protocol works both ways;
+ * a second call resumes the TLS session; /quitquitquit drains a live connection. Needs root;
+ * every process, namespace and rule made here goes in the teardown, failure or not. (SVID
+ * rotation and expiry, with 20 s SVIDs, are in mesh_rotation_test.c.) */
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/base/file.h"
@@ -25,6 +32,8 @@
 static struct mesh mesh;
 static char log_a[160], log_b[160];
 
+/* rule 0: the client on 8080 and 8081; rule 1: anyone, plaintext too, on 8082, 8083 and 8025;
+ * 8083 is STRICT (mTLS only) */
 static const char policy[] = "apiVersion: security.weft.dev/v1alpha1\n"
                              "kind: AuthorizationPolicy\n"
                              "metadata: {name: server-allow-client, namespace: demo}\n"
@@ -33,7 +42,17 @@ static const char policy[] = "apiVersion: security.weft.dev/v1alpha1\n"
                              "  action: ALLOW\n"
                              "  rules:\n"
                              "    - from: [{principals: [\"" CLIENT "\"]}]\n"
-                             "      to: [{ports: [\"8080\", \"8081\"]}]\n";
+                             "      to: [{ports: [\"8080\", \"8081\"]}]\n"
+                             "    - to: [{ports: [\"8082\", \"8083\", \"8025\"]}]\n"
+                             "---\n"
+                             "apiVersion: security.weft.dev/v1alpha1\n"
+                             "kind: PeerAuthentication\n"
+                             "metadata: {name: server-strict-8083, namespace: demo}\n"
+                             "spec:\n"
+                             "  selector: {serviceAccounts: [server]}\n"
+                             "  portLevelMtls: {'8083': {mode: STRICT}}\n";
+
+#define DRAIN_S "60" /* proxy B's --drain-s: far beyond what a drained connection needs */
 
 /* path returns |name| in the pods' run directory (one of a few rotating buffers). */
 static const char *path(const char *name)
@@ -75,21 +94,23 @@ static void setup(void)
     }
     mesh_init(&mesh);
     struct mesh_opts o = {.policy_yaml = policy, .runfiles = {"proxy/mesh_app", NULL}};
-    static const char *const extra[] = {"--proxy-protocol-port", "8081", NULL};
+    static const char *const extra_a[] = {"--proxy-protocol-port", "8081", NULL};
+    static const char *const extra_b[] = {"--proxy-protocol-port", "8081", "--drain-s", DRAIN_S,
+                                          NULL};
     char err[512];
     if (mesh_start(&mesh, &o, err, sizeof(err)) != WEFT_OK ||
-        mesh_proxies_start(&mesh, extra, extra, err, sizeof(err)) != WEFT_OK) {
+        mesh_proxies_start(&mesh, extra_a, extra_b, err, sizeof(err)) != WEFT_OK) {
         fail_setup(err);
     }
     snprintf(log_a, sizeof(log_a), "%s", mesh.pods[MESH_POD_A].log);
     snprintf(log_b, sizeof(log_b), "%s", mesh.pods[MESH_POD_B].log);
-    static const char *const ports[] = {"8080", "8081", "9090"};
-    for (size_t i = 0; i < nitems(ports); i++) {
+    static const char *const apps[][2] = {{"8080", "serve"}, {"8081", "serve-pp"},
+                                          {"9090", "serve"}, {"8082", "serve"},
+                                          {"8083", "serve"}, {"8025", "serve-banner"}};
+    for (size_t i = 0; i < nitems(apps); i++) {
         char out[32];
-        snprintf(out, sizeof(out), "app-%s.out", ports[i]);
-        const char *argv[] = {mesh_bin(&mesh, "mesh_app"),
-                              strcmp(ports[i], "8081") == 0 ? "serve-pp" : "serve", MESH_IP_B,
-                              ports[i], NULL};
+        snprintf(out, sizeof(out), "app-%s.out", apps[i][0]);
+        const char *argv[] = {mesh_bin(&mesh, "mesh_app"), apps[i][1], MESH_IP_B, apps[i][0], NULL};
         pid_t pid;
         if (mesh_spawn(&mesh, MESH_POD_B, UID_APP, path(out), argv, &pid) != WEFT_OK ||
             mesh_wait_file_has(path(out), "listening", 20000) != WEFT_OK) {
@@ -102,19 +123,37 @@ static void teardown(void) { mesh_cleanup(&mesh); }
 
 TestSuite(mesh, .init = setup, .fini = teardown, .timeout = 120);
 
-/* call runs the client app in pod A: sends "hello-PORT" to pod B's |port|; returns its output
- * line ("got ...", "eof", "error: ..."). */
-static const char *call(int port)
+/* run runs mesh_app |mode| in pod A as |uid| against pod B's |port| with the message
+ * "hello-PORT"; returns its output ("got ...", "eof", "error: ...", a banner line first). */
+static const char *run(unsigned uid, const char *mode, int port)
 {
     static char out[512];
     char p[16], msg[32];
     snprintf(p, sizeof(p), "%d", port);
     snprintf(msg, sizeof(msg), "hello-%d", port);
-    const char *argv[] = {mesh_bin(&mesh, "mesh_app"), "call", MESH_IP_B, p, msg, NULL};
+    const char *argv[] = {mesh_bin(&mesh, "mesh_app"), mode, MESH_IP_B, p, msg, NULL};
     int status;
-    cr_assert_eq(mesh_run(&mesh, MESH_POD_A, UID_APP, argv, 30000, out, sizeof(out), &status),
-                 WEFT_OK);
+    cr_assert_eq(mesh_run(&mesh, MESH_POD_A, uid, argv, 30000, out, sizeof(out), &status), WEFT_OK);
     return out;
+}
+
+/* call runs the client app in pod A (captured by proxy A: a mesh client). */
+static const char *call(int port) { return run(UID_APP, "call", port); }
+
+/* call_plain calls from pod A as its proxy's uid, which the rules leave uncaptured: the bytes
+ * leave the pod as plaintext, a client outside the mesh as proxy B sees it. */
+static const char *call_plain(int port) { return run(MESH_UID_PROXY_A, "call", port); }
+
+static void wait_line(const char *file, const char *const *needles)
+{
+    if (mesh_wait_file_line(file, needles, 20000) != WEFT_OK) {
+        char want[512] = "";
+        for (size_t i = 0; needles[i] != NULL; i++) {
+            strncat(want, needles[i], sizeof(want) - strlen(want) - 2);
+            strncat(want, "|", sizeof(want) - strlen(want) - 1);
+        }
+        cr_assert_fail("%s has no line with all of %s", file, want);
+    }
 }
 
 Test(mesh, an_allowed_call_crosses_both_proxies_over_mtls_to_the_pods_own_address)
@@ -206,4 +245,138 @@ Test(mesh, a_proxy_protocol_port_tells_the_app_who_called)
     const char *out = call(8081);
     cr_assert(strstr(out, "got hello-8081") != NULL, "%s", out);
     wait_file_has(path("app-8081.out"), "pp src=" MESH_IP_A " id=" CLIENT);
+}
+
+Test(mesh, a_plaintext_client_reaches_a_permissive_port_and_is_refused_on_a_strict_one)
+{
+    const char *out = call_plain(8082);
+    cr_assert(strstr(out, "got hello-8082") != NULL, "%s (see %s)", out, log_b);
+    cr_assert(mesh_file_has(path("app-8082.out"), "accepted " MESH_IP_B));
+    const char *allowed[] = {"direction=inbound src=" MESH_IP_A,
+                             "dst=" MESH_IP_B ":8082 peer=- decision=allow "
+                             "policy=demo/server-allow-client rule=1 reason=allow-matched",
+                             "tls=none", NULL};
+    wait_line(log_b, allowed);
+
+    out = call_plain(8083);
+    cr_assert(strstr(out, "got ") == NULL, "a STRICT port answered a plaintext client: %s", out);
+    const char *refused[] = {"direction=inbound src=" MESH_IP_A,
+                             "dst=" MESH_IP_B ":8083 peer=- decision=deny "
+                             "policy=demo/server-strict-8083 rule=- reason=mtls-strict",
+                             NULL};
+    wait_line(log_b, refused);
+    cr_assert(!mesh_file_has(path("app-8083.out"), "accepted"), "the app never saw it");
+
+    /* the same STRICT port takes the mesh client, over mTLS */
+    out = call(8083);
+    cr_assert(strstr(out, "got hello-8083") != NULL, "%s (see %s)", out, log_b);
+    const char *mtls[] = {"dst=" MESH_IP_B ":8083 peer=" CLIENT " decision=allow", "rule=1",
+                          "tls=TLSv1.3", NULL};
+    wait_line(log_b, mtls);
+}
+
+Test(mesh, a_server_first_protocol_works_through_the_mesh_and_as_plaintext_on_permissive)
+{
+    static const char *const timeouts = "weft_proxy_permissive_timeouts_total{port=\"8025\"}";
+    /* through the mesh: proxy A dials at once and opens TLS, so nothing waits for the client */
+    const char *out = run(UID_APP, "banner-call", 8025);
+    cr_assert(strstr(out, "banner 220 mesh_app banner\ngot hello-8025") != NULL, "%s (see %s, %s)",
+              out, log_a, log_b);
+    const char *mtls[] = {"direction=outbound", "dst=" MESH_IP_B ":8025 peer=" SERVER,
+                          "tls=TLSv1.3", NULL};
+    wait_line(log_a, mtls);
+    cr_assert_eq(mesh_metric(&mesh, MESH_POD_B, timeouts, 0), 0, "the mesh client was not waited");
+
+    /* a plaintext client that waits for the greeting: proxy B takes its silence as plaintext
+     * after --permissive-wait-ms and dials the app, which speaks first */
+    out = run(MESH_UID_PROXY_A, "banner-call", 8025);
+    cr_assert(strstr(out, "banner 220 mesh_app banner\ngot hello-8025") != NULL, "%s (see %s)", out,
+              log_b);
+    const char *plain[] = {"dst=" MESH_IP_B ":8025 peer=- decision=allow", "tls=none", NULL};
+    wait_line(log_b, plain);
+    cr_assert_eq(mesh_metric(&mesh, MESH_POD_B, timeouts, 0), 1, "%s counts the wait", timeouts);
+    cr_assert_eq(mesh_file_count(path("app-8025.out"), "accepted"), 2);
+}
+
+#define FULL "weft_proxy_handshakes_total{kind=\"full\"}"
+#define RESUMED "weft_proxy_handshakes_total{kind=\"resumed\"}"
+
+Test(mesh, a_second_call_resumes_the_tls_session)
+{
+    double full[2], resumed[2];
+    for (int pod = 0; pod < 2; pod++) {
+        full[pod] = mesh_metric(&mesh, pod, FULL, -1);
+        resumed[pod] = mesh_metric(&mesh, pod, RESUMED, -1);
+        cr_assert(full[pod] >= 0 && resumed[pod] >= 0, "both series are in /metrics");
+    }
+    cr_assert(strstr(call(8080), "got hello-8080") != NULL);
+    for (int pod = 0; pod < 2; pod++) {
+        cr_assert_eq(mesh_metric(&mesh, pod, FULL, -1), full[pod] + 1, "pod %d: a full one first",
+                     pod);
+        cr_assert_eq(mesh_metric(&mesh, pod, RESUMED, -1), resumed[pod]);
+    }
+    cr_assert(strstr(call(8080), "got hello-8080") != NULL);
+    for (int pod = 0; pod < 2; pod++) {
+        cr_assert_eq(mesh_metric(&mesh, pod, RESUMED, -1), resumed[pod] + 1,
+                     "pod %d: the second call resumed", pod);
+        cr_assert_eq(mesh_metric(&mesh, pod, FULL, -1), full[pod] + 1);
+    }
+    const char *line[] = {"dst=" MESH_IP_B ":8080 peer=" CLIENT " decision=allow", "resumed=yes",
+                          NULL};
+    wait_line(log_b, line);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* POST /quitquitquit, as a Job's last step would (SIGTERM takes the same path in the proxy). */
+Test(mesh, quitquitquit_drains_a_live_connection_and_exits_once_it_is_done)
+{
+    char buf[4096];
+    const char *argv[] = {
+        mesh_bin(&mesh, "mesh_app"), "converse", MESH_IP_B, "8080", path("go-on"), NULL};
+    spawn(MESH_POD_A, "converse.out", argv);
+    wait_file_has(path("converse.out"), "got one");
+    cr_assert_eq(mesh_admin(&mesh, MESH_POD_B, "POST", "/quitquitquit", buf, sizeof(buf)), 200,
+                 "%s", buf);
+    int ready = 200;
+    for (int i = 0; i < 50 && (ready = mesh_admin(&mesh, MESH_POD_B, "GET", "/ready", buf,
+                                                  sizeof(buf))) == 200;
+         i++) {
+        usleep(100 * 1000);
+    }
+    cr_assert_neq(ready, 200, "a draining proxy is not ready");
+    cr_assert_neq(ready, -1, "and still answers on its admin socket");
+    /* new connections are refused once the workers have closed the inbound listeners: /ready
+     * turns first, the proxy sees the request within 100 ms and wakes its workers */
+    wait_file_has(log_b, "weft-proxy draining");
+    usleep(500 * 1000);
+    const char *out = call(8080);
+    cr_assert(strstr(out, "got ") == NULL, "a new connection reached a draining proxy: %s", out);
+    cr_assert_eq(mesh_file_count(path("app-8080.out"), "accepted"), 1, "only the held one");
+    const char *refused[] = {"direction=outbound", "dst=" MESH_IP_B ":8080", "decision=refused",
+                             "close=\"connect refused\"", NULL};
+    wait_line(log_a, refused);
+    /* the held connection still works, then the client closes it */
+    int fd = open(path("go-on"), O_WRONLY | O_CREAT, 0644);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    wait_file_has(path("converse.out"), "closed");
+    int64_t closed = now_ms();
+    cr_assert(mesh_file_has(path("converse.out"), "got two"), "the held connection echoed");
+    int status = -1;
+    cr_assert_eq(mesh_proxy_stop(&mesh, MESH_POD_B, 0, 15000, &status), WEFT_OK,
+                 "proxy B still runs 15 s after its last connection closed (--drain-s " DRAIN_S
+                 "); see %s",
+                 log_b);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %#x", status);
+    cr_assert_lt(now_ms() - closed, 15000);
+    const char *held[] = {"dst=" MESH_IP_B ":8080 peer=" CLIENT " decision=allow",
+                          "bytes_in=6 bytes_out=6", NULL};
+    cr_assert(mesh_file_has_line(log_b, held), "the held connection's line; see %s", log_b);
+    cr_assert(mesh_file_has(log_b, "weft-proxy stopped"), "see %s", log_b);
 }

@@ -355,6 +355,41 @@ int mesh_wait_file_has(const char *path, const char *needle, int timeout_ms)
     return WEFT_OK;
 }
 
+bool mesh_file_has_line(const char *path, const char *const *needles)
+{
+    uint8_t *text;
+    size_t len;
+    if (weft_file_read(&text, &len, path, 1 << 20) != WEFT_OK) {
+        return false;
+    }
+    bool found = false;
+    for (char *line = (char *)text; line != NULL && !found;) {
+        char *nl = strchr(line, '\n');
+        if (nl != NULL) {
+            *nl = '\0'; /* weft_file_read put a NUL after the text */
+        }
+        found = true;
+        for (size_t i = 0; needles[i] != NULL && found; i++) {
+            found = strstr(line, needles[i]) != NULL;
+        }
+        line = nl != NULL ? nl + 1 : NULL;
+    }
+    free(text);
+    return found;
+}
+
+int mesh_wait_file_line(const char *path, const char *const *needles, int timeout_ms)
+{
+    int64_t end = now_ms() + timeout_ms;
+    while (!mesh_file_has_line(path, needles)) {
+        if (now_ms() >= end) {
+            return WEFT_EAGAIN;
+        }
+        sleep_ms(50);
+    }
+    return WEFT_OK;
+}
+
 static void dump(const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -383,21 +418,91 @@ void mesh_dump_logs(const struct mesh *m)
 
 /* --- setup and teardown ---------------------------------------------------------------------- */
 
-/* reap_stale deletes the namespaces an earlier run of this harness left when it was killed
- * (a test timeout runs no teardown): those whose PID is gone, after killing what runs in them. */
+/* A run's record, /tmp/weft-mesh-PID.run: "CA_PID CA_DIR". The CA is the one process a killed
+ * run leaves running: it drops to nobody, which clears the parent-death signal ca_proc set. */
+#define RUN_RECORD "/tmp/weft-mesh-%d.run"
+#define CA_DIR_PREFIX "/tmp/weft-ca-proc-"
+
+static void run_record(const struct mesh *m, bool keep)
+{
+    char file[64];
+    snprintf(file, sizeof(file), RUN_RECORD, (int)getpid());
+    if (!keep) {
+        unlink(file);
+        return;
+    }
+    char text[128];
+    int n = snprintf(text, sizeof(text), "%d %s\n", (int)m->ca.pid, m->ca.dir);
+    (void)!weft_file_write_atomic(file, text, (size_t)n, 0600);
+}
+
+/* reap_record kills the CA of a dead run (when /proc says it is still that CA) and removes its
+ * directory and the record. */
+static void reap_record(const char *file)
+{
+    uint8_t *text;
+    size_t len;
+    if (weft_file_read(&text, &len, file, 256) != WEFT_OK) {
+        return;
+    }
+    int ca_pid = 0;
+    char dir[64] = "";
+    bool ok = sscanf((const char *)text, "%d %63s", &ca_pid, dir) == 2 &&
+              strncmp(dir, CA_DIR_PREFIX, strlen(CA_DIR_PREFIX)) == 0 &&
+              strspn(dir + strlen(CA_DIR_PREFIX),
+                     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") ==
+                  strlen(dir + strlen(CA_DIR_PREFIX));
+    free(text);
+    if (!ok) {
+        unlink(file);
+        return;
+    }
+    char proc[64];
+    snprintf(proc, sizeof(proc), "/proc/%d/cmdline", ca_pid);
+    uint8_t *cmdline;
+    if (ca_pid > 0 && weft_file_read(&cmdline, &len, proc, 1 << 16) == WEFT_OK) {
+        if (memmem(cmdline, len, dir, strlen(dir)) != NULL) {
+            kill(ca_pid, SIGKILL); /* its signer ends with it */
+        }
+        free(cmdline);
+    }
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    (void)!system(cmd);
+    unlink(file);
+}
+
+/* dead says whether no process has the PID |pid| now. */
+static bool dead(int pid) { return pid > 0 && kill(pid, 0) != 0 && errno == ESRCH; }
+
+/* reap_stale undoes what an earlier run of this harness left when it was killed (a test
+ * timeout runs no teardown), for runs whose PID is gone: its CA and directory, and its
+ * namespaces, after killing what still runs in them (the rest died with the run). */
 static void reap_stale(void)
 {
+    DIR *t = opendir("/tmp");
+    struct dirent *e;
+    while (t != NULL && (e = readdir(t)) != NULL) {
+        int pid, used = 0;
+        if (sscanf(e->d_name, "weft-mesh-%d.run%n", &pid, &used) == 1 && e->d_name[used] == '\0' &&
+            dead(pid)) {
+            char file[300];
+            snprintf(file, sizeof(file), "/tmp/%s", e->d_name);
+            reap_record(file);
+        }
+    }
+    if (t != NULL) {
+        closedir(t);
+    }
     DIR *d = opendir("/run/netns");
     if (d == NULL) {
         return;
     }
-    struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         char pod;
         int pid, used = 0;
         if (sscanf(e->d_name, NS_PREFIX "%c-%d%n", &pod, &pid, &used) != 2 ||
-            e->d_name[used] != '\0' || (pod != 'a' && pod != 'b') || pid <= 0 ||
-            kill(pid, 0) == 0 || errno != ESRCH) {
+            e->d_name[used] != '\0' || (pod != 'a' && pod != 'b') || !dead(pid)) {
             continue;
         }
         char cmd[256];
@@ -494,7 +599,9 @@ int mesh_start(struct mesh *m, const struct mesh_opts *o, char *err, size_t err_
     for (size_t i = 0; i < f; i++) {
         m->ca.extra[i] = m->ca_flags[i];
     }
-    if (ca_proc_start(&m->ca, "1h") != WEFT_OK) {
+    int rc = ca_proc_start(&m->ca, "1h");
+    run_record(m, true);
+    if (rc != WEFT_OK) {
         return say(err, err_len, WEFT_EIO, "the CA did not start; see %s/ca.log", m->ca.dir);
     }
     if (agent_proc_init(&m->agent, &m->ca) != WEFT_OK) {
@@ -565,6 +672,9 @@ void mesh_cleanup(struct mesh *m)
     keep_outputs(m);
     agent_proc_stop(&m->agent);
     ca_proc_cleanup(&m->ca);
+    if (m->ca.dir[0] != '\0') {
+        run_record(m, false);
+    }
     if (m->grpc) {
         grpc_shutdown();
     }

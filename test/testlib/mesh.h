@@ -11,7 +11,10 @@
  * Processes started in a pod (mesh_spawn) run as a given uid, their output in a file, and are
  * stopped by their PID; mesh_cleanup kills every one still running, deletes the namespaces
  * (their veth and rules go with them) and the directory, whatever state a failed mesh_start
- * left. Needs root and the runfiles of data = ["//agent:weft-agent", "//ca:weft-ca",
+ * left. A run that is killed (a test timeout runs no teardown) takes its processes with it but
+ * the CA (which drops to nobody), its directory and the namespaces: the next mesh_start undoes
+ * those for every run whose PID is gone (from the namespaces' names and /tmp/weft-mesh-PID.run).
+ * Needs root and the runfiles of data = ["//agent:weft-agent", "//ca:weft-ca",
  * "//cli:weftctl", "//proxy:weft-proxy"] plus the caller's. mesh_start calls grpc_init and
  * mesh_cleanup grpc_shutdown. */
 #ifndef WEFT_TEST_TESTLIB_MESH_H
@@ -162,6 +165,14 @@ size_t mesh_file_count(const char *path, const char *needle);
 /* mesh_wait_file_has waits at most |timeout_ms| until |path| holds |needle|: WEFT_OK, else
  * WEFT_EAGAIN. */
 WEFT_MUST_USE int mesh_wait_file_has(const char *path, const char *needle, int timeout_ms);
+
+/* mesh_file_has_line says whether a line of |path| (its first MiB) holds every one of
+ * |needles| (NULL-terminated): for an access-log line's fields. */
+bool mesh_file_has_line(const char *path, const char *const *needles);
+
+/* mesh_wait_file_line waits at most |timeout_ms| until mesh_file_has_line: WEFT_OK, else
+ * WEFT_EAGAIN. */
+WEFT_MUST_USE int mesh_wait_file_line(const char *path, const char *const *needles, int timeout_ms);
 
 /* mesh_dump_logs copies the CA's, the agent's and the proxies' logs to stderr. */
 void mesh_dump_logs(const struct mesh *m);
