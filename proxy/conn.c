@@ -2,6 +2,8 @@
 #include "proxy/conn.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -186,6 +188,12 @@ void proxy_loop_each(struct proxy_loop *pl, void (*fn)(struct proxy_conn *c, voi
 
 /* ---- a connection ---- */
 
+void proxy_set_nodelay(int fd)
+{
+    int one = 1; /* fails harmlessly on a unix socket */
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
 static void buf_release(struct proxy_loop *pl, struct relay_buf *b)
 {
     if (b->data != NULL) {
@@ -252,6 +260,7 @@ int proxy_conn_connect(struct proxy_conn *c, const struct sockaddr *addr, sockle
         proxy_conn_close(c, PROXY_REASON_CONNECT_FAILED);
         return WEFT_EIO;
     }
+    proxy_set_nodelay(fd);
     side_set_fd(&c->up, fd);
     int rc;
     do {

@@ -118,6 +118,11 @@ typedef int (*proxy_handshake_fn)(void *hs_ctx, int fd, int *want);
 /* proxy_handshake_done_fn is called once the handshake on |side| returned WEFT_OK. */
 typedef void (*proxy_handshake_done_fn)(struct proxy_conn *c, enum proxy_side_id side, void *arg);
 
+/* proxy_set_nodelay turns Nagle's algorithm off on a TCP socket. A relay forwards what it has
+ * at once: holding a small write for the peer's ACK meets the peer's delayed ACK, and a TLS
+ * handshake's flights then wait 40 ms each. */
+void proxy_set_nodelay(int fd);
+
 /* proxy_conn_new takes |down_fd| (non-blocking; the conn closes it from now on, also on
  * failure) and returns a connection in SETUP on |pl|. Aborts on OOM. A direction's buffer
  * (|pl->cfg.buf_cap| bytes) is allocated when bytes are about to be read into it and freed

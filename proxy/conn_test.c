@@ -456,6 +456,28 @@ Test(connect, refused_closes_with_reason)
     loop_stop();
 }
 
+/* The upstream socket has Nagle off: a relay sends what it has at once (a TLS handshake's
+ * small flights would otherwise wait for delayed ACKs, 40 ms each). */
+Test(connect, upstream_has_nodelay)
+{
+    loop_setup(NULL);
+    struct sockaddr_in sin;
+    int l = tcp_listener(1, &sin);
+    int down, client;
+    pair(&down, &client);
+    struct proxy_conn *c = proxy_conn_new(&pl, down, &close_cbs, &closed);
+    cr_assert_eq(proxy_conn_connect(c, (struct sockaddr *)&sin, sizeof(sin)), WEFT_OK);
+    int on = 0;
+    socklen_t len = sizeof(on);
+    cr_assert_eq(getsockopt(proxy_conn_get_fd(c, PROXY_UP), IPPROTO_TCP, TCP_NODELAY, &on, &len),
+                 0);
+    cr_assert_eq(on, 1);
+    loop_run();
+    close(client);
+    loop_stop();
+    close(l);
+}
+
 /* A listener whose accept queue is full drops new SYNs, so a connect to it stays in progress:
  * the relay's connect timeout ends it. */
 Test(connect, timeout_closes_with_reason)

@@ -154,6 +154,9 @@ static void on_listen_ready(struct ev_loop *loop, ev_io *w, int revents)
         union weft_sockaddr peer;
         socklen_t peer_len = sizeof(peer);
         int fd = accept4(l->fd, &peer.sa, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            proxy_set_nodelay(fd);
+        }
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) {
                 continue;

@@ -321,14 +321,16 @@ int64_t tls_creds_not_after(const struct tls_creds *c) { return c->not_after; }
 
 /* --- client tickets ----------------------------------------------------------------------- */
 
-/* take_session removes and returns the ticket kept for |id| if it is still good (single use:
- * RFC 8446 §C.4 and BoringSSL's SSL_SESSION_should_be_single_use). NULL: none. */
+/* take_session removes and returns a ticket kept for |id| that is still good (single use:
+ * RFC 8446 §C.4 and BoringSSL's SSL_SESSION_should_be_single_use), dropping the stale ones it
+ * meets. NULL: none. */
 static SSL_SESSION *take_session(struct tls_creds *c, const char *id, int64_t now)
 {
     SSL_SESSION *sess = NULL;
     pthread_mutex_lock(&c->mu);
-    for (size_t i = 0; i < c->num_sessions; i++) {
+    for (size_t i = 0; i < c->num_sessions && sess == NULL;) {
         if (strcmp(c->sessions[i].id, id) != 0) {
+            i++;
             continue;
         }
         if (now < c->sessions[i].until) {
@@ -338,30 +340,33 @@ static SSL_SESSION *take_session(struct tls_creds *c, const char *id, int64_t no
         }
         free(c->sessions[i].id);
         c->sessions[i] = c->sessions[--c->num_sessions];
-        break;
     }
     pthread_mutex_unlock(&c->mu);
     return sess;
 }
 
-/* put_session keeps |sess| (a reference it takes) for |id|, replacing the one there. When the
- * store is full the ticket that expires first makes room. */
+/* put_session keeps |sess| (a reference it takes) for |id|. Up to TLS_TICKETS_PER_PEER are
+ * kept per server ID, so connections opened at once to one peer each find one; past that the
+ * ID's ticket that expires first is replaced, and when the store is full the one of any ID
+ * that expires first makes room. */
 static void put_session(struct tls_creds *c, const char *id, SSL_SESSION *sess, int64_t until)
 {
     pthread_mutex_lock(&c->mu);
-    size_t slot = c->num_sessions;
+    size_t same = 0, oldest_same = 0, oldest = 0;
     for (size_t i = 0; i < c->num_sessions; i++) {
+        if (c->sessions[i].until < c->sessions[oldest].until) {
+            oldest = i;
+        }
         if (strcmp(c->sessions[i].id, id) == 0) {
-            slot = i;
-            break;
+            if (same == 0 || c->sessions[i].until < c->sessions[oldest_same].until) {
+                oldest_same = i;
+            }
+            same++;
         }
     }
-    if (slot == c->num_sessions && c->num_sessions == TLS_MAX_CLIENT_SESSIONS) {
-        slot = 0;
-        for (size_t i = 1; i < c->num_sessions; i++) {
-            slot = c->sessions[i].until < c->sessions[slot].until ? i : slot;
-        }
-    }
+    size_t slot = same >= TLS_TICKETS_PER_PEER                 ? oldest_same
+                  : c->num_sessions == TLS_MAX_CLIENT_SESSIONS ? oldest
+                                                               : c->num_sessions;
     if (slot == c->num_sessions) {
         if (c->sessions == NULL) {
             c->sessions = weft_xcalloc(TLS_MAX_CLIENT_SESSIONS, sizeof(*c->sessions));

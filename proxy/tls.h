@@ -17,9 +17,10 @@
  *  - each ticket lives at most min(ticket_life_s, the earliest notAfter of the client's chain,
  *    of the server's chain) - now, on both sides: the server caps the session it seals, and a
  *    ticket renewed on resumption never outlives that cap;
- *  - a client keeps its tickets in its creds (one per expected server ID, each used once) and
- *    offers one only to a connection expecting the same ID, and only while neither certificate
- *    has reached its notAfter;
+ *  - a client keeps its tickets in its creds (up to TLS_TICKETS_PER_PEER per expected server
+ *    ID, each used once, so parallel connections to one peer each resume) and offers one only
+ *    to a connection expecting the same ID, and only while neither certificate has reached its
+ *    notAfter;
  *  - on every resumed handshake both sides check the session's peer certificate again (notAfter
  *    and notBefore at now, deny list, and on a client the expected ID) before any data moves.
  *
@@ -40,7 +41,8 @@
 #define TLS_DEFAULT_TICKET_LIFE_S 3600 /* one workload SVID's lifetime (DESIGN.md §2) */
 #define TLS_MAX_TICKET_LIFE_S 86400    /* the longest ticket_life_s tls_creds_new takes */
 #define TLS_MAX_DENY 65536             /* entries of each deny list */
-#define TLS_MAX_CLIENT_SESSIONS 1024   /* server IDs a client creds keeps a ticket for */
+#define TLS_MAX_CLIENT_SESSIONS 1024   /* tickets a client creds keeps, all server IDs together */
+#define TLS_TICKETS_PER_PEER 4         /* of them for one server ID */
 #define TLS_REASON_LEN 320             /* bytes of a reason, NUL included */
 
 /* struct tls_creds_params: what tls_creds_new reads. Everything is borrowed for the call. */

@@ -594,6 +594,31 @@ Test(tls, second_connection_resumes)
     testlib_cred_cleanup(&sl);
 }
 
+/* Connections opened at once to one peer each find a ticket: the server sends two per
+ * handshake, and the client keeps both (up to TLS_TICKETS_PER_PEER). */
+Test(tls, parallel_connections_to_one_peer_each_resume)
+{
+    struct testlib_cred cl = good_leaf(CLIENT_ID), sl = good_leaf(SERVER_ID);
+    struct tls_creds *cc = creds_of(&cl), *sc = creds_of(&sl);
+    struct duo d1, d2, d3;
+    ok_duo(&d1, cc, sc, SERVER_ID); /* its tickets arrive with the data */
+    duo_start(&d2, cc, sc, SERVER_ID);
+    duo_handshake(&d2); /* no data read: d2 brings no new ticket before d3 starts */
+    duo_start(&d3, cc, sc, SERVER_ID);
+    duo_handshake(&d3);
+    cr_assert_eq(d2.crc, WEFT_OK, "%s", tls_conn_reason(d2.c));
+    cr_assert_eq(d3.crc, WEFT_OK, "%s", tls_conn_reason(d3.c));
+    cr_assert(tls_conn_resumed(d2.c));
+    cr_assert(tls_conn_resumed(d3.c), "the second parallel connection found no ticket");
+    duo_end(&d1);
+    duo_end(&d2);
+    duo_end(&d3);
+    tls_creds_unref(cc);
+    tls_creds_unref(sc);
+    testlib_cred_cleanup(&cl);
+    testlib_cred_cleanup(&sl);
+}
+
 Test(tls, no_resumption_after_server_creds_change)
 {
     struct testlib_cred cl = good_leaf(CLIENT_ID), sl = good_leaf(SERVER_ID);
