@@ -311,8 +311,8 @@ static void publish(struct proxy_agent *pa, struct proxy_identity *id, struct pr
         snprintf(wl, sizeof(wl), "%.250s/%.250s", cfg->policy->workload.namespace_,
                  cfg->policy->workload.service_account);
         weft_log(WEFT_LOG_ERROR,
-                 "the agent's configuration is for another workload than the SVID; mesh "
-                 "traffic is refused until they agree",
+                 "the agent's configuration is for another workload than the SVID; new "
+                 "connections (in and out) are refused until they agree",
                  2, "spiffe_id", id->spiffe_id, "config_workload", wl);
     }
     pthread_mutex_lock(&pa->mu);

@@ -36,6 +36,7 @@ struct worker {
     _Atomic uint64_t accepted;
     _Atomic size_t open_conns;
     _Atomic size_t bufs; /* relay buffers held */
+    _Atomic bool exited; /* its loop has ended */
 };
 
 struct proxy_pool {
@@ -52,6 +53,7 @@ struct proxy_pool {
     size_t num_workers;
     struct worker *workers;
     _Atomic bool drain_asked;
+    _Atomic bool drain_keep; /* keep_on_drain applies: run until the deadline */
     _Atomic long long drain_deadline_ms;
 };
 
@@ -287,7 +289,7 @@ int proxy_pool_start(struct proxy_pool **out, const struct proxy_pool_cfg *cfg)
     for (size_t wi = 0; wi < n; wi++) {
         struct worker *w = &p->workers[wi];
         if (pthread_create(&w->th, NULL, worker_main, w) != 0) {
-            proxy_pool_drain(p, 0);
+            proxy_pool_drain(p, 0, false);
             pool_free_workers(p);
             return WEFT_EINTERNAL;
         }
@@ -322,6 +324,16 @@ size_t proxy_pool_open_conns(const struct proxy_pool *p)
     return n;
 }
 
+bool proxy_pool_exited(const struct proxy_pool *p)
+{
+    for (size_t i = 0; i < p->num_workers; i++) {
+        if (!atomic_load(&p->workers[i].exited)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 size_t proxy_pool_buffered_bytes(const struct proxy_pool *p)
 {
     size_t n = 0;
@@ -331,7 +343,7 @@ size_t proxy_pool_buffered_bytes(const struct proxy_pool *p)
     return n * p->workers[0].pl.cfg.buf_cap;
 }
 
-void proxy_pool_drain(struct proxy_pool *p, double deadline_s)
+void proxy_pool_drain(struct proxy_pool *p, double deadline_s, bool keep)
 {
     /* The deadline is stored before the flag a worker reads it after (seq_cst atomics). */
     long long ms = deadline_s > 0 ? (long long)(deadline_s * 1000) : 0;
@@ -339,6 +351,7 @@ void proxy_pool_drain(struct proxy_pool *p, double deadline_s)
     if (!atomic_compare_exchange_strong(&p->drain_deadline_ms, &unset, ms)) {
         return; /* a drain was already asked for */
     }
+    atomic_store(&p->drain_keep, keep && p->keep_on_drain != 0);
     atomic_store(&p->drain_asked, true);
     for (size_t i = 0; i < p->num_workers; i++) {
         if (p->workers[i].loop != NULL) {
@@ -352,7 +365,7 @@ void proxy_pool_free(struct proxy_pool *p)
     if (p == NULL) {
         return;
     }
-    proxy_pool_drain(p, 0);
+    proxy_pool_drain(p, 0, false);
     pool_free_workers(p);
 }
 
@@ -368,6 +381,7 @@ static void *worker_main(void *arg)
     proxy_loop_close_all(&w->pl, PROXY_REASON_SHUTDOWN);
     atomic_store(&w->open_conns, 0);
     atomic_store(&w->bufs, 0);
+    atomic_store(&w->exited, true);
     return NULL;
 }
 
@@ -388,7 +402,7 @@ static void on_wake(struct ev_loop *loop, ev_async *a, int revents)
     }
     w->draining = true;
     for (size_t i = 0; i < w->num_ls; i++) {
-        if ((w->pool->keep_on_drain & (1u << i)) == 0) {
+        if (!atomic_load(&w->pool->drain_keep) || (w->pool->keep_on_drain & (1u << i)) == 0) {
             proxy_listener_close(&w->ls[i]);
         }
     }
@@ -413,7 +427,8 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *pw, int revents)
     struct worker *w = container_of(pw, struct worker, idle);
     atomic_store(&w->open_conns, w->pl.num_conns);
     atomic_store(&w->bufs, w->pl.num_bufs);
-    if (w->draining && w->pl.num_conns == 0) {
+    /* a drain that keeps listeners open serves them until its deadline */
+    if (w->draining && w->pl.num_conns == 0 && !atomic_load(&w->pool->drain_keep)) {
         ev_break(loop, EVBREAK_ALL);
     }
 }

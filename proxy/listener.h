@@ -92,14 +92,18 @@ size_t proxy_pool_num_workers(const struct proxy_pool *p);
 uint64_t proxy_pool_accepted(const struct proxy_pool *p, size_t i);
 /* proxy_pool_open_conns counts the connections still open across workers (any thread). */
 size_t proxy_pool_open_conns(const struct proxy_pool *p);
+/* proxy_pool_exited: every worker's loop has ended (after a drain). Any thread. */
+bool proxy_pool_exited(const struct proxy_pool *p);
 /* proxy_pool_buffered_bytes counts the relay buffer memory held across workers (any thread). */
 size_t proxy_pool_buffered_bytes(const struct proxy_pool *p);
 
-/* proxy_pool_drain (any thread, once) makes every worker close its listeners (but those of
- * keep_on_drain), then wait for its connections to finish for at most |deadline_s| seconds,
- * close the rest with "drain deadline" and exit its thread. It does not wait; proxy_pool_free
- * does. */
-void proxy_pool_drain(struct proxy_pool *p, double deadline_s);
+/* proxy_pool_drain (any thread, once) makes every worker close its listeners and let its
+ * connections finish for at most |deadline_s| seconds, then close the rest with "drain
+ * deadline" and exit its thread. |keep|: the listeners of keep_on_drain stay open and the
+ * workers serve them until the deadline (a pod stopping while its app still runs); else a
+ * worker exits as soon as its connections are done (a Job's app has finished). It does not
+ * wait; proxy_pool_free does. */
+void proxy_pool_drain(struct proxy_pool *p, double deadline_s, bool keep);
 
 /* proxy_pool_free drains with a zero deadline unless a drain was asked for, waits for every
  * thread and frees |p|. NULL does nothing. */

@@ -247,7 +247,7 @@ Test(pool, drain_lets_connections_finish_until_the_deadline)
 
     const double deadline = 1.0;
     double t0 = now_s();
-    proxy_pool_drain(p, deadline);
+    proxy_pool_drain(p, deadline, true);
 
     /* New connections are refused once the listeners are closed. */
     bool refused = false;
@@ -309,6 +309,55 @@ Test(pool, drain_lets_connections_finish_until_the_deadline)
     proxy_pool_free(p); /* the workers have exited: this joins them */
     close(cb);
     close(sb);
+    close(up_l);
+}
+
+/* With no connection at all: a keeping drain still serves its kept listener until the
+ * deadline (the app may call out while the pod stops); one that does not keep ends at once. */
+Test(pool, a_keeping_drain_serves_its_kept_listener_until_the_deadline)
+{
+    signal(SIGPIPE, SIG_IGN);
+    static struct drain_env env = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    int up_l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    addr4(&env.upstream, &env.upstream_len, "127.0.0.1", 0);
+    cr_assert_eq(bind(up_l, &env.upstream.sa, env.upstream_len), 0);
+    cr_assert_eq(listen(up_l, 8), 0);
+    cr_assert_eq(getsockname(up_l, &env.upstream.sa, &env.upstream_len), 0);
+    for (int keep = 1; keep >= 0; keep--) {
+        union weft_sockaddr a;
+        socklen_t len;
+        addr4(&a, &len, "127.0.0.1", 0);
+        struct proxy_pool_cfg cfg = {.num_workers = 2,
+                                     .addrs = &a,
+                                     .addr_lens = &len,
+                                     .num_addrs = 1,
+                                     .on_accept = relay_to_upstream,
+                                     .arg = &env,
+                                     .keep_on_drain = 1u};
+        struct proxy_pool *p;
+        cr_assert_eq(proxy_pool_start(&p, &cfg), WEFT_OK);
+        cr_assert_eq(proxy_pool_bound_addr(p, 0, &a, &len), WEFT_OK);
+        double t0 = now_s();
+        proxy_pool_drain(p, 3.0, keep);
+        usleep(300 * 1000);
+        int fd = dial(&a, len);
+        if (keep) {
+            cr_assert_geq(fd, 0, "the kept listener closed %.2f s into the drain", now_s() - t0);
+            int s_fd = accept(up_l, NULL, NULL);
+            cr_assert_geq(s_fd, 0);
+            close(s_fd);
+            close(fd);
+        } else {
+            cr_assert_lt(fd, 0, "a drain that keeps nothing still accepts");
+        }
+        proxy_pool_free(p);
+        double took = now_s() - t0;
+        if (keep) {
+            cr_assert_geq(took, 2.9, "the workers left %.2f s before the deadline", took);
+        } else {
+            cr_assert_lt(took, 2.5, "the workers waited %.2f s with nothing to drain", took);
+        }
+    }
     close(up_l);
 }
 

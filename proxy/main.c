@@ -32,9 +32,10 @@ static const char usage[] =
     "; IPV4:PORT, [IPV6]:PORT, unix:PATH)\n"
     "  --permissive-wait-ms MS   on PERMISSIVE ports, how long a silent client may wait before\n"
     "                            its connection is taken as plaintext (default 200); a TLS\n"
-    "                            ClientHello that has begun is waited for 10 s, then refused.\n"
-    "                            On STRICT ports anything but a ClientHello with ALPN weft/1\n"
-    "                            (or 10 s of silence) is refused as mtls-strict\n"
+    "                            ClientHello that has begun is waited for 10 s more, then\n"
+    "                            refused. On STRICT ports a first flight that is not a\n"
+    "                            ClientHello with ALPN weft/1, or 10 s of silence, is refused\n"
+    "                            as mtls-strict (a ClientHello unfinished after 10 s, as such)\n"
     "  --idle-timeout-s S        close a connection idle this long (default 300)\n"
     "  --drain-s S               on SIGTERM or /quitquitquit, how long connections may finish\n"
     "                            (default 20)\n"
@@ -47,7 +48,10 @@ static const char usage[] =
     "                            that may still be reached, as plain TCP (repeatable; at most\n"
     "                            64 rules in all). Example: --egress-allow 10.0.0.0/8:5432\n"
     "  --egress-default allow|deny  destinations outside the mesh directory that no rule names\n"
-    "                            (default allow: they pass through as plain TCP)\n"
+    "                            (default allow: they pass through as plain TCP). A deny rule\n"
+    "                            wins whatever the order; an IPv4 rule never matches an IPv6\n"
+    "                            destination; the access log's rule=N is the rule's place\n"
+    "                            among all --egress-* rules, from 0, with policy=egress\n"
     "  --no-resumption           no TLS session tickets: every handshake is a full one\n"
     "\n"
     "Live connections are checked every second: one whose peer's certificate expired, whose\n"
@@ -187,6 +191,14 @@ int main(int argc, char **argv)
             fputs(usage, stderr);
             return 2;
         }
+    }
+    bool allows = false;
+    for (size_t i = 0; i < o.num_egress; i++) {
+        allows = allows || o.egress[i].allow;
+    }
+    if (allows && !o.egress_deny) {
+        fprintf(stderr, "weft-proxy: warning: --egress-allow only matters with --egress-default "
+                        "deny (everything outside the mesh is allowed now)\n");
     }
     if (optind != argc) {
         fprintf(stderr, "weft-proxy: unexpected argument %s\n\n%s", argv[optind], usage);

@@ -38,10 +38,11 @@ enum { ADDR_OUT4, ADDR_OUT6, ADDR_IN4, ADDR_IN6, NUM_ADDRS };
 #define SNIFF_MAX_PARKED 4096     /* per worker: connections waiting for their first bytes */
 #define SNIFF_PARTIAL_WAIT_S 10.0 /* for the rest of a ClientHello that has begun */
 
-#define SERIES_MAX                                                                                 \
-    512 /* label sets made at run time (by policy and rule, by port); more fall                    \
-         * into one "other" series, so a churning policy or a port scan cannot                     \
-         * grow /metrics without bound */
+/* Label sets made at run time (by policy and rule, by port): past SERIES_MAX the policy, rule
+ * and port become "other", so a churning policy or a port scan cannot grow /metrics without
+ * bound. They are found by hash in SERIES_SLOTS slots. */
+#define SERIES_MAX 512
+#define SERIES_SLOTS 1024
 
 struct metrics {
     struct weft_metrics *reg;
@@ -55,7 +56,7 @@ struct metrics {
         uint64_t hash;
         char *key;
         struct weft_counter *c;
-    } series[SERIES_MAX];
+    } series[SERIES_SLOTS];
     size_t num_series;
 };
 
@@ -77,10 +78,11 @@ static void on_signal(int sig) { atomic_store(&stop_signal, sig); }
 
 /* --- metrics labelled at run time -------------------------------------------------------- */
 
-/* labelled returns the counter |name|{labels}, made on first use; past SERIES_MAX label sets,
- * every label value is "other". */
+/* labelled returns the counter |name|{labels}, made on first use. Past SERIES_MAX label sets,
+ * the values of the labels in |collapse| (bit i: label i; the unbounded ones, a policy name or
+ * a port) become "other", so a decision or a reason is never lost. */
 static struct weft_counter *labelled(struct metrics *m, const char *name, const char *help,
-                                     struct weft_label *l, size_t n)
+                                     struct weft_label *l, size_t n, uint32_t collapse)
 {
     char key[1200];
     size_t used = (size_t)snprintf(key, sizeof(key), "%s", name);
@@ -90,19 +92,24 @@ static struct weft_counter *labelled(struct metrics *m, const char *name, const 
     uint64_t h = weft_fnv1a_str(WEFT_FNV1A_INIT, key);
     struct weft_counter *c = NULL;
     pthread_mutex_lock(&m->series_mu);
-    for (size_t i = 0; i < m->num_series && c == NULL; i++) {
-        if (m->series[i].hash == h && strcmp(m->series[i].key, key) == 0) {
-            c = m->series[i].c;
-        }
+    size_t slot = (size_t)(h % SERIES_SLOTS);
+    while (m->series[slot].key != NULL &&
+           (m->series[slot].hash != h || strcmp(m->series[slot].key, key) != 0)) {
+        slot = (slot + 1) % SERIES_SLOTS; /* open addressing: never full, SERIES_MAX < SLOTS */
     }
-    if (c == NULL && m->num_series < SERIES_MAX) {
+    if (m->series[slot].key != NULL) {
+        c = m->series[slot].c;
+    } else if (m->num_series < SERIES_MAX) {
         c = weft_metrics_counter(m->reg, name, help, l, n);
-        m->series[m->num_series].hash = h;
-        m->series[m->num_series].key = weft_xstrndup(key, strlen(key));
-        m->series[m->num_series++].c = c;
-    } else if (c == NULL) {
+        m->series[slot].hash = h;
+        m->series[slot].key = weft_xstrndup(key, strlen(key));
+        m->series[slot].c = c;
+        m->num_series++;
+    } else {
         for (size_t i = 0; i < n; i++) {
-            l[i].value = "other";
+            if (collapse & (1u << i)) {
+                l[i].value = "other";
+            }
         }
         c = weft_metrics_counter(m->reg, name, help, l, n); /* the registry finds it again */
     }
@@ -200,6 +207,7 @@ struct pconn {
     ev_timer sniff_timer;
     size_t peeked; /* bytes seen so far */
     bool extended; /* the wait was extended for a partial ClientHello */
+    bool lowat;    /* SO_RCVLOWAT was raised to wait for the rest of one */
 };
 
 /* struct policy_note: the dry-run and audit fields of the access log (rare, so apart). */
@@ -254,19 +262,35 @@ static void pconn_free(struct pconn *p)
 
 static void sniff_stop(struct pconn *p);
 
-/* count_decision counts a decision by policy and rule (weft_proxy_policy_decisions_total). */
-static void count_decision(struct pconn *p)
+/* count_decision counts |decision| (allow, deny, passthrough) of |p| by its deciding policy,
+ * rule and reason (weft_proxy_policy_decisions_total). */
+static void count_decision(struct pconn *p, const char *decision)
 {
     char rule[24];
     snprintf(rule, sizeof(rule), "%lld", (long long)p->rule);
-    struct weft_label l[4] = {{"decision", p->decision},
+    struct weft_label l[4] = {{"decision", decision},
                               {"policy", p->policy[0] != '\0' ? p->policy : "-"},
                               {"rule", p->rule >= 0 ? rule : "-"},
                               {"reason", p->reason}};
     weft_counter_add(labelled(&p->d->m, "weft_proxy_policy_decisions_total",
-                              "Connections decided, by decision, deciding policy, rule and reason",
-                              l, 4),
+                              "Connection decisions (at setup, and when a live connection is "
+                              "cut), by decision, deciding policy, rule and reason",
+                              l, 4, 1u << 1 | 1u << 2),
                      1);
+}
+
+/* cut closes a connection for |why|, which no policy rule decided (a certificate that
+ * expired, a peer revoked), counted and logged as a deny. */
+static void cut(struct pconn *p, const char *why)
+{
+    p->decision = "deny";
+    p->reason = why;
+    p->policy[0] = '\0';
+    p->rule = -1;
+    free(p->note);
+    p->note = NULL;
+    count_decision(p, p->decision);
+    proxy_conn_close(p->c, why);
 }
 
 static void on_close(struct proxy_conn *c, const struct proxy_conn_stats *st, const char *reason,
@@ -277,7 +301,8 @@ static void on_close(struct proxy_conn *c, const struct proxy_conn_stats *st, co
     if (p->sniffing) {
         sniff_stop(p); /* a drain deadline or shutdown while it waited for first bytes */
     }
-    if (p->tls != NULL && !p->hs_done) {
+    if (p->tls != NULL && !p->hs_done && strcmp(reason, PROXY_REASON_DRAIN_DEADLINE) != 0 &&
+        strcmp(reason, PROXY_REASON_SHUTDOWN) != 0) {
         weft_counter_add(p->d->m.handshake_failures, 1);
     }
     struct policy_note *n = p->note;
@@ -395,19 +420,17 @@ static bool egress_decide(struct pconn *p, bool in_mesh)
         snprintf(p->policy, sizeof(p->policy), "egress");
         return false;
     }
-    p->reason = "not in the mesh directory";
     return true;
 }
 
 static void out_handshake_done(struct proxy_conn *c, enum proxy_side_id side, void *arg)
 {
+    (void)c;
     struct pconn *p = arg;
     handshake_done(p);
     if (proxy_state_denied(p->st, p->peer, p->serial)) {
-        p->decision = "deny";
-        p->reason = "peer revoked";
-        weft_counter_add(p->d->m.out_refused, 1);
-        proxy_conn_close(c, "peer revoked");
+        weft_counter_add(p->d->m.out_denied, 1);
+        cut(p, "peer revoked");
         return;
     }
     p->decision = "allow";
@@ -422,10 +445,8 @@ static void out_connected(struct proxy_conn *c, void *arg)
     const char *expected = proxy_state_lookup(p->st, &p->dst.sa);
     if (expected == NULL) { /* outside the mesh: plain TCP, as the app asked */
         p->decision = "passthrough";
+        p->reason = p->policy[0] != '\0' ? "egress-allow-matched" : "not in the mesh directory";
         weft_counter_add(p->d->m.out_passthrough, 1);
-        if (p->policy[0] != '\0') {
-            count_decision(p);
-        }
         proxy_conn_start(c);
         return;
     }
@@ -523,23 +544,20 @@ static bool decide(struct pconn *p, const struct policy_snapshot *snap)
 static void judge(struct pconn *p)
 {
     if (p->peer[0] != '\0' && proxy_state_denied(p->st, p->peer, p->serial)) {
-        p->decision = "deny"; /* revoked after the credentials that verified it were made */
-        p->reason = "peer revoked";
-        weft_counter_add(p->d->m.in_denied, 1);
-        count_decision(p);
-        proxy_conn_close(p->c, "peer revoked");
+        weft_counter_add(p->d->m.in_denied, 1); /* revoked after its verifying creds were made */
+        cut(p, "peer revoked");
         return;
     }
     if (!decide(p, p->st->cfg->policy)) {
         p->decision = "deny";
         weft_counter_add(p->d->m.in_denied, 1);
-        count_decision(p);
+        count_decision(p, p->decision);
         proxy_conn_close(p->c, "denied by policy");
         return;
     }
     p->decision = "allow";
     weft_counter_add(p->d->m.in_allowed, 1);
-    count_decision(p);
+    count_decision(p, p->decision);
     /* a connect that fails at once has closed the connection (and freed |p|) already */
     if (proxy_conn_connect(p->c, &p->dst.sa, p->dst_len) != WEFT_OK) {
         return; /* closed already: |p| is gone */
@@ -570,16 +588,20 @@ static void in_mtls(struct pconn *p)
     handshake(p, PROXY_DOWN, in_handshake_done);
 }
 
-static __thread size_t parked; /* connections of this worker in the sniff stage */
+static __thread size_t parked; /* PERMISSIVE connections of this worker in the sniff stage */
 
 static void sniff_stop(struct pconn *p)
 {
     ev_io_stop(p->pl->loop, &p->sniff_io);
     ev_timer_stop(p->pl->loop, &p->sniff_timer);
-    int one = 1; /* the relay reads from the first byte again */
-    setsockopt(proxy_conn_get_fd(p->c, PROXY_DOWN), SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
+    if (p->lowat) {
+        int one = 1; /* the relay reads from the first byte again */
+        setsockopt(proxy_conn_get_fd(p->c, PROXY_DOWN), SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
+    }
     p->sniffing = false;
-    parked--;
+    if (!p->strict) {
+        parked--;
+    }
 }
 
 /* sniff_fail closes a connection that was not taken, with |why| in the access log. */
@@ -617,6 +639,7 @@ static void on_sniff_readable(struct ev_loop *loop, ev_io *w, int revents)
         int lowat = (int)((size_t)n + r.need);
         setsockopt(proxy_conn_get_fd(p->c, PROXY_DOWN), SOL_SOCKET, SO_RCVLOWAT, &lowat,
                    sizeof(lowat));
+        p->lowat = true;
         return;
     }
     sniff_stop(p);
@@ -634,7 +657,7 @@ static void on_sniff_timeout(struct ev_loop *loop, ev_timer *w, int revents)
     if (p->peeked > 0) {
         /* the start of a ClientHello, then nothing: a slow mesh client is waited for up to the
          * handshake timeout, then refused; its bytes are never handed to the app as plaintext */
-        if (!p->extended) {
+        if (!p->extended && !p->strict) { /* on STRICT the first wait was the handshake's */
             p->extended = true;
             ev_timer_set(&p->sniff_timer, SNIFF_PARTIAL_WAIT_S, 0);
             ev_timer_start(p->pl->loop, &p->sniff_timer);
@@ -651,7 +674,7 @@ static void on_sniff_timeout(struct ev_loop *loop, ev_timer *w, int revents)
         weft_counter_add(labelled(&p->d->m, "weft_proxy_permissive_timeouts_total",
                                   "PERMISSIVE inbound connections taken as plaintext because the "
                                   "client said nothing in time, by port",
-                                  &l, 1),
+                                  &l, 1, 1u),
                          1);
     }
     judge(p); /* a client that says nothing: on PERMISSIVE the server may speak first; on
@@ -665,13 +688,17 @@ static void on_sniff_timeout(struct ev_loop *loop, ev_timer *w, int revents)
  * server-first protocol), after the handshake time on a STRICT one. */
 static void sniff(struct pconn *p)
 {
-    if (parked >= SNIFF_MAX_PARKED) {
+    /* PERMISSIVE connections are parked up to a budget; a STRICT one waits as its handshake
+     * would have, bounded by the handshake time like any other */
+    if (!p->strict && parked >= SNIFF_MAX_PARKED) {
         p->reason = "too many connections waiting for first bytes";
         weft_counter_add(p->d->m.in_refused, 1);
         proxy_conn_close(p->c, p->reason);
         return;
     }
-    parked++;
+    if (!p->strict) {
+        parked++;
+    }
     p->sniffing = true;
     int wait_ms = p->d->o->permissive_wait_ms > 0 ? p->d->o->permissive_wait_ms
                                                   : PROXY_DEFAULT_PERMISSIVE_WAIT_MS;
@@ -700,25 +727,23 @@ static void recheck(struct proxy_conn *c, void *arg)
         return;
     }
     if (p->peer_not_after != 0 && r->now >= p->peer_not_after) {
-        p->decision = "deny";
-        p->reason = "peer certificate expired";
-        proxy_conn_close(c, "peer certificate expired");
+        cut(p, "peer certificate expired");
         return;
     }
     if (r->now_state == NULL || r->now_state->generation == p->st->generation) {
         return;
     }
     if (p->peer[0] != '\0' && proxy_state_denied(r->now_state, p->peer, p->serial)) {
-        p->decision = "deny";
-        p->reason = "peer revoked";
-        count_decision(p);
-        proxy_conn_close(c, "peer revoked");
+        cut(p, "peer revoked");
         return;
+    }
+    if (r->now_state->foreign_cfg) {
+        return; /* another workload's rules: never judge by them; the old state stays */
     }
     if (p->inbound && r->now_state->cfg != NULL && r->now_state->cfg != p->st->cfg &&
         !decide(p, r->now_state->cfg->policy)) {
         p->decision = "deny";
-        count_decision(p);
+        count_decision(p, p->decision);
         proxy_conn_close(c, "policy now denies");
         return;
     }
@@ -810,10 +835,14 @@ static void on_accept(struct proxy_loop *pl, int fd, const union weft_sockaddr *
     if (!egress_decide(p, proxy_state_lookup(p->st, &p->dst.sa) != NULL)) {
         p->decision = "deny";
         weft_counter_add(d->m.out_denied, 1);
-        count_decision(p);
+        count_decision(p, p->decision);
         proxy_conn_close(p->c, "denied by egress policy");
         return;
     }
+    if (p->policy[0] != '\0') {
+        count_decision(p, "passthrough"); /* an allow rule decided, whatever the dial does */
+    }
+    p->reason = NULL; /* set again once connected: a dial that fails says why */
     if (proxy_conn_connect(p->c, &p->dst.sa, p->dst_len) != WEFT_OK) {
         return; /* closed already, with its reason in the access log */
     }
@@ -927,7 +956,9 @@ static void metrics_init(struct metrics *m)
                                       "TLS handshakes completed, full or resumed", &k, 1);
     m->handshake_failures = weft_metrics_counter(
         m->reg, "weft_proxy_handshake_failures_total",
-        "TLS handshakes that failed or were refused before the relay began", NULL, 0);
+        "TLS handshakes that did not complete: the peer or its certificate refused, a protocol "
+        "error, a timeout (not those cut by a drain)",
+        NULL, 0);
     static const double bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                     0.1,    0.25,  0.5,    1,     2.5,  5,     10};
     for (int in = 0; in < 2; in++) {
@@ -940,8 +971,9 @@ static void metrics_init(struct metrics *m)
                                        hl, 2, bounds, nitems(bounds));
         }
     }
-    m->ready =
-        weft_metrics_gauge(m->reg, "weft_proxy_ready", "1 when SVID and config are held", NULL, 0);
+    m->ready = weft_metrics_gauge(
+        m->reg, "weft_proxy_ready",
+        "1 when a valid SVID and a configuration for its workload are held", NULL, 0);
     m->svid_not_after = weft_metrics_gauge(m->reg, "weft_proxy_svid_not_after_seconds",
                                            "notAfter of the SVID in use", NULL, 0);
     m->config_sequence = weft_metrics_gauge(m->reg, "weft_proxy_config_sequence",
@@ -955,7 +987,7 @@ static void metrics_init(struct metrics *m)
 
 static void metrics_free(struct metrics *m)
 {
-    for (size_t i = 0; i < m->num_series; i++) {
+    for (size_t i = 0; i < SERIES_SLOTS; i++) {
         free(m->series[i].key);
     }
     pthread_mutex_destroy(&m->series_mu);
@@ -1071,12 +1103,18 @@ int proxy_daemon_run(const struct proxy_opts *o)
     double drain = o->drain_s > 0 ? o->drain_s : PROXY_DEFAULT_DRAIN_S;
     char ds[24];
     snprintf(ds, sizeof(ds), "%.1f", drain);
-    weft_log(WEFT_LOG_INFO, "weft-proxy draining", 1, "deadline_s", ds);
+    /* a signal: the pod is stopping and its app may still be running, so the outbound
+     * listeners serve it until the deadline; /quitquitquit: the app is done (a Job), and the
+     * proxy leaves as soon as its connections are */
+    bool keep = atomic_load(&stop_signal) != 0;
+    weft_log(WEFT_LOG_INFO, "weft-proxy draining", 2, "deadline_s", ds, "outbound",
+             keep ? "served until the deadline" : "closed");
     atomic_store(&d->quit, true);
-    proxy_pool_drain(d->pool, drain);
-    for (double waited = 0; waited < drain + 1 && proxy_pool_open_conns(d->pool) > 0;
-         waited += 0.1) {
-        struct timespec ts = {0, 100 * 1000 * 1000};
+    proxy_pool_drain(d->pool, drain, keep);
+    while (!proxy_pool_exited(d->pool)) {
+        weft_gauge_set(d->m.open, (double)proxy_pool_open_conns(d->pool));
+        weft_gauge_set(d->m.buffered, (double)proxy_pool_buffered_bytes(d->pool));
+        struct timespec ts = {0, 50 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
     weft_log(WEFT_LOG_INFO, "weft-proxy stopped", 0);
