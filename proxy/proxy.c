@@ -191,7 +191,8 @@ struct pconn {
     union weft_sockaddr src, dst;
     socklen_t dst_len;
     uint16_t port;
-    char src_s[64], dst_s[64], peer[2049], policy[300], serial[41];
+    char src_s[64], dst_s[64], policy[300], serial[41];
+    char *peer;             /* the verified SPIFFE ID; NULL: a plaintext peer */
     int64_t peer_not_after; /* of the verified peer chain; 0: a plaintext peer */
     bool relaying;          /* decided and relaying: what the re-checks look at */
     const char *decision, *reason;
@@ -257,6 +258,7 @@ static void pconn_free(struct pconn *p)
     tls_creds_unref(p->creds);
     proxy_state_unref(p->st);
     free(p->note);
+    free(p->peer);
     free(p);
 }
 
@@ -366,7 +368,8 @@ static void relay_start(struct pconn *p, enum proxy_side_id tls_side)
 /* handshake_done records the peer |p->tls| verified and the handshake's kind and time. */
 static void handshake_done(struct pconn *p)
 {
-    snprintf(p->peer, sizeof(p->peer), "%s", tls_conn_peer_id(p->tls));
+    const char *peer = tls_conn_peer_id(p->tls);
+    p->peer = weft_xstrndup(peer, strlen(peer));
     snprintf(p->serial, sizeof(p->serial), "%s", tls_conn_peer_serial(p->tls));
     p->peer_not_after = tls_conn_peer_not_after(p->tls);
     p->hs_done = true;
@@ -478,8 +481,7 @@ static bool send_proxy_header(struct pconn *p)
     uint8_t *hdr = NULL;
     size_t len = 0;
     bool ok = CBB_init(&cbb, 128) &&
-              proxyv2_encode(&cbb, &p->src.sa, &p->dst.sa, p->peer[0] != '\0' ? p->peer : NULL) ==
-                  WEFT_OK &&
+              proxyv2_encode(&cbb, &p->src.sa, &p->dst.sa, p->peer) == WEFT_OK &&
               CBB_finish(&cbb, &hdr, &len);
     if (!ok) {
         CBB_cleanup(&cbb);
@@ -507,7 +509,7 @@ static void in_connected(struct proxy_conn *c, void *arg)
  * allows. */
 static bool decide(struct pconn *p, const struct policy_snapshot *snap)
 {
-    struct policy_request req = {p->peer[0] != '\0' ? p->peer : NULL, p->port};
+    struct policy_request req = {p->peer, p->port};
     struct policy_result r;
     policy_eval(snap, &req, &r);
     const struct policy_verdict *v = &r.enforced;
@@ -543,7 +545,7 @@ static bool decide(struct pconn *p, const struct policy_snapshot *snap)
  * destination), else closes with the deciding policy and rule. */
 static void judge(struct pconn *p)
 {
-    if (p->peer[0] != '\0' && proxy_state_denied(p->st, p->peer, p->serial)) {
+    if (p->peer != NULL && proxy_state_denied(p->st, p->peer, p->serial)) {
         weft_counter_add(p->d->m.in_denied, 1); /* revoked after its verifying creds were made */
         cut(p, "peer revoked");
         return;
@@ -733,7 +735,7 @@ static void recheck(struct proxy_conn *c, void *arg)
     if (r->now_state == NULL || r->now_state->generation == p->st->generation) {
         return;
     }
-    if (p->peer[0] != '\0' && proxy_state_denied(r->now_state, p->peer, p->serial)) {
+    if (p->peer != NULL && proxy_state_denied(r->now_state, p->peer, p->serial)) {
         cut(p, "peer revoked");
         return;
     }

@@ -622,6 +622,9 @@ static int conn_new(struct tls_conn **out, struct tls_creds *creds, int fd, bool
     /* The relay may move its buffer between a send that wanted a retry and the retry, and a
      * send may move part of what it is given (xprt.h). */
     SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* what the handshake needed (our chain, key, verify settings) is freed once it is done:
+     * an idle connection keeps its session and its keys only (TLS 1.3 never renegotiates) */
+    SSL_set_shed_handshake_config(ssl, 1);
     struct tls_conn *t = weft_xcalloc(1, sizeof(*t));
     t->ssl = ssl;
     t->creds = tls_creds_ref(creds);
