@@ -17,9 +17,11 @@
  *                              connect and send nothing until the greeting has come: print
  *                              "banner LINE", then send MSG and print "got ..." (10 s at most
  *                              for each)
- *   mesh_app stream IP PORT S  connect, print "stream started", then for S seconds keep sending
- *                              a known byte pattern (about 200 KB/s, never more than 64 KiB
- *                              ahead of the echo) and check every echoed byte; then half-close,
+ *   mesh_app stream IP PORT S [STOP]
+ *                              connect, print "stream started", then for S seconds (or until
+ *                              the file STOP exists) keep sending a known byte pattern (about
+ *                              200 KB/s, never more than 64 KiB ahead of the echo) and check
+ *                              every echoed byte; then half-close,
  *                              read the rest and print "stream done sent=N echoed=N
  *                              max_gap_ms=G" (G: the longest wait for an echo while one was
  *                              due), or "stream broken after T s: WHY sent=N echoed=N"
@@ -241,7 +243,7 @@ static int stream_read(int fd, uint64_t *echoed, const char **why)
     return 1;
 }
 
-static int stream(const struct sockaddr_in *a, int seconds)
+static int stream(const struct sockaddr_in *a, int seconds, const char *stop)
 {
     int fd = dial(a);
     if (fd < 0) {
@@ -257,7 +259,7 @@ static int stream(const struct sockaddr_in *a, int seconds)
     int64_t give_up = end + 10000; /* for the rest of the echo after the half-close */
     for (;;) {
         int64_t now = now_ms();
-        if (!done_sending && now >= end) {
+        if (!done_sending && (now >= end || (stop != NULL && access(stop, F_OK) == 0))) {
             shutdown(fd, SHUT_WR); /* the echo server closes after the last byte */
             done_sending = true;
         }
@@ -368,8 +370,8 @@ int main(int argc, char **argv)
         if (strcmp(argv[1], "banner-call") == 0 && argc == 5) {
             return banner_call(&a, argv[4]);
         }
-        if (strcmp(argv[1], "stream") == 0 && argc == 5) {
-            return stream(&a, atoi(argv[4]));
+        if (strcmp(argv[1], "stream") == 0 && (argc == 5 || argc == 6)) {
+            return stream(&a, atoi(argv[4]), argc == 6 ? argv[5] : NULL);
         }
         if (strcmp(argv[1], "converse") == 0 && argc == 5) {
             return converse(&a, argv[4]);
@@ -382,7 +384,8 @@ int main(int argc, char **argv)
         }
     }
     fprintf(stderr, "usage: mesh_app serve|serve-pp|serve-banner IP PORT | "
-                    "call|banner-call IP PORT MSG | hold|stream IP PORT SECONDS | "
+                    "call|banner-call IP PORT MSG | hold IP PORT SECONDS | "
+                    "stream IP PORT SECONDS [STOP] | "
                     "converse IP PORT FILE\n");
     return 2;
 }
