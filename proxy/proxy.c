@@ -919,11 +919,18 @@ static int route_config(void *arg, char **body, size_t *len, const char **type)
     return 200;
 }
 
+static double drain_s(const struct proxy_opts *o)
+{
+    return o->drain_s > 0 ? o->drain_s : PROXY_DEFAULT_DRAIN_S;
+}
+
 static int route_quit(void *arg, char **body, size_t *len, const char **type)
 {
     (void)type;
     struct daemon *d = arg;
     atomic_store(&d->quit, true);
+    /* the listeners close now, not at the main thread's next look (the app is done: a Job) */
+    proxy_pool_drain(d->pool, drain_s(d->o), false);
     *body = weft_xstrndup("draining\n", 9);
     *len = 9;
     return 200;
@@ -1102,13 +1109,13 @@ int proxy_daemon_run(const struct proxy_opts *o)
         struct timespec ts = {0, 100 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
-    double drain = o->drain_s > 0 ? o->drain_s : PROXY_DEFAULT_DRAIN_S;
+    double drain = drain_s(o);
     char ds[24];
     snprintf(ds, sizeof(ds), "%.1f", drain);
     /* a signal: the pod is stopping and its app may still be running, so the outbound
      * listeners serve it until the deadline; /quitquitquit: the app is done (a Job), and the
      * proxy leaves as soon as its connections are */
-    bool keep = atomic_load(&stop_signal) != 0;
+    bool keep = !atomic_load(&d->quit); /* a signal, and no /quitquitquit before it */
     weft_log(WEFT_LOG_INFO, "weft-proxy draining", 2, "deadline_s", ds, "outbound",
              keep ? "served until the deadline" : "closed");
     atomic_store(&d->quit, true);

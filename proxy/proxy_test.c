@@ -31,7 +31,7 @@ static struct ca_proc ca;
 static struct agent_proc agent;
 static pid_t proxy_pid;
 static char admin[160], admin_arg[170], log_path[160];
-static int out_port;
+static int out_port, in_port;
 
 static int free_port(void)
 {
@@ -46,7 +46,7 @@ static pid_t run_proxy(const char *const *extra)
     char agent_sock[160], outp[16], inp[16];
     snprintf(agent_sock, sizeof(agent_sock), "%s", agent.sock);
     snprintf(outp, sizeof(outp), "%d", out_port);
-    snprintf(inp, sizeof(inp), "%d", free_port());
+    snprintf(inp, sizeof(inp), "%d", in_port);
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
@@ -80,6 +80,7 @@ static void setup(void)
     snprintf(admin_arg, sizeof(admin_arg), "unix:%s", admin);
     snprintf(log_path, sizeof(log_path), "%s/proxy.log", ca.dir);
     out_port = free_port();
+    in_port = free_port();
     proxy_pid = run_proxy(NULL);
 }
 
@@ -189,6 +190,52 @@ Test(proxy, quitquitquit_drains_and_exits_0)
     cr_assert_eq(proxy_pid, 0, "still running 10 s after /quitquitquit");
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
     cr_assert(log_has("weft-proxy draining"));
+}
+
+/* connect_to says whether a TCP connect to 127.0.0.1:|port| is accepted. */
+static bool connect_to(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    bool ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    close(fd);
+    return ok;
+}
+
+/* SIGTERM: the pod stops while its app may still run. Inbound closes at once; the outbound
+ * listener keeps serving until --drain-s (2 s here), even with no connection open; then exit 0. */
+Test(proxy, sigterm_keeps_outbound_serving_until_the_drain_deadline)
+{
+    wait_ready();
+    cr_assert(connect_to(in_port), "the inbound port was not listening before the drain");
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    cr_assert_eq(kill(proxy_pid, SIGTERM), 0);
+    bool closed = false;
+    for (int i = 0; i < 50 && !closed; i++) {
+        closed = !connect_to(in_port);
+        if (!closed) {
+            usleep(20 * 1000);
+        }
+    }
+    cr_assert(closed, "inbound still accepting 1 s into the drain");
+    usleep(500 * 1000);
+    cr_assert(connect_to(out_port), "outbound stopped accepting %s into the drain", "0.5 s");
+    int status = -1;
+    for (int i = 0; i < 100; i++) {
+        if (waitpid(proxy_pid, &status, WNOHANG) == proxy_pid) {
+            proxy_pid = 0;
+            break;
+        }
+        usleep(100 * 1000);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    cr_assert_eq(proxy_pid, 0, "still running 10 s after SIGTERM");
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+    cr_assert_geq(took, 1.9, "left %.2f s into a 2 s drain", took);
+    cr_assert(log_has("outbound=\"served until the deadline\""), "see %s", log_path);
 }
 
 Test(proxy, bad_flags_exit_2)
