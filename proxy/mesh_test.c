@@ -181,6 +181,11 @@ Test(mesh, a_port_the_policy_does_not_allow_is_refused_before_the_app)
                                    "rule=- reason=no-allow-matched"),
               "see %s", log_b);
     cr_assert(!mesh_file_has(path("app-9090.out"), "accepted"), "the app never saw the connection");
+    /* and the caller's proxy was told why, with a TLS alert */
+    wait_file_has(log_a, "dst=" MESH_IP_B ":9090");
+    cr_assert(mesh_file_has(log_a, "peer sent TLS alert \\\"access denied\\\": it does not allow "
+                                   "this connection"),
+              "see %s", log_a);
 }
 
 /* hold starts the app in pod A holding a connection to pod B's 8080 for at most 40 s, and
@@ -214,6 +219,7 @@ Test(mesh, a_revoked_caller_is_cut_within_seconds)
     free(text);
     cr_assert_leq(secs, 10, "the live connection was cut %ld s after the revocation", secs);
     wait_file_has(log_b, "close=\"peer revoked\"");
+    wait_file_has(log_a, "peer sent TLS alert \\\"certificate revoked\\\"");
 }
 
 Test(mesh, a_policy_change_cuts_a_connection_it_now_denies)

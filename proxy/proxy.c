@@ -186,7 +186,8 @@ struct pconn {
     struct proxy_conn *c;
     struct proxy_state *st;
     struct tls_creds *creds;
-    struct tls_conn *tls; /* until handed to the relay */
+    struct tls_conn *tls;      /* until handed to the relay */
+    struct tls_conn *tls_live; /* then the relay's, borrowed: it lives as long as the relay */
     bool inbound;
     union weft_sockaddr src, dst;
     socklen_t dst_len;
@@ -281,10 +282,21 @@ static void count_decision(struct pconn *p, const char *decision)
                      1);
 }
 
+/* tell_peer sends a TLS peer the alert that says why its connection is closed (proxy/tls.h
+ * tls_cut), whether the handshake just finished or the relay owns the TLS connection. */
+static void tell_peer(struct pconn *p, enum tls_cut why)
+{
+    struct tls_conn *t = p->tls != NULL ? p->tls : p->tls_live;
+    if (t != NULL) {
+        tls_conn_cut(t, why);
+    }
+}
+
 /* cut closes a connection for |why|, which no policy rule decided (a certificate that
  * expired, a peer revoked), counted and logged as a deny. */
-static void cut(struct pconn *p, const char *why)
+static void cut(struct pconn *p, const char *why, enum tls_cut alert)
 {
+    tell_peer(p, alert);
     p->decision = "deny";
     p->reason = why;
     p->policy[0] = '\0';
@@ -360,6 +372,7 @@ static void relay_start(struct pconn *p, enum proxy_side_id tls_side)
         p->tls_version = tls_conn_version(p->tls); /* a static string */
         p->resumed = tls_conn_resumed(p->tls);
         proxy_conn_set_xprt(p->c, tls_side, &tls_xprt, p->tls, tls_free);
+        p->tls_live = p->tls;
         p->tls = NULL;
     }
     proxy_conn_start(p->c);
@@ -433,7 +446,7 @@ static void out_handshake_done(struct proxy_conn *c, enum proxy_side_id side, vo
     handshake_done(p);
     if (proxy_state_denied(p->st, p->peer, p->serial)) {
         weft_counter_add(p->d->m.out_denied, 1);
-        cut(p, "peer revoked");
+        cut(p, "peer revoked", TLS_CUT_REVOKED);
         return;
     }
     p->decision = "allow";
@@ -547,13 +560,14 @@ static void judge(struct pconn *p)
 {
     if (p->peer != NULL && proxy_state_denied(p->st, p->peer, p->serial)) {
         weft_counter_add(p->d->m.in_denied, 1); /* revoked after its verifying creds were made */
-        cut(p, "peer revoked");
+        cut(p, "peer revoked", TLS_CUT_REVOKED);
         return;
     }
     if (!decide(p, p->st->cfg->policy)) {
         p->decision = "deny";
         weft_counter_add(p->d->m.in_denied, 1);
         count_decision(p, p->decision);
+        tell_peer(p, TLS_CUT_DENIED);
         proxy_conn_close(p->c, "denied by policy");
         return;
     }
@@ -729,14 +743,14 @@ static void recheck(struct proxy_conn *c, void *arg)
         return;
     }
     if (p->peer_not_after != 0 && r->now >= p->peer_not_after) {
-        cut(p, "peer certificate expired");
+        cut(p, "peer certificate expired", TLS_CUT_EXPIRED);
         return;
     }
     if (r->now_state == NULL || r->now_state->generation == p->st->generation) {
         return;
     }
     if (p->peer != NULL && proxy_state_denied(r->now_state, p->peer, p->serial)) {
-        cut(p, "peer revoked");
+        cut(p, "peer revoked", TLS_CUT_REVOKED);
         return;
     }
     if (r->now_state->foreign_cfg) {
@@ -746,6 +760,7 @@ static void recheck(struct proxy_conn *c, void *arg)
         !decide(p, r->now_state->cfg->policy)) {
         p->decision = "deny";
         count_decision(p, p->decision);
+        tell_peer(p, TLS_CUT_DENIED);
         proxy_conn_close(c, "policy now denies");
         return;
     }

@@ -587,9 +587,12 @@ static int ssl_result(struct tls_conn *t, int ret, int *want, bool *eof)
         int lib = ERR_GET_LIB(err), reason = ERR_GET_REASON(err);
         int alert = reason - SSL_AD_REASON_OFFSET;
         if (lib == ERR_LIB_SSL && alert >= 0 && alert <= 255) {
+            /* access_denied: its policy does not allow the connection (tls_conn_cut) */
             fail(t, svidtls_is_certificate_alert(alert) ? WEFT_EPOLICY : WEFT_EPROTO,
                  "peer sent TLS alert \"%s\"%s", SSL_alert_desc_string_long(alert),
-                 svidtls_is_certificate_alert(alert) ? ": it refused our certificate" : "");
+                 alert == SSL_AD_ACCESS_DENIED         ? ": it does not allow this connection"
+                 : svidtls_is_certificate_alert(alert) ? ": it refused our certificate"
+                                                       : "");
         } else if (lib == ERR_LIB_SSL && reason == SSL_R_UNSUPPORTED_PROTOCOL) {
             fail(t, WEFT_EPROTO, "peer does not speak TLS 1.3");
         } else if (lib == ERR_LIB_SSL && reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
@@ -664,6 +667,15 @@ int tls_conn_new_client(struct tls_conn **out, struct tls_creds *creds, int fd,
 int tls_conn_new_server(struct tls_conn **out, struct tls_creds *creds, int fd)
 {
     return conn_new(out, creds, fd, true);
+}
+
+void tls_conn_cut(struct tls_conn *t, enum tls_cut why)
+{
+    static const uint8_t alerts[] = {[TLS_CUT_EXPIRED] = SSL_AD_CERTIFICATE_EXPIRED,
+                                     [TLS_CUT_REVOKED] = SSL_AD_CERTIFICATE_REVOKED,
+                                     [TLS_CUT_DENIED] = SSL_AD_ACCESS_DENIED};
+    (void)SSL_send_fatal_alert(t->ssl, alerts[why]);
+    ERR_clear_error();
 }
 
 /* refuse sends |alert| (best effort: a full socket drops it) and returns t's failure. */

@@ -120,6 +120,18 @@ int64_t tls_conn_resume_until(const struct tls_conn *t);
  * wins. The string lives as long as |t|. */
 const char *tls_conn_reason(const struct tls_conn *t);
 
+/* enum tls_cut: why a live connection is being closed by its proxy. */
+enum tls_cut {
+    TLS_CUT_EXPIRED, /* the peer's certificate reached notAfter: alert certificate_expired */
+    TLS_CUT_REVOKED, /* the peer's ID or serial is on the deny list: certificate_revoked */
+    TLS_CUT_DENIED,  /* the policy now denies the connection: access_denied */
+};
+
+/* tls_conn_cut tells the peer why its established connection is about to be closed, with a
+ * fatal alert (best effort: a full socket drops it); its recv then fails with "peer sent TLS
+ * alert ..." and what it means. The caller closes the connection right after. */
+void tls_conn_cut(struct tls_conn *t, enum tls_cut why);
+
 /* tls_conn_free releases the SSL and the creds reference; the fd stays open. NULL does
  * nothing. */
 void tls_conn_free(struct tls_conn *t);

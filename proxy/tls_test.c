@@ -552,6 +552,37 @@ Test(tls, data_both_ways_with_want_and_close_notify)
     testlib_cred_cleanup(&sl);
 }
 
+/* A live connection cut by its proxy tells the peer why, with an alert the peer reports. */
+Test(tls, a_cut_tells_the_peer_why)
+{
+    struct testlib_cred cl = good_leaf(CLIENT_ID), sl = good_leaf(SERVER_ID);
+    struct tls_creds *cc = creds_of(&cl), *sc = creds_of(&sl);
+    static const struct {
+        enum tls_cut why;
+        const char *says;
+    } cuts[] = {
+        {TLS_CUT_EXPIRED,
+         "peer sent TLS alert \"certificate expired\": it refused our certificate"},
+        {TLS_CUT_REVOKED,
+         "peer sent TLS alert \"certificate revoked\": it refused our certificate"},
+        {TLS_CUT_DENIED,
+         "peer sent TLS alert \"access denied\": it does not allow this connection"},
+    };
+    for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
+        struct duo d;
+        ok_duo(&d, cc, sc, SERVER_ID);
+        tls_conn_cut(d.s, cuts[i].why);
+        uint8_t buf[64];
+        cr_assert_eq(recv_until(d.c, d.sv[0], buf, sizeof(buf)), WEFT_EPOLICY);
+        cr_assert_str_eq(tls_xprt.reason(d.c), cuts[i].says);
+        duo_end(&d);
+    }
+    tls_creds_unref(cc);
+    tls_creds_unref(sc);
+    testlib_cred_cleanup(&cl);
+    testlib_cred_cleanup(&sl);
+}
+
 Test(tls, close_without_close_notify_is_an_error)
 {
     struct testlib_cred cl = good_leaf(CLIENT_ID), sl = good_leaf(SERVER_ID);
