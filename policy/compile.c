@@ -307,6 +307,7 @@ int policy_compile(struct policy_snapshot **out, const struct policy_set *set,
         sp->name = weft_arena_strdup(a, p->name);
         sp->action = p->action;
         sp->mode = p->mode;
+        sp->close_grace_s = p->close_grace_s;
         sp->rules = policy_copy_rules(a, p->rules, p->num_rules);
         sp->num_rules = p->num_rules;
         if (p->action == POLICY_ACTION_ALLOW && p->mode == POLICY_MODE_ENFORCE &&

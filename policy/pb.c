@@ -109,6 +109,7 @@ int policy_snapshot_encode(uint8_t **out, size_t *out_len, const struct policy_s
         pp->name = (char *)p->name;
         pp->action = (Weft__Policy__V1__Action)p->action;
         pp->mode = (Weft__Policy__V1__Mode)p->mode;
+        pp->close_grace_s = p->close_grace_s;
         pp->n_rules = p->num_rules;
         pp->rules = weft_arena_array(&a, p->num_rules, sizeof(*pp->rules));
         for (size_t r = 0; r < p->num_rules; r++) {
@@ -346,6 +347,10 @@ static bool dec_snapshot(struct decoder *d, const Weft__Policy__V1__Snapshot *m,
             p->mode > WEFT__POLICY__V1__MODE__DRY_RUN || p->n_rules > POLICY_MAX_LIST) {
             return bad(d, "policy %zu has a bad name, action, mode or rule count", i);
         }
+        if (p->close_grace_s > POLICY_MAX_CLOSE_GRACE_S) {
+            return bad(d, "policy %zu has a close grace of %u s, over the limit of %u", i,
+                       p->close_grace_s, POLICY_MAX_CLOSE_GRACE_S);
+        }
         if (i > 0) {
             const Weft__Policy__V1__Policy *q = m->policies[i - 1];
             int c = strcmp(q->namespace_, p->namespace_);
@@ -358,6 +363,7 @@ static bool dec_snapshot(struct decoder *d, const Weft__Policy__V1__Snapshot *m,
         sp->name = weft_arena_strdup(a, p->name);
         sp->action = (enum policy_action)p->action;
         sp->mode = (enum policy_mode)p->mode;
+        sp->close_grace_s = p->close_grace_s;
         struct policy_rule *rules = weft_arena_array(a, p->n_rules, sizeof(*rules));
         for (size_t r = 0; r < p->n_rules; r++) {
             if (!dec_rule(d, p->rules[r], &rules[r])) {

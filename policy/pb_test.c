@@ -165,12 +165,44 @@ static void unsorted(struct policy_snapshot *s)
 
 static void bad_mtls_source(struct policy_snapshot *s) { s->mtls_mode_source = 7; }
 
+static void long_close_grace(struct policy_snapshot *s)
+{
+    s->policies[1].close_grace_s = POLICY_MAX_CLOSE_GRACE_S + 1;
+}
+
 Test(policy_pb, refuses_a_bad_principal) { expect_refused_after(bad_principal, "principal"); }
 Test(policy_pb, refuses_a_prefix_without_its_slash) { expect_refused_after(bad_prefix, "prefix"); }
 Test(policy_pb, refuses_a_reversed_port_range) { expect_refused_after(bad_port, "port range"); }
 Test(policy_pb, refuses_a_bad_namespace) { expect_refused_after(bad_namespace, "namespace"); }
 Test(policy_pb, refuses_policies_out_of_order) { expect_refused_after(unsorted, "order"); }
 Test(policy_pb, refuses_a_dangling_mtls_source) { expect_refused_after(bad_mtls_source, "mTLS"); }
+Test(policy_pb, refuses_a_close_grace_over_an_hour)
+{
+    expect_refused_after(long_close_grace, "policy 1 has a close grace of 3601 s, over the limit "
+                                           "of 3600");
+}
+
+Test(policy_pb, close_grace_survives_the_wire)
+{
+    /* 0 (the default), a common value and the limit itself */
+    static const uint32_t graces[] = {0, 30, POLICY_MAX_CLOSE_GRACE_S};
+    cr_assert_geq(snap->num_policies, 3);
+    for (size_t i = 0; i < 3; i++) {
+        snap->policies[i].close_grace_s = graces[i];
+    }
+    uint8_t *wire;
+    size_t len;
+    char why[256];
+    struct policy_snapshot *back = NULL;
+    cr_assert_eq(policy_snapshot_encode(&wire, &len, snap), WEFT_OK);
+    cr_assert_eq(policy_snapshot_decode(&back, wire, len, why, sizeof(why)), WEFT_OK, "%s", why);
+    cr_assert_eq(back->num_policies, snap->num_policies);
+    for (size_t i = 0; i < 3; i++) {
+        cr_assert_eq(back->policies[i].close_grace_s, graces[i], "policy %zu", i);
+    }
+    free(wire);
+    policy_snapshot_free(back);
+}
 
 Test(policy_pb, refuses_what_is_not_a_snapshot)
 {

@@ -31,6 +31,7 @@
 #define POLICY_MAX_LIST 4096             /* entries in any one list */
 #define POLICY_MAX_NODES 1000000         /* YAML nodes visited per document (alias bombs) */
 #define POLICY_MAX_ERRORS 100            /* errors kept; more are counted */
+#define POLICY_MAX_CLOSE_GRACE_S 3600u   /* spec.closeGraceSeconds: one hour */
 
 enum policy_action {
     POLICY_ACTION_ALLOW = 0,
@@ -119,6 +120,10 @@ struct policy_authz {
     struct policy_selector selector;
     enum policy_action action;
     enum policy_mode mode;
+    /* spec.closeGraceSeconds, 0..POLICY_MAX_CLOSE_GRACE_S (0 when absent): when a change of
+     * the policy set makes this policy the one that denies a live connection, the proxy keeps
+     * the connection this long before closing it. New connections are refused at once. */
+    uint32_t close_grace_s;
     const struct policy_rule *rules;
     size_t num_rules;
     struct policy_loc loc;

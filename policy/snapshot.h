@@ -58,6 +58,10 @@ struct policy_snapshot_policy {
     const char *name;
     enum policy_action action;
     enum policy_mode mode;
+    /* seconds a live connection this policy now denies (it is the verdict's policy) is kept
+     * before it is closed, 0..POLICY_MAX_CLOSE_GRACE_S; 0 closes at once. Never delays refusing
+     * a new connection, nor a revocation or an expiry. */
+    uint32_t close_grace_s;
     const struct policy_rule *rules; /* copies, owned by the snapshot */
     size_t num_rules;
 };
