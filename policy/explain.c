@@ -187,8 +187,12 @@ void policy_explain(FILE *out, const struct policy_set *set, const struct policy
     fprintf(out, "\nAuthorizationPolicies (%zu):\n", set->num_authz);
     for (size_t i = 0; i < set->num_authz; i++) {
         const struct policy_authz *p = &set->authz[i];
-        fprintf(out, "  %s/%s  %s %s  (%s:%u)\n    ", p->namespace_, p->name,
-                policy_action_str(p->action), policy_mode_str(p->mode), p->loc.file, p->loc.line);
+        fprintf(out, "  %s/%s  %s %s  ", p->namespace_, p->name, policy_action_str(p->action),
+                policy_mode_str(p->mode));
+        if (p->close_grace_s > 0) {
+            fprintf(out, "closeGraceSeconds %u  ", p->close_grace_s);
+        }
+        fprintf(out, "(%s:%u)\n    ", p->loc.file, p->loc.line);
         bool applies = explain_selection(out, &p->selector, p->namespace_, cfg, w);
         fputc('\n', out);
         if (!applies) {

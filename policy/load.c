@@ -769,6 +769,58 @@ static bool read_enum(struct loader *ld, struct field *f, const char *name,
     return ok;
 }
 
+/* read_seconds reads the optional field |name| of |f|, a whole number of seconds from 0 to
+ * |max|, into |*out| (left alone when the field is absent or null). It takes what a YAML 1.2
+ * parser and Kubernetes both read as that integer and nothing else: a plain scalar of decimal
+ * digits without a leading zero (YAML 1.1 reads 010 as 8). Not a quoted "5", a sign, a float
+ * or 1e3, so that the value seen here is the value the API server stored. */
+static bool read_seconds(struct loader *ld, struct field *f, const char *name, uint32_t max,
+                         uint32_t *out)
+{
+    yaml_node_t *n = field(f, name);
+    if (n == NULL) {
+        return true;
+    }
+    size_t saved = path_push_field(ld, name);
+    bool ok = false;
+    if (n->type != YAML_SCALAR_NODE) {
+        fail(ld, n, "expected a whole number of seconds (0-%u), found %s", max, node_kind(n));
+        goto out;
+    }
+    const char *s = scalar(n);
+    size_t len = n->data.scalar.length;
+    if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) {
+        fail(ld, n,
+             "expected a whole number of seconds (0-%u), found the string \"%.64s\" (write "
+             "the number without quotes)",
+             max, s);
+        goto out;
+    }
+    /* an explicit tag other than !!int (!!float 5) is not an integer either */
+    const char *tag = (const char *)n->tag;
+    bool digits = len > 0 && strlen(s) == len && (len == 1 || s[0] != '0') &&
+                  (tag == NULL || strcmp(tag, YAML_STR_TAG) == 0 || strcmp(tag, YAML_INT_TAG) == 0);
+    for (size_t i = 0; digits && i < len; i++) {
+        digits = s[i] >= '0' && s[i] <= '9';
+    }
+    if (!digits) {
+        fail(ld, n,
+             "not a whole number of seconds: \"%.64s\" (decimal digits 0-%u, no sign, no "
+             "leading zero)",
+             s, max);
+        goto out;
+    }
+    if (len > 10 || strtoull(s, NULL, 10) > max) {
+        fail(ld, n, "%.64s seconds is over the limit of %u", s, max);
+        goto out;
+    }
+    *out = (uint32_t)strtoul(s, NULL, 10);
+    ok = true;
+out:
+    path_pop(ld, saved);
+    return ok;
+}
+
 static const char *const action_names[] = {"ALLOW", "DENY", "AUDIT", NULL};
 static const char *const mode_names[] = {"enforce", "dry-run", NULL};
 static const char *const mtls_names[] = {"UNSET", "PERMISSIVE", "STRICT", NULL};
@@ -899,11 +951,9 @@ static void load_authz(struct loader *ld, yaml_node_t *root, struct field *top)
     bool ok = read_metadata(ld, field(top, "metadata"), true, &a->name, &a->namespace_);
     yaml_node_t *spec = field(top, "spec");
     size_t saved = path_push_field(ld, "spec");
-    struct field f[] = {{.name = "selector"},
-                        {.name = "action"},
-                        {.name = "mode"},
-                        {.name = "rules"},
-                        {.name = NULL}};
+    struct field f[] = {
+        {.name = "selector"},          {.name = "action"}, {.name = "mode"}, {.name = "rules"},
+        {.name = "closeGraceSeconds"}, {.name = NULL}};
     if (spec == NULL) {
         fail(ld, root, "required field is missing");
         ok = false;
@@ -914,6 +964,7 @@ static void load_authz(struct loader *ld, yaml_node_t *root, struct field *top)
         ok &= read_enum(ld, f, "mode", mode_names, &mode, false, spec);
         a->action = (enum policy_action)action;
         a->mode = (enum policy_mode)mode;
+        ok &= read_seconds(ld, f, "closeGraceSeconds", POLICY_MAX_CLOSE_GRACE_S, &a->close_grace_s);
         ok &= read_list_field(ld, f, "rules", sizeof(struct policy_rule), one_rule,
                               (const void **)&a->rules, &a->num_rules);
     } else {

@@ -435,7 +435,7 @@ Test(policy_load, unknown_field_without_a_near_name_lists_the_known_ones)
 {
     expect_one_error(AUTHZ_HEAD "  action: ALLOW\n  frobnicate: 1\n",
                      "t.yaml:6:3: spec.frobnicate: unknown field \"frobnicate\" (known here: "
-                     "selector, action, mode, rules)");
+                     "selector, action, mode, rules, closeGraceSeconds)");
     reset();
     expect_one_error(API "kind: AuthorizationPolicy\nmetadata: {name: p, namespace: shop, "
                          "team: x}\nspec: {action: ALLOW}\n",
@@ -749,6 +749,79 @@ Test(policy_load, bad_mode)
     reset();
     expect_one_error(API "kind: MeshConfig\nmetadata: {name: m}\nspec:\n  mtls: {mode: strict}\n",
                      "t.yaml:5:16: spec.mtls.mode: \"strict\" is not one of ");
+}
+
+/* --- closeGraceSeconds ------------------------------------------------------------------- */
+
+/* The value starts on line 6, column 22. */
+#define GRACE_DOC AUTHZ_HEAD "  action: DENY\n  closeGraceSeconds: %s\n"
+
+Test(policy_load, close_grace_seconds_from_0_to_3600)
+{
+    static const struct {
+        const char *text;
+        uint32_t want;
+    } cases[] = {{"0", 0}, {"30", 30}, {"3600", 3600}, {"null", 0}, {"~", 0}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char yaml[512];
+        fill(yaml, sizeof(yaml), GRACE_DOC, cases[i].text);
+        reset();
+        cr_assert_eq(fixture_set_from_yaml(&set, yaml), WEFT_OK, "%s: %s", cases[i].text, errors());
+        cr_assert_eq(set.authz[0].close_grace_s, cases[i].want, "%s", cases[i].text);
+    }
+    /* absent is 0: close at once */
+    reset();
+    cr_assert_eq(fixture_set_from_yaml(&set, AUTHZ_HEAD "  action: DENY\n"), WEFT_OK, "%s",
+                 errors());
+    cr_assert_eq(set.authz[0].close_grace_s, 0);
+    /* in flow style, and on an ALLOW policy */
+    reset();
+    cr_assert_eq(fixture_set_from_yaml(&set, API "kind: AuthorizationPolicy\nmetadata: {name: p, "
+                                                 "namespace: shop}\nspec: {action: ALLOW, "
+                                                 "closeGraceSeconds: 45, rules: [{}]}\n"),
+                 WEFT_OK, "%s", errors());
+    cr_assert_eq(set.authz[0].close_grace_s, 45);
+}
+
+Test(policy_load, close_grace_seconds_must_be_a_plain_integer)
+{
+    static const struct {
+        const char *text, *want;
+    } cases[] = {
+        /* a string is not a number, even one of digits (Kubernetes would refuse it too) */
+        {"\"5\"", "expected a whole number of seconds (0-3600), found the string \"5\" (write the "
+                  "number without quotes)"},
+        {"'30'", "expected a whole number of seconds (0-3600), found the string \"30\""},
+        {"[30]", "expected a whole number of seconds (0-3600), found a list"},
+        {"{seconds: 30}", "expected a whole number of seconds (0-3600), found a mapping"},
+        {"-1", "not a whole number of seconds: \"-1\" (decimal digits 0-3600, no sign, no "
+               "leading zero)"},
+        {"+5", "not a whole number of seconds: \"+5\""},
+        {"1.5", "not a whole number of seconds: \"1.5\""},
+        {"30.0", "not a whole number of seconds: \"30.0\""},
+        {"1e3", "not a whole number of seconds: \"1e3\""},
+        {"0x10", "not a whole number of seconds: \"0x10\""},
+        {"010", "not a whole number of seconds: \"010\""}, /* YAML 1.1 reads it as 8 */
+        {"30s", "not a whole number of seconds: \"30s\""},
+        {"!!float 30", "not a whole number of seconds: \"30\""},
+        {"3601", "3601 seconds is over the limit of 3600"},
+        {"99999999999999999999999", "99999999999999999999999 seconds is over the limit of 3600"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char want[512];
+        snprintf(want, sizeof(want), "t.yaml:6:22: spec.closeGraceSeconds: %s", cases[i].want);
+        expect_value_refused(GRACE_DOC, cases[i].text, want);
+    }
+    /* the error points at the value wherever it is */
+    reset();
+    expect_one_error(API "kind: AuthorizationPolicy\nmetadata: {name: p, namespace: shop}\n"
+                         "spec: {action: ALLOW, closeGraceSeconds: -1}\n",
+                     "t.yaml:4:42: spec.closeGraceSeconds: not a whole number of seconds: \"-1\"");
+    /* and a near miss of the name is an unknown field, never a silent 0 */
+    reset();
+    expect_one_error(AUTHZ_HEAD "  action: DENY\n  closeGraceSecond: 30\n",
+                     "t.yaml:6:3: spec.closeGraceSecond: unknown field \"closeGraceSecond\" (did "
+                     "you mean \"closeGraceSeconds\"?)");
 }
 
 Test(policy_load, missing_action)

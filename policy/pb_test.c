@@ -14,6 +14,7 @@ static const char POLICIES[] =
     "spec:\n"
     "  selector: {matchLabels: {app: backend}}\n"
     "  action: ALLOW\n"
+    "  closeGraceSeconds: 30\n"
     "  rules:\n"
     "  - from:\n"
     "    - principals: [\"spiffe://cluster.local/ns/shop/sa/frontend\", "
@@ -79,6 +80,11 @@ Test(policy_pb, round_trip_decides_every_request_the_same)
     cr_assert_eq(back->workload.num_labels, 2);
     cr_assert_eq(back->num_policies, snap->num_policies);
     cr_assert_eq(back->config.default_action, POLICY_ACTION_DENY);
+    /* policy_compile copied closeGraceSeconds, and the wire kept it */
+    cr_assert_str_eq(snap->policies[0].name, "allow-frontend");
+    cr_assert_eq(snap->policies[0].close_grace_s, 30);
+    cr_assert_eq(back->policies[0].close_grace_s, 30);
+    cr_assert_eq(back->policies[1].close_grace_s, 0);
     static const char *const peers[] = {NULL,
                                         "spiffe://cluster.local/ns/shop/sa/frontend",
                                         "spiffe://cluster.local/ns/ops/sa/prom",
