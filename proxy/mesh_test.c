@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "lib/base/file.h"
+#include "lib/base/mem.h"
 #include "proto/ca.pb-c.h"
 #include "test/testlib/mesh.h"
 
@@ -237,6 +238,32 @@ Test(mesh, a_policy_change_cuts_a_connection_it_now_denies)
     cr_assert(mesh_file_has(log_b, "decision=deny policy=demo/server-allow-client rule=- "
                                    "reason=no-allow-matched"),
               "see %s", log_b);
+}
+
+/* The same change under a policy with closeGraceSeconds: the live connection stays through
+ * the grace, then is cut. */
+Test(mesh, a_policy_change_with_a_grace_cuts_only_when_the_grace_ends)
+{
+    hold();
+    char *changed = weft_xcalloc(1, sizeof(policy) + 64);
+    const char *rules = strstr(policy, "  rules:\n");
+    cr_assert_not_null(rules);
+    memcpy(changed, policy, (size_t)(rules - policy));
+    strcat(changed, "  closeGraceSeconds: 4\n");
+    strcat(changed, rules);
+    char *port = strstr(changed, "\"8080\"");
+    cr_assert_not_null(port);
+    memcpy(port + 1, "9090", 4);
+    cr_assert_eq(mesh_policy_write(&mesh, changed), WEFT_OK);
+    free(changed);
+    wait_file_has(log_b, "closing it after its grace");
+    cr_assert(mesh_file_has(log_b, "policy=demo/server-allow-client reason=no-allow-matched "
+                                   "grace_s=4"),
+              "see %s", log_b);
+    usleep(1500 * 1000); /* well inside the grace: still open */
+    cr_assert(!mesh_file_has(path("hold.out"), "closed after"), "cut before its grace ended");
+    wait_file_has(path("hold.out"), "closed after");
+    wait_file_has(log_b, "close=\"policy now denies\"");
 }
 
 Test(mesh, a_connection_to_the_proxys_own_port_is_refused_not_looped)

@@ -196,6 +196,8 @@ struct pconn {
     char *peer;             /* the verified SPIFFE ID; NULL: a plaintext peer */
     int64_t peer_not_after; /* of the verified peer chain; 0: a plaintext peer */
     bool relaying;          /* decided and relaying: what the re-checks look at */
+    int64_t close_at;       /* a policy that now denies it granted a grace until then; 0: none */
+    uint32_t allow_grace_s; /* the closeGraceSeconds of the policy that allowed it */
     const char *decision, *reason;
     int64_t rule;
     bool resumed;
@@ -517,24 +519,39 @@ static void in_connected(struct proxy_conn *c, void *arg)
     }
 }
 
-/* decide evaluates the policy of |snap| for |p|'s peer and port, filling in the deciding
- * policy, rule and reason, and what dry-run and audit policies said; returns whether it
- * allows. */
-static bool decide(struct pconn *p, const struct policy_snapshot *snap)
+/* struct verdict: one evaluation of the policy for a connection, before it is taken. */
+struct verdict {
+    bool allow;
+    char policy[300]; /* "" when none */
+    int64_t rule;
+    const char *reason;
+    enum policy_reason why;
+    struct policy_note *note; /* owned until taken */
+    uint32_t grace_s;         /* the deciding AuthorizationPolicy's closeGraceSeconds */
+};
+
+/* decide evaluates the policy of |snap| for |p|'s peer and port into |v|: the decision, the
+ * deciding policy, rule and reason, what dry-run and audit policies said, and the deciding
+ * policy's closeGraceSeconds. */
+static void decide(const struct pconn *p, const struct policy_snapshot *snap, struct verdict *v)
 {
     struct policy_request req = {p->peer, p->port};
     struct policy_result r;
     policy_eval(snap, &req, &r);
-    const struct policy_verdict *v = &r.enforced;
-    p->rule = v->rule != POLICY_NONE ? (int64_t)v->rule : -1;
-    policy_verdict_name(p->policy, sizeof(p->policy), snap, v);
-    if (strcmp(p->policy, "-") == 0) {
-        p->policy[0] = '\0';
+    const struct policy_verdict *e = &r.enforced;
+    v->allow = e->decision == POLICY_ALLOW;
+    v->rule = e->rule != POLICY_NONE ? (int64_t)e->rule : -1;
+    policy_verdict_name(v->policy, sizeof(v->policy), snap, e);
+    if (strcmp(v->policy, "-") == 0) {
+        v->policy[0] = '\0';
     }
-    p->reason = policy_reason_str(v->reason);
-    free(p->note);
-    p->note = NULL;
-    bool dry = r.dry_run_matched || r.dry_run.decision != v->decision;
+    v->reason = policy_reason_str(e->reason);
+    v->why = e->reason;
+    v->grace_s = e->policy != POLICY_NONE && e->reason != POLICY_REASON_MTLS_STRICT
+                     ? snap->policies[e->policy].close_grace_s
+                     : 0;
+    v->note = NULL;
+    bool dry = r.dry_run_matched || r.dry_run.decision != e->decision;
     if (dry || r.audit_policy != POLICY_NONE) {
         struct policy_note *n = weft_xcalloc(1, sizeof(*n));
         if (dry) {
@@ -549,9 +566,22 @@ static bool decide(struct pconn *p, const struct policy_snapshot *snap)
                      snap->policies[r.audit_policy].name);
             n->audit_rule = (int64_t)r.audit_rule;
         }
-        p->note = n;
+        v->note = n;
     }
-    return v->decision == POLICY_ALLOW;
+}
+
+/* take_verdict makes |v| the one the access log and the metrics report for |p|. */
+static void take_verdict(struct pconn *p, struct verdict *v)
+{
+    snprintf(p->policy, sizeof(p->policy), "%s", v->policy);
+    p->rule = v->rule;
+    p->reason = v->reason;
+    if (v->allow) {
+        p->allow_grace_s = v->grace_s;
+    }
+    free(p->note);
+    p->note = v->note;
+    v->note = NULL;
 }
 
 /* judge decides the connection by policy; on allow dials the app (at the original
@@ -563,7 +593,10 @@ static void judge(struct pconn *p)
         cut(p, "peer revoked", TLS_CUT_REVOKED);
         return;
     }
-    if (!decide(p, p->st->cfg->policy)) {
+    struct verdict v;
+    decide(p, p->st->cfg->policy, &v);
+    take_verdict(p, &v);
+    if (!v.allow) {
         p->decision = "deny";
         weft_counter_add(p->d->m.in_denied, 1);
         count_decision(p, p->decision);
@@ -735,6 +768,21 @@ struct recheck {
 /* recheck closes a relaying connection that its peer's certificate, the deny list or the policy
  * no longer allows (DESIGN.md §2: an SVID past notAfter is never accepted; issue 6: revocation
  * and policy changes reach live connections), with the reason in the access log. */
+/* allow_grace is the closeGraceSeconds of the policy that let |p| in, now that it no longer
+ * does: as |snap| (the new policy) has it, or as it was when |p| was allowed if it is gone. */
+static uint32_t allow_grace(const struct pconn *p, const struct policy_snapshot *snap)
+{
+    for (size_t i = 0; p->policy[0] != '\0' && i < snap->num_policies; i++) {
+        const struct policy_snapshot_policy *sp = &snap->policies[i];
+        size_t ns = strlen(sp->namespace_);
+        if (strncmp(p->policy, sp->namespace_, ns) == 0 && p->policy[ns] == '/' &&
+            strcmp(p->policy + ns + 1, sp->name) == 0) {
+            return sp->close_grace_s;
+        }
+    }
+    return p->allow_grace_s;
+}
+
 static void recheck(struct proxy_conn *c, void *arg)
 {
     struct recheck *r = arg;
@@ -756,13 +804,40 @@ static void recheck(struct proxy_conn *c, void *arg)
     if (r->now_state->foreign_cfg) {
         return; /* another workload's rules: never judge by them; the old state stays */
     }
-    if (p->inbound && r->now_state->cfg != NULL && r->now_state->cfg != p->st->cfg &&
-        !decide(p, r->now_state->cfg->policy)) {
-        p->decision = "deny";
-        count_decision(p, p->decision);
-        tell_peer(p, TLS_CUT_DENIED);
-        proxy_conn_close(c, "policy now denies");
-        return;
+    if (p->inbound && r->now_state->cfg != NULL && r->now_state->cfg != p->st->cfg) {
+        struct verdict v;
+        decide(p, r->now_state->cfg->policy, &v);
+        uint32_t grace = v.why == POLICY_REASON_DENY_MATCHED
+                             ? v.grace_s
+                             : allow_grace(p, r->now_state->cfg->policy);
+        if (!v.allow && p->close_at == 0 && grace > 0) {
+            /* judged again each second until the grace ends (the new state is not taken
+             * meanwhile), and kept if a change allows it again */
+            p->close_at = r->now + grace;
+            char in[16];
+            snprintf(in, sizeof(in), "%u", grace);
+            weft_log(WEFT_LOG_INFO,
+                     "the policy now denies a live connection: closing it after its grace", 6,
+                     "src", p->src_s, "dst", p->dst_s, "peer", p->peer != NULL ? p->peer : "-",
+                     "policy", v.policy, "reason", v.reason, "grace_s", in);
+        }
+        if (!v.allow && p->close_at != 0 && r->now < p->close_at) {
+            free(v.note); /* until then it keeps the verdict it was allowed by */
+            return;
+        }
+        take_verdict(p, &v);
+        if (!v.allow) {
+            p->decision = "deny";
+            count_decision(p, p->decision);
+            tell_peer(p, TLS_CUT_DENIED);
+            proxy_conn_close(c, "policy now denies");
+            return;
+        }
+        if (p->close_at != 0) {
+            p->close_at = 0;
+            weft_log(WEFT_LOG_INFO, "the policy allows a live connection again: it stays", 3, "src",
+                     p->src_s, "dst", p->dst_s, "peer", p->peer != NULL ? p->peer : "-");
+        }
     }
     proxy_state_unref(p->st); /* judged against this state from now on */
     p->st = proxy_state_ref(r->now_state);
