@@ -55,9 +55,12 @@ static const char usage[] =
     "  --no-resumption           no TLS session tickets: every handshake is a full one\n"
     "\n"
     "Live connections are checked every second: one whose peer's certificate expired, whose\n"
-    "peer is revoked, or that the policy now denies is closed, and the access log says why.\n"
-    "SIGTERM, SIGINT or POST /quitquitquit drain: inbound listeners close, outbound ones keep\n"
-    "serving the app, and the proxy exits when its connections are done or at --drain-s.\n"
+    "peer is revoked, or that the policy now denies (after the policy's closeGraceSeconds) is\n"
+    "closed with a TLS alert that says why, and the access log says it too.\n"
+    "SIGTERM or SIGINT drains for --drain-s: inbound listeners close at once, outbound ones\n"
+    "keep serving the app (which may still be running) until the deadline, and connections\n"
+    "still open then are closed. POST /quitquitquit (a Job whose app is done) closes both and\n"
+    "exits as soon as the open connections are done, at --drain-s at the latest.\n"
     "Logs go to stderr as logfmt, one access-log line per connection. Exit: 0 after a drain,\n"
     "1 could not start, 2 usage.\n";
 
