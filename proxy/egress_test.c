@@ -10,36 +10,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "test/testlib/mesh.h"
+#include "test/testlib/mesh_criterion.h"
 
 #define OUTSIDE_IP "198.18.1.3" /* on pod B, claimed by nobody */
 
 static struct mesh mesh;
 static char log_a[160];
-
-static void fail_setup(const char *why)
-{
-    mesh_dump_logs(&mesh);
-    mesh_cleanup(&mesh);
-    cr_assert_fail("setup: %s (the logs are above)", why);
-}
-
-static const char *out_path(const char *name)
-{
-    static char buf[160];
-    snprintf(buf, sizeof(buf), "%s/%s", mesh.run_dir, name);
-    return buf;
-}
-
-/* serve starts the echo app in pod B at |ip|:|port|, its output in |out|. */
-static void serve(const char *ip, const char *port, const char *out)
-{
-    const char *argv[] = {mesh_bin(&mesh, "mesh_app"), "serve", ip, port, NULL};
-    pid_t pid;
-    cr_assert_eq(mesh_spawn(&mesh, MESH_POD_B, MESH_UID_APP, out_path(out), argv, &pid), WEFT_OK);
-    cr_assert_eq(mesh_wait_file_has(out_path(out), "listening", 10000), WEFT_OK, "see %s",
-                 out_path(out));
-}
 
 static void setup(void)
 {
@@ -55,20 +31,26 @@ static void setup(void)
         MESH_IP_B "/32:9090", NULL};
     char err[512], cmd[256];
     if (mesh_start(&mesh, &o, err, sizeof(err)) != WEFT_OK) {
-        fail_setup(err);
+        mesh_cr_fail_setup(&mesh, err);
     }
     snprintf(cmd, sizeof(cmd), "ip -n %s addr add " OUTSIDE_IP "/32 dev lo", mesh.pods[1].ns);
     if (system(cmd) != 0) {
-        fail_setup(cmd);
+        mesh_cr_fail_setup(&mesh, cmd);
     }
     if (mesh_proxies_start(&mesh, extra_a, NULL, err, sizeof(err)) != WEFT_OK) {
-        fail_setup(err);
+        mesh_cr_fail_setup(&mesh, err);
     }
     snprintf(log_a, sizeof(log_a), "%s", mesh.pods[0].log);
-    serve(OUTSIDE_IP, "7070", "outside-7070.out");
-    serve(OUTSIDE_IP, "7071", "outside-7071.out");
-    serve(MESH_IP_B, "8080", "pod-8080.out");
-    serve(MESH_IP_B, "9090", "pod-9090.out");
+    static const char *const apps[][3] = {{OUTSIDE_IP, "7070", "outside-7070.out"},
+                                          {OUTSIDE_IP, "7071", "outside-7071.out"},
+                                          {MESH_IP_B, "8080", "pod-8080.out"},
+                                          {MESH_IP_B, "9090", "pod-9090.out"}};
+    for (size_t i = 0; i < sizeof(apps) / sizeof(apps[0]); i++) {
+        if (mesh_serve(&mesh, MESH_POD_B, "serve", apps[i][0], apps[i][1], apps[i][2], err,
+                       sizeof(err)) != WEFT_OK) {
+            mesh_cr_fail_setup(&mesh, err);
+        }
+    }
 }
 
 static void teardown(void) { mesh_cleanup(&mesh); }
@@ -98,7 +80,7 @@ Test(egress, an_allowed_destination_outside_the_mesh_passes_through_by_its_rule)
                                     "policy=egress rule=0 reason=egress-allow-matched",
                                     10000),
                  WEFT_OK, "see %s", log_a);
-    cr_assert(mesh_file_has(out_path("outside-7070.out"), "accepted"));
+    cr_assert(mesh_file_has(mesh_path(&mesh, "outside-7070.out"), "accepted"));
 }
 
 Test(egress, a_destination_outside_the_mesh_no_rule_allows_is_refused_before_the_dial)
@@ -111,7 +93,7 @@ Test(egress, a_destination_outside_the_mesh_no_rule_allows_is_refused_before_the
                                     10000),
                  WEFT_OK, "see %s", log_a);
     cr_assert(mesh_file_has(log_a, "close=\"denied by egress policy\""), "see %s", log_a);
-    cr_assert(!mesh_file_has(out_path("outside-7071.out"), "accepted"), "it was dialled");
+    cr_assert(!mesh_file_has(mesh_path(&mesh, "outside-7071.out"), "accepted"), "it was dialled");
     cr_assert_eq(mesh_metric(&mesh, MESH_POD_A,
                              "weft_proxy_connections_total{direction=\"outbound\","
                              "outcome=\"denied\"}",
@@ -134,7 +116,7 @@ Test(egress, a_deny_rule_refuses_a_meshed_port_and_leaves_the_others_alone)
                                     "rule=1 reason=egress-deny-matched",
                                     10000),
                  WEFT_OK, "see %s", log_a);
-    cr_assert(!mesh_file_has(out_path("pod-9090.out"), "accepted"), "it was dialled");
+    cr_assert(!mesh_file_has(mesh_path(&mesh, "pod-9090.out"), "accepted"), "it was dialled");
     cr_assert(!mesh_file_has(mesh.pods[1].log, ":9090"), "pod B saw it: see %s", mesh.pods[1].log);
     /* the meshed port no rule names goes over mTLS as always */
     out = call(MESH_IP_B, 8080);

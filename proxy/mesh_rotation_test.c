@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "test/testlib/mesh.h"
+#include "test/testlib/mesh_criterion.h"
 
 #define CLIENT MESH_ID_A
 #define SERVER MESH_ID_B
@@ -33,29 +33,6 @@ static const char policy[] = "apiVersion: security.weft.dev/v1alpha1\n"
                              "    - from: [{principals: [\"" CLIENT "\"]}]\n"
                              "      to: [{ports: [\"8080\"]}]\n";
 
-/* path returns |name| in the pods' run directory (one of a few rotating buffers). */
-static const char *path(const char *name)
-{
-    static char bufs[4][160];
-    static unsigned next;
-    char *b = bufs[next++ % 4];
-    snprintf(b, sizeof(bufs[0]), "%s/%s", mesh.run_dir, name);
-    return b;
-}
-
-static void wait_file_has(const char *file, const char *needle, int timeout_ms)
-{
-    cr_assert_eq(mesh_wait_file_has(file, needle, timeout_ms), WEFT_OK, "%s never said \"%s\"",
-                 file, needle);
-}
-
-static void fail_setup(const char *why)
-{
-    mesh_dump_logs(&mesh);
-    mesh_cleanup(&mesh);
-    cr_assert_fail("setup: %s (the logs are above)", why);
-}
-
 static void setup(void)
 {
     if (geteuid() != 0) {
@@ -67,15 +44,13 @@ static void setup(void)
     char err[512];
     if (mesh_start(&mesh, &o, err, sizeof(err)) != WEFT_OK ||
         mesh_proxies_start(&mesh, NULL, NULL, err, sizeof(err)) != WEFT_OK) {
-        fail_setup(err);
+        mesh_cr_fail_setup(&mesh, err);
     }
     snprintf(log_a, sizeof(log_a), "%s", mesh.pods[MESH_POD_A].log);
     snprintf(log_b, sizeof(log_b), "%s", mesh.pods[MESH_POD_B].log);
-    const char *argv[] = {mesh_bin(&mesh, "mesh_app"), "serve", MESH_IP_B, "8080", NULL};
-    pid_t pid;
-    if (mesh_spawn(&mesh, MESH_POD_B, UID_APP, path("app.out"), argv, &pid) != WEFT_OK ||
-        mesh_wait_file_has(path("app.out"), "listening", 20000) != WEFT_OK) {
-        fail_setup("the app did not listen");
+    if (mesh_serve(&mesh, MESH_POD_B, "serve", MESH_IP_B, "8080", "app.out", err, sizeof(err)) !=
+        WEFT_OK) {
+        mesh_cr_fail_setup(&mesh, err);
     }
 }
 
@@ -166,18 +141,20 @@ Test(mesh_rotation, a_stream_flows_across_rotations_and_a_new_connection_is_acce
     long long seconds = min_ll(start[0].not_after, start[1].not_after) - (long long)time(NULL) - 2;
     char s[24];
     snprintf(s, sizeof(s), "%lld", seconds);
-    const char *argv[] = {
-        mesh_bin(&mesh, "mesh_app"), "stream", MESH_IP_B, "8080", s, path("stop"), NULL};
+    const char *argv[] = {mesh_bin(&mesh, "mesh_app"), "stream", MESH_IP_B, "8080", s,
+                          mesh_path(&mesh, "stop"),    NULL};
     pid_t pid;
-    cr_assert_eq(mesh_spawn(&mesh, MESH_POD_A, UID_APP, path("stream.out"), argv, &pid), WEFT_OK);
-    wait_file_has(path("stream.out"), "stream started", 10000);
+    cr_assert_eq(mesh_spawn(&mesh, MESH_POD_A, UID_APP, mesh_path(&mesh, "stream.out"), argv, &pid),
+                 WEFT_OK);
+    mesh_cr_wait_file_has(mesh_path(&mesh, "stream.out"), "stream started", 10000);
     /* count the rotations while it flows; once there were two (the server's among them), let
      * it flow a second more on the new credentials, then stop it */
     struct certs last[2] = {start[0], start[1]};
     int rotations[2] = {0, 0};
     time_t give_up = time(NULL) + seconds + 20, stop_at = 0;
-    while (!mesh_file_has(path("stream.out"), "stream done") &&
-           !mesh_file_has(path("stream.out"), "stream broken") && time(NULL) < give_up) {
+    while (!mesh_file_has(mesh_path(&mesh, "stream.out"), "stream done") &&
+           !mesh_file_has(mesh_path(&mesh, "stream.out"), "stream broken") &&
+           time(NULL) < give_up) {
         for (int pod = 0; pod < 2; pod++) {
             struct certs now = certs(pod);
             if (strcmp(now.serial, last[pod].serial) != 0) {
@@ -189,14 +166,14 @@ Test(mesh_rotation, a_stream_flows_across_rotations_and_a_new_connection_is_acce
             stop_at = time(NULL) + 2;
         }
         if (stop_at != 0 && time(NULL) >= stop_at) {
-            int fd = open(path("stop"), O_WRONLY | O_CREAT, 0644);
+            int fd = open(mesh_path(&mesh, "stop"), O_WRONLY | O_CREAT, 0644);
             cr_assert_geq(fd, 0);
             close(fd);
         }
         usleep(200 * 1000);
     }
     char out[512] = "";
-    FILE *f = fopen(path("stream.out"), "r");
+    FILE *f = fopen(mesh_path(&mesh, "stream.out"), "r");
     cr_assert_not_null(f);
     while (fgets(out, sizeof(out), f) != NULL && strncmp(out, "stream started", 14) == 0) {
     }
@@ -286,13 +263,14 @@ Test(mesh_rotation, a_connection_that_outlives_its_peers_certificate_is_cut)
     struct certs now[2] = {certs(MESH_POD_A), certs(MESH_POD_B)};
     const char *argv[] = {mesh_bin(&mesh, "mesh_app"), "hold", MESH_IP_B, "8080", "60", NULL};
     pid_t pid;
-    cr_assert_eq(mesh_spawn(&mesh, MESH_POD_A, UID_APP, path("hold.out"), argv, &pid), WEFT_OK);
-    wait_file_has(path("hold.out"), "got held", 10000);
+    cr_assert_eq(mesh_spawn(&mesh, MESH_POD_A, UID_APP, mesh_path(&mesh, "hold.out"), argv, &pid),
+                 WEFT_OK);
+    mesh_cr_wait_file_has(mesh_path(&mesh, "hold.out"), "got held", 10000);
     /* the handshake used these certificates or newer ones: cut within seconds of the later
      * notAfter of the two (the live connections are checked every second) */
     long long by = (now[0].not_after > now[1].not_after ? now[0].not_after : now[1].not_after) +
                    20 - (long long)time(NULL);
-    wait_file_has(path("hold.out"), "closed after", (int)by * 1000);
+    mesh_cr_wait_file_has(mesh_path(&mesh, "hold.out"), "closed after", (int)by * 1000);
     const char *cut[] = {"dst=" MESH_IP_B ":8080", "close=\"peer certificate expired\"", NULL};
     cr_assert(mesh_wait_file_line(log_a, cut, 5000) == WEFT_OK ||
                   mesh_wait_file_line(log_b, cut, 5000) == WEFT_OK,

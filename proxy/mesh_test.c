@@ -24,7 +24,7 @@
 #include "lib/base/file.h"
 #include "lib/base/mem.h"
 #include "proto/ca.pb-c.h"
-#include "test/testlib/mesh.h"
+#include "test/testlib/mesh_criterion.h"
 
 #define CLIENT MESH_ID_A
 #define SERVER MESH_ID_B
@@ -55,37 +55,12 @@ static const char policy[] = "apiVersion: security.weft.dev/v1alpha1\n"
 
 #define DRAIN_S "60" /* proxy B's --drain-s: far beyond what a drained connection needs */
 
-/* path returns |name| in the pods' run directory (one of a few rotating buffers). */
-static const char *path(const char *name)
-{
-    static char bufs[4][160];
-    static unsigned next;
-    char *b = bufs[next++ % 4];
-    snprintf(b, sizeof(bufs[0]), "%s/%s", mesh.run_dir, name);
-    return b;
-}
-
-static void wait_file_has(const char *file, const char *needle)
-{
-    cr_assert_eq(mesh_wait_file_has(file, needle, 20000), WEFT_OK, "%s never said \"%s\"", file,
-                 needle);
-}
-
 /* spawn starts |argv| in pod |pod| as the app, its output in the run directory's |out|. */
 static pid_t spawn(enum mesh_pod_id pod, const char *out, const char *const *argv)
 {
     pid_t pid;
-    cr_assert_eq(mesh_spawn(&mesh, pod, UID_APP, path(out), argv, &pid), WEFT_OK);
+    cr_assert_eq(mesh_spawn(&mesh, pod, UID_APP, mesh_path(&mesh, out), argv, &pid), WEFT_OK);
     return pid;
-}
-
-/* fail_setup cleans up what a failed setup made (Criterion runs no .fini after a failed .init)
- * and fails with |why|. */
-static void fail_setup(const char *why)
-{
-    mesh_dump_logs(&mesh);
-    mesh_cleanup(&mesh);
-    cr_assert_fail("setup: %s (the logs are above)", why);
 }
 
 static void setup(void)
@@ -101,7 +76,7 @@ static void setup(void)
     char err[512];
     if (mesh_start(&mesh, &o, err, sizeof(err)) != WEFT_OK ||
         mesh_proxies_start(&mesh, extra_a, extra_b, err, sizeof(err)) != WEFT_OK) {
-        fail_setup(err);
+        mesh_cr_fail_setup(&mesh, err);
     }
     snprintf(log_a, sizeof(log_a), "%s", mesh.pods[MESH_POD_A].log);
     snprintf(log_b, sizeof(log_b), "%s", mesh.pods[MESH_POD_B].log);
@@ -111,11 +86,9 @@ static void setup(void)
     for (size_t i = 0; i < nitems(apps); i++) {
         char out[32];
         snprintf(out, sizeof(out), "app-%s.out", apps[i][0]);
-        const char *argv[] = {mesh_bin(&mesh, "mesh_app"), apps[i][1], MESH_IP_B, apps[i][0], NULL};
-        pid_t pid;
-        if (mesh_spawn(&mesh, MESH_POD_B, UID_APP, path(out), argv, &pid) != WEFT_OK ||
-            mesh_wait_file_has(path(out), "listening", 20000) != WEFT_OK) {
-            fail_setup("an app did not listen");
+        if (mesh_serve(&mesh, MESH_POD_B, apps[i][1], MESH_IP_B, apps[i][0], out, err,
+                       sizeof(err)) != WEFT_OK) {
+            mesh_cr_fail_setup(&mesh, err);
         }
     }
 }
@@ -161,13 +134,13 @@ Test(mesh, an_allowed_call_crosses_both_proxies_over_mtls_to_the_pods_own_addres
 {
     const char *out = call(8080);
     cr_assert(strstr(out, "got hello-8080") != NULL, "%s (see %s, %s)", out, log_a, log_b);
-    cr_assert(mesh_file_has(path("app-8080.out"), "accepted " MESH_IP_B),
+    cr_assert(mesh_file_has(mesh_path(&mesh, "app-8080.out"), "accepted " MESH_IP_B),
               "the app sees the pod's own address");
-    wait_file_has(log_a, "direction=outbound src=" MESH_IP_A);
+    mesh_cr_wait_file_has(log_a, "direction=outbound src=" MESH_IP_A, 20000);
     cr_assert(mesh_file_has(log_a, "dst=" MESH_IP_B ":8080 peer=" SERVER " decision=allow"),
               "see %s", log_a);
     cr_assert(mesh_file_has(log_a, "tls=TLSv1.3"), "see %s", log_a);
-    wait_file_has(log_b, "direction=inbound");
+    mesh_cr_wait_file_has(log_b, "direction=inbound", 20000);
     cr_assert(mesh_file_has(log_b, "peer=" CLIENT " decision=allow policy=demo/server-allow-client "
                                    "rule=0 reason=allow-matched"),
               "see %s", log_b);
@@ -177,13 +150,14 @@ Test(mesh, a_port_the_policy_does_not_allow_is_refused_before_the_app)
 {
     const char *out = call(9090);
     cr_assert(strstr(out, "got ") == NULL, "%s", out);
-    wait_file_has(log_b, "decision=deny");
+    mesh_cr_wait_file_has(log_b, "decision=deny", 20000);
     cr_assert(mesh_file_has(log_b, "peer=" CLIENT " decision=deny policy=demo/server-allow-client "
                                    "rule=- reason=no-allow-matched"),
               "see %s", log_b);
-    cr_assert(!mesh_file_has(path("app-9090.out"), "accepted"), "the app never saw the connection");
+    cr_assert(!mesh_file_has(mesh_path(&mesh, "app-9090.out"), "accepted"),
+              "the app never saw the connection");
     /* and the caller's proxy was told why, with a TLS alert */
-    wait_file_has(log_a, "dst=" MESH_IP_B ":9090");
+    mesh_cr_wait_file_has(log_a, "dst=" MESH_IP_B ":9090", 20000);
     cr_assert(mesh_file_has(log_a, "peer sent TLS alert \\\"access denied\\\": it does not allow "
                                    "this connection"),
               "see %s", log_a);
@@ -195,7 +169,7 @@ static void hold(void)
 {
     const char *argv[] = {mesh_bin(&mesh, "mesh_app"), "hold", MESH_IP_B, "8080", "40", NULL};
     spawn(MESH_POD_A, "hold.out", argv);
-    wait_file_has(path("hold.out"), "got held");
+    mesh_cr_wait_file_has(mesh_path(&mesh, "hold.out"), "got held", 20000);
 }
 
 Test(mesh, a_revoked_caller_is_cut_within_seconds)
@@ -210,17 +184,17 @@ Test(mesh, a_revoked_caller_is_cut_within_seconds)
                                &weft__ca__v1__revoke_response__descriptor, &resp, &st),
                  WEFT_OK, "%s", st.details);
     protobuf_c_message_free_unpacked(resp, NULL);
-    wait_file_has(path("hold.out"), "closed after");
+    mesh_cr_wait_file_has(mesh_path(&mesh, "hold.out"), "closed after", 20000);
     uint8_t *text;
     size_t len;
-    cr_assert_eq(weft_file_read(&text, &len, path("hold.out"), 4096), WEFT_OK);
+    cr_assert_eq(weft_file_read(&text, &len, mesh_path(&mesh, "hold.out"), 4096), WEFT_OK);
     const char *at = strstr((const char *)text, "closed after ");
     cr_assert_not_null(at);
     long secs = strtol(at + 13, NULL, 10);
     free(text);
     cr_assert_leq(secs, 10, "the live connection was cut %ld s after the revocation", secs);
-    wait_file_has(log_b, "close=\"peer revoked\"");
-    wait_file_has(log_a, "peer sent TLS alert \\\"certificate revoked\\\"");
+    mesh_cr_wait_file_has(log_b, "close=\"peer revoked\"", 20000);
+    mesh_cr_wait_file_has(log_a, "peer sent TLS alert \\\"certificate revoked\\\"", 20000);
 }
 
 Test(mesh, a_policy_change_cuts_a_connection_it_now_denies)
@@ -233,8 +207,8 @@ Test(mesh, a_policy_change_cuts_a_connection_it_now_denies)
     memcpy(port + 1, "9090", 4);
     cr_assert_eq(mesh_policy_write(&mesh, changed), WEFT_OK);
     free(changed);
-    wait_file_has(path("hold.out"), "closed after");
-    wait_file_has(log_b, "close=\"policy now denies\"");
+    mesh_cr_wait_file_has(mesh_path(&mesh, "hold.out"), "closed after", 20000);
+    mesh_cr_wait_file_has(log_b, "close=\"policy now denies\"", 20000);
     cr_assert(mesh_file_has(log_b, "decision=deny policy=demo/server-allow-client rule=- "
                                    "reason=no-allow-matched"),
               "see %s", log_b);
@@ -256,35 +230,37 @@ Test(mesh, a_policy_change_with_a_grace_cuts_only_when_the_grace_ends)
     memcpy(port + 1, "9090", 4);
     cr_assert_eq(mesh_policy_write(&mesh, changed), WEFT_OK);
     free(changed);
-    wait_file_has(log_b, "closing it after its grace");
+    mesh_cr_wait_file_has(log_b, "closing it after its grace", 20000);
     cr_assert(mesh_file_has(log_b, "policy=demo/server-allow-client reason=no-allow-matched "
                                    "grace_s=4"),
               "see %s", log_b);
     usleep(1500 * 1000); /* well inside the grace: still open */
-    cr_assert(!mesh_file_has(path("hold.out"), "closed after"), "cut before its grace ended");
-    wait_file_has(path("hold.out"), "closed after");
-    wait_file_has(log_b, "close=\"policy now denies\"");
+    cr_assert(!mesh_file_has(mesh_path(&mesh, "hold.out"), "closed after"),
+              "cut before its grace ended");
+    mesh_cr_wait_file_has(mesh_path(&mesh, "hold.out"), "closed after", 20000);
+    mesh_cr_wait_file_has(log_b, "close=\"policy now denies\"", 20000);
 }
 
 Test(mesh, a_connection_to_the_proxys_own_port_is_refused_not_looped)
 {
     const char *out = call(15006);
     cr_assert(strstr(out, "got ") == NULL, "%s", out);
-    wait_file_has(log_b, "addressed to the proxy itself, not redirected");
+    mesh_cr_wait_file_has(log_b, "addressed to the proxy itself, not redirected", 20000);
 }
 
 Test(mesh, a_proxy_protocol_port_tells_the_app_who_called)
 {
     const char *out = call(8081);
     cr_assert(strstr(out, "got hello-8081") != NULL, "%s", out);
-    wait_file_has(path("app-8081.out"), "pp src=" MESH_IP_A " id=" CLIENT);
+    mesh_cr_wait_file_has(mesh_path(&mesh, "app-8081.out"), "pp src=" MESH_IP_A " id=" CLIENT,
+                          20000);
 }
 
 Test(mesh, a_plaintext_client_reaches_a_permissive_port_and_is_refused_on_a_strict_one)
 {
     const char *out = call_plain(8082);
     cr_assert(strstr(out, "got hello-8082") != NULL, "%s (see %s)", out, log_b);
-    cr_assert(mesh_file_has(path("app-8082.out"), "accepted " MESH_IP_B));
+    cr_assert(mesh_file_has(mesh_path(&mesh, "app-8082.out"), "accepted " MESH_IP_B));
     const char *allowed[] = {"direction=inbound src=" MESH_IP_A,
                              "dst=" MESH_IP_B ":8082 peer=- decision=allow "
                              "policy=demo/server-allow-client rule=1 reason=allow-matched",
@@ -298,7 +274,7 @@ Test(mesh, a_plaintext_client_reaches_a_permissive_port_and_is_refused_on_a_stri
                              "policy=demo/server-strict-8083 rule=- reason=mtls-strict",
                              NULL};
     wait_line(log_b, refused);
-    cr_assert(!mesh_file_has(path("app-8083.out"), "accepted"), "the app never saw it");
+    cr_assert(!mesh_file_has(mesh_path(&mesh, "app-8083.out"), "accepted"), "the app never saw it");
 
     /* the same STRICT port takes the mesh client, over mTLS */
     out = call(8083);
@@ -328,7 +304,7 @@ Test(mesh, a_server_first_protocol_works_through_the_mesh_and_as_plaintext_on_pe
     const char *plain[] = {"dst=" MESH_IP_B ":8025 peer=- decision=allow", "tls=none", NULL};
     wait_line(log_b, plain);
     cr_assert_eq(mesh_metric(&mesh, MESH_POD_B, timeouts, 0), 1, "%s counts the wait", timeouts);
-    cr_assert_eq(mesh_file_count(path("app-8025.out"), "accepted"), 2);
+    cr_assert_eq(mesh_file_count(mesh_path(&mesh, "app-8025.out"), "accepted"), 2);
 }
 
 #define FULL "weft_proxy_handshakes_total{kind=\"full\"}"
@@ -370,10 +346,10 @@ static int64_t now_ms(void)
 Test(mesh, quitquitquit_drains_a_live_connection_and_exits_once_it_is_done)
 {
     char buf[4096];
-    const char *argv[] = {
-        mesh_bin(&mesh, "mesh_app"), "converse", MESH_IP_B, "8080", path("go-on"), NULL};
+    const char *argv[] = {mesh_bin(&mesh, "mesh_app"), "converse", MESH_IP_B, "8080",
+                          mesh_path(&mesh, "go-on"),   NULL};
     spawn(MESH_POD_A, "converse.out", argv);
-    wait_file_has(path("converse.out"), "got one");
+    mesh_cr_wait_file_has(mesh_path(&mesh, "converse.out"), "got one", 20000);
     cr_assert_eq(mesh_admin(&mesh, MESH_POD_B, "POST", "/quitquitquit", buf, sizeof(buf)), 200,
                  "%s", buf);
     int ready = 200;
@@ -386,21 +362,23 @@ Test(mesh, quitquitquit_drains_a_live_connection_and_exits_once_it_is_done)
     cr_assert_neq(ready, -1, "and still answers on its admin socket");
     /* new connections are refused once the workers have closed the inbound listeners: /ready
      * turns first, the proxy sees the request within 100 ms and wakes its workers */
-    wait_file_has(log_b, "weft-proxy draining");
+    mesh_cr_wait_file_has(log_b, "weft-proxy draining", 20000);
     usleep(500 * 1000);
     const char *out = call(8080);
     cr_assert(strstr(out, "got ") == NULL, "a new connection reached a draining proxy: %s", out);
-    cr_assert_eq(mesh_file_count(path("app-8080.out"), "accepted"), 1, "only the held one");
+    cr_assert_eq(mesh_file_count(mesh_path(&mesh, "app-8080.out"), "accepted"), 1,
+                 "only the held one");
     const char *refused[] = {"direction=outbound", "dst=" MESH_IP_B ":8080", "decision=refused",
                              "close=\"connect refused\"", NULL};
     wait_line(log_a, refused);
     /* the held connection still works, then the client closes it */
-    int fd = open(path("go-on"), O_WRONLY | O_CREAT, 0644);
+    int fd = open(mesh_path(&mesh, "go-on"), O_WRONLY | O_CREAT, 0644);
     cr_assert_geq(fd, 0);
     close(fd);
-    wait_file_has(path("converse.out"), "closed");
+    mesh_cr_wait_file_has(mesh_path(&mesh, "converse.out"), "closed", 20000);
     int64_t closed = now_ms();
-    cr_assert(mesh_file_has(path("converse.out"), "got two"), "the held connection echoed");
+    cr_assert(mesh_file_has(mesh_path(&mesh, "converse.out"), "got two"),
+              "the held connection echoed");
     int status = -1;
     cr_assert_eq(mesh_proxy_stop(&mesh, MESH_POD_B, 0, 15000, &status), WEFT_OK,
                  "proxy B still runs 15 s after its last connection closed (--drain-s " DRAIN_S

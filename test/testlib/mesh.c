@@ -83,6 +83,34 @@ const char *mesh_bin(const struct mesh *m, const char *name)
     return NULL;
 }
 
+const char *mesh_path(const struct mesh *m, const char *name)
+{
+    static char bufs[8][160];
+    static unsigned next;
+    char *b = bufs[next++ % 8];
+    snprintf(b, sizeof(bufs[0]), "%s/%s", m->run_dir, name);
+    return b;
+}
+
+int mesh_serve(struct mesh *m, enum mesh_pod_id pod, const char *mode, const char *ip,
+               const char *port, const char *out_name, char *err, size_t err_len)
+{
+    const char *app = mesh_bin(m, "mesh_app");
+    const char *argv[] = {app, mode, ip, port, NULL};
+    pid_t pid;
+    if (app == NULL) {
+        snprintf(err, err_len, "mesh_serve: proxy/mesh_app is not among the runfiles");
+        return WEFT_EINVAL;
+    }
+    if (mesh_spawn(m, pod, MESH_UID_APP, mesh_path(m, out_name), argv, &pid) != WEFT_OK ||
+        mesh_wait_file_has(mesh_path(m, out_name), "listening", 20000) != WEFT_OK) {
+        snprintf(err, err_len, "mesh_app %s %s:%s did not listen (see %s)", mode, ip, port,
+                 mesh_path(m, out_name));
+        return WEFT_EIO;
+    }
+    return WEFT_OK;
+}
+
 int mesh_policy_write(struct mesh *m, const char *yaml)
 {
     char file[160];

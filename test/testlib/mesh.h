@@ -99,6 +99,16 @@ void mesh_cleanup(struct mesh *m);
  * ("weft-proxy", "weftctl", "mesh_app"), or NULL. */
 const char *mesh_bin(const struct mesh *m, const char *name);
 
+/* mesh_path returns |name| in the run directory, where every uid writes (one of 8 rotating
+ * buffers: use it before the ninth call). */
+const char *mesh_path(const struct mesh *m, const char *name);
+
+/* mesh_serve starts `mesh_app MODE IP PORT` (a runfile the caller asked for) in pod |pod| as
+ * MESH_UID_APP, its output in the run directory's |out_name|, and waits at most 20 s until it
+ * says "listening". */
+WEFT_MUST_USE int mesh_serve(struct mesh *m, enum mesh_pod_id pod, const char *mode, const char *ip,
+                             const char *port, const char *out_name, char *err, size_t err_len);
+
 /* mesh_policy_write replaces DIR/policy/MESH_POLICY_FILE with |yaml| (atomically: the CA
  * reloads the directory when it changes and pushes the new policy to the proxies). */
 WEFT_MUST_USE int mesh_policy_write(struct mesh *m, const char *yaml);
