@@ -199,15 +199,22 @@ static void relay_to_upstream(struct proxy_loop *pl, int fd, const union weft_so
     }
 }
 
-Test(pool, drain_lets_connections_finish_until_the_deadline)
+/* upstream_listener listens on a loopback port for the relayed connections, in |env|. */
+static int upstream_listener(struct drain_env *env)
 {
     signal(SIGPIPE, SIG_IGN);
-    static struct drain_env env = {.mu = PTHREAD_MUTEX_INITIALIZER};
     int up_l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    addr4(&env.upstream, &env.upstream_len, "127.0.0.1", 0);
-    cr_assert_eq(bind(up_l, &env.upstream.sa, env.upstream_len), 0);
+    addr4(&env->upstream, &env->upstream_len, "127.0.0.1", 0);
+    cr_assert_eq(bind(up_l, &env->upstream.sa, env->upstream_len), 0);
     cr_assert_eq(listen(up_l, 8), 0);
-    cr_assert_eq(getsockname(up_l, &env.upstream.sa, &env.upstream_len), 0);
+    cr_assert_eq(getsockname(up_l, &env->upstream.sa, &env->upstream_len), 0);
+    return up_l;
+}
+
+Test(pool, drain_lets_connections_finish_until_the_deadline)
+{
+    static struct drain_env env = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    int up_l = upstream_listener(&env);
 
     /* address 0 closes at the drain (inbound); address 1 keeps accepting (outbound) */
     union weft_sockaddr addrs[2];
@@ -316,13 +323,8 @@ Test(pool, drain_lets_connections_finish_until_the_deadline)
  * deadline (the app may call out while the pod stops); one that does not keep ends at once. */
 Test(pool, a_keeping_drain_serves_its_kept_listener_until_the_deadline)
 {
-    signal(SIGPIPE, SIG_IGN);
     static struct drain_env env = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    int up_l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    addr4(&env.upstream, &env.upstream_len, "127.0.0.1", 0);
-    cr_assert_eq(bind(up_l, &env.upstream.sa, env.upstream_len), 0);
-    cr_assert_eq(listen(up_l, 8), 0);
-    cr_assert_eq(getsockname(up_l, &env.upstream.sa, &env.upstream_len), 0);
+    int up_l = upstream_listener(&env);
     for (int keep = 1; keep >= 0; keep--) {
         union weft_sockaddr a;
         socklen_t len;
