@@ -232,6 +232,19 @@ static struct proxy_identity *identity_of(const X509SVIDResponse *r, const char 
     out->not_before = nb;
     out->not_after = na;
     spiffe_serial_hex(out->serial, sk_X509_value(chain, 0));
+    for (size_t i = 0; i < sk_X509_num(chain) && i < SPIFFE_MAX_CHAIN; i++) {
+        const X509 *cert = sk_X509_value(chain, i);
+        struct proxy_cert_info *ci = &out->chain_info[out->num_chain++];
+        if (i == 0) {
+            snprintf(ci->name, sizeof(ci->name), "%.299s", out->spiffe_id);
+        } else {
+            X509_NAME_oneline(X509_get_subject_name(cert), ci->name, sizeof(ci->name));
+        }
+        spiffe_serial_hex(ci->serial, cert);
+        if (spiffe_cert_validity(&ci->not_before, &ci->not_after, cert) != WEFT_OK) {
+            ci->not_before = ci->not_after = 0;
+        }
+    }
 out:
     EVP_PKEY_free(key);
     sk_X509_pop_free(chain, X509_free);

@@ -30,6 +30,13 @@ struct proxy_dir_entry {
     char *spiffe_id;
 };
 
+/* struct proxy_cert_info: one certificate of the SVID chain, for /certs. */
+struct proxy_cert_info {
+    char name[300]; /* the leaf's SPIFFE ID, else the subject ("/O=.../CN=...") */
+    char serial[SPIFFE_SERIAL_HEX_LEN];
+    int64_t not_before, not_after;
+};
+
 /* struct proxy_identity: the workload's SVID, from FetchX509SVID. */
 struct proxy_identity {
     atomic_int refs;
@@ -38,9 +45,11 @@ struct proxy_identity {
     size_t chain_len;
     uint8_t *key; /* PKCS#8 DER */
     size_t key_len;
-    int64_t not_before, not_after;      /* of the leaf */
-    char serial[SPIFFE_SERIAL_HEX_LEN]; /* of the leaf, lowercase hex */
-    struct spiffe_bundle_set bundles;   /* own trust domain, and federated ones */
+    int64_t not_before, not_after;                       /* of the leaf */
+    char serial[SPIFFE_SERIAL_HEX_LEN];                  /* of the leaf, lowercase hex */
+    struct proxy_cert_info chain_info[SPIFFE_MAX_CHAIN]; /* leaf first */
+    size_t num_chain;
+    struct spiffe_bundle_set bundles; /* own trust domain, and federated ones */
 };
 
 /* struct proxy_config: from ProxyConfig/Watch. */

@@ -136,4 +136,12 @@ Test(egress, a_deny_rule_refuses_a_meshed_port_and_leaves_the_others_alone)
                               0),
                   1);
     cr_assert_eq(mesh_metric(&mesh, MESH_POD_B, "weft_proxy_handshake_failures_total", -1), 0);
+    /* the bytes each way: "hello-8080" in, its echo out (counted by the close at the latest) */
+    mesh_cr_wait_file_has(mesh.pods[MESH_POD_B].log, "direction=inbound src=" MESH_IP_A, 20000);
+    cr_assert_geq(mesh_metric(&mesh, MESH_POD_B,
+                              "weft_proxy_bytes_total{direction=\"inbound\",way=\"in\"}", 0),
+                  10);
+    cr_assert_geq(mesh_metric(&mesh, MESH_POD_B,
+                              "weft_proxy_bytes_total{direction=\"inbound\",way=\"out\"}", 0),
+                  10);
 }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <ev.h>
+#include <jansson.h>
 #include <grpc/grpc.h>
 #include <openssl/bytestring.h>
 #include <openssl/mem.h>
@@ -49,6 +50,7 @@ struct metrics {
     struct weft_counter *out_mtls, *out_passthrough, *out_refused, *out_denied, *in_allowed,
         *in_denied, *in_refused, *handshake_failures, *resumed, *full;
     struct weft_histogram *hs_seconds[2][2]; /* [inbound][resumed] */
+    struct weft_counter *bytes[2][2];        /* [inbound][out: to the side that connected] */
     struct weft_gauge *ready, *svid_not_after, *config_sequence, *open, *buffered;
     /* counters labelled at run time, found by the hash of their family and label values */
     pthread_mutex_t series_mu;
@@ -193,9 +195,10 @@ struct pconn {
     socklen_t dst_len;
     uint16_t port;
     char src_s[64], dst_s[64], policy[300], serial[41];
-    char *peer;             /* the verified SPIFFE ID; NULL: a plaintext peer */
-    int64_t peer_not_after; /* of the verified peer chain; 0: a plaintext peer */
-    bool relaying;          /* decided and relaying: what the re-checks look at */
+    char *peer;                       /* the verified SPIFFE ID; NULL: a plaintext peer */
+    int64_t peer_not_after;           /* of the verified peer chain; 0: a plaintext peer */
+    bool relaying;                    /* decided and relaying: what the re-checks look at */
+    uint64_t counted_in, counted_out; /* bytes already in the metrics */
     int64_t close_at;       /* a policy that now denies it granted a grace until then; 0: none */
     uint32_t allow_grace_s; /* the closeGraceSeconds of the policy that allowed it */
     const char *decision, *reason;
@@ -309,6 +312,16 @@ static void cut(struct pconn *p, const char *why, enum tls_cut alert)
     proxy_conn_close(p->c, why);
 }
 
+/* count_bytes adds what |p| relayed since the last count to the metrics (each second and at
+ * the close, so a long connection shows as it goes). */
+static void count_bytes(struct pconn *p, const struct proxy_conn_stats *st)
+{
+    weft_counter_add(p->d->m.bytes[p->inbound][0], st->bytes_down_to_up - p->counted_in);
+    weft_counter_add(p->d->m.bytes[p->inbound][1], st->bytes_up_to_down - p->counted_out);
+    p->counted_in = st->bytes_down_to_up;
+    p->counted_out = st->bytes_up_to_down;
+}
+
 static void on_close(struct proxy_conn *c, const struct proxy_conn_stats *st, const char *reason,
                      void *arg)
 {
@@ -321,6 +334,7 @@ static void on_close(struct proxy_conn *c, const struct proxy_conn_stats *st, co
         strcmp(reason, PROXY_REASON_SHUTDOWN) != 0) {
         weft_counter_add(p->d->m.handshake_failures, 1);
     }
+    count_bytes(p, st);
     struct policy_note *n = p->note;
     struct proxy_access a = {
         .direction = p->inbound ? "inbound" : "outbound",
@@ -787,6 +801,9 @@ static void recheck(struct proxy_conn *c, void *arg)
 {
     struct recheck *r = arg;
     struct pconn *p = proxy_conn_get_arg(c);
+    struct proxy_conn_stats st;
+    proxy_conn_get_stats(c, &st);
+    count_bytes(p, &st);
     if (!p->relaying) {
         return;
     }
@@ -968,19 +985,35 @@ static int route_certs(void *arg, char **body, size_t *len, const char **type)
 {
     struct daemon *d = arg;
     struct proxy_state *s = proxy_agent_state(d->agent);
-    char buf[4096];
+    json_t *o = json_object();
     if (s->id == NULL) {
-        snprintf(buf, sizeof(buf), "{\"spiffe_id\":null}\n");
+        json_object_set_new(o, "spiffe_id", json_null());
     } else {
-        snprintf(buf, sizeof(buf),
-                 "{\"spiffe_id\":\"%.2048s\",\"serial\":\"%s\",\"not_before\":%lld,"
-                 "\"not_after\":%lld,\"chain_bytes\":%zu}\n",
-                 s->id->spiffe_id, s->id->serial, (long long)s->id->not_before,
-                 (long long)s->id->not_after, s->id->chain_len);
+        json_object_set_new(o, "spiffe_id", json_string(s->id->spiffe_id));
+        json_object_set_new(o, "serial", json_string(s->id->serial));
+        json_object_set_new(o, "not_before", json_integer(s->id->not_before));
+        json_object_set_new(o, "not_after", json_integer(s->id->not_after));
+        json_t *chain = json_array();
+        for (size_t i = 0; i < s->id->num_chain; i++) {
+            const struct proxy_cert_info *ci = &s->id->chain_info[i];
+            json_array_append_new(chain,
+                                  json_pack("{s:s, s:s, s:I, s:I}", "name", ci->name, "serial",
+                                            ci->serial, "not_before", (json_int_t)ci->not_before,
+                                            "not_after", (json_int_t)ci->not_after));
+        }
+        json_object_set_new(o, "chain", chain);
     }
     proxy_state_unref(s);
-    *body = weft_xstrndup(buf, strlen(buf));
-    *len = strlen(buf);
+    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    if (text == NULL) {
+        return 500;
+    }
+    *len = strlen(text);
+    *body = weft_xstrndup(text, *len + 1); /* with a newline */
+    (*body)[*len] = '\n';
+    *len += 1;
+    free(text);
     *type = "application/json";
     return 200;
 }
@@ -1053,6 +1086,15 @@ static void metrics_init(struct metrics *m)
     k.value = "resumed";
     m->resumed = weft_metrics_counter(m->reg, "weft_proxy_handshakes_total",
                                       "TLS handshakes completed, full or resumed", &k, 1);
+    for (int in = 0; in < 2; in++) {
+        for (int out = 0; out < 2; out++) {
+            struct weft_label bl[2] = {{"direction", in ? "inbound" : "outbound"},
+                                       {"way", out ? "out" : "in"}};
+            m->bytes[in][out] = weft_metrics_counter(
+                m->reg, "weft_proxy_bytes_total",
+                "Bytes relayed; way=in: from the side that connected, out: to it", bl, 2);
+        }
+    }
     m->handshake_failures = weft_metrics_counter(
         m->reg, "weft_proxy_handshake_failures_total",
         "TLS handshakes that did not complete: the peer or its certificate refused, a protocol "

@@ -133,6 +133,9 @@ Test(proxy, ready_once_the_agent_gave_it_an_identity_and_its_pages_say_which)
     char buf[65536];
     cr_assert_eq(get("GET", "/certs", buf, sizeof(buf)), 200);
     cr_assert(strstr(buf, "\"spiffe_id\":\"" ME "\",\"serial\":\"") != NULL, "%s", buf);
+    /* the chain, leaf first, each with its own serial and validity */
+    cr_assert(strstr(buf, "\"chain\":[{\"name\":\"" ME "\",\"serial\":\"") != NULL, "%s", buf);
+    cr_assert(strstr(buf, "},{\"name\":\"/") != NULL, "an intermediate by its subject: %s", buf);
     cr_assert_eq(get("GET", "/config", buf, sizeof(buf)), 200);
     cr_assert(strstr(buf, "\"sequence\":") != NULL, "%s", buf);
     cr_assert_eq(get("GET", "/live", buf, sizeof(buf)), 200);
