@@ -142,7 +142,8 @@ WEFT_MUST_USE int proxy_conn_connect(struct proxy_conn *c, const struct sockaddr
 void proxy_conn_set_up_fd(struct proxy_conn *c, int fd);
 
 /* proxy_conn_set_xprt installs |ops| with |ctx| on |side|; |ctx_free| (may be NULL) is called on
- * |ctx| at close, before the fds are closed (STYLE.md §5 order), however the connection ends.
+ * |ctx| at close, after on_close and before the fds are closed (STYLE.md §5 order), however the
+ * connection ends: until on_close returns, a borrowed pointer to |ctx| stays good.
  * The relay calls |ops| only after proxy_conn_start, so a caller may install its transport
  * before the handshake (to hand over ownership of a tls_conn at once) or in the handshake's
  * done callback. Replacing an installed ctx does not free the old one. */

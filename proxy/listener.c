@@ -289,7 +289,7 @@ int proxy_pool_start(struct proxy_pool **out, const struct proxy_pool_cfg *cfg)
     for (size_t wi = 0; wi < n; wi++) {
         struct worker *w = &p->workers[wi];
         if (pthread_create(&w->th, NULL, worker_main, w) != 0) {
-            proxy_pool_drain(p, 0, false);
+            (void)proxy_pool_drain(p, 0, true); /* a drain in force stays as it is */
             pool_free_workers(p);
             return WEFT_EINTERNAL;
         }
@@ -343,21 +343,26 @@ size_t proxy_pool_buffered_bytes(const struct proxy_pool *p)
     return n * p->workers[0].pl.cfg.buf_cap;
 }
 
-void proxy_pool_drain(struct proxy_pool *p, double deadline_s, bool keep)
+bool proxy_pool_drain(struct proxy_pool *p, double deadline_s, bool keep)
 {
     /* The deadline is stored before the flag a worker reads it after (seq_cst atomics). */
     long long ms = deadline_s > 0 ? (long long)(deadline_s * 1000) : 0;
     long long unset = -1;
     if (!atomic_compare_exchange_strong(&p->drain_deadline_ms, &unset, ms)) {
-        return; /* a drain was already asked for */
+        /* a drain was asked for already: one that keeps nothing may still end the keeping */
+        if (keep || !atomic_exchange(&p->drain_keep, false)) {
+            return atomic_load(&p->drain_keep);
+        }
+    } else {
+        atomic_store(&p->drain_keep, keep && p->keep_on_drain != 0);
+        atomic_store(&p->drain_asked, true);
     }
-    atomic_store(&p->drain_keep, keep && p->keep_on_drain != 0);
-    atomic_store(&p->drain_asked, true);
     for (size_t i = 0; i < p->num_workers; i++) {
         if (p->workers[i].loop != NULL) {
             ev_async_send(p->workers[i].loop, &p->workers[i].wake);
         }
     }
+    return atomic_load(&p->drain_keep);
 }
 
 void proxy_pool_free(struct proxy_pool *p)
@@ -365,7 +370,7 @@ void proxy_pool_free(struct proxy_pool *p)
     if (p == NULL) {
         return;
     }
-    proxy_pool_drain(p, 0, false);
+    (void)proxy_pool_drain(p, 0, true); /* a drain in force stays as it is */
     pool_free_workers(p);
 }
 
@@ -397,15 +402,18 @@ static void on_wake(struct ev_loop *loop, ev_async *a, int revents)
 {
     (void)revents;
     struct worker *w = container_of(a, struct worker, wake);
-    if (w->draining || !atomic_load(&w->pool->drain_asked)) {
+    if (!atomic_load(&w->pool->drain_asked)) {
         return;
     }
-    w->draining = true;
-    for (size_t i = 0; i < w->num_ls; i++) {
+    for (size_t i = 0; i < w->num_ls; i++) { /* again when a later drain ends the keeping */
         if (!atomic_load(&w->pool->drain_keep) || (w->pool->keep_on_drain & (1u << i)) == 0) {
             proxy_listener_close(&w->ls[i]);
         }
     }
+    if (w->draining) {
+        return;
+    }
+    w->draining = true;
     double after = (double)atomic_load(&w->pool->drain_deadline_ms) / 1000.0;
     ev_timer_set(&w->deadline, after > 0 ? after : 0, 0);
     ev_timer_start(loop, &w->deadline);

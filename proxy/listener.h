@@ -97,13 +97,15 @@ bool proxy_pool_exited(const struct proxy_pool *p);
 /* proxy_pool_buffered_bytes counts the relay buffer memory held across workers (any thread). */
 size_t proxy_pool_buffered_bytes(const struct proxy_pool *p);
 
-/* proxy_pool_drain (any thread, once) makes every worker close its listeners and let its
+/* proxy_pool_drain (any thread) makes every worker close its listeners and let its
  * connections finish for at most |deadline_s| seconds, then close the rest with "drain
  * deadline" and exit its thread. |keep|: the listeners of keep_on_drain stay open and the
  * workers serve them until the deadline (a pod stopping while its app still runs); else a
- * worker exits as soon as its connections are done (a Job's app has finished). It does not
- * wait; proxy_pool_free does. */
-void proxy_pool_drain(struct proxy_pool *p, double deadline_s, bool keep);
+ * worker exits as soon as its connections are done (a Job's app has finished). A second call
+ * changes nothing, except that one without |keep| ends the keeping of an earlier one (its
+ * deadline stays). Returns whether the drain in force keeps listeners. It does not wait;
+ * proxy_pool_free does. */
+bool proxy_pool_drain(struct proxy_pool *p, double deadline_s, bool keep);
 
 /* proxy_pool_free drains with a zero deadline unless a drain was asked for, waits for every
  * thread and frees |p|. NULL does nothing. */

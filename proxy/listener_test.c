@@ -319,13 +319,22 @@ Test(pool, drain_lets_connections_finish_until_the_deadline)
     close(up_l);
 }
 
+/* accept_within accepts one connection on |l| within |timeout_ms|, or returns -1. */
+static int accept_within(int l, int timeout_ms)
+{
+    struct pollfd pfd = {.fd = l, .events = POLLIN};
+    return poll(&pfd, 1, timeout_ms) == 1 ? accept(l, NULL, NULL) : -1;
+}
+
 /* With no connection at all: a keeping drain still serves its kept listener until the
- * deadline (the app may call out while the pod stops); one that does not keep ends at once. */
+ * deadline (the app may call out while the pod stops); one that does not keep ends at once;
+ * and a keeping drain that a non-keeping one follows (SIGTERM, then /quitquitquit) ends then. */
 Test(pool, a_keeping_drain_serves_its_kept_listener_until_the_deadline)
 {
     static struct drain_env env = {.mu = PTHREAD_MUTEX_INITIALIZER};
     int up_l = upstream_listener(&env);
-    for (int keep = 1; keep >= 0; keep--) {
+    enum { KEEP, NO_KEEP, KEEP_THEN_NOT } modes[] = {KEEP, NO_KEEP, KEEP_THEN_NOT};
+    for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
         union weft_sockaddr a;
         socklen_t len;
         addr4(&a, &len, "127.0.0.1", 0);
@@ -340,21 +349,28 @@ Test(pool, a_keeping_drain_serves_its_kept_listener_until_the_deadline)
         cr_assert_eq(proxy_pool_start(&p, &cfg), WEFT_OK);
         cr_assert_eq(proxy_pool_bound_addr(p, 0, &a, &len), WEFT_OK);
         double t0 = now_s();
-        proxy_pool_drain(p, 3.0, keep);
+        bool keeps = proxy_pool_drain(p, 3.0, modes[m] != NO_KEEP);
+        cr_assert_eq(keeps, modes[m] != NO_KEEP);
         usleep(300 * 1000);
         int fd = dial(&a, len);
-        if (keep) {
+        if (modes[m] != NO_KEEP) {
             cr_assert_geq(fd, 0, "the kept listener closed %.2f s into the drain", now_s() - t0);
-            int s_fd = accept(up_l, NULL, NULL);
-            cr_assert_geq(s_fd, 0);
+            int s_fd = accept_within(up_l, 5000);
+            cr_assert_geq(s_fd, 0, "the kept listener's connection was not relayed");
             close(s_fd);
             close(fd);
         } else {
             cr_assert_lt(fd, 0, "a drain that keeps nothing still accepts");
         }
+        if (modes[m] == KEEP_THEN_NOT) {
+            cr_assert_not(proxy_pool_drain(p, 3.0, false));
+            usleep(300 * 1000);
+            fd = dial(&a, len);
+            cr_assert_lt(fd, 0, "still accepting after the keeping was ended");
+        }
         proxy_pool_free(p);
         double took = now_s() - t0;
-        if (keep) {
+        if (modes[m] == KEEP) {
             cr_assert_geq(took, 2.9, "the workers left %.2f s before the deadline", took);
         } else {
             cr_assert_lt(took, 2.5, "the workers waited %.2f s with nothing to drain", took);

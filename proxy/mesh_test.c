@@ -214,31 +214,95 @@ Test(mesh, a_policy_change_cuts_a_connection_it_now_denies)
               "see %s", log_b);
 }
 
-/* The same change under a policy with closeGraceSeconds: the live connection stays through
- * the grace, then is cut. */
+/* graced returns the test's policy with closeGraceSeconds |grace| on its ALLOW policy and its
+ * first rule's port 8080 turned into |port| (9090: the held connection is no longer allowed;
+ * 8080: as before). The caller frees it. */
+static char *graced(int grace, const char *port)
+{
+    char *out = weft_xcalloc(1, sizeof(policy) + 64);
+    const char *rules = strstr(policy, "  rules:\n");
+    cr_assert_not_null(rules);
+    memcpy(out, policy, (size_t)(rules - policy));
+    snprintf(out + strlen(out), 64, "  closeGraceSeconds: %d\n", grace);
+    strcat(out, rules);
+    char *p = strstr(out, "\"8080\"");
+    cr_assert_not_null(p);
+    memcpy(p + 1, port, 4);
+    return out;
+}
+
+static void write_policy(char *yaml)
+{
+    cr_assert_eq(mesh_policy_write(&mesh, yaml), WEFT_OK);
+    free(yaml);
+}
+
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Narrowing the ALLOW policy and granting 8 s in one edit: the held connection stays through
+ * the grace (its start is logged with whose grace it is), then is cut. */
 Test(mesh, a_policy_change_with_a_grace_cuts_only_when_the_grace_ends)
 {
     hold();
-    char *changed = weft_xcalloc(1, sizeof(policy) + 64);
-    const char *rules = strstr(policy, "  rules:\n");
-    cr_assert_not_null(rules);
-    memcpy(changed, policy, (size_t)(rules - policy));
-    strcat(changed, "  closeGraceSeconds: 4\n");
-    strcat(changed, rules);
-    char *port = strstr(changed, "\"8080\"");
-    cr_assert_not_null(port);
-    memcpy(port + 1, "9090", 4);
-    cr_assert_eq(mesh_policy_write(&mesh, changed), WEFT_OK);
-    free(changed);
+    write_policy(graced(8, "9090"));
     mesh_cr_wait_file_has(log_b, "closing it after its grace", 20000);
+    double t0 = mono();
     cr_assert(mesh_file_has(log_b, "policy=demo/server-allow-client reason=no-allow-matched "
-                                   "grace_s=4"),
+                                   "grace_s=8 grace_from=demo/server-allow-client"),
               "see %s", log_b);
-    usleep(1500 * 1000); /* well inside the grace: still open */
+    usleep(2000 * 1000); /* well inside the grace: still open */
     cr_assert(!mesh_file_has(mesh_path(&mesh, "hold.out"), "closed after"),
               "cut before its grace ended");
     mesh_cr_wait_file_has(mesh_path(&mesh, "hold.out"), "closed after", 20000);
+    double waited = mono() - t0;
+    cr_assert_geq(waited, 6.0, "cut %.1f s into an 8 s grace", waited);
     mesh_cr_wait_file_has(log_b, "close=\"policy now denies\"", 20000);
+}
+
+/* A change that allows the connection again within its grace keeps it. */
+Test(mesh, a_connection_allowed_again_within_its_grace_stays)
+{
+    hold();
+    write_policy(graced(6, "9090"));
+    mesh_cr_wait_file_has(log_b, "closing it after its grace", 20000);
+    write_policy(graced(6, "8080"));
+    mesh_cr_wait_file_has(log_b, "the policy allows a live connection again: it stays", 20000);
+    usleep(7000 * 1000); /* past the grace it had */
+    cr_assert(!mesh_file_has(mesh_path(&mesh, "hold.out"), "closed after"), "it was cut");
+    cr_assert(!mesh_file_has(log_b, "close=\"policy now denies\""), "see %s", log_b);
+}
+
+/* A grace in course is shortened by a later verdict with less: a DENY without one cuts at
+ * once. */
+Test(mesh, a_deny_policy_without_a_grace_ends_a_grace_in_course)
+{
+    hold();
+    write_policy(graced(60, "9090"));
+    mesh_cr_wait_file_has(log_b, "closing it after its grace", 20000);
+    char *both = weft_xcalloc(1, 2 * sizeof(policy) + 512);
+    char *narrowed = graced(60, "9090");
+    snprintf(both, 2 * sizeof(policy) + 512,
+             "%s---\n"
+             "apiVersion: security.weft.dev/v1alpha1\n"
+             "kind: AuthorizationPolicy\n"
+             "metadata: {name: server-deny-client, namespace: demo}\n"
+             "spec:\n"
+             "  selector: {serviceAccounts: [server]}\n"
+             "  action: DENY\n"
+             "  rules: [{from: [{principals: [\"" CLIENT "\"]}]}]\n",
+             narrowed);
+    free(narrowed);
+    write_policy(both);
+    mesh_cr_wait_file_has(mesh_path(&mesh, "hold.out"), "closed after", 20000);
+    mesh_cr_wait_file_has(log_b, "close=\"policy now denies\"", 20000);
+    cr_assert(mesh_file_has(log_b, "decision=deny policy=demo/server-deny-client rule=0 "
+                                   "reason=deny-matched"),
+              "see %s", log_b);
 }
 
 Test(mesh, a_connection_to_the_proxys_own_port_is_refused_not_looped)

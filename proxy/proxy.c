@@ -199,7 +199,7 @@ struct pconn {
     int64_t peer_not_after;           /* of the verified peer chain; 0: a plaintext peer */
     bool relaying;                    /* decided and relaying: what the re-checks look at */
     uint64_t counted_in, counted_out; /* bytes already in the metrics */
-    int64_t close_at;       /* a policy that now denies it granted a grace until then; 0: none */
+    double close_at; /* a policy that now denies it granted a grace until then (mono_s); 0: none */
     uint32_t allow_grace_s; /* the closeGraceSeconds of the policy that allowed it */
     const char *decision, *reason;
     int64_t rule;
@@ -598,10 +598,34 @@ static void take_verdict(struct pconn *p, struct verdict *v)
     v->note = NULL;
 }
 
+/* not_ready_why says why |s| is not ready (proxy_state_ready is false). */
+static const char *not_ready_why(const struct proxy_state *s)
+{
+    return s->id == NULL    ? "not ready: no SVID from the agent yet"
+           : s->cfg == NULL ? "not ready: no configuration from the agent yet"
+           : s->foreign_cfg ? "not ready: the configuration is for another workload"
+                            : "not ready: the SVID is not valid now";
+}
+
 /* judge decides the connection by policy; on allow dials the app (at the original
  * destination), else closes with the deciding policy and rule. */
 static void judge(struct pconn *p)
 {
+    /* by the newest state: sniffing and a handshake may have taken seconds since the accept,
+     * and a new connection is never judged by a policy that has been replaced */
+    struct proxy_state *now = proxy_agent_state(p->d->agent);
+    if (now->generation != p->st->generation) {
+        proxy_state_unref(p->st);
+        p->st = now;
+        if (!proxy_state_ready(p->st, (int64_t)time(NULL))) {
+            p->reason = not_ready_why(p->st);
+            weft_counter_add(p->d->m.in_refused, 1);
+            proxy_conn_close(p->c, p->reason);
+            return;
+        }
+    } else {
+        proxy_state_unref(now);
+    }
     if (p->peer != NULL && proxy_state_denied(p->st, p->peer, p->serial)) {
         weft_counter_add(p->d->m.in_denied, 1); /* revoked after its verifying creds were made */
         cut(p, "peer revoked", TLS_CUT_REVOKED);
@@ -776,12 +800,10 @@ static void sniff(struct pconn *p)
 
 struct recheck {
     struct proxy_state *now_state;
-    int64_t now;
+    int64_t now; /* wall clock, for certificates */
+    double mono; /* monotonic, for graces */
 };
 
-/* recheck closes a relaying connection that its peer's certificate, the deny list or the policy
- * no longer allows (DESIGN.md §2: an SVID past notAfter is never accepted; issue 6: revocation
- * and policy changes reach live connections), with the reason in the access log. */
 /* allow_grace is the closeGraceSeconds of the policy that let |p| in, now that it no longer
  * does: as |snap| (the new policy) has it, or as it was when |p| was allowed if it is gone. */
 static uint32_t allow_grace(const struct pconn *p, const struct policy_snapshot *snap)
@@ -797,6 +819,9 @@ static uint32_t allow_grace(const struct pconn *p, const struct policy_snapshot 
     return p->allow_grace_s;
 }
 
+/* recheck closes a relaying connection that its peer's certificate, the deny list or the policy
+ * no longer allows (DESIGN.md §2: an SVID past notAfter is never accepted; issue 6: revocation
+ * and policy changes reach live connections), with the reason in the access log. */
 static void recheck(struct proxy_conn *c, void *arg)
 {
     struct recheck *r = arg;
@@ -824,21 +849,28 @@ static void recheck(struct proxy_conn *c, void *arg)
     if (p->inbound && r->now_state->cfg != NULL && r->now_state->cfg != p->st->cfg) {
         struct verdict v;
         decide(p, r->now_state->cfg->policy, &v);
-        uint32_t grace = v.why == POLICY_REASON_DENY_MATCHED
-                             ? v.grace_s
+        /* the grace: the DENY policy's that now matches; for a peer the ALLOW policies no
+         * longer let in, that of the one that had; none for mtls-strict (no rule changed) */
+        const char *from = v.why == POLICY_REASON_DENY_MATCHED ? v.policy : p->policy;
+        uint32_t grace = v.why == POLICY_REASON_DENY_MATCHED ? v.grace_s
+                         : v.why == POLICY_REASON_MTLS_STRICT
+                             ? 0
                              : allow_grace(p, r->now_state->cfg->policy);
-        if (!v.allow && p->close_at == 0 && grace > 0) {
-            /* judged again each second until the grace ends (the new state is not taken
-             * meanwhile), and kept if a change allows it again */
-            p->close_at = r->now + grace;
+        /* every denying verdict may shorten a grace in course (a DENY with none ends it) */
+        double until = r->mono + grace;
+        if (!v.allow && grace > 0 && p->close_at == 0) {
             char in[16];
             snprintf(in, sizeof(in), "%u", grace);
             weft_log(WEFT_LOG_INFO,
-                     "the policy now denies a live connection: closing it after its grace", 6,
+                     "the policy now denies a live connection: closing it after its grace", 7,
                      "src", p->src_s, "dst", p->dst_s, "peer", p->peer != NULL ? p->peer : "-",
-                     "policy", v.policy, "reason", v.reason, "grace_s", in);
+                     "policy", v.policy, "reason", v.reason, "grace_s", in, "grace_from", from);
         }
-        if (!v.allow && p->close_at != 0 && r->now < p->close_at) {
+        if (!v.allow && grace > 0 && (p->close_at == 0 || until < p->close_at)) {
+            p->close_at = until; /* judged again each second until then; the new state is not
+                                  * taken meanwhile, so a change that allows it again keeps it */
+        }
+        if (!v.allow && p->close_at != 0 && grace > 0 && r->mono < p->close_at) {
             free(v.note); /* until then it keeps the verdict it was allowed by */
             return;
         }
@@ -863,21 +895,12 @@ static void recheck(struct proxy_conn *c, void *arg)
 static void on_tick(struct proxy_loop *pl, void *arg)
 {
     struct daemon *d = arg;
-    struct recheck r = {proxy_agent_state(d->agent), (int64_t)time(NULL)};
+    struct recheck r = {proxy_agent_state(d->agent), (int64_t)time(NULL), mono_s()};
     proxy_loop_each(pl, recheck, &r);
     proxy_state_unref(r.now_state);
 }
 
 /* --- accepting ----------------------------------------------------------------------------- */
-
-/* not_ready_why says why |s| is not ready (proxy_state_ready is false). */
-static const char *not_ready_why(const struct proxy_state *s)
-{
-    return s->id == NULL    ? "not ready: no SVID from the agent yet"
-           : s->cfg == NULL ? "not ready: no configuration from the agent yet"
-           : s->foreign_cfg ? "not ready: the configuration is for another workload"
-                            : "not ready: the SVID is not valid now";
-}
 
 /* refuse closes a connection refused before it became one (no destination, not ready), with
  * |why| in the access log. */
@@ -1052,8 +1075,9 @@ static int route_quit(void *arg, char **body, size_t *len, const char **type)
     (void)type;
     struct daemon *d = arg;
     atomic_store(&d->quit, true);
-    /* the listeners close now, not at the main thread's next look (the app is done: a Job) */
-    proxy_pool_drain(d->pool, drain_s(d->o), false);
+    /* the listeners close now, not at the main thread's next look (the app is done: a Job),
+     * the outbound ones too if a signal's drain kept them */
+    (void)proxy_pool_drain(d->pool, drain_s(d->o), false);
     *body = weft_xstrndup("draining\n", 9);
     *len = 9;
     return 200;
@@ -1248,13 +1272,22 @@ int proxy_daemon_run(const struct proxy_opts *o)
      * listeners serve it until the deadline; /quitquitquit: the app is done (a Job), and the
      * proxy leaves as soon as its connections are */
     bool keep = !atomic_load(&d->quit); /* a signal, and no /quitquitquit before it */
-    weft_log(WEFT_LOG_INFO, "weft-proxy draining", 2, "deadline_s", ds, "outbound",
-             keep ? "served until the deadline" : "closed");
     atomic_store(&d->quit, true);
-    proxy_pool_drain(d->pool, drain, keep);
+    keep = proxy_pool_drain(d->pool, drain, keep); /* what is in force, whoever asked first */
+    weft_log(WEFT_LOG_INFO, "weft-proxy draining", 2, "deadline_s", ds, "outbound",
+             keep ? "served until the deadline (POST /quitquitquit ends it)" : "closed");
+    double give_up = mono_s() + drain + 5;
     while (!proxy_pool_exited(d->pool)) {
         weft_gauge_set(d->m.open, (double)proxy_pool_open_conns(d->pool));
         weft_gauge_set(d->m.buffered, (double)proxy_pool_buffered_bytes(d->pool));
+        if (mono_s() > give_up) {
+            /* a worker stuck past its deadline: joining it would hang the pod's stop */
+            weft_log(WEFT_LOG_ERROR,
+                     "weft-proxy workers did not stop after the drain deadline; "
+                     "exiting without them",
+                     0);
+            _exit(1);
+        }
         struct timespec ts = {0, 50 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
