@@ -59,8 +59,9 @@ static const char usage[] =
     "closed with a TLS alert that says why, and the access log says it too.\n"
     "SIGTERM or SIGINT drains for --drain-s: inbound listeners close at once, outbound ones\n"
     "keep serving the app (which may still be running) until the deadline, and connections\n"
-    "still open then are closed. POST /quitquitquit (a Job whose app is done) closes both and\n"
-    "exits as soon as the open connections are done, at --drain-s at the latest.\n"
+    "still open then are closed. POST /quitquitquit (a Job whose app is done), before or during\n"
+    "that drain, closes both and exits as soon as the open connections are done, at --drain-s\n"
+    "at the latest.\n"
     "Logs go to stderr as logfmt, one access-log line per connection. Exit: 0 after a drain,\n"
     "1 could not start, 2 usage.\n";
 
