@@ -715,6 +715,15 @@ static int finish(struct tls_conn *t)
                 : 0;
     }
     t->done = true;
+    if (t->is_server) {
+        /* BoringSSL queues its NewSessionTicket messages and sends them with the next write: a
+         * zero-length write sends them now, so a client hears them even if the server side
+         * never speaks (an idle connection, a client-first protocol), and the handshake state
+         * that holds them is freed. A full socket keeps them for the next write. */
+        ERR_clear_error();
+        (void)SSL_write(t->ssl, "", 0);
+        ERR_clear_error();
+    }
     return WEFT_OK;
 }
 

@@ -625,6 +625,32 @@ Test(tls, second_connection_resumes)
     testlib_cred_cleanup(&sl);
 }
 
+/* The server's tickets leave with its handshake, not with its first data: a client whose
+ * server says nothing (a client-first protocol still waiting, an idle connection) has one for
+ * its next connection all the same. */
+Test(tls, tickets_arrive_before_the_server_sends_data)
+{
+    struct testlib_cred cl = good_leaf(CLIENT_ID), sl = good_leaf(SERVER_ID);
+    struct tls_creds *cc = creds_of(&cl), *sc = creds_of(&sl);
+    struct duo d1, d2;
+    duo_start(&d1, cc, sc, SERVER_ID);
+    duo_handshake(&d1);
+    cr_assert_eq(d1.crc, WEFT_OK, "%s", tls_conn_reason(d1.c));
+    uint8_t buf[16];
+    int want = 0;
+    for (int i = 0; i < 3; i++) { /* the client reads what came: tickets only, no data */
+        cr_assert_eq(tls_xprt.recv(d1.c, d1.sv[0], buf, sizeof(buf), &want), WEFT_EAGAIN);
+    }
+    ok_duo(&d2, cc, sc, SERVER_ID);
+    cr_assert(tls_conn_resumed(d2.c), "no ticket reached the client before any data");
+    duo_end(&d1);
+    duo_end(&d2);
+    tls_creds_unref(cc);
+    tls_creds_unref(sc);
+    testlib_cred_cleanup(&cl);
+    testlib_cred_cleanup(&sl);
+}
+
 /* Connections opened at once to one peer each find a ticket: the server sends two per
  * handshake, and the client keeps both (up to TLS_TICKETS_PER_PEER). */
 Test(tls, parallel_connections_to_one_peer_each_resume)

@@ -355,6 +355,32 @@ static double metric(enum mesh_pod_id pod, const char *series)
     return v;
 }
 
+/* private_kib returns the memory of |pid| no other process shares (Private_Clean and
+ * Private_Dirty of /proc/PID/smaps_rollup: VmRSS less the shared libraries' pages, which every
+ * proxy on a node maps once), in KiB. */
+static long private_kib(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
+    FILE *f = fopen(path, "r");
+    long kib = 0, v;
+    int seen = 0;
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+        if (sscanf(line, "Private_Clean: %ld kB", &v) == 1 ||
+            sscanf(line, "Private_Dirty: %ld kB", &v) == 1) {
+            kib += v;
+            seen++;
+        }
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+    if (seen != 2) {
+        die("rss", "no Private_Clean/Private_Dirty in %s", path);
+    }
+    return kib;
+}
+
 /* rss_kib returns the VmRSS of |pid|, in KiB. */
 static long rss_kib(pid_t pid)
 {
@@ -583,6 +609,7 @@ int main(void)
     proxies_start(NULL);
     check_stop();
     long rss_fresh[2] = {rss_kib(m.pods[0].proxy_pid), rss_kib(m.pods[1].proxy_pid)};
+    long private_fresh[2] = {private_kib(m.pods[0].proxy_pid), private_kib(m.pods[1].proxy_pid)};
 
     char conns[16], len[16], max[16], t[16], bytes[32];
     snprintf(conns, sizeof(conns), "%d", RR_CONNS);
@@ -678,6 +705,8 @@ int main(void)
     printf("\nVmRSS of each proxy (2 workers)                    %12s %12s\n", "proxy A",
            "proxy B");
     printf("  %-50s %8ld KiB %8ld KiB\n", "fresh, ready, nothing open", rss_fresh[0], rss_fresh[1]);
+    printf("  %-50s %8ld KiB %8ld KiB\n", "  of which private (not shared library pages)",
+           private_fresh[0], private_fresh[1]);
     printf("  %-50s %8ld KiB %8ld KiB\n", "after the runs above, nothing open", rss_after[0],
            rss_after[1]);
     char what[96];
