@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages weft builds and tests with, when any is missing; says nothing
-# and takes well under a second when all are there. Usage: tools/install-deps.sh [--test]
+# and takes well under a second when all are there. Usage: tools/install-deps.sh [--test] [--bench]
 # (--test adds what the test command needs beyond the build: clang and libFuzzer, clang-format,
 # and for the SPIFFE interop test's independent client, test/interop/spiffe_client.go, Go and
 # grpc-go, Go protobuf, protoc and protoc-gen-go, all Debian packages: nothing else is fetched).
@@ -35,7 +35,13 @@ test_pkgs=(
     iproute2                    # ip tuntap in iptables_test's namespaces
 )
 
+# --bench: what //test/bench:mesh_bar (issue 7's performance bar) runs beside weft
+bench_pkgs=(wrk haproxy iptables iproute2)
+
 pkgs=("${build_pkgs[@]}")
+if [[ " $* " == *" --bench "* ]]; then
+    pkgs+=("${bench_pkgs[@]}")
+fi
 if [[ "${1:-}" == "--test" ]]; then
     pkgs+=("${test_pkgs[@]}")
 fi
