@@ -7,7 +7,10 @@
  *   proxy_load serve echo IP PORT      echo every byte back, on any number of connections
  *   proxy_load serve sink IP PORT      read and drop; one byte "k" back for each whole MiB read
  *                                      (the bulk client's acknowledgement)
- *     Both print "listening" once bound and run until killed.
+ *   proxy_load serve http IP PORT      HTTP/1.1 keep-alive: answers each request (its header
+ *                                      block; GET, no body) with 200 and HTTP_BODY_LEN bytes
+ *                                      (mesh_bar's wrk target)
+ *     Each prints "listening" once bound and runs until killed.
  *
  *   proxy_load rr IP PORT CONNS SIZE MAX_OPS MAX_S
  *     CONNS connections, each in a closed loop: send SIZE bytes, read SIZE back (the echo), once
@@ -20,10 +23,11 @@
  *     one connection to a sink: 1 MiB and its ack untimed, then whole MiB writes until
  *     MAX_BYTES or MAX_S, timed until the sink acknowledged the last one. Prints "bulk bytes=
  *     seconds=".
- *   proxy_load idle IP PORT N MAX_S
+ *   proxy_load idle IP PORT N MAX_S [check]
  *     opens N connections one after the other, each with a 1-byte echo round trip, within
  *     MAX_S; prints "idle open= seconds=", then holds them until SIGTERM (or MAX_S more),
- *     closes them and prints "idle closed". */
+ *     closes them and prints "idle closed". With "check", one more round trip on each before
+ *     closing (within STALL_S in all): "idle closed alive=" how many made it. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -49,6 +53,9 @@
 #define STALL_S 10.0     /* any loop that makes no progress this long fails */
 #define SERVER_BUF 65536 /* echo: bytes read at once, and held when the peer cannot take them */
 #define LISTEN_BACKLOG 4096
+#define HTTP_BODY_LEN 1024 /* serve http: the body of every response */
+
+enum serve_mode { SERVE_ECHO, SERVE_SINK, SERVE_HTTP };
 
 struct server_conn {
     int fd;
@@ -57,19 +64,24 @@ struct server_conn {
     size_t pend_len, pend_off;
     uint64_t sunk;    /* sink: bytes read beyond the last acknowledged MiB */
     size_t acks_owed; /* sink: "k" bytes not yet written */
+    bool http;
+    uint8_t http_match; /* http: bytes of "\r\n\r\n" seen at the end of what was read */
+    size_t resp_owed;   /* http: responses not yet written in full */
+    size_t resp_off;    /* http: bytes of the first of them written */
+    bool want_out;      /* http: waiting for EPOLLOUT rather than EPOLLIN */
 };
 
 static double now_s(void);
 static int fail(const char *what);
 static int parse_addr(struct sockaddr_in *out, const char *ip, const char *port);
 static void set_nodelay(int fd);
-static int serve(const struct sockaddr_in *a, bool sink);
+static int serve(const struct sockaddr_in *a, enum serve_mode mode);
 static int client_rr(const struct sockaddr_in *a, int conns, size_t size, long max_ops,
                      double max_s);
 static int client_connect(const struct sockaddr_in *a, int conns, size_t size, long max_ops,
                           double max_s);
 static int client_bulk(const struct sockaddr_in *a, uint64_t max_bytes, double max_s);
-static int client_idle(const struct sockaddr_in *a, int n, double max_s);
+static int client_idle(const struct sockaddr_in *a, int n, double max_s, bool check);
 
 static double now_s(void)
 {
@@ -144,10 +156,81 @@ static bool server_conn_flush(int ep, struct server_conn *c)
     return true;
 }
 
+/* the one response of serve http, made once by http_response_init */
+static uint8_t http_resp[256 + HTTP_BODY_LEN];
+static size_t http_resp_len;
+
+static void http_response_init(void)
+{
+    int n = snprintf((char *)http_resp, sizeof(http_resp),
+                     "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                     "Content-Length: %d\r\n\r\n",
+                     HTTP_BODY_LEN);
+    memset(http_resp + n, 'x', HTTP_BODY_LEN);
+    http_resp_len = (size_t)n + HTTP_BODY_LEN;
+}
+
+/* http_watch asks for EPOLLOUT (|out|) or EPOLLIN, only when that changes: one syscall fewer per
+ * request on the core the proxies share. */
+static void http_watch(int ep, struct server_conn *c, bool out)
+{
+    if (c->want_out != out) {
+        struct epoll_event ev = {.events = out ? EPOLLOUT : EPOLLIN, .data.ptr = c};
+        epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+        c->want_out = out;
+    }
+}
+
+/* http_flush writes the responses |c| owes; false when the connection is gone. While one is
+ * held, |c| waits for EPOLLOUT and does not read. */
+static bool http_flush(int ep, struct server_conn *c)
+{
+    while (c->resp_owed > 0) {
+        ssize_t w = write(c->fd, http_resp + c->resp_off, http_resp_len - c->resp_off);
+        if (w < 0 && errno == EAGAIN) {
+            http_watch(ep, c, true);
+            return true;
+        }
+        if (w < 0) {
+            return false;
+        }
+        if ((c->resp_off += (size_t)w) == http_resp_len) {
+            c->resp_off = 0;
+            c->resp_owed--;
+        }
+    }
+    http_watch(ep, c, false);
+    return true;
+}
+
+/* http_readable counts the requests that ended in what is there (a request's header block
+ * ends at an empty line, RFC 9112 §2.1; a GET has no body) and answers them. */
+static bool http_readable(int ep, struct server_conn *c, uint8_t *scratch)
+{
+    static const char end[] = "\r\n\r\n";
+    ssize_t n = read(c->fd, scratch, SERVER_BUF);
+    if (n == 0 || (n < 0 && errno != EAGAIN)) {
+        return false;
+    }
+    for (ssize_t i = 0; i < n; i++) {
+        c->http_match = scratch[i] == (uint8_t)end[c->http_match] ? (uint8_t)(c->http_match + 1)
+                        : scratch[i] == '\r'                      ? 1
+                                                                  : 0;
+        if (c->http_match == 4) {
+            c->resp_owed++;
+            c->http_match = 0;
+        }
+    }
+    return http_flush(ep, c);
+}
+
 /* server_conn_readable reads what is there; false when the connection is done. */
 static bool server_conn_readable(int ep, struct server_conn *c)
 {
     static uint8_t scratch[SERVER_BUF];
+    if (c->http) {
+        return c->resp_owed > 0 ? http_flush(ep, c) : http_readable(ep, c, scratch);
+    }
     if (c->pend_len > 0) {
         return server_conn_flush(ep, c);
     }
@@ -169,8 +252,10 @@ static bool server_conn_readable(int ep, struct server_conn *c)
     return server_conn_flush(ep, c);
 }
 
-static int serve(const struct sockaddr_in *a, bool sink)
+static int serve(const struct sockaddr_in *a, enum serve_mode mode)
 {
+    bool sink = mode == SERVE_SINK;
+    http_response_init();
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
     if (lfd < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
         bind(lfd, (const struct sockaddr *)a, sizeof(*a)) != 0 ||
@@ -195,14 +280,16 @@ static int serve(const struct sockaddr_in *a, bool sink)
                     c = calloc(1, sizeof(*c));
                     c->fd = fd;
                     c->sink = sink;
-                    c->pend = sink ? NULL : malloc(SERVER_BUF);
+                    c->http = mode == SERVE_HTTP;
+                    c->pend = mode == SERVE_ECHO ? malloc(SERVER_BUF) : NULL;
                     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
                     epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
                 }
                 continue;
             }
-            bool ok =
-                (evs[i].events & EPOLLOUT) ? server_conn_flush(ep, c) : server_conn_readable(ep, c);
+            bool ok = !(evs[i].events & EPOLLOUT) ? server_conn_readable(ep, c)
+                      : c->http                   ? http_flush(ep, c)
+                                                  : server_conn_flush(ep, c);
             if (!ok) {
                 server_conn_close(ep, c);
             }
@@ -505,7 +592,7 @@ static void on_term(int sig)
     idle_stop = 1;
 }
 
-static int client_idle(const struct sockaddr_in *a, int n, double max_s)
+static int client_idle(const struct sockaddr_in *a, int n, double max_s, bool check)
 {
     static int fds[MAX_CONNS];
     struct sigaction sa = {.sa_handler = on_term};
@@ -526,10 +613,18 @@ static int client_idle(const struct sockaddr_in *a, int n, double max_s)
     while (!idle_stop && now_s() - held < max_s) {
         poll(NULL, 0, 50);
     }
+    int alive = 0;
+    double checked = now_s();
     for (int i = 0; i < open; i++) {
+        uint8_t b = 'j';
+        alive += check && now_s() - checked < STALL_S && round_trip(fds[i], &b, 1);
         close(fds[i]);
     }
-    printf("idle closed\n");
+    if (check) {
+        printf("idle closed alive=%d\n", alive);
+    } else {
+        printf("idle closed\n");
+    }
     return 0;
 }
 
@@ -544,9 +639,13 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     setvbuf(stdout, NULL, _IOLBF, 0);
     struct sockaddr_in a;
-    if (argc == 5 && strcmp(argv[1], "serve") == 0 && parse_addr(&a, argv[3], argv[4]) == 0 &&
-        (strcmp(argv[2], "echo") == 0 || strcmp(argv[2], "sink") == 0)) {
-        return serve(&a, strcmp(argv[2], "sink") == 0);
+    static const char *const modes[] = {
+        [SERVE_ECHO] = "echo", [SERVE_SINK] = "sink", [SERVE_HTTP] = "http"};
+    for (int i = 0; argc == 5 && i < (int)(sizeof(modes) / sizeof(modes[0])); i++) {
+        if (strcmp(argv[1], "serve") == 0 && strcmp(argv[2], modes[i]) == 0 &&
+            parse_addr(&a, argv[3], argv[4]) == 0) {
+            return serve(&a, (enum serve_mode)i);
+        }
     }
     if (argc >= 4 && parse_addr(&a, argv[2], argv[3]) == 0) {
         bool rr = strcmp(argv[1], "rr") == 0;
@@ -563,14 +662,15 @@ int main(int argc, char **argv)
         if (strcmp(argv[1], "bulk") == 0 && argc == 6 && atof(argv[5]) > 0) {
             return client_bulk(&a, strtoull(argv[4], NULL, 10), atof(argv[5]));
         }
-        if (strcmp(argv[1], "idle") == 0 && argc == 6 && atoi(argv[4]) >= 1 &&
+        bool check = argc == 7 && strcmp(argv[6], "check") == 0;
+        if (strcmp(argv[1], "idle") == 0 && (argc == 6 || check) && atoi(argv[4]) >= 1 &&
             atoi(argv[4]) <= MAX_CONNS && atof(argv[5]) > 0) {
-            return client_idle(&a, atoi(argv[4]), atof(argv[5]));
+            return client_idle(&a, atoi(argv[4]), atof(argv[5]), check);
         }
     }
-    fprintf(stderr, "usage: proxy_load serve echo|sink IP PORT\n"
+    fprintf(stderr, "usage: proxy_load serve echo|sink|http IP PORT\n"
                     "       proxy_load rr|connect IP PORT CONNS SIZE MAX_OPS MAX_S\n"
                     "       proxy_load bulk IP PORT MAX_BYTES MAX_S\n"
-                    "       proxy_load idle IP PORT N MAX_S\n");
+                    "       proxy_load idle IP PORT N MAX_S [check]\n");
     return 2;
 }
