@@ -16,11 +16,14 @@
 #include <unistd.h>
 
 #include <grpc/grpc.h>
+#include <jansson.h>
 
 #include "lib/base/file.h"
 #include "test/testlib/net.h"
 
-#define NS_PREFIX "weft-mesh-" /* weft-mesh-a-PID, weft-mesh-b-PID; veths wmaPID, wmbPID */
+/* weft-mesh-a-PID, weft-mesh-b-PID (weft-mesh-c-PID, and weft-mesh-s-PID for the bridge
+ * wmbrPID); veths wmaPID, wmbPID (wmcPID; their bridge ends wmsaPID, wmsbPID, wmscPID) */
+#define NS_PREFIX "weft-mesh-"
 
 static const char *const own_runfiles[] = {"proxy/weft-proxy", "cli/weftctl"};
 
@@ -324,8 +327,13 @@ int mesh_proxies_start(struct mesh *m, const char *const *extra_a, const char *c
 {
     TRY(mesh_proxy_start(m, MESH_POD_A, extra_a, err, err_len));
     TRY(mesh_proxy_start(m, MESH_POD_B, extra_b, err, err_len));
-    TRY(mesh_proxy_wait_ready(m, MESH_POD_A, 2, 30000, err, err_len));
-    return mesh_proxy_wait_ready(m, MESH_POD_B, 2, 30000, err, err_len);
+    if (m->num_pods == 3) {
+        TRY(mesh_proxy_start(m, MESH_POD_C, NULL, err, err_len));
+    }
+    for (size_t i = 0; i < m->num_pods; i++) {
+        TRY(mesh_proxy_wait_ready(m, (enum mesh_pod_id)i, (int)m->num_pods, 30000, err, err_len));
+    }
+    return WEFT_OK;
 }
 
 int mesh_proxy_stop(struct mesh *m, enum mesh_pod_id pod, int sig, int timeout_ms, int *out_status)
@@ -530,7 +538,7 @@ static void reap_stale(void)
         char pod;
         int pid, used = 0;
         if (sscanf(e->d_name, NS_PREFIX "%c-%d%n", &pod, &pid, &used) != 2 ||
-            e->d_name[used] != '\0' || (pod != 'a' && pod != 'b') || !dead(pid)) {
+            e->d_name[used] != '\0' || strchr("abcs", pod) == NULL || !dead(pid)) {
             continue;
         }
         char cmd[256];
@@ -542,21 +550,45 @@ static void reap_stale(void)
     closedir(d);
 }
 
-static int make_pods(struct mesh *m, const struct mesh_opts *o, char *err, size_t err_len)
+/* wire_pods joins the pods: two by one veth; three by a veth each to a bridge in a namespace
+ * of their own (so that no run's traffic touches the node's namespace or another run's). */
+static int wire_pods(struct mesh *m, char *err, size_t err_len)
 {
     int id = (int)getpid();
-    m->made_ns = true;
-    TRY(sh(err, err_len, "ip netns add %s && ip netns add %s", m->pods[0].ns, m->pods[1].ns));
-    TRY(sh(err, err_len, "ip link add wma%d type veth peer name wmb%d", id, id));
-    TRY(sh(err, err_len, "ip link set wma%d netns %s && ip link set wmb%d netns %s", id,
-           m->pods[0].ns, id, m->pods[1].ns));
-    for (size_t i = 0; i < nitems(m->pods); i++) {
-        struct mesh_pod *p = &m->pods[i];
-        char c = i == 0 ? 'a' : 'b';
+    if (m->num_pods == 2) {
+        TRY(sh(err, err_len, "ip link add %s type veth peer name %s", m->pods[0].veth,
+               m->pods[1].veth));
+        return sh(err, err_len, "ip link set %s netns %s && ip link set %s netns %s",
+                  m->pods[0].veth, m->pods[0].ns, m->pods[1].veth, m->pods[1].ns);
+    }
+    TRY(sh(err, err_len,
+           "ip netns add %s && ip -n %s link add wmbr%d type bridge && "
+           "ip -n %s link set wmbr%d up",
+           m->switch_ns, m->switch_ns, id, m->switch_ns, id));
+    for (size_t i = 0; i < m->num_pods; i++) {
+        char c = (char)('a' + i);
         TRY(sh(err, err_len,
-               "ip -n %s addr add %s/24 dev wm%c%d && ip -n %s link set wm%c%d up && "
+               "ip link add %s type veth peer name wms%c%d && ip link set %s netns %s && "
+               "ip link set wms%c%d netns %s && ip -n %s link set wms%c%d master wmbr%d up",
+               m->pods[i].veth, c, id, m->pods[i].veth, m->pods[i].ns, c, id, m->switch_ns,
+               m->switch_ns, c, id, id));
+    }
+    return WEFT_OK;
+}
+
+static int make_pods(struct mesh *m, const struct mesh_opts *o, char *err, size_t err_len)
+{
+    m->made_ns = true;
+    for (size_t i = 0; i < m->num_pods; i++) {
+        TRY(sh(err, err_len, "ip netns add %s", m->pods[i].ns));
+    }
+    TRY(wire_pods(m, err, err_len));
+    for (size_t i = 0; i < m->num_pods; i++) {
+        struct mesh_pod *p = &m->pods[i];
+        TRY(sh(err, err_len,
+               "ip -n %s addr add %s/24 dev %s && ip -n %s link set %s up && "
                "ip -n %s link set lo up",
-               p->ns, p->ip, c, id, p->ns, c, id, p->ns));
+               p->ns, p->ip, p->veth, p->ns, p->veth, p->ns));
         TRY(sh(err, err_len,
                "ip netns exec %s %s iptables install --proxy-uid %u --no-ipv6 %s >/dev/null", p->ns,
                mesh_bin(m, "weftctl"), p->proxy_uid,
@@ -597,13 +629,23 @@ int mesh_start(struct mesh *m, const struct mesh_opts *o, char *err, size_t err_
     if (geteuid() != 0) {
         return say(err, err_len, WEFT_EINVAL, "pods as network namespaces need root");
     }
+    if (o->num_pods != 0 && o->num_pods != 2 && o->num_pods != 3) {
+        return say(err, err_len, WEFT_EINVAL, "%d pods: 2 or 3", o->num_pods);
+    }
     reap_stale();
     int id = (int)getpid();
-    for (size_t i = 0; i < nitems(m->pods); i++) {
+    static const char *const ips[] = {MESH_IP_A, MESH_IP_B, MESH_IP_C};
+    static const unsigned uids[] = {MESH_UID_PROXY_A, MESH_UID_PROXY_B, MESH_UID_PROXY_C};
+    m->num_pods = o->num_pods == 3 ? 3 : 2;
+    for (size_t i = 0; i < m->num_pods; i++) {
         struct mesh_pod *p = &m->pods[i];
-        snprintf(p->ns, sizeof(p->ns), NS_PREFIX "%c-%d", i == 0 ? 'a' : 'b', id);
-        p->ip = i == 0 ? MESH_IP_A : MESH_IP_B;
-        p->proxy_uid = i == 0 ? MESH_UID_PROXY_A : MESH_UID_PROXY_B;
+        snprintf(p->ns, sizeof(p->ns), NS_PREFIX "%c-%d", (char)('a' + i), id);
+        snprintf(p->veth, sizeof(p->veth), "wm%c%d", (char)('a' + i), id);
+        p->ip = ips[i];
+        p->proxy_uid = uids[i];
+    }
+    if (m->num_pods == 3) {
+        snprintf(m->switch_ns, sizeof(m->switch_ns), NS_PREFIX "s-%d", id);
     }
     grpc_init();
     m->grpc = true;
@@ -636,27 +678,36 @@ int mesh_start(struct mesh *m, const struct mesh_opts *o, char *err, size_t err_
         return say(err, err_len, WEFT_EIO, "no join token for the agent");
     }
     struct rpc_status st = {0};
-    if (agent_proc_entry(&m->ca, MESH_ID_A, MESH_UID_PROXY_A, &st) != WEFT_OK ||
-        agent_proc_entry(&m->ca, MESH_ID_B, MESH_UID_PROXY_B, &st) != WEFT_OK) {
-        return say(err, err_len, WEFT_EIO, "CreateEntry: %s", st.details);
+    static const char *const ids[] = {MESH_ID_A, MESH_ID_B, MESH_ID_C};
+    for (size_t i = 0; i < m->num_pods; i++) {
+        if (agent_proc_entry(&m->ca, ids[i], uids[i], &st) != WEFT_OK) {
+            return say(err, err_len, WEFT_EIO, "CreateEntry: %s", st.details);
+        }
     }
     m->agent.extra[0] = "--claim-cidr";
     m->agent.extra[1] = "198.18.0.0/15";
+    for (size_t i = 0; o->agent_extra[i] != NULL; i++) {
+        if (i + 2 >= nitems(m->agent.extra)) {
+            return say(err, err_len, WEFT_ELIMIT, "over %zu agent flags",
+                       nitems(m->agent.extra) - 2);
+        }
+        m->agent.extra[i + 2] = o->agent_extra[i];
+    }
     if (agent_proc_start(&m->agent, true) != WEFT_OK ||
-        agent_proc_wait_served(&m->agent, 2, 20000) != WEFT_OK) {
-        return say(err, err_len, WEFT_EIO, "the agent never served both SVIDs; see %s",
-                   m->agent.log);
+        agent_proc_wait_served(&m->agent, (int)m->num_pods, 20000) != WEFT_OK) {
+        return say(err, err_len, WEFT_EIO, "the agent never served the %zu pods' SVIDs; see %s",
+                   m->num_pods, m->agent.log);
     }
     /* what the proxies and apps (other uids) write: admin sockets, logs, outputs */
     snprintf(m->run_dir, sizeof(m->run_dir), "%s/pods", m->ca.dir);
     if (mkdir(m->run_dir, 0777) != 0 || chmod(m->run_dir, 0777) != 0) {
         return say(err, err_len, WEFT_EIO, "cannot make %s: %s", m->run_dir, strerror(errno));
     }
-    for (size_t i = 0; i < nitems(m->pods); i++) {
+    for (size_t i = 0; i < m->num_pods; i++) {
         struct mesh_pod *p = &m->pods[i];
         snprintf(p->admin_sock, sizeof(p->admin_sock), "%s/proxy-%c.sock", m->run_dir,
-                 i == 0 ? 'a' : 'b');
-        snprintf(p->log, sizeof(p->log), "%s/proxy-%c.log", m->run_dir, i == 0 ? 'a' : 'b');
+                 (char)('a' + i));
+        snprintf(p->log, sizeof(p->log), "%s/proxy-%c.log", m->run_dir, (char)('a' + i));
     }
     TRY(copy_bins(m, o, err, err_len));
     return make_pods(m, o, err, err_len);
@@ -687,13 +738,17 @@ void mesh_cleanup(struct mesh *m)
             forget(m, pid); /* unkillable: do not loop on it */
         }
     }
-    if (m->made_ns) { /* the veth and the iptables rules go with the namespaces */
-        for (size_t i = 0; i < nitems(m->pods); i++) {
+    if (m->made_ns) { /* the veths, the bridge and the iptables rules go with the namespaces */
+        for (size_t i = 0; i <= m->num_pods; i++) {
+            const char *ns = i < m->num_pods ? m->pods[i].ns : m->switch_ns;
+            if (ns[0] == '\0') {
+                continue;
+            }
             char cmd[256];
             snprintf(cmd, sizeof(cmd),
                      "for p in $(ip netns pids %s 2>/dev/null); do kill -9 $p; done; "
                      "ip netns del %s 2>/dev/null",
-                     m->pods[i].ns, m->pods[i].ns);
+                     ns, ns);
             (void)!system(cmd);
         }
     }
@@ -707,4 +762,174 @@ void mesh_cleanup(struct mesh *m)
         grpc_shutdown();
     }
     mesh_init(m);
+}
+
+/* --- certificates and rotation ----------------------------------------------------------- */
+
+int mesh_certs(const struct mesh *m, enum mesh_pod_id pod, struct mesh_certs *out)
+{
+    char buf[8192];
+    memset(out, 0, sizeof(*out));
+    ENSURE(mesh_admin(m, pod, "GET", "/certs", buf, sizeof(buf)) == 200, WEFT_EIO);
+    const char *body = strstr(buf, "\r\n\r\n");
+    ENSURE(body != NULL, WEFT_EIO);
+    json_t *o = json_loads(body + 4, JSON_DISABLE_EOF_CHECK, NULL);
+    ENSURE(o != NULL, WEFT_EIO);
+    int rc = WEFT_EIO;
+    const char *serial = json_string_value(json_object_get(o, "serial"));
+    json_t *not_after = json_object_get(o, "not_after");
+    json_t *chain = json_object_get(o, "chain");
+    if (serial == NULL || serial[0] == '\0' || strlen(serial) >= sizeof(out->serial) ||
+        !json_is_integer(not_after) || !json_is_array(chain)) {
+        goto out;
+    }
+    snprintf(out->serial, sizeof(out->serial), "%s", serial);
+    out->not_after = (long long)json_integer_value(not_after);
+    out->chain_not_after = out->not_after;
+    size_t i;
+    json_t *c;
+    json_array_foreach(chain, i, c)
+    {
+        json_t *na = json_object_get(c, "not_after");
+        if (!json_is_integer(na)) {
+            goto out;
+        }
+        if ((long long)json_integer_value(na) < out->chain_not_after) {
+            out->chain_not_after = (long long)json_integer_value(na);
+        }
+    }
+    rc = WEFT_OK;
+out:
+    json_decref(o);
+    return rc;
+}
+
+static long long min_ll(long long a, long long b) { return a < b ? a : b; }
+
+int mesh_certs_lasting(const struct mesh *m, long long seconds, int timeout_ms,
+                       struct mesh_certs out[2], char *err, size_t err_len)
+{
+    long long best = -1;
+    int64_t end = now_ms() + timeout_ms;
+    for (;;) {
+        if (mesh_certs(m, MESH_POD_A, &out[0]) == WEFT_OK &&
+            mesh_certs(m, MESH_POD_B, &out[1]) == WEFT_OK) {
+            long long left = min_ll(out[0].not_after, out[1].not_after) - (long long)time(NULL);
+            if (left >= seconds) {
+                return WEFT_OK;
+            }
+            best = left > best ? left : best;
+        }
+        if (now_ms() >= end) {
+            return say(err, err_len, WEFT_EAGAIN,
+                       "in %d ms the SVIDs of pods A and B never had %lld s left at once (at best "
+                       "%lld); see %s, %s",
+                       timeout_ms, seconds, best, m->pods[0].log, m->pods[1].log);
+        }
+        sleep_ms(100);
+    }
+}
+
+/* touch makes the empty file |path|. */
+static bool touch(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT, 0644);
+    if (fd < 0) {
+        return false;
+    }
+    close(fd);
+    return true;
+}
+
+int mesh_stream_rotations(struct mesh *m, const char *port, int min_left_s, int rotations,
+                          const char *out_name, struct mesh_stream *out, char *err, size_t err_len)
+{
+    memset(out, 0, sizeof(*out));
+    const char *app = mesh_bin(m, "mesh_app");
+    if (app == NULL) {
+        return say(err, err_len, WEFT_EINVAL, "proxy/mesh_app is not among the runfiles");
+    }
+    TRY(mesh_certs_lasting(m, min_left_s, 40000, out->start, err, err_len));
+    out->seconds =
+        min_ll(out->start[0].not_after, out->start[1].not_after) - (long long)time(NULL) - 2;
+    char secs[24], path[160], stop[176];
+    snprintf(secs, sizeof(secs), "%lld", out->seconds);
+    snprintf(path, sizeof(path), "%s", mesh_path(m, out_name));
+    snprintf(stop, sizeof(stop), "%s.stop", path);
+    const char *argv[] = {app, "stream", MESH_IP_B, port, secs, stop, NULL};
+    pid_t pid;
+    int rc = mesh_spawn(m, MESH_POD_A, MESH_UID_APP, path, argv, &pid);
+    if (rc != WEFT_OK) {
+        return say(err, err_len, rc, "cannot start mesh_app stream: %s", weft_strerror(rc));
+    }
+    if (mesh_wait_file_has(path, "stream started", 10000) != WEFT_OK) {
+        return say(err, err_len, WEFT_EIO, "the stream never started; see %s", path);
+    }
+    /* count the rotations while it flows; once there were enough (the server's among them), let
+     * it flow 2 s more on the new credentials, then stop it */
+    struct mesh_certs last[2] = {out->start[0], out->start[1]};
+    time_t give_up = time(NULL) + out->seconds + 20, stop_at = 0;
+    while (!mesh_file_has(path, "stream done") && !mesh_file_has(path, "stream broken") &&
+           time(NULL) < give_up) {
+        for (int pod = 0; pod < 2; pod++) {
+            struct mesh_certs now;
+            if (mesh_certs(m, pod, &now) == WEFT_OK && strcmp(now.serial, last[pod].serial) != 0) {
+                out->rotations[pod]++;
+                last[pod] = now;
+            }
+        }
+        if (stop_at == 0 && out->rotations[MESH_POD_B] >= 1 &&
+            out->rotations[0] + out->rotations[1] >= rotations) {
+            stop_at = time(NULL) + 2;
+        }
+        if (stop_at != 0 && time(NULL) >= stop_at && !touch(stop)) {
+            return say(err, err_len, WEFT_EIO, "cannot make %s: %s", stop, strerror(errno));
+        }
+        sleep_ms(200);
+    }
+    if (mesh_kill(m, pid, 0, 5000, NULL) == WEFT_EAGAIN) {
+        (void)!mesh_kill(m, pid, SIGKILL, 5000, NULL);
+    }
+    uint8_t *text;
+    size_t len;
+    if (weft_file_read(&text, &len, path, 1 << 16) != WEFT_OK) {
+        return say(err, err_len, WEFT_EIO, "cannot read %s", path);
+    }
+    const char *done = strstr((const char *)text, "stream done ");
+    rc = WEFT_OK;
+    if (done == NULL || sscanf(done, "stream done sent=%llu echoed=%llu max_gap_ms=%lld",
+                               &out->sent, &out->echoed, &out->max_gap_ms) != 3) {
+        const char *broken = strstr((const char *)text, "stream broken");
+        rc = say(err, err_len, WEFT_EIO, "the stream did not end within %lld s: %.*s (see %s, %s)",
+                 out->seconds + 20, broken != NULL ? (int)strcspn(broken, "\n") : 9,
+                 broken != NULL ? broken : "no result", m->pods[0].log, m->pods[1].log);
+    }
+    free(text);
+    return rc;
+}
+
+/* --- the node's daemons -------------------------------------------------------------------- */
+
+void mesh_ca_stop(struct mesh *m, int sig) { ca_proc_stop(&m->ca, sig); }
+
+int mesh_ca_restart(struct mesh *m, char *err, size_t err_len)
+{
+    int rc = ca_proc_start(&m->ca, "1h");
+    run_record(m, true); /* its new PID, for a run killed later */
+    if (rc != WEFT_OK) {
+        return say(err, err_len, WEFT_EIO, "the CA did not start again; see %s/ca.log", m->ca.dir);
+    }
+    return WEFT_OK;
+}
+
+int mesh_agent_restart(struct mesh *m, int timeout_ms, char *err, size_t err_len)
+{
+    agent_proc_stop(&m->agent);
+    if (agent_proc_start(&m->agent, false) != WEFT_OK ||
+        agent_proc_wait_served(&m->agent, (int)m->num_pods, timeout_ms) != WEFT_OK) {
+        return say(err, err_len, WEFT_EIO,
+                   "the restarted agent did not serve the %zu pods' SVIDs within %d ms; see %s",
+                   m->num_pods, timeout_ms, m->agent.log);
+    }
+    return WEFT_OK;
 }

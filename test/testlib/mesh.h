@@ -1,22 +1,24 @@
-/* test/testlib/mesh.h: two pods on a real mesh, for integration tests and benchmarks (no
- * Criterion here: every function returns a weft_err and says why in a caller's buffer).
+/* test/testlib/mesh.h: two pods (or three) on a real mesh, for integration tests and
+ * benchmarks (no Criterion here: every function returns a weft_err and says why in a caller's
+ * buffer).
  *
  * mesh_start makes: a weft-ca (ca_proc.h) distributing the policy YAML of DIR/policy (the
  * caller's, rewritable with mesh_policy_write); a weft-agent (agent_proc.h) with
  * --claim-cidr 198.18.0.0/15; entries MESH_ID_A for uid MESH_UID_PROXY_A and MESH_ID_B for
- * MESH_UID_PROXY_B; copies of weft-proxy, weftctl and the caller's runfiles where other uids
- * may run them; and two pods, network namespaces joined by a veth (A at MESH_IP_A, B at
- * MESH_IP_B, named after our PID), each with `weftctl iptables install --proxy-uid U
- * --no-ipv6` and the caller's extra arguments. The proxies are started with mesh_proxy_start.
- * Processes started in a pod (mesh_spawn) run as a given uid, their output in a file, and are
- * stopped by their PID; mesh_cleanup kills every one still running, deletes the namespaces
- * (their veth and rules go with them) and the directory, whatever state a failed mesh_start
- * left. A run that is killed (a test timeout runs no teardown) takes its processes with it but
- * the CA (which drops to nobody), its directory and the namespaces: the next mesh_start undoes
- * those for every run whose PID is gone (from the namespaces' names and /tmp/weft-mesh-PID.run).
- * Needs root and the runfiles of data = ["//agent:weft-agent", "//ca:weft-ca",
- * "//cli:weftctl", "//proxy:weft-proxy"] plus the caller's. mesh_start calls grpc_init and
- * mesh_cleanup grpc_shutdown. */
+ * MESH_UID_PROXY_B (and MESH_ID_C for MESH_UID_PROXY_C); copies of weft-proxy, weftctl and the
+ * caller's runfiles where other uids may run them; and two pods, network namespaces joined by a
+ * veth (A at MESH_IP_A, B at MESH_IP_B, named after our PID), or three (C at MESH_IP_C), each
+ * with a veth to a bridge in a fourth namespace; each pod with `weftctl iptables install
+ * --proxy-uid U --no-ipv6` and the caller's extra arguments. The proxies are started with
+ * mesh_proxy_start. Processes started in a pod (mesh_spawn) run as a given uid, their output in a
+ * file, and are stopped by their PID; mesh_cleanup kills every one still running, deletes the
+ * namespaces (their veth and rules go with them) and the directory, whatever state a failed
+ * mesh_start left. A run that is killed (a test timeout runs no teardown) takes its processes with
+ * it but the CA (which drops to nobody), its directory and the namespaces: the next mesh_start
+ * undoes those for every run whose PID is gone (from the namespaces' names and
+ * /tmp/weft-mesh-PID.run). Needs root and the runfiles of data = ["//agent:weft-agent",
+ * "//ca:weft-ca", "//cli:weftctl", "//proxy:weft-proxy"] plus the caller's. mesh_start calls
+ * grpc_init and mesh_cleanup grpc_shutdown. */
 #ifndef WEFT_TEST_TESTLIB_MESH_H
 #define WEFT_TEST_TESTLIB_MESH_H
 
@@ -35,13 +37,17 @@
 #define MESH_IP_B "198.18.1.2"
 #define MESH_UID_PROXY_A 1337 /* the uid `weftctl iptables` excludes by default */
 #define MESH_UID_PROXY_B 1338
+#define MESH_ID_C "spiffe://" MESH_TD "/ns/demo/sa/other" /* pod C's proxy (num_pods 3) */
+#define MESH_IP_C "198.18.1.3"
+#define MESH_UID_PROXY_C 1339
+#define MESH_MAX_PODS 3
 #define MESH_UID_APP 3000   /* a suggestion for the pods' applications */
 #define MESH_MAX_RUNFILES 6 /* the caller's runfiles */
 #define MESH_MAX_PROCS 64   /* processes started and not yet reaped */
 #define MESH_MAX_ARGS 24    /* arguments of one process (mesh_spawn, mesh_run) */
 #define MESH_POLICY_FILE "mesh.yaml"
 
-enum mesh_pod_id { MESH_POD_A = 0, MESH_POD_B = 1 };
+enum mesh_pod_id { MESH_POD_A = 0, MESH_POD_B = 1, MESH_POD_C = 2 };
 
 struct mesh_opts {
     /* the YAML written to DIR/policy/MESH_POLICY_FILE before the CA starts; NULL: none */
@@ -55,13 +61,18 @@ struct mesh_opts {
     const char *runfiles[MESH_MAX_RUNFILES + 1];
     /* more arguments for each pod's `weftctl iptables install` (split by the shell):
      * "--exclude-inbound-ports 8090"; NULL: none */
-    const char *iptables_extra[2];
+    const char *iptables_extra[MESH_MAX_PODS];
+    /* 0 or 2: pods A and B, joined by a veth; 3: pod C too, all on a bridge */
+    int num_pods;
+    /* more flags for weft-agent ("--alert-command", "CMD"), NULL-terminated */
+    const char *agent_extra[7];
 };
 
 struct mesh_pod {
     char ns[32];          /* the network namespace */
-    const char *ip;       /* MESH_IP_A or MESH_IP_B */
-    unsigned proxy_uid;   /* MESH_UID_PROXY_A or _B */
+    char veth[16];        /* its interface, in |ns| (for a capture) */
+    const char *ip;       /* MESH_IP_A, MESH_IP_B or MESH_IP_C */
+    unsigned proxy_uid;   /* MESH_UID_PROXY_A, _B or _C */
     char admin_sock[128]; /* the proxy's --admin unix socket */
     char log[128];        /* the proxy's stderr (logfmt; access-log lines), appended */
     pid_t proxy_pid;      /* 0: not running */
@@ -70,7 +81,9 @@ struct mesh_pod {
 struct mesh {
     struct ca_proc ca;
     struct agent_proc agent;
-    struct mesh_pod pods[2];
+    struct mesh_pod pods[MESH_MAX_PODS];
+    size_t num_pods;
+    char switch_ns[32];  /* with three pods, the bridge's namespace */
     char policy_dir[96]; /* DIR/policy */
     char run_dir[96];    /* DIR/pods, mode 0777: where every uid writes its output */
     char bins[MESH_MAX_RUNFILES + 2][128]; /* the copies: weft-proxy, weftctl, the caller's */
@@ -146,8 +159,9 @@ WEFT_MUST_USE int mesh_proxy_start(struct mesh *m, enum mesh_pod_id pod, const c
 WEFT_MUST_USE int mesh_proxy_wait_ready(struct mesh *m, enum mesh_pod_id pod, int directory_entries,
                                         int timeout_ms, char *err, size_t err_len);
 
-/* mesh_proxies_start starts both proxies (|extra_a|, |extra_b| as for mesh_proxy_start) and
- * waits, at most 30 s, until both are ready with 2 directory entries. */
+/* mesh_proxies_start starts every pod's proxy (|extra_a|, |extra_b| as for mesh_proxy_start;
+ * pod C's with none) and waits, at most 30 s, until each is ready with as many directory
+ * entries as there are pods. */
 WEFT_MUST_USE int mesh_proxies_start(struct mesh *m, const char *const *extra_a,
                                      const char *const *extra_b, char *err, size_t err_len);
 
@@ -186,5 +200,63 @@ WEFT_MUST_USE int mesh_wait_file_line(const char *path, const char *const *needl
 
 /* mesh_dump_logs copies the CA's, the agent's and the proxies' logs to stderr. */
 void mesh_dump_logs(const struct mesh *m);
+
+/* --- certificates and rotation ----------------------------------------------------------- */
+
+/* struct mesh_certs: what a proxy's /certs says of the SVID it uses. */
+struct mesh_certs {
+    char serial[48];           /* lower-case hex, as /certs writes it */
+    long long not_after;       /* the SVID's notAfter, Unix seconds */
+    long long chain_not_after; /* the earliest notAfter of its chain (SVID and intermediates) */
+};
+
+/* mesh_certs reads pod |pod|'s /certs into |out|. WEFT_EIO when it does not answer 200 or names
+ * no SVID. */
+WEFT_MUST_USE int mesh_certs(const struct mesh *m, enum mesh_pod_id pod, struct mesh_certs *out);
+
+/* mesh_certs_lasting waits at most |timeout_ms| until the SVIDs pods A and B use both stay
+ * valid |seconds| more, and puts them in |out| (A's, then B's). Each proxy's SVID is renewed at
+ * 40-60 % of its life and capped at its intermediate's notAfter, so their ends move on in
+ * steps. WEFT_EAGAIN when they never did at once (|err| says the most seen). */
+WEFT_MUST_USE int mesh_certs_lasting(const struct mesh *m, long long seconds, int timeout_ms,
+                                     struct mesh_certs out[2], char *err, size_t err_len);
+
+/* struct mesh_stream: what a stream of mesh_stream_rotations saw. */
+struct mesh_stream {
+    unsigned long long sent, echoed; /* bytes, by mesh_app's count */
+    long long max_gap_ms;            /* the longest wait for a due echo */
+    long long seconds;               /* how long it could last: until 2 s before the first of
+                                      * the starting SVIDs expired */
+    int rotations[2];                /* of pod A's and pod B's SVIDs while it flowed */
+    struct mesh_certs start[2];      /* the SVIDs in use when it started */
+};
+
+/* mesh_stream_rotations runs `mesh_app stream` (a runfile the caller asked for) from pod A as
+ * MESH_UID_APP to pod B's |port| (an echo server) once both SVIDs have |min_left_s| or more
+ * left (waiting at most 40 s), and lets it flow until |rotations| rotations of either side's
+ * SVID, pod B's among them, have come and gone (then 2 s more on the new credentials), or at
+ * most until 2 s before the first of the starting SVIDs expires: a live connection is cut when
+ * the certificates of its own handshake expire, so "across rotations" means within one
+ * handshake's lifetime. Its output is the run directory's |out_name|. WEFT_OK with |out| once
+ * it ended "stream done" (whether |rotations| came is the caller's to judge from |out|);
+ * WEFT_EIO when it broke or never ended, |err| saying how. */
+WEFT_MUST_USE int mesh_stream_rotations(struct mesh *m, const char *port, int min_left_s,
+                                        int rotations, const char *out_name,
+                                        struct mesh_stream *out, char *err, size_t err_len);
+
+/* --- the node's daemons -------------------------------------------------------------------- */
+
+/* mesh_ca_stop sends |sig| (SIGKILL: a crash; SIGTERM) to the CA and reaps it; its directory,
+ * keys and store stay for mesh_ca_restart. */
+void mesh_ca_stop(struct mesh *m, int sig);
+
+/* mesh_ca_restart starts the CA again on the same directory, flags and port, and waits (at most
+ * 10 s) until its admin socket answers. WEFT_EIO when it does not (see DIR/ca.log). */
+WEFT_MUST_USE int mesh_ca_restart(struct mesh *m, char *err, size_t err_len);
+
+/* mesh_agent_restart stops the agent (SIGTERM, reaped) and starts it again from its stored
+ * node identity (no join token), waiting at most |timeout_ms| until it serves every pod's
+ * SVID. WEFT_EIO when it does not (see its log). */
+WEFT_MUST_USE int mesh_agent_restart(struct mesh *m, int timeout_ms, char *err, size_t err_len);
 
 #endif
