@@ -33,6 +33,11 @@ test_pkgs=(
     protoc-gen-go               # protoc's Go output
     iptables                    # weftctl iptables at run time; test/integration/iptables_test
     iproute2                    # ip tuntap in iptables_test's namespaces
+    # test/e2e: the capture on a pod's veth, the Workload API client that is not weft's
+    # (wlapi_client.py: gRPC, protobuf and stubs generated at test time), openssl s_client
+    tcpdump
+    python3-grpcio python3-protobuf python3-grpc-tools
+    openssl
 )
 
 # --bench: what //test/bench:mesh_bar (issue 7's performance bar) runs beside weft
