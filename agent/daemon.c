@@ -857,6 +857,7 @@ int agent_daemon_run(const struct agent_daemon_opts *o)
     a->pcfg = agent_proxycfg_new();
     a->jwt = agent_jwt_new(o->trust_domain);
     a->claims = agent_claims_new();
+    agent_claims_hold(a->claims, now_s() + AGENT_CLAIMS_SETTLE_S);
     struct agent_wlapi_ops ops = {.ready = api_ready,
                                   .attest = api_attest,
                                   .x509 = api_x509,

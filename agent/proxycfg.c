@@ -320,6 +320,13 @@ Weft__Ca__V1__ReportWorkloadsRequest *agent_claims_report(struct agent_claims *c
     return &r->req;
 }
 
+void agent_claims_hold(struct agent_claims *c, int64_t until)
+{
+    pthread_mutex_lock(&c->mu);
+    c->retry_at = until;
+    pthread_mutex_unlock(&c->mu);
+}
+
 void agent_claims_reported(struct agent_claims *c, const Weft__Ca__V1__ReportWorkloadsRequest *req,
                            bool ok, int64_t now)
 {

@@ -42,6 +42,7 @@
 #define AGENT_CLAIMS_PER_STREAM 16 /* addresses one proxy may claim */
 #define AGENT_CLAIMS_MAX 4096      /* claims held for the whole node (the CA's report limit) */
 #define AGENT_CLAIMS_REFRESH_S 30  /* a report at least this often: the CA's entries expire */
+#define AGENT_CLAIMS_SETTLE_S 5    /* after a start, how long the proxies have to claim again */
 #define AGENT_CLAIM_REASON_LEN 200
 
 /* --- verifying claims --------------------------------------------------------------------- */
@@ -76,6 +77,12 @@ struct agent_claims;
 
 struct agent_claims *agent_claims_new(void);
 void agent_claims_free(struct agent_claims *c);
+
+/* agent_claims_hold delays the next report until |until|. An agent that starts (or restarts)
+ * holds none of its proxies' claims until they reconnect; reporting at once would clear the
+ * node's entries from the mesh directory, and for a moment every proxy would see its peers as
+ * outside the mesh (plain TCP). The CA keeps the last report meanwhile. */
+void agent_claims_hold(struct agent_claims *c, int64_t until);
 
 /* agent_claims_set replaces what |owner| (a stream) claims: the accepted verdicts of |v|, for
  * |spiffe_id|. WEFT_ELIMIT (nothing kept) when the node would hold over AGENT_CLAIMS_MAX. */

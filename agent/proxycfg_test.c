@@ -289,6 +289,25 @@ Test(proxycfg, claims_are_reported_whole_when_they_change_and_again_before_they_
     agent_claims_free(c);
 }
 
+/* A starting agent holds its first report while its proxies reconnect and claim again. */
+Test(proxycfg, a_starting_agent_holds_its_first_report_while_proxies_claim_again)
+{
+    struct agent_claims *c = agent_claims_new();
+    agent_claims_hold(c, 1000 + AGENT_CLAIMS_SETTLE_S);
+    cr_assert_null(agent_claims_report(c, 1000), "an empty report at start clears the node");
+    int a;
+    struct agent_claim_verdict v = {"198.18.1.7", true, ""};
+    cr_assert_eq(agent_claims_set(c, &a, "spiffe://example.org/ns/shop/sa/cart", &v, 1), WEFT_OK);
+    cr_assert_null(agent_claims_report(c, 1001), "still settling");
+    Weft__Ca__V1__ReportWorkloadsRequest *r = agent_claims_report(c, 1000 + AGENT_CLAIMS_SETTLE_S);
+    cr_assert_not_null(r);
+    cr_assert_eq(r->n_workloads, 1);
+    agent_claims_reported(c, r, true, 1000 + AGENT_CLAIMS_SETTLE_S);
+    agent_claims_report_free(r);
+    agent_claims_drop(c, &a);
+    agent_claims_free(c);
+}
+
 Test(proxycfg, the_workload_policy_sees_comes_from_the_id_and_the_pod_labels)
 {
     struct agent_proxy_stream ps;
