@@ -857,7 +857,11 @@ int agent_daemon_run(const struct agent_daemon_opts *o)
     a->pcfg = agent_proxycfg_new();
     a->jwt = agent_jwt_new(o->trust_domain);
     a->claims = agent_claims_new();
-    agent_claims_hold(a->claims, now_s() + AGENT_CLAIMS_SETTLE_S);
+    if (agent_node_has_identity(a->node, now_s())) {
+        /* a restart (the node's identity is in --state-dir): its proxies were running and will
+         * claim their addresses again; a first start has nothing in the directory to keep */
+        agent_claims_hold(a->claims, now_s() + AGENT_CLAIMS_SETTLE_S);
+    }
     struct agent_wlapi_ops ops = {.ready = api_ready,
                                   .attest = api_attest,
                                   .x509 = api_x509,

@@ -78,10 +78,10 @@ struct agent_claims;
 struct agent_claims *agent_claims_new(void);
 void agent_claims_free(struct agent_claims *c);
 
-/* agent_claims_hold delays the next report until |until|. An agent that starts (or restarts)
- * holds none of its proxies' claims until they reconnect; reporting at once would clear the
- * node's entries from the mesh directory, and for a moment every proxy would see its peers as
- * outside the mesh (plain TCP). The CA keeps the last report meanwhile. */
+/* agent_claims_hold delays the next report until |until|. A restarted agent holds none of its
+ * proxies' claims until they reconnect; reporting at once would clear the node's entries from
+ * the mesh directory, and for a moment every proxy would see its peers as outside the mesh
+ * (plain TCP). The CA keeps the last report meanwhile. */
 void agent_claims_hold(struct agent_claims *c, int64_t until);
 
 /* agent_claims_set replaces what |owner| (a stream) claims: the accepted verdicts of |v|, for
