@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages weft builds and tests with, when any is missing; says nothing
-# and takes well under a second when all are there. Usage: tools/install-deps.sh [--test] [--bench]
+# and takes well under a second when all are there. Usage:
+# tools/install-deps.sh [--test] [--bench] [--demo]
 # (--test adds what the test command needs beyond the build: clang and libFuzzer, clang-format,
 # and for the SPIFFE interop test's independent client, test/interop/spiffe_client.go, Go and
-# grpc-go, Go protobuf, protoc and protoc-gen-go, all Debian packages: nothing else is fetched).
+# grpc-go, Go protobuf, protoc and protoc-gen-go; --demo what ./demo.sh runs beside weft; all
+# Debian packages: nothing else is fetched).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,9 +45,22 @@ test_pkgs=(
 # --bench: what //test/bench:mesh_bar (issue 7's performance bar) runs beside weft
 bench_pkgs=(wrk haproxy iptables iproute2)
 
+# --demo: what ./demo.sh (tools/demo/) runs beside weft
+demo_pkgs=(
+    python3                     # backend's app (python3 -m http.server), tools/demo/tlsview.py
+    curl                        # frontend's and intruder's app; the proxies' admin sockets
+    tcpdump                     # the capture on the bridge
+    iproute2                    # namespaces, veths, the bridge; tc paces backend's link
+    iptables                    # weftctl iptables in each pod
+    util-linux                  # setpriv: each proxy and app under a uid of its own
+)
+
 pkgs=("${build_pkgs[@]}")
 if [[ " $* " == *" --bench "* ]]; then
     pkgs+=("${bench_pkgs[@]}")
+fi
+if [[ " $* " == *" --demo "* ]]; then
+    pkgs+=("${demo_pkgs[@]}")
 fi
 if [[ "${1:-}" == "--test" ]]; then
     pkgs+=("${test_pkgs[@]}")
