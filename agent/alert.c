@@ -210,7 +210,7 @@ static void set(struct agent_alerts *a, enum agent_alert_kind k, bool firing, in
 int agent_alerts_evaluate(struct agent_alerts *a, const struct agent_alert_input *in)
 {
     char detail[256];
-    int64_t life = in->earliest_not_after - in->earliest_not_before;
+    int64_t life = in->earliest_not_after - in->earliest_life_from;
     int64_t left = in->earliest_not_after - in->now;
     bool low = in->lapsed > 0 || (in->earliest_not_after != 0 && life > 0 &&
                                   (double)left < a->cfg.runway_fraction * (double)life);

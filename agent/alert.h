@@ -39,7 +39,9 @@ struct agent_alert_config {
 /* struct agent_alert_input is what one evaluation looks at. */
 struct agent_alert_input {
     int64_t now;
-    int64_t earliest_not_before, earliest_not_after; /* of the SVID that expires first; 0: none */
+    /* of the SVID that expires first (0: none): when its life began (agent_svids_stats) and
+     * its notAfter */
+    int64_t earliest_life_from, earliest_not_after;
     size_t lapsed; /* SVIDs that expired unrenewed: the runway is gone (the alert keeps firing) */
     unsigned consecutive_failures;
 };

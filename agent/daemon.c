@@ -320,7 +320,7 @@ static void *alert_loop(void *arg)
         unsigned node_failures = atomic_load(&a->node_failures);
         struct agent_alert_input in = {
             .now = now,
-            .earliest_not_before = st.earliest_not_before,
+            .earliest_life_from = st.earliest_life_from,
             .earliest_not_after = st.earliest_not_after,
             .lapsed = st.lapsed,
             .consecutive_failures =

@@ -28,6 +28,7 @@ struct held {
     uint8_t *key; /* PKCS#8 DER */
     size_t key_len;
     int64_t not_before, not_after;
+    int64_t life_from; /* the later of notBefore and when it came */
     int64_t due;       /* when to mint (again) */
     uint32_t failures; /* consecutive */
     bool seen;         /* in the latest snapshot */
@@ -414,10 +415,11 @@ static bool store_result(struct agent_svids *s, struct batch *b, size_t k,
     OPENSSL_free(key_der);
     h->not_before = nb;
     h->not_after = na;
+    h->life_from = nb > now ? nb : now;
     h->failures = 0;
     /* half of the life it has from now: the CA backdates notBefore a minute for lagging
      * clocks, and caps notAfter at its intermediate's */
-    h->due = agent_renew_at(nb > now ? nb : now, na, agent_random_unit(), now);
+    h->due = agent_renew_at(h->life_from, na, agent_random_unit(), now);
     s->minted++;
     return true;
 }
@@ -613,7 +615,7 @@ void agent_svids_stats(struct agent_svids *s, int64_t now, struct agent_svids_st
             out->held++;
             if (out->earliest_not_after == 0 || h->not_after < out->earliest_not_after) {
                 out->earliest_not_after = h->not_after;
-                out->earliest_not_before = h->not_before;
+                out->earliest_life_from = h->life_from;
             }
         }
     }

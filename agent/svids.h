@@ -33,10 +33,12 @@ struct agent_svids;
 struct agent_svids_stats {
     size_t entries, held;
     uint64_t minted, mint_failures, expired_unrenewed;
-    int64_t earliest_not_after;  /* among SVIDs held; 0 when none: the node's runway */
-    int64_t earliest_not_before; /* of that same SVID */
-    unsigned max_failures;       /* the most consecutive failed mints of one entry */
-    size_t lapsed;               /* entries whose SVID expired unrenewed and is not back */
+    int64_t earliest_not_after; /* among SVIDs held; 0 when none: the node's runway */
+    /* when that same SVID's life began: the later of its notBefore and its arrival (the CA
+     * backdates notBefore a minute for lagging clocks, which is no part of its life here) */
+    int64_t earliest_life_from;
+    unsigned max_failures; /* the most consecutive failed mints of one entry */
+    size_t lapsed;         /* entries whose SVID expired unrenewed and is not back */
 };
 
 struct agent_svids *agent_svids_new(const char *trust_domain);

@@ -43,18 +43,15 @@ static void setup(void)
     }
     mesh_init(&mesh);
     /* the alert sink appends each alert's JSON to a file of ours (the mesh's directory is made
-     * by mesh_start, after the agent's flags are set); the teardown removes it. --alert-runway 0.1:
-     * the runway alert measures the SVID's life from its notBefore, which is backdated (60 s), so
-     * with 60 s SVIDs the default 0.25 (30 s of ~110) fires at every ordinary renewal; a tenth
-     * stays quiet unless renewals fail. --alert-failures keeps its default. */
+     * by mesh_start, after the agent's flags are set); the teardown removes it. The alert
+     * thresholds keep their defaults: with 60 s SVIDs, ordinary renewals never fire them. */
     snprintf(alerts, sizeof(alerts), "/tmp/weft-e2e-alerts-%d", (int)getpid());
     unlink(alerts);
     snprintf(alert_cmd, sizeof(alert_cmd), "cat >> %s; echo >> %s", alerts, alerts);
-    struct mesh_opts o = {
-        .policy_yaml = policy,
-        .svid_ttl = "60s",
-        .runfiles = {"proxy/mesh_app", NULL},
-        .agent_extra = {"--alert-command", alert_cmd, "--alert-runway", "0.1", NULL}};
+    struct mesh_opts o = {.policy_yaml = policy,
+                          .svid_ttl = "60s",
+                          .runfiles = {"proxy/mesh_app", NULL},
+                          .agent_extra = {"--alert-command", alert_cmd, NULL}};
     char err[512];
     if (mesh_start(&mesh, &o, err, sizeof(err)) != WEFT_OK ||
         mesh_proxies_start(&mesh, NULL, NULL, err, sizeof(err)) != WEFT_OK ||
