@@ -26,15 +26,7 @@
 static struct mesh mesh;
 static char alerts[200], alert_cmd[500];
 
-static const char policy[] = "apiVersion: security.weft.dev/v1alpha1\n"
-                             "kind: AuthorizationPolicy\n"
-                             "metadata: {name: server-allow-client, namespace: demo}\n"
-                             "spec:\n"
-                             "  selector: {serviceAccounts: [server]}\n"
-                             "  action: ALLOW\n"
-                             "  rules:\n"
-                             "    - from: [{principals: [\"" CLIENT "\"]}]\n"
-                             "      to: [{ports: [\"8080\"]}]\n";
+static const char policy[] = MESH_POLICY_B_ALLOWS_A_8080;
 
 static void setup(void)
 {

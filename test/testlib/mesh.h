@@ -47,6 +47,18 @@
 #define MESH_MAX_ARGS 24    /* arguments of one process (mesh_spawn, mesh_run) */
 #define MESH_POLICY_FILE "mesh.yaml"
 
+/* the policy most suites start from: pod B's workload lets pod A's in on port 8080 only */
+#define MESH_POLICY_B_ALLOWS_A_8080                                                                \
+    "apiVersion: security.weft.dev/v1alpha1\n"                                                     \
+    "kind: AuthorizationPolicy\n"                                                                  \
+    "metadata: {name: server-allow-client, namespace: demo}\n"                                     \
+    "spec:\n"                                                                                      \
+    "  selector: {serviceAccounts: [server]}\n"                                                    \
+    "  action: ALLOW\n"                                                                            \
+    "  rules:\n"                                                                                   \
+    "    - from: [{principals: [\"" MESH_ID_A "\"]}]\n"                                            \
+    "      to: [{ports: [\"8080\"]}]\n"
+
 enum mesh_pod_id { MESH_POD_A = 0, MESH_POD_B = 1, MESH_POD_C = 2 };
 
 struct mesh_opts {
