@@ -88,7 +88,7 @@ stop_pids() { # SIGTERM every process we started (newest first), SIGKILL what is
 
 cleanup() {
     local rc=$?
-    trap '' INT TERM
+    trap '' INT TERM HUP PIPE # nothing stops the cleanup (a closed terminal or pipe included)
     trap - EXIT
     set +e
     if [[ ${#FAILED[@]} -gt 0 && -n $RUN && -d $RUN/logs ]]; then
@@ -119,6 +119,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'printf "\ninterrupted\n"; exit 130' INT
 trap 'exit 143' TERM
+trap 'exit 129' HUP  # the terminal went away
+trap 'exit 141' PIPE # so did whatever read our output (| head)
 
 # reap_stale removes what a demo killed with SIGKILL left (its PID is gone): the CA and agent
 # (named by their run directory), its namespaces and bridge.
