@@ -36,7 +36,10 @@ struct proxy_side {
     const struct xprt_ops *xprt;
     void *ctx;
     void (*ctx_free)(void *ctx);
-    bool eof;  /* recv gave 0: this side sends nothing more */
+    bool eof; /* recv gave 0: this side sends nothing more */
+    /* plain_xprt only: the last recv got less than it asked for, so the socket is empty until
+     * it is readable again; the rest of this pump does not ask (one recv(2) fewer per burst) */
+    bool drained;
     bool shut; /* this side's receiving half has our shutdown (xprt->shutdown done) */
     /* XPRT_WANT_* that each pending operation on this side's fd waits for; 0: none pending */
     int want_recv, want_send, want_shut;
@@ -554,6 +557,7 @@ static void watch(struct proxy_conn *c, struct proxy_side *s, int want)
 static void pump(struct proxy_conn *c)
 {
     bool more = false;
+    c->down.drained = c->up.drained = false; /* a new turn: the sockets may have more */
     for (int round = 0;; round++) {
         int a = flow(c, &c->down, &c->up);
         if (a < 0) {
@@ -598,13 +602,17 @@ static int flow(struct proxy_conn *c, struct proxy_side *src, struct proxy_side 
     int want;
 
     /* Backpressure: no space, no recv; the fd stays unwatched until the other side drains. */
-    if (!src->eof && b->wr < cap) {
+    if (!src->eof && b->wr < cap && src->drained) {
+        src->want_recv = XPRT_WANT_READ; /* empty for now: wait for readability */
+    } else if (!src->eof && b->wr < cap) {
         if (b->data == NULL) {
             b->data = weft_xmalloc(cap);
             c->pl->num_bufs++;
         }
         want = 0;
-        ssize_t n = src->xprt->recv(src->ctx, src->fd, b->data + b->wr, cap - b->wr, &want);
+        size_t asked = cap - b->wr;
+        ssize_t n = src->xprt->recv(src->ctx, src->fd, b->data + b->wr, asked, &want);
+        src->drained = src->xprt == &plain_xprt && n > 0 && (size_t)n < asked;
         if (n > 0) {
             b->wr += (size_t)n;
             if (b->wr - b->rd > src->max_held) {

@@ -94,26 +94,68 @@ static void fail(struct tls_conn *t, int rc, const char *fmt, ...)
 
 /* BoringSSL's socket BIO writes with write(2), which raises SIGPIPE when the peer has reset the
  * connection. The proxy serves thousands of sockets: one reset must never kill it, whatever the
- * process's signal disposition, so our BIO sends with MSG_NOSIGNAL [as plain_xprt does]. */
+ * process's signal disposition, so our BIO sends with MSG_NOSIGNAL [as plain_xprt does].
+ *
+ * It also reads ahead. BoringSSL asks for a record's 5-byte header, then for its body: two
+ * recv(2) calls per record, most of a relay's system calls. Our BIO reads what the socket has
+ * (up to SOCK_READ_AHEAD) and hands it out from there; the buffer exists only while it holds
+ * bytes, so an idle connection keeps none. Bytes it holds are always handed to BoringSSL before
+ * the BIO reports "would block", so nothing waits in it unseen by the relay, which reads until
+ * then. */
+#define SOCK_READ_AHEAD (16 * 1024 + 512) /* a whole TLS record and the next one's header */
+
+struct sock {
+    int fd;
+    uint8_t *buf; /* read ahead: buf[off..len) not handed out yet; NULL when none */
+    size_t off, len;
+};
+
 static BIO_METHOD *sock_method;
 static pthread_once_t sock_method_once = PTHREAD_ONCE_INIT;
 
-static int sock_fd(BIO *b) { return (int)(intptr_t)BIO_get_data(b); }
-
-static int sock_read(BIO *b, char *buf, int len)
+static int sock_read(BIO *b, char *out, int len)
 {
+    struct sock *s = BIO_get_data(b);
     BIO_clear_retry_flags(b);
-    ssize_t n = recv(sock_fd(b), buf, (size_t)len, 0);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-        BIO_set_retry_read(b);
+    if (len <= 0) {
+        return 0;
+    }
+    if (s->buf == NULL && (size_t)len < SOCK_READ_AHEAD) {
+        s->buf = weft_xmalloc(SOCK_READ_AHEAD);
+        ssize_t n = recv(s->fd, s->buf, SOCK_READ_AHEAD, 0);
+        if (n <= 0) {
+            free(s->buf);
+            s->buf = NULL;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+                BIO_set_retry_read(b);
+            }
+            return (int)n;
+        }
+        s->off = 0;
+        s->len = (size_t)n;
+    }
+    if (s->buf == NULL) { /* asked for at least a buffer's worth: straight in */
+        ssize_t n = recv(s->fd, out, (size_t)len, 0);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            BIO_set_retry_read(b);
+        }
+        return (int)n;
+    }
+    size_t n = s->len - s->off < (size_t)len ? s->len - s->off : (size_t)len;
+    memcpy(out, s->buf + s->off, n);
+    s->off += n;
+    if (s->off == s->len) {
+        free(s->buf);
+        s->buf = NULL;
     }
     return (int)n;
 }
 
 static int sock_write(BIO *b, const char *buf, int len)
 {
+    const struct sock *s = BIO_get_data(b);
     BIO_clear_retry_flags(b);
-    ssize_t n = send(sock_fd(b), buf, (size_t)len, MSG_NOSIGNAL);
+    ssize_t n = send(s->fd, buf, (size_t)len, MSG_NOSIGNAL);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
         BIO_set_retry_write(b);
     }
@@ -122,17 +164,31 @@ static int sock_write(BIO *b, const char *buf, int len)
 
 static long sock_ctrl(BIO *b, int cmd, long num, void *ptr)
 {
-    (void)b;
     (void)num;
     (void)ptr;
-    return cmd == BIO_CTRL_FLUSH ? 1 : 0; /* nothing is buffered here */
+    const struct sock *s = BIO_get_data(b);
+    if (cmd == BIO_CTRL_PENDING) {
+        return s != NULL && s->buf != NULL ? (long)(s->len - s->off) : 0;
+    }
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0; /* writes are not buffered */
+}
+
+static int sock_destroy(BIO *b)
+{
+    struct sock *s = BIO_get_data(b);
+    if (s != NULL) {
+        free(s->buf);
+        free(s);
+        BIO_set_data(b, NULL);
+    }
+    return 1;
 }
 
 static void sock_method_init(void)
 {
     BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "weft socket");
     if (m != NULL && BIO_meth_set_read(m, sock_read) && BIO_meth_set_write(m, sock_write) &&
-        BIO_meth_set_ctrl(m, sock_ctrl)) {
+        BIO_meth_set_ctrl(m, sock_ctrl) && BIO_meth_set_destroy(m, sock_destroy)) {
         sock_method = m;
     } else {
         BIO_meth_free(m);
@@ -144,7 +200,9 @@ static BIO *sock_bio_new(int fd)
     pthread_once(&sock_method_once, sock_method_init);
     BIO *b = sock_method != NULL ? BIO_new(sock_method) : NULL;
     if (b != NULL) {
-        BIO_set_data(b, (void *)(intptr_t)fd);
+        struct sock *s = weft_xcalloc(1, sizeof(*s));
+        s->fd = fd;
+        BIO_set_data(b, s);
         BIO_set_init(b, 1);
     }
     return b;
