@@ -801,11 +801,30 @@ static int read_token(struct agent *a, char *err, size_t err_len)
             snprintf(err, err_len, "%.200s: %s", a->o->join_token_file, strerror(errno));
             return WEFT_EIO;
         }
-        while (len > 0 && (t[len - 1] == '\n' || t[len - 1] == '\r' || t[len - 1] == ' ')) {
-            len--;
+        /* the first line that is not empty or a comment: the file may hold what `weftctl token
+         * create` printed, the token and a "# for node ..." line */
+        const char *p = (const char *)t, *end = p + len;
+        a->token[0] = '\0';
+        while (p < end && a->token[0] == '\0') {
+            const char *nl = memchr(p, '\n', (size_t)(end - p));
+            const char *eol = nl != NULL ? nl : end;
+            const char *s = p, *e = eol;
+            while (s < e && (*s == ' ' || *s == '\t' || *s == '\r')) {
+                s++;
+            }
+            while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r')) {
+                e--;
+            }
+            if (e > s && *s != '#') {
+                snprintf(a->token, sizeof(a->token), "%.*s", (int)(e - s), s);
+            }
+            p = eol + 1;
         }
-        snprintf(a->token, sizeof(a->token), "%.*s", (int)len, (char *)t);
         free(t);
+        if (a->token[0] == '\0') {
+            snprintf(err, err_len, "%.200s holds no token", a->o->join_token_file);
+            return WEFT_EINVAL;
+        }
     }
     return WEFT_OK;
 }

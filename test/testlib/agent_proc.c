@@ -80,9 +80,17 @@ int agent_proc_start(struct agent_proc *a, bool with_token)
         for (size_t i = 0; i < nitems(a->extra) && a->extra[i] != NULL; i++) {
             argv[n++] = (char *)a->extra[i];
         }
-        if (with_token) {
-            argv[n++] = "--join-token";
-            argv[n++] = a->token;
+        char token_file[160];
+        if (with_token) { /* as `weftctl token create` prints it, saved to a file */
+            snprintf(token_file, sizeof(token_file), "%s/join-token", a->ca->dir);
+            FILE *f = fopen(token_file, "w");
+            if (f != NULL) {
+                fprintf(f, "%s\n# for node %s, valid for 10 min, once\n", a->token,
+                        AGENT_PROC_NODE);
+                fclose(f);
+            }
+            argv[n++] = "--join-token-file";
+            argv[n++] = token_file;
         }
         execv(AGENT_PROC_BIN, argv);
         _exit(127);
