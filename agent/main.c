@@ -22,7 +22,9 @@ static const char usage[] =
     "  --trust-domain TD         the trust domain (example.org)\n"
     "  --bootstrap-bundle FILE   the CA's bundle.pem, to trust the CA on the first join\n"
     "  --join-token TOKEN        from `weftctl token create --node NAME`; needed only until\n"
-    "  --join-token-file FILE    the node identity is stored (or the same, from a file)\n"
+    "  --join-token-file FILE    the node identity is stored (or the same, from a file: its\n"
+    "                            first line that is not empty or a # comment, so weftctl's\n"
+    "                            output saved as it is will do)\n"
     "  --state-dir DIR           node key, SVID and bundle (default " AGENT_DEFAULT_STATE_DIR ")\n"
     "  --socket PATH             the Workload API (default " AGENT_WLAPI_DEFAULT_SOCKET
     "); workloads\n"
