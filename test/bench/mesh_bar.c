@@ -144,71 +144,6 @@ static void die(const char *what, const char *fmt, ...)
 
 /* --- stopping everything, whatever happens ------------------------------------------------ */
 
-static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
-static const int crash_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
-static char ip_path[64] = "/usr/sbin/ip"; /* found at start: the crash handler cannot search */
-
-/* on_stop notes the signal and kills (SIGKILL, by PID) the processes started in the pods, so
- * that the client running now fails at once; the main flow then cleans up (mesh_cleanup) and
- * exits. Async-signal-safe calls only. */
-static void on_stop(int sig)
-{
-    stop_signal = sig;
-    for (size_t i = 0; i < m.num_pids; i++) {
-        kill(m.pids[i], SIGKILL);
-    }
-}
-
-/* on_crash kills everything by PID and deletes the namespaces (fork and execve of `ip netns
- * del`), then lets the signal take its course. Async-signal-safe calls only. */
-static void on_crash(int sig)
-{
-    for (size_t i = 0; i < m.num_pids; i++) {
-        kill(m.pids[i], SIGKILL);
-    }
-    if (m.agent.pid > 0) {
-        kill(m.agent.pid, SIGKILL);
-    }
-    if (m.ca.pid > 0) {
-        kill(m.ca.pid, SIGKILL);
-    }
-    for (size_t i = 0; m.made_ns && i < 2; i++) {
-        pid_t pid = fork();
-        if (pid == 0) {
-            char *const argv[] = {"ip", "netns", "del", m.pods[i].ns, NULL};
-            char *const envp[] = {NULL};
-            execve(ip_path, argv, envp);
-            _exit(127);
-        }
-        if (pid > 0) {
-            waitpid(pid, NULL, 0);
-        }
-    }
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-static void catch_signals(void)
-{
-    static const char *const dirs[] = {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"};
-    for (size_t i = 0; i < nitems(dirs); i++) {
-        if (access(dirs[i], X_OK) == 0) {
-            snprintf(ip_path, sizeof(ip_path), "%s", dirs[i]);
-            break;
-        }
-    }
-    struct sigaction sa = {.sa_handler = on_stop};
-    sigemptyset(&sa.sa_mask);
-    for (size_t i = 0; i < nitems(stop_signals); i++) {
-        sigaction(stop_signals[i], &sa, NULL);
-    }
-    sa.sa_handler = on_crash;
-    sa.sa_flags = SA_RESETHAND;
-    for (size_t i = 0; i < nitems(crash_signals); i++) {
-        sigaction(crash_signals[i], &sa, NULL);
-    }
-}
-
 /* cleanup stops everything and deletes the pods (mesh_cleanup kills every process we started,
  * the haproxies among them, and whatever else runs in the namespaces); says so when a namespace
  * is left. */
@@ -998,7 +933,7 @@ int main(void)
     double load_start = loadavg();
     need_tools();
     mesh_init(&m);
-    catch_signals();
+    mesh_catch_signals(&m, &stop_signal);
     struct mesh_opts o = {
         .policy_yaml = policy,
         .runfiles = {"test/bench/proxy_load", NULL},

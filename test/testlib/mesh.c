@@ -933,3 +933,80 @@ int mesh_agent_restart(struct mesh *m, int timeout_ms, char *err, size_t err_len
     }
     return WEFT_OK;
 }
+
+/* --- stopping a run from a signal (benchmarks: a test has Criterion's own handling) ---------- */
+
+static struct mesh *sig_mesh;
+static volatile sig_atomic_t *sig_stop;
+static char sig_ip[64] = "/usr/sbin/ip"; /* found before any signal: a handler cannot search */
+
+/* on_stop notes the signal and kills (SIGKILL, by PID) the processes started in the pods, so
+ * that whatever the run waits for fails at once; the run then cleans up (mesh_cleanup) and
+ * exits. Async-signal-safe calls only. */
+static void on_stop(int sig)
+{
+    *sig_stop = sig;
+    for (size_t i = 0; i < sig_mesh->num_pids; i++) {
+        kill(sig_mesh->pids[i], SIGKILL);
+    }
+}
+
+/* on_crash kills everything by PID and deletes the namespaces (fork and execve of `ip netns
+ * del`), then lets the signal take its course. Async-signal-safe calls only; what it cannot do,
+ * the next mesh_start's sweep of dead runs does. */
+static void on_crash(int sig)
+{
+    struct mesh *m = sig_mesh;
+    for (size_t i = 0; i < m->num_pids; i++) {
+        kill(m->pids[i], SIGKILL);
+    }
+    if (m->agent.pid > 0) {
+        kill(m->agent.pid, SIGKILL);
+    }
+    if (m->ca.pid > 0) {
+        kill(m->ca.pid, SIGKILL);
+    }
+    for (size_t i = 0; m->made_ns && i <= m->num_pods; i++) {
+        char *ns = i < m->num_pods ? m->pods[i].ns : m->switch_ns;
+        if (ns[0] == '\0') {
+            continue;
+        }
+        pid_t pid = fork();
+        if (pid == 0) {
+            char *const argv[] = {"ip", "netns", "del", ns, NULL};
+            char *const envp[] = {NULL};
+            execve(sig_ip, argv, envp);
+            _exit(127);
+        }
+        if (pid > 0) {
+            waitpid(pid, NULL, 0);
+        }
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void mesh_catch_signals(struct mesh *m, volatile sig_atomic_t *stop)
+{
+    static const char *const ips[] = {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"};
+    for (size_t i = 0; i < sizeof(ips) / sizeof(ips[0]); i++) {
+        if (access(ips[i], X_OK) == 0) {
+            snprintf(sig_ip, sizeof(sig_ip), "%s", ips[i]);
+            break;
+        }
+    }
+    sig_mesh = m;
+    sig_stop = stop;
+    static const int stops[] = {SIGINT, SIGTERM, SIGHUP};
+    static const int crashes[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+    struct sigaction sa = {.sa_handler = on_stop};
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof(stops) / sizeof(stops[0]); i++) {
+        sigaction(stops[i], &sa, NULL);
+    }
+    sa.sa_handler = on_crash;
+    sa.sa_flags = SA_RESETHAND;
+    for (size_t i = 0; i < sizeof(crashes) / sizeof(crashes[0]); i++) {
+        sigaction(crashes[i], &sa, NULL);
+    }
+}

@@ -24,6 +24,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <signal.h>
 #include <sys/types.h>
 
 #include "lib/base/err.h"
@@ -209,6 +210,13 @@ bool mesh_file_has_line(const char *path, const char *const *needles);
 /* mesh_wait_file_line waits at most |timeout_ms| until mesh_file_has_line: WEFT_OK, else
  * WEFT_EAGAIN. */
 WEFT_MUST_USE int mesh_wait_file_line(const char *path, const char *const *needles, int timeout_ms);
+
+/* mesh_catch_signals is for a program that is not a Criterion test (a benchmark): SIGINT,
+ * SIGTERM and SIGHUP set |*stop| to the signal and kill the processes started in the pods (the
+ * program then calls mesh_cleanup and exits); a crash (SIGSEGV, SIGBUS, SIGFPE, SIGILL,
+ * SIGABRT) kills every process of |m| and deletes its namespaces before the signal takes its
+ * course. */
+void mesh_catch_signals(struct mesh *m, volatile sig_atomic_t *stop);
 
 /* mesh_dump_logs copies the CA's, the agent's and the proxies' logs to stderr. */
 void mesh_dump_logs(const struct mesh *m);
