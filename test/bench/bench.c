@@ -40,3 +40,24 @@ double bench_raw_ecdsa_rate(EVP_PKEY *key)
     }
     return (double)n / elapsed;
 }
+
+long bench_mem_kib(pid_t pid, bool private)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), private ? "/proc/%d/smaps_rollup" : "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    long kib = 0, v;
+    int seen = 0;
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+        if (private ? sscanf(line, "Private_Clean: %ld kB", &v) == 1 ||
+                          sscanf(line, "Private_Dirty: %ld kB", &v) == 1
+                    : sscanf(line, "VmRSS: %ld kB", &v) == 1) {
+            kib += v;
+            seen++;
+        }
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+    return seen == (private ? 2 : 1) ? kib : -1;
+}

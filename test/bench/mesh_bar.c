@@ -168,22 +168,6 @@ static void cleanup(void)
     }
 }
 
-static void show_tail(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        return;
-    }
-    char buf[3001];
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, len > 3000 ? len - 3000 : 0, SEEK_SET);
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    fprintf(stderr, "--- the end of %s:\n%s\n", path, buf);
-}
-
 static void die(const char *what, const char *fmt, ...)
 {
     char err[1024];
@@ -196,7 +180,7 @@ static void die(const char *what, const char *fmt, ...)
     } else {
         for (size_t i = 0; i < 2; i++) {
             if (m.pods[i].log[0] != '\0') {
-                show_tail(m.pods[i].log);
+                mesh_dump_tail(m.pods[i].log, 3000);
             }
         }
     }
@@ -254,29 +238,12 @@ static double loadavg(void)
     return l;
 }
 
-/* rss_kib returns the VmRSS of |pid| in KiB; with |private|, the memory no other process
- * shares instead: Private_Clean + Private_Dirty of /proc/PID/smaps_rollup (VmRSS less the
- * shared libraries' pages, which every proxy on a node maps once). */
+/* rss_kib is bench_mem_kib, or the end of the run. */
 static long rss_kib(pid_t pid, bool private)
 {
-    char path[64], line[256];
-    snprintf(path, sizeof(path), private ? "/proc/%d/smaps_rollup" : "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    long kib = 0, v;
-    int seen = 0;
-    while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
-        if (private ? sscanf(line, "Private_Clean: %ld kB", &v) == 1 ||
-                          sscanf(line, "Private_Dirty: %ld kB", &v) == 1
-                    : sscanf(line, "VmRSS: %ld kB", &v) == 1) {
-            kib += v;
-            seen++;
-        }
-    }
-    if (f != NULL) {
-        fclose(f);
-    }
-    if (seen != (private ? 2 : 1)) {
-        die("rss", "nothing read from %s", path);
+    long kib = bench_mem_kib(pid, private);
+    if (kib < 0) {
+        die("rss", "cannot read the memory of process %d", (int)pid);
     }
     return kib;
 }
@@ -462,7 +429,7 @@ static void haproxy_start(enum path path, int pod)
     for (int i = 0; haproxy_stat(path, pod, "stot") < 0; i++) {
         int st;
         if (mesh_kill(&m, haproxy_pid[path][pod], 0, 0, &st) == WEFT_OK) {
-            show_tail(out);
+            mesh_dump_tail(out, 3000);
             die("haproxy", "exited (status %d); see %s", st, out);
         }
         if (i == 100) {

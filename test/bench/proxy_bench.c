@@ -149,22 +149,6 @@ static void cleanup(void)
     }
 }
 
-static void show_tail(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        return;
-    }
-    char buf[3001];
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, len > 3000 ? len - 3000 : 0, SEEK_SET);
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    fprintf(stderr, "--- the end of %s:\n%s\n", path, buf);
-}
-
 static void die(const char *what, const char *fmt, ...)
 {
     char err[1024];
@@ -177,11 +161,11 @@ static void die(const char *what, const char *fmt, ...)
     } else {
         for (size_t i = 0; i < 2; i++) {
             if (m.pods[i].log[0] != '\0') {
-                show_tail(m.pods[i].log);
+                mesh_dump_tail(m.pods[i].log, 3000);
             }
         }
         if (m.agent.log[0] != '\0') {
-            show_tail(m.agent.log);
+            mesh_dump_tail(m.agent.log, 3000);
         }
     }
     cleanup();
@@ -290,49 +274,12 @@ static double metric(enum mesh_pod_id pod, const char *series)
     return v;
 }
 
-/* private_kib returns the memory of |pid| no other process shares (Private_Clean and
- * Private_Dirty of /proc/PID/smaps_rollup: VmRSS less the shared libraries' pages, which every
- * proxy on a node maps once), in KiB. */
-static long private_kib(pid_t pid)
+/* rss_kib is bench_mem_kib, or the end of the run. */
+static long rss_kib(pid_t pid, bool private)
 {
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
-    FILE *f = fopen(path, "r");
-    long kib = 0, v;
-    int seen = 0;
-    while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
-        if (sscanf(line, "Private_Clean: %ld kB", &v) == 1 ||
-            sscanf(line, "Private_Dirty: %ld kB", &v) == 1) {
-            kib += v;
-            seen++;
-        }
-    }
-    if (f != NULL) {
-        fclose(f);
-    }
-    if (seen != 2) {
-        die("rss", "no Private_Clean/Private_Dirty in %s", path);
-    }
-    return kib;
-}
-
-/* rss_kib returns the VmRSS of |pid|, in KiB. */
-static long rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    long kib = -1;
-    while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
-        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1) {
-            break;
-        }
-    }
-    if (f != NULL) {
-        fclose(f);
-    }
+    long kib = bench_mem_kib(pid, private);
     if (kib < 0) {
-        die("rss", "no VmRSS in %s", path);
+        die("rss", "cannot read the memory of process %d", (int)pid);
     }
     return kib;
 }
@@ -543,8 +490,9 @@ int main(void)
     server_start("sink", PORT_SINK_DIRECT);
     proxies_start(NULL);
     check_stop();
-    long rss_fresh[2] = {rss_kib(m.pods[0].proxy_pid), rss_kib(m.pods[1].proxy_pid)};
-    long private_fresh[2] = {private_kib(m.pods[0].proxy_pid), private_kib(m.pods[1].proxy_pid)};
+    long rss_fresh[2] = {rss_kib(m.pods[0].proxy_pid, false), rss_kib(m.pods[1].proxy_pid, false)};
+    long private_fresh[2] = {rss_kib(m.pods[0].proxy_pid, true),
+                             rss_kib(m.pods[1].proxy_pid, true)};
 
     char conns[16], len[16], max[16], t[16], bytes[32];
     snprintf(conns, sizeof(conns), "%d", RR_CONNS);
@@ -559,7 +507,7 @@ int main(void)
     struct pair connn_resumed = connect_run(CONNECT_SLOTS, &cn_resumed);
 
     /* idle connections: IDLE_CONNS through the pair, held while the RSS is read */
-    long rss_after[2] = {rss_kib(m.pods[0].proxy_pid), rss_kib(m.pods[1].proxy_pid)};
+    long rss_after[2] = {rss_kib(m.pods[0].proxy_pid, false), rss_kib(m.pods[1].proxy_pid, false)};
     char idle_out[160], n[16], hold[16];
     snprintf(idle_out, sizeof(idle_out), "%s/idle.out", m.run_dir);
     snprintf(n, sizeof(n), "%d", IDLE_CONNS);
@@ -577,7 +525,7 @@ int main(void)
             IDLE_OPEN_S, idle_out);
     }
     double open_conns[2] = {metric(MESH_POD_A, METRIC_OPEN), metric(MESH_POD_B, METRIC_OPEN)};
-    long rss_idle[2] = {rss_kib(m.pods[0].proxy_pid), rss_kib(m.pods[1].proxy_pid)};
+    long rss_idle[2] = {rss_kib(m.pods[0].proxy_pid, false), rss_kib(m.pods[1].proxy_pid, false)};
     if (mesh_kill(&m, idle_pid, SIGTERM, 10000, NULL) != WEFT_OK) {
         die("idle", "the client did not stop");
     }
@@ -586,7 +534,7 @@ int main(void)
          i++) {
         usleep(100 * 1000);
     }
-    long rss_closed[2] = {rss_kib(m.pods[0].proxy_pid), rss_kib(m.pods[1].proxy_pid)};
+    long rss_closed[2] = {rss_kib(m.pods[0].proxy_pid, false), rss_kib(m.pods[1].proxy_pid, false)};
 
     /* full handshakes: the same proxies again, told not to resume */
     bool can_full = has_no_resumption();

@@ -440,6 +440,25 @@ static void dump(const char *path)
     fclose(f);
 }
 
+void mesh_dump_tail(const char *path, size_t max)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return;
+    }
+    char buf[8192];
+    if (max > sizeof(buf) - 1) {
+        max = sizeof(buf) - 1;
+    }
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, len > (long)max ? len - (long)max : 0, SEEK_SET);
+    size_t n = fread(buf, 1, max, f);
+    buf[n] = '\0';
+    fclose(f);
+    fprintf(stderr, "--- the end of %s:\n%s\n", path, buf);
+}
+
 void mesh_dump_logs(const struct mesh *m)
 {
     if (m->ca.dir[0] != '\0') {

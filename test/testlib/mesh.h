@@ -218,6 +218,10 @@ WEFT_MUST_USE int mesh_wait_file_line(const char *path, const char *const *needl
  * course. */
 void mesh_catch_signals(struct mesh *m, volatile sig_atomic_t *stop);
 
+/* mesh_dump_tail copies the last |max| bytes (at most 8 KiB) of |path| to stderr: a long run's
+ * logs, where the whole would bury what matters. */
+void mesh_dump_tail(const char *path, size_t max);
+
 /* mesh_dump_logs copies the CA's, the agent's and the proxies' logs to stderr. */
 void mesh_dump_logs(const struct mesh *m);
 
