@@ -37,8 +37,8 @@ struct proxy_side {
     void *ctx;
     void (*ctx_free)(void *ctx);
     bool eof; /* recv gave 0: this side sends nothing more */
-    /* plain_xprt only: the last recv got less than it asked for, so the socket is empty until
-     * it is readable again; the rest of this pump does not ask (one recv(2) fewer per burst) */
+    /* the last recv said XPRT_DRAINED: the socket is empty until it is readable again, and the
+     * rest of this pump does not ask (one recv(2) fewer per burst) */
     bool drained;
     bool shut; /* this side's receiving half has our shutdown (xprt->shutdown done) */
     /* XPRT_WANT_* that each pending operation on this side's fd waits for; 0: none pending */
@@ -89,6 +89,9 @@ static ssize_t plain_recv(void *ctx, int fd, uint8_t *buf, size_t cap, int *want
     for (;;) {
         ssize_t n = recv(fd, buf, cap, 0);
         if (n >= 0) {
+            if (n > 0 && (size_t)n < cap) {
+                *want = XPRT_DRAINED; /* less than asked: the socket is empty for now */
+            }
             return n;
         }
         if (errno == EINTR) {
@@ -105,6 +108,9 @@ static ssize_t plain_recv(void *ctx, int fd, uint8_t *buf, size_t cap, int *want
 static ssize_t plain_send(void *ctx, int fd, const uint8_t *buf, size_t len, int *want)
 {
     (void)ctx;
+    if (len == 0) {
+        return 0; /* a flush: plain_xprt holds nothing */
+    }
     for (;;) {
         ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
         if (n >= 0) {
@@ -610,9 +616,8 @@ static int flow(struct proxy_conn *c, struct proxy_side *src, struct proxy_side 
             c->pl->num_bufs++;
         }
         want = 0;
-        size_t asked = cap - b->wr;
-        ssize_t n = src->xprt->recv(src->ctx, src->fd, b->data + b->wr, asked, &want);
-        src->drained = src->xprt == &plain_xprt && n > 0 && (size_t)n < asked;
+        ssize_t n = src->xprt->recv(src->ctx, src->fd, b->data + b->wr, cap - b->wr, &want);
+        src->drained = n > 0 && (want & XPRT_DRAINED) != 0;
         if (n > 0) {
             b->wr += (size_t)n;
             if (b->wr - b->rd > src->max_held) {
@@ -640,7 +645,7 @@ static int flow(struct proxy_conn *c, struct proxy_side *src, struct proxy_side 
         if (n > 0) {
             b->rd += (size_t)n;
             src->bytes_fwd += (uint64_t)n;
-            dst->want_send = b->rd < b->wr ? XPRT_WANT_WRITE : 0;
+            dst->want_send = b->rd < b->wr || (want & XPRT_WANT_WRITE) ? XPRT_WANT_WRITE : 0;
             progress = 1;
         } else if (n == WEFT_EAGAIN || n == 0) {
             dst->want_send = want != 0 ? want : XPRT_WANT_WRITE;
@@ -653,6 +658,18 @@ static int flow(struct proxy_conn *c, struct proxy_side *src, struct proxy_side 
             memmove(b->data, b->data + b->rd, b->wr - b->rd);
             b->wr -= b->rd;
             b->rd = 0;
+        }
+    } else if (dst->want_send != 0 && !dst->shut) {
+        /* Nothing new to send, but the transport still holds bytes it took (xprt.h): flush. */
+        want = 0;
+        ssize_t n = dst->xprt->send(dst->ctx, dst->fd, NULL, 0, &want);
+        if (n == 0) {
+            dst->want_send = 0;
+        } else if (n == WEFT_EAGAIN || n > 0) {
+            dst->want_send = want != 0 ? want : XPRT_WANT_WRITE;
+        } else {
+            proxy_conn_close(c, io_reason(dst, OP_SEND, (int)n));
+            return -1;
         }
     } else {
         dst->want_send = 0;

@@ -651,6 +651,126 @@ Test(xprt, handshake_then_recv_wanting_write_still_relays)
     loop_stop();
 }
 
+/* behind_xprt holds what it is sent, up to 64 KiB, and sends it on every call, as tls_xprt
+ * holds sealed records: the relay must call send again when the socket is writable, with
+ * nothing new if need be, and shut only once nothing is held. */
+struct behind {
+    uint8_t q[1 << 16];
+    size_t len;
+    atomic_int flushes; /* sends with nothing new */
+};
+
+static int behind_flush(struct behind *b, int fd)
+{
+    while (b->len > 0) {
+        int w = 0;
+        ssize_t n = plain_xprt.send(NULL, fd, b->q, b->len, &w);
+        if (n < 0) {
+            return (int)n;
+        }
+        memmove(b->q, b->q + n, b->len - (size_t)n);
+        b->len -= (size_t)n;
+    }
+    return WEFT_OK;
+}
+
+static ssize_t behind_send(void *ctx, int fd, const uint8_t *buf, size_t len, int *want)
+{
+    struct behind *b = ctx;
+    if (len == 0) {
+        atomic_fetch_add(&b->flushes, 1);
+    }
+    int rc = behind_flush(b, fd);
+    size_t take = len < sizeof(b->q) - b->len ? len : sizeof(b->q) - b->len;
+    if (take > 0) {
+        memcpy(b->q + b->len, buf, take);
+        b->len += take;
+    }
+    if (rc == WEFT_OK) {
+        rc = behind_flush(b, fd);
+    }
+    if (rc != WEFT_OK && rc != WEFT_EAGAIN) {
+        return rc;
+    }
+    if (rc == WEFT_EAGAIN) {
+        *want = XPRT_WANT_WRITE;
+        if (take == 0) {
+            return WEFT_EAGAIN;
+        }
+    }
+    return (ssize_t)take;
+}
+
+static int behind_shutdown(void *ctx, int fd, int *want)
+{
+    int rc = behind_flush(ctx, fd);
+    if (rc == WEFT_EAGAIN) {
+        *want = XPRT_WANT_WRITE;
+    }
+    return rc != WEFT_OK ? rc : plain_xprt.shutdown(NULL, fd, want);
+}
+
+static ssize_t behind_recv(void *ctx, int fd, uint8_t *buf, size_t cap, int *want)
+{
+    (void)ctx;
+    return plain_xprt.recv(NULL, fd, buf, cap, want);
+}
+
+static const struct xprt_ops behind_ops = {
+    .recv = behind_recv,
+    .send = behind_send,
+    .shutdown = behind_shutdown,
+    .reason = fake_reason,
+};
+
+Test(xprt, bytes_a_transport_holds_are_flushed_before_the_shutdown)
+{
+    loop_setup(NULL);
+    int down, client, up, server;
+    pair(&down, &client);
+    pair(&up, &server);
+    int small = 4096; /* the up socket fills at once: the transport holds bytes most of the time */
+    cr_assert_eq(setsockopt(up, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    static struct behind b;
+    struct proxy_conn *c = proxy_conn_new(&pl, down, &close_cbs, &closed);
+    proxy_conn_set_up_fd(c, up);
+    proxy_conn_set_xprt(c, PROXY_UP, &behind_ops, &b, NULL);
+    proxy_conn_start(c);
+    loop_run();
+
+    enum { LEN = 2 << 20 };
+    static uint8_t out[LEN], in[LEN];
+    fill_pattern(out, sizeof(out), 5);
+    set_nonblock(client);
+    set_nonblock(server);
+    size_t put = 0, got = 0;
+    double end = now_s() + 20;
+    /* one thread writes and reads slowly in turn: the reader lags, so the relay keeps waiting */
+    while (got < LEN) {
+        cr_assert_lt(now_s(), end, "after %zu of %d bytes", got, LEN);
+        if (put < LEN) {
+            ssize_t n = send(client, out + put, LEN - put, MSG_DONTWAIT | MSG_NOSIGNAL);
+            put += n > 0 ? (size_t)n : 0;
+            if (put == LEN) {
+                cr_assert_eq(shutdown(client, SHUT_WR), 0);
+            }
+        }
+        ssize_t n = recv(server, in + got, 4096, MSG_DONTWAIT);
+        cr_assert(n != 0, "EOF after %zu of %d bytes: the shutdown passed held bytes", got, LEN);
+        got += n > 0 ? (size_t)n : 0;
+        usleep(100);
+    }
+    cr_assert_eq(memcmp(in, out, LEN), 0);
+    cr_assert_gt(atomic_load(&b.flushes), 0, "the relay never came back for held bytes");
+    expect_eof(server, 5);
+    close(server);
+    expect_eof(client, 5);
+    cr_assert(wait_closed(1, 5));
+    cr_assert_str_eq(closed.reason, PROXY_REASON_DONE);
+    close(client);
+    loop_stop();
+}
+
 static int failing_handshake(void *ctx, int fd, int *want)
 {
     (void)ctx;

@@ -15,6 +15,7 @@
 #include <openssl/bio.h>
 #include <openssl/bytestring.h>
 #include <openssl/err.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
 
 #include "lib/transport/svidtls.h"
@@ -30,6 +31,13 @@ struct cached_session {
     int64_t until;     /* seconds since the epoch: offered only before this */
 };
 
+/* struct verified_chain remembers a peer chain these creds verified (tls.h). */
+struct verified_chain {
+    uint8_t digest[SHA256_DIGEST_LENGTH]; /* of the chain as presented (chain_digest) */
+    int64_t from, until; /* each of its certificates, and each authority it may have been
+                          * verified by, is valid in [from, until) */
+};
+
 struct tls_creds {
     atomic_int refs;
     SSL_CTX *client_ctx;
@@ -43,9 +51,13 @@ struct tls_creds {
     struct spiffe_id id;   /* our own */
     int64_t not_after;     /* the earliest of our chain */
 
-    pthread_mutex_t mu; /* guards the client tickets below: the rest never changes */
+    pthread_mutex_t mu; /* guards the client tickets and verified chains below: the rest never
+                         * changes */
     struct cached_session *sessions;
     size_t num_sessions;
+    struct verified_chain *verified; /* a ring of TLS_VERIFIED_CHAINS */
+    size_t num_verified, next_verified;
+    atomic_ulong verified_hits;
 };
 
 struct tls_conn {
@@ -96,22 +108,35 @@ static void fail(struct tls_conn *t, int rc, const char *fmt, ...)
  * connection. The proxy serves thousands of sockets: one reset must never kill it, whatever the
  * process's signal disposition, so our BIO sends with MSG_NOSIGNAL [as plain_xprt does].
  *
- * It also reads ahead. BoringSSL asks for a record's 5-byte header, then for its body: two
- * recv(2) calls per record, most of a relay's system calls. Our BIO reads what the socket has
- * (up to SOCK_READ_AHEAD) and hands it out from there; the buffer exists only while it holds
- * bytes, so an idle connection keeps none. Bytes it holds are always handed to BoringSSL before
- * the BIO reports "would block", so nothing waits in it unseen by the relay, which reads until
- * then. */
-#define SOCK_READ_AHEAD (16 * 1024 + 512) /* a whole TLS record and the next one's header */
+ * It also reads ahead and writes behind, because system calls, not cryptography, are most of a
+ * relay's cost (issue 7's profiles: about 80 % of the proxy's CPU in the kernel):
+ *  - BoringSSL asks for a record's 5-byte header, then for its body: two recv(2) calls per
+ *    record. Our BIO reads what the socket has, up to SOCK_READ_AHEAD (several records), and
+ *    hands it out from there. Bytes it holds are always handed to BoringSSL before the BIO
+ *    reports "would block", so nothing waits in it unseen by the relay.
+ *  - BoringSSL writes each record as it seals it: one send(2) per 16 KiB. Our BIO keeps what
+ *    it is given, up to SOCK_WRITE_BEHIND, and sends it in one call when tls_send (or BoringSSL's
+ *    BIO_flush, after each handshake flight) flushes it. What a full socket leaves stays until
+ *    the relay, told XPRT_WANT_WRITE, comes back when the socket is writable.
+ * Both buffers exist only while they hold bytes, so an idle connection keeps neither. */
+#define TLS_RECORD_MAX (16 * 1024 + 256)         /* plaintext, and AEAD overhead */
+#define SOCK_READ_AHEAD (4 * TLS_RECORD_MAX + 5) /* four records, the next header */
+#define SOCK_WRITE_BEHIND (4 * TLS_RECORD_MAX)
 
 struct sock {
     int fd;
-    uint8_t *buf; /* read ahead: buf[off..len) not handed out yet; NULL when none */
-    size_t off, len;
+    uint8_t *in; /* read ahead: in[in_off..in_len) not handed out yet; NULL when none */
+    size_t in_off, in_len;
+    bool in_short; /* the last recv(2) got less than it asked for: the socket was empty */
+    uint8_t *out;  /* written behind: out[out_off..out_len) not sent yet; NULL when none */
+    size_t out_off, out_len;
+    int err; /* the errno of a send(2) that failed for good; 0: none */
 };
 
 static BIO_METHOD *sock_method;
 static pthread_once_t sock_method_once = PTHREAD_ONCE_INIT;
+
+static bool would_block(int e) { return e == EAGAIN || e == EWOULDBLOCK || e == EINTR; }
 
 static int sock_read(BIO *b, char *out, int len)
 {
@@ -120,64 +145,137 @@ static int sock_read(BIO *b, char *out, int len)
     if (len <= 0) {
         return 0;
     }
-    if (s->buf == NULL && (size_t)len < SOCK_READ_AHEAD) {
-        s->buf = weft_xmalloc(SOCK_READ_AHEAD);
-        ssize_t n = recv(s->fd, s->buf, SOCK_READ_AHEAD, 0);
+    if (s->in == NULL && (size_t)len < SOCK_READ_AHEAD) {
+        s->in = weft_xmalloc(SOCK_READ_AHEAD);
+        ssize_t n = recv(s->fd, s->in, SOCK_READ_AHEAD, 0);
+        s->in_short = n < (ssize_t)SOCK_READ_AHEAD;
         if (n <= 0) {
-            free(s->buf);
-            s->buf = NULL;
-            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            free(s->in);
+            s->in = NULL;
+            if (n < 0 && would_block(errno)) {
                 BIO_set_retry_read(b);
             }
             return (int)n;
         }
-        s->off = 0;
-        s->len = (size_t)n;
+        s->in_off = 0;
+        s->in_len = (size_t)n;
     }
-    if (s->buf == NULL) { /* asked for at least a buffer's worth: straight in */
+    if (s->in == NULL) { /* asked for at least a buffer's worth: straight in */
         ssize_t n = recv(s->fd, out, (size_t)len, 0);
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        s->in_short = n < len;
+        if (n < 0 && would_block(errno)) {
             BIO_set_retry_read(b);
         }
         return (int)n;
     }
-    size_t n = s->len - s->off < (size_t)len ? s->len - s->off : (size_t)len;
-    memcpy(out, s->buf + s->off, n);
-    s->off += n;
-    if (s->off == s->len) {
-        free(s->buf);
-        s->buf = NULL;
+    size_t n = s->in_len - s->in_off < (size_t)len ? s->in_len - s->in_off : (size_t)len;
+    memcpy(out, s->in + s->in_off, n);
+    s->in_off += n;
+    if (s->in_off == s->in_len) {
+        free(s->in);
+        s->in = NULL;
     }
     return (int)n;
 }
 
+/* sock_send sends what the BIO holds: WEFT_OK when it holds nothing any more, WEFT_EAGAIN when
+ * the socket is full, WEFT_EIO (with s->err) when the connection failed. */
+static int sock_send(struct sock *s)
+{
+    while (s->out != NULL && s->err == 0) {
+        ssize_t n = send(s->fd, s->out + s->out_off, s->out_len - s->out_off, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                return WEFT_EAGAIN;
+            }
+            s->err = errno;
+            break;
+        }
+        s->out_off += (size_t)n;
+        if (s->out_off == s->out_len) {
+            free(s->out);
+            s->out = NULL;
+            s->out_off = s->out_len = 0;
+        }
+    }
+    return s->err != 0 ? WEFT_EIO : WEFT_OK;
+}
+
 static int sock_write(BIO *b, const char *buf, int len)
 {
-    const struct sock *s = BIO_get_data(b);
+    struct sock *s = BIO_get_data(b);
     BIO_clear_retry_flags(b);
-    ssize_t n = send(s->fd, buf, (size_t)len, MSG_NOSIGNAL);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-        BIO_set_retry_write(b);
+    if (len <= 0) {
+        return 0;
     }
-    return (int)n;
+    if (s->out != NULL && s->out_len - s->out_off + (size_t)len > SOCK_WRITE_BEHIND) {
+        int rc = sock_send(s); /* no room: make some */
+        if (rc == WEFT_EIO) {
+            return -1;
+        }
+        if (rc == WEFT_EAGAIN && s->out_len - s->out_off + (size_t)len > SOCK_WRITE_BEHIND) {
+            BIO_set_retry_write(b);
+            return -1;
+        }
+    }
+    if (s->err != 0) {
+        return -1;
+    }
+    if (s->out == NULL && (size_t)len > SOCK_WRITE_BEHIND) { /* never from BoringSSL: direct */
+        ssize_t n = send(s->fd, buf, (size_t)len, MSG_NOSIGNAL);
+        if (n < 0 && would_block(errno)) {
+            BIO_set_retry_write(b);
+        } else if (n < 0) {
+            s->err = errno;
+        }
+        return (int)n;
+    }
+    if (s->out == NULL) {
+        s->out = weft_xmalloc(SOCK_WRITE_BEHIND);
+    } else if (s->out_len + (size_t)len > SOCK_WRITE_BEHIND) {
+        memmove(s->out, s->out + s->out_off, s->out_len - s->out_off);
+        s->out_len -= s->out_off;
+        s->out_off = 0;
+    }
+    memcpy(s->out + s->out_len, buf, (size_t)len);
+    s->out_len += (size_t)len;
+    return len;
 }
 
 static long sock_ctrl(BIO *b, int cmd, long num, void *ptr)
 {
     (void)num;
     (void)ptr;
-    const struct sock *s = BIO_get_data(b);
-    if (cmd == BIO_CTRL_PENDING) {
-        return s != NULL && s->buf != NULL ? (long)(s->len - s->off) : 0;
+    struct sock *s = BIO_get_data(b);
+    switch (cmd) {
+    case BIO_CTRL_PENDING:
+        return s != NULL && s->in != NULL ? (long)(s->in_len - s->in_off) : 0;
+    case BIO_CTRL_WPENDING:
+        return s != NULL && s->out != NULL ? (long)(s->out_len - s->out_off) : 0;
+    case BIO_CTRL_FLUSH: /* after each handshake flight; a full socket: BoringSSL retries */
+        if (s == NULL) {
+            return 1;
+        }
+        BIO_clear_retry_flags(b);
+        if (sock_send(s) == WEFT_EAGAIN) {
+            BIO_set_retry_write(b);
+            return -1;
+        }
+        return s->err == 0 ? 1 : -1;
+    default:
+        return 0;
     }
-    return cmd == BIO_CTRL_FLUSH ? 1 : 0; /* writes are not buffered */
 }
 
 static int sock_destroy(BIO *b)
 {
     struct sock *s = BIO_get_data(b);
     if (s != NULL) {
-        free(s->buf);
+        free(s->in);
+        free(s->out);
         free(s);
         BIO_set_data(b, NULL);
     }
@@ -207,6 +305,8 @@ static BIO *sock_bio_new(int fd)
     }
     return b;
 }
+
+static struct sock *sock_of(const struct tls_conn *t) { return BIO_get_data(SSL_get_wbio(t->ssl)); }
 
 /* --- credentials -------------------------------------------------------------------------- */
 
@@ -297,6 +397,7 @@ static void creds_free(struct tls_creds *c)
         SSL_SESSION_free(c->sessions[i].sess);
     }
     free(c->sessions);
+    free(c->verified);
     pthread_mutex_destroy(&c->mu);
     free(c);
 }
@@ -462,12 +563,99 @@ static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
     return 1; /* the reference is ours */
 }
 
+/* --- verified chains --------------------------------------------------------------------- */
+
+/* chain_digest hashes the chain |ssl|'s peer presented: each certificate's length, then its
+ * DER. false: no chain. */
+static bool chain_digest(const SSL *ssl, uint8_t out[SHA256_DIGEST_LENGTH])
+{
+    const STACK_OF(CRYPTO_BUFFER) *bufs = SSL_get0_peer_certificates(ssl);
+    if (bufs == NULL || sk_CRYPTO_BUFFER_num(bufs) == 0) {
+        return false;
+    }
+    SHA256_CTX h;
+    SHA256_Init(&h);
+    for (size_t i = 0; i < sk_CRYPTO_BUFFER_num(bufs); i++) {
+        const CRYPTO_BUFFER *b = sk_CRYPTO_BUFFER_value(bufs, i);
+        size_t len = CRYPTO_BUFFER_len(b);
+        uint8_t be[4] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
+                         (uint8_t)len};
+        SHA256_Update(&h, be, sizeof(be));
+        SHA256_Update(&h, CRYPTO_BUFFER_data(b), len);
+    }
+    SHA256_Final(out, &h);
+    return true;
+}
+
+/* verified_seen says whether these creds verified the chain of |digest| and all its
+ * certificates are still within their validity at |now|. */
+static bool verified_seen(struct tls_creds *c, const uint8_t digest[SHA256_DIGEST_LENGTH],
+                          int64_t now)
+{
+    bool seen = false;
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < c->num_verified && !seen; i++) {
+        const struct verified_chain *v = &c->verified[i];
+        seen = now >= v->from && now < v->until &&
+               memcmp(v->digest, digest, SHA256_DIGEST_LENGTH) == 0;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (seen) {
+        atomic_fetch_add(&c->verified_hits, 1);
+    }
+    return seen;
+}
+
+/* verified_put remembers a chain spiffe_x509svid_verify accepted for |id|, valid while each of
+ * its certificates is, and each authority of |id|'s trust domain that issued one of them (by
+ * name: whichever BoringSSL chose as the anchor is among these). */
+static void verified_put(struct tls_creds *c, const uint8_t digest[SHA256_DIGEST_LENGTH],
+                         const STACK_OF(X509) * chain, const struct spiffe_id *id)
+{
+    struct verified_chain v = {.from = INT64_MIN, .until = INT64_MAX};
+    memcpy(v.digest, digest, SHA256_DIGEST_LENGTH);
+    const struct spiffe_bundle *b = spiffe_bundle_set_get0(&c->bundles, id);
+    size_t num_anchors = b != NULL ? sk_X509_num(b->x509) : 0;
+    for (size_t i = 0; i < sk_X509_num(chain); i++) {
+        X509 *cert = sk_X509_value(chain, i);
+        for (size_t j = 0; j <= num_anchors; j++) {
+            X509 *x = j == 0 ? cert : sk_X509_value(b->x509, j - 1);
+            if (j > 0 && X509_NAME_cmp(X509_get_subject_name(x), X509_get_issuer_name(cert)) != 0) {
+                continue;
+            }
+            int64_t nb, na;
+            if (spiffe_cert_validity(&nb, &na, x) != WEFT_OK) {
+                return; /* unreadable: not remembered, verified in full each time */
+            }
+            v.from = nb > v.from ? nb : v.from;
+            v.until = na < v.until ? na : v.until;
+        }
+    }
+    pthread_mutex_lock(&c->mu);
+    if (c->verified == NULL) {
+        c->verified = weft_xcalloc(TLS_VERIFIED_CHAINS, sizeof(*c->verified));
+    }
+    size_t slot = c->next_verified;
+    c->next_verified = (c->next_verified + 1) % TLS_VERIFIED_CHAINS;
+    if (c->num_verified < TLS_VERIFIED_CHAINS) {
+        c->num_verified++;
+    }
+    c->verified[slot] = v;
+    pthread_mutex_unlock(&c->mu);
+}
+
+uint64_t tls_creds_verified_hits(const struct tls_creds *c)
+{
+    return atomic_load(&c->verified_hits);
+}
+
 /* --- judging the peer --------------------------------------------------------------------- */
 
 /* judge_peer checks the peer's chain. |full|: a new handshake, so the path is verified against
- * the bundle of the peer's trust domain. Otherwise the session is resumed: these creds verified
- * the chain when the ticket was made (tickets never cross creds), so what can have changed is
- * the time, which is checked again. The deny list and the expected ID are checked either way.
+ * the bundle of the peer's trust domain, unless these creds verified this very chain before
+ * (verified_seen). Otherwise the session is resumed: these creds verified the chain when the
+ * ticket was made (tickets never cross creds). Either way what can have changed is the time,
+ * which is checked again. The deny list and the expected ID are checked either way.
  * On success the peer fields are set; on refusal |t| fails with the reason and |*out_alert| is
  * the alert to send. */
 static int judge_peer(struct tls_conn *t, bool full, uint8_t *out_alert)
@@ -489,8 +677,13 @@ static int judge_peer(struct tls_conn *t, bool full, uint8_t *out_alert)
         goto out;
     }
     X509 *leaf = sk_X509_value(chain, 0);
-    if (full) {
+    uint8_t digest[SHA256_DIGEST_LENGTH];
+    bool digested = full && chain_digest(t->ssl, digest);
+    if (full && !(digested && verified_seen(t->creds, digest, now))) {
         rc = spiffe_x509svid_verify(&id, chain, &t->creds->bundles, now, &why);
+        if (rc == WEFT_OK && digested) {
+            verified_put(t->creds, digest, chain, &id);
+        }
     } else if ((rc = spiffe_cert_uri_id(&id, leaf, &why)) == WEFT_OK) {
         rc = spiffe_x509svid_check_time(chain, now, &why);
     }
@@ -622,6 +815,12 @@ static int alpn_select_cb(SSL *ssl, const uint8_t **out, uint8_t *out_len, const
  * WEFT_OK with |*eof| on close_notify, or a failure recorded in t->reason. */
 static int ssl_result(struct tls_conn *t, int ret, int *want, bool *eof)
 {
+    int send_errno = sock_of(t)->err;
+    if (send_errno !=
+        0) { /* our BIO's send(2) failed: BoringSSL may only know it wanted to write */
+        fail(t, WEFT_EIO, "socket: %s", strerror(send_errno));
+        return t->fail_rc;
+    }
     int e = SSL_get_error(t->ssl, ret);
     switch (e) {
     case SSL_ERROR_WANT_READ:
@@ -665,6 +864,18 @@ static int ssl_result(struct tls_conn *t, int ret, int *want, bool *eof)
     }
     }
     return t->fail_rc != WEFT_OK ? t->fail_rc : WEFT_EPROTO;
+}
+
+/* flush sends the records our BIO holds: WEFT_OK when it holds none, WEFT_EAGAIN when the
+ * socket is full, else t's failure. */
+static int flush(struct tls_conn *t)
+{
+    struct sock *s = sock_of(t);
+    if (sock_send(s) == WEFT_EIO) {
+        fail(t, WEFT_EIO, "socket: %s", strerror(s->err));
+        return t->fail_rc;
+    }
+    return s->out != NULL ? WEFT_EAGAIN : WEFT_OK;
 }
 
 /* --- connections -------------------------------------------------------------------------- */
@@ -734,6 +945,7 @@ void tls_conn_cut(struct tls_conn *t, enum tls_cut why)
                                      [TLS_CUT_DENIED] = SSL_AD_ACCESS_DENIED};
     (void)SSL_send_fatal_alert(t->ssl, alerts[why]);
     ERR_clear_error();
+    (void)flush(t); /* best effort, like the alert itself: the connection is closing */
 }
 
 /* refuse sends |alert| (best effort: a full socket drops it) and returns t's failure. */
@@ -741,6 +953,7 @@ static int refuse(struct tls_conn *t, uint8_t alert)
 {
     (void)SSL_send_fatal_alert(t->ssl, alert);
     ERR_clear_error();
+    (void)flush(t);
     return t->fail_rc;
 }
 
@@ -781,6 +994,7 @@ static int finish(struct tls_conn *t)
         ERR_clear_error();
         (void)SSL_write(t->ssl, "", 0);
         ERR_clear_error();
+        (void)flush(t); /* or with the next send */
     }
     return WEFT_OK;
 }
@@ -797,7 +1011,13 @@ int tls_conn_handshake(struct tls_conn *t, int *out_want)
     ERR_clear_error(); /* SSL_get_error reads the thread's error queue: start it empty */
     int ret = SSL_do_handshake(t->ssl);
     if (ret == 1) {
-        return finish(t);
+        /* our last flight must be on the wire before the relay starts: a server-first protocol's
+         * server waits for it (BoringSSL flushes each flight; this is the check) */
+        int rc = flush(t);
+        if (rc == WEFT_EAGAIN) {
+            *out_want = XPRT_WANT_WRITE;
+        }
+        return rc == WEFT_OK ? finish(t) : rc;
     }
     if (t->alpn_refused && SSL_get_error(t->ssl, ret) == SSL_ERROR_PENDING_CERTIFICATE) {
         fail(t, WEFT_EPROTO, "peer did not offer ALPN " TLS_ALPN);
@@ -860,17 +1080,36 @@ static ssize_t tls_recv(void *ctx, int fd, uint8_t *buf, size_t cap, int *want)
     if (t->fail_rc != WEFT_OK) {
         return t->fail_rc;
     }
+    const struct sock *s = sock_of(t);
+    size_t got = 0;
     ERR_clear_error();
-    int n = SSL_read(t->ssl, buf, cap_int(cap));
-    if (n > 0) {
-        return n;
+    /* SSL_read gives one record at a time: take every record already read ahead, so a burst
+     * crosses in one recv(2) and one send(2) on the other side. */
+    for (;;) {
+        int n = SSL_read(t->ssl, buf + got, cap_int(cap - got));
+        if (n <= 0 && got > 0) {
+            ERR_clear_error(); /* BoringSSL keeps what stopped it for the next call */
+            break;
+        }
+        if (n <= 0) {
+            bool eof = false;
+            int rc = ssl_result(t, n, want, &eof);
+            ERR_clear_error();
+            return eof ? 0 : rc;
+        }
+        got += (size_t)n;
+        if (got == cap || (SSL_pending(t->ssl) == 0 && s->in == NULL)) {
+            break; /* full, or the next record would need the socket */
+        }
     }
-    bool eof = false;
-    int rc = ssl_result(t, n, want, &eof);
-    ERR_clear_error();
-    return eof ? 0 : rc;
+    if (SSL_pending(t->ssl) == 0 && s->in == NULL && s->in_short) {
+        *want = XPRT_DRAINED;
+    }
+    return (ssize_t)got;
 }
 
+/* tls_send seals all of |buf| it can into records, which our BIO sends in one send(2); with
+ * |len| 0 it only sends what the BIO holds (xprt.h). */
 static ssize_t tls_send(void *ctx, int fd, const uint8_t *buf, size_t len, int *want)
 {
     (void)fd;
@@ -879,27 +1118,42 @@ static ssize_t tls_send(void *ctx, int fd, const uint8_t *buf, size_t len, int *
     if (t->fail_rc != WEFT_OK) {
         return t->fail_rc;
     }
-    if (len == 0) {
-        return 0;
-    }
+    size_t sent = 0;
     ERR_clear_error();
-    int n = SSL_write(t->ssl, buf, cap_int(len));
-    if (n > 0) {
-        return n;
+    while (sent < len) {
+        int n = SSL_write(t->ssl, buf + sent, cap_int(len - sent));
+        if (n <= 0 && sent > 0) {
+            ERR_clear_error(); /* the BIO is full: send what it holds, the rest comes back */
+            break;
+        }
+        if (n <= 0) {
+            bool eof = false;
+            int rc = ssl_result(t, n, want, &eof);
+            if (eof) { /* the peer's close_notify says nothing about our direction: a write
+                        * fails only when the connection does */
+                fail(t, WEFT_EIO, "peer closed the connection");
+                rc = WEFT_EIO;
+            }
+            ERR_clear_error();
+            return rc;
+        }
+        sent += (size_t)n;
     }
-    bool eof = false;
-    int rc = ssl_result(t, n, want, &eof);
-    if (eof) { /* the peer's close_notify says nothing about our direction: a write fails only
-                * when the connection does */
-        fail(t, WEFT_EIO, "peer closed the connection");
-        rc = WEFT_EIO;
+    int rc = flush(t);
+    if (rc != WEFT_OK && rc != WEFT_EAGAIN) {
+        return rc;
     }
-    ERR_clear_error();
-    return rc;
+    if (rc == WEFT_EAGAIN) {
+        *want = XPRT_WANT_WRITE; /* records held: come back when the socket has room */
+        if (len == 0) {
+            return WEFT_EAGAIN;
+        }
+    }
+    return (ssize_t)sent;
 }
 
-/* tls_shutdown sends close_notify once. SSL_shutdown called again would read, waiting for the
- * peer's close_notify, which the relay gets from recv instead. */
+/* tls_shutdown sends close_notify once, and what the BIO holds before it. SSL_shutdown called
+ * again would read, waiting for the peer's close_notify, which the relay gets from recv instead. */
 static int tls_shutdown(void *ctx, int fd, int *want)
 {
     struct tls_conn *t = ctx;
@@ -917,6 +1171,13 @@ static int tls_shutdown(void *ctx, int fd, int *want)
             return rc;
         }
         t->shut = true;
+    }
+    int rc = flush(t);
+    if (rc == WEFT_EAGAIN) {
+        *want = XPRT_WANT_WRITE;
+    }
+    if (rc != WEFT_OK) {
+        return rc;
     }
     if (shutdown(fd, SHUT_WR) != 0 && errno != ENOTCONN) {
         fail(t, WEFT_EIO, "shutdown: %s", strerror(errno));

@@ -6,9 +6,16 @@
  * serial). A client accepts the server only if its verified ID is exactly the one expected (the
  * strict posture).
  *
- * Credentials (struct tls_creds) are immutable and refcounted: a connection holds a reference to
- * the creds it was made with, so a rotation (new creds for new handshakes) never touches an
- * established connection.
+ * A full handshake verifies the peer's chain once per creds: the creds remember the SHA-256 of
+ * each chain they verified (the last TLS_VERIFIED_CHAINS), and a later handshake presenting the
+ * same bytes skips the path verification (two ECDSA verifications of the three a full
+ * handshake makes per side) while every certificate of the chain, and each authority that may
+ * have issued one, is within its validity; the time, the deny list and the expected ID are
+ * checked on every handshake. New creds (a new SVID, bundle or deny list) start with none.
+ *
+ * Credentials (struct tls_creds) are refcounted, and immutable but for what they remember (client
+ * tickets, verified chains): a connection holds a reference to the creds it was made with, so a
+ * rotation (new creds for new handshakes) never touches an established connection.
  *
  * Session resumption (TLS 1.3 tickets, psk_dhe_ke):
  *  - tickets are sealed with keys private to the creds' server SSL_CTX (random, in memory, never
@@ -25,7 +32,7 @@
  *    and notBefore at now, deny list, and on a client the expected ID) before any data moves.
  *
  * Nothing here is tied to a thread: a tls_conn belongs to one thread at a time; tls_creds may be
- * shared between threads (its ticket store has its own lock). */
+ * shared between threads (its ticket store and verified chains have their own lock). */
 #ifndef WEFT_PROXY_TLS_H
 #define WEFT_PROXY_TLS_H
 
@@ -43,6 +50,7 @@
 #define TLS_MAX_DENY 65536             /* entries of each deny list */
 #define TLS_MAX_CLIENT_SESSIONS 1024   /* tickets a client creds keeps, all server IDs together */
 #define TLS_TICKETS_PER_PEER 4         /* of them for one server ID */
+#define TLS_VERIFIED_CHAINS 256        /* peer chains a creds remembers having verified */
 #define TLS_REASON_LEN 320             /* bytes of a reason, NUL included */
 
 /* struct tls_creds_params: what tls_creds_new reads. Everything is borrowed for the call. */
@@ -80,6 +88,9 @@ void tls_creds_unref(struct tls_creds *c);
  * its chain (seconds since the epoch). */
 const char *tls_creds_id(const struct tls_creds *c);
 int64_t tls_creds_not_after(const struct tls_creds *c);
+
+/* tls_creds_verified_hits counts the full handshakes whose peer chain |c| had verified before. */
+uint64_t tls_creds_verified_hits(const struct tls_creds *c);
 
 /* tls_conn_new_client starts a client on |fd|, a connected non-blocking stream socket the caller
  * keeps owning (tls_conn_free does not close it). The server must present exactly

@@ -15,6 +15,7 @@
 #include <openssl/ssl.h>
 
 #include "lib/base/err.h"
+#include "lib/spiffe/x509svid.h"
 #include "proxy/tls.h"
 #include "test/testlib/certs.h"
 
@@ -71,7 +72,10 @@ struct deny {
     size_t num_serials;
 };
 
-static struct tls_creds *creds_deny(const struct testlib_cred *c, const struct deny *d)
+/* creds_with makes creds of |c| with the deny list |d| (NULL: none) and |ticket_life_s|
+ * (tls_creds_params). */
+static struct tls_creds *creds_with(const struct testlib_cred *c, const struct deny *d,
+                                    int64_t ticket_life_s)
 {
     size_t chain_len, key_len;
     uint8_t *chain = testlib_der(c->cert, &chain_len);
@@ -86,6 +90,7 @@ static struct tls_creds *creds_deny(const struct testlib_cred *c, const struct d
         .key_der = key,
         .key_der_len = key_len,
         .bundles = &bundles,
+        .ticket_life_s = ticket_life_s,
     };
     if (d != NULL) {
         p.deny_ids = d->ids;
@@ -98,6 +103,11 @@ static struct tls_creds *creds_deny(const struct testlib_cred *c, const struct d
     OPENSSL_free(chain);
     OPENSSL_free(key);
     return creds;
+}
+
+static struct tls_creds *creds_deny(const struct testlib_cred *c, const struct deny *d)
+{
+    return creds_with(c, d, 0);
 }
 
 static struct tls_creds *creds_of(const struct testlib_cred *c) { return creds_deny(c, NULL); }
@@ -155,19 +165,24 @@ static void xfer(struct tls_conn *from, int from_fd, struct tls_conn *to, int to
         out[i] = (uint8_t)(i * 7 + 3);
     }
     size_t sent = 0, got = 0;
-    bool saw_eagain = false;
-    /* Each turn sends until the socket is full, then reads until nothing is left. */
+    bool saw_eagain = false, held = false;
+    /* Each turn sends until the socket is full, then reads until nothing is left. A send that
+     * took the bytes but holds records (XPRT_WANT_WRITE) is called again, with nothing new once
+     * everything is taken, until it holds none (xprt.h). */
     for (int i = 0; got < len && i < 100000; i++) {
         int want;
-        while (sent < len) {
+        while (sent < len || held) {
             ssize_t n = tls_xprt.send(from, from_fd, out + sent, len - sent, &want);
             if (n == WEFT_EAGAIN) {
                 cr_assert_eq(want, XPRT_WANT_WRITE);
                 saw_eagain = true;
                 break;
             }
-            cr_assert_gt(n, 0, "send: %zd %s", n, tls_conn_reason(from));
+            cr_assert_geq(n, 0, "send: %zd %s", n, tls_conn_reason(from));
+            cr_assert(n > 0 || sent == len, "send moved nothing of %zu", len - sent);
             sent += (size_t)n;
+            held = (want & XPRT_WANT_WRITE) != 0;
+            cr_assert(n > 0 || !held);
         }
         for (;;) {
             ssize_t n = tls_xprt.recv(to, to_fd, in + got, len - got, &want);
@@ -552,6 +567,40 @@ Test(tls, data_both_ways_with_want_and_close_notify)
     testlib_cred_cleanup(&sl);
 }
 
+/* A burst of several records crosses in one call each way: the sender seals them all (one
+ * send(2) for the lot), the receiver opens every record it read ahead, and says the socket is
+ * drained, so the relay does not ask it again before it is readable. */
+Test(tls, a_burst_of_records_crosses_in_one_call)
+{
+    struct testlib_cred cl = good_leaf(CLIENT_ID), sl = good_leaf(SERVER_ID);
+    struct tls_creds *cc = creds_of(&cl), *sc = creds_of(&sl);
+    struct duo d;
+    ok_duo(&d, cc, sc, SERVER_ID);
+    enum { BURST = 40 * 1024 }; /* three records */
+    static uint8_t out[BURST], in[64 * 1024];
+    for (size_t i = 0; i < sizeof(out); i++) {
+        out[i] = (uint8_t)(i * 13);
+    }
+    int want;
+    cr_assert_eq(tls_xprt.send(d.c, d.sv[0], out, sizeof(out), &want), BURST);
+    cr_assert_eq(want, 0, "a socketpair with room: nothing held");
+    cr_assert_eq(tls_xprt.recv(d.s, d.sv[1], in, sizeof(in), &want), BURST);
+    cr_assert_eq(want, XPRT_DRAINED);
+    cr_assert_eq(memcmp(in, out, sizeof(out)), 0);
+    /* A smaller buffer takes what fits; the rest comes with the next call, not drained before. */
+    cr_assert_eq(tls_xprt.send(d.c, d.sv[0], out, sizeof(out), &want), BURST);
+    cr_assert_eq(tls_xprt.recv(d.s, d.sv[1], in, 20000, &want), 20000);
+    cr_assert_eq(want & XPRT_DRAINED, 0);
+    cr_assert_eq(tls_xprt.recv(d.s, d.sv[1], in + 20000, sizeof(in) - 20000, &want), BURST - 20000);
+    cr_assert_eq(want, XPRT_DRAINED);
+    cr_assert_eq(memcmp(in, out, sizeof(out)), 0);
+    duo_end(&d);
+    tls_creds_unref(cc);
+    tls_creds_unref(sc);
+    testlib_cred_cleanup(&cl);
+    testlib_cred_cleanup(&sl);
+}
+
 /* A live connection cut by its proxy tells the peer why, with an alert the peer reports. */
 Test(tls, a_cut_tells_the_peer_why)
 {
@@ -596,6 +645,83 @@ Test(tls, close_without_close_notify_is_an_error)
     duo_end(&d);
     tls_creds_unref(cc);
     tls_creds_unref(sc);
+    testlib_cred_cleanup(&cl);
+    testlib_cred_cleanup(&sl);
+}
+
+/* --- verified chains ------------------------------------------------------------------------ */
+
+/* Without tickets every handshake is full; a chain the creds verified before is not verified
+ * again, but another chain (a new SVID of the same ID) is. */
+Test(tls, a_chain_verified_once_per_creds)
+{
+    struct testlib_cred cl = good_leaf(CLIENT_ID), sl = good_leaf(SERVER_ID);
+    struct testlib_cred cl2 = good_leaf(CLIENT_ID);
+    struct tls_creds *cc = creds_with(&cl, NULL, -1), *sc = creds_with(&sl, NULL, -1);
+    struct tls_creds *cc2 = creds_with(&cl2, NULL, -1);
+    struct duo d1, d2, d3;
+    ok_duo(&d1, cc, sc, SERVER_ID);
+    cr_assert_eq(tls_creds_verified_hits(cc), 0);
+    cr_assert_eq(tls_creds_verified_hits(sc), 0);
+    ok_duo(&d2, cc, sc, SERVER_ID);
+    cr_assert_not(tls_conn_resumed(d2.c));
+    cr_assert_eq(tls_creds_verified_hits(cc), 1);
+    cr_assert_eq(tls_creds_verified_hits(sc), 1);
+    cr_assert_str_eq(tls_conn_peer_id(d2.s), CLIENT_ID);
+    cr_assert_str_eq(tls_conn_peer_serial(d2.s), tls_conn_peer_serial(d1.s));
+    ok_duo(&d3, cc2, sc, SERVER_ID);
+    cr_assert_eq(tls_creds_verified_hits(sc), 1, "a new client chain is verified in full");
+    cr_assert_str_neq(tls_conn_peer_serial(d3.s), tls_conn_peer_serial(d1.s));
+    duo_end(&d1);
+    duo_end(&d2);
+    duo_end(&d3);
+    tls_creds_unref(cc);
+    tls_creds_unref(cc2);
+    tls_creds_unref(sc);
+    testlib_cred_cleanup(&cl);
+    testlib_cred_cleanup(&cl2);
+    testlib_cred_cleanup(&sl);
+}
+
+/* A chain verified before is still checked against the deny list, and refused once it
+ * expires. */
+Test(tls, a_verified_chain_still_expires_and_is_still_denied)
+{
+    struct testlib_cred cl = leaf(&root, CLIENT_ID, now - 60, 62), sl = good_leaf(SERVER_ID);
+    struct tls_creds *cc = creds_with(&cl, NULL, -1), *sc = creds_with(&sl, NULL, -1);
+    struct duo d1, d2, d3;
+    ok_duo(&d1, cc, sc, SERVER_ID);
+    ok_duo(&d2, cc, sc, SERVER_ID);
+    cr_assert_eq(tls_creds_verified_hits(sc), 1);
+
+    char serial[SPIFFE_SERIAL_HEX_LEN];
+    spiffe_serial_hex(serial, cl.cert);
+    const char *serials[] = {serial};
+    struct deny deny = {.serials = serials, .num_serials = 1};
+    struct tls_creds *denying = creds_with(&sl, &deny, -1);
+    for (int i = 0; i < 2; i++) { /* the second time, the chain is one |denying| verified */
+        duo_start(&d3, cc, denying, SERVER_ID);
+        duo_handshake(&d3);
+        cr_assert_eq(d3.src, WEFT_EPOLICY);
+        assert_reason(d3.s, "is deny-listed");
+        duo_end(&d3);
+        cr_assert_eq(tls_creds_verified_hits(denying), (uint64_t)i);
+    }
+
+    while ((int64_t)time(NULL) <= now + 2) {
+        usleep(100 * 1000);
+    }
+    duo_start(&d3, cc, sc, SERVER_ID);
+    duo_handshake(&d3);
+    cr_assert_eq(d3.src, WEFT_EPOLICY);
+    assert_reason(d3.s, "peer certificate expired");
+    cr_assert_eq(tls_creds_verified_hits(sc), 1);
+    duo_end(&d1);
+    duo_end(&d2);
+    duo_end(&d3);
+    tls_creds_unref(cc);
+    tls_creds_unref(sc);
+    tls_creds_unref(denying);
     testlib_cred_cleanup(&cl);
     testlib_cred_cleanup(&sl);
 }

@@ -5,8 +5,14 @@
  * the side's ops pointer from plain to TLS: no code above the transport asks "is this TLS?".
  *
  * Every call is non-blocking. Return values:
- *   > 0            bytes moved;
- *   0              recv only: the peer closed its sending half (EOF, or TLS close_notify);
+ *   > 0            bytes moved. Then |*want| may say more:
+ *                    recv, XPRT_DRAINED: the socket had no more and the transport holds none,
+ *                    so a recv before the fd is readable again would only find it empty;
+ *                    send, XPRT_WANT_WRITE: the transport took the bytes but holds some of
+ *                    what it made of them (TLS records) until the socket has room: call send
+ *                    again when the fd is writable, with len 0 if nothing new is to go;
+ *   0              recv: the peer closed its sending half (EOF, or TLS close_notify);
+ *                  send with len 0: nothing is held any more (a flush with nothing to do);
  *   WEFT_EAGAIN    nothing could move now; |*want| says what to wait for (XPRT_WANT_READ or
  *                  XPRT_WANT_WRITE: TLS may need to write to read, or read to write);
  *   other < 0      a WEFT_E* error: the side is finished (the relay closes the connection with
@@ -20,13 +26,14 @@
 
 #include "lib/base/err.h"
 
-enum { XPRT_WANT_READ = 1, XPRT_WANT_WRITE = 2 };
+enum { XPRT_WANT_READ = 1, XPRT_WANT_WRITE = 2, XPRT_DRAINED = 4 };
 
 struct xprt_ops {
     ssize_t (*recv)(void *ctx, int fd, uint8_t *buf, size_t cap, int *want);
     ssize_t (*send)(void *ctx, int fd, const uint8_t *buf, size_t len, int *want);
-    /* shutdown closes the sending half once everything sent is flushed (TLS: close_notify, then
-     * shutdown(fd, SHUT_WR)); WEFT_OK when done, WEFT_EAGAIN with |*want| to be called again. */
+    /* shutdown closes the sending half once everything sent is flushed (TLS: close_notify and
+     * whatever the transport still holds, then shutdown(fd, SHUT_WR)); WEFT_OK when done,
+     * WEFT_EAGAIN with |*want| to be called again. */
     int (*shutdown)(void *ctx, int fd, int *want);
     /* reason says why the last call failed, for the access log ("peer certificate expired"); may
      * be NULL for a transport with nothing to add to the errno-like code. */
