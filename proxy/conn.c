@@ -37,8 +37,9 @@ struct proxy_side {
     void *ctx;
     void (*ctx_free)(void *ctx);
     bool eof; /* recv gave 0: this side sends nothing more */
-    /* the last recv said XPRT_DRAINED: the socket is empty until it is readable again, and the
-     * rest of this pump does not ask (one recv(2) fewer per burst) */
+    /* the last recv found the socket empty (WEFT_EAGAIN wanting to read) or emptied it
+     * (XPRT_DRAINED): no recv until an event on this fd says otherwise (a recv(2) fewer per
+     * burst, and none on the side that stayed quiet while the other spoke) */
     bool drained;
     bool shut; /* this side's receiving half has our shutdown (xprt->shutdown done) */
     /* XPRT_WANT_* that each pending operation on this side's fd waits for; 0: none pending */
@@ -422,6 +423,7 @@ static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
 static void on_ready(struct proxy_side *s, int revents)
 {
     struct proxy_conn *c = s->conn;
+    s->drained = false; /* something happened on this fd */
     if (s == &c->up && c->connecting) {
         if (revents & EV_WRITE) {
             finish_connect(c);
@@ -563,7 +565,6 @@ static void watch(struct proxy_conn *c, struct proxy_side *s, int want)
 static void pump(struct proxy_conn *c)
 {
     bool more = false;
-    c->down.drained = c->up.drained = false; /* a new turn: the sockets may have more */
     for (int round = 0;; round++) {
         int a = flow(c, &c->down, &c->up);
         if (a < 0) {
@@ -617,7 +618,8 @@ static int flow(struct proxy_conn *c, struct proxy_side *src, struct proxy_side 
         }
         want = 0;
         ssize_t n = src->xprt->recv(src->ctx, src->fd, b->data + b->wr, cap - b->wr, &want);
-        src->drained = n > 0 && (want & XPRT_DRAINED) != 0;
+        src->drained = n > 0 ? (want & XPRT_DRAINED) != 0
+                             : n == WEFT_EAGAIN && (want == 0 || want == XPRT_WANT_READ);
         if (n > 0) {
             b->wr += (size_t)n;
             if (b->wr - b->rd > src->max_held) {
