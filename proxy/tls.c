@@ -15,6 +15,7 @@
 #include <openssl/bio.h>
 #include <openssl/bytestring.h>
 #include <openssl/err.h>
+#include <openssl/pool.h>
 #include <openssl/sha.h>
 #include <openssl/ssl.h>
 
@@ -341,6 +342,39 @@ static bool listed(char *const *list, size_t n, const char *v)
     return n > 0 && bsearch(&v, list, n, sizeof(*list), cmp_str) != NULL;
 }
 
+/* The contexts use BoringSSL's buffers-only method: a peer's chain is kept as its DER (which
+ * judge_peer reads with SSL_get0_peer_certificates), never as parsed X509 objects, which cost a
+ * server about 9 KiB per connection (each session is new there, even a resumed one). The DER
+ * buffers come from one pool for the process, so every connection from one peer, and every
+ * chain through one intermediate, shares them. The pool lives as long as the process: a
+ * session may hold its buffers after its creds are gone. */
+static CRYPTO_BUFFER_POOL *cert_pool;
+static pthread_once_t cert_pool_once = PTHREAD_ONCE_INIT;
+
+static void cert_pool_init(void) { cert_pool = CRYPTO_BUFFER_POOL_new(); }
+
+/* use_chain gives |ctx| our chain (as pooled DER) and key. */
+static int use_chain(SSL_CTX *ctx, const STACK_OF(X509) * chain, EVP_PKEY *key)
+{
+    CRYPTO_BUFFER *bufs[SPIFFE_MAX_CHAIN] = {NULL};
+    size_t n = sk_X509_num(chain);
+    int rc = n <= SPIFFE_MAX_CHAIN ? WEFT_OK : WEFT_ELIMIT;
+    for (size_t i = 0; i < n && rc == WEFT_OK; i++) {
+        uint8_t *der = NULL;
+        int len = i2d_X509(sk_X509_value(chain, i), &der);
+        bufs[i] = len > 0 ? CRYPTO_BUFFER_new(der, (size_t)len, cert_pool) : NULL;
+        OPENSSL_free(der);
+        rc = bufs[i] != NULL ? WEFT_OK : WEFT_ECRYPTO;
+    }
+    if (rc == WEFT_OK && !SSL_CTX_set_chain_and_key(ctx, bufs, n, key, NULL)) {
+        rc = WEFT_ECRYPTO;
+    }
+    for (size_t i = 0; i < n && i < SPIFFE_MAX_CHAIN; i++) {
+        CRYPTO_BUFFER_free(bufs[i]);
+    }
+    return rc;
+}
+
 static int ctx_setup(SSL_CTX *ctx, const STACK_OF(X509) * chain, EVP_PKEY *key, int64_t ticket_life,
                      bool server)
 {
@@ -348,12 +382,8 @@ static int ctx_setup(SSL_CTX *ctx, const STACK_OF(X509) * chain, EVP_PKEY *key, 
                SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) &&
                SSL_CTX_set1_curves_list(ctx, "X25519:P-256"),
            WEFT_ECRYPTO);
-    ENSURE(SSL_CTX_use_certificate(ctx, sk_X509_value(chain, 0)) &&
-               SSL_CTX_use_PrivateKey(ctx, key),
-           WEFT_ECRYPTO);
-    for (size_t i = 1; i < sk_X509_num(chain); i++) {
-        ENSURE(SSL_CTX_add1_chain_cert(ctx, sk_X509_value(chain, i)), WEFT_ECRYPTO);
-    }
+    SSL_CTX_set0_buffer_pool(ctx, cert_pool);
+    TRY(use_chain(ctx, chain, key));
     /* verify_cb replaces BoringSSL's X.509 verification: SPIFFE has its own rules and trusts
      * the authorities of the peer's trust domain only. Both sides require a certificate. */
     SSL_CTX_set_custom_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
@@ -440,8 +470,9 @@ int tls_creds_new(struct tls_creds **out, const struct tls_creds_params *p)
         goto out;
     }
     rc = WEFT_ECRYPTO;
-    if ((c->client_ctx = SSL_CTX_new(TLS_method())) == NULL ||
-        (c->server_ctx = SSL_CTX_new(TLS_method())) == NULL) {
+    pthread_once(&cert_pool_once, cert_pool_init);
+    if (cert_pool == NULL || (c->client_ctx = SSL_CTX_new(TLS_with_buffers_method())) == NULL ||
+        (c->server_ctx = SSL_CTX_new(TLS_with_buffers_method())) == NULL) {
         goto out;
     }
     if ((rc = ctx_setup(c->client_ctx, chain, key, c->ticket_life_s, false)) != WEFT_OK ||
