@@ -374,6 +374,15 @@ void proxy_conn_close(struct proxy_conn *c, const char *reason)
     ev_clear_pending(loop, &c->up.rd);
     ev_clear_pending(loop, &c->up.wr);
     ev_clear_pending(loop, &c->timer);
+    /* A transport may still hold bytes it took (xprt.h): one last try to send them, as the
+     * kernel still sends what close(2) leaves in a socket's buffer. */
+    struct proxy_side *sides[2] = {&c->down, &c->up};
+    for (size_t i = 0; i < 2; i++) {
+        int want = 0;
+        if (sides[i]->want_send != 0 && sides[i]->fd >= 0) {
+            (void)sides[i]->xprt->send(sides[i]->ctx, sides[i]->fd, NULL, 0, &want);
+        }
+    }
 
     struct proxy_loop *pl = c->pl;
     if (c->prev != NULL) {
@@ -667,6 +676,7 @@ static int flow(struct proxy_conn *c, struct proxy_side *src, struct proxy_side 
         ssize_t n = dst->xprt->send(dst->ctx, dst->fd, NULL, 0, &want);
         if (n == 0) {
             dst->want_send = 0;
+            progress = 1; /* it sent the rest: activity, as any send is */
         } else if (n == WEFT_EAGAIN || n > 0) {
             dst->want_send = want != 0 ? want : XPRT_WANT_WRITE;
         } else {

@@ -35,8 +35,8 @@ struct cached_session {
 /* struct verified_chain remembers a peer chain these creds verified (tls.h). */
 struct verified_chain {
     uint8_t digest[SHA256_DIGEST_LENGTH]; /* of the chain as presented (chain_digest) */
-    int64_t from, until; /* each of its certificates, and each authority it may have been
-                          * verified by, is valid in [from, until) */
+    int64_t from, until; /* each of its certificates, and each authority of its trust domain,
+                          * is valid in [from, until) */
 };
 
 struct tls_creds {
@@ -638,29 +638,25 @@ static bool verified_seen(struct tls_creds *c, const uint8_t digest[SHA256_DIGES
 }
 
 /* verified_put remembers a chain spiffe_x509svid_verify accepted for |id|, valid while each of
- * its certificates is, and each authority of |id|'s trust domain that issued one of them (by
- * name: whichever BoringSSL chose as the anchor is among these). */
+ * its certificates is, and each authority of |id|'s trust domain: the path BoringSSL built may
+ * run through any of them (an intermediate in the bundle, then its root), and which it took is
+ * not known here. An authority out of its validity in the bundle thus only makes this memory
+ * forget sooner. */
 static void verified_put(struct tls_creds *c, const uint8_t digest[SHA256_DIGEST_LENGTH],
                          const STACK_OF(X509) * chain, const struct spiffe_id *id)
 {
     struct verified_chain v = {.from = INT64_MIN, .until = INT64_MAX};
     memcpy(v.digest, digest, SHA256_DIGEST_LENGTH);
     const struct spiffe_bundle *b = spiffe_bundle_set_get0(&c->bundles, id);
-    size_t num_anchors = b != NULL ? sk_X509_num(b->x509) : 0;
-    for (size_t i = 0; i < sk_X509_num(chain); i++) {
-        X509 *cert = sk_X509_value(chain, i);
-        for (size_t j = 0; j <= num_anchors; j++) {
-            X509 *x = j == 0 ? cert : sk_X509_value(b->x509, j - 1);
-            if (j > 0 && X509_NAME_cmp(X509_get_subject_name(x), X509_get_issuer_name(cert)) != 0) {
-                continue;
-            }
-            int64_t nb, na;
-            if (spiffe_cert_validity(&nb, &na, x) != WEFT_OK) {
-                return; /* unreadable: not remembered, verified in full each time */
-            }
-            v.from = nb > v.from ? nb : v.from;
-            v.until = na < v.until ? na : v.until;
+    size_t num_chain = sk_X509_num(chain), num_anchors = b != NULL ? sk_X509_num(b->x509) : 0;
+    for (size_t i = 0; i < num_chain + num_anchors; i++) {
+        X509 *x = i < num_chain ? sk_X509_value(chain, i) : sk_X509_value(b->x509, i - num_chain);
+        int64_t nb, na;
+        if (spiffe_cert_validity(&nb, &na, x) != WEFT_OK) {
+            return; /* unreadable: not remembered, verified in full each time */
         }
+        v.from = nb > v.from ? nb : v.from;
+        v.until = na < v.until ? na : v.until;
     }
     pthread_mutex_lock(&c->mu);
     if (c->verified == NULL) {
@@ -846,9 +842,9 @@ static int alpn_select_cb(SSL *ssl, const uint8_t **out, uint8_t *out_len, const
  * WEFT_OK with |*eof| on close_notify, or a failure recorded in t->reason. */
 static int ssl_result(struct tls_conn *t, int ret, int *want, bool *eof)
 {
+    /* our BIO's send(2) failed: BoringSSL may only know it wanted to write */
     int send_errno = sock_of(t)->err;
-    if (send_errno !=
-        0) { /* our BIO's send(2) failed: BoringSSL may only know it wanted to write */
+    if (send_errno != 0) {
         fail(t, WEFT_EIO, "socket: %s", strerror(send_errno));
         return t->fail_rc;
     }
@@ -1113,13 +1109,18 @@ static ssize_t tls_recv(void *ctx, int fd, uint8_t *buf, size_t cap, int *want)
     }
     const struct sock *s = sock_of(t);
     size_t got = 0;
+    bool stopped = false;
     ERR_clear_error();
     /* SSL_read gives one record at a time: take every record already read ahead, so a burst
      * crosses in one recv(2) and one send(2) on the other side. */
     for (;;) {
         int n = SSL_read(t->ssl, buf + got, cap_int(cap - got));
         if (n <= 0 && got > 0) {
-            ERR_clear_error(); /* BoringSSL keeps what stopped it for the next call */
+            /* BoringSSL keeps what stopped it for the next call; unless that was the need for
+             * more bytes (a close_notify or an alert came behind the data), the socket being
+             * empty does not make this side quiet */
+            stopped = SSL_get_error(t->ssl, n) != SSL_ERROR_WANT_READ;
+            ERR_clear_error();
             break;
         }
         if (n <= 0) {
@@ -1133,7 +1134,7 @@ static ssize_t tls_recv(void *ctx, int fd, uint8_t *buf, size_t cap, int *want)
             break; /* full, or the next record would need the socket */
         }
     }
-    if (SSL_pending(t->ssl) == 0 && s->in == NULL && s->in_short) {
+    if (!stopped && SSL_pending(t->ssl) == 0 && s->in == NULL && s->in_short) {
         *want = XPRT_DRAINED;
     }
     return (ssize_t)got;

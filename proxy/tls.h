@@ -9,8 +9,8 @@
  * A full handshake verifies the peer's chain once per creds: the creds remember the SHA-256 of
  * each chain they verified (the last TLS_VERIFIED_CHAINS), and a later handshake presenting the
  * same bytes skips the path verification (two ECDSA verifications of the three a full
- * handshake makes per side) while every certificate of the chain, and each authority that may
- * have issued one, is within its validity; the time, the deny list and the expected ID are
+ * handshake makes per side) while every certificate of the chain, and every authority of the
+ * peer's trust domain, is within its validity; the time, the deny list and the expected ID are
  * checked on every handshake. New creds (a new SVID, bundle or deny list) start with none.
  *
  * Credentials (struct tls_creds) are refcounted, and immutable but for what they remember (client

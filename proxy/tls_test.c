@@ -72,10 +72,10 @@ struct deny {
     size_t num_serials;
 };
 
-/* creds_with makes creds of |c| with the deny list |d| (NULL: none) and |ticket_life_s|
- * (tls_creds_params). */
-static struct tls_creds *creds_with(const struct testlib_cred *c, const struct deny *d,
-                                    int64_t ticket_life_s)
+/* creds_with makes creds of |c| trusting |b| (NULL: the suite's bundles), with the deny list
+ * |d| (NULL: none) and |ticket_life_s| (tls_creds_params). */
+static struct tls_creds *creds_with(const struct testlib_cred *c, const struct spiffe_bundle_set *b,
+                                    const struct deny *d, int64_t ticket_life_s)
 {
     size_t chain_len, key_len;
     uint8_t *chain = testlib_der(c->cert, &chain_len);
@@ -89,7 +89,7 @@ static struct tls_creds *creds_with(const struct testlib_cred *c, const struct d
         .chain_der_len = chain_len,
         .key_der = key,
         .key_der_len = key_len,
-        .bundles = &bundles,
+        .bundles = b != NULL ? b : &bundles,
         .ticket_life_s = ticket_life_s,
     };
     if (d != NULL) {
@@ -107,7 +107,7 @@ static struct tls_creds *creds_with(const struct testlib_cred *c, const struct d
 
 static struct tls_creds *creds_deny(const struct testlib_cred *c, const struct deny *d)
 {
-    return creds_with(c, d, 0);
+    return creds_with(c, NULL, d, 0);
 }
 
 static struct tls_creds *creds_of(const struct testlib_cred *c) { return creds_deny(c, NULL); }
@@ -601,6 +601,28 @@ Test(tls, a_burst_of_records_crosses_in_one_call)
     testlib_cred_cleanup(&sl);
 }
 
+/* Data and a close_notify read in one go: the data comes first, not marked drained (the relay
+ * must ask again), and the next call gives the EOF. */
+Test(tls, data_then_close_notify_is_not_drained)
+{
+    struct testlib_cred cl = good_leaf(CLIENT_ID), sl = good_leaf(SERVER_ID);
+    struct tls_creds *cc = creds_of(&cl), *sc = creds_of(&sl);
+    struct duo d;
+    ok_duo(&d, cc, sc, SERVER_ID);
+    int want;
+    uint8_t buf[256];
+    cr_assert_eq(tls_xprt.send(d.c, d.sv[0], (const uint8_t *)"last words", 10, &want), 10);
+    cr_assert_eq(tls_xprt.shutdown(d.c, d.sv[0], &want), WEFT_OK);
+    cr_assert_eq(tls_xprt.recv(d.s, d.sv[1], buf, sizeof(buf), &want), 10);
+    cr_assert_eq(want & XPRT_DRAINED, 0, "an EOF waits behind the data");
+    cr_assert_eq(tls_xprt.recv(d.s, d.sv[1], buf, sizeof(buf), &want), 0);
+    duo_end(&d);
+    tls_creds_unref(cc);
+    tls_creds_unref(sc);
+    testlib_cred_cleanup(&cl);
+    testlib_cred_cleanup(&sl);
+}
+
 /* A live connection cut by its proxy tells the peer why, with an alert the peer reports. */
 Test(tls, a_cut_tells_the_peer_why)
 {
@@ -657,8 +679,8 @@ Test(tls, a_chain_verified_once_per_creds)
 {
     struct testlib_cred cl = good_leaf(CLIENT_ID), sl = good_leaf(SERVER_ID);
     struct testlib_cred cl2 = good_leaf(CLIENT_ID);
-    struct tls_creds *cc = creds_with(&cl, NULL, -1), *sc = creds_with(&sl, NULL, -1);
-    struct tls_creds *cc2 = creds_with(&cl2, NULL, -1);
+    struct tls_creds *cc = creds_with(&cl, NULL, NULL, -1), *sc = creds_with(&sl, NULL, NULL, -1);
+    struct tls_creds *cc2 = creds_with(&cl2, NULL, NULL, -1);
     struct duo d1, d2, d3;
     ok_duo(&d1, cc, sc, SERVER_ID);
     cr_assert_eq(tls_creds_verified_hits(cc), 0);
@@ -688,7 +710,7 @@ Test(tls, a_chain_verified_once_per_creds)
 Test(tls, a_verified_chain_still_expires_and_is_still_denied)
 {
     struct testlib_cred cl = leaf(&root, CLIENT_ID, now - 60, 62), sl = good_leaf(SERVER_ID);
-    struct tls_creds *cc = creds_with(&cl, NULL, -1), *sc = creds_with(&sl, NULL, -1);
+    struct tls_creds *cc = creds_with(&cl, NULL, NULL, -1), *sc = creds_with(&sl, NULL, NULL, -1);
     struct duo d1, d2, d3;
     ok_duo(&d1, cc, sc, SERVER_ID);
     ok_duo(&d2, cc, sc, SERVER_ID);
@@ -698,7 +720,7 @@ Test(tls, a_verified_chain_still_expires_and_is_still_denied)
     spiffe_serial_hex(serial, cl.cert);
     const char *serials[] = {serial};
     struct deny deny = {.serials = serials, .num_serials = 1};
-    struct tls_creds *denying = creds_with(&sl, &deny, -1);
+    struct tls_creds *denying = creds_with(&sl, NULL, &deny, -1);
     for (int i = 0; i < 2; i++) { /* the second time, the chain is one |denying| verified */
         duo_start(&d3, cc, denying, SERVER_ID);
         duo_handshake(&d3);
@@ -724,6 +746,60 @@ Test(tls, a_verified_chain_still_expires_and_is_still_denied)
     tls_creds_unref(denying);
     testlib_cred_cleanup(&cl);
     testlib_cred_cleanup(&sl);
+}
+
+/* A remembered chain is forgotten when an authority of the peer's trust domain expires, even
+ * one the chain does not name: the client's leaf names the bundle's intermediate, whose root,
+ * also in the bundle, expires first, and full verification builds its path through that root. */
+Test(tls, a_verified_chain_is_forgotten_when_an_authority_expires)
+{
+    /* Built field by field: minting would end the intermediate and the leaf with the root. */
+    struct testlib_cred r2 = {0}, x = {0}, cl = {0};
+    cr_assert_eq(testlib_mint_root(&r2, "example.org", SPIFFE_KEY_EC_P256, now - 60, 62), WEFT_OK);
+    struct testlib_cert_spec spec;
+    testlib_spec_signing_ca(&spec, "spiffe://example.org");
+    spec.subject_cn = "intermediate";
+    spec.not_before = now - 60;
+    spec.not_after = now + TESTLIB_DAY;
+    x.key = spiffe_key_generate(SPIFFE_KEY_EC_P256);
+    cr_assert_eq(testlib_cert_build(&x.cert, &spec, x.key, r2.cert, r2.key), WEFT_OK);
+    testlib_spec_leaf(&spec, CLIENT_ID);
+    spec.not_before = now - 60;
+    spec.not_after = now + TESTLIB_DAY;
+    cl.key = spiffe_key_generate(SPIFFE_KEY_EC_P256);
+    cr_assert_eq(testlib_cert_build(&cl.cert, &spec, cl.key, x.cert, x.key), WEFT_OK);
+    struct spiffe_bundle_set both;
+    spiffe_bundle_set_init(&both);
+    struct spiffe_id td;
+    cr_assert_eq(spiffe_td_parse(&td, "example.org", strlen("example.org"), NULL), WEFT_OK);
+    struct spiffe_bundle *b = spiffe_bundle_new(&td);
+    cr_assert_eq(spiffe_bundle_add_x509(b, x.cert), WEFT_OK);
+    cr_assert_eq(spiffe_bundle_add_x509(b, r2.cert), WEFT_OK);
+    cr_assert_eq(spiffe_bundle_set_put(&both, b), WEFT_OK);
+    struct testlib_cred sl = good_leaf(SERVER_ID);
+    struct tls_creds *cc = creds_with(&cl, NULL, NULL, -1), *sc = creds_with(&sl, &both, NULL, -1);
+    struct duo d1, d2, d3;
+    ok_duo(&d1, cc, sc, SERVER_ID);
+    ok_duo(&d2, cc, sc, SERVER_ID);
+    cr_assert_eq(tls_creds_verified_hits(sc), 1);
+    while ((int64_t)time(NULL) <= now + 2) {
+        usleep(100 * 1000);
+    }
+    duo_start(&d3, cc, sc, SERVER_ID);
+    duo_handshake(&d3);
+    cr_assert_eq(d3.src, WEFT_EPOLICY, "a chain through an expired root was accepted");
+    assert_reason(d3.s, "expired");
+    cr_assert_eq(tls_creds_verified_hits(sc), 1);
+    duo_end(&d1);
+    duo_end(&d2);
+    duo_end(&d3);
+    tls_creds_unref(cc);
+    tls_creds_unref(sc);
+    spiffe_bundle_set_cleanup(&both);
+    testlib_cred_cleanup(&cl);
+    testlib_cred_cleanup(&sl);
+    testlib_cred_cleanup(&x);
+    testlib_cred_cleanup(&r2);
 }
 
 /* --- resumption and rotation ---------------------------------------------------------------- */
