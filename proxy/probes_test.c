@@ -15,8 +15,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+
 #include "lib/base/log.h"
 #include "proxy/probes.h"
+#include "test/testlib/certs.h"
 #include "test/testlib/net.h"
 
 /* ---- WEFT_APP_PROBES ---- */
@@ -369,6 +372,58 @@ static void *app_main(void *arg)
     return NULL;
 }
 
+/* tls_app_main serves HTTPS with a certificate the kubelet would not trust (a SPIFFE leaf
+ * minted here, for a name nobody asks for): 200 "tls fine" to each request. */
+static void *tls_app_main(void *arg)
+{
+    int lfd = (int)(intptr_t)arg;
+    struct testlib_cred root = {0}, leaf = {0};
+    int64_t now = (int64_t)time(NULL);
+    if (testlib_mint_root(&root, "example.org", SPIFFE_KEY_EC_P256, now - 60, 3600) != WEFT_OK ||
+        testlib_mint_leaf(&leaf, &root, "spiffe://example.org/app", SPIFFE_KEY_EC_P256, now - 60,
+                          3600) != WEFT_OK) {
+        abort();
+    }
+    SSL_CTX *ctx = SSL_CTX_new(TLS_method());
+    if (ctx == NULL || !SSL_CTX_use_certificate(ctx, leaf.cert) ||
+        !SSL_CTX_use_PrivateKey(ctx, leaf.key)) {
+        abort();
+    }
+    for (;;) {
+        int fd = accept(lfd, NULL, NULL);
+        if (fd < 0) {
+            continue;
+        }
+        struct timeval tv = {.tv_sec = 5};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        SSL *ssl = SSL_new(ctx);
+        char head[4096];
+        size_t len = 0;
+        int n;
+        if (ssl != NULL && SSL_set_fd(ssl, fd) && SSL_accept(ssl) == 1) {
+            while (len < sizeof(head) - 1 &&
+                   (n = SSL_read(ssl, head + len, (int)(sizeof(head) - 1 - len))) > 0) {
+                len += (size_t)n;
+                head[len] = '\0';
+                if (strstr(head, "\r\n\r\n") != NULL) {
+                    break;
+                }
+            }
+            head[len] = '\0';
+            pthread_mutex_lock(&app_mu);
+            snprintf(app_last_head, sizeof(app_last_head), "%s", head);
+            pthread_mutex_unlock(&app_mu);
+            static const char resp[] =
+                "HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntls fine\n";
+            SSL_write(ssl, resp, sizeof(resp) - 1);
+            SSL_shutdown(ssl);
+        }
+        SSL_free(ssl);
+        close(fd);
+    }
+    return NULL;
+}
+
 static bool ready_cb(void *arg, char *why, size_t why_len)
 {
     (void)arg;
@@ -390,22 +445,29 @@ static void server_setup(void)
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, app_main, (void *)(intptr_t)lfd), 0);
     pthread_detach(t);
+    int tls_port, tfd = testlib_listen_loopback(&tls_port);
+    cr_assert_geq(tfd, 0);
+    cr_assert_eq(pthread_create(&t, NULL, tls_app_main, (void *)(intptr_t)tfd), 0);
+    pthread_detach(t);
     int down = 0, dfd = testlib_listen_loopback(&down);
     close(dfd); /* a port nobody listens on now */
     char json[2048];
-    snprintf(json, sizeof(json),
-             "{\"/app-health/web/readyz\": {\"httpGet\": {\"path\": \"/ok\", \"port\": %d}},"
-             " \"/app-health/web/livez\": {\"httpGet\": {\"path\": \"/bad\", \"port\": %d}},"
-             " \"/app-health/slow/readyz\": {\"httpGet\": {\"path\": \"/slow\", \"port\": %d},"
-             "   \"timeoutSeconds\": 1},"
-             " \"/app-health/redir/livez\": {\"httpGet\": {\"path\": \"/redirect\", \"port\": %d}},"
-             " \"/app-health/big/livez\": {\"httpGet\": {\"path\": \"/big\", \"port\": %d}},"
-             " \"/app-health/hdr/livez\": {\"httpGet\": {\"path\": \"/hdr\", \"port\": %d,"
-             "   \"httpHeaders\": [{\"name\": \"X-A\", \"value\": \"b\"}]}},"
-             " \"/app-health/down/livez\": {\"httpGet\": {\"path\": \"/ok\", \"port\": %d}},"
-             " \"/app-health/tls/livez\": {\"httpGet\": {\"path\": \"/ok\", \"port\": %d,"
-             "   \"scheme\": \"HTTPS\"}}}",
-             app_port, app_port, app_port, app_port, app_port, app_port, down, app_port);
+    snprintf(
+        json, sizeof(json),
+        "{\"/app-health/web/readyz\": {\"httpGet\": {\"path\": \"/ok\", \"port\": %d}},"
+        " \"/app-health/web/livez\": {\"httpGet\": {\"path\": \"/bad\", \"port\": %d}},"
+        " \"/app-health/slow/readyz\": {\"httpGet\": {\"path\": \"/slow\", \"port\": %d},"
+        "   \"timeoutSeconds\": 1},"
+        " \"/app-health/redir/livez\": {\"httpGet\": {\"path\": \"/redirect\", \"port\": %d}},"
+        " \"/app-health/big/livez\": {\"httpGet\": {\"path\": \"/big\", \"port\": %d}},"
+        " \"/app-health/hdr/livez\": {\"httpGet\": {\"path\": \"/hdr\", \"port\": %d,"
+        "   \"httpHeaders\": [{\"name\": \"X-A\", \"value\": \"b\"}]}},"
+        " \"/app-health/down/livez\": {\"httpGet\": {\"path\": \"/ok\", \"port\": %d}},"
+        " \"/app-health/tls/livez\": {\"httpGet\": {\"path\": \"/ok\", \"port\": %d,"
+        "   \"scheme\": \"HTTPS\"}},"
+        " \"/app-health/tls/readyz\": {\"httpGet\": {\"path\": \"/secure\", \"port\": %d,"
+        "   \"scheme\": \"HTTPS\", \"httpHeaders\": [{\"name\": \"X-T\", \"value\": \"1\"}]}}}",
+        app_port, app_port, app_port, app_port, app_port, app_port, down, app_port, tls_port);
     cr_assert_eq(parse(json), WEFT_OK, "%s", err);
     metrics = weft_metrics_new();
     struct proxy_probe_server_config cfg = {
@@ -525,6 +587,18 @@ Test(probes_server, the_probes_headers_are_sent)
     pthread_mutex_lock(&app_mu);
     cr_assert(strstr(app_last_head, "\r\nX-A: b\r\n") != NULL, "%s", app_last_head);
     pthread_mutex_unlock(&app_mu);
+}
+
+Test(probes_server, https_probes_are_not_verified_as_the_kubelets_are_not)
+{
+    char buf[4096];
+    cr_assert_eq(ask("GET", "/app-health/tls/readyz", buf, sizeof(buf)), 200, "%s", buf);
+    cr_assert_str_eq(body_of(buf), "tls fine\n");
+    pthread_mutex_lock(&app_mu);
+    cr_assert(strncmp(app_last_head, "GET /secure HTTP/1.1\r\n", 22) == 0, "%s", app_last_head);
+    cr_assert(strstr(app_last_head, "\r\nX-T: 1\r\n") != NULL, "%s", app_last_head);
+    pthread_mutex_unlock(&app_mu);
+    cr_assert(metric_is("/app-health/tls/readyz", "success", 1));
 }
 
 Test(probes_server, an_app_that_is_down_is_503)
