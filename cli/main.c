@@ -23,6 +23,8 @@ static const char usage[] =
     "  policy explain ...      decide a connection against policies and say why\n"
     "  iptables install|uninstall|check ...\n"
     "                          the nat rules that send a pod's TCP through its proxy\n"
+    "  wait-ready --addr HOST:PORT ...\n"
+    "                          poll a daemon's /ready until 200 (a pod's postStart hook)\n"
     "\n"
     "Run `weftctl <command> --help` for the flags of each command.\n"
     "\n"
@@ -104,6 +106,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "svid") == 0) {
         return cmd_svid(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "wait-ready") == 0) {
+        return cmd_wait_ready(argc - 1, argv + 1);
     }
     if (strcmp(cmd, "iptables") == 0) {
         return cmd_iptables(argc - 1, argv + 1);

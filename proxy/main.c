@@ -53,6 +53,15 @@ static const char usage[] =
     "                            destination; the access log's rule=N is the rule's place\n"
     "                            among all --egress-* rules, from 0, with policy=egress\n"
     "  --no-resumption           no TLS session tickets: every handshake is a full one\n"
+    "  --probe-listen ADDR       the kubelet's probe port (IPV4:PORT or [IPV6]:PORT; the\n"
+    "                            injector uses 0.0.0.0:15021 and keeps it out of the\n"
+    "                            redirect). It serves GET /ready (as the admin port's) and\n"
+    "                            GET /app-health/<container>/<livez|readyz|startupz> for the\n"
+    "                            probes in the environment's WEFT_APP_PROBES (JSON: path ->\n"
+    "                            {httpGet, timeoutSeconds}): each is made to the app at\n"
+    "                            127.0.0.1:<port> (HTTPS unverified, as the kubelet does)\n"
+    "                            and the app's status passed through; no answer in\n"
+    "                            timeoutSeconds, or none at all, is 503. Nothing else (404)\n"
     "\n"
     "Live connections are checked every second: one whose peer's certificate expired, whose\n"
     "peer is revoked, or that the policy now denies (after the policy's closeGraceSeconds) is\n"
@@ -95,6 +104,7 @@ int main(int argc, char **argv)
         {"egress-deny", required_argument, NULL, 'D'},
         {"egress-default", required_argument, NULL, 'e'},
         {"no-resumption", no_argument, NULL, 'R'},
+        {"probe-listen", required_argument, NULL, 'L'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -187,6 +197,9 @@ int main(int argc, char **argv)
             break;
         case 'R':
             o.no_resumption = true;
+            break;
+        case 'L':
+            o.probe_listen = optarg;
             break;
         case 'h':
             fputs(usage, stdout);

@@ -26,6 +26,7 @@
 #include "lib/base/mem.h"
 #include "lib/base/metrics.h"
 #include "lib/httpadmin/httpadmin.h"
+#include "proxy/probes.h"
 #include "policy/snapshot.h"
 #include "proxy/accesslog.h"
 #include "proxy/conn.h"
@@ -71,6 +72,8 @@ struct daemon {
     uint64_t creds_deny;             /* and the digest of its deny list */
     struct proxy_pool *pool;
     struct httpadmin *http;
+    struct proxy_probes app_probes;
+    struct proxy_probe_server *probes;
     struct metrics m;
     atomic_bool quit;
 };
@@ -1189,8 +1192,20 @@ int proxy_daemon_run(const struct proxy_opts *o)
     d->o = o;
     pthread_mutex_init(&d->mu, NULL);
     metrics_init(&d->m);
+    proxy_probes_init(&d->app_probes);
     char err[512];
     int rc = 1;
+    const char *probes_env = getenv(PROXY_PROBES_ENV);
+    if (probes_env != NULL && *probes_env != '\0') {
+        if (o->probe_listen == NULL) {
+            weft_log(WEFT_LOG_WARN, PROXY_PROBES_ENV " is ignored without --probe-listen", 0);
+        } else if (proxy_probes_parse(&d->app_probes, probes_env, strlen(probes_env), err,
+                                      sizeof(err)) != WEFT_OK) {
+            rc = fail("--probe-listen", err);
+            metrics_free(&d->m);
+            return rc;
+        }
+    }
     signal(SIGPIPE, SIG_IGN);
     /* from the start: a SIGTERM while the agent is still being reached ends in a clean stop */
     struct sigaction sa = {.sa_handler = on_signal};
@@ -1252,6 +1267,21 @@ int proxy_daemon_run(const struct proxy_opts *o)
         rc = fail("--admin", err);
         goto out;
     }
+    if (o->probe_listen != NULL) {
+        struct proxy_probe_server_config pc = {.listen = o->probe_listen,
+                                               .probes = &d->app_probes,
+                                               .ready = http_ready,
+                                               .ready_arg = d,
+                                               .metrics = d->m.reg};
+        if (proxy_probe_server_start(&d->probes, &pc, err, sizeof(err)) != WEFT_OK) {
+            rc = fail("--probe-listen", err);
+            goto out;
+        }
+        char num[16];
+        snprintf(num, sizeof(num), "%zu", d->app_probes.num_probes);
+        weft_log(WEFT_LOG_INFO, "weft-proxy probe port", 2, "listen", o->probe_listen, "app_probes",
+                 num);
+    }
     char ports[64];
     snprintf(ports, sizeof(ports), "%d/%d", out_port, in_port);
     weft_log(WEFT_LOG_INFO, "weft-proxy serving", 3, "agent", acfg.socket, "outbound/inbound",
@@ -1294,6 +1324,8 @@ int proxy_daemon_run(const struct proxy_opts *o)
     weft_log(WEFT_LOG_INFO, "weft-proxy stopped", 0);
     rc = 0;
 out:
+    proxy_probe_server_stop(d->probes);
+    proxy_probes_cleanup(&d->app_probes);
     httpadmin_stop(d->http);
     proxy_pool_free(d->pool);
     proxy_agent_stop(d->agent);

@@ -74,6 +74,9 @@ struct proxy_opts {
     size_t num_egress;
     bool egress_deny;
     bool no_resumption; /* no TLS session tickets: every handshake is full */
+    /* the kubelet's probe port (proxy/probes.h): /ready and the app probes WEFT_APP_PROBES
+     * names; NULL: none */
+    const char *probe_listen;
 };
 
 /* proxy_daemon_run runs weft-proxy until a signal or /quitquitquit and the drain; returns the
