@@ -41,6 +41,13 @@ test_pkgs=(
     python3-grpcio python3-protobuf python3-grpc-tools
     openssl
 )
+# //deploy:validate_test runs Node.js scripts (deploy/validate/) with npm packages; Node >= 14
+# for ajv 8. Added to test_pkgs below only when no node/npm is on PATH: a machine may already
+# have Node.js from elsewhere, whose nodejs package provides npm and conflicts with Debian's.
+node_pkgs=(
+    nodejs                      # deploy/validate/*.mjs
+    npm                         # npm ci of deploy/validate/package-lock.json
+)
 
 # --bench: what //test/bench:mesh_bar (issue 7's performance bar) runs beside weft
 bench_pkgs=(wrk haproxy iptables iproute2)
@@ -64,6 +71,9 @@ if [[ " $* " == *" --demo "* ]]; then
 fi
 if [[ "${1:-}" == "--test" ]]; then
     pkgs+=("${test_pkgs[@]}")
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        pkgs+=("${node_pkgs[@]}")
+    fi
 fi
 
 missing=()
@@ -83,4 +93,21 @@ if [[ ${#missing[@]} -gt 0 ]]; then
     export DEBIAN_FRONTEND=noninteractive
     "${sudo[@]}" apt-get update -q >/dev/null
     "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --test: the npm packages of //deploy:validate_test (exact versions, deploy/validate/
+# package-lock.json), installed outside the tree where the test looks for them, again only
+# when the lockfile changed (the stamp holds the hash of package.json + package-lock.json).
+if [[ "${1:-}" == "--test" ]]; then
+    dv_src=deploy/validate
+    dv_dir=${XDG_CACHE_HOME:-$HOME/.cache}/weft/deploy-validate
+    dv_want=$(cat "$dv_src/package.json" "$dv_src/package-lock.json" | sha256sum | cut -d' ' -f1)
+    if [[ "$(cat "$dv_dir/stamp" 2>/dev/null)" != "$dv_want" || ! -d "$dv_dir/node_modules" ]]; then
+        echo "install-deps: npm ci for $dv_src into $dv_dir" >&2
+        mkdir -p "$dv_dir"
+        rm -f "$dv_dir/stamp"
+        cp "$dv_src/package.json" "$dv_src/package-lock.json" "$dv_dir/"
+        (cd "$dv_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+        echo "$dv_want" >"$dv_dir/stamp"
+    fi
 fi
