@@ -29,7 +29,8 @@ struct agent_daemon_opts {
     const char *state_dir;        /* AGENT_DEFAULT_STATE_DIR */
     const char *bootstrap_bundle; /* needed until the first join stored the CA's bundle */
     const char *join_token;       /* the token itself, or */
-    const char *join_token_file;  /* a file holding it */
+    const char *join_token_file;  /* a file holding it, or */
+    const char *psat_token_file;  /* a projected service account token, re-read at each join */
     const char *socket;           /* AGENT_WLAPI_DEFAULT_SOCKET */
     const char *http;             /* AGENT_DEFAULT_HTTP; "" disables */
     /* the k8s attestor, when |kubelet_url| is set */
