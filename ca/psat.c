@@ -18,7 +18,8 @@
 #include "lib/base/mem.h"
 #include "lib/spiffe/jwt.h"
 
-#define SHOWN 64 /* bytes of an outside string shown in a message */
+#define SHOWN 64                            /* bytes of an outside string shown in a message */
+#define MAX_NUMERIC_DATE ((int64_t)1 << 40) /* seconds: year 36812 */
 
 static bool depth_ok(const uint8_t *s, size_t len, size_t max);
 static json_t *parse_object(const uint8_t *s, size_t len, const char *what, char *err,
@@ -325,8 +326,10 @@ static int get_int(const json_t *claims, const char *name, int64_t *out, char *e
         snprintf(err, err_len, "the claims need %s", name);
         return WEFT_ENOTFOUND;
     }
-    if (!json_is_integer(v)) {
-        snprintf(err, err_len, "%s is not an integer NumericDate", name);
+    /* bounded, so that no sum or difference of times below can overflow */
+    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+        json_integer_value(v) > MAX_NUMERIC_DATE) {
+        snprintf(err, err_len, "%s is not an integer NumericDate from 0 to 2^40", name);
         return WEFT_EPOLICY;
     }
     *out = json_integer_value(v);
@@ -348,8 +351,7 @@ static int check_times(const json_t *claims, int64_t now, int64_t *out_exp, char
     } else if (rc != WEFT_OK) {
         return WEFT_EPOLICY;
     }
-    /* |now| is a real clock reading and the claims are bounded by the checks before each
-     * comparison, so no sum below overflows. */
+    /* every time is 0..2^40 (get_int) and |now| a clock reading: no sum below overflows */
     if (exp <= iat || exp - iat > CA_PSAT_MAX_LIFETIME_S) {
         snprintf(err, err_len, "the token lives %lld s (iat %lld, exp %lld): 1 s to %d s",
                  (long long)exp - (long long)iat, (long long)iat, (long long)exp,

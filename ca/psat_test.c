@@ -173,6 +173,18 @@ Test(psat, refuses_a_lifetime_over_the_limit)
         "the token lives");
 }
 
+Test(psat, refuses_times_out_of_range)
+{
+    json_t *cl = valid_claims();
+    json_object_set_new(cl, "exp", json_integer(INT64_MAX));
+    json_object_set_new(cl, "iat", json_integer(INT64_MIN));
+    expect_refused(sign(header("RS256", "rsa-1"), cl, "RS256", rsa_key, NULL, 0), "from 0 to 2^40");
+    cl = valid_claims();
+    json_object_set_new(cl, "exp", json_real(NOW + 100.5));
+    expect_refused(sign(header("RS256", "rsa-1"), cl, "RS256", rsa_key, NULL, 0),
+                   "exp is not an integer");
+}
+
 Test(psat, refuses_wrong_audience)
 {
     json_t *cl = valid_claims();
@@ -335,6 +347,26 @@ Test(psat, refuses_bad_jwks)
     static const char *const bad[] = {"no-colon"};
     cr_assert_eq(init_with(json_pack("{s:[o]}", "keys", jwk(rsa_key, "k")), bad, 1), WEFT_EINVAL);
     cr_assert(strstr(err, "--psat-allowed-sa") != NULL, "%s", err);
+}
+
+Test(psat, refuses_a_jwks_or_allowed_list_past_the_limits)
+{
+    ca_psat_cleanup(&psat);
+    uint8_t *big = malloc(CA_PSAT_MAX_JWKS + 1);
+    memset(big, ' ', CA_PSAT_MAX_JWKS + 1);
+    struct ca_psat_config cfg = {.issuer = ISSUER, .jwks = big, .jwks_len = CA_PSAT_MAX_JWKS + 1};
+    cr_assert_eq(ca_psat_init(&psat, &cfg, err, sizeof(err)), WEFT_ELIMIT);
+    free(big);
+    const char *many[CA_PSAT_MAX_ALLOWED + 1];
+    for (size_t i = 0; i < nitems(many); i++) {
+        many[i] = "weft-system:weft-agent";
+    }
+    cr_assert_eq(
+        init_with(json_pack("{s:[o]}", "keys", jwk(rsa_key, "k")), many, CA_PSAT_MAX_ALLOWED + 1),
+        WEFT_ELIMIT);
+    cr_assert_eq(
+        init_with(json_pack("{s:[o]}", "keys", jwk(rsa_key, "k")), many, CA_PSAT_MAX_ALLOWED),
+        WEFT_OK, "%s", err);
 }
 
 Test(psat, binds_a_token_to_its_first_key)
