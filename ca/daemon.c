@@ -104,6 +104,8 @@ struct daemon {
     struct ca_issuer issuer;
     struct ca_psat psat; /* node attestation by service account token, when psat_on */
     bool psat_on;
+    struct timespec psat_mtime; /* of the JWKS file read last (or refused last) */
+    off_t psat_size;
     X509 *intermediate;
     STACK_OF(X509) * roots;
     uint8_t *bundle_der;
@@ -1223,6 +1225,8 @@ static void observe_sign(struct daemon *d, double started, size_t n)
     }
 }
 
+static void psat_refresh(struct daemon *d); /* the JWKS file, when it changed */
+
 static void attest_node(void *arg, const struct rpc_ctx *ctx, const uint8_t *req, size_t len,
                         struct rpc_reply *reply)
 {
@@ -1251,6 +1255,7 @@ static void attest_node(void *arg, const struct rpc_ctx *ctx, const uint8_t *req
         return;
     }
     if (by_psat) {
+        psat_refresh(d);
         rc = ca_attest_node_psat(&d->issuer, &d->psat, r->psat, strlen(r->psat), r->csr.data,
                                  r->csr.len, now_s(), node, &svid, err, sizeof(err));
     } else {
@@ -2320,16 +2325,23 @@ static void daemon_free(struct daemon *d)
     }
 }
 
-/* load_psat reads the cluster's JWKS (before privileges go: it is a mounted file) and sets up
- * attestation by service account token. */
+/* load_psat reads the cluster's JWKS file and (re)configures attestation by service account
+ * token. At start it runs before privileges go; afterwards it runs again whenever the file
+ * changed (a ConfigMap the operator updates when the cluster rotates its keys), and a file it
+ * cannot use then leaves the keys in force, with a warning. */
 static int load_psat(struct daemon *d, char *err, size_t err_len)
 {
     const struct ca_daemon_opts *o = d->o;
     uint8_t *jwks = NULL;
     size_t len = 0;
+    struct stat st;
     if (o->psat_jwks == NULL) {
         snprintf(err, err_len, "needed with --psat-issuer");
         return WEFT_EINVAL;
+    }
+    if (stat(o->psat_jwks, &st) == 0) {
+        d->psat_mtime = st.st_mtim;
+        d->psat_size = st.st_size;
     }
     int rc = weft_file_read(&jwks, &len, o->psat_jwks, CA_PSAT_MAX_JWKS);
     if (rc != WEFT_OK) {
@@ -2346,18 +2358,40 @@ static int load_psat(struct daemon *d, char *err, size_t err_len)
         .jwks_len = len,
     };
     char why[400];
-    rc = ca_psat_init(&d->psat, &cfg, why, sizeof(why));
+    rc = ca_psat_reload(&d->psat, &cfg, why, sizeof(why));
     free(jwks);
     if (rc != WEFT_OK) {
         snprintf(err, err_len, "%.100s: %s", o->psat_jwks, why);
         return rc;
     }
-    d->psat_on = true;
     char num[16];
     snprintf(num, sizeof(num), "%zu", d->psat.num_keys);
-    weft_log(WEFT_LOG_INFO, "service account token attestation on", 3, "issuer", d->psat.issuer,
-             "audience", d->psat.audience, "keys", num);
+    weft_log(WEFT_LOG_INFO,
+             d->psat_on ? "service account token keys reloaded"
+                        : "service account token attestation on",
+             4, "issuer", d->psat.issuer, "audience", d->psat.audience, "keys", num, "jwks",
+             o->psat_jwks);
+    d->psat_on = true;
     return WEFT_OK;
+}
+
+/* psat_refresh reloads the JWKS file when it changed since it was last read. */
+static void psat_refresh(struct daemon *d)
+{
+    struct stat st;
+    char err[512];
+    if (stat(d->o->psat_jwks, &st) != 0) {
+        weft_log(WEFT_LOG_WARN, "cannot stat the JWKS; the keys in force stay", 2, "jwks",
+                 d->o->psat_jwks, "error", strerror(errno));
+        return;
+    }
+    if (st.st_mtim.tv_sec == d->psat_mtime.tv_sec && st.st_mtim.tv_nsec == d->psat_mtime.tv_nsec &&
+        st.st_size == d->psat_size) {
+        return;
+    }
+    if (load_psat(d, err, sizeof(err)) != WEFT_OK) {
+        weft_log(WEFT_LOG_WARN, "JWKS refused; the keys in force stay", 1, "error", err);
+    }
 }
 
 static int fail(const char *what, const char *err)

@@ -60,7 +60,9 @@ static const char usage[] =
     "                            exactly as in their iss claim); the node is named by the\n"
     "                            token's kubernetes.io.node.name. Validated offline: no fetch\n"
     "  --psat-jwks FILE          with --psat-issuer: the cluster's JWKS (kubectl get --raw\n"
-    "                            /openid/v1/jwks), RS256 and ES256 keys; read at start\n"
+    "                            /openid/v1/jwks), RS256 and ES256 keys; read at start, and\n"
+    "                            again when it changes (a file it cannot use then leaves the\n"
+    "                            keys in force, with a warning)\n"
     "  --psat-audience AUD       the audience tokens must carry (default " CA_PSAT_DEFAULT_AUDIENCE
     ")\n"
     "  --psat-allowed-sa NS:NAME a service account whose tokens may attest nodes (repeatable,\n"

@@ -253,6 +253,22 @@ void ca_psat_cleanup(struct ca_psat *p)
     memset(p, 0, sizeof(*p));
 }
 
+int ca_psat_reload(struct ca_psat *p, const struct ca_psat_config *cfg, char *err, size_t err_len)
+{
+    struct ca_psat *fresh = weft_xmalloc(sizeof(*fresh));
+    int rc = ca_psat_init(fresh, cfg, err, err_len);
+    if (rc == WEFT_OK) {
+        fresh->bindings = p->bindings;
+        fresh->num_bindings = p->num_bindings;
+        p->bindings = NULL;
+        p->num_bindings = 0;
+        ca_psat_cleanup(p);
+        memcpy(p, fresh, sizeof(*p));
+    }
+    free(fresh);
+    return rc;
+}
+
 /* --- validation --------------------------------------------------------------------------- */
 
 /* check_header accepts RS256 and ES256 only, and says which keys to try: the one named by

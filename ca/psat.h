@@ -114,6 +114,12 @@ WEFT_MUST_USE int ca_psat_init(struct ca_psat *p, const struct ca_psat_config *c
                                size_t err_len);
 void ca_psat_cleanup(struct ca_psat *p);
 
+/* ca_psat_reload replaces the configuration of |p| (initialized, or zeroed) with |cfg|'s, as
+ * ca_psat_init reads it, and keeps |p|'s bindings: a token bound before stays bound (the cluster
+ * rotated its keys, say). On failure |p| is unchanged and |err| says why. */
+WEFT_MUST_USE int ca_psat_reload(struct ca_psat *p, const struct ca_psat_config *cfg, char *err,
+                                 size_t err_len);
+
 /* ca_psat_validate validates |token| (|len| bytes) at |now| (see above). On WEFT_OK |out| holds
  * its claims. Nothing is recorded: see ca_psat_bind. */
 WEFT_MUST_USE int ca_psat_validate(const struct ca_psat *p, struct ca_psat_claims *out,

@@ -393,6 +393,37 @@ Test(psat, binds_a_token_to_its_first_key)
     free(t2);
 }
 
+Test(psat, a_reload_takes_new_keys_and_keeps_the_bindings)
+{
+    char *t = sign(header("RS256", "rsa-1"), valid_claims(), "RS256", rsa_key, NULL, 0);
+    struct ca_psat_claims c;
+    cr_assert_eq(validate(t, &c), WEFT_OK, "%s", err);
+    uint8_t k1[32] = {1}, k2[32] = {2};
+    cr_assert_eq(ca_psat_bind(&psat, &c, k1, NOW, err, sizeof(err)), WEFT_OK);
+    /* the cluster rotated its key: only the new one is published */
+    char *doc = NULL;
+    json_t *jwks = json_pack("{s:[o]}", "keys", jwk(other_key, "ec-2"));
+    doc = json_dumps(jwks, JSON_COMPACT);
+    json_decref(jwks);
+    struct ca_psat_config cfg = {
+        .issuer = ISSUER, .jwks = (const uint8_t *)doc, .jwks_len = strlen(doc)};
+    cr_assert_eq(ca_psat_reload(&psat, &cfg, err, sizeof(err)), WEFT_OK, "%s", err);
+    cr_assert_eq(psat.num_keys, 1);
+    cr_assert_neq(validate(t, &c), WEFT_OK, "the old key is gone");
+    char *t2 = sign(header("ES256", "ec-2"), valid_claims(), "ES256", other_key, NULL, 0);
+    cr_assert_eq(validate(t2, &c), WEFT_OK, "%s", err);
+    /* same jti as the token bound before the reload: still bound to k1 */
+    cr_assert_eq(ca_psat_bind(&psat, &c, k2, NOW, err, sizeof(err)), WEFT_EPOLICY);
+    /* a bad document leaves everything as it was */
+    cfg.jwks = (const uint8_t *)"{\"keys\": 3}";
+    cfg.jwks_len = strlen((const char *)cfg.jwks);
+    cr_assert_eq(ca_psat_reload(&psat, &cfg, err, sizeof(err)), WEFT_EINVAL);
+    cr_assert_eq(validate(t2, &c), WEFT_OK, "%s", err);
+    free(doc);
+    free(t);
+    free(t2);
+}
+
 Test(psat, refuses_bindings_past_the_limit)
 {
     struct ca_psat_claims c = {.exp = NOW + 3600};

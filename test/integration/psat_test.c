@@ -2,9 +2,9 @@
  * tokens (issue 8) through real processes: weft-ca started with --psat-issuer and a JWKS file,
  * weft-agent with --psat-token-file and no join token. The agent joins as the token's node and
  * mints a workload SVID with its node SVID; the same token with another key is refused (a
- * replay), as are tokens the CA must not accept; a fresh token attests another node. Keys and
- * tokens are minted at test time; every process is stopped by its PID, even when an assertion
- * fails. */
+ * replay), as are tokens the CA must not accept; a fresh token attests another node; a new JWKS
+ * file (the cluster rotated its key) is followed without a restart. Keys and tokens are minted
+ * at test time; every process is stopped by its PID, even when an assertion fails. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -222,4 +222,33 @@ Test(psat, tokens_the_ca_must_not_accept_are_refused)
     char log[160];
     snprintf(log, sizeof(log), "%s/ca.log", ca.dir);
     cr_assert(file_has(log, "service account weft-system:default may not attest nodes"));
+}
+
+Test(psat, the_ca_follows_a_new_jwks_file)
+{
+    /* the cluster rotated its signing key: the operator publishes the new JWKS (only the EC
+     * key) where --psat-jwks points; the CA reads it at the next attestation */
+    json_t *doc = json_pack("{s:[o]}", "keys", testlib_psat_jwk(keys.ec, "rotated"));
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    char tmp[160];
+    snprintf(tmp, sizeof(tmp), "%s.new", jwks_path);
+    cr_assert(write_file(tmp, text) && rename(tmp, jwks_path) == 0);
+    free(text);
+    int64_t now = (int64_t)time(NULL);
+    char id[256];
+    struct rpc_status st;
+    char *old = token_for("node-d", "jti-d");
+    cr_assert_eq(attest("", old, id, &st), GRPC_STATUS_PERMISSION_DENIED,
+                 "a token of the retired key still attests");
+    free(old);
+    char *t = testlib_psat_sign(testlib_psat_header("ES256", "rotated"),
+                                testlib_psat_claims("weft-agent", "node-e", now - 60, now + 600),
+                                "ES256", keys.ec, NULL, 0);
+    cr_assert_eq(attest("", t, id, &st), GRPC_STATUS_OK, "%s", st.details);
+    cr_assert_str_eq(id, "spiffe://" TD "/weft/node/node-e");
+    free(t);
+    char log[160];
+    snprintf(log, sizeof(log), "%s/ca.log", ca.dir);
+    cr_assert(file_has(log, "service account token keys reloaded"));
 }
