@@ -1,8 +1,9 @@
 /* agent/daemon.h: weft-agent, the process (issue 5). agent/main.c reads the flags into struct
  * agent_daemon_opts and calls agent_daemon_run, which runs two threads:
  *
- *  - the CA thread keeps the node joined (agent/node.h: a join token on the first start, then
- *    RenewNode at half-life +-10 %, with backoff), holds a WatchNode stream to the CA
+ *  - the CA thread keeps the node joined (agent/node.h: a join token on the first start, or
+ *    the pod's service account token, re-read from its file at each join; then RenewNode at
+ *    half-life +-10 %, with backoff), holds a WatchNode stream to the CA
  *    (bundle and entries; the bundle sequence acknowledged on the stream; reconnect with
  *    backoff, resuming from the full snapshot the CA sends) and mints the workload SVIDs due
  *    (agent/svids.h);
