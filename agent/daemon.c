@@ -34,6 +34,7 @@
 #define WATCH_DEADLINE_MS (3600 * 1000) /* a WatchNode stream is re-opened at least hourly */
 #define MAX_SNAPSHOT (64 << 20)
 #define TOKEN_MAX 1024
+#define PSAT_MAX 8192    /* a service account token (ca/psat.h: CA_PSAT_MAX_TOKEN) */
 #define AGENT_POLL_MS 20 /* the Workload API thread's longest wait between pushes */
 #define AGENT_JWT_MINT_TIMEOUT_MS 2000
 
@@ -107,21 +108,52 @@ static void back_off(struct agent *a, int64_t ms, int64_t renew_at)
     }
 }
 
+/* join_psat joins with the service account token in --psat-token-file, read afresh: the
+ * kubelet rotates it (at 80 % of its life). */
+static int join_psat(struct agent *a, char *err, size_t err_len)
+{
+    uint8_t *t = NULL;
+    size_t len = 0;
+    const char *path = a->o->psat_token_file;
+    int rc = weft_file_read(&t, &len, path, PSAT_MAX);
+    if (rc != WEFT_OK) {
+        snprintf(err, err_len, "--psat-token-file %.200s: %s", path,
+                 rc == WEFT_ELIMIT ? "over 8 KiB: not a service account token" : strerror(errno));
+        return rc;
+    }
+    while (len > 0 && (t[len - 1] == '\n' || t[len - 1] == '\r' || t[len - 1] == ' ')) {
+        t[--len] = '\0';
+    }
+    if (len == 0 || memchr(t, '\0', len) != NULL) {
+        snprintf(err, err_len, "--psat-token-file %.200s holds no token", path);
+        rc = WEFT_EINVAL;
+    } else {
+        rc = agent_node_join_psat(a->node, (const char *)t, err, err_len);
+    }
+    OPENSSL_cleanse(t, len);
+    free(t);
+    return rc;
+}
+
 /* ensure_identity joins or renews when due; returns whether a node SVID is held. */
 static bool ensure_identity(struct agent *a, int64_t *renew_at, uint32_t *failures)
 {
     int64_t now = now_s();
     char err[512];
     if (!agent_node_has_identity(a->node, now)) {
-        if (a->token[0] == '\0') {
+        if (a->token[0] == '\0' && a->o->psat_token_file == NULL) {
             weft_log(WEFT_LOG_ERROR,
                      "no node identity and no join token: run `weftctl token create --node "
-                     "NAME` and give it with --join-token or --join-token-file",
+                     "NAME` and give it with --join-token or --join-token-file, or give the "
+                     "pod's service account token with --psat-token-file",
                      0);
             sleep_ms(5000, &a->stop);
             return false;
         }
-        if (agent_node_join(a->node, a->token, err, sizeof(err)) != WEFT_OK) {
+        int rc = a->o->psat_token_file != NULL
+                     ? join_psat(a, err, sizeof(err))
+                     : agent_node_join(a->node, a->token, err, sizeof(err));
+        if (rc != WEFT_OK) {
             (*failures)++;
             atomic_store(&a->node_failures, *failures);
             weft_log(WEFT_LOG_ERROR, "cannot join the CA", 1, "error", err);

@@ -1,8 +1,9 @@
 /* agent/daemon.h: weft-agent, the process (issue 5). agent/main.c reads the flags into struct
  * agent_daemon_opts and calls agent_daemon_run, which runs two threads:
  *
- *  - the CA thread keeps the node joined (agent/node.h: a join token on the first start, then
- *    RenewNode at half-life +-10 %, with backoff), holds a WatchNode stream to the CA
+ *  - the CA thread keeps the node joined (agent/node.h: a join token on the first start, or
+ *    the pod's service account token, re-read from its file at each join; then RenewNode at
+ *    half-life +-10 %, with backoff), holds a WatchNode stream to the CA
  *    (bundle and entries; the bundle sequence acknowledged on the stream; reconnect with
  *    backoff, resuming from the full snapshot the CA sends) and mints the workload SVIDs due
  *    (agent/svids.h);
@@ -29,7 +30,8 @@ struct agent_daemon_opts {
     const char *state_dir;        /* AGENT_DEFAULT_STATE_DIR */
     const char *bootstrap_bundle; /* needed until the first join stored the CA's bundle */
     const char *join_token;       /* the token itself, or */
-    const char *join_token_file;  /* a file holding it */
+    const char *join_token_file;  /* a file holding it, or */
+    const char *psat_token_file;  /* a projected service account token, re-read at each join */
     const char *socket;           /* AGENT_WLAPI_DEFAULT_SOCKET */
     const char *http;             /* AGENT_DEFAULT_HTTP; "" disables */
     /* the k8s attestor, when |kubelet_url| is set */

@@ -11,10 +11,11 @@
 static const char usage[] =
     "usage: weft-agent --ca ADDR --trust-domain TD [options]\n"
     "\n"
-    "The weft node agent: joins the CA with a one-time token, keeps its node identity, mints\n"
-    "and renews the workload SVIDs of the entries assigned to this node (keys in memory only),\n"
-    "and serves them to local workloads over the SPIFFE Workload API: X.509-SVIDs and bundles,\n"
-    "JWT-SVIDs (minted by the CA for the caller's entries) with their JWKS and validation. The\n"
+    "The weft node agent: joins the CA with a one-time token (or, in Kubernetes, its pod's\n"
+    "service account token), keeps its node identity, mints and renews the workload SVIDs of\n"
+    "the entries assigned to this node (keys in memory only), and serves them to local\n"
+    "workloads over the SPIFFE Workload API: X.509-SVIDs and bundles, JWT-SVIDs (minted by the\n"
+    "CA for the caller's entries) with their JWKS and validation. The\n"
     "same socket serves weft.agent.v1.ProxyConfig/Watch to sidecar proxies: the policy compiled\n"
     "for their workload, the mesh directory and the deny list.\n"
     "\n"
@@ -25,6 +26,10 @@ static const char usage[] =
     "  --join-token-file FILE    the node identity is stored (or the same, from a file: its\n"
     "                            first line that is not empty or a # comment, so weftctl's\n"
     "                            output saved as it is will do)\n"
+    "  --psat-token-file FILE    in Kubernetes, instead of a join token: the pod's projected\n"
+    "                            service account token (audience weft-ca), read afresh at\n"
+    "                            each join; the CA (weft-ca --psat-issuer) names the node\n"
+    "                            after the token's node\n"
     "  --state-dir DIR           node key, SVID and bundle (default " AGENT_DEFAULT_STATE_DIR ")\n"
     "  --socket PATH             the Workload API (default " AGENT_WLAPI_DEFAULT_SOCKET
     "); workloads\n"
@@ -63,6 +68,7 @@ int main(int argc, char **argv)
         {"bootstrap-bundle", required_argument, NULL, 'b'},
         {"join-token", required_argument, NULL, 'j'},
         {"join-token-file", required_argument, NULL, 'J'},
+        {"psat-token-file", required_argument, NULL, 'P'},
         {"state-dir", required_argument, NULL, 's'},
         {"socket", required_argument, NULL, 'S'},
         {"http", required_argument, NULL, 'H'},
@@ -96,6 +102,9 @@ int main(int argc, char **argv)
             break;
         case 'J':
             o.join_token_file = optarg;
+            break;
+        case 'P':
+            o.psat_token_file = optarg;
             break;
         case 's':
             o.state_dir = optarg;
@@ -169,6 +178,10 @@ int main(int argc, char **argv)
     }
     if (o.join_token != NULL && o.join_token_file != NULL) {
         fprintf(stderr, "weft-agent: --join-token or --join-token-file, not both\n");
+        return 2;
+    }
+    if (o.psat_token_file != NULL && (o.join_token != NULL || o.join_token_file != NULL)) {
+        fprintf(stderr, "weft-agent: --psat-token-file or a join token, not both\n");
         return 2;
     }
     if (o.kubelet_url != NULL && o.kubelet_token_file == NULL) {

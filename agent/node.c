@@ -239,13 +239,16 @@ static int csr_for(EVP_PKEY **key, ProtobufCBinaryData *csr)
     return WEFT_OK;
 }
 
-int agent_node_join(struct agent_node *n, const char *token, char *err, size_t err_len)
+/* attest calls AttestNode with |join_token| or |psat| (the other ""). */
+static int attest(struct agent_node *n, const char *join_token, const char *psat, char *err,
+                  size_t err_len)
 {
     grpc_channel *anon = NULL;
     TRY(ca_client_dial(n->client, NULL, NULL, &anon, err, err_len));
     EVP_PKEY *key;
     Weft__Ca__V1__AttestNodeRequest req = WEFT__CA__V1__ATTEST_NODE_REQUEST__INIT;
-    req.join_token = (char *)token;
+    req.join_token = (char *)join_token;
+    req.psat = (char *)psat;
     int rc = csr_for(&key, &req.csr);
     Weft__Ca__V1__AttestNodeResponse *resp = NULL;
     struct rpc_status st;
@@ -269,6 +272,16 @@ int agent_node_join(struct agent_node *n, const char *token, char *err, size_t e
     }
     protobuf_c_message_free_unpacked(&resp->base, NULL);
     return rc;
+}
+
+int agent_node_join(struct agent_node *n, const char *token, char *err, size_t err_len)
+{
+    return attest(n, token, "", err, err_len);
+}
+
+int agent_node_join_psat(struct agent_node *n, const char *psat, char *err, size_t err_len)
+{
+    return attest(n, "", psat, err, err_len);
 }
 
 int agent_node_renew(struct agent_node *n, char *err, size_t err_len)

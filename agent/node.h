@@ -1,7 +1,8 @@
 /* agent/node.h: the agent's own identity, the node SVID spiffe://TD/weft/node/NAME (issue 5,
  * "Joining and staying joined").
  *
- * First start: a join token and the bootstrap bundle (a file the operator copies from the CA's
+ * First start: a join token (or, in Kubernetes, the pod's projected service account token) and
+ * the bootstrap bundle (a file the operator copies from the CA's
  * bundle.pem) -> AttestNode over TLS where only the CA is authenticated -> the node SVID and
  * the current bundle. The key and the SVID chain are kept together in one file of the state
  * directory (node.key, mode 0600, written atomically: a crash leaves the old pair or the new
@@ -53,6 +54,12 @@ bool agent_node_has_identity(const struct agent_node *n, int64_t now);
 /* agent_node_join redeems |token| (AttestNode) and stores the identity and bundle. */
 WEFT_MUST_USE int agent_node_join(struct agent_node *n, const char *token, char *err,
                                   size_t err_len);
+
+/* agent_node_join_psat is agent_node_join with a Kubernetes projected service account token of
+ * the agent's pod (AttestNodeRequest.psat) instead of a join token: the CA names the node after
+ * the token's node. */
+WEFT_MUST_USE int agent_node_join_psat(struct agent_node *n, const char *psat, char *err,
+                                       size_t err_len);
 
 /* agent_node_renew replaces the node SVID (RenewNode with the current one) and stores it. */
 WEFT_MUST_USE int agent_node_renew(struct agent_node *n, char *err, size_t err_len);

@@ -28,6 +28,8 @@ static bool is_dns_subdomain(const char *s)
     return s[n - 1] != '-';
 }
 
+bool ca_node_name_valid(const char *name) { return is_dns_subdomain(name); }
+
 int ca_token_create(struct ca_store *s, const char *node, int64_t ttl_s, int64_t now,
                     char out[CA_TOKEN_TEXT_LEN + 1], char *err, size_t err_len)
 {

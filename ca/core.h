@@ -13,6 +13,10 @@
 #define CA_MAX_SVID_TTL_S (24 * 3600)
 #define CA_DEFAULT_SVID_TTL_S 3600
 
+/* ca_node_name_valid reports whether |name| can name a node: a DNS subdomain of at most
+ * CA_NODE_NAME_MAX bytes (lowercase letters, digits, '-' and '.'). */
+bool ca_node_name_valid(const char *name);
+
 /* ca_token_create makes a one-time join token for |node| valid for |ttl_s| seconds, stores only
  * its SHA-256, and writes the token text (the only copy) to |out|. */
 WEFT_MUST_USE int ca_token_create(struct ca_store *s, const char *node, int64_t ttl_s, int64_t now,

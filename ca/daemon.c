@@ -33,6 +33,7 @@
 #include "ca/jwt_keys.h"
 #include "ca/material.h"
 #include "ca/policy_source.h"
+#include "ca/psat.h"
 #include "ca/root_rotation.h"
 #include "ca/rotation.h"
 #include "ca/signer.h"
@@ -101,6 +102,10 @@ struct daemon {
     struct ca_store *store;
     struct ca_signer *signer;
     struct ca_issuer issuer;
+    struct ca_psat psat; /* node attestation by service account token, when psat_on */
+    bool psat_on;
+    struct timespec psat_mtime; /* of the JWKS file read last (or refused last) */
+    off_t psat_size;
     X509 *intermediate;
     STACK_OF(X509) * roots;
     uint8_t *bundle_der;
@@ -1220,6 +1225,8 @@ static void observe_sign(struct daemon *d, double started, size_t n)
     }
 }
 
+static void psat_refresh(struct daemon *d); /* the JWKS file, when it changed */
+
 static void attest_node(void *arg, const struct rpc_ctx *ctx, const uint8_t *req, size_t len,
                         struct rpc_reply *reply)
 {
@@ -1233,14 +1240,35 @@ static void attest_node(void *arg, const struct rpc_ctx *ctx, const uint8_t *req
     static struct ca_svid svid;
     char node[CA_NODE_NAME_MAX + 1], err[256];
     double t0 = mono_s();
-    int rc = ca_attest_node(&d->issuer, r->join_token, r->csr.data, r->csr.len, now_s(), node,
+    bool by_psat = r->psat != NULL && r->psat[0] != '\0';
+    int rc;
+    if (by_psat && r->join_token != NULL && r->join_token[0] != '\0') {
+        weft__ca__v1__attest_node_request__free_unpacked(r, NULL);
+        rpc_fail(reply, GRPC_STATUS_INVALID_ARGUMENT, "give join_token or psat, not both");
+        return;
+    }
+    if (by_psat && !d->psat_on) {
+        weft__ca__v1__attest_node_request__free_unpacked(r, NULL);
+        weft_counter_add(d->m.refused, 1);
+        rpc_fail(reply, GRPC_STATUS_FAILED_PRECONDITION,
+                 "this CA does not attest nodes by service account token (no --psat-issuer)");
+        return;
+    }
+    if (by_psat) {
+        psat_refresh(d);
+        rc = ca_attest_node_psat(&d->issuer, &d->psat, r->psat, strlen(r->psat), r->csr.data,
+                                 r->csr.len, now_s(), node, &svid, err, sizeof(err));
+    } else {
+        rc = ca_attest_node(&d->issuer, r->join_token, r->csr.data, r->csr.len, now_s(), node,
                             &svid, err, sizeof(err));
+    }
     weft__ca__v1__attest_node_request__free_unpacked(r, NULL);
     if (rc != WEFT_OK) {
         /* a peer learns nothing about which tokens exist; the log has the reason */
         weft_counter_add(rc == WEFT_EIO ? d->m.store_errors : d->m.refused, 1);
         if (rc == WEFT_EPOLICY) {
-            rpc_fail(reply, GRPC_STATUS_PERMISSION_DENIED, "join token refused");
+            rpc_fail(reply, GRPC_STATUS_PERMISSION_DENIED,
+                     by_psat ? "service account token refused" : "join token refused");
         } else {
             rpc_fail(reply, rc == WEFT_EIO ? GRPC_STATUS_UNAVAILABLE : GRPC_STATUS_INVALID_ARGUMENT,
                      "%s", err);
@@ -2122,8 +2150,9 @@ static void metrics_init(struct metrics *m)
                                           "SVIDs issued, by kind", &node, 1);
     m->issued_workload = weft_metrics_counter(m->reg, "weft_ca_svids_issued_total",
                                               "SVIDs issued, by kind", &workload, 1);
-    m->joins = weft_metrics_counter(m->reg, "weft_ca_node_joins_total",
-                                    "Nodes attested with a join token", NULL, 0);
+    m->joins =
+        weft_metrics_counter(m->reg, "weft_ca_node_joins_total",
+                             "Nodes attested (join token or service account token)", NULL, 0);
     m->refused = weft_metrics_counter(m->reg, "weft_ca_requests_refused_total",
                                       "Requests refused (bad token, unassigned entry, revoked, "
                                       "over a limit)",
@@ -2281,6 +2310,7 @@ static void daemon_free(struct daemon *d)
     ca_directory_free(d->dir);
     ca_signer_stop(d->signer);
     ca_store_close(d->store);
+    ca_psat_cleanup(&d->psat);
     sk_X509_pop_free(d->serving_chain, X509_free);
     EVP_PKEY_free(d->serving_key);
     sk_X509_pop_free(d->roots, X509_free);
@@ -2292,6 +2322,75 @@ static void daemon_free(struct daemon *d)
         if (d->bundle_fds[i] >= 0) {
             close(d->bundle_fds[i]);
         }
+    }
+}
+
+/* load_psat reads the cluster's JWKS file and (re)configures attestation by service account
+ * token. At start it runs before privileges go; afterwards it runs again whenever the file
+ * changed (a ConfigMap the operator updates when the cluster rotates its keys), and a file it
+ * cannot use then leaves the keys in force, with a warning. */
+static int load_psat(struct daemon *d, char *err, size_t err_len)
+{
+    const struct ca_daemon_opts *o = d->o;
+    uint8_t *jwks = NULL;
+    size_t len = 0;
+    struct stat st;
+    if (o->psat_jwks == NULL) {
+        snprintf(err, err_len, "needed with --psat-issuer");
+        return WEFT_EINVAL;
+    }
+    if (stat(o->psat_jwks, &st) == 0) {
+        d->psat_mtime = st.st_mtim;
+        d->psat_size = st.st_size;
+    }
+    int rc = weft_file_read(&jwks, &len, o->psat_jwks, CA_PSAT_MAX_JWKS);
+    if (rc != WEFT_OK) {
+        snprintf(err, err_len, "%.300s: %s", o->psat_jwks,
+                 rc == WEFT_ELIMIT ? "over 256 KiB" : strerror(errno));
+        return rc;
+    }
+    struct ca_psat_config cfg = {
+        .issuer = o->psat_issuer,
+        .audience = o->psat_audience,
+        .allowed_sa = o->psat_allowed_sa,
+        .num_allowed_sa = o->num_psat_allowed_sa,
+        .jwks = jwks,
+        .jwks_len = len,
+    };
+    char why[400];
+    rc = ca_psat_reload(&d->psat, &cfg, why, sizeof(why));
+    free(jwks);
+    if (rc != WEFT_OK) {
+        snprintf(err, err_len, "%.100s: %s", o->psat_jwks, why);
+        return rc;
+    }
+    char num[16];
+    snprintf(num, sizeof(num), "%zu", d->psat.num_keys);
+    weft_log(WEFT_LOG_INFO,
+             d->psat_on ? "service account token keys reloaded"
+                        : "service account token attestation on",
+             4, "issuer", d->psat.issuer, "audience", d->psat.audience, "keys", num, "jwks",
+             o->psat_jwks);
+    d->psat_on = true;
+    return WEFT_OK;
+}
+
+/* psat_refresh reloads the JWKS file when it changed since it was last read. */
+static void psat_refresh(struct daemon *d)
+{
+    struct stat st;
+    char err[512];
+    if (stat(d->o->psat_jwks, &st) != 0) {
+        weft_log(WEFT_LOG_WARN, "cannot stat the JWKS; the keys in force stay", 2, "jwks",
+                 d->o->psat_jwks, "error", strerror(errno));
+        return;
+    }
+    if (st.st_mtim.tv_sec == d->psat_mtime.tv_sec && st.st_mtim.tv_nsec == d->psat_mtime.tv_nsec &&
+        st.st_size == d->psat_size) {
+        return;
+    }
+    if (load_psat(d, err, sizeof(err)) != WEFT_OK) {
+        weft_log(WEFT_LOG_WARN, "JWKS refused; the keys in force stay", 1, "error", err);
     }
 }
 
@@ -2321,6 +2420,10 @@ int ca_daemon_run(const struct ca_daemon_opts *o)
     if (mkdir(d->data_dir, 0700) != 0 && errno != EEXIST) {
         snprintf(err, sizeof(err), "%.300s: %s", d->data_dir, strerror(errno));
         rc = fail("--data-dir", err);
+        goto out;
+    }
+    if (o->psat_issuer != NULL && load_psat(d, err, sizeof(err)) != WEFT_OK) {
+        rc = fail("--psat-jwks", err);
         goto out;
     }
     if (o->self_signed && !ca_material_exists(d->data_dir)) {

@@ -15,7 +15,8 @@
  *  7. asks the signer for its own serving SVID spiffe://TD/weft/ca (key in memory only,
  *     renewed at half-life) and serves:
  *       - weft.ca.v1.CA over TLS 1.3 by BoringSSL (lib/transport): AttestNode from clients
- *         with no certificate (the join token is the credential), everything else from nodes
+ *         with no certificate (the join token, or a Kubernetes service account token when
+ *         |psat_issuer| is set, is the credential), everything else from nodes
  *         presenting their node SVID;
  *       - weft.ca.v1.Admin on a unix socket, mode 0600 (0660 with |admin_group|);
  *       - Prometheus text on /metrics and /ready on the HTTP admin port;
@@ -54,6 +55,13 @@ struct ca_daemon_opts {
     int64_t policy_poll_ms;
     unsigned max_streams_per_node;
     unsigned max_conns;
+    /* node attestation with Kubernetes service account tokens (ca/psat.h); off when
+     * |psat_issuer| is NULL, else |psat_jwks| is a JWKS file */
+    const char *psat_issuer;
+    const char *psat_jwks;
+    const char *psat_audience;          /* NULL: CA_PSAT_DEFAULT_AUDIENCE */
+    const char *const *psat_allowed_sa; /* "NS:NAME"; none: CA_PSAT_DEFAULT_SA */
+    size_t num_psat_allowed_sa;
 };
 
 /* ca_daemon_run runs weft-ca until a signal stops it; returns the process exit status (0 after

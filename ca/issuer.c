@@ -168,6 +168,49 @@ int ca_attest_node(struct ca_issuer *ca, const char *token, const uint8_t *csr, 
     return WEFT_OK;
 }
 
+int ca_attest_node_psat(struct ca_issuer *ca, struct ca_psat *psat, const char *token,
+                        size_t token_len, const uint8_t *csr, size_t csr_len, int64_t now,
+                        char node_out[CA_NODE_NAME_MAX + 1], struct ca_svid *out, char *err,
+                        size_t err_len)
+{
+    struct ca_psat_claims c;
+    int rc = ca_psat_validate(psat, &c, token, token_len, now, err, err_len);
+    if (rc != WEFT_OK) {
+        weft_log(WEFT_LOG_WARN, "service account token refused", 1, "reason", err);
+        return WEFT_EPOLICY;
+    }
+    snprintf(node_out, CA_NODE_NAME_MAX + 1, "%s", c.node_name);
+    char id[CA_SPIFFE_ID_MAX + 1];
+    node_id(id, &ca->td, node_out);
+    TRY(ca_may_issue(ca->store, id, node_out, err, err_len));
+    /* the token is bound to the key it attests (ca/psat.h, "Replay"): the CSR's key, whose
+     * possession the CSR's signature proves */
+    uint8_t *pub = NULL, key_hash[SHA256_DIGEST_LENGTH];
+    size_t pub_len;
+    TRY(pubkey_of_csr(csr, csr_len, &pub, &pub_len, err, err_len));
+    SHA256(pub, pub_len, key_hash);
+    OPENSSL_free(pub);
+    if ((rc = ca_psat_bind(psat, &c, key_hash, now, err, err_len)) != WEFT_OK) {
+        weft_log(WEFT_LOG_WARN, "service account token refused", 3, "reason", err, "pod",
+                 c.pod_name, "pod_uid", c.pod_uid);
+        return rc;
+    }
+    int64_t ttl = ca->node_ttl_s > 0 ? ca->node_ttl_s : CA_DEFAULT_NODE_TTL_S;
+    struct ca_issuance rec;
+    TRY(sign_leaf(ca, CA_ISSUANCE_NODE, id, node_out, "", ttl, csr, csr_len, now, out, &rec, err,
+                  err_len));
+    if ((rc = ca_store_node_attested(ca->store, node_out, now)) != WEFT_OK ||
+        (rc = ca_store_issuance_add(ca->store, &rec)) != WEFT_OK) {
+        snprintf(err, err_len, "%.250s", ca->store->err);
+        return rc == WEFT_EIO ? WEFT_EIO : rc;
+    }
+    weft_log(WEFT_LOG_INFO, "service account token used", 5, "node", node_out, "node_uid",
+             c.node_uid, "pod", c.pod_name, "pod_uid", c.pod_uid, "service_account",
+             c.service_account);
+    log_issuance(&rec);
+    return WEFT_OK;
+}
+
 int ca_check_caller(struct ca_issuer *ca, const struct ca_caller *caller, int64_t now, char *err,
                     size_t err_len)
 {

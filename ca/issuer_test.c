@@ -17,6 +17,7 @@
 #include "lib/spiffe/bundle.h"
 #include "lib/spiffe/jwt.h"
 #include "test/testlib/certs.h"
+#include "test/testlib/psat.h"
 
 static char dir[] = "/tmp/weft-issuer-test-XXXXXX";
 static struct testlib_pki pki;
@@ -123,6 +124,71 @@ static size_t inventory(const char *id)
     size_t n = 0;
     cr_assert_eq(ca_store_issuance_list(store, &f, count, &n), WEFT_OK);
     return n;
+}
+
+/* psat_for returns a CA_PSAT validator for |k| and a token of |node| signed by |k|'s RSA key,
+ * valid at TESTLIB_NOW. */
+static char *psat_for(struct ca_psat *p, struct testlib_psat_keys *k, const char *node)
+{
+    cr_assert_eq(testlib_psat_keys_mint(k), WEFT_OK);
+    char *jwks = testlib_psat_jwks(k);
+    struct ca_psat_config cfg = {
+        .issuer = TESTLIB_PSAT_ISSUER, .jwks = (const uint8_t *)jwks, .jwks_len = strlen(jwks)};
+    cr_assert_eq(ca_psat_init(p, &cfg, err, sizeof(err)), WEFT_OK, "%s", err);
+    free(jwks);
+    char *t = testlib_psat_sign(
+        testlib_psat_header("RS256", TESTLIB_PSAT_RSA_KID),
+        testlib_psat_claims("weft-agent", node, TESTLIB_NOW - 60, TESTLIB_NOW + 3600), "RS256",
+        k->rsa, NULL, 0);
+    cr_assert_not_null(t);
+    return t;
+}
+
+Test(ca_issuer, a_node_joins_with_a_service_account_token_bound_to_its_key)
+{
+    struct ca_psat p;
+    struct testlib_psat_keys k;
+    char *token = psat_for(&p, &k, "node-k"), node[CA_NODE_NAME_MAX + 1];
+    EVP_PKEY *key, *thief;
+    size_t csr_len, thief_len;
+    uint8_t *csr = make_csr(&key, &csr_len), *thief_csr = make_csr(&thief, &thief_len);
+    struct ca_svid *svid = malloc(sizeof(*svid));
+    cr_assert_eq(ca_attest_node_psat(&ca, &p, token, strlen(token), csr, csr_len, TESTLIB_NOW, node,
+                                     svid, err, sizeof(err)),
+                 WEFT_OK, "%s", err);
+    cr_assert_str_eq(node, "node-k");
+    expect_verifies(svid, key, "spiffe://example.org/weft/node/node-k");
+    cr_assert_eq(inventory("spiffe://example.org/weft/node/node-k"), 1);
+    /* a retry with the same key is fine; the same token with another key is a replay */
+    cr_assert_eq(ca_attest_node_psat(&ca, &p, token, strlen(token), csr, csr_len, TESTLIB_NOW, node,
+                                     svid, err, sizeof(err)),
+                 WEFT_OK, "%s", err);
+    cr_assert_eq(ca_attest_node_psat(&ca, &p, token, strlen(token), thief_csr, thief_len,
+                                     TESTLIB_NOW, node, svid, err, sizeof(err)),
+                 WEFT_EPOLICY);
+    cr_assert(strstr(err, "a replay") != NULL, "%s", err);
+    cr_assert_eq(inventory("spiffe://example.org/weft/node/node-k"), 2);
+    /* a revoked node gets nothing, token or not */
+    cr_assert_eq(ca_revoke(store, CA_REVOKE_NODE, "node-k", TESTLIB_NOW, NULL, err, sizeof(err)),
+                 WEFT_OK, "%s", err);
+    cr_assert_eq(ca_attest_node_psat(&ca, &p, token, strlen(token), csr, csr_len, TESTLIB_NOW, node,
+                                     svid, err, sizeof(err)),
+                 WEFT_EPOLICY);
+    cr_assert(strstr(err, "revoked") != NULL, "%s", err);
+    /* an invalid token (here: past its expiry) is refused before anything is signed */
+    cr_assert_eq(ca_attest_node_psat(&ca, &p, token, strlen(token), csr, csr_len,
+                                     TESTLIB_NOW + 7200, node, svid, err, sizeof(err)),
+                 WEFT_EPOLICY);
+    cr_assert(strstr(err, "expired") != NULL, "%s", err);
+    cr_assert_eq(inventory("spiffe://example.org/weft/node/node-k"), 2);
+    free(svid);
+    free(token);
+    OPENSSL_free(csr);
+    OPENSSL_free(thief_csr);
+    EVP_PKEY_free(key);
+    EVP_PKEY_free(thief);
+    ca_psat_cleanup(&p);
+    testlib_psat_keys_cleanup(&k);
 }
 
 Test(ca_issuer, a_node_joins_with_its_token_once)

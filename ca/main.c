@@ -8,15 +8,17 @@
 #include "ca/daemon.h"
 #include "ca/issuer.h"
 #include "ca/jwt_keys.h"
+#include "ca/psat.h"
 #include "lib/base/timefmt.h"
 
 static const char usage[] =
     "usage: weft-ca --data-dir DIR [options]\n"
     "\n"
-    "The weft CA: attests nodes with join tokens, signs node and workload SVIDs (X.509, and\n"
-    "JWT for the agents' FetchJWTSVID) through a separate signer process, records every\n"
-    "certificate, distributes entries, the deny list, policy, the mesh directory and the\n"
-    "trust bundle to agents, and answers weftctl on an admin socket.\n"
+    "The weft CA: attests nodes (join tokens, or Kubernetes service account tokens), signs\n"
+    "node and workload SVIDs (X.509, and JWT for the agents' FetchJWTSVID) through a separate\n"
+    "signer process, records every certificate, distributes entries, the deny list, policy,\n"
+    "the mesh directory and the trust bundle to agents, and answers weftctl on an admin\n"
+    "socket.\n"
     "\n"
     "  --data-dir DIR            CA files (weftctl ca init --out DIR) and the store ca.db\n"
     "  --self-signed             on a first start, make a root and intermediate in DIR\n"
@@ -53,6 +55,18 @@ static const char usage[] =
     "                            nobody); the signer alone can then read the key\n"
     "  --max-conns N             TLS connections at once (default 1024)\n"
     "  --max-streams-per-node N  WatchNode streams per node (default 4)\n"
+    "  --psat-issuer URL         also attest nodes with Kubernetes projected service account\n"
+    "                            tokens of this issuer (the cluster's --service-account-issuer,\n"
+    "                            exactly as in their iss claim); the node is named by the\n"
+    "                            token's kubernetes.io.node.name. Validated offline: no fetch\n"
+    "  --psat-jwks FILE          with --psat-issuer: the cluster's JWKS (kubectl get --raw\n"
+    "                            /openid/v1/jwks), RS256 and ES256 keys; read at start, and\n"
+    "                            again when it changes (a file it cannot use then leaves the\n"
+    "                            keys in force, with a warning)\n"
+    "  --psat-audience AUD       the audience tokens must carry (default " CA_PSAT_DEFAULT_AUDIENCE
+    ")\n"
+    "  --psat-allowed-sa NS:NAME a service account whose tokens may attest nodes (repeatable,\n"
+    "                            at most 16; default " CA_PSAT_DEFAULT_SA ")\n"
     "\n"
     "Root rotation is `weftctl ca rotate-root`: no restart anywhere; `weftctl ca status`\n"
     "shows its phase and the agents it waits for.\n"
@@ -91,6 +105,10 @@ int main(int argc, char **argv)
         {"user", required_argument, NULL, 'u'},
         {"max-conns", required_argument, NULL, 'c'},
         {"max-streams-per-node", required_argument, NULL, 'S'},
+        {"psat-issuer", required_argument, NULL, 1000},
+        {"psat-jwks", required_argument, NULL, 1001},
+        {"psat-audience", required_argument, NULL, 1002},
+        {"psat-allowed-sa", required_argument, NULL, 1003},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -102,6 +120,8 @@ int main(int argc, char **argv)
         .node_ttl_s = CA_DEFAULT_NODE_TTL_S,
         .jwt_ttl_s = CA_JWT_DEFAULT_TTL_S,
     };
+    static const char *allowed_sa[CA_PSAT_MAX_ALLOWED];
+    o.psat_allowed_sa = allowed_sa;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         char *end;
@@ -192,6 +212,22 @@ int main(int argc, char **argv)
             }
             break;
         }
+        case 1000:
+            o.psat_issuer = optarg;
+            break;
+        case 1001:
+            o.psat_jwks = optarg;
+            break;
+        case 1002:
+            o.psat_audience = optarg;
+            break;
+        case 1003:
+            if (o.num_psat_allowed_sa == CA_PSAT_MAX_ALLOWED) {
+                fprintf(stderr, "weft-ca: --psat-allowed-sa: at most %d\n", CA_PSAT_MAX_ALLOWED);
+                return 2;
+            }
+            allowed_sa[o.num_psat_allowed_sa++] = optarg;
+            break;
         case 'h':
             fputs(usage, stdout);
             return 0;
@@ -202,6 +238,16 @@ int main(int argc, char **argv)
     }
     if (o.data_dir == NULL || optind != argc) {
         fprintf(stderr, "weft-ca: --data-dir is required\n\n%s", usage);
+        return 2;
+    }
+    if ((o.psat_jwks != NULL || o.psat_audience != NULL || o.num_psat_allowed_sa > 0) &&
+        o.psat_issuer == NULL) {
+        fprintf(stderr, "weft-ca: --psat-jwks, --psat-audience and --psat-allowed-sa need "
+                        "--psat-issuer\n");
+        return 2;
+    }
+    if (o.psat_issuer != NULL && o.psat_jwks == NULL) {
+        fprintf(stderr, "weft-ca: --psat-issuer needs --psat-jwks FILE\n");
         return 2;
     }
     static char sock[4200];

@@ -55,19 +55,11 @@ static const struct jws_alg algs[] = {
     {"PS512", EVP_PKEY_RSA, NID_undef, EVP_sha512, true},
 };
 
-/* struct jws is a compact JWS split into its parts and decoded. */
-struct jws {
-    const char *signing_input; /* base64url(header) "." base64url(claims), as sent */
-    size_t signing_input_len;
-    uint8_t *header, *claims, *sig; /* decoded, owned */
-    size_t header_len, claims_len, sig_len;
-};
+#define jws spiffe_jws /* the public struct (jwt.h) */
 
 static char *b64url_encode(size_t *out_len, const uint8_t *in, size_t len);
 static bool b64url_decode(uint8_t **out, size_t *out_len, const char *in, size_t len);
 static const char *shown(char buf[SHOWN + 1], const char *s, size_t len);
-static int jws_split(struct jws *out, const char *token, size_t len, struct spiffe_why *why);
-static void jws_cleanup(struct jws *j);
 static int check_header(const struct jws_alg **out_alg, const json_t **out_kid, json_t *header,
                         struct spiffe_why *why);
 static int check_claims(struct spiffe_jwt_svid *out, json_t *claims, const char *audience,
@@ -536,7 +528,7 @@ out:
 
 /* --- validation --------------------------------------------------------------------------- */
 
-static void jws_cleanup(struct jws *j)
+void spiffe_jws_cleanup(struct jws *j)
 {
     free(j->header);
     free(j->claims);
@@ -544,9 +536,12 @@ static void jws_cleanup(struct jws *j)
     memset(j, 0, sizeof(*j));
 }
 
-/* jws_split reads the compact serialization (RFC 7515 §7.1): three non-empty base64url parts. */
-static int jws_split(struct jws *out, const char *token, size_t len, struct spiffe_why *why)
+/* spiffe_jws_split reads the compact serialization (RFC 7515 §7.1): three non-empty base64url
+ * parts. */
+int spiffe_jws_split(struct jws *out, const char *token, size_t len, const char *what,
+                     struct spiffe_why *why)
 {
+    memset(out, 0, sizeof(*out));
     const char *dot1 = len > 0 ? memchr(token, '.', len) : NULL;
     const char *dot2 =
         dot1 != NULL ? memchr(dot1 + 1, '.', (size_t)(token + len - dot1 - 1)) : NULL;
@@ -556,9 +551,9 @@ static int jws_split(struct jws *out, const char *token, size_t len, struct spif
     }
     if (dots != 2) {
         spiffe_why_set(why, SPIFFE_RULE_JWT_FORMAT, -1,
-                       dots == 4 ? "a JWE (5 parts) is not a JWT-SVID: it must be a JWS"
-                                 : "a JWT-SVID has 3 dot-separated parts, not %zu",
-                       dots + 1);
+                       dots == 4 ? "%s is a JWE (%zu parts): it must be a JWS"
+                                 : "%s has 3 dot-separated parts, not %zu",
+                       what, dots + 1);
         return WEFT_EINVAL;
     }
     const char *parts[3] = {token, dot1 + 1, dot2 + 1};
@@ -569,14 +564,14 @@ static int jws_split(struct jws *out, const char *token, size_t len, struct spif
     static const char *const names[3] = {"header", "claims", "signature"};
     for (size_t i = 0; i < 3; i++) {
         if (lens[i] == 0) {
-            spiffe_why_set(why, SPIFFE_RULE_JWT_FORMAT, -1, "the JWT-SVID's %s is empty", names[i]);
+            spiffe_why_set(why, SPIFFE_RULE_JWT_FORMAT, -1, "%s's %s is empty", what, names[i]);
             return WEFT_EINVAL;
         }
     }
     for (size_t i = 0; i < 3; i++) {
         if (!b64url_decode(bufs[i], buf_lens[i], parts[i], lens[i])) {
-            spiffe_why_set(why, SPIFFE_RULE_JWT_BASE64, -1,
-                           "the JWT-SVID's %s is not unpadded base64url", names[i]);
+            spiffe_why_set(why, SPIFFE_RULE_JWT_BASE64, -1, "%s's %s is not unpadded base64url",
+                           what, names[i]);
             return WEFT_EINVAL;
         }
     }
@@ -909,7 +904,7 @@ int spiffe_jwt_validate(struct spiffe_jwt_svid *out, const char *token, size_t l
     EVP_PKEY *key = NULL;
     const struct jws_alg *alg = NULL;
     const json_t *kid = NULL;
-    int rc = jws_split(&j, token, len, why);
+    int rc = spiffe_jws_split(&j, token, len, "the JWT-SVID", why);
     if (rc != WEFT_OK) {
         goto out;
     }
@@ -942,7 +937,7 @@ out:
     EVP_PKEY_free(key);
     json_decref(header);
     json_decref(claims);
-    jws_cleanup(&j);
+    spiffe_jws_cleanup(&j);
     return rc;
 }
 
@@ -989,4 +984,45 @@ out:
     json_decref(keys);
     json_decref(doc);
     return rc;
+}
+
+/* --- JWS building blocks (jwt.h) ---------------------------------------------------------- */
+
+EVP_PKEY *spiffe_jwk_import(const json_t *jwk, struct spiffe_why *why)
+{
+    if (!json_is_object(jwk)) {
+        spiffe_why_set(why, SPIFFE_RULE_JWT_KEY, -1, "a JWK must be a JSON object");
+        return NULL;
+    }
+    return import_jwk(jwk, why);
+}
+
+static const struct jws_alg *alg_named(const char *name)
+{
+    for (size_t i = 0; name != NULL && i < nitems(algs); i++) {
+        if (strcmp(name, algs[i].name) == 0) {
+            return &algs[i];
+        }
+    }
+    return NULL;
+}
+
+static bool suits(const struct jws_alg *alg, const EVP_PKEY *key)
+{
+    if (alg == NULL || key == NULL || EVP_PKEY_id(key) != alg->pkey_type) {
+        return false;
+    }
+    return alg->pkey_type != EVP_PKEY_EC ||
+           EC_GROUP_get_curve_name(EC_KEY_get0_group(EVP_PKEY_get0_EC_KEY(key))) == alg->curve;
+}
+
+bool spiffe_jws_alg_suits(const char *alg, const EVP_PKEY *key)
+{
+    return suits(alg_named(alg), key);
+}
+
+bool spiffe_jws_verify(const struct spiffe_jws *j, const char *alg, EVP_PKEY *key)
+{
+    const struct jws_alg *a = alg_named(alg);
+    return suits(a, key) && jws_verify(a, key, j);
 }

@@ -19,6 +19,7 @@
 #ifndef WEFT_LIB_SPIFFE_JWT_H
 #define WEFT_LIB_SPIFFE_JWT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -80,5 +81,37 @@ void spiffe_jwt_svid_cleanup(struct spiffe_jwt_svid *s);
  * [its jwt-svid JWKs only]} (x509-svid and other keys left out). Free |*out| with free(). */
 WEFT_MUST_USE int spiffe_jwt_bundle_json(char **out, size_t *out_len,
                                          const struct spiffe_bundle *b);
+
+/* --- JWS building blocks, for other token formats (ca/psat.c validates Kubernetes service
+ * account tokens with them) ---------------------------------------------------------------- */
+
+/* struct spiffe_jws is a compact JWS split into its three parts and base64url-decoded. */
+struct spiffe_jws {
+    const char *signing_input; /* base64url(header) "." base64url(claims), borrowed */
+    size_t signing_input_len;
+    uint8_t *header, *claims, *sig; /* decoded, owned */
+    size_t header_len, claims_len, sig_len;
+};
+
+/* spiffe_jws_split reads |token| (|len| bytes, not more than the caller's own limit) as a
+ * compact JWS (RFC 7515 §7.1): three non-empty parts of strict unpadded base64url. |what| names
+ * the token in |why| ("the JWT-SVID", "the service account token"). On WEFT_OK |out| borrows
+ * |token| and owns the decoded parts: release with spiffe_jws_cleanup (also after a failure). */
+WEFT_MUST_USE int spiffe_jws_split(struct spiffe_jws *out, const char *token, size_t len,
+                                   const char *what, struct spiffe_why *why);
+void spiffe_jws_cleanup(struct spiffe_jws *j);
+
+/* spiffe_jwk_import returns the public key of an EC (P-256, P-384) or RSA (2048..16384 bits)
+ * JWK, checked (the point on its curve, the RSA key sane), or NULL with |why| set. */
+EVP_PKEY *spiffe_jwk_import(const struct json_t *jwk, struct spiffe_why *why);
+
+/* spiffe_jws_alg_suits reports whether |alg| (a JWS alg name the validator accepts: ES256,
+ * ES384, RS256/384/512, PS256/384/512) can be verified with |key| (its key type and curve). */
+bool spiffe_jws_alg_suits(const char *alg, const EVP_PKEY *key);
+
+/* spiffe_jws_verify checks |j|'s signature with |key| under |alg| (as spiffe_jws_alg_suits
+ * accepts; false for any other, or a key that does not suit it). ECDSA signatures are R || S
+ * (RFC 7518 §3.4). */
+bool spiffe_jws_verify(const struct spiffe_jws *j, const char *alg, EVP_PKEY *key);
 
 #endif

@@ -1,0 +1,136 @@
+/* ca/psat.h: node attestation with Kubernetes projected service account tokens (issue 8).
+ *
+ * The agent's pod mounts a token the kubelet mints for it (a projected volume with audience
+ * "weft-ca"); the agent sends it in AttestNodeRequest.psat, and the CA validates it offline
+ * against the cluster's OIDC JWKS (a file, never fetched) and the configured issuer. On success
+ * the token's node name (claim kubernetes.io.node.name) is the node's name, as a join token's
+ * --node is.
+ *
+ * Validation, in order; every refusal is WEFT_EPOLICY (WEFT_ELIMIT for a token over a limit)
+ * with the reason in |err| for the CA's log:
+ *   - at most CA_PSAT_MAX_TOKEN bytes; a compact JWS of three strict base64url parts; header
+ *     and claims JSON objects, no duplicate keys, nested at most CA_PSAT_MAX_DEPTH deep;
+ *   - header: `alg` RS256 or ES256, nothing else ("none", HS256 and the rest are refused before
+ *     any key is looked at); `typ`, when present, "JWT"; no `crit`; `kid`, when present, names a
+ *     key of the JWKS (else every key of the JWKS that suits `alg` is tried);
+ *   - the signature verifies (BoringSSL);
+ *   - `iss` equals the issuer; `aud` (a string or an array of strings) holds the audience;
+ *   - `exp`, `iat` integers, `nbf` an integer when present: now < exp + skew, iat <= now + skew,
+ *     nbf <= now + skew (CA_PSAT_CLOCK_SKEW_S), iat < exp and exp - iat <= CA_PSAT_MAX_LIFETIME_S;
+ *   - `kubernetes.io` an object holding `namespace`, `serviceaccount` {name, uid}, `pod`
+ *     {name, uid} and `node` {name, uid} (Kubernetes 1.30+ puts the node there), `sub`
+ *     "system:serviceaccount:NS:NAME" agreeing with them, and NS:NAME one of the allowed service
+ *     accounts; the node name a DNS subdomain.
+ *
+ * Replay. A token is a bearer credential: anyone who reads it (off the node's disk, from a log)
+ * can present it until it expires, and would get an SVID for that node. The CA binds what it
+ * can: the first attestation with a token (by its `jti`, or its SHA-256 when it has none) ties
+ * it to the public key of that attestation's CSR, until the token expires; the same token with
+ * another key is refused (ca_psat_bind). The node re-attesting with a fresh token (the kubelet
+ * rotates it) or retrying with the same key is fine. The bindings live in the CA's memory: a
+ * restarted CA, or another replica, does not know them. Keep tokens short-lived (the kubelet's
+ * default, 1 h) and the token file readable by the agent only. */
+#ifndef WEFT_CA_PSAT_H
+#define WEFT_CA_PSAT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/evp.h>
+
+#include "ca/store.h"
+#include "lib/base/err.h"
+
+#define CA_PSAT_MAX_TOKEN 8192             /* bytes of a token */
+#define CA_PSAT_MAX_JWKS (256 * 1024)      /* bytes of the JWKS file */
+#define CA_PSAT_MAX_KEYS 32                /* keys in the JWKS */
+#define CA_PSAT_MAX_DEPTH 8                /* JSON nesting of a token part or the JWKS */
+#define CA_PSAT_MAX_ALLOWED 16             /* --psat-allowed-sa values */
+#define CA_PSAT_CLOCK_SKEW_S 60            /* allowed disagreement between clocks */
+#define CA_PSAT_MAX_LIFETIME_S (48 * 3600) /* exp - iat */
+#define CA_PSAT_MAX_BINDINGS 16384         /* tokens remembered at once (ca_psat_bind) */
+#define CA_PSAT_ISSUER_MAX 512
+#define CA_PSAT_AUDIENCE_MAX 256
+#define CA_PSAT_KID_MAX 256
+#define CA_PSAT_NAME_MAX 253 /* a Kubernetes name (DNS subdomain) */
+#define CA_PSAT_UID_MAX 64
+#define CA_PSAT_SA_MAX (2 * CA_PSAT_NAME_MAX + 1) /* "NS:NAME" */
+#define CA_PSAT_DEFAULT_AUDIENCE "weft-ca"
+#define CA_PSAT_DEFAULT_SA "weft-system:weft-agent"
+
+struct ca_psat_config {
+    const char *issuer;            /* the cluster's service account issuer, exactly as in `iss` */
+    const char *audience;          /* NULL: CA_PSAT_DEFAULT_AUDIENCE */
+    const char *const *allowed_sa; /* "NS:NAME" each; none: CA_PSAT_DEFAULT_SA */
+    size_t num_allowed_sa;
+    const uint8_t *jwks; /* the JWKS document ({"keys": [...]}), |jwks_len| bytes */
+    size_t jwks_len;
+};
+
+struct ca_psat_key {
+    char kid[CA_PSAT_KID_MAX + 1]; /* "" when the JWK has none */
+    char alg[8];                   /* the JWK's alg when it names one, else "" */
+    EVP_PKEY *pub;
+};
+
+struct ca_psat_binding {
+    uint8_t token_id[32]; /* SHA-256 of "jti:" jti, or of the token */
+    uint8_t key_hash[32]; /* SHA-256 of the first attestation's SubjectPublicKeyInfo */
+    int64_t expires_at;   /* the token's exp (+ skew): forgotten after */
+};
+
+/* struct ca_psat is a validator and its bindings. ca_psat_init fills it; a zeroed one is safe to
+ * clean up. */
+struct ca_psat {
+    char issuer[CA_PSAT_ISSUER_MAX + 1];
+    char audience[CA_PSAT_AUDIENCE_MAX + 1];
+    char allowed[CA_PSAT_MAX_ALLOWED][CA_PSAT_SA_MAX + 1];
+    size_t num_allowed;
+    struct ca_psat_key keys[CA_PSAT_MAX_KEYS];
+    size_t num_keys;
+    struct ca_psat_binding *bindings; /* owned, CA_PSAT_MAX_BINDINGS when allocated */
+    size_t num_bindings;
+};
+
+/* struct ca_psat_claims is what a token that validated says. */
+struct ca_psat_claims {
+    char namespace[CA_PSAT_NAME_MAX + 1];
+    char service_account[CA_PSAT_NAME_MAX + 1];
+    char pod_name[CA_PSAT_NAME_MAX + 1];
+    char pod_uid[CA_PSAT_UID_MAX + 1];
+    char node_name[CA_NODE_NAME_MAX + 1];
+    char node_uid[CA_PSAT_UID_MAX + 1];
+    int64_t exp;
+    uint8_t token_id[32]; /* see struct ca_psat_binding */
+};
+
+/* ca_psat_init reads |cfg|: the issuer (1..CA_PSAT_ISSUER_MAX bytes), the audience, each
+ * allowed service account ("NS:NAME"), and the JWKS (at most CA_PSAT_MAX_JWKS bytes and
+ * CA_PSAT_MAX_KEYS keys, each an RSA or EC JWK BoringSSL accepts, `use` "sig" when present, no
+ * kid twice). WEFT_EINVAL or WEFT_ELIMIT with |err| naming what is wrong; |p| then holds nothing.
+ * Release with ca_psat_cleanup. */
+WEFT_MUST_USE int ca_psat_init(struct ca_psat *p, const struct ca_psat_config *cfg, char *err,
+                               size_t err_len);
+void ca_psat_cleanup(struct ca_psat *p);
+
+/* ca_psat_reload replaces the configuration of |p| (initialized, or zeroed) with |cfg|'s, as
+ * ca_psat_init reads it, and keeps |p|'s bindings: a token bound before stays bound (the cluster
+ * rotated its keys, say). On failure |p| is unchanged and |err| says why. */
+WEFT_MUST_USE int ca_psat_reload(struct ca_psat *p, const struct ca_psat_config *cfg, char *err,
+                                 size_t err_len);
+
+/* ca_psat_validate validates |token| (|len| bytes) at |now| (see above). On WEFT_OK |out| holds
+ * its claims. Nothing is recorded: see ca_psat_bind. */
+WEFT_MUST_USE int ca_psat_validate(const struct ca_psat *p, struct ca_psat_claims *out,
+                                   const char *token, size_t len, int64_t now, char *err,
+                                   size_t err_len);
+
+/* ca_psat_bind ties the token of |c| to |key_hash| (the SHA-256 of the attesting key's DER
+ * SubjectPublicKeyInfo) until the token expires. WEFT_OK the first time and for the same key
+ * again; WEFT_EPOLICY when the token is bound to another key (a replay) or CA_PSAT_MAX_BINDINGS
+ * unexpired tokens are remembered; |err| says which. */
+WEFT_MUST_USE int ca_psat_bind(struct ca_psat *p, const struct ca_psat_claims *c,
+                               const uint8_t key_hash[32], int64_t now, char *err, size_t err_len);
+
+#endif

@@ -1,0 +1,254 @@
+/* test/integration/psat_test.c: node attestation with Kubernetes projected service account
+ * tokens (issue 8) through real processes: weft-ca started with --psat-issuer and a JWKS file,
+ * weft-agent with --psat-token-file and no join token. The agent joins as the token's node and
+ * mints a workload SVID with its node SVID; the same token with another key is refused (a
+ * replay), as are tokens the CA must not accept; a fresh token attests another node; a new JWKS
+ * file (the cluster rotated its key) is followed without a restart. Keys and tokens are minted
+ * at test time; every process is stopped by its PID, even when an assertion fails. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <grpc/grpc.h>
+#include <openssl/evp.h>
+#include <openssl/mem.h>
+
+#include "ca/client.h"
+#include "lib/base/file.h"
+#include "lib/rpc/rpc.h"
+#include "lib/spiffe/x509svid.h"
+#include "proto/ca.pb-c.h"
+#include "test/testlib/agent_proc.h"
+#include "test/testlib/ca_proc.h"
+#include "test/testlib/psat.h"
+
+#define TD CA_PROC_TD
+#define T_MS 10000
+
+static struct ca_proc ca;
+static struct agent_proc agent;
+static struct testlib_psat_keys keys;
+static char jwks_path[128], token_path[128];
+
+static bool write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    bool ok = f != NULL && fputs(text, f) >= 0;
+    return f != NULL && fclose(f) == 0 && ok;
+}
+
+/* token_for signs a token of the agent's pod on |node|, valid from a minute ago for an hour. */
+static char *token_for(const char *node, const char *jti)
+{
+    int64_t now = (int64_t)time(NULL);
+    json_t *claims = testlib_psat_claims("weft-agent", node, now - 60, now + 3600);
+    json_object_set_new(claims, "jti", json_string(jti));
+    return testlib_psat_sign(testlib_psat_header("RS256", TESTLIB_PSAT_RSA_KID), claims, "RS256",
+                             keys.rsa, NULL, 0);
+}
+
+static void teardown(void)
+{
+    agent_proc_stop(&agent);
+    ca_proc_cleanup(&ca);
+    testlib_psat_keys_cleanup(&keys);
+    grpc_shutdown();
+}
+
+/* start runs the CA with attestation by token and the agent with the token only; false with
+ * |why| set. */
+static bool start(char *why, size_t why_len)
+{
+    struct rpc_status st = {0};
+    const char *step = "cannot mint keys";
+    bool ok = testlib_psat_keys_mint(&keys) == WEFT_OK;
+    char *jwks = ok ? testlib_psat_jwks(&keys) : NULL;
+    char *token = ok ? token_for(AGENT_PROC_NODE, "jti-agent") : NULL;
+    snprintf(jwks_path, sizeof(jwks_path), "%s/jwks.json", ca.dir);
+    snprintf(token_path, sizeof(token_path), "%s/psat.token", ca.dir);
+    ok = ok && (step = "cannot write the JWKS and the token", jwks != NULL && token != NULL &&
+                                                                  write_file(jwks_path, jwks) &&
+                                                                  write_file(token_path, token));
+    free(jwks);
+    free(token);
+    static const char *ca_flags[] = {"--psat-issuer", TESTLIB_PSAT_ISSUER, "--psat-jwks", jwks_path,
+                                     NULL};
+    memcpy(ca.extra, ca_flags, sizeof(ca_flags));
+    ok = ok && (step = "the CA did not start", ca_proc_start(&ca, "1h") == WEFT_OK);
+    /* agent_proc_init also takes a join token; the agent is started without it */
+    ok = ok && (step = "agent_proc_init", agent_proc_init(&agent, &ca) == WEFT_OK);
+    ok = ok && (step = "CreateEntry",
+                agent_proc_entry(&ca, "spiffe://" TD "/ns/test/sa/me", geteuid(), &st) == WEFT_OK);
+    agent.extra[0] = "--psat-token-file";
+    agent.extra[1] = token_path;
+    agent.extra[2] = NULL;
+    ok = ok && (step = "the agent did not start", agent_proc_start(&agent, false) == WEFT_OK);
+    ok = ok && (step = "the agent never served an SVID",
+                agent_proc_wait_served(&agent, 1, 20000) == WEFT_OK);
+    if (!ok) {
+        snprintf(why, why_len, "%s %s", step, st.details);
+    }
+    return ok;
+}
+
+static void setup(void)
+{
+    grpc_init();
+    cr_assert_eq(ca_proc_init(&ca), WEFT_OK);
+    char why[512];
+    if (!start(why, sizeof(why))) {
+        agent_proc_dump_logs(&agent);
+        teardown(); /* Criterion runs no .fini after a failed .init */
+        cr_assert_fail("setup: %s (the logs are above)", why);
+    }
+}
+
+TestSuite(psat, .init = setup, .fini = teardown, .timeout = 90);
+
+/* file_has reports whether the file |path| contains |needle|. */
+static bool file_has(const char *path, const char *needle)
+{
+    uint8_t *data;
+    size_t len;
+    if (weft_file_read(&data, &len, path, 16 << 20) != WEFT_OK) {
+        return false;
+    }
+    bool found = strstr((const char *)data, needle) != NULL;
+    free(data);
+    return found;
+}
+
+/* attest calls AttestNode with a fresh key and the given credentials; returns the gRPC status
+ * and, on OK, the node SVID's ID in |id_out|. */
+static int attest(const char *join_token, const char *psat, char id_out[256], struct rpc_status *st)
+{
+    char path[160], err[512];
+    snprintf(path, sizeof(path), "%s/bundle.pem", ca.dir);
+    uint8_t *bundle;
+    size_t len;
+    cr_assert_eq(weft_file_read(&bundle, &len, path, 1 << 20), WEFT_OK);
+    struct ca_client *c;
+    cr_assert_eq(ca_client_new(&c, ca.listen, TD, bundle, len, err, sizeof(err)), WEFT_OK, "%s",
+                 err);
+    free(bundle);
+    grpc_channel *anon;
+    cr_assert_eq(ca_client_dial(c, NULL, NULL, &anon, err, sizeof(err)), WEFT_OK, "%s", err);
+    EVP_PKEY *key = spiffe_key_generate(SPIFFE_KEY_EC_P256);
+    Weft__Ca__V1__AttestNodeRequest req = WEFT__CA__V1__ATTEST_NODE_REQUEST__INIT;
+    req.join_token = (char *)join_token;
+    req.psat = (char *)psat;
+    uint8_t *der;
+    cr_assert_eq(ca_csr_new(key, &der, &len), WEFT_OK);
+    req.csr.data = der;
+    req.csr.len = len;
+    Weft__Ca__V1__AttestNodeResponse *resp = NULL;
+    int rc = rpc_call_unary(anon, "/weft.ca.v1.CA/AttestNode", &req.base,
+                            &weft__ca__v1__attest_node_response__descriptor, 1 << 20, T_MS,
+                            (ProtobufCMessage **)&resp, st);
+    OPENSSL_free(der);
+    EVP_PKEY_free(key);
+    grpc_channel_destroy(anon);
+    ca_client_free(c);
+    if (rc != WEFT_OK) {
+        return st->code;
+    }
+    snprintf(id_out, 256, "%s", resp->node_svid->spiffe_id);
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return GRPC_STATUS_OK;
+}
+
+Test(psat, the_agent_joins_as_the_tokens_node_and_mints)
+{
+    /* setup waited for the agent to serve the workload SVID of the entry on node-a: its node
+     * SVID, from the token, was accepted by MintWorkloadSVIDs */
+    char log[160], state[200];
+    snprintf(log, sizeof(log), "%s/ca.log", ca.dir);
+    cr_assert(file_has(log, "service account token used"), "the CA's log does not say so");
+    cr_assert(file_has(log, "pod=weft-agent-x7k2p"));
+    cr_assert(file_has(agent.log, "joined the CA"));
+    snprintf(state, sizeof(state), "%s/node.pem", agent.state);
+    cr_assert_eq(access(state, R_OK), 0, "no node SVID stored at %s", state);
+}
+
+Test(psat, the_same_token_with_another_key_is_refused)
+{
+    uint8_t *token;
+    size_t len;
+    cr_assert_eq(weft_file_read(&token, &len, token_path, 1 << 16), WEFT_OK);
+    char id[256];
+    struct rpc_status st;
+    cr_assert_eq(attest("", (const char *)token, id, &st), GRPC_STATUS_PERMISSION_DENIED);
+    cr_assert_str_eq(st.details, "service account token refused", "a peer learns nothing more");
+    free(token);
+    char log[160];
+    snprintf(log, sizeof(log), "%s/ca.log", ca.dir);
+    cr_assert(file_has(log, "a replay"), "the CA's log does not name the replay");
+}
+
+Test(psat, a_fresh_token_attests_its_node)
+{
+    char *token = token_for("node-b", "jti-b");
+    char id[256];
+    struct rpc_status st;
+    cr_assert_eq(attest("", token, id, &st), GRPC_STATUS_OK, "%s", st.details);
+    cr_assert_str_eq(id, "spiffe://" TD "/weft/node/node-b");
+    free(token);
+}
+
+Test(psat, tokens_the_ca_must_not_accept_are_refused)
+{
+    int64_t now = (int64_t)time(NULL);
+    char id[256];
+    struct rpc_status st;
+    /* signed by a key the JWKS does not hold */
+    EVP_PKEY *stranger = testlib_psat_ec_key();
+    char *t = testlib_psat_sign(testlib_psat_header("ES256", NULL),
+                                testlib_psat_claims("weft-agent", "node-c", now - 60, now + 600),
+                                "ES256", stranger, NULL, 0);
+    cr_assert_eq(attest("", t, id, &st), GRPC_STATUS_PERMISSION_DENIED);
+    free(t);
+    EVP_PKEY_free(stranger);
+    /* another service account */
+    t = testlib_psat_sign(testlib_psat_header("ES256", TESTLIB_PSAT_EC_KID),
+                          testlib_psat_claims("default", "node-c", now - 60, now + 600), "ES256",
+                          keys.ec, NULL, 0);
+    cr_assert_eq(attest("", t, id, &st), GRPC_STATUS_PERMISSION_DENIED);
+    /* both credentials at once */
+    cr_assert_eq(attest("weft1.whatever", t, id, &st), GRPC_STATUS_INVALID_ARGUMENT);
+    free(t);
+    char log[160];
+    snprintf(log, sizeof(log), "%s/ca.log", ca.dir);
+    cr_assert(file_has(log, "service account weft-system:default may not attest nodes"));
+}
+
+Test(psat, the_ca_follows_a_new_jwks_file)
+{
+    /* the cluster rotated its signing key: the operator publishes the new JWKS (only the EC
+     * key) where --psat-jwks points; the CA reads it at the next attestation */
+    json_t *doc = json_pack("{s:[o]}", "keys", testlib_psat_jwk(keys.ec, "rotated"));
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    char tmp[160];
+    snprintf(tmp, sizeof(tmp), "%s.new", jwks_path);
+    cr_assert(write_file(tmp, text) && rename(tmp, jwks_path) == 0);
+    free(text);
+    int64_t now = (int64_t)time(NULL);
+    char id[256];
+    struct rpc_status st;
+    char *old = token_for("node-d", "jti-d");
+    cr_assert_eq(attest("", old, id, &st), GRPC_STATUS_PERMISSION_DENIED,
+                 "a token of the retired key still attests");
+    free(old);
+    char *t = testlib_psat_sign(testlib_psat_header("ES256", "rotated"),
+                                testlib_psat_claims("weft-agent", "node-e", now - 60, now + 600),
+                                "ES256", keys.ec, NULL, 0);
+    cr_assert_eq(attest("", t, id, &st), GRPC_STATUS_OK, "%s", st.details);
+    cr_assert_str_eq(id, "spiffe://" TD "/weft/node/node-e");
+    free(t);
+    char log[160];
+    snprintf(log, sizeof(log), "%s/ca.log", ca.dir);
+    cr_assert(file_has(log, "service account token keys reloaded"));
+}
