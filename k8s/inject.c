@@ -109,7 +109,9 @@ static const char *locate(struct pod *p, const json_t *obj, const struct k8s_inj
             t = json_object_get(t, tok);
             s += len;
         }
+        /* "metadata:" with nothing after it is a YAML null: as good as absent */
         p->meta = json_object_get(t, "metadata");
+        p->meta = json_is_null(p->meta) ? NULL : p->meta;
         p->spec = json_object_get(t, "spec");
         return NULL;
     }
@@ -543,7 +545,7 @@ static int taken(const struct pod *p, char *err, size_t err_len)
     static const char *const lists[] = {"initContainers", "containers", "volumes"};
     for (size_t l = 0; l < 3; l++) {
         const json_t *list = json_object_get(p->spec, lists[l]);
-        if (list != NULL && !json_is_array(list)) {
+        if (list != NULL && !json_is_array(list) && !json_is_null(list)) {
             return errf(err, err_len, p, "spec.%s is not a list", lists[l]);
         }
         if (json_array_size(list) > K8S_INJECT_MAX_CONTAINERS) {
@@ -557,6 +559,10 @@ static int taken(const struct pod *p, char *err, size_t err_len)
             const char *n = json_string_value(json_object_get(e, "name"));
             if (n == NULL) {
                 return errf(err, err_len, p, "spec.%s[%zu] has no name", lists[l], i);
+            }
+            if (strlen(n) > 63) { /* Kubernetes names these with DNS labels */
+                return errf(err, err_len, p, "spec.%s[%zu]: name longer than 63 bytes", lists[l],
+                            i);
             }
             if (strcmp(n, K8S_NAME_INIT) == 0 || strcmp(n, K8S_NAME_PROXY) == 0 ||
                 strcmp(n, K8S_NAME_VOLUME) == 0 || strcmp(n, NAME_INIT_TMP) == 0) {
@@ -577,7 +583,9 @@ static void add_to_list(json_t *patch, const json_t *parent, const char *parent_
                         const char *field, size_t index, json_t *items)
 {
     char *path = k8s_jsonpatch_path(parent_path, field);
-    if (json_object_get(parent, field) == NULL) {
+    const json_t *list = json_object_get(parent, field);
+    if (list == NULL || json_is_null(list)) {
+        /* "add" on a member that is there replaces it: a null list becomes ours */
         k8s_jsonpatch_append(patch, "add", path, items);
         free(path);
         return;
@@ -615,6 +623,10 @@ int k8s_inject_patch(json_t **out_patch, const char **out_skipped, const json_t 
     }
     if (p.meta != NULL && !json_is_object(p.meta)) {
         return errf(err, err_len, &p, "metadata is not a mapping");
+    }
+    const json_t *anns = json_object_get(p.meta, "annotations");
+    if (anns != NULL && !json_is_object(anns) && !json_is_null(anns)) {
+        return errf(err, err_len, &p, "metadata.annotations is not a mapping");
     }
     const char *inject = annotation(&p, K8S_ANN_INJECT);
     const char *label =
@@ -668,11 +680,10 @@ int k8s_inject_patch(json_t **out_patch, const char **out_skipped, const json_t 
             p.native ? NULL : K8S_NAME_PROXY, "volumes", K8S_NAME_VOLUME, NAME_INIT_TMP);
         char *sv = json_dumps(status, JSON_COMPACT);
         json_decref(status);
-        json_t *anns = json_object_get(p.meta, "annotations");
         if (p.meta == NULL) {
             k8s_jsonpatch_append(patch, "add", meta,
                                  json_pack("{s:{s:s}}", "annotations", K8S_ANN_STATUS, sv));
-        } else if (anns == NULL) {
+        } else if (anns == NULL || json_is_null(anns)) {
             char *apath = k8s_jsonpatch_path(meta, "annotations");
             k8s_jsonpatch_append(patch, "add", apath, json_pack("{s:s}", K8S_ANN_STATUS, sv));
             free(apath);

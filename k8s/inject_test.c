@@ -373,3 +373,27 @@ Test(inject, probes_left_alone_when_asked)
     json_decref(d);
     json_decref(orig);
 }
+
+Test(inject, null_lists_and_maps_count_as_absent)
+{
+    /* "annotations:" and "initContainers:" with nothing after them are YAML nulls */
+    json_t *d = yaml("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n"
+                     "spec:\n  initContainers:\n  volumes:\n  containers: [{name: c, image: i}]\n");
+    struct k8s_inject_opts o = opts_with(true);
+    const char *skipped;
+    char err[512];
+    cr_assert_eq(k8s_inject_object(&d, &skipped, &o, err, sizeof(err)), WEFT_OK, "%s", err);
+    json_t *spec = json_object_get(d, "spec");
+    cr_expect_eq(json_array_size(json_object_get(spec, "initContainers")), 2);
+    cr_expect_eq(json_array_size(json_object_get(spec, "volumes")), 2);
+    cr_expect_not_null(json_object_get(
+        json_object_get(json_object_get(d, "metadata"), "annotations"), K8S_ANN_STATUS));
+    json_decref(d);
+    d = yaml("apiVersion: v1\nkind: Pod\nmetadata:\nspec: {containers: [{name: c, image: i}]}\n");
+    cr_assert_eq(k8s_inject_object(&d, &skipped, &o, err, sizeof(err)), WEFT_OK, "%s", err);
+    json_decref(d);
+    const char *const parts[] = {"Pod default/p", "metadata.annotations is not a mapping", NULL};
+    bad("apiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: x}\n"
+        "spec: {containers: [{name: c, image: i}]}\n",
+        parts);
+}

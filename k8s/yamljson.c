@@ -472,7 +472,8 @@ static yaml_scalar_style_t string_style(const char *s, size_t len)
     json_t *v = k8s_yaml_scalar_resolve(s, len);
     bool same = v != NULL && json_is_string(v);
     json_decref(v);
-    if (!same || len == 0) {
+    /* plain "<<" is YAML 1.1's merge key, which the reader refuses */
+    if (!same || len == 0 || (len == 2 && memcmp(s, "<<", 2) == 0)) {
         return YAML_DOUBLE_QUOTED_SCALAR_STYLE;
     }
     if (memchr(s, '\n', len) != NULL) {

@@ -207,7 +207,8 @@ Test(yamljson, emit_quotes_strings_that_would_read_back_as_something_else)
 
 Test(yamljson, emit_then_parse_keeps_every_document)
 {
-    const char *src = "a: [1, {b: \"c\"}]\n---\n[x, 'on', 2.5]\n---\n\"str\"\n---\n{}\n---\n[]\n";
+    const char *src =
+        "a: [1, {b: \"c\", \"<<\": '<<'}]\n---\n[x, 'on', 2.5]\n---\n\"str\"\n---\n{}\n---\n[]\n";
     json_t *docs = parse_ok(src);
     char *y;
     size_t len;
