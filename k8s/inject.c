@@ -628,6 +628,21 @@ int k8s_inject_patch(json_t **out_patch, const char **out_skipped, const json_t 
     if (anns != NULL && !json_is_object(anns) && !json_is_null(anns)) {
         return errf(err, err_len, &p, "metadata.annotations is not a mapping");
     }
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)anns, key, val)
+    {
+        /* YAML reads an unquoted false or 8080 as a boolean or a number, which Kubernetes
+         * refuses for an annotation: say so rather than act as if it were not there */
+        if (strncmp(key, "weft.dev/", 9) == 0 && !json_is_string(val)) {
+            return errf(err, err_len, &p, "annotation %.64s: not a string (quote the value)", key);
+        }
+    }
+    json_t *image = json_string(opts->image);
+    json_decref(image);
+    if (image == NULL || opts->image[0] == '\0') {
+        return errf(err, err_len, &p, "the injected image's name is empty or not UTF-8");
+    }
     const char *inject = annotation(&p, K8S_ANN_INJECT);
     const char *label =
         json_string_value(json_object_get(json_object_get(p.meta, "labels"), K8S_ANN_INJECT));

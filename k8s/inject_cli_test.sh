@@ -52,6 +52,28 @@ if grep -q "Pod node-exporter: left alone: hostNetwork" "$tmp/err" &&
 if [[ $(grep -c "image: registry.example.com/weft:dev" "$tmp/out.yaml") -eq 2 ]]; then ok; else
     bad "--image"; fi
 
+# a v1 List (what `kubectl get -o yaml` writes): its items are injected
+cat >"$tmp/list.yaml" <<'YAML'
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Service
+  metadata: {name: web}
+  spec: {ports: [{port: 80}]}
+- apiVersion: apps/v1
+  kind: Deployment
+  metadata: {name: web, namespace: shop}
+  spec:
+    template:
+      spec:
+        containers: [{name: web, image: web:1}]
+YAML
+"$W" inject -f "$tmp/list.yaml" >"$tmp/out.yaml" 2>"$tmp/err"
+if grep -q "1 object(s) injected" "$tmp/err" && grep -q "name: weft-proxy" "$tmp/out.yaml" &&
+    [[ $(grep -c "weft.dev/status" "$tmp/out.yaml") -eq 1 ]]; then ok; else
+    bad "v1 List"; cat "$tmp/err" >&2; fi
+
 # an object that cannot be injected: exit 1, the reason, no output file
 cat >"$tmp/bad.yaml" <<'YAML'
 apiVersion: v1

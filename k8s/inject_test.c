@@ -305,6 +305,11 @@ Test(inject, bad_annotations_name_the_object_and_the_annotation)
     bad_annotation(K8S_ANN_REWRITE_PROBES, "0", "neither \"true\" nor \"false\"");
     bad_annotation(K8S_ANN_INJECT, "true", "neither enabled nor disabled");
     bad_annotation(K8S_ANN_MEMORY_REQUEST, "128Mi", "is more than");
+    const char *const unquoted[] = {"Pod default/p",
+                                    "annotation weft.dev/native-sidecar: not a string", NULL};
+    bad("apiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: {weft.dev/native-sidecar: "
+        "false}}\nspec: {containers: [{name: c, image: i}]}\n",
+        unquoted);
 }
 
 Test(inject, list_limit)

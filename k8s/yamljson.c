@@ -313,6 +313,10 @@ static int on_scalar(struct reader *r, const yaml_event_t *ev)
     }
     struct frame *f = r->depth > 0 ? &r->stack[r->depth - 1] : NULL;
     if (f != NULL && json_is_object(f->node) && f->key == NULL) {
+        if (memchr(s, '\0', len) != NULL) {
+            json_decref(v); /* C strings name jansson's members: "a\0b" would become "a" */
+            return fail(r, &ev->start_mark, WEFT_EINVAL, "a mapping key holds a NUL byte");
+        }
         f->key = key_text(ev, v);
         json_decref(v);
         return WEFT_OK;

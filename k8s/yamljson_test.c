@@ -117,6 +117,9 @@ Test(yamljson, refuses_what_kubernetes_would_not_take_or_we_do_not_expand)
     const char *bad = "a: [1, 2\n";
     cr_assert_eq(parse_err(bad, strlen(bad), err, sizeof(err)), WEFT_EINVAL);
     cr_expect(strstr(err, "line ") == err, "%s", err);
+    const char *nulkey = "\"a\\0b\": 1\na: 2\n";
+    cr_assert_eq(parse_err(nulkey, strlen(nulkey), err, sizeof(err)), WEFT_EINVAL);
+    cr_expect(strstr(err, "NUL") != NULL, "%s", err);
     const char nul[] = "a: \"x\\0y\"\nb: c";
     json_t *docs = parse_ok(nul); /* a NUL in a string is valid JSON too */
     cr_expect_eq(json_string_length(json_object_get(json_array_get(docs, 0), "a")), 3);
