@@ -576,6 +576,36 @@ static int taken(const struct pod *p, char *err, size_t err_len)
     return WEFT_OK;
 }
 
+/* proxy_uid_free refuses a pod whose app runs as the proxy's uid: iptables lets that uid's
+ * traffic through untouched (so that the proxy's own connections do not loop), so the app would
+ * talk past the mesh, in plain text. */
+static int proxy_uid_free(const struct pod *p, char *err, size_t err_len)
+{
+    json_t *uid = json_object_get(json_object_get(p->spec, "securityContext"), "runAsUser");
+    if (json_is_integer(uid) && json_integer_value(uid) == K8S_PROXY_UID) {
+        return errf(err, err_len, p,
+                    "spec.securityContext.runAsUser is %d, the proxy's uid, whose traffic is "
+                    "never redirected",
+                    K8S_PROXY_UID);
+    }
+    static const char *const lists[] = {"initContainers", "containers"};
+    for (size_t l = 0; l < 2; l++) {
+        size_t i;
+        json_t *c;
+        json_array_foreach(json_object_get(p->spec, lists[l]), i, c)
+        {
+            uid = json_object_get(json_object_get(c, "securityContext"), "runAsUser");
+            if (json_is_integer(uid) && json_integer_value(uid) == K8S_PROXY_UID) {
+                return errf(err, err_len, p,
+                            "container %s: runAsUser is %d, the proxy's uid, whose traffic is "
+                            "never redirected",
+                            json_string_value(json_object_get(c, "name")), K8S_PROXY_UID);
+            }
+        }
+    }
+    return WEFT_OK;
+}
+
 /* add_to_list adds |items| (a reference it takes) to the list |field| of |parent| at |index|
  * (SIZE_MAX: the end): an RFC 6902 "add" to a missing list fails, so a missing list is added
  * whole (kubernetes.md §2.1). */
@@ -671,6 +701,7 @@ int k8s_inject_patch(json_t **out_patch, const char **out_skipped, const json_t 
         return errf(err, err_len, &p, "spec.containers is empty or missing");
     }
     TRY(taken(&p, err, err_len));
+    TRY(proxy_uid_free(&p, err, err_len));
     TRY(decide(&p, opts, err, err_len));
 
     char *spec = k8s_jsonpatch_path(p.base, "spec");

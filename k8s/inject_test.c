@@ -358,6 +358,14 @@ Test(inject, bad_pods)
     const char *const empty[] = {"Job default/j", "spec.containers", NULL};
     bad("apiVersion: batch/v1\nkind: Job\nmetadata: {name: j}\nspec: {template: {spec: {}}}\n",
         empty);
+    const char *const uid[] = {"Pod default/p", "container app", "runAsUser is 1337", NULL};
+    bad("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: app, "
+        "image: i, securityContext: {runAsUser: 1337}}]}\n",
+        uid);
+    const char *const poduid[] = {"spec.securityContext.runAsUser is 1337", NULL};
+    bad("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {securityContext: {runAsUser: "
+        "1337}, containers: [{name: app, image: i}]}\n",
+        poduid);
     const char *const none[] = {"Deployment default/d", "no pod spec", NULL};
     bad("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec: {}\n", none);
 }
