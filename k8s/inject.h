@@ -8,7 +8,9 @@
  * these names):
  *   - init container "weft-init", first: `weftctl iptables install` then `weftctl iptables check
  *     --self-test` with the same flags (--proxy-uid 1337, --exclude-inbound-ports 15021 and the
- *     pod's exclusions), as root with NET_ADMIN and NET_RAW;
+ *     pod's exclusions), as root with NET_ADMIN and NET_RAW, and SETUID and SETGID for the
+ *     self-test's child that connects as another uid; read-only root, so its xtables lock
+ *     lives in the memory volume "weft-init-tmp" at /tmp;
  *   - "weft-proxy": `weft-proxy --agent-socket /run/weft/agent.sock --probe-listen
  *     0.0.0.0:15021` as uid 1337; with native sidecars (the default) an init container right
  *     after weft-init with restartPolicy Always and a startupProbe on GET :15021/ready, without
