@@ -18,6 +18,7 @@ enum {
 int cmd_bundle(int argc, char **argv);
 int cmd_ca(int argc, char **argv);
 int cmd_id(int argc, char **argv);
+int cmd_inject(int argc, char **argv);
 int cmd_iptables(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 int cmd_svid(int argc, char **argv);

@@ -23,6 +23,7 @@ static const char usage[] =
     "  policy explain ...      decide a connection against policies and say why\n"
     "  iptables install|uninstall|check ...\n"
     "                          the nat rules that send a pod's TCP through its proxy\n"
+    "  inject -f IN.yaml ...   add weft's sidecar to the Pods and workloads of a YAML file\n"
     "  wait-ready --addr HOST:PORT ...\n"
     "                          poll a daemon's /ready until 200 (a pod's postStart hook)\n"
     "\n"
@@ -112,6 +113,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "iptables") == 0) {
         return cmd_iptables(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "inject") == 0) {
+        return cmd_inject(argc - 1, argv + 1);
     }
     fprintf(stderr, "weftctl: unknown command \"%s\"\n\n%s", cmd, usage);
     return EXIT_USAGE;
