@@ -199,16 +199,36 @@ void ca_kube_list_cleanup(struct ca_kube_list *l)
     l->items = NULL;
 }
 
-/* name_ok: a name that is safe as a path component (the loader judges the rest). */
-static bool name_ok(const char *s, size_t n, size_t max)
+/* dns_label: RFC 1123 label, as Kubernetes checks a namespace: [a-z0-9]([-a-z0-9]*[a-z0-9])?,
+ * at most |max| bytes. */
+static bool dns_label(const char *s, size_t n, size_t max)
 {
-    if (n == 0 || n > max || strcmp(s, ".") == 0 || strcmp(s, "..") == 0) {
+    if (n == 0 || n > max || s[0] == '-' || s[n - 1] == '-') {
         return false;
     }
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.')) {
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) {
             return false;
+        }
+    }
+    return true;
+}
+
+/* dns_subdomain: labels joined by '.', at most 253 bytes, as Kubernetes checks most object
+ * names. Such a name is also a safe path component: no '/', never "." or "..". */
+static bool dns_subdomain(const char *s, size_t n)
+{
+    if (n == 0 || n > 253) {
+        return false;
+    }
+    size_t start = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i == n || s[i] == '.') {
+            if (!dns_label(s + start, i - start, 63)) {
+                return false;
+            }
+            start = i + 1;
         }
     }
     return true;
@@ -234,11 +254,13 @@ int ca_kube_object_file(struct ca_kube_file *out, const json_t *obj, const char 
     json_t *md = json_object_get(obj, "metadata");
     json_t *name = json_object_get(md, "name"), *ns = json_object_get(md, "namespace");
     const char *name_s = json_string_value(name), *ns_s = json_string_value(ns);
-    if (name_s == NULL || !name_ok(name_s, json_string_length(name), 253)) {
+    if (name_s == NULL || strlen(name_s) != json_string_length(name) ||
+        !dns_subdomain(name_s, json_string_length(name))) {
         snprintf(err, err_len, "%s: metadata.name is missing or not a Kubernetes name", plural);
         return WEFT_EINVAL;
     }
-    if (ns != NULL && (ns_s == NULL || !name_ok(ns_s, json_string_length(ns), 63))) {
+    if (ns != NULL && (ns_s == NULL || strlen(ns_s) != json_string_length(ns) ||
+                       !dns_label(ns_s, json_string_length(ns), 63))) {
         snprintf(err, err_len, "%s %s: metadata.namespace is not a Kubernetes name", plural,
                  name_s);
         return WEFT_EINVAL;

@@ -168,6 +168,10 @@ Test(ca_kube_watch, names_that_would_escape_the_file_name_are_refused)
         "{\"metadata\":{\"name\":\"\",\"resourceVersion\":\"1\"}}",
         "{\"metadata\":{\"name\":\"a\",\"namespace\":7,\"resourceVersion\":\"1\"}}",
         "{\"metadata\":{\"name\":\"a\"}}",
+        "{\"metadata\":{\"name\":\"a\",\"namespace\":\"..shop\",\"resourceVersion\":\"1\"}}",
+        "{\"metadata\":{\"name\":\"a..b\",\"resourceVersion\":\"1\"}}",
+        "{\"metadata\":{\"name\":\"-a\",\"resourceVersion\":\"1\"}}",
+        "{\"metadata\":{\"name\":\"a\",\"namespace\":\"a.b\",\"resourceVersion\":\"1\"}}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         json_error_t jerr;
@@ -177,6 +181,29 @@ Test(ca_kube_watch, names_that_would_escape_the_file_name_are_refused)
         char err[256];
         cr_assert_eq(ca_kube_object_file(&f, obj, "authorizationpolicies", err, sizeof(err)),
                      WEFT_EINVAL, "%s", bad[i]);
+        json_decref(obj);
+    }
+}
+
+Test(ca_kube_watch, names_at_their_limits)
+{
+    char name[300], line[500];
+    memset(name, 'a', sizeof(name));
+    /* 253 bytes: four labels of 63 and a dot between each (4 * 63 + 3 = 255 is one over) */
+    for (size_t i = 63; i < 253; i += 64) {
+        name[i] = '.';
+    }
+    for (size_t len = 253; len <= 254; len++) {
+        snprintf(line, sizeof(line), "{\"metadata\":{\"name\":\"%.*s\",\"resourceVersion\":\"1\"}}",
+                 (int)len, name);
+        json_error_t jerr;
+        json_t *obj = json_loads(line, 0, &jerr);
+        cr_assert_not_null(obj);
+        struct ca_kube_file f;
+        char err[256];
+        int rc = ca_kube_object_file(&f, obj, "meshconfigs", err, sizeof(err));
+        cr_assert_eq(rc, len == 253 ? WEFT_OK : WEFT_EINVAL, "a name of %zu bytes", len);
+        ca_kube_file_cleanup(&f);
         json_decref(obj);
     }
 }
