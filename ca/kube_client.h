@@ -20,7 +20,8 @@
 
 #define CA_KUBE_GROUP_VERSION "security.weft.dev/v1alpha1"
 #define CA_KUBE_NUM_KINDS 3
-#define CA_KUBE_MAX_TOKEN (64u << 10) /* a service account token file */
+#define CA_KUBE_MAX_TOKEN (64u << 10)     /* a service account token file */
+#define CA_KUBE_MAX_SET_BYTES (64u << 20) /* the policy files of all objects together */
 #define CA_KUBE_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
 
 /* struct ca_kube_kind: a weft kind and its resource name in URLs. */
@@ -40,6 +41,8 @@ struct ca_kube_config {
     unsigned backoff_min_ms;  /* first delay after a failure; 0: 500 */
     unsigned backoff_max_ms;  /* largest delay; 0: 30000 */
     unsigned page_limit;      /* items per LIST page; 0: 250 */
+    size_t max_objects;       /* objects held (ca/kube_source.h); 0: POLICY_MAX_FILES */
+    size_t max_bytes;         /* their policy files together; 0: CA_KUBE_MAX_SET_BYTES */
 };
 
 /* ca_kube_config_in_cluster fills the fields of |cfg| that are NULL from the pod's environment:

@@ -40,6 +40,11 @@ struct ca_kube_source {
     size_t num, cap;
     uint64_t gen; /* bumped by every change of |entries| */
     bool synced[CA_KUBE_NUM_KINDS];
+    size_t total_bytes; /* of the valid versions held */
+    /* an object of the kind refused by a limit since its last list began: such an object has
+     * no entry, and comes back only with the next list */
+    char limit_note[CA_KUBE_NUM_KINDS][400];
+    size_t max_objects, max_bytes;
     atomic_uint_fast64_t refused_objects; /* (read without the lock) */
 
     /* the poller's own */
@@ -70,6 +75,7 @@ static void entry_cleanup(struct entry *e)
 
 static void remove_at(struct ca_kube_source *ks, size_t i)
 {
+    ks->total_bytes -= ks->entries[i].has_good ? ks->entries[i].good.len : 0;
     entry_cleanup(&ks->entries[i]);
     ks->entries[i] = ks->entries[--ks->num];
 }
@@ -87,7 +93,7 @@ static void refuse(struct ca_kube_source *ks, size_t kind, const char *key, cons
 {
     const char *kind_s = ca_kube_kinds[kind].kind;
     struct entry *e = find(ks, kind, key);
-    if (e == NULL && ks->num < POLICY_MAX_FILES) {
+    if (e == NULL && ks->num < ks->max_objects) {
         if (ks->num == ks->cap) {
             ks->cap = ks->cap ? ks->cap * 2 : 64;
             ks->entries = weft_xrealloc(ks->entries, ks->cap * sizeof(*ks->entries));
@@ -97,15 +103,18 @@ static void refuse(struct ca_kube_source *ks, size_t kind, const char *key, cons
         e->kind = kind;
         snprintf(e->key, sizeof(e->key), "%s", key);
     }
-    if (e != NULL) {
+    if (e == NULL) {
+        snprintf(ks->limit_note[kind], sizeof(ks->limit_note[kind]),
+                 "%s %.100s (resourceVersion %.40s): %.200s", kind_s, key, rv, why);
+    } else {
         size_t n = strlen(kind_s) + strlen(key) + strlen(rv) + strlen(why) + 64;
         char *text = weft_xmalloc(n);
         snprintf(text, n, "%s %s (resourceVersion %s): %s", kind_s, key, rv, why);
         free(e->bad);
         e->bad = text;
         e->listed = true; /* (its previous valid version, if any, is still there) */
-        ks->gen++;
     }
+    ks->gen++; /* the error the next poll reports changed */
     atomic_fetch_add(&ks->refused_objects, 1);
     weft_log(WEFT_LOG_ERROR, "kubernetes policy object refused", 5, "kind", kind_s, "object", key,
              "resource_version", rv, "error", why, "kept",
@@ -156,9 +165,16 @@ static void on_object(void *arg, size_t kind, const json_t *obj)
                memcmp(e->good.data, f.data, f.len) == 0 && e->bad == NULL) {
         e->listed = true; /* a relist of what we hold */
         ca_kube_file_cleanup(&f);
-    } else if (e == NULL && ks->num >= POLICY_MAX_FILES) {
+    } else if (e == NULL && ks->num >= ks->max_objects) {
         char limit[128];
-        snprintf(limit, sizeof(limit), "more than %u policy objects", POLICY_MAX_FILES);
+        snprintf(limit, sizeof(limit), "more than %zu policy objects", ks->max_objects);
+        refuse(ks, kind, key, rv, limit);
+        ca_kube_file_cleanup(&f);
+    } else if (ks->total_bytes - (e != NULL && e->has_good ? e->good.len : 0) + f.len >
+               ks->max_bytes) {
+        char limit[128];
+        snprintf(limit, sizeof(limit), "the policy objects would hold more than %zu bytes",
+                 ks->max_bytes);
         refuse(ks, kind, key, rv, limit);
         ca_kube_file_cleanup(&f);
     } else {
@@ -172,6 +188,7 @@ static void on_object(void *arg, size_t kind, const json_t *obj)
             e->kind = kind;
             snprintf(e->key, sizeof(e->key), "%s", key);
         }
+        ks->total_bytes += f.len - (e->has_good ? e->good.len : 0);
         ca_kube_file_cleanup(&e->good);
         e->good = f;
         e->has_good = true;
@@ -209,6 +226,7 @@ static void on_list_begin(void *arg, size_t kind)
             ks->entries[i].listed = false;
         }
     }
+    ks->limit_note[kind][0] = '\0';
     pthread_mutex_unlock(&ks->mu);
 }
 
@@ -238,6 +256,8 @@ struct ca_kube_source *ca_kube_source_new(const struct ca_kube_config *cfg, char
     struct ca_kube_source *ks = weft_xcalloc(1, sizeof(*ks));
     pthread_mutex_init(&ks->mu, NULL);
     policy_set_init(&ks->current);
+    ks->max_objects = cfg->max_objects ? cfg->max_objects : POLICY_MAX_FILES;
+    ks->max_bytes = cfg->max_bytes ? cfg->max_bytes : CA_KUBE_MAX_SET_BYTES;
     struct ca_kube_sink sink = {on_list_begin, on_object, on_gone, on_list_end, ks};
     ks->client = ca_kube_client_start(cfg, &sink, err, err_len);
     if (ks->client == NULL) {
@@ -328,6 +348,11 @@ int ca_kube_source_poll(struct ca_kube_source *ks)
             files[num].data = (uint8_t *)weft_xstrndup(e->good.data, e->good.len);
             files[num].len = e->good.len;
             num++;
+        }
+    }
+    for (size_t i = 0; i < CA_KUBE_NUM_KINDS; i++) {
+        if (ks->limit_note[i][0] != '\0' && num_bad++ == 0) {
+            snprintf(first_bad, sizeof(first_bad), "%s", ks->limit_note[i]);
         }
     }
     pthread_mutex_unlock(&ks->mu);

@@ -47,7 +47,7 @@ static void teardown(void)
 
 TestSuite(ca_kube_source, .init = setup, .fini = teardown, .timeout = 60);
 
-static void start_source(void)
+static void start_source_limited(size_t max_objects, size_t max_bytes)
 {
     char url[64], err[256];
     snprintf(url, sizeof(url), "http://127.0.0.1:%u/", fake_kube_port(fk));
@@ -58,10 +58,14 @@ static void start_source(void)
         .backoff_min_ms = 20,
         .backoff_max_ms = 100,
         .page_limit = 2,
+        .max_objects = max_objects,
+        .max_bytes = max_bytes,
     };
     src = ca_policy_source_new_kube(&cfg, err, sizeof(err));
     cr_assert_not_null(src, "%s", err);
 }
+
+static void start_source(void) { start_source_limited(0, 0); }
 
 /* decide compiles the set in force for a workload of namespace shop, as an agent does with
  * the files the CA sends, and decides a connection to it. */
@@ -289,4 +293,59 @@ Test(ca_kube_source, in_cluster_config_brackets_ipv6)
     cr_assert_eq(unsetenv("KUBERNETES_SERVICE_HOST"), 0);
     cr_assert_eq(ca_kube_config_in_cluster(&none, url, sizeof(url), err, sizeof(err)), WEFT_EINVAL);
     cr_assert_not_null(strstr(err, "KUBERNETES_SERVICE_HOST"));
+}
+
+Test(ca_kube_source, an_object_past_the_count_limit_is_refused)
+{
+    static const char *const names[] = {"a", "b", "c"};
+    static const char *const actions[] = {"ALLOW", "ALLOW", "ALLOW"};
+    set_items("10", names, actions, 3);
+    start_source_limited(2, 0);
+    poll_until(version() == 1, "the first set");
+    cr_assert_eq(num_authz(), 2, "two fit");
+    cr_assert_eq(ca_policy_source_refusals(src), 1, "the third does not");
+    cr_assert_not_null(strstr(ca_policy_source_error(src), "more than 2 policy objects"), "%s",
+                       ca_policy_source_error(src));
+}
+
+Test(ca_kube_source, an_object_past_the_byte_limit_is_refused)
+{
+    static const char *const names[] = {"a", "b"};
+    static const char *const actions[] = {"ALLOW", "ALLOW"};
+    set_items("10", names, actions, 2);
+    start_source_limited(0, 0);
+    poll_until(version() == 1, "the first set");
+    const char *name;
+    const uint8_t *data;
+    size_t len_a, len_b;
+    ca_policy_source_file(src, 0, &name, &data, &len_a);
+    ca_policy_source_file(src, 1, &name, &data, &len_b);
+    ca_policy_source_free(src);
+
+    /* room for exactly both, then one byte less */
+    start_source_limited(0, len_a + len_b);
+    poll_until(version() == 1, "the set at the limit");
+    cr_assert_eq(num_authz(), 2);
+    ca_policy_source_free(src);
+    start_source_limited(0, len_a + len_b - 1);
+    poll_until(version() == 1, "the set past the limit");
+    cr_assert_eq(num_authz(), 1);
+    cr_assert_not_null(strstr(ca_policy_source_error(src), "more than"), "%s",
+                       ca_policy_source_error(src));
+}
+
+Test(ca_kube_source, a_token_file_past_its_limit_is_not_sent)
+{
+    char *big = malloc(CA_KUBE_MAX_TOKEN + 1);
+    memset(big, 'x', CA_KUBE_MAX_TOKEN + 1);
+    cr_assert_eq(weft_file_write_atomic(token_path, big, CA_KUBE_MAX_TOKEN + 1, 0600), WEFT_OK);
+    free(big);
+    start_source();
+    int64_t until = now_ms() + 5000;
+    while (ca_policy_source_api_failures(src) < 3) {
+        cr_assert_lt(now_ms(), until, "no failure counted");
+        usleep(10000);
+    }
+    cr_assert_eq(seen().list_requests, 0, "nothing was sent");
+    cr_assert_eq(version(), 0);
 }
