@@ -294,12 +294,15 @@ static int request(struct worker *w, struct transfer *t, const char *url, long t
     curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(h, CURLOPT_XFERINFODATA, t);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "weft-ca");
+    char detail[CURL_ERROR_SIZE] = "";
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, detail);
     if (c->ca_file != NULL) {
         curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
     }
     CURLcode cc = curl_easy_perform(h);
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &t->status);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
     curl_slist_free_all(headers);
     if (auth != NULL) {
         explicit_bzero(auth, strlen(auth));
@@ -309,7 +312,10 @@ static int request(struct worker *w, struct transfer *t, const char *url, long t
         return t->stream_rc;
     }
     if (cc != CURLE_OK) {
-        snprintf(t->err, sizeof(t->err), "%s", curl_easy_strerror(cc));
+        /* curl's own detail says which check failed ("server certificate verification
+         * failed. CAfile: ...") */
+        snprintf(t->err, sizeof(t->err), "%s%s%.300s%s", curl_easy_strerror(cc),
+                 detail[0] ? " (" : "", detail, detail[0] ? ")" : "");
         return WEFT_EIO;
     }
     return WEFT_OK;

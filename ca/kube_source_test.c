@@ -12,7 +12,13 @@
 #include "ca/policy_source.h"
 #include "lib/base/file.h"
 #include "lib/base/log.h"
+#include <openssl/ec_key.h>
+#include <openssl/nid.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
 #include "policy/snapshot.h"
+#include "test/testlib/certs.h"
 #include "test/testlib/fake_kube.h"
 
 /* --- the source under test ---------------------------------------------------------------- */
@@ -47,12 +53,19 @@ static void teardown(void)
 
 TestSuite(ca_kube_source, .init = setup, .fini = teardown, .timeout = 60);
 
+static const char *ca_file; /* the CA file for https://localhost, or NULL for plain HTTP */
+
 static void start_source_limited(size_t max_objects, size_t max_bytes)
 {
     char url[64], err[256];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%u/", fake_kube_port(fk));
+    if (ca_file != NULL) {
+        snprintf(url, sizeof(url), "https://localhost:%u", fake_kube_port(fk));
+    } else {
+        snprintf(url, sizeof(url), "http://127.0.0.1:%u/", fake_kube_port(fk));
+    }
     struct ca_kube_config cfg = {
         .api_url = url,
+        .ca_file = ca_file,
         .token_file = token_path,
         .watch_timeout_s = 30,
         .backoff_min_ms = 20,
@@ -348,4 +361,97 @@ Test(ca_kube_source, a_token_file_past_its_limit_is_not_sent)
     }
     cr_assert_eq(seen().list_requests, 0, "nothing was sent");
     cr_assert_eq(version(), 0);
+}
+
+/* --- HTTPS, with a CA minted now ------------------------------------------------------------ */
+
+static EVP_PKEY *new_key(void)
+{
+    EC_KEY *ec = EC_KEY_new_by_curve_name(NID_X9_62_prime256v1);
+    cr_assert(ec != NULL && EC_KEY_generate_key(ec));
+    EVP_PKEY *key = EVP_PKEY_new();
+    cr_assert(key != NULL && EVP_PKEY_assign_EC_KEY(key, ec));
+    return key;
+}
+
+/* mint_ca makes a root valid around the real time (GnuTLS checks it against the clock) and
+ * writes it as PEM to |path|. */
+static void mint_ca(X509 **out, EVP_PKEY *key, const char *path)
+{
+    struct testlib_cert_spec spec;
+    testlib_spec_signing_ca(&spec, "spiffe://kube.test");
+    spec.subject_cn = "fake kube-apiserver CA";
+    spec.not_before = time(NULL) - 3600;
+    spec.not_after = time(NULL) + 3600;
+    cr_assert_eq(testlib_cert_build(out, &spec, key, NULL, NULL), WEFT_OK);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    cr_assert(PEM_write_X509(f, *out));
+    cr_assert_eq(fclose(f), 0);
+}
+
+/* https_fake restarts the fake over HTTPS with a certificate for localhost under a new CA,
+ * written to DIR/ca.pem; a second, unrelated CA goes to DIR/other.pem. */
+static char ca_pem[300], other_pem[300];
+
+static void https_fake(void)
+{
+    snprintf(ca_pem, sizeof(ca_pem), "%s/ca.pem", tmp);
+    snprintf(other_pem, sizeof(other_pem), "%s/other.pem", tmp);
+    EVP_PKEY *ca_key = new_key(), *other_key = new_key(), *leaf_key = new_key();
+    X509 *ca = NULL, *other = NULL, *leaf = NULL;
+    mint_ca(&ca, ca_key, ca_pem);
+    mint_ca(&other, other_key, other_pem);
+    struct testlib_cert_spec spec = {
+        .subject_cn = "localhost",
+        .dns = "localhost",
+        .basic_constraints = TESTLIB_BC_LEAF,
+        .has_key_usage = true,
+        .key_usage = KU_DIGITAL_SIGNATURE,
+        .key_usage_critical = true,
+        .has_eku = true,
+        .eku_server_auth = true,
+        .not_before = time(NULL) - 3600,
+        .not_after = time(NULL) + 3600,
+    };
+    cr_assert_eq(testlib_cert_build(&leaf, &spec, leaf_key, ca, ca_key), WEFT_OK);
+    fake_kube_stop(fk);
+    cr_assert_eq(fake_kube_start_tls(&fk, leaf, leaf_key), WEFT_OK);
+    X509_free(ca);
+    X509_free(other);
+    X509_free(leaf);
+    EVP_PKEY_free(ca_key);
+    EVP_PKEY_free(other_key);
+    EVP_PKEY_free(leaf_key);
+}
+
+Test(ca_kube_source, https_with_the_api_servers_ca)
+{
+    https_fake();
+    static const char *const names[] = {"allow-web"};
+    static const char *const actions[] = {"ALLOW"};
+    set_items("10", names, actions, 1);
+    ca_file = ca_pem;
+    start_source();
+    poll_until(version() == 1, "the list over HTTPS");
+    cr_assert_eq(num_authz(), 1);
+    cr_assert_str_eq(seen().last_auth, "Authorization: Bearer tok-1");
+    unlink(ca_pem);
+    unlink(other_pem);
+}
+
+Test(ca_kube_source, https_refuses_a_server_its_ca_did_not_sign)
+{
+    https_fake();
+    ca_file = other_pem;
+    start_source();
+    int64_t until = now_ms() + 5000;
+    while (ca_policy_source_api_failures(src) < 3) {
+        cr_assert_lt(now_ms(), until, "no failure counted");
+        usleep(10000);
+    }
+    cr_assert_eq(seen().list_requests, 0, "no request, so no token, went to it");
+    cr_assert_eq(version(), 0);
+    unlink(ca_pem);
+    unlink(other_pem);
 }

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -13,11 +14,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+
 #define MAX_ITEMS 16
 #define MAX_SCRIPT 64
 #define MAX_CONNS 256
 
 struct fake_kube {
+    SSL_CTX *tls; /* NULL: plain HTTP */
     int lfd;
     uint16_t port;
     pthread_t acceptor;
@@ -37,12 +41,31 @@ struct fake_kube {
 struct conn {
     struct fake_kube *k;
     int fd;
+    SSL *ssl; /* NULL: plain */
 };
 
-static void send_all(int fd, const char *p, size_t len)
+static ssize_t conn_send(struct conn *c, const char *p, size_t len)
+{
+    if (c->ssl != NULL) {
+        int n = SSL_write(c->ssl, p, len > INT32_MAX ? INT32_MAX : (int)len);
+        return n > 0 ? n : -1;
+    }
+    return send(c->fd, p, len, MSG_NOSIGNAL);
+}
+
+static ssize_t conn_recv(struct conn *c, char *p, size_t len)
+{
+    if (c->ssl != NULL) {
+        int n = SSL_read(c->ssl, p, len > INT32_MAX ? INT32_MAX : (int)len);
+        return n > 0 ? n : -1;
+    }
+    return recv(c->fd, p, len, 0);
+}
+
+static void send_all(struct conn *c, const char *p, size_t len)
 {
     while (len > 0) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        ssize_t n = conn_send(c, p, len);
         if (n <= 0) {
             return;
         }
@@ -51,7 +74,7 @@ static void send_all(int fd, const char *p, size_t len)
     }
 }
 
-static void send_chunk(int fd, const char *data, size_t len)
+static void send_chunk(struct conn *fd, const char *data, size_t len)
 {
     char head[32];
     int n = snprintf(head, sizeof(head), "%zx\r\n", len);
@@ -77,18 +100,20 @@ static void query_get(const char *q, const char *key, char *out, size_t out_len)
     }
 }
 
-/* client_gone reports whether the client closed its end (waiting up to 50 ms). */
-static bool client_gone(int fd)
+/* client_gone reports whether the client closed its end (waiting up to 50 ms): a client
+ * sends nothing after its request but a close. */
+static bool client_gone(struct conn *c)
 {
-    struct pollfd p = {.fd = fd, .events = POLLIN};
+    struct pollfd p = {.fd = c->fd, .events = POLLIN};
     if (poll(&p, 1, 50) == 1) {
         char b[64];
-        return recv(fd, b, sizeof(b), MSG_DONTWAIT) <= 0;
+        return c->ssl != NULL ? conn_recv(c, b, sizeof(b)) <= 0
+                              : recv(c->fd, b, sizeof(b), MSG_DONTWAIT) <= 0;
     }
     return false;
 }
 
-static void serve_list(struct fake_kube *k, int fd, bool authz, const char *query)
+static void serve_list(struct fake_kube *k, struct conn *fd, bool authz, const char *query)
 {
     char limit_s[16], cont[64];
     query_get(query, "limit", limit_s, sizeof(limit_s));
@@ -133,7 +158,7 @@ static void serve_list(struct fake_kube *k, int fd, bool authz, const char *quer
     free(body);
 }
 
-static void serve_watch(struct fake_kube *k, int fd, bool authz, const char *query)
+static void serve_watch(struct fake_kube *k, struct conn *fd, bool authz, const char *query)
 {
     if (authz) {
         pthread_mutex_lock(&k->mu);
@@ -192,18 +217,25 @@ static void serve_watch(struct fake_kube *k, int fd, bool authz, const char *que
 
 static void *serve(void *arg)
 {
-    struct conn *c = arg;
-    struct fake_kube *k = c->k;
-    int fd = c->fd;
-    free(c);
+    struct conn *fd = arg;
+    struct fake_kube *k = fd->k;
     char req[8192];
     size_t len = 0;
+    if (k->tls != NULL) {
+        /* a client that refuses the certificate ends here */
+        struct timeval tv = {.tv_sec = 5};
+        setsockopt(fd->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        if ((fd->ssl = SSL_new(k->tls)) == NULL || !SSL_set_fd(fd->ssl, fd->fd) ||
+            SSL_accept(fd->ssl) != 1) {
+            len = sizeof(req); /* no request */
+        }
+    }
     while (len < sizeof(req) - 1 && !atomic_load(&k->stop)) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, 50) != 1) {
+        struct pollfd p = {.fd = fd->fd, .events = POLLIN};
+        if ((fd->ssl == NULL || SSL_pending(fd->ssl) == 0) && poll(&p, 1, 50) != 1) {
             continue;
         }
-        ssize_t n = recv(fd, req + len, sizeof(req) - 1 - len, 0);
+        ssize_t n = conn_recv(fd, req + len, sizeof(req) - 1 - len);
         if (n <= 0) {
             break;
         }
@@ -213,7 +245,7 @@ static void *serve(void *arg)
             break;
         }
     }
-    req[len] = '\0';
+    req[len < sizeof(req) ? len : 0] = '\0';
     char path[2048] = "";
     if (sscanf(req, "GET %2047s HTTP/1.1", path) == 1) {
         const char *auth = strstr(req, "Authorization: ");
@@ -238,7 +270,11 @@ static void *serve(void *arg)
             serve_list(k, fd, authz, q);
         }
     }
-    close(fd);
+    if (fd->ssl != NULL) {
+        SSL_free(fd->ssl);
+    }
+    close(fd->fd);
+    free(fd);
     return NULL;
 }
 
@@ -257,7 +293,7 @@ static void *accept_loop(void *arg)
         struct conn *c = malloc(sizeof(*c));
         pthread_mutex_lock(&k->mu);
         if (c != NULL && k->num_conns < MAX_CONNS) {
-            *c = (struct conn){k, fd};
+            *c = (struct conn){k, fd, NULL};
             if (pthread_create(&k->conns[k->num_conns], NULL, serve, c) == 0) {
                 k->num_conns++;
                 c = NULL;
@@ -273,11 +309,23 @@ static void *accept_loop(void *arg)
     return NULL;
 }
 
-int fake_kube_start(struct fake_kube **out)
+int fake_kube_start(struct fake_kube **out) { return fake_kube_start_tls(out, NULL, NULL); }
+
+int fake_kube_start_tls(struct fake_kube **out, X509 *cert, EVP_PKEY *key)
 {
     struct fake_kube *k = calloc(1, sizeof(*k));
     if (k == NULL) {
         return WEFT_EINTERNAL;
+    }
+    if (cert != NULL) {
+        signal(SIGPIPE, SIG_IGN); /* SSL_write to a client that left must not end the test */
+    }
+    if (cert != NULL &&
+        ((k->tls = SSL_CTX_new(TLS_server_method())) == NULL ||
+         !SSL_CTX_use_certificate(k->tls, cert) || !SSL_CTX_use_PrivateKey(k->tls, key))) {
+        SSL_CTX_free(k->tls);
+        free(k);
+        return WEFT_ECRYPTO;
     }
     pthread_mutex_init(&k->mu, NULL);
     snprintf(k->list_rv, sizeof(k->list_rv), "10");
@@ -291,6 +339,7 @@ int fake_kube_start(struct fake_kube **out)
             close(k->lfd);
         }
         pthread_mutex_destroy(&k->mu);
+        SSL_CTX_free(k->tls);
         free(k);
         return WEFT_EIO;
     }
@@ -319,6 +368,7 @@ void fake_kube_stop(struct fake_kube *k)
         free(k->script[i]);
     }
     pthread_mutex_destroy(&k->mu);
+    SSL_CTX_free(k->tls);
     free(k);
 }
 

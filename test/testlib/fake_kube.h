@@ -10,6 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
 #include "lib/base/err.h"
 
 #define FAKE_KUBE_DROP "!DROP" /* pushed: closes the watch in the middle of an event */
@@ -20,6 +23,10 @@ struct fake_kube;
 /* fake_kube_start listens on 127.0.0.1 (a free port); its lists are empty at resourceVersion
  * "10". */
 WEFT_MUST_USE int fake_kube_start(struct fake_kube **out);
+
+/* fake_kube_start_tls is fake_kube_start over HTTPS (BoringSSL), presenting |cert| (whose key
+ * is |key|; both are referenced, not taken). It ignores SIGPIPE in the process. */
+WEFT_MUST_USE int fake_kube_start_tls(struct fake_kube **out, X509 *cert, EVP_PKEY *key);
 uint16_t fake_kube_port(const struct fake_kube *k);
 void fake_kube_stop(struct fake_kube *k);
 
