@@ -20,8 +20,11 @@
 
 #define CA_KUBE_GROUP_VERSION "security.weft.dev/v1alpha1"
 #define CA_KUBE_NUM_KINDS 3
-#define CA_KUBE_MAX_TOKEN (64u << 10)     /* a service account token file */
-#define CA_KUBE_MAX_SET_BYTES (64u << 20) /* the policy files of all objects together */
+#define CA_KUBE_MAX_TOKEN (64u << 10) /* a service account token file */
+/* The policy files of all objects together. They all travel in every WatchNode snapshot, and
+ * an agent's gRPC channel takes messages of at most 4 MiB (gRPC's default), so the set stays
+ * well under that, with room for the snapshot's entries and directory. */
+#define CA_KUBE_MAX_SET_BYTES (3u << 20)
 #define CA_KUBE_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
 
 /* struct ca_kube_kind: a weft kind and its resource name in URLs. */
