@@ -455,3 +455,40 @@ Test(ca_kube_source, https_refuses_a_server_its_ca_did_not_sign)
     unlink(ca_pem);
     unlink(other_pem);
 }
+
+Test(ca_kube_source, a_relist_of_the_same_objects_is_no_new_version_and_deleted_means_gone)
+{
+    static const char *const names[] = {"allow-web"};
+    static const char *const actions[] = {"ALLOW"};
+    set_items("10", names, actions, 1);
+    start_source();
+    poll_until(version() == 1 && seen().watch_requests >= 1, "the first set and its watch");
+
+    /* the same objects again after a 410: nothing for agents to take */
+    fake_kube_push(fk, "{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"code\":410}}");
+    poll_until(seen().watch_requests >= 2, "the watch after the relist");
+    cr_assert_eq(seen().list_requests, 2);
+    cr_assert_eq(ca_policy_source_poll(src), WEFT_OK);
+    cr_assert_eq(version(), 1);
+
+    /* refused, then deleted: the kept version and the refusal go with it */
+    push_event("MODIFIED", "allow-web", "NEVER", "12");
+    poll_until(ca_policy_source_refusals(src) == 1, "the refusal");
+    cr_assert_eq(num_authz(), 1);
+    push_event("DELETED", "allow-web", "NEVER", "13");
+    poll_until(version() == 2, "the deletion");
+    cr_assert_eq(num_authz(), 0);
+    cr_assert_str_eq(ca_policy_source_error(src), "");
+
+    /* an object of another kind on this watch is refused */
+    char *line = fake_kube_event("ADDED", "odd", "ALLOW", "14");
+    char *kind = strstr(line, "AuthorizationPolicy");
+    cr_assert_not_null(kind);
+    memcpy(kind, "PeerAuthentication\" ", 20); /* one shorter, and a space JSON allows */
+    fake_kube_push(fk, line);
+    free(line);
+    poll_until(ca_policy_source_refusals(src) == 2, "the refusal of the odd kind");
+    cr_assert_not_null(strstr(ca_policy_source_error(src), "of kind \"PeerAuthentication\""), "%s",
+                       ca_policy_source_error(src));
+    cr_assert_eq(version(), 2);
+}
