@@ -32,6 +32,7 @@
 #include "ca/issuer.h"
 #include "ca/jwt_keys.h"
 #include "ca/material.h"
+#include "ca/kube_client.h"
 #include "ca/policy_source.h"
 #include "ca/psat.h"
 #include "ca/root_rotation.h"
@@ -56,6 +57,7 @@
 #define SERVING_TTL_S (24 * 3600)
 #define DEFAULT_DIRECTORY_TTL_S 120
 #define DEFAULT_POLICY_POLL_MS 2000
+#define DEFAULT_KUBE_POLL_MS 250 /* a look at what the watchers saw: cheap, so often */
 #define DEFAULT_STREAMS_PER_NODE 4
 #define MAX_DIRECTORY 100000
 #define MAX_DIRECTORY_PER_NODE 4096
@@ -91,7 +93,8 @@ struct metrics {
     struct weft_gauge *jwt_keys;
     struct weft_histogram *sign_seconds;
     struct weft_gauge *int_not_after, *root_not_after, *serving_not_after, *agents, *behind,
-        *policy_version, *policy_refusals, *dir_entries, *dir_conflicts, *snapshot_seq;
+        *policy_version, *policy_refusals, *policy_api_failures, *dir_entries, *dir_conflicts,
+        *snapshot_seq;
 };
 
 struct daemon {
@@ -2176,7 +2179,12 @@ static void metrics_init(struct metrics *m)
     m->policy_version = weft_metrics_gauge(m->reg, "weft_ca_policy_version",
                                            "Version of the policy set in force", NULL, 0);
     m->policy_refusals = weft_metrics_gauge(m->reg, "weft_ca_policy_refused_changes",
-                                            "Policy changes refused since start", NULL, 0);
+                                            "Policy changes refused since start (with "
+                                            "--policy-source kubernetes: objects refused)",
+                                            NULL, 0);
+    m->policy_api_failures = weft_metrics_gauge(
+        m->reg, "weft_ca_policy_kube_api_failures",
+        "Failed Kubernetes API requests since start (retried with backoff)", NULL, 0);
     m->dir_entries = weft_metrics_gauge(m->reg, "weft_ca_directory_entries",
                                         "Addresses in the mesh directory", NULL, 0);
     m->dir_conflicts = weft_metrics_gauge(m->reg, "weft_ca_directory_conflicts",
@@ -2235,8 +2243,9 @@ static void tick(struct daemon *d, int64_t *next_policy_ms, int64_t mono_ms)
         d->serving_renew_at = now + 10;
     }
     if (d->policy != NULL && mono_ms >= *next_policy_ms) {
-        *next_policy_ms =
-            mono_ms + (d->o->policy_poll_ms ? d->o->policy_poll_ms : DEFAULT_POLICY_POLL_MS);
+        *next_policy_ms = mono_ms + (d->o->policy_poll_ms ? d->o->policy_poll_ms
+                                     : d->o->policy_kube  ? DEFAULT_KUBE_POLL_MS
+                                                          : DEFAULT_POLICY_POLL_MS);
         if (ca_policy_source_poll(d->policy) != WEFT_OK) {
             /* refused: the source logged it and keeps the last good set */
         }
@@ -2248,6 +2257,7 @@ static void tick(struct daemon *d, int64_t *next_policy_ms, int64_t mono_ms)
         }
         weft_gauge_set(d->m.policy_version, (double)d->policy_version);
         weft_gauge_set(d->m.policy_refusals, (double)ca_policy_source_refusals(d->policy));
+        weft_gauge_set(d->m.policy_api_failures, (double)ca_policy_source_api_failures(d->policy));
     }
     if (ca_directory_expire(d->dir, now) > 0) {
         changed(d);
@@ -2636,7 +2646,24 @@ int ca_daemon_run(const struct ca_daemon_opts *o)
     d->dir = ca_directory_new(MAX_DIRECTORY, MAX_DIRECTORY_PER_NODE,
                               o->directory_ttl_s ? o->directory_ttl_s : DEFAULT_DIRECTORY_TTL_S,
                               may_serve, d);
-    if (o->policy_dir != NULL) {
+    if (o->policy_kube) {
+        /* After the fork of the signer and the drop of root: the watchers are threads, and
+         * they read the token file as the user the CA runs as. */
+        struct ca_kube_config kc = {
+            .api_url = o->kube_api,
+            .token_file = o->kube_token_file,
+            .ca_file = o->kube_ca_file,
+        };
+        char url[300];
+        if (ca_kube_config_in_cluster(&kc, url, sizeof(url), err, sizeof(err)) != WEFT_OK ||
+            (d->policy = ca_policy_source_new_kube(&kc, err, sizeof(err))) == NULL) {
+            rc = fail("--policy-source kubernetes", err);
+            goto out;
+        }
+        weft_log(WEFT_LOG_INFO, "policy from the kubernetes api", 3, "api", kc.api_url,
+                 "token_file", kc.token_file != NULL ? kc.token_file : "(none)", "ca_file",
+                 kc.ca_file != NULL ? kc.ca_file : "(system)");
+    } else if (o->policy_dir != NULL) {
         /* The first look, as the user the CA now runs as: a directory or file it may not read
          * would otherwise serve an empty or partial policy set without a word. */
         d->policy = ca_policy_source_new(o->policy_dir);

@@ -40,12 +40,16 @@ struct ca_daemon_opts {
     const char *trust_domain; /* needed with self_signed; else read from the bundle */
     bool self_signed;
     enum spiffe_key_type key_type;
-    const char *listen;       /* "HOST:PORT" for the CA service */
-    const char *admin_socket; /* path */
-    const char *admin_group;  /* NULL: 0600, owner only */
-    const char *http;         /* "HOST:PORT" for /metrics and /ready; "" disables */
-    const char *policy_dir;   /* NULL: no policy is distributed */
-    const char *run_as;       /* user to drop to when started as root; NULL: "nobody" */
+    const char *listen;          /* "HOST:PORT" for the CA service */
+    const char *admin_socket;    /* path */
+    const char *admin_group;     /* NULL: 0600, owner only */
+    const char *http;            /* "HOST:PORT" for /metrics and /ready; "" disables */
+    const char *policy_dir;      /* NULL: no policy is distributed (unless policy_kube) */
+    bool policy_kube;            /* policy from the Kubernetes API instead of policy_dir */
+    const char *kube_api;        /* NULL: in-cluster (KUBERNETES_SERVICE_HOST/PORT) */
+    const char *kube_token_file; /* NULL: the service account's (in-cluster), else none */
+    const char *kube_ca_file;    /* NULL: the service account's (in-cluster), else system */
+    const char *run_as;          /* user to drop to when started as root; NULL: "nobody" */
     int64_t node_ttl_s;
     int64_t root_ttl_s;         /* for self_signed, and a root rotation's new root */
     int64_t intermediate_ttl_s; /* for self_signed, and every intermediate the CA mints */

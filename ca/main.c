@@ -49,6 +49,24 @@ static const char usage[] =
     "                            it cannot read DIR or a file or directory in it, weft-ca\n"
     "                            does not start, and a later change it cannot read is\n"
     "                            refused with a warning (the policy in force stays)\n"
+    "  --policy-source SRC       dir (default: --policy-dir) or kubernetes: list and watch the\n"
+    "                            AuthorizationPolicy, PeerAuthentication and MeshConfig\n"
+    "                            objects (security.weft.dev/v1alpha1) of the whole cluster\n"
+    "                            (RBAC: list and watch on the three resources). Each object\n"
+    "                            is checked alone: an invalid one is logged, counted\n"
+    "                            (weft_ca_policy_refused_changes) and left out, and its\n"
+    "                            previous valid version, if any, stays. No set is served\n"
+    "                            until every kind has been listed once. Failed requests are\n"
+    "                            retried with backoff (weft_ca_policy_kube_api_failures)\n"
+    "  --kube-api URL            the API server: https://, or http:// to a loopback address\n"
+    "                            only (kubectl proxy). Without it (in a pod):\n"
+    "                            https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT with\n"
+    "                            the service account's token and ca.crt as defaults for the\n"
+    "                            two flags below; with it, no token unless --kube-token-file\n"
+    "  --kube-token-file F       bearer token, read again before every request (it rotates),\n"
+    "                            as the user weft-ca runs as\n"
+    "  --kube-ca-file F          CA certificates for the API server (default: the system's,\n"
+    "                            or the service account's ca.crt in a pod)\n"
     "  --node-ttl DUR            node SVID lifetime (default 24h)\n"
     "  --directory-ttl DUR       forget addresses a node stopped reporting (default 2m)\n"
     "  --user NAME               when started as root, run as NAME after binding (default\n"
@@ -100,6 +118,10 @@ int main(int argc, char **argv)
         {"admin-group", required_argument, NULL, 'g'},
         {"http", required_argument, NULL, 'H'},
         {"policy-dir", required_argument, NULL, 'p'},
+        {"policy-source", required_argument, NULL, 'P'},
+        {"kube-api", required_argument, NULL, 'K'},
+        {"kube-token-file", required_argument, NULL, 'T'},
+        {"kube-ca-file", required_argument, NULL, 'C'},
         {"node-ttl", required_argument, NULL, 'n'},
         {"directory-ttl", required_argument, NULL, 'D'},
         {"user", required_argument, NULL, 'u'},
@@ -180,6 +202,22 @@ int main(int argc, char **argv)
         case 'p':
             o.policy_dir = optarg;
             break;
+        case 'P':
+            if (strcmp(optarg, "dir") != 0 && strcmp(optarg, "kubernetes") != 0) {
+                fprintf(stderr, "weft-ca: --policy-source %s: dir or kubernetes\n", optarg);
+                return 2;
+            }
+            o.policy_kube = strcmp(optarg, "kubernetes") == 0;
+            break;
+        case 'K':
+            o.kube_api = optarg;
+            break;
+        case 'T':
+            o.kube_token_file = optarg;
+            break;
+        case 'C':
+            o.kube_ca_file = optarg;
+            break;
         case 'n':
             if (duration(&o.node_ttl_s, "--node-ttl", optarg) != 0) {
                 return 2;
@@ -248,6 +286,14 @@ int main(int argc, char **argv)
     }
     if (o.psat_issuer != NULL && o.psat_jwks == NULL) {
         fprintf(stderr, "weft-ca: --psat-issuer needs --psat-jwks FILE\n");
+        return 2;
+    }
+    if (o.policy_kube && o.policy_dir != NULL) {
+        fprintf(stderr, "weft-ca: --policy-dir is for --policy-source dir, not kubernetes\n");
+        return 2;
+    }
+    if (!o.policy_kube && (o.kube_api || o.kube_token_file || o.kube_ca_file)) {
+        fprintf(stderr, "weft-ca: --kube-* flags need --policy-source kubernetes\n");
         return 2;
     }
     static char sock[4200];

@@ -12,6 +12,7 @@
 
 #include <openssl/sha.h>
 
+#include "ca/kube_source.h"
 #include "lib/base/file.h"
 #include "lib/base/log.h"
 #include "lib/base/mem.h"
@@ -37,6 +38,7 @@ struct snapshot {
 };
 
 struct ca_policy_source {
+    struct ca_kube_source *kube; /* the Kubernetes source: everything below is unused */
     char *dir;
     int unreadable; /* the content last looked at was refused as unreadable */
     struct policy_set current;
@@ -128,11 +130,24 @@ struct ca_policy_source *ca_policy_source_new(const char *dir)
     return src;
 }
 
+struct ca_policy_source *ca_policy_source_new_kube(const struct ca_kube_config *cfg, char *err,
+                                                   size_t err_len)
+{
+    struct ca_kube_source *kube = ca_kube_source_new(cfg, err, err_len);
+    if (kube == NULL) {
+        return NULL;
+    }
+    struct ca_policy_source *src = ca_policy_source_new("");
+    src->kube = kube;
+    return src;
+}
+
 void ca_policy_source_free(struct ca_policy_source *src)
 {
     if (src == NULL) {
         return;
     }
+    ca_kube_source_free(src->kube);
     policy_set_cleanup(&src->current);
     snapshot_free(&src->current_files);
     free(src->dir);
@@ -141,6 +156,9 @@ void ca_policy_source_free(struct ca_policy_source *src)
 
 int ca_policy_source_poll(struct ca_policy_source *src)
 {
+    if (src->kube != NULL) {
+        return ca_kube_source_poll(src->kube);
+    }
     struct snapshot snap = {.num = 0};
     SHA256_Init(&snap.hash);
     struct stat st;
@@ -252,22 +270,43 @@ int ca_policy_source_poll(struct ca_policy_source *src)
 const struct policy_set *ca_policy_source_current(const struct ca_policy_source *src,
                                                   uint64_t *out_version)
 {
+    if (src->kube != NULL) {
+        return ca_kube_source_current(src->kube, out_version);
+    }
     *out_version = src->version;
     return &src->current;
 }
 
-const char *ca_policy_source_error(const struct ca_policy_source *src) { return src->error; }
+const char *ca_policy_source_error(const struct ca_policy_source *src)
+{
+    return src->kube != NULL ? ca_kube_source_error(src->kube) : src->error;
+}
 
-uint64_t ca_policy_source_refusals(const struct ca_policy_source *src) { return src->refusals; }
+uint64_t ca_policy_source_refusals(const struct ca_policy_source *src)
+{
+    return src->kube != NULL ? ca_kube_source_refusals(src->kube) : src->refusals;
+}
+
+uint64_t ca_policy_source_api_failures(const struct ca_policy_source *src)
+{
+    return src->kube != NULL ? ca_kube_source_failures(src->kube) : 0;
+}
 
 size_t ca_policy_source_num_files(const struct ca_policy_source *src)
 {
+    if (src->kube != NULL) {
+        return ca_kube_source_num_files(src->kube);
+    }
     return src->current_files.num;
 }
 
 void ca_policy_source_file(const struct ca_policy_source *src, size_t i, const char **name,
                            const uint8_t **data, size_t *len)
 {
+    if (src->kube != NULL) {
+        ca_kube_source_file(src->kube, i, name, data, len);
+        return;
+    }
     const struct file *f = &src->current_files.files[i];
     size_t dir_len = strlen(src->dir);
     *name = f->path;

@@ -7,7 +7,11 @@
  * hashes their names, sizes and contents, and loads those same bytes only when the hash
  * changed (so what is accepted is exactly what was fingerprinted). Polling every few seconds
  * notices editors that write in place and those that rename over the file, on any filesystem,
- * with no inotify limits to run into. Not thread-safe: one owner polls it. */
+ * with no inotify limits to run into. Not thread-safe: one owner polls it.
+ *
+ * The Kubernetes API source (issue 8, ca/kube_source.h) sits behind the same functions: made
+ * with ca_policy_source_new_kube, its files are the policy custom resources of the cluster, one
+ * file per object, and its refusals count objects refused one by one. */
 #ifndef WEFT_CA_POLICY_SOURCE_H
 #define WEFT_CA_POLICY_SOURCE_H
 
@@ -17,10 +21,17 @@
 #include "policy/policy.h"
 
 struct ca_policy_source;
+struct ca_kube_config;
 
 /* ca_policy_source_new watches |dir| (it may not exist yet: an empty set until it does). */
 struct ca_policy_source *ca_policy_source_new(const char *dir);
 void ca_policy_source_free(struct ca_policy_source *src);
+
+/* ca_policy_source_new_kube lists and watches the cluster's weft policy objects (from other
+ * threads; the set changes only in ca_policy_source_poll). Returns NULL with |err| set when
+ * |cfg| is unusable. Until every kind has been listed once the set is empty, version 0. */
+struct ca_policy_source *ca_policy_source_new_kube(const struct ca_kube_config *cfg, char *err,
+                                                   size_t err_len);
 
 /* ca_policy_source_poll looks at the directory and reloads it if it changed. Returns WEFT_OK
  * when nothing changed or the change was accepted (the version went up), WEFT_EINVAL when the
@@ -49,5 +60,8 @@ const char *ca_policy_source_error(const struct ca_policy_source *src);
 
 /* ca_policy_source_refusals counts refused changes since creation (a metric). */
 uint64_t ca_policy_source_refusals(const struct ca_policy_source *src);
+
+/* ca_policy_source_api_failures counts failed Kubernetes API requests (0 for a directory). */
+uint64_t ca_policy_source_api_failures(const struct ca_policy_source *src);
 
 #endif

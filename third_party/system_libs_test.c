@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
+#include <curl/curl.h>
 #include <ev.h>
 #include <grpc/grpc.h>
 #include <http_parser.h>
@@ -38,6 +39,18 @@ Test(system_libs, grpc_core_starts_and_stops_beside_boringssl)
     cr_assert_eq(ev.type, GRPC_QUEUE_SHUTDOWN);
     grpc_completion_queue_destroy(cq);
     grpc_shutdown();
+}
+
+Test(system_libs, curl_is_the_gnutls_flavour_beside_boringssl)
+{
+    /* weft-ca's Kubernetes client: libcurl over GnuTLS, so no OpenSSL symbols meet BoringSSL's
+     * in one process, and BoringSSL still answers for our own TLS. */
+    cr_assert_eq(curl_global_init(CURL_GLOBAL_DEFAULT), CURLE_OK);
+    curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+    cr_assert_not_null(v->ssl_version);
+    cr_assert_not_null(strstr(v->ssl_version, "GnuTLS"), "libcurl's TLS is %s", v->ssl_version);
+    cr_assert_str_eq(OpenSSL_version(OPENSSL_VERSION), "BoringSSL");
+    curl_global_cleanup();
 }
 
 Test(system_libs, libev_runs_a_loop)

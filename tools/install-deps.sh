@@ -23,6 +23,7 @@ build_pkgs=(
     libyaml-dev                # YAML
     libhttp-parser-dev         # HTTP/1.1 admin endpoints
     libsqlite3-dev             # CA store
+    libcurl4-gnutls-dev        # weft-ca's Kubernetes API client (GnuTLS: no OpenSSL symbols)
 )
 test_pkgs=(
     clang libclang-rt-14-dev libfuzzer-14-dev   # --config=fuzz
