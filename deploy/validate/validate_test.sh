@@ -4,10 +4,14 @@
 #   2. every built-in object of each rendering survives kubectl's typed decode
 #      (`kubectl set image --local`: a type error such as replicas: "three" fails it);
 #   3. the rules of check-manifests.mjs hold for each rendering (selectors, securityContext,
-#      resources, one image, the webhook's namespaceSelector, every flag in the binaries' --help);
-#   4. every custom resource (deploy/examples/**, the policy files the kustomizations put in
-#      ConfigMap weft-policy) validates against the CRD schemas and CEL rules
-#      (validate-crs.mjs), and `weftctl policy check` accepts the policy of each rendering;
+#      resources, one image, the webhook's namespaceSelector, every flag in the binaries' --help),
+#      and those of check-wiring.mjs (node attestation with a projected service account token,
+#      or join tokens in overlays/join-tokens; the policy from the API server with list+watch
+#      RBAC only; the injector's HTTPS /ready probe and --image);
+#   4. every custom resource (deploy/examples/**, the policy objects of each rendering)
+#      validates against the CRD schemas and CEL rules (validate-crs.mjs), `weftctl policy
+#      check` accepts the policy objects of each rendering, and `weftctl policy explain` decides
+#      as each overlay promises (STRICT refuses plaintext mesh-wide, PERMISSIVE does not);
 #   5. negative cases (validate/testdata/bad-*.yaml) fail each check with the expected message,
 #      so none of the above can pass vacuously.
 # Needs kubectl (1.32 here) and the npm packages of validate/package-lock.json, installed by
@@ -86,14 +90,22 @@ decode_builtin() {
     return 0
 }
 
-# policy_of RENDERED DIR: the files of ConfigMap weft-policy in RENDERED, written to DIR.
+# policy_of RENDERED DIR: the policy objects (group security.weft.dev) of RENDERED, the ones
+# weft-ca reads from the API server once applied, written to DIR/policy.yaml.
 policy_of() {
-    rm -rf "$2" && mkdir -p "$2" && node $V/configmap-files.mjs weft-policy "$2" <"$1"
+    rm -rf "$2" && mkdir -p "$2" && node $V/select-group.mjs security.weft.dev <"$1" >"$2/policy.yaml"
+}
+
+# explain DIR FROM PORT: the first line of `weftctl policy explain`'s answer for a connection
+# from FROM to workload shop/backend (app=backend), a namespace no overlay names.
+explain() {
+    "$weftctl" policy explain -f "$1" --from "$2" --to-workload shop/backend,app=backend --port "$3" |
+        head -1
 }
 
 # 1-4 for each kustomization
 mapfile -t kdirs < <(find . -name kustomization.yaml -not -path './validate/*' -printf '%h\n' | sort)
-[[ ${#kdirs[@]} -ge 4 ]] && ok || bad "expected base and 3 overlays, found: ${kdirs[*]}"
+[[ ${#kdirs[@]} -ge 5 ]] && ok || bad "expected base and 4 overlays, found: ${kdirs[*]}"
 for d in "${kdirs[@]}"; do
     name=${d#./}
     out="$tmp/${name//\//_}.yaml"
@@ -106,22 +118,57 @@ for d in "${kdirs[@]}"; do
     node $V/check-manifests.mjs --root-ok DaemonSet/weft-agent --help-of "weft-ca=$ca_bin" \
         --help-of "weft-agent=$agent_bin" "$out" >"$tmp/c.out" 2>&1 && ok ||
         bad "$name: $(cat "$tmp/c.out")"
+    mode=psat
+    [[ "$name" == overlays/join-tokens ]] && mode=join-tokens
+    node $V/check-wiring.mjs --mode $mode "$out" >"$tmp/c.out" 2>&1 && ok ||
+        bad "$name: $(cat "$tmp/c.out")"
     node $V/validate-crs.mjs "${crd_args[@]}" "$out" >"$tmp/v.out" 2>&1 && ok ||
         bad "$name: custom resources in the rendering: $(cat "$tmp/v.out")"
-    if policy_of "$out" "$tmp/policy"; then
-        node $V/validate-crs.mjs "${crd_args[@]}" "$tmp/policy"/* >"$tmp/v.out" 2>&1 && ok ||
-            bad "$name: ConfigMap weft-policy: $(cat "$tmp/v.out")"
-        "$weftctl" policy check -f "$tmp/policy" >"$tmp/w.out" 2>&1 && ok ||
-            bad "$name: weftctl policy check of ConfigMap weft-policy: $(cat "$tmp/w.out")"
+    if policy_of "$out" "$tmp/policy-${name//\//_}" 2>"$tmp/p.err"; then
+        "$weftctl" policy check -f "$tmp/policy-${name//\//_}" >"$tmp/w.out" 2>&1 && ok ||
+            bad "$name: weftctl policy check of its policy objects: $(cat "$tmp/w.out")"
     else
-        bad "$name: cannot read ConfigMap weft-policy from the rendering"
+        bad "$name: no policy objects in the rendering: $(cat "$tmp/p.err")"
     fi
 done
+
+# The base joins nodes with PSAT: the projected token volume and the flags, in the rendering.
+b="$tmp/base.yaml"
+for want in 'audience: weft-ca' 'expirationSeconds: 3600' 'path: token' \
+    'mountPath: /var/run/secrets/weft' '--psat-token-file=/var/run/secrets/weft/token' \
+    '--psat-issuer=https://kubernetes.default.svc.cluster.local' '--psat-jwks=/etc/weft/psat/jwks.json' \
+    'name: weft-ca-psat-jwks' '--policy-source=kubernetes'; do
+    grep -qF -- "$want" "$b" && ok || bad "base: the rendering has no \"$want\""
+done
+for gone in 'weft-agent-join-tokens' '--join-token' '--policy-dir' 'name: weft-policy'; do
+    grep -qF -- "$gone" "$b" && bad "base: the rendering still has \"$gone\"" || ok
+done
+jt="$tmp/overlays_join-tokens.yaml"
+grep -qF -- '--join-token-file=/etc/weft/join/$(NODE_NAME)' "$jt" && ok ||
+    bad "overlays/join-tokens: no --join-token-file"
+grep -qF -- '--psat-' "$jt" && bad "overlays/join-tokens: a --psat- flag left" || ok
 
 # What the overlays promise, in the rendered objects.
 grep -q 'mode: STRICT' "$tmp/overlays_strict.yaml" && ok || bad "overlays/strict: no STRICT PeerAuthentication"
 grep -q 'mode: STRICT' "$tmp/overlays_permissive.yaml" && bad "overlays/permissive: a STRICT mode" || ok
 grep -q 'mode: PERMISSIVE' "$tmp/overlays_permissive.yaml" && ok || bad "overlays/permissive: no PERMISSIVE mode"
+# ... and as weftctl decides with each rendering's policy objects (mesh-wide: shop is no
+# namespace of theirs)
+peer=spiffe://cluster.local/ns/shop/sa/frontend
+for o in overlays_strict overlays_join-tokens; do
+    got=$(explain "$tmp/policy-$o" unauthenticated 8080)
+    [[ "$got" == 'decision=deny policy=weft-system/mesh-mtls rule=- reason=mtls-strict' ]] && ok ||
+        bad "$o: a plaintext peer of shop/backend: $got"
+done
+got=$(explain "$tmp/policy-overlays_permissive" unauthenticated 8080)
+[[ "$got" == 'decision=allow policy=- rule=- reason=default-allow' ]] && ok ||
+    bad "overlays/permissive: a plaintext peer of shop/backend: $got"
+got=$(explain "$tmp/policy-overlays_strict" "$peer" 8080)
+[[ "$got" == 'decision=allow policy=- rule=- reason=default-allow' ]] && ok ||
+    bad "overlays/strict: an mTLS peer of shop/backend: $got"
+got=$(explain "$tmp/policy-overlays_example-org" "$peer" 8080)
+[[ "$got" == 'decision=deny policy=- rule=- reason=default-deny' ]] && ok ||
+    bad "overlays/example-org: an mTLS peer of shop/backend, default-deny: $got"
 eo="$tmp/overlays_example-org.yaml"
 [[ $(grep -c -- '--trust-domain=example.org' "$eo") -eq 2 ]] && ok ||
     bad "overlays/example-org: weft-ca and weft-agent must both get --trust-domain=example.org"
@@ -130,6 +177,7 @@ grep -q -- '--node-ttl=12h' "$eo" && ok || bad "overlays/example-org: --node-ttl
 grep -q 'defaultAction: DENY' "$eo" && ok || bad "overlays/example-org: MeshConfig not default-deny"
 [[ $(grep -c 'image: registry.example.org/weft:0.1.0-custom' "$eo") -eq 3 ]] && ok ||
     bad "overlays/example-org: the image is not replaced in all three workloads"
+grep -q -- '--psat-issuer=https://oidc.example.org/k8s' "$eo" && ok || bad "overlays/example-org: --psat-issuer not patched"
 
 # The examples, read-only input of this test.
 mapfile -t examples < <(find examples -name '*.yaml' -o -name '*.yml' | sort)
@@ -165,6 +213,20 @@ for p in 'does not pick the pod template' 'readOnlyRootFilesystem is not true' \
     'without a namespaceSelector that excludes weft-system' 'without a namespaceSelector that excludes kube-system'; do
     expect_fail $V/testdata/bad-manifests.yaml "$p" "${chk[@]}"
 done
+cw=(node $V/check-wiring.mjs)
+for p in 'wants one --psat-issuer with an https:// URL' 'is not in a mount of ConfigMap weft-ca-psat-jwks' \
+    'runs as service account weft-system:default, which weft-ca does not allow' \
+    'audience is "https://kubernetes.default.svc", weft-ca accepts "weft-ca"' 'expirationSeconds is 86400' \
+    'wants --policy-source=kubernetes' 'has --policy-dir' \
+    'wants list and watch on security.weft.dev/meshconfigs, exactly; has \["get","list","watch"\]' \
+    'granted list on /secrets, which weft-ca never uses' 'readinessProbe is not GET /ready on port 8443 with scheme HTTPS' \
+    'is not its own image'; do
+    expect_fail $V/testdata/bad-wiring.yaml "$p" "${cw[@]}"
+done
+# the base rendering is no join-tokens deployment, nor is overlays/join-tokens a PSAT one
+expect_fail "$tmp/base.yaml" 'has --psat-token-file with join tokens' "${cw[@]}" --mode join-tokens
+expect_fail "$tmp/base.yaml" 'mounts a projected token (psat-token) it does not use' "${cw[@]}" --mode join-tokens
+expect_fail "$jt" 'wants one --psat-token-file' "${cw[@]}"
 # a kustomization that does not render (a resource outside its root) must fail too
 mkdir -p "$tmp/deploy/validate/testdata/bad-kustomization"
 printf 'resources:\n  - ../../../base/ca.yaml\n' >"$tmp/deploy/validate/testdata/bad-kustomization/kustomization.yaml"
