@@ -100,6 +100,7 @@ struct k8s_webhook_server {
 };
 
 static int64_t now_ms(void);
+static double now_s(void);
 static void *accept_main(void *arg);
 static void *conn_main(void *arg);
 static SSL_CTX *ctx_load(const char *cert, const char *key, char *err, size_t err_len);
@@ -113,6 +114,13 @@ static int64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* --- certificate and key --------------------------------------------------------------- */
@@ -781,7 +789,7 @@ static bool is_json(const char *ctype)
 static void log_review(struct conn *c, const struct k8s_webhook_review *rv, double ms)
 {
     char ms_s[32];
-    snprintf(ms_s, sizeof(ms_s), "%.1f", ms);
+    snprintf(ms_s, sizeof(ms_s), "%.2f", ms);
     const struct weft_kv kv[] = {
         {"uid", rv->uid},
         {"namespace", rv->namespace},
@@ -802,7 +810,7 @@ static void log_review(struct conn *c, const struct k8s_webhook_review *rv, doub
 /* serve answers one complete request. |rv| holds the review's answer when there is one;
  * |metrics_text| holds /metrics' text. Both are freed by the caller. */
 static void serve(struct conn *c, struct req *r, struct resp *rs, struct k8s_webhook_review *rv,
-                  char **metrics_text, int64_t started)
+                  char **metrics_text, double started)
 {
     struct k8s_webhook_server *s = c->s;
     size_t path_len = strcspn(r->url, "?#");
@@ -841,7 +849,7 @@ static void serve(struct conn *c, struct req *r, struct resp *rs, struct k8s_web
             text_resp(rs, 415, "Content-Type must be application/json\n");
         } else {
             k8s_webhook_review(rv, r->body != NULL ? r->body : "", r->body_len, &s->inject);
-            double secs = (double)(now_ms() - started) / 1000.0;
+            double secs = now_s() - started;
             weft_counter_add(s->reviews[rv->result], 1);
             weft_histogram_observe(s->latency, secs);
             log_review(c, rv, secs * 1000.0);
@@ -894,6 +902,7 @@ static void *conn_main(void *arg)
             }
         }
         int64_t started = now_ms();
+        double started_s = now_s();
         struct req r;
         memset(&r, 0, sizeof(r));
         http_parser_init(&r.parser, HTTP_REQUEST);
@@ -927,7 +936,7 @@ static void *conn_main(void *arg)
             why = "request refused";
             break;
         }
-        serve(c, &r, &rs, &rv, &metrics_text, started);
+        serve(c, &r, &rs, &rv, &metrics_text, started_s);
         rs.close = !http_should_keep_alive(&r.parser) || num + 1 >= s->max_requests ||
                    atomic_load(&s->stopping) || rs.status == 400;
         sent = send_response(c, &rs, started + s->request_ms);

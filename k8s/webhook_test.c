@@ -12,7 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,6 +40,8 @@ static char dir[64];
 static char cert_path[128], key_path[128];
 static struct testlib_cred root;
 static struct k8s_webhook_server *srv;
+static int port; /* the server's, or the weft-injector process's */
+static int client_timeout_s = 5;
 
 /* --- fixtures ------------------------------------------------------------------------------ */
 
@@ -79,7 +85,7 @@ static void write_pair(X509 **out_cert)
     }
 }
 
-static void start(int request_ms)
+static void start_with(int request_ms, size_t max_conns, size_t max_requests)
 {
     struct k8s_webhook_config cfg = {0};
     k8s_inject_opts_init(&cfg.inject);
@@ -89,11 +95,16 @@ static void start(int request_ms)
     cfg.request_ms = request_ms;
     cfg.reload_check_ms = 100;
     cfg.grace_ms = 2000;
+    cfg.max_conns = max_conns;
+    cfg.max_requests = max_requests;
     char err[512];
     cr_assert_eq(k8s_webhook_server_start(&srv, &cfg, err, sizeof(err)), WEFT_OK, "%s", err);
+    port = k8s_webhook_port(srv);
 }
 
-static void setup(void)
+static void start(int request_ms) { start_with(request_ms, 0, 0); }
+
+static void files_setup(void)
 {
     weft_log_set_output(stderr, WEFT_LOG_WARN);
     snprintf(dir, sizeof(dir), "/tmp/webhook_test.XXXXXX");
@@ -103,6 +114,19 @@ static void setup(void)
     cr_assert_eq(testlib_mint_root(&root, TESTLIB_TD, SPIFFE_KEY_EC_P256, time(NULL) - 3600, 86400),
                  WEFT_OK);
     write_pair(NULL);
+}
+
+static void files_teardown(void)
+{
+    testlib_cred_cleanup(&root);
+    unlink(cert_path);
+    unlink(key_path);
+    rmdir(dir);
+}
+
+static void setup(void)
+{
+    files_setup();
     start(3000);
 }
 
@@ -110,10 +134,7 @@ static void teardown(void)
 {
     k8s_webhook_server_stop(srv);
     srv = NULL;
-    testlib_cred_cleanup(&root);
-    unlink(cert_path);
-    unlink(key_path);
-    rmdir(dir);
+    files_teardown();
 }
 
 TestSuite(webhook, .init = setup, .fini = teardown, .timeout = 60);
@@ -131,10 +152,10 @@ static bool client_open(struct client *c)
     memset(c, 0, sizeof(*c));
     c->fd = socket(AF_INET, SOCK_STREAM, 0);
     cr_assert_geq(c->fd, 0);
-    struct timeval tv = {5, 0};
+    struct timeval tv = {client_timeout_s, 0};
     setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(k8s_webhook_port(srv))};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     cr_assert_eq(connect(c->fd, (struct sockaddr *)&a, sizeof(a)), 0, "%s", strerror(errno));
     c->ctx = SSL_CTX_new(TLS_client_method());
@@ -224,8 +245,9 @@ static int get(const char *path, char **resp)
 {
     struct client c;
     cr_assert(client_open(&c), "TLS handshake failed");
-    char head[256];
+    char head[8192];
     int n = snprintf(head, sizeof(head), "GET %s HTTP/1.1\r\nHost: " HOST "\r\n\r\n", path);
+    cr_assert_lt((size_t)n, sizeof(head));
     client_send(&c, head, (size_t)n);
     int status = client_recv(&c, resp, NULL);
     client_close(&c);
@@ -590,6 +612,84 @@ Test(webhook, head_over_limit_is_431)
     client_close(&c);
 }
 
+Test(webhook, url_over_limit_is_414)
+{
+    char *url = malloc(K8S_WEBHOOK_MAX_URL + 2);
+    memset(url, 'a', K8S_WEBHOOK_MAX_URL + 1);
+    url[0] = '/';
+    url[K8S_WEBHOOK_MAX_URL + 1] = '\0';
+    char *body;
+    cr_assert_eq(get(url, &body), 414);
+    free(body);
+    url[K8S_WEBHOOK_MAX_URL] = '\0'; /* at the limit: served, and not found */
+    cr_assert_eq(get(url, &body), 404);
+    free(body);
+    free(url);
+}
+
+Test(webhook, uid_over_limit_is_a_bad_request)
+{
+    struct k8s_inject_opts o;
+    k8s_inject_opts_init(&o);
+    char uid[K8S_WEBHOOK_MAX_UID + 2];
+    memset(uid, 'u', sizeof(uid) - 1);
+    uid[sizeof(uid) - 1] = '\0';
+    json_t *pod = load_yaml_doc("k8s/testdata/inject/pod.yaml", 0);
+    for (int over = 1; over >= 0; over--) {
+        uid[K8S_WEBHOOK_MAX_UID + over] = '\0';
+        json_t *review = review_of(pod, "default", "CREATE", uid);
+        char *text = json_dumps(review, JSON_COMPACT);
+        struct k8s_webhook_review r;
+        k8s_webhook_review_init(&r);
+        k8s_webhook_review(&r, text, strlen(text), &o);
+        cr_assert_eq(r.result, over ? K8S_WEBHOOK_BAD_REQUEST : K8S_WEBHOOK_INJECTED, "%s",
+                     r.reason);
+        k8s_webhook_review_cleanup(&r);
+        free(text);
+        json_decref(review);
+    }
+    json_decref(pod);
+}
+
+/* The last request a connection may carry is answered with Connection: close. */
+Test(webhook, requests_per_connection_limit)
+{
+    k8s_webhook_server_stop(srv);
+    start_with(3000, 0, 2);
+    struct client c;
+    cr_assert(client_open(&c));
+    const char *req = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (int i = 0; i < 2; i++) {
+        client_send(&c, req, strlen(req));
+        char *body;
+        bool closes;
+        cr_assert_eq(client_recv(&c, &body, &closes), 200);
+        cr_assert_eq(closes, i == 1);
+        free(body);
+    }
+    char ch;
+    cr_assert_leq(SSL_read(c.ssl, &ch, 1), 0);
+    client_close(&c);
+}
+
+/* With every connection slot taken, a new client waits in the backlog, and is served once a
+ * slot frees. */
+Test(webhook, connection_limit)
+{
+    k8s_webhook_server_stop(srv);
+    start_with(3000, 1, 0);
+    struct client first, second;
+    cr_assert(client_open(&first));
+    client_timeout_s = 1;
+    cr_assert_not(client_open(&second), "a second connection was served past the limit");
+    client_close(&second);
+    client_close(&first);
+    client_timeout_s = 5;
+    char *body;
+    cr_assert_eq(get("/healthz", &body), 200);
+    free(body);
+}
+
 Test(webhook, keep_alive_serves_several_requests)
 {
     struct client c;
@@ -741,4 +841,164 @@ Test(webhook, stop_finishes_in_flight_request)
     pthread_join(t, NULL);
     client_close(&idle);
     client_close(&busy);
+}
+
+/* --- the weft-injector binary ------------------------------------------------------------ */
+
+static pid_t child = -1;
+static FILE *child_err; /* its stderr */
+
+static void bin_setup(void) { files_setup(); }
+
+static void bin_teardown(void)
+{
+    if (child > 0) {
+        kill(child, SIGKILL);
+        waitpid(child, NULL, 0);
+        child = -1;
+    }
+    if (child_err != NULL) {
+        fclose(child_err);
+        child_err = NULL;
+    }
+    files_teardown();
+}
+
+TestSuite(injector, .init = bin_setup, .fini = bin_teardown, .timeout = 60);
+
+/* spawn runs k8s/weft-injector with |args| (NULL-terminated, after argv[0]) and its stderr in
+ * child_err; stdout goes to /dev/null. */
+static void spawn(const char *const *args)
+{
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    child = fork();
+    cr_assert_geq(child, 0);
+    if (child == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
+        dup2(p[1], 2);
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        close(p[0]);
+        close(p[1]);
+        const char *argv[16] = {"k8s/weft-injector"};
+        for (size_t i = 0; args[i] != NULL && i + 2 < nitems(argv); i++) {
+            argv[i + 1] = args[i];
+        }
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(p[1]);
+    child_err = fdopen(p[0], "r");
+    cr_assert_not_null(child_err);
+}
+
+/* wait_line reads the child's stderr until a line holds |want|; returns it (static) or NULL
+ * when the child closed stderr first. A stuck child ends with the suite's timeout. */
+static const char *wait_line(const char *want)
+{
+    static char line[4096];
+    while (fgets(line, sizeof(line), child_err) != NULL) {
+        fprintf(stderr, "weft-injector: %s", line);
+        if (strstr(line, want) != NULL) {
+            return line;
+        }
+    }
+    return NULL;
+}
+
+static int wait_exit(void)
+{
+    int st;
+    cr_assert_eq(waitpid(child, &st, 0), child);
+    child = -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+Test(injector, serves_reviews_and_stops_on_sigterm)
+{
+    const char *args[] = {"--listen",         "127.0.0.1:0", "--tls-cert", cert_path,
+                          "--tls-key",        key_path,      "--image",    "example.com/weft:test",
+                          "--native-sidecar", "false",       NULL};
+    spawn(args);
+    const char *l = wait_line("msg=listening");
+    cr_assert_not_null(l, "weft-injector did not start");
+    const char *pp = strstr(l, "port=");
+    cr_assert_not_null(pp);
+    port = atoi(pp + 5);
+    cr_assert_gt(port, 0);
+
+    json_t *pod = load_yaml_doc("k8s/testdata/inject/pod.yaml", 0);
+    to_generated(pod);
+    json_t *review = review_of(pod, "default", "CREATE", "22222222-0000-0000-0000-000000000001");
+    struct answer a = send_review(review);
+    cr_assert_not_null(a.patch);
+    json_t *got = apply(pod, a.patch);
+    /* --native-sidecar false and --image: what weftctl inject makes with the same flags */
+    json_t *want = json_deep_copy(pod);
+    struct k8s_inject_opts o;
+    k8s_inject_opts_init(&o);
+    o.image = "example.com/weft:test";
+    o.native_sidecar = false;
+    o.namespace = "default";
+    const char *skipped;
+    char err[256];
+    cr_assert_eq(k8s_inject_object(&want, &skipped, &o, err, sizeof(err)), WEFT_OK, "%s", err);
+    assert_json_eq(got, want);
+    const json_t *c0 =
+        json_array_get(json_object_get(json_object_get(got, "spec"), "containers"), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(c0, "name")), "weft-proxy");
+    cr_assert_str_eq(json_string_value(json_object_get(c0, "image")), "example.com/weft:test");
+    json_decref(want);
+    json_decref(got);
+    answer_free(&a);
+    json_decref(review);
+    json_decref(pod);
+
+    /* one log line per review */
+    l = wait_line("msg=review");
+    cr_assert_not_null(l);
+    cr_assert(strstr(l, "uid=22222222-0000-0000-0000-000000000001") != NULL, "%s", l);
+    cr_assert(strstr(l, "namespace=default") != NULL, "%s", l);
+    cr_assert(strstr(l, "kind=Pod") != NULL, "%s", l);
+    cr_assert(strstr(l, "name=debug-") != NULL, "%s", l);
+    cr_assert(strstr(l, "operation=CREATE") != NULL, "%s", l);
+    cr_assert(strstr(l, "result=injected") != NULL, "%s", l);
+    cr_assert(strstr(l, " ms=") != NULL, "%s", l);
+
+    cr_assert_eq(kill(child, SIGTERM), 0);
+    cr_assert_not_null(wait_line("msg=stopped"));
+    cr_assert_eq(wait_exit(), 0);
+}
+
+Test(injector, command_line)
+{
+    const char *help[] = {"--help", NULL};
+    spawn(help);
+    cr_assert_eq(wait_exit(), 0);
+    fclose(child_err);
+    child_err = NULL;
+
+    const char *bad_bool[] = {"--listen", "127.0.0.1:0",      "--tls-cert", cert_path, "--tls-key",
+                              key_path,   "--native-sidecar", "yes",        NULL};
+    spawn(bad_bool);
+    cr_assert_not_null(wait_line("--native-sidecar yes: true or false"));
+    cr_assert_eq(wait_exit(), 2);
+    fclose(child_err);
+    child_err = NULL;
+
+    const char *missing[] = {"--listen", "127.0.0.1:0", NULL};
+    spawn(missing);
+    cr_assert_eq(wait_exit(), 2);
+    fclose(child_err);
+    child_err = NULL;
+
+    /* a key that is not the certificate's: exit 1, and the message names the files */
+    const char *no_key[] = {"--listen",  "127.0.0.1:0", "--tls-cert", cert_path,
+                            "--tls-key", cert_path,     NULL};
+    spawn(no_key);
+    const char *l = wait_line("cannot start");
+    cr_assert_not_null(l);
+    cr_assert(strstr(l, "--tls-key") != NULL, "%s", l);
+    cr_assert_eq(wait_exit(), 1);
 }
