@@ -42,7 +42,7 @@ static const char usage[] =
     "result=refused. Left alone (allowed, no patch): operations other than CREATE, dry runs,\n"
     "subresources, kinds other than Pod, pods already injected (reinvocation), opted out,\n"
     "hostNetwork, namespaces kube-system and weft-system. A body that is not an AdmissionReview\n"
-    "gets 400. Limits: request head 16 KiB (431), body 4 MiB (413), 10 s per request, 60 s\n"
+    "gets 400. Limits: request head 16 KiB (431), body 4 MiB (413), 10 s per request, 120 s\n"
     "idle keep-alive, 1000 requests per connection, 64 connections at once.\n"
     "\n"
     "Logs: logfmt on stderr, one line per review (uid, namespace, kind, name or generateName,\n"

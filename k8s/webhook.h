@@ -41,8 +41,12 @@
 #define K8S_WEBHOOK_MAX_URL 2048         /* bytes of the request target; 414 beyond */
 #define K8S_WEBHOOK_MAX_UID 256          /* bytes of request.uid; a longer one is a bad request */
 #define K8S_WEBHOOK_DEFAULT_MAX_CONNS 64 /* connections at once; more wait in the backlog */
-#define K8S_WEBHOOK_DEFAULT_REQUEST_MS 10000  /* a request, handshake to last response byte */
-#define K8S_WEBHOOK_DEFAULT_IDLE_MS 60000     /* a keep-alive connection between requests */
+#define K8S_WEBHOOK_DEFAULT_REQUEST_MS 10000 /* a request, handshake to last response byte */
+/* A keep-alive connection between requests. Longer than the API server's own idle timeout (90 s:
+ * k8s.io/apimachinery SetTransportDefaults copies http.DefaultTransport's), so that the client,
+ * not the server, closes an idle connection: a POST the client sends just as the server closes
+ * is not retried, and with failurePolicy Fail the pod's creation would fail. */
+#define K8S_WEBHOOK_DEFAULT_IDLE_MS 120000
 #define K8S_WEBHOOK_DEFAULT_MAX_REQUESTS 1000 /* requests on one connection, then close */
 #define K8S_WEBHOOK_DEFAULT_GRACE_MS 10000    /* SIGTERM: time in-flight requests get */
 #define K8S_WEBHOOK_RELOAD_CHECK_MS 2000      /* how often the cert and key mtimes are read */
