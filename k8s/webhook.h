@@ -49,7 +49,9 @@
 #define K8S_WEBHOOK_DEFAULT_IDLE_MS 120000
 #define K8S_WEBHOOK_DEFAULT_MAX_REQUESTS 1000 /* requests on one connection, then close */
 #define K8S_WEBHOOK_DEFAULT_GRACE_MS 10000    /* SIGTERM: time in-flight requests get */
-#define K8S_WEBHOOK_RELOAD_CHECK_MS 2000      /* how often the cert and key mtimes are read */
+/* bytes of request bodies buffered at once, all connections together; 503 beyond */
+#define K8S_WEBHOOK_DEFAULT_MAX_BODY_TOTAL (16u << 20)
+#define K8S_WEBHOOK_RELOAD_CHECK_MS 2000 /* how often the cert and key mtimes are read */
 
 enum k8s_webhook_result {
     K8S_WEBHOOK_INJECTED = 0,
@@ -100,6 +102,7 @@ struct k8s_webhook_config {
     int reload_check_ms;           /* 0: K8S_WEBHOOK_RELOAD_CHECK_MS */
     size_t max_conns;              /* 0: K8S_WEBHOOK_DEFAULT_MAX_CONNS; at most 4096 */
     size_t max_requests;           /* per connection; 0: K8S_WEBHOOK_DEFAULT_MAX_REQUESTS */
+    size_t max_body_total;         /* 0: K8S_WEBHOOK_DEFAULT_MAX_BODY_TOTAL */
 };
 
 struct k8s_webhook_server;

@@ -59,6 +59,8 @@ struct req {
     int status; /* set when the request is refused before it is complete: 413, 414 */
     char *body; /* weft_xmalloc'd, at most K8S_WEBHOOK_MAX_BODY bytes */
     size_t body_len, body_cap;
+    atomic_size_t *budget; /* the server's bytes of request bodies held, all connections */
+    size_t budget_max;
 };
 
 struct conn {
@@ -78,6 +80,8 @@ struct k8s_webhook_server {
     struct k8s_inject_opts inject;
     int request_ms, idle_ms, grace_ms, reload_check_ms;
     size_t max_conns, max_requests;
+    size_t max_body_total;
+    atomic_size_t body_total; /* bytes of request bodies buffered, every connection together */
 
     int lfd, stop_fd, port;
     pthread_t accept_thread;
@@ -280,6 +284,8 @@ int k8s_webhook_server_start(struct k8s_webhook_server **out, const struct k8s_w
         cfg->reload_check_ms > 0 ? cfg->reload_check_ms : K8S_WEBHOOK_RELOAD_CHECK_MS;
     s->max_conns = cfg->max_conns > 0 ? cfg->max_conns : K8S_WEBHOOK_DEFAULT_MAX_CONNS;
     s->max_requests = cfg->max_requests > 0 ? cfg->max_requests : K8S_WEBHOOK_DEFAULT_MAX_REQUESTS;
+    s->max_body_total =
+        cfg->max_body_total > 0 ? cfg->max_body_total : K8S_WEBHOOK_DEFAULT_MAX_BODY_TOTAL;
 
     s->metrics = weft_metrics_new();
     for (int r = 0; r <= K8S_WEBHOOK_BAD_REQUEST; r++) {
@@ -635,6 +641,15 @@ static int on_body(http_parser *p, const char *at, size_t len)
             cap *= 2;
         }
         cap = cap < K8S_WEBHOOK_MAX_BODY ? cap : K8S_WEBHOOK_MAX_BODY;
+        /* Many large bodies at once could exhaust the pod's memory limit: they share a budget,
+         * and a request that would go over it is answered 503. The pod's creation then fails
+         * and its controller tries again, which beats the injector killed for memory. */
+        size_t grow = cap - r->body_cap;
+        if (atomic_fetch_add(r->budget, grow) + grow > r->budget_max) {
+            atomic_fetch_sub(r->budget, grow);
+            r->status = 503;
+            return 1;
+        }
         r->body = weft_xrealloc(r->body, cap);
         r->body_cap = cap;
     }
@@ -651,6 +666,17 @@ static int on_message_complete(http_parser *p)
     return 0;
 }
 
+/* req_cleanup frees the body and gives its bytes back to the budget. */
+static void req_cleanup(struct req *r)
+{
+    if (r->body_cap > 0) {
+        atomic_fetch_sub(r->budget, r->body_cap);
+    }
+    free(r->body);
+    r->body = NULL;
+    r->body_len = r->body_cap = 0;
+}
+
 static const http_parser_settings settings = {
     .on_url = on_url,
     .on_header_field = on_header_field,
@@ -661,7 +687,8 @@ static const http_parser_settings settings = {
 };
 
 /* read_request reads one request into |r|. Returns 0 when it is complete, an HTTP status to
- * answer with before closing (400, 408, 413, 414, 431), or -1 when the connection is gone. */
+ * answer with before closing (400, 408, 413, 414, 431, 503), or -1 when the connection is
+ * gone. */
 static int read_request(struct conn *c, struct req *r, int64_t deadline)
 {
     size_t head_bytes = 0;
@@ -907,6 +934,8 @@ static void *conn_main(void *arg)
         memset(&r, 0, sizeof(r));
         http_parser_init(&r.parser, HTTP_REQUEST);
         r.parser.data = &r;
+        r.budget = &s->body_total;
+        r.budget_max = s->max_body_total;
         int st = read_request(c, &r, started + s->request_ms);
         struct resp rs = {0};
         struct k8s_webhook_review rv;
@@ -914,7 +943,7 @@ static void *conn_main(void *arg)
         char *metrics_text = NULL;
         bool sent;
         if (st < 0) {
-            free(r.body);
+            req_cleanup(&r);
             break;
         }
         if (st > 0) {
@@ -929,7 +958,7 @@ static void *conn_main(void *arg)
             weft_log(WEFT_LOG_WARN, "request refused", 2, "peer", c->peer, "status",
                      status_text(st));
             sent = send_response(c, &rs, started + s->request_ms);
-            free(r.body);
+            req_cleanup(&r);
             if (sent && st != 408) {
                 drain(c);
             }
@@ -942,7 +971,7 @@ static void *conn_main(void *arg)
         sent = send_response(c, &rs, started + s->request_ms);
         free(metrics_text);
         k8s_webhook_review_cleanup(&rv);
-        free(r.body);
+        req_cleanup(&r);
         if (!sent) {
             why = "write failed or timed out";
             break;

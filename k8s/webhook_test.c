@@ -85,6 +85,8 @@ static void write_pair(X509 **out_cert)
     }
 }
 
+static size_t max_body_total;
+
 static void start_with(int request_ms, size_t max_conns, size_t max_requests)
 {
     struct k8s_webhook_config cfg = {0};
@@ -97,6 +99,7 @@ static void start_with(int request_ms, size_t max_conns, size_t max_requests)
     cfg.grace_ms = 2000;
     cfg.max_conns = max_conns;
     cfg.max_requests = max_requests;
+    cfg.max_body_total = max_body_total;
     char err[512];
     cr_assert_eq(k8s_webhook_server_start(&srv, &cfg, err, sizeof(err)), WEFT_OK, "%s", err);
     port = k8s_webhook_port(srv);
@@ -579,6 +582,38 @@ Test(webhook, chunked_body_over_limit_is_413)
     free(body);
     free(data);
     client_close(&c);
+}
+
+/* Bodies buffered at once share a budget: with 64 KiB, a second 48 KiB body while the first
+ * is still held is refused with 503, and served once the first is done. */
+Test(webhook, body_budget_across_connections_is_503)
+{
+    k8s_webhook_server_stop(srv);
+    max_body_total = 64 << 10;
+    start_with(3000, 0, 0);
+    size_t len = 48 << 10;
+    char *data = malloc(len);
+    memset(data, ' ', len);
+    char head[256];
+    int n = snprintf(head, sizeof(head),
+                     "POST /inject HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n\r\n",
+                     len + 1);
+    struct client first;
+    cr_assert(client_open(&first));
+    client_send(&first, head, (size_t)n);
+    client_send(&first, data, len); /* one byte short: the server holds it */
+    usleep(200 * 1000);
+    char *body;
+    cr_assert_eq(post("/inject", "application/json", data, len, &body), 503);
+    free(body);
+    client_send(&first, " ", 1);
+    cr_assert_eq(client_recv(&first, &body, NULL), 400); /* blanks are not JSON */
+    free(body);
+    client_close(&first);
+    cr_assert_eq(post("/inject", "application/json", data, len, &body), 400);
+    free(body);
+    free(data);
 }
 
 Test(webhook, head_over_limit_is_431)
