@@ -16,12 +16,13 @@
 #      so none of the above can pass vacuously.
 # Needs kubectl (1.32 here) and the npm packages of validate/package-lock.json, installed by
 # `tools/install-deps.sh --test` into ${XDG_CACHE_HOME:-$HOME/.cache}/weft/deploy-validate.
-# Args: WEFT_CA WEFT_AGENT WEFTCTL (paths of the binaries). Ends with "validate: N passed, M failed".
+# Args: WEFT_CA WEFT_AGENT WEFTCTL WEFT_INJECTOR (paths of the binaries). Ends with "validate: N passed, M failed".
 set -uo pipefail
 
 ca_bin=$(realpath "$1")
 agent_bin=$(realpath "$2")
 weftctl=$(realpath "$3")
+injector_bin=$(realpath "$4")
 
 pass=0
 fail=0
@@ -116,7 +117,7 @@ for d in "${kdirs[@]}"; do
     ok
     decode_builtin "$out" && ok || bad "$name: kubectl's typed decode refused an object"
     node $V/check-manifests.mjs --root-ok DaemonSet/weft-agent --help-of "weft-ca=$ca_bin" \
-        --help-of "weft-agent=$agent_bin" "$out" >"$tmp/c.out" 2>&1 && ok ||
+        --help-of "weft-agent=$agent_bin" --help-of "weft-injector=$injector_bin" "$out" >"$tmp/c.out" 2>&1 && ok ||
         bad "$name: $(cat "$tmp/c.out")"
     mode=psat
     [[ "$name" == overlays/join-tokens ]] && mode=join-tokens
