@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include <openssl/mem.h>
+#include <openssl/sha.h>
 
 #include "ca/client.h"
 #include "lib/base/file.h"
@@ -30,6 +31,11 @@ struct agent_node {
     STACK_OF(X509) * chain;
     int64_t not_before, not_after;
     char name[256];
+    /* the key of an attestation that did not succeed, kept for a retry with the same token: the
+     * CA binds a service account token to the first key it attested (ca/psat.h), and may have
+     * done so even though this side saw a failure (a lost response, its identity not stored) */
+    EVP_PKEY *retry_key;
+    uint8_t retry_token[SHA256_DIGEST_LENGTH]; /* SHA-256 of the token it was made for */
 };
 
 static void path_of(const struct agent_node *n, const char *file, char *out, size_t cap)
@@ -200,6 +206,7 @@ void agent_node_free(struct agent_node *n)
     agent_node_drop_channel(n);
     ca_client_free(n->client);
     EVP_PKEY_free(n->key);
+    EVP_PKEY_free(n->retry_key);
     sk_X509_pop_free(n->chain, X509_free);
     pthread_mutex_destroy(&n->ch_mu);
     free(n);
@@ -239,17 +246,46 @@ static int csr_for(EVP_PKEY **key, ProtobufCBinaryData *csr)
     return WEFT_OK;
 }
 
+/* attest_key returns (a reference to) the key to attest with |join_token| or |psat|: the key
+ * of the last attempt that did not succeed when it was made for the same token, so that a
+ * retry presents the key the CA may have bound the token to; else a new one, kept for the
+ * retries. */
+static int attest_key(struct agent_node *n, EVP_PKEY **key, ProtobufCBinaryData *csr,
+                      const char *join_token, const char *psat)
+{
+    uint8_t token[SHA256_DIGEST_LENGTH];
+    SHA256_CTX ctx;
+    SHA256_Init(&ctx);
+    SHA256_Update(&ctx, join_token, strlen(join_token) + 1); /* with its NUL: no ambiguity */
+    SHA256_Update(&ctx, psat, strlen(psat));
+    SHA256_Final(token, &ctx);
+    if (n->retry_key == NULL || CRYPTO_memcmp(token, n->retry_token, sizeof(token)) != 0) {
+        EVP_PKEY_free(n->retry_key);
+        n->retry_key = NULL;
+        TRY(csr_for(key, csr));
+        n->retry_key = *key;
+        memcpy(n->retry_token, token, sizeof(token));
+    } else {
+        *key = n->retry_key;
+        if (ca_csr_new(*key, &csr->data, &csr->len) != WEFT_OK) {
+            return WEFT_ECRYPTO;
+        }
+    }
+    EVP_PKEY_up_ref(*key);
+    return WEFT_OK;
+}
+
 /* attest calls AttestNode with |join_token| or |psat| (the other ""). */
 static int attest(struct agent_node *n, const char *join_token, const char *psat, char *err,
                   size_t err_len)
 {
     grpc_channel *anon = NULL;
     TRY(ca_client_dial(n->client, NULL, NULL, &anon, err, err_len));
-    EVP_PKEY *key;
+    EVP_PKEY *key = NULL;
     Weft__Ca__V1__AttestNodeRequest req = WEFT__CA__V1__ATTEST_NODE_REQUEST__INIT;
     req.join_token = (char *)join_token;
     req.psat = (char *)psat;
-    int rc = csr_for(&key, &req.csr);
+    int rc = attest_key(n, &key, &req.csr, join_token, psat);
     Weft__Ca__V1__AttestNodeResponse *resp = NULL;
     struct rpc_status st;
     if (rc == WEFT_OK) {
@@ -260,6 +296,8 @@ static int attest(struct agent_node *n, const char *join_token, const char *psat
             snprintf(err, err_len, "the CA refused to attest this node: %s", st.details);
             EVP_PKEY_free(key);
         }
+    } else {
+        snprintf(err, err_len, "cannot make a key and CSR for the node");
     }
     OPENSSL_free(req.csr.data);
     grpc_channel_destroy(anon);
@@ -271,6 +309,11 @@ static int attest(struct agent_node *n, const char *join_token, const char *psat
         EVP_PKEY_free(key);
     }
     protobuf_c_message_free_unpacked(&resp->base, NULL);
+    if (rc == WEFT_OK) {
+        /* joined, and the identity stored: the next attestation (a new token) takes a new key */
+        EVP_PKEY_free(n->retry_key);
+        n->retry_key = NULL;
+    }
     return rc;
 }
 

@@ -184,13 +184,15 @@ int ca_attest_node_psat(struct ca_issuer *ca, struct ca_psat *psat, const char *
     node_id(id, &ca->td, node_out);
     TRY(ca_may_issue(ca->store, id, node_out, err, err_len));
     /* the token is bound to the key it attests (ca/psat.h, "Replay"): the CSR's key, whose
-     * possession the CSR's signature proves */
+     * possession the CSR's signature proves. A token bound to another key stops here; the
+     * binding itself is made only once the SVID is recorded, so that any failure on the way
+     * (the signer, the store) leaves the token free for the agent's retry, whatever its key. */
     uint8_t *pub = NULL, key_hash[SHA256_DIGEST_LENGTH];
     size_t pub_len;
     TRY(pubkey_of_csr(csr, csr_len, &pub, &pub_len, err, err_len));
     SHA256(pub, pub_len, key_hash);
     OPENSSL_free(pub);
-    if ((rc = ca_psat_bind(psat, &c, key_hash, now, err, err_len)) != WEFT_OK) {
+    if ((rc = ca_psat_check(psat, &c, key_hash, now, err, err_len)) != WEFT_OK) {
         weft_log(WEFT_LOG_WARN, "service account token refused", 3, "reason", err, "pod",
                  c.pod_name, "pod_uid", c.pod_uid);
         return rc;
@@ -199,10 +201,23 @@ int ca_attest_node_psat(struct ca_issuer *ca, struct ca_psat *psat, const char *
     struct ca_issuance rec;
     TRY(sign_leaf(ca, CA_ISSUANCE_NODE, id, node_out, "", ttl, csr, csr_len, now, out, &rec, err,
                   err_len));
-    if ((rc = ca_store_node_attested(ca->store, node_out, now)) != WEFT_OK ||
-        (rc = ca_store_issuance_add(ca->store, &rec)) != WEFT_OK) {
+    /* the node (refused if it joined by join token) and its SVID, in one transaction */
+    if ((rc = ca_store_node_commit(ca->store, CA_ATTEST_PSAT, now, &rec)) != WEFT_OK) {
         snprintf(err, err_len, "%.250s", ca->store->err);
-        return rc == WEFT_EIO ? WEFT_EIO : rc;
+        weft_log(WEFT_LOG_WARN,
+                 rc == WEFT_EIO ? "node attestation failed: the store"
+                                : "service account token refused",
+                 3, "reason", err, "pod", c.pod_name, "pod_uid", c.pod_uid);
+        return rc == WEFT_EIO ? WEFT_EIO : WEFT_EPOLICY;
+    }
+    /* Nothing ran between ca_psat_check and here (the CA's handlers run on one thread, and
+     * |psat| is the caller's alone), so this cannot refuse: ca_psat_check said it would not. If
+     * it ever did, the SVID is recorded but never leaves, which is the safe side. */
+    if ((rc = ca_psat_bind(psat, &c, key_hash, now, err, err_len)) != WEFT_OK) {
+        weft_log(WEFT_LOG_WARN, "service account token refused", 3, "reason", err, "pod",
+                 c.pod_name, "pod_uid", c.pod_uid);
+        memset(out, 0, sizeof(*out));
+        return rc;
     }
     weft_log(WEFT_LOG_INFO, "service account token used", 5, "node", node_out, "node_uid",
              c.node_uid, "pod", c.pod_name, "pod_uid", c.pod_uid, "service_account",

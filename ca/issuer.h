@@ -45,10 +45,12 @@ WEFT_MUST_USE int ca_attest_node(struct ca_issuer *ca, const char *token, const 
                                  struct ca_svid *out, char *err, size_t err_len);
 
 /* ca_attest_node_psat is ca_attest_node with a Kubernetes service account token instead of a
- * join token (ca/psat.h): the token validates with |psat|, its node is not revoked, and the
- * token is bound to the CSR's key (a token that attested another key is refused). The node SVID
- * names the token's node. WEFT_EPOLICY for a token refused, with the reason in |err| for the
- * CA's log; WEFT_EIO when the store failed. */
+ * join token (ca/psat.h): the token validates with |psat|, its node is not revoked nor a node
+ * that joined by join token, and the token is not bound to another key (a token that attested
+ * another key is refused). The node and its SVID are recorded in one transaction, and only then
+ * is the token bound to the CSR's key: a failure leaves the token free for a retry. The node
+ * SVID names the token's node. |psat| is the caller's alone for the call. WEFT_EPOLICY for a
+ * token refused, with the reason in |err| for the CA's log; WEFT_EIO when the store failed. */
 WEFT_MUST_USE int ca_attest_node_psat(struct ca_issuer *ca, struct ca_psat *psat, const char *token,
                                       size_t token_len, const uint8_t *csr, size_t csr_len,
                                       int64_t now, char node_out[CA_NODE_NAME_MAX + 1],

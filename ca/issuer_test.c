@@ -10,6 +10,7 @@
 #include <jansson.h>
 #include <openssl/bytestring.h>
 #include <openssl/mem.h>
+#include <sqlite3.h>
 
 #include "ca/issuer.h"
 #include "lib/base/file.h"
@@ -441,4 +442,97 @@ Test(ca_issuer, a_node_gets_jwt_svids_of_its_own_entries_only)
                  WEFT_EPOLICY);
     cr_assert_not_null(strstr(err, "revoked"), "%s", err);
     spiffe_bundle_set_cleanup(&set);
+}
+
+Test(ca_issuer, a_failed_psat_attestation_leaves_the_token_free_for_a_retry)
+{
+    struct ca_psat p;
+    struct testlib_psat_keys k;
+    char *token = psat_for(&p, &k, "node-r"), node[CA_NODE_NAME_MAX + 1], path[300];
+    EVP_PKEY *first, *second;
+    size_t first_len, second_len;
+    uint8_t *first_csr = make_csr(&first, &first_len), *second_csr = make_csr(&second, &second_len);
+    struct ca_svid *svid = malloc(sizeof(*svid));
+    /* another writer holds the store: the attestation fails after the SVID is signed */
+    snprintf(path, sizeof(path), "%s/ca.db", dir);
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    cr_assert_eq(ca_attest_node_psat(&ca, &p, token, strlen(token), first_csr, first_len,
+                                     TESTLIB_NOW, node, svid, err, sizeof(err)),
+                 WEFT_EIO);
+    cr_assert_eq(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    cr_assert_eq(inventory("spiffe://example.org/weft/node/node-r"), 0);
+    /* the retry, even with another key, is no replay: nothing was bound */
+    cr_assert_eq(ca_attest_node_psat(&ca, &p, token, strlen(token), second_csr, second_len,
+                                     TESTLIB_NOW, node, svid, err, sizeof(err)),
+                 WEFT_OK, "the retry was refused: %s", err);
+    expect_verifies(svid, second, "spiffe://example.org/weft/node/node-r");
+    /* and now the token is bound to the key that succeeded */
+    cr_assert_eq(ca_attest_node_psat(&ca, &p, token, strlen(token), first_csr, first_len,
+                                     TESTLIB_NOW, node, svid, err, sizeof(err)),
+                 WEFT_EPOLICY);
+    cr_assert(strstr(err, "a replay") != NULL, "%s", err);
+    cr_assert_eq(inventory("spiffe://example.org/weft/node/node-r"), 1);
+    free(svid);
+    free(token);
+    OPENSSL_free(first_csr);
+    OPENSSL_free(second_csr);
+    EVP_PKEY_free(first);
+    EVP_PKEY_free(second);
+    ca_psat_cleanup(&p);
+    testlib_psat_keys_cleanup(&k);
+}
+
+Test(ca_issuer, a_node_keeps_the_method_it_joined_with)
+{
+    struct ca_psat p;
+    struct testlib_psat_keys k;
+    char *psat = psat_for(&p, &k, "node-j"), node[CA_NODE_NAME_MAX + 1];
+    char token[CA_TOKEN_TEXT_LEN + 1];
+    EVP_PKEY *key;
+    size_t csr_len;
+    uint8_t *csr = make_csr(&key, &csr_len);
+    struct ca_svid *svid = malloc(sizeof(*svid));
+    /* node-j joined by join token: a Kubernetes Node named node-j does not get its identity */
+    cr_assert_eq(ca_token_create(store, "node-j", 3600, TESTLIB_NOW, token, err, sizeof(err)),
+                 WEFT_OK);
+    cr_assert_eq(
+        ca_attest_node(&ca, token, csr, csr_len, TESTLIB_NOW, node, svid, err, sizeof(err)),
+        WEFT_OK, "%s", err);
+    cr_assert_eq(ca_attest_node_psat(&ca, &p, psat, strlen(psat), csr, csr_len, TESTLIB_NOW, node,
+                                     svid, err, sizeof(err)),
+                 WEFT_EPOLICY);
+    cr_assert(strstr(err, "node node-j joined by join token: it cannot attest by Kubernetes "
+                          "service account token") != NULL,
+              "%s", err);
+    cr_assert_eq(inventory("spiffe://example.org/weft/node/node-j"), 1);
+    /* the refusal bound nothing: were the node's method ever fixed, the token would still do */
+    cr_assert_eq(p.num_bindings, 0);
+    free(psat);
+    /* node-p joined by service account token: a join token made for node-p is refused, unused */
+    psat = testlib_psat_sign(
+        testlib_psat_header("RS256", TESTLIB_PSAT_RSA_KID),
+        testlib_psat_claims("weft-agent", "node-p", TESTLIB_NOW - 60, TESTLIB_NOW + 3600), "RS256",
+        k.rsa, NULL, 0);
+    cr_assert_not_null(psat);
+    cr_assert_eq(ca_attest_node_psat(&ca, &p, psat, strlen(psat), csr, csr_len, TESTLIB_NOW, node,
+                                     svid, err, sizeof(err)),
+                 WEFT_OK, "%s", err);
+    cr_assert_eq(ca_token_create(store, "node-p", 3600, TESTLIB_NOW, token, err, sizeof(err)),
+                 WEFT_OK);
+    cr_assert_eq(
+        ca_attest_node(&ca, token, csr, csr_len, TESTLIB_NOW, node, svid, err, sizeof(err)),
+        WEFT_EPOLICY);
+    cr_assert(strstr(err, "node node-p joined by Kubernetes service account token: it cannot "
+                          "attest by join token") != NULL,
+              "%s", err);
+    cr_assert_eq(inventory("spiffe://example.org/weft/node/node-p"), 1);
+    free(svid);
+    free(psat);
+    OPENSSL_free(csr);
+    EVP_PKEY_free(key);
+    ca_psat_cleanup(&p);
+    testlib_psat_keys_cleanup(&k);
 }

@@ -15,6 +15,7 @@
 #include <openssl/sha.h>
 
 #include "ca/core.h"
+#include "lib/base/log.h"
 #include "lib/base/mem.h"
 #include "lib/spiffe/jwt.h"
 
@@ -106,9 +107,25 @@ static const char *shown_str(char buf[SHOWN + 1], const char *s, size_t len)
 
 /* --- configuration ------------------------------------------------------------------------ */
 
+/* skip_key warns that keys[|i|] of the JWKS is left out, and why. */
+static void skip_key(const json_t *kid, size_t i, const char *why)
+{
+    char idx[24], buf[SHOWN + 1];
+    snprintf(idx, sizeof(idx), "%zu", i);
+    weft_log(WEFT_LOG_WARN, "JWKS key skipped: not usable for service account tokens", 3, "key",
+             idx, "kid",
+             kid != NULL ? shown_str(buf, json_string_value(kid), json_string_length(kid)) : "",
+             "reason", why);
+}
+
+/* load_key adds keys[|i|] of the JWKS to |p|. A key this validator cannot use (another `use`,
+ * an algorithm other than RS256 and ES256, a key type or curve neither suits, a JWK BoringSSL
+ * does not import) is skipped with a warning: kube-apiserver may publish such keys next to
+ * the ones it signs with, and they must not make the whole JWKS unusable. A JWKS that is not
+ * well formed (a key that is not an object, a bad or repeated kid) is refused. */
 static int load_key(struct ca_psat *p, const json_t *jwk, size_t i, char *err, size_t err_len)
 {
-    char buf[SHOWN + 3];
+    char buf[SHOWN + 3], why_skip[320];
     if (!json_is_object(jwk)) {
         snprintf(err, err_len, "JWKS keys[%zu] is not an object", i);
         return WEFT_EINVAL;
@@ -122,32 +139,34 @@ static int load_key(struct ca_psat *p, const json_t *jwk, size_t i, char *err, s
                  CA_PSAT_KID_MAX);
         return WEFT_EINVAL;
     }
-    if (use != NULL && (!json_is_string(use) || strcmp(json_string_value(use), "sig") != 0)) {
-        snprintf(err, err_len, "JWKS keys[%zu]: use %s is not \"sig\"", i, shown(buf, use));
-        return WEFT_EINVAL;
-    }
-    if (alg != NULL && (!json_is_string(alg) || (strcmp(json_string_value(alg), "RS256") != 0 &&
-                                                 strcmp(json_string_value(alg), "ES256") != 0))) {
-        snprintf(err, err_len, "JWKS keys[%zu]: alg %s is not RS256 or ES256", i, shown(buf, alg));
-        return WEFT_EINVAL;
-    }
     for (size_t k = 0; kid != NULL && k < p->num_keys; k++) {
         if (strcmp(p->keys[k].kid, json_string_value(kid)) == 0) {
             snprintf(err, err_len, "JWKS keys[%zu]: kid %s is there twice", i, shown(buf, kid));
             return WEFT_EINVAL;
         }
     }
+    if (use != NULL && (!json_is_string(use) || strcmp(json_string_value(use), "sig") != 0)) {
+        snprintf(why_skip, sizeof(why_skip), "use %s is not \"sig\"", shown(buf, use));
+        skip_key(kid, i, why_skip);
+        return WEFT_OK;
+    }
+    if (alg != NULL && (!json_is_string(alg) || (strcmp(json_string_value(alg), "RS256") != 0 &&
+                                                 strcmp(json_string_value(alg), "ES256") != 0))) {
+        snprintf(why_skip, sizeof(why_skip), "alg %s is not RS256 or ES256", shown(buf, alg));
+        skip_key(kid, i, why_skip);
+        return WEFT_OK;
+    }
     struct spiffe_why why;
     spiffe_why_clear(&why);
     EVP_PKEY *pub = spiffe_jwk_import(jwk, &why);
     if (pub == NULL) {
-        snprintf(err, err_len, "JWKS keys[%zu]: %s", i, why.msg);
-        return WEFT_EINVAL;
+        skip_key(kid, i, why.msg);
+        return WEFT_OK;
     }
     if (!spiffe_jws_alg_suits("RS256", pub) && !spiffe_jws_alg_suits("ES256", pub)) {
         EVP_PKEY_free(pub);
-        snprintf(err, err_len, "JWKS keys[%zu]: neither RS256 nor ES256 can use this key", i);
-        return WEFT_EINVAL;
+        skip_key(kid, i, "neither RS256 nor ES256 can use this key (ES384's P-384, say)");
+        return WEFT_OK;
     }
     struct ca_psat_key *key = &p->keys[p->num_keys++];
     snprintf(key->kid, sizeof(key->kid), "%s", kid != NULL ? json_string_value(kid) : "");
@@ -232,6 +251,13 @@ int ca_psat_init(struct ca_psat *p, const struct ca_psat_config *cfg, char *err,
             goto out;
         }
     }
+    if (p->num_keys == 0) {
+        snprintf(err, err_len,
+                 "the JWKS has no key usable for service account tokens (RS256 or ES256, use "
+                 "\"sig\"): see the warnings above for each key skipped");
+        rc = WEFT_EINVAL;
+        goto out;
+    }
     rc = WEFT_OK;
 out:
     json_decref(doc);
@@ -260,6 +286,7 @@ int ca_psat_reload(struct ca_psat *p, const struct ca_psat_config *cfg, char *er
     if (rc == WEFT_OK) {
         fresh->bindings = p->bindings;
         fresh->num_bindings = p->num_bindings;
+        fresh->next_seq = p->next_seq;
         p->bindings = NULL;
         p->num_bindings = 0;
         ca_psat_cleanup(p);
@@ -544,7 +571,14 @@ int ca_psat_validate(const struct ca_psat *p, struct ca_psat_claims *out, const 
         SHA256_Update(&ctx, json_string_value(jti), json_string_length(jti));
         SHA256_Final(out->token_id, &ctx);
     } else {
-        SHA256((const uint8_t *)token, len, out->token_id);
+        /* The signing input (header.payload), never the whole token: ECDSA signatures are
+         * malleable (with (r, s), (r, n - s) verifies too), so hashing the signature would give
+         * one token two identities, and let it bind two keys. */
+        SHA256_CTX ctx;
+        SHA256_Init(&ctx);
+        SHA256_Update(&ctx, "jws:", 4);
+        SHA256_Update(&ctx, j.signing_input, j.signing_input_len);
+        SHA256_Final(out->token_id, &ctx);
     }
     rc = WEFT_OK;
 out:
@@ -559,10 +593,14 @@ out:
 
 /* --- replay ------------------------------------------------------------------------------- */
 
-int ca_psat_bind(struct ca_psat *p, const struct ca_psat_claims *c, const uint8_t key_hash[32],
-                 int64_t now, char *err, size_t err_len)
+static void node_hash_of(uint8_t out[32], const struct ca_psat_claims *c)
 {
-    /* forget expired tokens first: they cannot be presented again */
+    SHA256((const uint8_t *)c->node_name, strlen(c->node_name), out);
+}
+
+/* forget_expired drops the bindings of tokens that expired: they cannot be presented again. */
+static void forget_expired(struct ca_psat *p, int64_t now)
+{
     size_t kept = 0;
     for (size_t i = 0; i < p->num_bindings; i++) {
         if (p->bindings[i].expires_at > now) {
@@ -570,11 +608,42 @@ int ca_psat_bind(struct ca_psat *p, const struct ca_psat_claims *c, const uint8_
         }
     }
     p->num_bindings = kept;
+}
+
+/* lookup finds the binding of |c|'s token (NULL: none), and the oldest binding of its node and
+ * how many that node has. */
+static struct ca_psat_binding *lookup(struct ca_psat *p, const struct ca_psat_claims *c,
+                                      const uint8_t node_hash[32], size_t *out_num_node,
+                                      size_t *out_oldest)
+{
+    struct ca_psat_binding *found = NULL;
+    *out_num_node = 0;
+    *out_oldest = SIZE_MAX;
     for (size_t i = 0; i < p->num_bindings; i++) {
         struct ca_psat_binding *b = &p->bindings[i];
-        if (memcmp(b->token_id, c->token_id, sizeof(b->token_id)) != 0) {
-            continue;
+        if (memcmp(b->token_id, c->token_id, sizeof(b->token_id)) == 0) {
+            found = b;
         }
+        if (memcmp(b->node_hash, node_hash, sizeof(b->node_hash)) == 0) {
+            if (*out_oldest == SIZE_MAX || b->seq < p->bindings[*out_oldest].seq) {
+                *out_oldest = i;
+            }
+            (*out_num_node)++;
+        }
+    }
+    return found;
+}
+
+/* check is ca_psat_check; |record| also records the binding. */
+static int check(struct ca_psat *p, const struct ca_psat_claims *c, const uint8_t key_hash[32],
+                 int64_t now, bool record, char *err, size_t err_len)
+{
+    forget_expired(p, now);
+    uint8_t node_hash[32];
+    node_hash_of(node_hash, c);
+    size_t num_node, oldest;
+    struct ca_psat_binding *b = lookup(p, c, node_hash, &num_node, &oldest);
+    if (b != NULL) {
         if (CRYPTO_memcmp(b->key_hash, key_hash, sizeof(b->key_hash)) != 0) {
             snprintf(err, err_len,
                      "this service account token (pod %s, node %s) already attested another "
@@ -584,17 +653,37 @@ int ca_psat_bind(struct ca_psat *p, const struct ca_psat_claims *c, const uint8_
         }
         return WEFT_OK;
     }
-    if (p->num_bindings == CA_PSAT_MAX_BINDINGS) {
+    /* a node at its cap replaces its own oldest binding: one node (a kubelet minting tokens)
+     * cannot fill the table and lock every other node out */
+    bool replace = num_node >= CA_PSAT_MAX_BINDINGS_PER_NODE;
+    if (!replace && p->num_bindings == CA_PSAT_MAX_BINDINGS) {
         snprintf(err, err_len, "%d unexpired service account tokens are remembered already",
                  CA_PSAT_MAX_BINDINGS);
         return WEFT_EPOLICY;
     }
+    if (!record) {
+        return WEFT_OK;
+    }
     if (p->bindings == NULL) {
         p->bindings = weft_xcalloc(CA_PSAT_MAX_BINDINGS, sizeof(*p->bindings));
     }
-    struct ca_psat_binding *b = &p->bindings[p->num_bindings++];
+    b = replace ? &p->bindings[oldest] : &p->bindings[p->num_bindings++];
     memcpy(b->token_id, c->token_id, sizeof(b->token_id));
     memcpy(b->key_hash, key_hash, sizeof(b->key_hash));
+    memcpy(b->node_hash, node_hash, sizeof(b->node_hash));
     b->expires_at = c->exp + CA_PSAT_CLOCK_SKEW_S;
+    b->seq = ++p->next_seq;
     return WEFT_OK;
+}
+
+int ca_psat_check(struct ca_psat *p, const struct ca_psat_claims *c, const uint8_t key_hash[32],
+                  int64_t now, char *err, size_t err_len)
+{
+    return check(p, c, key_hash, now, false, err, err_len);
+}
+
+int ca_psat_bind(struct ca_psat *p, const struct ca_psat_claims *c, const uint8_t key_hash[32],
+                 int64_t now, char *err, size_t err_len)
+{
+    return check(p, c, key_hash, now, true, err, err_len);
 }

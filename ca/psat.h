@@ -24,12 +24,18 @@
  *
  * Replay. A token is a bearer credential: anyone who reads it (off the node's disk, from a log)
  * can present it until it expires, and would get an SVID for that node. The CA binds what it
- * can: the first attestation with a token (by its `jti`, or its SHA-256 when it has none) ties
- * it to the public key of that attestation's CSR, until the token expires; the same token with
- * another key is refused (ca_psat_bind). The node re-attesting with a fresh token (the kubelet
- * rotates it) or retrying with the same key is fine. The bindings live in the CA's memory: a
- * restarted CA, or another replica, does not know them. Keep tokens short-lived (the kubelet's
- * default, 1 h) and the token file readable by the agent only. */
+ * can: the first attestation with a token that succeeds (its node SVID signed and recorded) ties
+ * the token (by its `jti`, or when it has none by the SHA-256 of its signing input
+ * header.payload: never of the signature, which ECDSA lets anyone rewrite) to the public key of
+ * that attestation's CSR, until the token expires; the same token with another key is refused
+ * (ca_psat_check before signing, ca_psat_bind after recording). A failed attestation binds
+ * nothing, so a retry is fine; so is a retry with the same key after a success (the agent keeps
+ * its key while it retries with the same token: a lost response costs nothing), and the node
+ * re-attesting with a fresh token (the kubelet rotates it). A node has at most
+ * CA_PSAT_MAX_BINDINGS_PER_NODE tokens bound at once, its newest replacing its oldest, so one
+ * node (its kubelet minting tokens) cannot fill the table and lock the others out. The bindings
+ * live in the CA's memory: a restarted CA, or another replica, does not know them. Keep tokens
+ * short-lived (the kubelet's default, 1 h) and the token file readable by the agent only. */
 #ifndef WEFT_CA_PSAT_H
 #define WEFT_CA_PSAT_H
 
@@ -49,7 +55,8 @@
 #define CA_PSAT_MAX_ALLOWED 16             /* --psat-allowed-sa values */
 #define CA_PSAT_CLOCK_SKEW_S 60            /* allowed disagreement between clocks */
 #define CA_PSAT_MAX_LIFETIME_S (48 * 3600) /* exp - iat */
-#define CA_PSAT_MAX_BINDINGS 16384         /* tokens remembered at once (ca_psat_bind) */
+#define CA_PSAT_MAX_BINDINGS 32768         /* tokens remembered at once (ca_psat_bind) */
+#define CA_PSAT_MAX_BINDINGS_PER_NODE 4    /* of them, for one node name */
 #define CA_PSAT_ISSUER_MAX 512
 #define CA_PSAT_AUDIENCE_MAX 256
 #define CA_PSAT_KID_MAX 256
@@ -75,9 +82,11 @@ struct ca_psat_key {
 };
 
 struct ca_psat_binding {
-    uint8_t token_id[32]; /* SHA-256 of "jti:" jti, or of the token */
-    uint8_t key_hash[32]; /* SHA-256 of the first attestation's SubjectPublicKeyInfo */
-    int64_t expires_at;   /* the token's exp (+ skew): forgotten after */
+    uint8_t token_id[32];  /* SHA-256 of "jti:" jti, or of "jws:" header.payload */
+    uint8_t key_hash[32];  /* SHA-256 of the first attestation's SubjectPublicKeyInfo */
+    uint8_t node_hash[32]; /* SHA-256 of the token's node name */
+    int64_t expires_at;    /* the token's exp (+ skew): forgotten after */
+    uint64_t seq;          /* order of binding: a node's lowest is its oldest */
 };
 
 /* struct ca_psat is a validator and its bindings. ca_psat_init fills it; a zeroed one is safe to
@@ -91,6 +100,7 @@ struct ca_psat {
     size_t num_keys;
     struct ca_psat_binding *bindings; /* owned, CA_PSAT_MAX_BINDINGS when allocated */
     size_t num_bindings;
+    uint64_t next_seq;
 };
 
 /* struct ca_psat_claims is what a token that validated says. */
@@ -108,7 +118,8 @@ struct ca_psat_claims {
 /* ca_psat_init reads |cfg|: the issuer (1..CA_PSAT_ISSUER_MAX bytes), the audience, each
  * allowed service account ("NS:NAME"), and the JWKS (at most CA_PSAT_MAX_JWKS bytes and
  * CA_PSAT_MAX_KEYS keys, each an RSA or EC JWK BoringSSL accepts, `use` "sig" when present, no
- * kid twice). WEFT_EINVAL or WEFT_ELIMIT with |err| naming what is wrong; |p| then holds nothing.
+ * kid twice); a key it cannot use is skipped with a warning, but one usable key is needed).
+ * WEFT_EINVAL or WEFT_ELIMIT with |err| naming what is wrong; |p| then holds nothing.
  * Release with ca_psat_cleanup. */
 WEFT_MUST_USE int ca_psat_init(struct ca_psat *p, const struct ca_psat_config *cfg, char *err,
                                size_t err_len);
@@ -126,10 +137,18 @@ WEFT_MUST_USE int ca_psat_validate(const struct ca_psat *p, struct ca_psat_claim
                                    const char *token, size_t len, int64_t now, char *err,
                                    size_t err_len);
 
-/* ca_psat_bind ties the token of |c| to |key_hash| (the SHA-256 of the attesting key's DER
- * SubjectPublicKeyInfo) until the token expires. WEFT_OK the first time and for the same key
- * again; WEFT_EPOLICY when the token is bound to another key (a replay) or CA_PSAT_MAX_BINDINGS
- * unexpired tokens are remembered; |err| says which. */
+/* ca_psat_check says whether ca_psat_bind would take |c|'s token for |key_hash| (the SHA-256 of
+ * the attesting key's DER SubjectPublicKeyInfo) at |now|, and records nothing: WEFT_OK when the
+ * token is unbound or bound to that key; WEFT_EPOLICY when it is bound to another key (a replay)
+ * or CA_PSAT_MAX_BINDINGS unexpired tokens are remembered (and |c|'s node has fewer than
+ * CA_PSAT_MAX_BINDINGS_PER_NODE of them); |err| says which. */
+WEFT_MUST_USE int ca_psat_check(struct ca_psat *p, const struct ca_psat_claims *c,
+                                const uint8_t key_hash[32], int64_t now, char *err, size_t err_len);
+
+/* ca_psat_bind is ca_psat_check, and then ties the token of |c| to |key_hash| until the token
+ * expires, replacing the oldest binding of |c|'s node when that node has
+ * CA_PSAT_MAX_BINDINGS_PER_NODE already. Call it once the attestation succeeded (its SVID is
+ * recorded): a failed attestation must leave the token free for its retry. */
 WEFT_MUST_USE int ca_psat_bind(struct ca_psat *p, const struct ca_psat_claims *c,
                                const uint8_t key_hash[32], int64_t now, char *err, size_t err_len);
 

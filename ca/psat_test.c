@@ -8,6 +8,9 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/ec_key.h>
 #include <openssl/evp.h>
 #include <openssl/mem.h>
 #include <openssl/x509.h>
@@ -424,15 +427,201 @@ Test(psat, a_reload_takes_new_keys_and_keeps_the_bindings)
     free(t2);
 }
 
+static struct ca_psat_claims claims_of(const char *node, uint32_t jti);
+
 Test(psat, refuses_bindings_past_the_limit)
 {
-    struct ca_psat_claims c = {.exp = NOW + 3600};
+    /* as many nodes as bindings, one token each: the table is full. The first binding goes
+     * through the API (it allocates the table); the rest are written in place, since binding
+     * them one by one scans the table each time. */
     uint8_t k[32] = {0};
-    for (uint32_t i = 0; i < CA_PSAT_MAX_BINDINGS; i++) {
-        memcpy(c.token_id, &i, sizeof(i));
-        cr_assert_eq(ca_psat_bind(&psat, &c, k, NOW, err, sizeof(err)), WEFT_OK);
+    struct ca_psat_claims c = claims_of("n0", 0);
+    cr_assert_eq(ca_psat_bind(&psat, &c, k, NOW, err, sizeof(err)), WEFT_OK, "%s", err);
+    for (uint32_t i = 1; i < CA_PSAT_MAX_BINDINGS - 1; i++) {
+        struct ca_psat_binding *b = &psat.bindings[i];
+        *b = psat.bindings[0];
+        memcpy(b->token_id + 28, &i, sizeof(i));
+        memcpy(b->node_hash + 28, &i, sizeof(i));
+        b->seq = i + 1;
     }
-    uint32_t one_more = CA_PSAT_MAX_BINDINGS;
-    memcpy(c.token_id, &one_more, sizeof(one_more));
+    psat.num_bindings = CA_PSAT_MAX_BINDINGS - 1;
+    psat.next_seq = CA_PSAT_MAX_BINDINGS - 1;
+    c = claims_of("last", 1);
+    cr_assert_eq(ca_psat_bind(&psat, &c, k, NOW, err, sizeof(err)), WEFT_OK, "%s", err);
+    cr_assert_eq(psat.num_bindings, CA_PSAT_MAX_BINDINGS);
+    c = claims_of("one-more", 2);
+    cr_assert_eq(ca_psat_check(&psat, &c, k, NOW, err, sizeof(err)), WEFT_EPOLICY);
     cr_assert_eq(ca_psat_bind(&psat, &c, k, NOW, err, sizeof(err)), WEFT_EPOLICY);
+    cr_assert(strstr(err, "remembered already") != NULL, "%s", err);
+    /* once they expire, there is room again */
+    c = claims_of("one-more", 2);
+    cr_assert_eq(ca_psat_bind(&psat, &c, k, c.exp + CA_PSAT_CLOCK_SKEW_S, err, sizeof(err)),
+                 WEFT_OK, "%s", err);
+}
+
+/* b64url_decode/b64url_encode: unpadded base64url, for rewriting a token's signature. */
+static size_t b64url_decode(uint8_t *out, size_t cap, const char *in, size_t len)
+{
+    char *std = malloc(len + 4);
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        std[n++] = in[i] == '-' ? '+' : in[i] == '_' ? '/' : in[i];
+    }
+    while (n % 4 != 0) {
+        std[n++] = '=';
+    }
+    size_t out_len = 0;
+    cr_assert(EVP_DecodeBase64(out, &out_len, cap, (const uint8_t *)std, n));
+    free(std);
+    return out_len;
+}
+
+static void b64url_encode(char *out, const uint8_t *in, size_t len)
+{
+    size_t n = EVP_EncodeBlock((uint8_t *)out, in, len);
+    while (n > 0 && out[n - 1] == '=') {
+        out[--n] = '\0';
+    }
+    for (size_t i = 0; i < n; i++) {
+        out[i] = out[i] == '+' ? '-' : out[i] == '/' ? '_' : out[i];
+    }
+}
+
+/* mangle returns |token| (ES256) with its signature (r, s) replaced by (r, n - s), which
+ * verifies just as well: ECDSA signatures are malleable. */
+static char *mangle(const char *token)
+{
+    const char *dot = strrchr(token, '.');
+    uint8_t sig[96];
+    cr_assert_eq(b64url_decode(sig, sizeof(sig), dot + 1, strlen(dot + 1)), 64);
+    BIGNUM *s = BN_bin2bn(sig + 32, 32, NULL), *ns = BN_new();
+    const BIGNUM *order = EC_GROUP_get0_order(EC_KEY_get0_group(EVP_PKEY_get0_EC_KEY(ec_key)));
+    cr_assert(s != NULL && ns != NULL && BN_sub(ns, order, s) &&
+              BN_bn2bin_padded(sig + 32, 32, ns));
+    BN_free(s);
+    BN_free(ns);
+    size_t head = (size_t)(dot + 1 - token);
+    char *out = malloc(head + 100);
+    memcpy(out, token, head);
+    b64url_encode(out + head, sig, 64);
+    cr_assert_str_neq(out, token);
+    return out;
+}
+
+Test(psat, a_token_without_jti_has_one_identity_whatever_its_signature)
+{
+    json_t *cl = valid_claims();
+    json_object_del(cl, "jti");
+    char *t = sign(header("ES256", "ec-1"), cl, "ES256", ec_key, NULL, 0);
+    char *twin = mangle(t);
+    struct ca_psat_claims c, c2;
+    cr_assert_eq(validate(t, &c), WEFT_OK, "%s", err);
+    cr_assert_eq(validate(twin, &c2), WEFT_OK, "(r, n - s) verifies: %s", err);
+    cr_assert_eq(memcmp(c.token_id, c2.token_id, sizeof(c.token_id)), 0,
+                 "one token, two identities");
+    uint8_t k1[32] = {1}, k2[32] = {2};
+    cr_assert_eq(ca_psat_bind(&psat, &c, k1, NOW, err, sizeof(err)), WEFT_OK, "%s", err);
+    cr_assert_eq(ca_psat_bind(&psat, &c2, k2, NOW, err, sizeof(err)), WEFT_EPOLICY,
+                 "the mangled twin bound a second key");
+    cr_assert(strstr(err, "a replay") != NULL, "%s", err);
+    free(t);
+    free(twin);
+}
+
+Test(psat, check_records_nothing)
+{
+    char *t = sign(header("RS256", "rsa-1"), valid_claims(), "RS256", rsa_key, NULL, 0);
+    struct ca_psat_claims c;
+    cr_assert_eq(validate(t, &c), WEFT_OK, "%s", err);
+    uint8_t k1[32] = {1}, k2[32] = {2};
+    cr_assert_eq(ca_psat_check(&psat, &c, k1, NOW, err, sizeof(err)), WEFT_OK, "%s", err);
+    cr_assert_eq(ca_psat_check(&psat, &c, k2, NOW, err, sizeof(err)), WEFT_OK,
+                 "a check bound the token");
+    cr_assert_eq(ca_psat_bind(&psat, &c, k2, NOW, err, sizeof(err)), WEFT_OK, "%s", err);
+    cr_assert_eq(ca_psat_check(&psat, &c, k1, NOW, err, sizeof(err)), WEFT_EPOLICY);
+    cr_assert_eq(ca_psat_check(&psat, &c, k2, NOW, err, sizeof(err)), WEFT_OK, "%s", err);
+    free(t);
+}
+
+/* claims_of makes the claims of a validated token of |node| with |jti|, without signing. */
+static struct ca_psat_claims claims_of(const char *node, uint32_t jti)
+{
+    struct ca_psat_claims c = {.exp = NOW + 3600};
+    snprintf(c.node_name, sizeof(c.node_name), "%s", node);
+    snprintf(c.pod_name, sizeof(c.pod_name), "weft-agent-x7k2p");
+    memcpy(c.token_id, &jti, sizeof(jti));
+    memcpy(c.token_id + 4, node, strlen(node) < 28 ? strlen(node) : 28);
+    return c;
+}
+
+Test(psat, one_node_cannot_fill_the_bindings)
+{
+    uint8_t k[32] = {7}, other[32] = {8};
+    /* a compromised kubelet mints token after token for its node: far more than the table */
+    for (uint32_t i = 0; i < CA_PSAT_MAX_BINDINGS + 10; i++) {
+        struct ca_psat_claims c = claims_of("node-evil", i);
+        cr_assert_eq(ca_psat_bind(&psat, &c, k, NOW, err, sizeof(err)), WEFT_OK, "%u: %s", i, err);
+    }
+    cr_assert_eq(psat.num_bindings, CA_PSAT_MAX_BINDINGS_PER_NODE);
+    /* every other node still joins */
+    for (uint32_t i = 0; i < 100; i++) {
+        char node[32];
+        snprintf(node, sizeof(node), "node-%u", i);
+        struct ca_psat_claims c = claims_of(node, i);
+        cr_assert_eq(ca_psat_bind(&psat, &c, k, NOW, err, sizeof(err)), WEFT_OK, "%s", err);
+    }
+    /* the node's newest tokens stay bound; its oldest was replaced */
+    struct ca_psat_claims newest = claims_of("node-evil", CA_PSAT_MAX_BINDINGS + 9);
+    cr_assert_eq(ca_psat_check(&psat, &newest, other, NOW, err, sizeof(err)), WEFT_EPOLICY);
+    struct ca_psat_claims oldest = claims_of("node-evil", 0);
+    cr_assert_eq(ca_psat_check(&psat, &oldest, other, NOW, err, sizeof(err)), WEFT_OK, "%s", err);
+    /* the same token again with its key does not take another place */
+    cr_assert_eq(ca_psat_bind(&psat, &newest, k, NOW, err, sizeof(err)), WEFT_OK, "%s", err);
+    cr_assert_eq(psat.num_bindings, CA_PSAT_MAX_BINDINGS_PER_NODE + 100);
+}
+
+/* p384_jwk returns the JWK of a fresh P-384 key with "alg": "ES384", as kube-apiserver
+ * publishes a key of a P-384 --service-account-signing-key-file. */
+static json_t *p384_jwk(void)
+{
+    EC_KEY *ec = EC_KEY_new_by_curve_name(NID_secp384r1);
+    cr_assert(ec != NULL && EC_KEY_generate_key(ec));
+    BIGNUM *x = BN_new(), *y = BN_new();
+    cr_assert(EC_POINT_get_affine_coordinates_GFp(EC_KEY_get0_group(ec), EC_KEY_get0_public_key(ec),
+                                                  x, y, NULL));
+    uint8_t xb[48], yb[48];
+    char xs[80], ys[80];
+    cr_assert(BN_bn2bin_padded(xb, sizeof(xb), x) && BN_bn2bin_padded(yb, sizeof(yb), y));
+    b64url_encode(xs, xb, sizeof(xb));
+    b64url_encode(ys, yb, sizeof(yb));
+    BN_free(x);
+    BN_free(y);
+    EC_KEY_free(ec);
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "kty", "EC", "crv", "P-384", "x", xs,
+                     "y", ys, "kid", "p384", "alg", "ES384", "use", "sig");
+}
+
+Test(psat, skips_jwks_keys_it_cannot_use)
+{
+    ca_psat_cleanup(&psat);
+    json_t *es384 = p384_jwk();
+    json_t *enc = jwk(other_key, "enc");
+    json_object_set_new(enc, "use", json_string("enc"));
+    json_t *okp = json_pack("{s:s, s:s, s:s, s:s}", "kty", "OKP", "crv", "Ed25519", "kid", "ed",
+                            "x", "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo");
+    json_t *jwks = json_pack("{s:[o,o,o,o]}", "keys", es384, enc, okp, jwk(ec_key, "ec-1"));
+    cr_assert_eq(init_with(jwks, NULL, 0), WEFT_OK, "%s", err);
+    cr_assert_eq(psat.num_keys, 1, "only the P-256 key is usable");
+    char *t = sign(header("ES256", "ec-1"), valid_claims(), "ES256", ec_key, NULL, 0);
+    struct ca_psat_claims c;
+    cr_assert_eq(validate(t, &c), WEFT_OK, "%s", err);
+    free(t);
+    /* a token naming a skipped key finds no key */
+    t = sign(header("ES256", "p384"), valid_claims(), "ES256", ec_key, NULL, 0);
+    cr_assert_neq(validate(t, &c), WEFT_OK);
+    free(t);
+    /* nothing usable left: refused, with the reason */
+    ca_psat_cleanup(&psat);
+    cr_assert_eq(init_with(json_pack("{s:[o]}", "keys", p384_jwk()), NULL, 0), WEFT_EINVAL);
+    cr_assert(strstr(err, "no key usable") != NULL, "%s", err);
 }

@@ -29,6 +29,17 @@ enum ca_issuance_kind {
     CA_ISSUANCE_WORKLOAD,
 };
 
+/* enum ca_attest_method is how a node joined. A node keeps the method it first joined with: a
+ * node of join tokens is never attested by a service account token, nor the other way round
+ * (a Kubernetes Node named like a join-token node would otherwise take over its identity). */
+enum ca_attest_method {
+    CA_ATTEST_JOIN_TOKEN = 0,
+    CA_ATTEST_PSAT, /* a Kubernetes projected service account token (ca/psat.h) */
+};
+
+/* ca_attest_method_name names |m| for people ("join token", ...). */
+const char *ca_attest_method_name(enum ca_attest_method m);
+
 enum ca_revocation_kind {
     CA_REVOKE_ID = 0,
     CA_REVOKE_SERIAL,
@@ -95,7 +106,8 @@ struct ca_store_ops {
                      int64_t expires_at, int64_t now);
     int (*token_use)(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN], int64_t now,
                      char node_out[CA_NODE_NAME_MAX + 1]);
-    int (*node_attested)(struct ca_store *s, const char *node, int64_t now);
+    int (*node_attested)(struct ca_store *s, const char *node, enum ca_attest_method method,
+                         int64_t now);
     int (*entry_add)(struct ca_store *s, const struct ca_entry *e);
     int (*entry_delete)(struct ca_store *s, const char *id);
     int (*entry_get)(struct ca_store *s, const char *id, struct ca_entry *out);
@@ -116,6 +128,8 @@ struct ca_store_ops {
                       char node_out[CA_NODE_NAME_MAX + 1]);
     int (*attest_commit)(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN], int64_t now,
                          const struct ca_issuance *node_svid);
+    int (*node_commit)(struct ca_store *s, enum ca_attest_method method, int64_t now,
+                       const struct ca_issuance *node_svid);
     int (*state_put)(struct ca_store *s, const struct ca_state_item *items, size_t num);
     int (*state_get)(struct ca_store *s, const char *name, uint8_t **out, size_t *out_len);
 };
@@ -148,13 +162,23 @@ WEFT_MUST_USE int ca_store_token_peek(struct ca_store *s, const uint8_t hash[CA_
                                       int64_t now, char node_out[CA_NODE_NAME_MAX + 1]);
 
 /* ca_store_attest_commit is a node's attestation as one transaction: the token (still valid,
- * unused, made for |node_svid->node|) is used, the node recorded and its SVID added to the
- * inventory; or, on any failure, none of it happens and the token can be used again. */
+ * unused, made for |node_svid->node|) is used, the node recorded (as attested by join token:
+ * WEFT_EPOLICY when it joined by another method) and its SVID added to the inventory; or, on
+ * any failure, none of it happens and the token can be used again. */
 WEFT_MUST_USE int ca_store_attest_commit(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN],
                                          int64_t now, const struct ca_issuance *node_svid);
 
-/* ca_store_node_attested records that |node| joined (or re-joined) at |now|. */
-WEFT_MUST_USE int ca_store_node_attested(struct ca_store *s, const char *node, int64_t now);
+/* ca_store_node_commit is an attestation by |method| without a stored token (a service account
+ * token) as one transaction: the node |node_svid->node| recorded as ca_store_node_attested
+ * does, and its SVID added to the inventory; or, on any failure, neither. */
+WEFT_MUST_USE int ca_store_node_commit(struct ca_store *s, enum ca_attest_method method,
+                                       int64_t now, const struct ca_issuance *node_svid);
+
+/* ca_store_node_attested records that |node| joined (or re-joined) by |method| at |now|; the
+ * store keeps the method of its first join. WEFT_EPOLICY, naming the node and both methods,
+ * when the node first joined by another method. */
+WEFT_MUST_USE int ca_store_node_attested(struct ca_store *s, const char *node,
+                                         enum ca_attest_method method, int64_t now);
 
 /* ca_store_entry_add stores |e| (its id must be unique). */
 WEFT_MUST_USE int ca_store_entry_add(struct ca_store *s, const struct ca_entry *e);

@@ -43,6 +43,9 @@ static const char *const migrations[] = {
     "  drop_after INTEGER NOT NULL, PRIMARY KEY (kind, value));",
     /* 1 -> 2 */
     "CREATE TABLE ca_state (name TEXT PRIMARY KEY, value BLOB NOT NULL);",
+    /* 2 -> 3: how each node joined (enum ca_attest_method); every node before was a join
+     * token's */
+    "ALTER TABLE nodes ADD COLUMN attested_by INTEGER NOT NULL DEFAULT 0;",
 };
 
 static struct sqlite_store *impl(struct ca_store *s) { return (struct sqlite_store *)s; }
@@ -193,7 +196,8 @@ static int token_use(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN], 
     return rc == WEFT_OK ? commit(s) : rollback(s, rc);
 }
 
-static int node_attested(struct ca_store *s, const char *node, int64_t now);
+static int node_record(struct ca_store *s, const char *node, enum ca_attest_method method,
+                       int64_t now);
 static int issuance_add(struct ca_store *s, const struct ca_issuance *i);
 
 static int attest_commit(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN], int64_t now,
@@ -209,7 +213,7 @@ static int attest_commit(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LE
         rc = mark_token_used(s, hash, now);
     }
     if (rc == WEFT_OK) {
-        rc = node_attested(s, node, now);
+        rc = node_record(s, node, CA_ATTEST_JOIN_TOKEN, now);
     }
     if (rc == WEFT_OK) {
         rc = issuance_add(s, node_svid);
@@ -217,16 +221,69 @@ static int attest_commit(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LE
     return rc == WEFT_OK ? commit(s) : rollback(s, rc);
 }
 
-static int node_attested(struct ca_store *s, const char *node, int64_t now)
+static int node_commit(struct ca_store *s, enum ca_attest_method method, int64_t now,
+                       const struct ca_issuance *node_svid)
+{
+    TRY(exec(s, "BEGIN IMMEDIATE"));
+    int rc = node_record(s, node_svid->node, method, now);
+    if (rc == WEFT_OK) {
+        rc = issuance_add(s, node_svid);
+    }
+    return rc == WEFT_OK ? commit(s) : rollback(s, rc);
+}
+
+const char *ca_attest_method_name(enum ca_attest_method m)
+{
+    switch (m) {
+    case CA_ATTEST_JOIN_TOKEN:
+        return "join token";
+    case CA_ATTEST_PSAT:
+        return "Kubernetes service account token";
+    }
+    return "an unknown method";
+}
+
+/* node_record records |node| attested by |method| inside the caller's transaction, refusing a
+ * node that first joined by another method. */
+static int node_record(struct ca_store *s, const char *node, enum ca_attest_method method,
+                       int64_t now)
 {
     sqlite3_stmt *st;
+    TRY(prepare(s, &st, "SELECT attested_by FROM nodes WHERE name = ?"));
+    sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
+    int step = sqlite3_step(st), rc = WEFT_OK;
+    if (step == SQLITE_ROW) {
+        int first = sqlite3_column_int(st, 0);
+        if (first != (int)method) {
+            rc = fail(s, WEFT_EPOLICY,
+                      "node %s joined by %s: it cannot attest by %s (a node keeps the method "
+                      "it first joined with; revoke the node and give the new one another "
+                      "name)",
+                      node, ca_attest_method_name((enum ca_attest_method)first),
+                      ca_attest_method_name(method));
+        }
+    } else if (step != SQLITE_DONE) {
+        rc = db_fail(s, "read node");
+    }
+    sqlite3_finalize(st);
+    TRY(rc);
     TRY(prepare(s, &st,
-                "INSERT INTO nodes (name, first_attested_at, last_attested_at) VALUES (?,?,?) "
+                "INSERT INTO nodes (name, first_attested_at, last_attested_at, attested_by) "
+                "VALUES (?,?,?,?) "
                 "ON CONFLICT(name) DO UPDATE SET last_attested_at = excluded.last_attested_at"));
     sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, now);
     sqlite3_bind_int64(st, 3, now);
+    sqlite3_bind_int(st, 4, (int)method);
     return step_done(s, st, "record node");
+}
+
+static int node_attested(struct ca_store *s, const char *node, enum ca_attest_method method,
+                         int64_t now)
+{
+    TRY(exec(s, "BEGIN IMMEDIATE"));
+    int rc = node_record(s, node, method, now);
+    return rc == WEFT_OK ? commit(s) : rollback(s, rc);
 }
 
 /* --- entries ------------------------------------------------------------------------------ */
@@ -551,6 +608,7 @@ static const struct ca_store_ops sqlite_ops = {
     .is_revoked = is_revoked,
     .token_peek = token_peek,
     .attest_commit = attest_commit,
+    .node_commit = node_commit,
     .state_put = state_put,
     .state_get = state_get,
 };
@@ -648,9 +706,16 @@ int ca_store_token_use(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN]
     return s->ops->token_use(s, hash, now, node_out);
 }
 
-int ca_store_node_attested(struct ca_store *s, const char *node, int64_t now)
+int ca_store_node_attested(struct ca_store *s, const char *node, enum ca_attest_method method,
+                           int64_t now)
 {
-    return s->ops->node_attested(s, node, now);
+    return s->ops->node_attested(s, node, method, now);
+}
+
+int ca_store_node_commit(struct ca_store *s, enum ca_attest_method method, int64_t now,
+                         const struct ca_issuance *node_svid)
+{
+    return s->ops->node_commit(s, method, now, node_svid);
 }
 
 int ca_store_entry_add(struct ca_store *s, const struct ca_entry *e)

@@ -230,7 +230,7 @@ Test(ca_store, durable_settings)
     sqlite3_finalize(st);
     cr_assert_eq(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
     cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
-    cr_assert_eq(sqlite3_column_int(st, 0), 2);
+    cr_assert_eq(sqlite3_column_int(st, 0), 3);
     sqlite3_finalize(st);
     sqlite3_close(db);
 }
@@ -263,4 +263,96 @@ Test(ca_store, a_directory_that_does_not_exist_is_a_clear_error)
                  WEFT_EIO);
     cr_assert_null(other);
     cr_assert_not_null(strstr(err, "/nonexistent/dir/ca.db"), "%s", err);
+}
+
+static size_t issuances_of(const char *node)
+{
+    struct ca_issuance_filter f = {.node = node};
+    size_t n = 0;
+    cr_assert_eq(ca_store_issuance_list(s, &f, count_issuance, &n), WEFT_OK);
+    return n;
+}
+
+Test(ca_store, a_node_keeps_the_method_it_joined_with)
+{
+    /* a node of join tokens: a service account token for it is refused, naming both */
+    cr_assert_eq(ca_store_node_attested(s, "node-j", CA_ATTEST_JOIN_TOKEN, NOW), WEFT_OK, "%s",
+                 s->err);
+    cr_assert_eq(ca_store_node_attested(s, "node-j", CA_ATTEST_JOIN_TOKEN, NOW + 1), WEFT_OK);
+    struct ca_issuance rec =
+        make_issuance(1, "spiffe://example.org/weft/node/node-j", "node-j", NOW + 3600);
+    rec.kind = CA_ISSUANCE_NODE;
+    cr_assert_eq(ca_store_node_commit(s, CA_ATTEST_PSAT, NOW, &rec), WEFT_EPOLICY);
+    cr_assert_not_null(strstr(s->err, "node node-j joined by join token: it cannot attest by "
+                                      "Kubernetes service account token"),
+                       "%s", s->err);
+    cr_assert_eq(issuances_of("node-j"), 0, "the refused attestation recorded its SVID");
+    /* a node of service account tokens: a join token for it is refused and stays unused */
+    rec = make_issuance(2, "spiffe://example.org/weft/node/node-k", "node-k", NOW + 3600);
+    rec.kind = CA_ISSUANCE_NODE;
+    cr_assert_eq(ca_store_node_commit(s, CA_ATTEST_PSAT, NOW, &rec), WEFT_OK, "%s", s->err);
+    cr_assert_eq(issuances_of("node-k"), 1);
+    reopen(); /* the method is durable */
+    uint8_t hash[CA_TOKEN_HASH_LEN] = {9};
+    cr_assert_eq(ca_store_token_add(s, hash, "node-k", NOW + 600, NOW), WEFT_OK);
+    rec = make_issuance(3, "spiffe://example.org/weft/node/node-k", "node-k", NOW + 3600);
+    rec.kind = CA_ISSUANCE_NODE;
+    cr_assert_eq(ca_store_attest_commit(s, hash, NOW, &rec), WEFT_EPOLICY);
+    cr_assert_not_null(strstr(s->err, "node node-k joined by Kubernetes service account token: "
+                                      "it cannot attest by join token"),
+                       "%s", s->err);
+    char node[CA_NODE_NAME_MAX + 1];
+    cr_assert_eq(ca_store_token_peek(s, hash, NOW, node), WEFT_OK, "the token was used: %s",
+                 s->err);
+    cr_assert_eq(issuances_of("node-k"), 1);
+    cr_assert_eq(ca_store_node_attested(s, "node-k", CA_ATTEST_JOIN_TOKEN, NOW), WEFT_EPOLICY);
+}
+
+Test(ca_store, an_old_store_is_migrated_and_its_nodes_are_join_token_nodes)
+{
+    /* a store as weft-ca wrote it before nodes had a method (schema version 2) */
+    ca_store_close(s);
+    s = NULL;
+    cr_assert_eq(unlink(path), 0);
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    cr_assert_eq(
+        sqlite3_exec(db,
+                     "CREATE TABLE join_tokens (hash BLOB PRIMARY KEY, node TEXT NOT NULL,"
+                     "  created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, used_at INTEGER);"
+                     "CREATE TABLE nodes (name TEXT PRIMARY KEY,"
+                     "  first_attested_at INTEGER NOT NULL, last_attested_at INTEGER NOT NULL);"
+                     "CREATE TABLE entries (id TEXT PRIMARY KEY, spiffe_id TEXT NOT NULL,"
+                     "  node TEXT NOT NULL, node_selector TEXT NOT NULL, selectors TEXT NOT NULL,"
+                     "  ttl_s INTEGER NOT NULL, created_at INTEGER NOT NULL);"
+                     "CREATE TABLE issuances (serial BLOB PRIMARY KEY, kind INTEGER NOT NULL,"
+                     "  spiffe_id TEXT NOT NULL, node TEXT NOT NULL, entry_id TEXT NOT NULL,"
+                     "  not_before INTEGER NOT NULL, not_after INTEGER NOT NULL,"
+                     "  sha256 BLOB NOT NULL);"
+                     "CREATE TABLE revocations (kind INTEGER NOT NULL, value TEXT NOT NULL,"
+                     "  created_at INTEGER NOT NULL, drop_after INTEGER NOT NULL,"
+                     "  PRIMARY KEY (kind, value));"
+                     "CREATE TABLE ca_state (name TEXT PRIMARY KEY, value BLOB NOT NULL);"
+                     "INSERT INTO nodes VALUES ('old-node', 1600000000, 1600000000);"
+                     "PRAGMA user_version = 2;",
+                     NULL, NULL, NULL),
+        SQLITE_OK, "%s", sqlite3_errmsg(db));
+    sqlite3_close(db);
+    char err[512];
+    cr_assert_eq(ca_store_open_sqlite(&s, path, err, sizeof(err)), WEFT_OK, "%s", err);
+    cr_assert_eq(ca_store_node_attested(s, "old-node", CA_ATTEST_PSAT, NOW), WEFT_EPOLICY);
+    cr_assert_not_null(strstr(s->err, "node old-node joined by join token"), "%s", s->err);
+    cr_assert_eq(ca_store_node_attested(s, "old-node", CA_ATTEST_JOIN_TOKEN, NOW), WEFT_OK, "%s",
+                 s->err);
+    cr_assert_eq(ca_store_node_attested(s, "new-node", CA_ATTEST_PSAT, NOW), WEFT_OK, "%s", s->err);
+    ca_store_close(s);
+    s = NULL;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    cr_assert_eq(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    cr_assert_eq(sqlite3_column_int(st, 0), 3);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    reopen();
 }

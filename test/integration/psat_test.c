@@ -3,12 +3,15 @@
  * weft-agent with --psat-token-file and no join token. The agent joins as the token's node and
  * mints a workload SVID with its node SVID; the same token with another key is refused (a
  * replay), as are tokens the CA must not accept; a fresh token attests another node; a new JWKS
- * file (the cluster rotated its key) is followed without a restart. Keys and tokens are minted
+ * file (the cluster rotated its key) is followed without a restart; an agent whose first try
+ * failed after the CA bound the token joins on its retry with the same token; a node keeps the
+ * method it joined with (join token or service account token). Keys and tokens are minted
  * at test time; every process is stopped by its PID, even when an assertion fails. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,6 +19,7 @@
 #include <openssl/evp.h>
 #include <openssl/mem.h>
 
+#include "agent/node.h"
 #include "ca/client.h"
 #include "lib/base/file.h"
 #include "lib/rpc/rpc.h"
@@ -251,4 +255,62 @@ Test(psat, the_ca_follows_a_new_jwks_file)
     char log[160];
     snprintf(log, sizeof(log), "%s/ca.log", ca.dir);
     cr_assert(file_has(log, "service account token keys reloaded"));
+}
+
+Test(psat, an_agent_retrying_with_the_same_token_joins)
+{
+    /* The CA binds the token on success; the agent then fails to store its identity (node.key
+     * is a directory here, so the atomic rename over it fails). Its retry with the same token
+     * must present the same key, or the CA takes it for a replay until the token rotates. */
+    char dir[200], keyfile[260], bundle[160], err[512];
+    snprintf(dir, sizeof(dir), "%s/retry-state", ca.dir);
+    snprintf(keyfile, sizeof(keyfile), "%s/%s", dir, AGENT_NODE_KEY);
+    snprintf(bundle, sizeof(bundle), "%s/bundle.pem", ca.dir);
+    struct agent_node_config cfg = {dir, ca.listen, TD, bundle};
+    struct agent_node *n = NULL;
+    cr_assert_eq(agent_node_open(&n, &cfg, err, sizeof(err)), WEFT_OK, "%s", err);
+    cr_assert_eq(mkdir(keyfile, 0700), 0);
+    char *token = token_for("node-r", "jti-r");
+    cr_assert_eq(agent_node_join_psat(n, token, err, sizeof(err)), WEFT_EIO,
+                 "the identity could not be stored: %s", err);
+    cr_assert_eq(rmdir(keyfile), 0);
+    int rc = agent_node_join_psat(n, token, err, sizeof(err));
+    cr_assert_eq(rc, WEFT_OK, "the retry was refused: %s", err);
+    cr_assert_str_eq(agent_node_name(n), "node-r");
+    cr_assert_eq(access(keyfile, R_OK), 0);
+    /* a fresh token after a success is attested with a fresh key, and that is fine too */
+    char *fresh = token_for("node-r", "jti-r2");
+    EVP_PKEY *before = agent_node_key(n);
+    EVP_PKEY_up_ref(before);
+    cr_assert_eq(agent_node_join_psat(n, fresh, err, sizeof(err)), WEFT_OK, "%s", err);
+    cr_assert_neq(EVP_PKEY_cmp(before, agent_node_key(n)), 1, "a new token, a new key");
+    EVP_PKEY_free(before);
+    free(fresh);
+    free(token);
+    agent_node_free(n);
+}
+
+Test(psat, a_node_keeps_the_method_it_joined_with)
+{
+    char id[256], log[160];
+    struct rpc_status st;
+    snprintf(log, sizeof(log), "%s/ca.log", ca.dir);
+    /* a node of join tokens is not taken over by a Kubernetes Node of the same name */
+    char *join = ca_proc_token(&ca, "node-j", 600);
+    cr_assert_not_null(join);
+    cr_assert_eq(attest(join, "", id, &st), GRPC_STATUS_OK, "%s", st.details);
+    free(join);
+    char *t = token_for("node-j", "jti-j");
+    cr_assert_eq(attest("", t, id, &st), GRPC_STATUS_PERMISSION_DENIED);
+    free(t);
+    cr_assert(file_has(log, "node node-j joined by join token: it cannot attest by Kubernetes "
+                            "service account token"),
+              "the CA's log does not name the node and both methods");
+    /* nor the other way round: the agent's node joined by service account token */
+    join = ca_proc_token(&ca, AGENT_PROC_NODE, 600);
+    cr_assert_not_null(join);
+    cr_assert_eq(attest(join, "", id, &st), GRPC_STATUS_PERMISSION_DENIED);
+    free(join);
+    cr_assert(file_has(log, "node " AGENT_PROC_NODE " joined by Kubernetes service account "
+                            "token: it cannot attest by join token"));
 }
