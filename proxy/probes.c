@@ -2,13 +2,13 @@
  *
  * The server is one loop thread and a fixed pool of workers. The loop accepts, reads each
  * request head (within PROXY_PROBES_HEAD_TIMEOUT_MS, holding at most PROXY_PROBES_MAX_HEAD_CONNS
- * such connections and PROXY_PROBES_MAX_PER_PEER from one address), answers what needs nothing
- * more (404, 405, ...), writes every answer and waits for the client to close: nothing a client
- * does slowly holds a worker. Only a complete request for /ready or an app probe goes to the
- * workers: an app probe blocks for up to its timeoutSeconds (lib/httpclient is blocking), so it
- * runs on a worker, never on the proxy's event loops nor on the admin server's one thread, and
- * the pool's size bounds how many run at once. A worker hands the connection back with its
- * answer made. */
+ * such connections and PROXY_PROBES_MAX_PER_PEER from one address, the oldest closed first for
+ * a new one), answers what needs nothing more (404, 405, ...), writes every answer and waits for
+ * the client to close: nothing a client does slowly holds a worker. Only a complete request for
+ * /ready or an app probe goes to the workers: an app probe blocks for up to its timeoutSeconds
+ * (lib/httpclient is blocking), so it runs on a worker, never on the proxy's event loops nor on the
+ * admin server's one thread, and the pool's size bounds how many run at once. A worker hands the
+ * connection back with its answer made. */
 #include "proxy/probes.h"
 
 #include <arpa/inet.h>
@@ -1090,14 +1090,24 @@ static void sweep(struct proxy_probe_server *s)
     s->num_conns = kept;
 }
 
-/* peer_conns counts the connections held from |c|'s address. */
-static size_t peer_conns(const struct proxy_probe_server *s, const uint8_t *peer, size_t peer_len)
+/* peer_conns counts the connections held from |peer|'s address, and finds the one of them
+ * longest in PHASE_HEAD (NULL if none is). */
+static size_t peer_conns(const struct proxy_probe_server *s, const uint8_t *peer, size_t peer_len,
+                         struct conn **out_oldest_head)
 {
     size_t n = 0;
+    *out_oldest_head = NULL;
     for (size_t i = 0; i < s->num_conns; i++) {
-        const struct conn *c = s->conns[i];
-        n += c->phase != PHASE_DEAD && c->peer_len == peer_len &&
-             memcmp(c->peer, peer, peer_len) == 0;
+        struct conn *c = s->conns[i];
+        if (c->phase == PHASE_DEAD || c->peer_len != peer_len ||
+            memcmp(c->peer, peer, peer_len) != 0) {
+            continue;
+        }
+        n++;
+        if (c->phase == PHASE_HEAD &&
+            (*out_oldest_head == NULL || c->phase_ms < (*out_oldest_head)->phase_ms)) {
+            *out_oldest_head = c;
+        }
     }
     return n;
 }
@@ -1123,10 +1133,17 @@ static void accept_conns(struct proxy_probe_server *s, int64_t now)
             memcpy(peer, &a.in4.sin_addr, 4);
             peer_len = 4;
         }
-        if (peer_conns(s, peer, peer_len) >= PROXY_PROBES_MAX_PER_PEER) {
-            close(fd);
+        /* At its cap, a peer's new connection takes the place of its oldest one still sending
+         * its head (a kubelet sharing its address with a slow client still gets through); a
+         * peer whose every connection is past its head gets no more. */
+        struct conn *oldest_head;
+        if (peer_conns(s, peer, peer_len, &oldest_head) >= PROXY_PROBES_MAX_PER_PEER) {
             s->drop_peer++;
-            continue;
+            if (oldest_head == NULL) {
+                close(fd);
+                continue;
+            }
+            drop(s, oldest_head);
         }
         if (s->num_in[PHASE_HEAD] >= PROXY_PROBES_MAX_HEAD_CONNS) {
             drop_oldest(s, PHASE_HEAD, PHASE_HEAD);

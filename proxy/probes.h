@@ -23,9 +23,9 @@
  * The port is open to anyone in the cluster, so a client that is slow to send its request holds
  * no worker: one thread reads request heads (PROXY_PROBES_HEAD_TIMEOUT_MS, PROXY_PROBES_MAX_HEAD
  * bytes, PROXY_PROBES_MAX_HEAD_CONNS connections with the oldest closed first, and
- * PROXY_PROBES_MAX_PER_PEER from one address) and hands only complete requests to the workers.
- * The proxy's uid makes the request, so the nat rules (`weftctl iptables`: the proxy uid and
- * loopback RETURN) let it reach the app untouched. */
+ * PROXY_PROBES_MAX_PER_PEER from one address, also oldest first) and hands only complete requests
+ * to the workers. The proxy's uid makes the request, so the nat rules (`weftctl iptables`: the
+ * proxy uid and loopback RETURN) let it reach the app untouched. */
 #ifndef WEFT_PROXY_PROBES_H
 #define WEFT_PROXY_PROBES_H
 
@@ -52,7 +52,8 @@
 #define PROXY_PROBES_HEAD_TIMEOUT_MS 1000 /* to send the whole request head, from accept */
 /* connections still sending their head; when full, the oldest of them is closed for a new one */
 #define PROXY_PROBES_MAX_HEAD_CONNS 128
-/* connections held from one address, in any phase; more are closed as soon as accepted */
+/* connections held from one address, in any phase; one more takes the place of that address's
+ * oldest connection still sending its head, or is closed at once if there is none */
 #define PROXY_PROBES_MAX_PER_PEER 16
 /* connections being answered or waiting for the client to close; when full, the oldest is closed */
 #define PROXY_PROBES_MAX_ANSWERING 128
