@@ -424,37 +424,87 @@ static const http_parser_settings req_settings = {
     .on_headers_complete = on_headers_complete,
 };
 
-int proxy_probe_request_parse(struct proxy_probe_request *out, const char *buf, size_t len)
-{
-    memset(out, 0, sizeof(*out));
-    struct req_parse r;
-    memset(&r, 0, sizeof(r));
+struct proxy_probe_head {
     http_parser hp;
-    http_parser_init(&hp, HTTP_REQUEST);
-    hp.data = &r;
-    size_t feed = len < PROXY_PROBES_MAX_HEAD ? len : PROXY_PROBES_MAX_HEAD;
-    http_parser_execute(&hp, &req_settings, buf, feed);
-    if (r.url_too_long) {
+    struct req_parse r;
+    size_t fed;                     /* bytes given to |hp| */
+    int verdict;                    /* WEFT_EAGAIN until the head is complete or refused */
+    struct proxy_probe_request req; /* with WEFT_OK */
+};
+
+static void head_init(struct proxy_probe_head *h)
+{
+    memset(h, 0, sizeof(*h));
+    http_parser_init(&h->hp, HTTP_REQUEST);
+    h->hp.data = &h->r;
+    h->verdict = WEFT_EAGAIN;
+}
+
+/* head_verdict says what the bytes fed so far make. */
+static int head_verdict(struct proxy_probe_head *h)
+{
+    struct req_parse *r = &h->r;
+    if (r->url_too_long) {
         return WEFT_ELIMIT;
     }
-    if (!r.done) {
-        if (HTTP_PARSER_ERRNO(&hp) != HPE_OK) {
+    if (!r->done) {
+        if (HTTP_PARSER_ERRNO(&h->hp) != HPE_OK) {
             return WEFT_EPROTO;
         }
-        return feed >= PROXY_PROBES_MAX_HEAD ? WEFT_ELIMIT : WEFT_EAGAIN;
+        return h->fed >= PROXY_PROBES_MAX_HEAD ? WEFT_ELIMIT : WEFT_EAGAIN;
     }
     struct http_parser_url u;
     http_parser_url_init(&u);
-    if (http_parser_parse_url(r.url, r.url_len, 0, &u) != 0 ||
+    if (http_parser_parse_url(r->url, r->url_len, 0, &u) != 0 ||
         (u.field_set & (1 << UF_PATH)) == 0) {
         return WEFT_EPROTO;
     }
-    out->get = hp.method == HTTP_GET;
-    out->has_body = r.has_body;
-    out->path_len = u.field_data[UF_PATH].len;
-    memcpy(out->path, r.url + u.field_data[UF_PATH].off, out->path_len);
-    out->path[out->path_len] = '\0';
+    h->req.get = h->hp.method == HTTP_GET;
+    h->req.has_body = r->has_body;
+    h->req.path_len = u.field_data[UF_PATH].len;
+    memcpy(h->req.path, r->url + u.field_data[UF_PATH].off, h->req.path_len);
+    h->req.path[h->req.path_len] = '\0';
     return WEFT_OK;
+}
+
+static int head_feed(struct proxy_probe_head *h, struct proxy_probe_request *out, const char *buf,
+                     size_t len)
+{
+    if (h->verdict == WEFT_EAGAIN) {
+        size_t room = PROXY_PROBES_MAX_HEAD - h->fed, n = len < room ? len : room;
+        if (n > 0) { /* http_parser takes 0 bytes as the end of the stream */
+            http_parser_execute(&h->hp, &req_settings, buf, n);
+            h->fed += n;
+        }
+        h->verdict = head_verdict(h);
+    }
+    if (h->verdict == WEFT_OK) {
+        *out = h->req;
+    }
+    return h->verdict;
+}
+
+struct proxy_probe_head *proxy_probe_head_new(void)
+{
+    struct proxy_probe_head *h = weft_xmalloc(sizeof(*h));
+    head_init(h);
+    return h;
+}
+
+void proxy_probe_head_free(struct proxy_probe_head *h) { free(h); }
+
+int proxy_probe_head_feed(struct proxy_probe_head *h, struct proxy_probe_request *out,
+                          const char *buf, size_t len)
+{
+    return head_feed(h, out, buf, len);
+}
+
+int proxy_probe_request_parse(struct proxy_probe_request *out, const char *buf, size_t len)
+{
+    memset(out, 0, sizeof(*out));
+    struct proxy_probe_head h;
+    head_init(&h);
+    return head_feed(&h, out, buf, len);
 }
 
 /* ---- the server ---- */
@@ -478,9 +528,8 @@ struct conn {
     int64_t deadline_ms; /* of PHASE_HEAD, PHASE_WRITE and PHASE_LINGER */
     uint8_t peer[16];    /* the peer's address, for the per-peer cap */
     size_t peer_len;
-    size_t len; /* PHASE_HEAD: bytes of |head|; PHASE_WRITE: bytes of |out| sent;
-                 * PHASE_LINGER: bytes drained */
-    char head[PROXY_PROBES_MAX_HEAD];
+    size_t len; /* PHASE_WRITE: bytes of |out| sent; PHASE_LINGER: bytes drained */
+    struct proxy_probe_head head; /* PHASE_HEAD: each byte read once, whatever the pieces */
     struct proxy_probe_request req;
     const struct proxy_probe *probe; /* PHASE_WORK: the probe asked for, or NULL for /ready */
     char *out;                       /* the whole response */
@@ -995,8 +1044,10 @@ static void on_head(struct proxy_probe_server *s, struct conn *c, int rc, int64_
 
 static void read_head(struct proxy_probe_server *s, struct conn *c, int64_t now)
 {
+    char buf[4096];
     for (;;) {
-        ssize_t n = recv(c->fd, c->head + c->len, sizeof(c->head) - c->len, 0);
+        /* bytes past the head (a body refused with 413) are read and dropped, as in PHASE_LINGER */
+        ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
         if (n < 0 && errno == EINTR) {
             continue;
         }
@@ -1007,8 +1058,7 @@ static void read_head(struct proxy_probe_server *s, struct conn *c, int64_t now)
             drop(s, c); /* gone, or reset: nobody to answer */
             return;
         }
-        c->len += (size_t)n;
-        int rc = proxy_probe_request_parse(&c->req, c->head, c->len);
+        int rc = head_feed(&c->head, &c->req, buf, (size_t)n);
         if (rc != WEFT_EAGAIN) {
             on_head(s, c, rc, now);
             return;
@@ -1164,6 +1214,7 @@ static void accept_conns(struct proxy_probe_server *s, int64_t now)
         c->deadline_ms = now + PROXY_PROBES_HEAD_TIMEOUT_MS;
         memcpy(c->peer, peer, sizeof(peer));
         c->peer_len = peer_len;
+        head_init(&c->head);
         c->revents = POLLIN; /* a kubelet sends its head with the handshake's last ACK */
         s->num_in[PHASE_HEAD]++;
         s->conns[s->num_conns++] = c;

@@ -111,6 +111,21 @@ struct proxy_probe_request {
 WEFT_MUST_USE int proxy_probe_request_parse(struct proxy_probe_request *out, const char *buf,
                                             size_t len);
 
+/* struct proxy_probe_head reads one request head as its bytes come, each byte parsed once (the
+ * probe server's loop: a client that sends a byte at a time costs no more than one that sends
+ * the head at once). */
+struct proxy_probe_head;
+
+struct proxy_probe_head *proxy_probe_head_new(void);
+void proxy_probe_head_free(struct proxy_probe_head *h);
+
+/* proxy_probe_head_feed reads the next |len| bytes of the head. It returns what
+ * proxy_probe_request_parse returns for all the bytes fed so far, and once that is not
+ * WEFT_EAGAIN, returns it again for any further bytes without reading them (and fills |out|
+ * again with WEFT_OK). */
+WEFT_MUST_USE int proxy_probe_head_feed(struct proxy_probe_head *h, struct proxy_probe_request *out,
+                                        const char *buf, size_t len);
+
 /* proxy_probe_result names how one app probe ended, for the log and the metrics. */
 enum proxy_probe_result {
     PROXY_PROBE_SUCCESS = 0, /* the app answered 2xx or 3xx */

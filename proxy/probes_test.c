@@ -294,6 +294,35 @@ Test(probes_parse, request_heads)
     cr_assert_eq(proxy_probe_request_parse(&r, big, (size_t)n), WEFT_ELIMIT, "a long head");
 }
 
+/* The server's loop feeds a head as it comes: each piece is parsed once, and the verdict is the
+ * whole head's. */
+Test(probes_parse, a_head_fed_a_byte_at_a_time)
+{
+    const char *get = "GET /app-health/a/livez?x=1 HTTP/1.1\r\nHost: 10.0.0.1:15021\r\n\r\n";
+    struct proxy_probe_head *h = proxy_probe_head_new();
+    struct proxy_probe_request r;
+    for (size_t i = 0; i + 1 < strlen(get); i++) {
+        cr_assert_eq(proxy_probe_head_feed(h, &r, get + i, 1), WEFT_EAGAIN, "byte %zu", i);
+    }
+    cr_assert_eq(proxy_probe_head_feed(h, &r, get + strlen(get) - 1, 1), WEFT_OK);
+    cr_assert_str_eq(r.path, "/app-health/a/livez");
+    cr_assert(r.get);
+    memset(&r, 0, sizeof(r));
+    cr_assert_eq(proxy_probe_head_feed(h, &r, "POST", 4), WEFT_OK, "a verdict stays");
+    cr_assert_str_eq(r.path, "/app-health/a/livez");
+    proxy_probe_head_free(h);
+
+    /* over the limit in pieces: no more than PROXY_PROBES_MAX_HEAD bytes are read */
+    h = proxy_probe_head_new();
+    cr_assert_eq(proxy_probe_head_feed(h, &r, "GET / HTTP/1.1\r\n", 16), WEFT_EAGAIN);
+    static char filler[PROXY_PROBES_MAX_HEAD];
+    memset(filler, 'x', sizeof(filler));
+    memcpy(filler, "X-A: ", 5);
+    cr_assert_eq(proxy_probe_head_feed(h, &r, filler, PROXY_PROBES_MAX_HEAD - 17), WEFT_EAGAIN);
+    cr_assert_eq(proxy_probe_head_feed(h, &r, "x", 1), WEFT_ELIMIT, "at PROXY_PROBES_MAX_HEAD");
+    proxy_probe_head_free(h);
+}
+
 /* ---- the server, against an app on loopback ---- */
 
 static int app_port;
