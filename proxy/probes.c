@@ -1,9 +1,14 @@
 /* proxy/probes.c: WEFT_APP_PROBES and the probe server (see probes.h).
  *
- * The server is a fixed pool of threads that each accept and serve one connection at a time:
- * an app probe blocks for up to its timeoutSeconds (lib/httpclient is blocking), so it runs on a
- * thread of the pool, never on the proxy's event loops nor on the admin server's one thread,
- * and the pool's size bounds how many run at once. */
+ * The server is one loop thread and a fixed pool of workers. The loop accepts, reads each
+ * request head (within PROXY_PROBES_HEAD_TIMEOUT_MS, holding at most PROXY_PROBES_MAX_HEAD_CONNS
+ * such connections and PROXY_PROBES_MAX_PER_PEER from one address, the oldest closed first for
+ * a new one), answers what needs nothing more (404, 405, ...), writes every answer and waits for
+ * the client to close: nothing a client does slowly holds a worker. Only a complete request for
+ * /ready or an app probe goes to the workers: an app probe blocks for up to its timeoutSeconds
+ * (lib/httpclient is blocking), so it runs on a worker, never on the proxy's event loops nor on the
+ * admin server's one thread, and the pool's size bounds how many run at once. A worker hands the
+ * connection back with its answer made. */
 #include "proxy/probes.h"
 
 #include <arpa/inet.h>
@@ -37,6 +42,13 @@
 #define TIMEOUT_MARGIN_MS 100     /* answer the kubelet before its own timeout fires */
 #define TEXT_TYPE "text/plain; charset=utf-8"
 #define THREAD_NAME "weft-probes"
+#define WRITE_TIMEOUT_MS 1000 /* to take our answer (a few hundred bytes) */
+#define MIN_PROBE_MS 50       /* a probe with less time left than this is a timeout at once */
+/* What the network is told when a probe fails: fixed lines; the details go to the log. */
+#define BODY_TIMEOUT "probe timed out\n"
+#define BODY_NO_ANSWER "probe failed: no answer from the app\n"
+#define BODY_NOT_READY "not ready\n"
+#define BODY_BUSY "probe port busy\n"
 
 static const char *const results[PROXY_PROBE_NUM_RESULTS] = {
     [PROXY_PROBE_SUCCESS] = "success",
@@ -412,54 +424,158 @@ static const http_parser_settings req_settings = {
     .on_headers_complete = on_headers_complete,
 };
 
-int proxy_probe_request_parse(struct proxy_probe_request *out, const char *buf, size_t len)
-{
-    memset(out, 0, sizeof(*out));
-    struct req_parse r;
-    memset(&r, 0, sizeof(r));
+struct proxy_probe_head {
     http_parser hp;
-    http_parser_init(&hp, HTTP_REQUEST);
-    hp.data = &r;
-    size_t feed = len < PROXY_PROBES_MAX_HEAD ? len : PROXY_PROBES_MAX_HEAD;
-    http_parser_execute(&hp, &req_settings, buf, feed);
-    if (r.url_too_long) {
+    struct req_parse r;
+    size_t fed;                     /* bytes given to |hp| */
+    int verdict;                    /* WEFT_EAGAIN until the head is complete or refused */
+    struct proxy_probe_request req; /* with WEFT_OK */
+};
+
+static void head_init(struct proxy_probe_head *h)
+{
+    memset(h, 0, sizeof(*h));
+    http_parser_init(&h->hp, HTTP_REQUEST);
+    h->hp.data = &h->r;
+    h->verdict = WEFT_EAGAIN;
+}
+
+/* head_verdict says what the bytes fed so far make. */
+static int head_verdict(struct proxy_probe_head *h)
+{
+    struct req_parse *r = &h->r;
+    if (r->url_too_long) {
         return WEFT_ELIMIT;
     }
-    if (!r.done) {
-        if (HTTP_PARSER_ERRNO(&hp) != HPE_OK) {
+    if (!r->done) {
+        if (HTTP_PARSER_ERRNO(&h->hp) != HPE_OK) {
             return WEFT_EPROTO;
         }
-        return feed >= PROXY_PROBES_MAX_HEAD ? WEFT_ELIMIT : WEFT_EAGAIN;
+        return h->fed >= PROXY_PROBES_MAX_HEAD ? WEFT_ELIMIT : WEFT_EAGAIN;
     }
     struct http_parser_url u;
     http_parser_url_init(&u);
-    if (http_parser_parse_url(r.url, r.url_len, 0, &u) != 0 ||
+    if (http_parser_parse_url(r->url, r->url_len, 0, &u) != 0 ||
         (u.field_set & (1 << UF_PATH)) == 0) {
         return WEFT_EPROTO;
     }
-    out->get = hp.method == HTTP_GET;
-    out->has_body = r.has_body;
-    out->path_len = u.field_data[UF_PATH].len;
-    memcpy(out->path, r.url + u.field_data[UF_PATH].off, out->path_len);
-    out->path[out->path_len] = '\0';
+    h->req.get = h->hp.method == HTTP_GET;
+    h->req.has_body = r->has_body;
+    h->req.path_len = u.field_data[UF_PATH].len;
+    memcpy(h->req.path, r->url + u.field_data[UF_PATH].off, h->req.path_len);
+    h->req.path[h->req.path_len] = '\0';
     return WEFT_OK;
+}
+
+static int head_feed(struct proxy_probe_head *h, struct proxy_probe_request *out, const char *buf,
+                     size_t len)
+{
+    if (h->verdict == WEFT_EAGAIN) {
+        size_t room = PROXY_PROBES_MAX_HEAD - h->fed, n = len < room ? len : room;
+        if (n > 0) { /* http_parser takes 0 bytes as the end of the stream */
+            http_parser_execute(&h->hp, &req_settings, buf, n);
+            h->fed += n;
+        }
+        h->verdict = head_verdict(h);
+    }
+    if (h->verdict == WEFT_OK) {
+        *out = h->req;
+    }
+    return h->verdict;
+}
+
+struct proxy_probe_head *proxy_probe_head_new(void)
+{
+    struct proxy_probe_head *h = weft_xmalloc(sizeof(*h));
+    head_init(h);
+    return h;
+}
+
+void proxy_probe_head_free(struct proxy_probe_head *h) { free(h); }
+
+int proxy_probe_head_feed(struct proxy_probe_head *h, struct proxy_probe_request *out,
+                          const char *buf, size_t len)
+{
+    return head_feed(h, out, buf, len);
+}
+
+int proxy_probe_request_parse(struct proxy_probe_request *out, const char *buf, size_t len)
+{
+    memset(out, 0, sizeof(*out));
+    struct proxy_probe_head h;
+    head_init(&h);
+    return head_feed(&h, out, buf, len);
 }
 
 /* ---- the server ---- */
 
+/* A connection goes through these phases, each owned by one thread. */
+enum conn_phase {
+    PHASE_HEAD = 0, /* the loop reads its request head */
+    PHASE_WORK,     /* queued for a worker, or in one: only the worker touches it */
+    PHASE_WRITE,    /* the loop writes the answer */
+    PHASE_LINGER,   /* answered, our side shut: the loop reads until the client closes */
+    PHASE_DEAD,     /* closed; swept from the table at the end of the loop's turn */
+    NUM_PHASES,
+};
+
+struct conn {
+    int fd;
+    enum conn_phase phase; /* the loop's: a worker never reads nor writes it */
+    short revents;         /* from this turn's poll */
+    int64_t accepted_ms;
+    int64_t phase_ms;    /* when the phase began: the oldest is dropped first */
+    int64_t deadline_ms; /* of PHASE_HEAD, PHASE_WRITE and PHASE_LINGER */
+    uint8_t peer[16];    /* the peer's address, for the per-peer cap */
+    size_t peer_len;
+    size_t len; /* PHASE_WRITE: bytes of |out| sent; PHASE_LINGER: bytes drained */
+    struct proxy_probe_head head; /* PHASE_HEAD: each byte read once, whatever the pieces */
+    struct proxy_probe_request req;
+    const struct proxy_probe *probe; /* PHASE_WORK: the probe asked for, or NULL for /ready */
+    char *out;                       /* the whole response */
+    size_t out_len;
+    struct conn *next; /* in the work queue or the done list, under the server's mutex */
+};
+
+#define MAX_CONNS                                                                                  \
+    (PROXY_PROBES_MAX_HEAD_CONNS + PROXY_PROBES_MAX_QUEUED + PROXY_PROBES_MAX_CONCURRENT +         \
+     PROXY_PROBES_MAX_ANSWERING)
+#define FIXED_FDS 3         /* wake_fd, done_fd, listen_fd: first in the poll set */
+#define MAX_ACCEPTS 64      /* accepted in one turn of the loop */
+#define WARN_EVERY_MS 10000 /* at most one warning line about dropped connections per this */
+
 struct proxy_probe_server {
     int listen_fd;
     int wake_fd; /* eventfd: written once at stop and never read, so it stays readable */
+    int done_fd; /* eventfd: a worker has put an answered connection on |done| */
     int port;
     const struct proxy_probes *probes;
     bool (*ready)(void *arg, char *why, size_t why_len);
     void *ready_arg;
     const char *app_host;
     struct weft_counter **counters; /* [probe * PROXY_PROBE_NUM_RESULTS + result], or NULL */
+    pthread_t loop_thread;
+    bool loop_started;
     pthread_t threads[PROXY_PROBES_MAX_CONCURRENT];
     size_t num_threads;
+
+    pthread_mutex_t mu; /* guards what follows, up to the loop's own */
+    pthread_cond_t cond;
+    bool stopping;
+    struct conn *queue, *queue_tail; /* complete requests for the workers, oldest first */
+    struct conn *done;               /* answered by the workers, for the loop to write */
+
+    /* the loop's own: every connection the server holds, whatever its phase */
+    struct conn *conns[MAX_CONNS];
+    size_t num_conns;
+    size_t num_in[NUM_PHASES];
+    struct pollfd pfds[FIXED_FDS + MAX_CONNS];
+    int64_t accept_paused_until;
+    int64_t last_warn_ms;
+    size_t drop_head_full, drop_peer, drop_head_timeout, drop_busy, drop_answering_full;
 };
 
+static void *loop_main(void *arg);
 static void *worker(void *arg);
 
 static int64_t now_ms(void)
@@ -469,23 +585,41 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static void conn_free(struct conn *c)
+{
+    if (c->fd >= 0) {
+        close(c->fd);
+    }
+    free(c->out);
+    free(c);
+}
+
+/* destroy frees the server once no thread of it runs. */
 static void destroy(struct proxy_probe_server *s)
 {
+    for (size_t i = 0; i < s->num_conns; i++) {
+        conn_free(s->conns[i]);
+    }
     if (s->listen_fd >= 0) {
         close(s->listen_fd);
     }
     if (s->wake_fd >= 0) {
         close(s->wake_fd);
     }
+    if (s->done_fd >= 0) {
+        close(s->done_fd);
+    }
+    pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->mu);
     free(s->counters);
     free(s);
 }
 
-static void wake(struct proxy_probe_server *s)
+static void signal_fd(int fd)
 {
     uint64_t one = 1;
-    /* fails only when the counter would overflow: awake already */
-    while (write(s->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR) {
+    /* fails only when the counter would overflow: readable already */
+    while (write(fd, &one, sizeof(one)) < 0 && errno == EINTR) {
     }
 }
 
@@ -529,10 +663,14 @@ int proxy_probe_server_start(struct proxy_probe_server **out,
     struct proxy_probe_server *s = weft_xcalloc(1, sizeof(*s));
     s->listen_fd = -1;
     s->wake_fd = -1;
+    s->done_fd = -1;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cond, NULL);
     s->probes = cfg->probes;
     s->ready = cfg->ready;
     s->ready_arg = cfg->ready_arg;
     s->app_host = cfg->app_host != NULL ? cfg->app_host : "127.0.0.1";
+    s->last_warn_ms = INT64_MIN / 2;
     size_t num_probes = cfg->probes != NULL ? cfg->probes->num_probes : 0;
     if (cfg->metrics != NULL && num_probes > 0) {
         /* made now: the labels are bounded by WEFT_APP_PROBES, and the threads only add */
@@ -553,7 +691,8 @@ int proxy_probe_server_start(struct proxy_probe_server **out,
         destroy(s);
         return rc;
     }
-    if ((s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+    if ((s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 ||
+        (s->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
         snprintf(err, err_len, "probe server: cannot make an eventfd: %s", strerror(errno));
         destroy(s);
         return WEFT_EIO;
@@ -561,18 +700,23 @@ int proxy_probe_server_start(struct proxy_probe_server **out,
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    for (size_t i = 0; i < PROXY_PROBES_MAX_CONCURRENT; i++) {
-        int perr = pthread_create(&s->threads[i], NULL, worker, s);
-        if (perr != 0) {
-            pthread_sigmask(SIG_SETMASK, &old, NULL);
-            snprintf(err, err_len, "probe server: cannot start a thread: %s", strerror(perr));
-            proxy_probe_server_stop(s);
-            return WEFT_EIO;
+    int perr = pthread_create(&s->loop_thread, NULL, loop_main, s);
+    if (perr == 0) {
+        s->loop_started = true;
+        pthread_setname_np(s->loop_thread, THREAD_NAME);
+    }
+    for (size_t i = 0; perr == 0 && i < PROXY_PROBES_MAX_CONCURRENT; i++) {
+        if ((perr = pthread_create(&s->threads[i], NULL, worker, s)) == 0) {
+            pthread_setname_np(s->threads[i], THREAD_NAME);
+            s->num_threads++;
         }
-        pthread_setname_np(s->threads[i], THREAD_NAME);
-        s->num_threads++;
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (perr != 0) {
+        snprintf(err, err_len, "probe server: cannot start a thread: %s", strerror(perr));
+        proxy_probe_server_stop(s);
+        return WEFT_EIO;
+    }
     *out = s;
     return WEFT_OK;
 }
@@ -584,34 +728,18 @@ void proxy_probe_server_stop(struct proxy_probe_server *s)
     if (s == NULL) {
         return;
     }
-    wake(s);
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->mu);
+    signal_fd(s->wake_fd);
+    if (s->loop_started) {
+        pthread_join(s->loop_thread, NULL);
+    }
     for (size_t i = 0; i < s->num_threads; i++) {
         pthread_join(s->threads[i], NULL);
     }
-    destroy(s);
-}
-
-/* wait_for waits until |fd| is ready for |events|, the server stops, or |deadline|; true when
- * |fd| is ready. */
-static bool wait_for(struct proxy_probe_server *s, int fd, short events, int64_t deadline)
-{
-    for (;;) {
-        int64_t left = deadline - now_ms();
-        if (left <= 0) {
-            return false;
-        }
-        struct pollfd p[2] = {{.fd = s->wake_fd, .events = POLLIN}, {.fd = fd, .events = events}};
-        int n = poll(p, 2, left > INT32_MAX ? INT32_MAX : (int)left);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0 || p[0].revents != 0) {
-            return false;
-        }
-        if (p[1].revents != 0) {
-            return true;
-        }
-    }
+    destroy(s); /* every connection, whatever its phase, is in the loop's table */
 }
 
 static const char *status_text(int status)
@@ -656,10 +784,8 @@ static const char *status_text(int status)
     }
 }
 
-/* respond writes the whole response, then shuts our side down and reads what the client still
- * sends until it closes (closing with unread bytes would reset the connection, RFC 9112 §9.6). */
-static void respond(struct proxy_probe_server *s, int fd, int status, const char *body,
-                    size_t body_len)
+/* set_response makes |c|'s whole answer: a short head, then |body|. */
+static void set_response(struct conn *c, int status, const char *body, size_t body_len)
 {
     char head[256];
     int head_len =
@@ -667,58 +793,18 @@ static void respond(struct proxy_probe_server *s, int fd, int status, const char
                  "HTTP/1.1 %d %s\r\nContent-Type: " TEXT_TYPE
                  "\r\nContent-Length: %zu\r\n%sConnection: close\r\n\r\n",
                  status, status_text(status), body_len, status == 405 ? "Allow: GET\r\n" : "");
-    struct iovec parts[2] = {{head, (size_t)head_len}, {(void *)body, body_len}};
-    size_t total = (size_t)head_len + body_len, sent = 0;
-    int64_t deadline = now_ms() + PROXY_PROBES_REQUEST_TIMEOUT_MS;
-    while (sent < total) {
-        struct msghdr m = {0};
-        struct iovec iov[2];
-        size_t n_iov = 0, skip = sent;
-        for (size_t i = 0; i < 2; i++) {
-            if (skip >= parts[i].iov_len) {
-                skip -= parts[i].iov_len;
-                continue;
-            }
-            iov[n_iov].iov_base = (char *)parts[i].iov_base + skip;
-            iov[n_iov++].iov_len = parts[i].iov_len - skip;
-            skip = 0;
-        }
-        m.msg_iov = iov;
-        m.msg_iovlen = n_iov;
-        ssize_t n = sendmsg(fd, &m, MSG_NOSIGNAL);
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (!wait_for(s, fd, POLLOUT, deadline)) {
-                return;
-            }
-            continue;
-        }
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return;
-        }
-        sent += (size_t)n;
-    }
-    shutdown(fd, SHUT_WR);
-    deadline = now_ms() + DRAIN_MS;
-    size_t drained = 0;
-    char buf[4096];
-    while (drained <= MAX_DRAIN && wait_for(s, fd, POLLIN, deadline)) {
-        ssize_t n = recv(fd, buf, sizeof(buf), 0);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-            continue;
-        }
-        if (n <= 0) {
-            return;
-        }
-        drained += (size_t)n;
+    free(c->out);
+    c->out_len = (size_t)head_len + body_len;
+    c->out = weft_xmalloc(c->out_len);
+    memcpy(c->out, head, (size_t)head_len);
+    if (body_len > 0) {
+        memcpy(c->out + head_len, body, body_len);
     }
 }
 
-static void respond_text(struct proxy_probe_server *s, int fd, int status, const char *text)
+static void set_response_text(struct conn *c, int status, const char *text)
 {
-    respond(s, fd, status, text, strlen(text));
+    set_response(c, status, text, strlen(text));
 }
 
 static void count(struct proxy_probe_server *s, const struct proxy_probe *p,
@@ -730,138 +816,494 @@ static void count(struct proxy_probe_server *s, const struct proxy_probe *p,
     }
 }
 
-/* run_probe makes |p|'s request to the app and answers the kubelet on |fd|. */
-static void run_probe(struct proxy_probe_server *s, int fd, const struct proxy_probe *p)
+/* run_probe makes |c->probe|'s request to the app and sets |c|'s answer. The kubelet's clock
+ * started when it connected, so the time |c| waited for a worker comes off the probe's. What
+ * went wrong goes to the log only: the answer, which anyone on the network can read, says no
+ * more than a fixed line. */
+static void run_probe(struct proxy_probe_server *s, struct conn *c)
 {
+    const struct proxy_probe *p = c->probe;
     char url[HTTPCLIENT_MAX_URL];
     snprintf(url, sizeof(url), "%s://%s:%u%s", p->https ? "https" : "http", s->app_host,
              (unsigned)p->port, p->path);
-    int timeout_ms = p->timeout_s * 1000;
+    int64_t timeout_ms = (int64_t)p->timeout_s * 1000;
     timeout_ms = timeout_ms > 2 * TIMEOUT_MARGIN_MS ? timeout_ms - TIMEOUT_MARGIN_MS : timeout_ms;
+    int64_t start = now_ms(), waited = start - c->accepted_ms;
+    char took_s[24], waited_s[24];
+    snprintf(waited_s, sizeof(waited_s), "%lld", (long long)waited);
+    if (timeout_ms - waited < MIN_PROBE_MS) {
+        weft_log(WEFT_LOG_INFO, "app probe", 4, "path", p->key, "result",
+                 results[PROXY_PROBE_TIMEOUT], "error",
+                 "waited for a free probe thread past the probe's timeout", "waited_ms", waited_s);
+        count(s, p, PROXY_PROBE_TIMEOUT);
+        set_response_text(c, 503, BODY_TIMEOUT);
+        return;
+    }
+    timeout_ms -= waited;
     struct httpclient_request req = {
         .method = "GET",
         .url = url,
         .headers = (const char *const *)p->headers,
         .num_headers = p->num_headers,
-        .timeout_ms = timeout_ms,
+        .timeout_ms = (int)timeout_ms,
         .max_body = APP_MAX_BODY,
         /* as the kubelet does: HTTPS probes are encrypted but never verified */
         .insecure_skip_verify = p->https,
     };
     struct httpclient_response resp = {0};
     char why[256];
-    int64_t start = now_ms();
     int rc = httpclient_do(&req, &resp, why, sizeof(why));
     int64_t took = now_ms() - start;
     enum proxy_probe_result result;
-    char status_s[16], took_s[24];
+    char status_s[16];
     snprintf(took_s, sizeof(took_s), "%lld", (long long)took);
     if (rc == WEFT_OK && resp.status >= 100 && resp.status <= 599) {
         result =
             resp.status >= 200 && resp.status < 400 ? PROXY_PROBE_SUCCESS : PROXY_PROBE_FAILURE;
         snprintf(status_s, sizeof(status_s), "%d", resp.status);
-        weft_log(WEFT_LOG_DEBUG, "app probe", 5, "path", p->key, "url", url, "result",
-                 results[result], "status", status_s, "ms", took_s);
+        weft_log(result == PROXY_PROBE_SUCCESS ? WEFT_LOG_DEBUG : WEFT_LOG_INFO, "app probe", 6,
+                 "path", p->key, "url", url, "result", results[result], "status", status_s, "ms",
+                 took_s, "waited_ms", waited_s);
         size_t len = resp.body_len < PROXY_PROBES_MAX_BODY ? resp.body_len : PROXY_PROBES_MAX_BODY;
         count(s, p, result); /* before the answer: whoever reads it sees the count */
-        respond(s, fd, resp.status, (const char *)resp.body, len);
+        set_response(c, resp.status, (const char *)resp.body, len);
     } else {
         if (rc == WEFT_OK) {
             snprintf(why, sizeof(why), "the app answered status %d", resp.status);
         }
         result =
             rc == WEFT_EIO && took >= timeout_ms - 10 ? PROXY_PROBE_TIMEOUT : PROXY_PROBE_ERROR;
-        weft_log(WEFT_LOG_DEBUG, "app probe", 5, "path", p->key, "url", url, "result",
-                 results[result], "error", why, "ms", took_s);
-        char body[PROXY_PROBES_ERR_LEN + 64];
-        snprintf(body, sizeof(body), "probe %s: %s: %s\n", p->key,
-                 result == PROXY_PROBE_TIMEOUT ? "timed out" : "no answer from the app", why);
+        weft_log(WEFT_LOG_INFO, "app probe", 6, "path", p->key, "url", url, "result",
+                 results[result], "error", why, "ms", took_s, "waited_ms", waited_s);
         count(s, p, result);
-        respond_text(s, fd, 503, body);
+        set_response_text(c, 503, result == PROXY_PROBE_TIMEOUT ? BODY_TIMEOUT : BODY_NO_ANSWER);
     }
     httpclient_response_free(&resp);
 }
 
-static void serve_conn(struct proxy_probe_server *s, int fd)
+/* answer_ready sets the answer to /ready; why the proxy is not ready goes to the log only. */
+static void answer_ready(struct proxy_probe_server *s, struct conn *c)
 {
-    char head[PROXY_PROBES_MAX_HEAD];
-    size_t len = 0;
-    struct proxy_probe_request req;
-    int64_t deadline = now_ms() + PROXY_PROBES_REQUEST_TIMEOUT_MS;
-    int rc = WEFT_EAGAIN;
-    while (rc == WEFT_EAGAIN) {
-        if (!wait_for(s, fd, POLLIN, deadline)) {
-            return; /* too slow, or stopping: close without an answer */
-        }
-        ssize_t n = recv(fd, head + len, sizeof(head) - len, 0);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-            continue;
-        }
-        if (n <= 0) {
-            return;
-        }
-        len += (size_t)n;
-        rc = proxy_probe_request_parse(&req, head, len);
-    }
-    if (rc == WEFT_ELIMIT) {
-        respond_text(s, fd, 431, "request head or target too large\n");
-        return;
-    }
-    if (rc != WEFT_OK) {
-        respond_text(s, fd, 400, "bad request\n");
-        return;
-    }
-    bool is_ready = strcmp(req.path, "/ready") == 0;
-    const struct proxy_probe *p = proxy_probes_find(s->probes, req.path, req.path_len);
-    if (!is_ready && p == NULL) {
-        respond_text(s, fd, 404, "not found\n");
-        return;
-    }
-    if (!req.get) {
-        respond_text(s, fd, 405, "method not allowed\n");
-        return;
-    }
-    if (req.has_body) {
-        respond_text(s, fd, 413, "a request body is not accepted\n");
-        return;
-    }
-    if (p != NULL) {
-        run_probe(s, fd, p);
-        return;
-    }
     char why[256] = "";
     if (s->ready == NULL || s->ready(s->ready_arg, why, sizeof(why))) {
-        respond_text(s, fd, 200, "ready\n");
+        set_response_text(c, 200, "ready\n");
         return;
     }
     why[sizeof(why) - 1] = '\0';
-    char body[sizeof(why) + 2];
-    snprintf(body, sizeof(body), "%s\n", why[0] != '\0' ? why : "not ready");
-    respond_text(s, fd, 503, body);
+    weft_log(WEFT_LOG_INFO, "probe port: /ready answered 503", 1, "why",
+             why[0] != '\0' ? why : "not ready");
+    set_response_text(c, 503, BODY_NOT_READY);
 }
 
+/* worker serves the queue's requests one at a time: each takes at most its probe's
+ * timeoutSeconds (or the ready callback's time), and never touches the socket. */
 static void *worker(void *arg)
 {
     struct proxy_probe_server *s = arg;
+    pthread_mutex_lock(&s->mu);
     for (;;) {
-        struct pollfd p[2] = {{.fd = s->wake_fd, .events = POLLIN},
-                              {.fd = s->listen_fd, .events = POLLIN}};
-        if (poll(p, 2, -1) < 0) {
-            continue; /* EINTR or ENOMEM: try again */
+        while (!s->stopping && s->queue == NULL) {
+            pthread_cond_wait(&s->cond, &s->mu);
         }
-        if (p[0].revents != 0) {
-            return NULL;
+        if (s->stopping) {
+            break;
         }
-        /* every idle thread wakes; the ones that lose the race get EAGAIN */
-        int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct conn *c = s->queue;
+        s->queue = c->next;
+        if (s->queue == NULL) {
+            s->queue_tail = NULL;
+        }
+        pthread_mutex_unlock(&s->mu);
+        if (c->probe != NULL) {
+            run_probe(s, c);
+        } else {
+            answer_ready(s, c);
+        }
+        pthread_mutex_lock(&s->mu);
+        c->next = s->done;
+        s->done = c;
+        signal_fd(s->done_fd);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* ---- the loop: accepts, reads heads, writes answers, lingers ---- */
+
+static void write_answer(struct proxy_probe_server *s, struct conn *c, int64_t now);
+
+static void set_phase(struct proxy_probe_server *s, struct conn *c, enum conn_phase phase,
+                      int64_t now, int64_t timeout_ms)
+{
+    s->num_in[c->phase]--;
+    s->num_in[phase]++;
+    c->phase = phase;
+    c->phase_ms = now;
+    c->deadline_ms = now + timeout_ms;
+    c->len = 0;
+}
+
+/* drop closes |c| now; the end of the loop's turn frees it. */
+static void drop(struct proxy_probe_server *s, struct conn *c)
+{
+    set_phase(s, c, PHASE_DEAD, 0, 0);
+    close(c->fd);
+    c->fd = -1;
+}
+
+/* drop_oldest closes the connection that has been longest in |phase| (or in |or_phase|). */
+static void drop_oldest(struct proxy_probe_server *s, enum conn_phase phase,
+                        enum conn_phase or_phase)
+{
+    struct conn *oldest = NULL;
+    for (size_t i = 0; i < s->num_conns; i++) {
+        struct conn *c = s->conns[i];
+        if ((c->phase == phase || c->phase == or_phase) &&
+            (oldest == NULL || c->phase_ms < oldest->phase_ms)) {
+            oldest = c;
+        }
+    }
+    if (oldest != NULL) {
+        drop(s, oldest);
+    }
+}
+
+static void warn_drops(struct proxy_probe_server *s, int64_t now)
+{
+    size_t total = s->drop_head_full + s->drop_peer + s->drop_head_timeout + s->drop_busy +
+                   s->drop_answering_full;
+    if (total == 0 || now - s->last_warn_ms < WARN_EVERY_MS) {
+        return;
+    }
+    char a[24], b[24], c[24], d[24], e[24];
+    snprintf(a, sizeof(a), "%zu", s->drop_head_timeout);
+    snprintf(b, sizeof(b), "%zu", s->drop_head_full);
+    snprintf(c, sizeof(c), "%zu", s->drop_peer);
+    snprintf(d, sizeof(d), "%zu", s->drop_busy);
+    snprintf(e, sizeof(e), "%zu", s->drop_answering_full);
+    weft_log(WEFT_LOG_WARN, "probe port: connections dropped (a slow or flooding client?)", 5,
+             "head_timeout", a, "head_conns_full", b, "per_peer_cap", c, "workers_busy_503", d,
+             "answering_full", e);
+    s->drop_head_full = s->drop_peer = s->drop_head_timeout = s->drop_busy = 0;
+    s->drop_answering_full = 0;
+    s->last_warn_ms = now;
+}
+
+/* start_answer moves |c| (whose |out| is set) to PHASE_WRITE, making room first. */
+static void start_answer(struct proxy_probe_server *s, struct conn *c, int64_t now)
+{
+    if (s->num_in[PHASE_WRITE] + s->num_in[PHASE_LINGER] >= PROXY_PROBES_MAX_ANSWERING) {
+        drop_oldest(s, PHASE_LINGER, PHASE_WRITE);
+        s->drop_answering_full++;
+    }
+    set_phase(s, c, PHASE_WRITE, now, WRITE_TIMEOUT_MS);
+    write_answer(s, c, now); /* the socket's buffer is empty: the answer likely fits at once */
+}
+
+/* on_head decides what a complete (or refused) head gets: an answer from the loop for what
+ * needs nothing more, a place in the workers' queue for /ready and the app's probes. */
+static void on_head(struct proxy_probe_server *s, struct conn *c, int rc, int64_t now)
+{
+    if (rc == WEFT_ELIMIT) {
+        set_response_text(c, 431, "request head or target too large\n");
+    } else if (rc != WEFT_OK) {
+        set_response_text(c, 400, "bad request\n");
+    } else {
+        bool is_ready = strcmp(c->req.path, "/ready") == 0;
+        c->probe = proxy_probes_find(s->probes, c->req.path, c->req.path_len);
+        if (!is_ready && c->probe == NULL) {
+            set_response_text(c, 404, "not found\n");
+        } else if (!c->req.get) {
+            set_response_text(c, 405, "method not allowed\n");
+        } else if (c->req.has_body) {
+            set_response_text(c, 413, "a request body is not accepted\n");
+        } else {
+            /* queued, in a worker, or answered and not yet taken back */
+            if (s->num_in[PHASE_WORK] >= PROXY_PROBES_MAX_QUEUED + PROXY_PROBES_MAX_CONCURRENT) {
+                s->drop_busy++;
+                set_response_text(c, 503, BODY_BUSY);
+                start_answer(s, c, now);
+                return;
+            }
+            set_phase(s, c, PHASE_WORK, now, 0);
+            pthread_mutex_lock(&s->mu);
+            c->next = NULL;
+            if (s->queue_tail != NULL) {
+                s->queue_tail->next = c;
+            } else {
+                s->queue = c;
+            }
+            s->queue_tail = c;
+            pthread_cond_signal(&s->cond);
+            pthread_mutex_unlock(&s->mu);
+            return;
+        }
+    }
+    start_answer(s, c, now);
+}
+
+static void read_head(struct proxy_probe_server *s, struct conn *c, int64_t now)
+{
+    char buf[4096];
+    for (;;) {
+        /* bytes past the head (a body refused with 413) are read and dropped, as in PHASE_LINGER */
+        ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return;
+        }
+        if (n <= 0) {
+            drop(s, c); /* gone, or reset: nobody to answer */
+            return;
+        }
+        int rc = head_feed(&c->head, &c->req, buf, (size_t)n);
+        if (rc != WEFT_EAGAIN) {
+            on_head(s, c, rc, now);
+            return;
+        }
+    }
+}
+
+static void write_answer(struct proxy_probe_server *s, struct conn *c, int64_t now)
+{
+    while (c->len < c->out_len) {
+        ssize_t n = send(c->fd, c->out + c->len, c->out_len - c->len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return;
+        }
+        if (n <= 0) {
+            drop(s, c);
+            return;
+        }
+        c->len += (size_t)n;
+    }
+    /* all sent: shut our side, and read what the client still sends until it closes (closing
+     * with unread bytes would reset the connection, RFC 9112 §9.6) */
+    shutdown(c->fd, SHUT_WR);
+    set_phase(s, c, PHASE_LINGER, now, DRAIN_MS);
+}
+
+static void linger(struct proxy_probe_server *s, struct conn *c)
+{
+    char buf[4096];
+    for (;;) {
+        ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return;
+        }
+        if (n <= 0 || (c->len += (size_t)n) > MAX_DRAIN) {
+            drop(s, c);
+            return;
+        }
+    }
+}
+
+/* take_done moves the workers' answered connections to PHASE_WRITE. */
+static void take_done(struct proxy_probe_server *s, int64_t now)
+{
+    uint64_t v;
+    while (read(s->done_fd, &v, sizeof(v)) < 0 && errno == EINTR) {
+    }
+    pthread_mutex_lock(&s->mu);
+    struct conn *c = s->done;
+    s->done = NULL;
+    pthread_mutex_unlock(&s->mu);
+    while (c != NULL) {
+        struct conn *next = c->next;
+        c->next = NULL;
+        start_answer(s, c, now);
+        c = next;
+    }
+}
+
+/* sweep frees the dropped connections, keeping the others in the order they came. */
+static void sweep(struct proxy_probe_server *s)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < s->num_conns; i++) {
+        struct conn *c = s->conns[i];
+        if (c->phase == PHASE_DEAD) {
+            s->num_in[PHASE_DEAD]--;
+            conn_free(c);
+        } else {
+            s->conns[kept++] = c;
+        }
+    }
+    s->num_conns = kept;
+}
+
+/* peer_conns counts the connections held from |peer|'s address, and finds the one of them
+ * longest in PHASE_HEAD (NULL if none is). */
+static size_t peer_conns(const struct proxy_probe_server *s, const uint8_t *peer, size_t peer_len,
+                         struct conn **out_oldest_head)
+{
+    size_t n = 0;
+    *out_oldest_head = NULL;
+    for (size_t i = 0; i < s->num_conns; i++) {
+        struct conn *c = s->conns[i];
+        if (c->phase == PHASE_DEAD || c->peer_len != peer_len ||
+            memcmp(c->peer, peer, peer_len) != 0) {
+            continue;
+        }
+        n++;
+        if (c->phase == PHASE_HEAD &&
+            (*out_oldest_head == NULL || c->phase_ms < (*out_oldest_head)->phase_ms)) {
+            *out_oldest_head = c;
+        }
+    }
+    return n;
+}
+
+static void accept_conns(struct proxy_probe_server *s, int64_t now)
+{
+    for (size_t i = 0; i < MAX_ACCEPTS; i++) {
+        union weft_sockaddr a;
+        socklen_t a_len = sizeof(a);
+        int fd = accept4(s->listen_fd, &a.sa, &a_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                struct timespec ts = {0, ACCEPT_PAUSE_MS * 1000 * 1000};
+                s->accept_paused_until = now + ACCEPT_PAUSE_MS;
+            }
+            return;
+        }
+        uint8_t peer[16] = {0};
+        size_t peer_len = 0;
+        if (a.sa.sa_family == AF_INET6) {
+            memcpy(peer, &a.in6.sin6_addr, 16);
+            peer_len = 16;
+        } else if (a.sa.sa_family == AF_INET) {
+            memcpy(peer, &a.in4.sin_addr, 4);
+            peer_len = 4;
+        }
+        /* At its cap, a peer's new connection takes the place of its oldest one still sending
+         * its head (a kubelet sharing its address with a slow client still gets through); a
+         * peer whose every connection is past its head gets no more. */
+        struct conn *oldest_head;
+        if (peer_conns(s, peer, peer_len, &oldest_head) >= PROXY_PROBES_MAX_PER_PEER) {
+            s->drop_peer++;
+            if (oldest_head == NULL) {
+                close(fd);
+                continue;
+            }
+            drop(s, oldest_head);
+        }
+        if (s->num_in[PHASE_HEAD] >= PROXY_PROBES_MAX_HEAD_CONNS) {
+            drop_oldest(s, PHASE_HEAD, PHASE_HEAD);
+            s->drop_head_full++;
+        }
+        if (s->num_conns == MAX_CONNS) {
+            sweep(s); /* the dropped ones: then there is room, by the caps above */
+        }
+        if (s->num_conns == MAX_CONNS) {
+            close(fd);
+            s->drop_head_full++;
+            return;
+        }
+        struct conn *c = weft_xcalloc(1, sizeof(*c));
+        c->fd = fd;
+        c->phase = PHASE_HEAD;
+        c->accepted_ms = c->phase_ms = now;
+        c->deadline_ms = now + PROXY_PROBES_HEAD_TIMEOUT_MS;
+        memcpy(c->peer, peer, sizeof(peer));
+        c->peer_len = peer_len;
+        head_init(&c->head);
+        c->revents = POLLIN; /* a kubelet sends its head with the handshake's last ACK */
+        s->num_in[PHASE_HEAD]++;
+        s->conns[s->num_conns++] = c;
+    }
+}
+
+/* turn handles each connection's events and deadlines, then frees the dead. */
+static void turn(struct proxy_probe_server *s, int64_t now)
+{
+    for (size_t i = 0; i < s->num_conns; i++) {
+        struct conn *c = s->conns[i];
+        short ev = c->revents;
+        c->revents = 0;
+        if (ev != 0) {
+            switch (c->phase) {
+            case PHASE_HEAD:
+                read_head(s, c, now); /* a whole head is answered at once, or queued */
+                break;
+            case PHASE_WRITE:
+                write_answer(s, c, now);
+                break;
+            case PHASE_LINGER:
+                linger(s, c);
+                break;
+            default:
+                break;
+            }
+        }
+        bool timed = c->phase == PHASE_HEAD || c->phase == PHASE_WRITE || c->phase == PHASE_LINGER;
+        if (timed && now >= c->deadline_ms) {
+            s->drop_head_timeout += c->phase == PHASE_HEAD;
+            drop(s, c); /* a head too slow gets no answer: it costs nothing more */
+        }
+    }
+    sweep(s);
+}
+
+/* loop_main owns every connection outside the workers: one thread, one poll, so a client that
+ * sends its head slowly (or never) costs a slot of PROXY_PROBES_MAX_HEAD_CONNS for at most
+ * PROXY_PROBES_HEAD_TIMEOUT_MS and no worker's time. */
+static void *loop_main(void *arg)
+{
+    struct proxy_probe_server *s = arg;
+    for (;;) {
+        int64_t now = now_ms(), next = now + 60 * 1000;
+        s->pfds[0] = (struct pollfd){.fd = s->wake_fd, .events = POLLIN};
+        s->pfds[1] = (struct pollfd){.fd = s->done_fd, .events = POLLIN};
+        s->pfds[2] = (struct pollfd){.fd = now >= s->accept_paused_until ? s->listen_fd : -1,
+                                     .events = POLLIN};
+        if (now < s->accept_paused_until) {
+            next = s->accept_paused_until;
+        }
+        for (size_t i = 0; i < s->num_conns; i++) {
+            struct conn *c = s->conns[i];
+            struct pollfd *p = &s->pfds[FIXED_FDS + i];
+            *p = (struct pollfd){.fd = -1};
+            if (c->phase == PHASE_HEAD || c->phase == PHASE_LINGER) {
+                *p = (struct pollfd){.fd = c->fd, .events = POLLIN};
+            } else if (c->phase == PHASE_WRITE) {
+                *p = (struct pollfd){.fd = c->fd, .events = POLLOUT};
+            }
+            if (p->fd >= 0 && c->deadline_ms < next) {
+                next = c->deadline_ms;
+            }
+        }
+        int64_t wait = next - now;
+        int n = poll(s->pfds, FIXED_FDS + s->num_conns, wait < 0 ? 0 : (int)wait);
+        if (n < 0) {
+            if (errno != EINTR) {
+                struct timespec ts = {0, ACCEPT_PAUSE_MS * 1000 * 1000}; /* ENOMEM: breathe */
                 nanosleep(&ts, NULL);
             }
             continue;
         }
-        serve_conn(s, fd);
-        close(fd);
+        if (s->pfds[0].revents != 0) {
+            return NULL; /* the table's connections are closed by proxy_probe_server_stop */
+        }
+        now = now_ms();
+        for (size_t i = 0; i < s->num_conns; i++) {
+            s->conns[i]->revents = s->pfds[FIXED_FDS + i].revents;
+        }
+        if (s->pfds[1].revents != 0) {
+            take_done(s, now);
+        }
+        turn(s, now);
+        if (s->pfds[2].revents != 0) {
+            accept_conns(s, now);
+            turn(s, now); /* the new ones' heads are likely in already */
+        }
+        warn_drops(s, now);
     }
 }

@@ -9,17 +9,23 @@
  *     "httpHeaders": [{"name": "X-A", "value": "b"}]}, "timeoutSeconds": 1}}
  *
  * The probe server faces the network, so it serves only:
- *   GET /ready              200 "ready\n", or 503 and why (the admin port's /ready)
+ *   GET /ready              200 "ready\n", or 503 "not ready\n" (the admin port's /ready;
+ *                           why goes to the proxy's log only)
  *   GET /app-health/...     a path WEFT_APP_PROBES names: the original probe is made to the app
  *                           at 127.0.0.1:<port> (plain HTTP, or HTTPS without verification as
  *                           the kubelet does) within timeoutSeconds; the app's status code is
  *                           passed through (redirects are not followed) with at most
  *                           PROXY_PROBES_MAX_BODY bytes of its body; an app that cannot be
- *                           reached, answers garbage or is too slow gives 503 and a line saying
- *                           which
+ *                           reached, answers garbage or is too slow gives 503 and a fixed line
+ *                           ("probe timed out" or "probe failed: no answer from the app"); the
+ *                           reason goes to the proxy's log only
  *   anything else           404 (405 for another method on one of the paths above)
- * The proxy's uid makes the request, so the nat rules (`weftctl iptables`: the proxy uid and
- * loopback RETURN) let it reach the app untouched. */
+ * The port is open to anyone in the cluster, so a client that is slow to send its request holds
+ * no worker: one thread reads request heads (PROXY_PROBES_HEAD_TIMEOUT_MS, PROXY_PROBES_MAX_HEAD
+ * bytes, PROXY_PROBES_MAX_HEAD_CONNS connections with the oldest closed first, and
+ * PROXY_PROBES_MAX_PER_PEER from one address, also oldest first) and hands only complete requests
+ * to the workers. The proxy's uid makes the request, so the nat rules (`weftctl iptables`: the
+ * proxy uid and loopback RETURN) let it reach the app untouched. */
 #ifndef WEFT_PROXY_PROBES_H
 #define WEFT_PROXY_PROBES_H
 
@@ -37,12 +43,20 @@
 #define PROXY_PROBES_MAX_HEADERS 16       /* httpHeaders of one probe */
 #define PROXY_PROBES_MAX_HEADER_NAME 128  /* bytes of a header's name */
 #define PROXY_PROBES_MAX_HEADER_VALUE 1024
-#define PROXY_PROBES_MAX_PATH 1024    /* bytes of httpGet.path, and of a request's target */
-#define PROXY_PROBES_MAX_TIMEOUT_S 60 /* timeoutSeconds; the default is 1 */
-#define PROXY_PROBES_MAX_HEAD 8192    /* bytes of a request head the server reads */
-#define PROXY_PROBES_MAX_BODY 1024    /* bytes of the app's body passed on */
-#define PROXY_PROBES_MAX_CONCURRENT 8 /* requests served at once; others wait in the backlog */
-#define PROXY_PROBES_REQUEST_TIMEOUT_MS 5000 /* to send the request head, from accept */
+#define PROXY_PROBES_MAX_PATH 1024        /* bytes of httpGet.path, and of a request's target */
+#define PROXY_PROBES_MAX_TIMEOUT_S 60     /* timeoutSeconds; the default is 1 */
+#define PROXY_PROBES_MAX_HEAD 8192        /* bytes of a request head the server reads */
+#define PROXY_PROBES_MAX_BODY 1024        /* bytes of the app's body passed on */
+#define PROXY_PROBES_MAX_CONCURRENT 8     /* /ready and app probes served at once (the workers) */
+#define PROXY_PROBES_MAX_QUEUED 64        /* complete requests waiting for a worker; more: 503 */
+#define PROXY_PROBES_HEAD_TIMEOUT_MS 1000 /* to send the whole request head, from accept */
+/* connections still sending their head; when full, the oldest of them is closed for a new one */
+#define PROXY_PROBES_MAX_HEAD_CONNS 128
+/* connections held from one address, in any phase; one more takes the place of that address's
+ * oldest connection still sending its head, or is closed at once if there is none */
+#define PROXY_PROBES_MAX_PER_PEER 16
+/* connections being answered or waiting for the client to close; when full, the oldest is closed */
+#define PROXY_PROBES_MAX_ANSWERING 128
 #define PROXY_PROBES_ERR_LEN 256
 
 /* struct proxy_probe is one entry of WEFT_APP_PROBES. */
@@ -97,6 +111,21 @@ struct proxy_probe_request {
 WEFT_MUST_USE int proxy_probe_request_parse(struct proxy_probe_request *out, const char *buf,
                                             size_t len);
 
+/* struct proxy_probe_head reads one request head as its bytes come, each byte parsed once (the
+ * probe server's loop: a client that sends a byte at a time costs no more than one that sends
+ * the head at once). */
+struct proxy_probe_head;
+
+struct proxy_probe_head *proxy_probe_head_new(void);
+void proxy_probe_head_free(struct proxy_probe_head *h);
+
+/* proxy_probe_head_feed reads the next |len| bytes of the head. It returns what
+ * proxy_probe_request_parse returns for all the bytes fed so far, and once that is not
+ * WEFT_EAGAIN, returns it again for any further bytes without reading them (and fills |out|
+ * again with WEFT_OK). */
+WEFT_MUST_USE int proxy_probe_head_feed(struct proxy_probe_head *h, struct proxy_probe_request *out,
+                                        const char *buf, size_t len);
+
 /* proxy_probe_result names how one app probe ended, for the log and the metrics. */
 enum proxy_probe_result {
     PROXY_PROBE_SUCCESS = 0, /* the app answered 2xx or 3xx */
@@ -119,11 +148,13 @@ struct proxy_probe_server_config {
 
 struct proxy_probe_server;
 
-/* proxy_probe_server_start listens on |cfg->listen| and starts PROXY_PROBES_MAX_CONCURRENT
- * threads, each serving one connection at a time (blocking in an app probe at most its
- * timeoutSeconds), with every signal blocked. On WEFT_OK the caller owns |*out| and frees it with
- * proxy_probe_server_stop. Otherwise |*out| is NULL and |err| says what failed: WEFT_EINVAL for a
- * bad address, WEFT_EIO for socket, bind, listen, eventfd or thread failures. */
+/* proxy_probe_server_start listens on |cfg->listen| and starts one loop thread (accepting,
+ * reading heads, writing answers) and PROXY_PROBES_MAX_CONCURRENT workers, each serving one
+ * complete request at a time (blocking in an app probe at most its timeoutSeconds, less the time
+ * the request waited for a worker), every thread with every signal blocked. On WEFT_OK the caller
+ * owns |*out| and frees it with proxy_probe_server_stop. Otherwise |*out| is NULL and |err| says
+ * what failed: WEFT_EINVAL for a bad address, WEFT_EIO for socket, bind, listen, eventfd or thread
+ * failures. */
 WEFT_MUST_USE int proxy_probe_server_start(struct proxy_probe_server **out,
                                            const struct proxy_probe_server_config *cfg, char *err,
                                            size_t err_len);
@@ -131,9 +162,9 @@ WEFT_MUST_USE int proxy_probe_server_start(struct proxy_probe_server **out,
 /* proxy_probe_server_port returns the TCP port the server listens on. */
 int proxy_probe_server_port(const struct proxy_probe_server *s);
 
-/* proxy_probe_server_stop closes the listener, wakes the threads and joins them: a thread in
- * an app probe finishes it first, so this takes at most PROXY_PROBES_MAX_TIMEOUT_S (usually the
- * probes' 1 s). NULL does nothing. */
+/* proxy_probe_server_stop stops the loop, wakes the workers, joins them and closes every
+ * connection: a worker in an app probe finishes it first, so this takes at most
+ * PROXY_PROBES_MAX_TIMEOUT_S (usually the probes' 1 s). NULL does nothing. */
 void proxy_probe_server_stop(struct proxy_probe_server *s);
 
 #endif

@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -293,6 +294,35 @@ Test(probes_parse, request_heads)
     cr_assert_eq(proxy_probe_request_parse(&r, big, (size_t)n), WEFT_ELIMIT, "a long head");
 }
 
+/* The server's loop feeds a head as it comes: each piece is parsed once, and the verdict is the
+ * whole head's. */
+Test(probes_parse, a_head_fed_a_byte_at_a_time)
+{
+    const char *get = "GET /app-health/a/livez?x=1 HTTP/1.1\r\nHost: 10.0.0.1:15021\r\n\r\n";
+    struct proxy_probe_head *h = proxy_probe_head_new();
+    struct proxy_probe_request r;
+    for (size_t i = 0; i + 1 < strlen(get); i++) {
+        cr_assert_eq(proxy_probe_head_feed(h, &r, get + i, 1), WEFT_EAGAIN, "byte %zu", i);
+    }
+    cr_assert_eq(proxy_probe_head_feed(h, &r, get + strlen(get) - 1, 1), WEFT_OK);
+    cr_assert_str_eq(r.path, "/app-health/a/livez");
+    cr_assert(r.get);
+    memset(&r, 0, sizeof(r));
+    cr_assert_eq(proxy_probe_head_feed(h, &r, "POST", 4), WEFT_OK, "a verdict stays");
+    cr_assert_str_eq(r.path, "/app-health/a/livez");
+    proxy_probe_head_free(h);
+
+    /* over the limit in pieces: no more than PROXY_PROBES_MAX_HEAD bytes are read */
+    h = proxy_probe_head_new();
+    cr_assert_eq(proxy_probe_head_feed(h, &r, "GET / HTTP/1.1\r\n", 16), WEFT_EAGAIN);
+    static char filler[PROXY_PROBES_MAX_HEAD];
+    memset(filler, 'x', sizeof(filler));
+    memcpy(filler, "X-A: ", 5);
+    cr_assert_eq(proxy_probe_head_feed(h, &r, filler, PROXY_PROBES_MAX_HEAD - 17), WEFT_EAGAIN);
+    cr_assert_eq(proxy_probe_head_feed(h, &r, "x", 1), WEFT_ELIMIT, "at PROXY_PROBES_MAX_HEAD");
+    proxy_probe_head_free(h);
+}
+
 /* ---- the server, against an app on loopback ---- */
 
 static int app_port;
@@ -488,19 +518,38 @@ static void server_teardown(void)
 
 TestSuite(probes_server, .init = server_setup, .fini = server_teardown, .timeout = 30);
 
-/* ask sends |req| raw to the probe server and reads the whole response into |buf|; returns the
- * status, or -1. */
-static int ask_raw(const char *req, char *buf, size_t len)
+/* connect_from connects to the probe server from the loopback address |src| (127.0.0.0/8: each
+ * is a peer of its own to the server); returns the socket, or -1. */
+static int connect_from(const char *src)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in from = {.sin_family = AF_INET};
     struct sockaddr_in a = {.sin_family = AF_INET,
                             .sin_port = htons((uint16_t)proxy_probe_server_port(server))};
+    inet_pton(AF_INET, src, &from.sin_addr);
     inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
     struct timeval tv = {.tv_sec = 10};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
+        bind(fd, (struct sockaddr *)&from, sizeof(from)) != 0 ||
+        connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    return fd;
+}
+
+/* ask_raw_from sends |req| raw to the probe server from |src| and reads the whole response into
+ * |buf|; returns the status, or -1. */
+static int ask_raw_from(const char *src, const char *req, char *buf, size_t len)
+{
     buf[0] = '\0';
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
-        write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
+    int fd = connect_from(src);
+    if (fd < 0) {
+        return -1;
+    }
+    if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
         close(fd);
         return -1;
     }
@@ -515,11 +564,39 @@ static int ask_raw(const char *req, char *buf, size_t len)
     return sscanf(buf, "HTTP/1.1 %d ", &status) == 1 ? status : -1;
 }
 
+static int ask_raw(const char *req, char *buf, size_t len)
+{
+    return ask_raw_from("127.0.0.1", req, buf, len);
+}
+
 static int ask(const char *method, const char *path, char *buf, size_t len)
 {
     char req[1200];
     snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: 10.1.2.3:15021\r\n\r\n", method, path);
     return ask_raw(req, buf, len);
+}
+
+/* log_to_file sends the log to a temporary file, and log_text gives back what was logged (and
+ * sends the log to stderr again). */
+static FILE *log_file;
+static void log_to_file(void)
+{
+    log_file = tmpfile();
+    cr_assert_not_null(log_file);
+    weft_log_set_output(log_file, WEFT_LOG_DEBUG);
+}
+
+static const char *log_text(void)
+{
+    weft_log_set_output(stderr, WEFT_LOG_DEBUG);
+    static char text[65536];
+    rewind(log_file);
+    size_t n = fread(text, 1, sizeof(text) - 1, log_file);
+    text[n] = '\0';
+    fclose(log_file);
+    log_file = NULL;
+    fputs(text, stderr);
+    return text;
 }
 
 static const char *body_of(const char *resp)
@@ -553,8 +630,10 @@ static bool metric_is(const char *path, const char *result, int value)
 Test(probes_server, ready_follows_the_callback)
 {
     char buf[4096];
+    log_to_file();
     cr_assert_eq(ask("GET", "/ready", buf, sizeof(buf)), 503);
-    cr_assert_str_eq(body_of(buf), "not ready: no SVID from the agent yet\n");
+    cr_assert_str_eq(body_of(buf), "not ready\n", "why is for the log, not the network");
+    cr_assert(strstr(log_text(), "no SVID from the agent yet") != NULL, "why is in the log");
     atomic_store(&ready_now, true);
     cr_assert_eq(ask("GET", "/ready", buf, sizeof(buf)), 200);
     cr_assert_str_eq(body_of(buf), "ready\n");
@@ -604,10 +683,13 @@ Test(probes_server, https_probes_are_not_verified_as_the_kubelets_are_not)
 Test(probes_server, an_app_that_is_down_is_503)
 {
     char buf[4096];
+    log_to_file();
     cr_assert_eq(ask("GET", "/app-health/down/livez", buf, sizeof(buf)), 503, "%s", buf);
-    cr_assert(strstr(body_of(buf), "probe /app-health/down/livez: no answer from the app: ") ==
-                  body_of(buf),
-              "%s", buf);
+    /* the app's port and the error are for the log, not for anyone on the network */
+    cr_assert_str_eq(body_of(buf), "probe failed: no answer from the app\n");
+    const char *logged = log_text();
+    cr_assert(strstr(logged, "/app-health/down/livez") != NULL, "%s", logged);
+    cr_assert(strstr(logged, "refused") != NULL, "%s", logged);
     cr_assert(metric_is("/app-health/down/livez", "error", 1));
     /* a TLS probe to a plain HTTP app: no handshake, no answer */
     cr_assert_eq(ask("GET", "/app-health/tls/livez", buf, sizeof(buf)), 503, "%s", buf);
@@ -621,7 +703,7 @@ Test(probes_server, a_slow_app_is_503_within_the_probes_timeout)
     cr_assert_eq(ask("GET", "/app-health/slow/readyz", buf, sizeof(buf)), 503, "%s", buf);
     int64_t took = mono_ms() - start;
     cr_assert(took >= 800 && took < 1000, "answered after %lld ms", (long long)took);
-    cr_assert(strstr(body_of(buf), "timed out") != NULL, "%s", buf);
+    cr_assert_str_eq(body_of(buf), "probe timed out\n");
     cr_assert(metric_is("/app-health/slow/readyz", "timeout", 1));
 }
 
@@ -665,4 +747,190 @@ Test(probes_server, nothing_else_is_served)
     char big[PROXY_PROBES_MAX_PATH + 64];
     snprintf(big, sizeof(big), "/%0*d", PROXY_PROBES_MAX_PATH, 0);
     cr_assert_eq(ask("GET", big, buf, sizeof(buf)), 431);
+}
+
+/* ---- slow and flooding clients: the port is open to anyone in the cluster ---- */
+
+/* closed_by_server says whether the server has closed |fd| within |wait_ms|. */
+static bool closed_by_server(int fd, int wait_ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, wait_ms) != 1) {
+        return false;
+    }
+    char c;
+    return recv(fd, &c, 1, MSG_DONTWAIT) <= 0;
+}
+
+/* timed_ask asks for |path| from |src| and checks the answer is |status| within a kubelet's
+ * default 1 s probe timeout. */
+static void timed_ask(const char *src, const char *path, int status)
+{
+    char req[256], buf[4096];
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 10.1.2.3:15021\r\n\r\n", path);
+    int64_t start = mono_ms();
+    int got = ask_raw_from(src, req, buf, sizeof(buf));
+    int64_t took = mono_ms() - start;
+    cr_assert_eq(got, status, "%s from %s: %s", path, src, buf);
+    cr_assert_lt(took, 1000, "%s from %s answered after %lld ms", path, src, (long long)took);
+}
+
+#define SLOW_CLIENTS 64
+
+/* The review's attack: many connections that send nothing, or their head one byte at a time,
+ * reopened as soon as the server closes them. The kubelet's probes still answer in time. */
+Test(probes_server, slow_clients_do_not_hold_up_the_probes)
+{
+    atomic_store(&ready_now, true);
+    static const char trickle[] = "GET /ready HTTP/1.1\r\nHost: 10.1.2.3:15021\r\n\r\n";
+    int fds[SLOW_CLIENTS];
+    size_t sent[SLOW_CLIENTS] = {0};
+    char src[SLOW_CLIENTS][32];
+    for (int i = 0; i < SLOW_CLIENTS; i++) {
+        snprintf(src[i], sizeof(src[i]), "127.0.0.%d", 2 + i);
+        fds[i] = connect_from(src[i]);
+        cr_assert_geq(fds[i], 0, "connect from %s", src[i]);
+    }
+    int reopened = 0, asked = 0;
+    int64_t end = mono_ms() + 3 * PROXY_PROBES_HEAD_TIMEOUT_MS;
+    for (int round = 0; mono_ms() < end; round++) {
+        for (int i = 0; i < SLOW_CLIENTS; i++) {
+            if (closed_by_server(fds[i], 0)) {
+                close(fds[i]);
+                fds[i] = connect_from(src[i]);
+                cr_assert_geq(fds[i], 0, "reconnect from %s", src[i]);
+                sent[i] = 0;
+                reopened++;
+            } else if (i % 2 == 1 && sent[i] < sizeof(trickle) - 1) {
+                cr_assert_eq(send(fds[i], trickle + sent[i], 1, MSG_NOSIGNAL), 1);
+                sent[i]++;
+            }
+        }
+        timed_ask("127.0.0.1", round % 2 == 0 ? "/ready" : "/app-health/web/readyz", 200);
+        asked++;
+        usleep(50 * 1000);
+    }
+    for (int i = 0; i < SLOW_CLIENTS; i++) {
+        close(fds[i]);
+    }
+    cr_assert_geq(asked, 10, "only %d probes in 3 s", asked);
+    /* the one-byte-every-round ones need ~2.3 s for their head: they time out too */
+    cr_assert_geq(reopened, 2 * SLOW_CLIENTS, "the server closed only %d slow heads", reopened);
+}
+
+#define FLOOD_CLIENTS (PROXY_PROBES_MAX_HEAD_CONNS + 72)
+#define FLOOD_BATCH 25 /* well under the listen backlog: the kernel keeps each in order */
+
+/* More idle connections than PROXY_PROBES_MAX_HEAD_CONNS, each from an address of its own: the
+ * oldest are closed for the new ones, and the probes still get through. */
+Test(probes_server, a_flood_of_idle_connections_drops_the_oldest)
+{
+    atomic_store(&ready_now, true);
+    int fds[FLOOD_CLIENTS];
+    int64_t start = mono_ms();
+    for (int i = 0; i < FLOOD_CLIENTS; i++) {
+        char src[32];
+        snprintf(src, sizeof(src), "127.0.%d.%d", 1 + i / 250, 1 + i % 250);
+        fds[i] = connect_from(src);
+        cr_assert_geq(fds[i], 0, "connect from %s", src);
+        if (i % FLOOD_BATCH == FLOOD_BATCH - 1 || i == FLOOD_CLIENTS - 1) {
+            /* answered: the server has taken every connection made before it */
+            timed_ask("127.0.0.1", i % 2 == 0 ? "/ready" : "/app-health/web/readyz", 200);
+        }
+    }
+    /* the oldest went first: what is closed is a prefix, as long as the flood over the cap
+     * (and a few more for the probes' own connections, which took a place too) */
+    int k = 0;
+    while (k < FLOOD_CLIENTS && closed_by_server(fds[k], 0)) {
+        k++;
+    }
+    for (int i = k; i < FLOOD_CLIENTS; i++) {
+        cr_assert(!closed_by_server(fds[i], 0), "connection %d closed, but not %d before it", i, k);
+    }
+    int over = FLOOD_CLIENTS - PROXY_PROBES_MAX_HEAD_CONNS;
+    cr_assert(k >= over && k <= over + FLOOD_CLIENTS / FLOOD_BATCH + 1,
+              "%d of the oldest closed; expected %d and a few", k, over);
+    cr_assert_lt(mono_ms() - start, PROXY_PROBES_HEAD_TIMEOUT_MS, "checked before the timeout");
+    /* and the rest within the head timeout */
+    for (int i = k; i < FLOOD_CLIENTS; i++) {
+        cr_assert(closed_by_server(fds[i], 2 * PROXY_PROBES_HEAD_TIMEOUT_MS),
+                  "connection %d outlived the head timeout", i);
+    }
+    for (int i = 0; i < FLOOD_CLIENTS; i++) {
+        close(fds[i]);
+    }
+}
+
+/* One address holds at most PROXY_PROBES_MAX_PER_PEER connections. Past the cap its new
+ * connection takes the place of its oldest idle one (so a kubelet that shares an address with
+ * a slow client still gets through); when none of its connections is idle, the new one is
+ * closed at once. Other addresses are served all along. */
+Test(probes_server, one_address_holds_at_most_PROXY_PROBES_MAX_PER_PEER)
+{
+    atomic_store(&ready_now, true);
+    const char *greedy = "127.0.0.3";
+    int fds[PROXY_PROBES_MAX_PER_PEER];
+    for (int i = 0; i < PROXY_PROBES_MAX_PER_PEER; i++) {
+        fds[i] = connect_from(greedy);
+        cr_assert_geq(fds[i], 0);
+    }
+    timed_ask("127.0.0.1", "/ready", 200); /* answered: the server has taken the idle ones */
+    timed_ask(greedy, "/ready", 200);
+    cr_assert(closed_by_server(fds[0], 200), "the address's oldest idle connection is closed");
+    for (int i = 1; i < PROXY_PROBES_MAX_PER_PEER; i++) {
+        cr_assert(!closed_by_server(fds[i], 0), "connection %d closed too", i);
+    }
+    for (int i = 0; i < PROXY_PROBES_MAX_PER_PEER; i++) {
+        close(fds[i]);
+    }
+
+    /* answered, but never closed by the client: held until DRAIN_MS, none of them idle */
+    for (int i = 0; i < PROXY_PROBES_MAX_PER_PEER; i++) {
+        fds[i] = connect_from(greedy);
+        cr_assert_geq(fds[i], 0);
+        static const char req[] = "GET /ready HTTP/1.1\r\n\r\n";
+        cr_assert_eq(write(fds[i], req, sizeof(req) - 1), (ssize_t)sizeof(req) - 1);
+        char buf[512];
+        cr_assert_gt(read(fds[i], buf, sizeof(buf)), 0, "answer %d", i);
+    }
+    int64_t start = mono_ms();
+    char buf[4096];
+    cr_assert_eq(ask_raw_from(greedy, "GET /ready HTTP/1.1\r\n\r\n", buf, sizeof(buf)), -1,
+                 "over the cap: %s", buf);
+    cr_assert_lt(mono_ms() - start, 500, "closed at once");
+    timed_ask("127.0.0.1", "/ready", 200);
+    for (int i = 0; i < PROXY_PROBES_MAX_PER_PEER; i++) {
+        close(fds[i]);
+    }
+    usleep(100 * 1000); /* the server sees them close */
+    timed_ask(greedy, "/ready", 200);
+}
+
+/* Idle clients on the kubelet's own address (a hostNetwork pod on its node) take their turn
+ * with it: the kubelet's new connection takes the place of the oldest idle one. (A client there
+ * that reconnects faster than the kubelet's head arrives can still push it out: no rule by
+ * address can tell the two apart.) */
+Test(probes_server, idle_clients_on_the_kubelets_address_do_not_shut_it_out)
+{
+    atomic_store(&ready_now, true);
+    int fds[SLOW_CLIENTS];
+    for (int i = 0; i < SLOW_CLIENTS; i++) {
+        fds[i] = connect_from("127.0.0.1");
+        cr_assert_geq(fds[i], 0);
+        cr_assert_eq(send(fds[i], "GET /rea", 8, MSG_NOSIGNAL), 8);
+    }
+    for (int round = 0; round < 10; round++) {
+        timed_ask("127.0.0.1", round % 2 == 0 ? "/ready" : "/app-health/web/readyz", 200);
+        for (int i = 0; i < SLOW_CLIENTS; i++) {
+            if (closed_by_server(fds[i], 0)) { /* the slow client comes back */
+                close(fds[i]);
+                fds[i] = connect_from("127.0.0.1");
+                cr_assert_geq(fds[i], 0);
+                cr_assert_eq(send(fds[i], "GET /rea", 8, MSG_NOSIGNAL), 8);
+            }
+        }
+    }
+    for (int i = 0; i < SLOW_CLIENTS; i++) {
+        close(fds[i]);
+    }
 }

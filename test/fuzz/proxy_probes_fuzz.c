@@ -2,7 +2,9 @@
  * WEFT_APP_PROBES (proxy_probes_parse: on success every probe is within its limits and found
  * by its key; on failure nothing is held and the error says why); odd, a request head from the
  * probe port (proxy_probe_request_parse: a path within its limit, and a verdict that more bytes
- * never take back). */
+ * never take back; proxy_probe_head_feed, given the same bytes in pieces of a size the first byte
+ * also picks: the same verdict and request, or a refusal for a refusal). */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,10 +46,45 @@ static void fuzz_probes(const char *json, size_t len)
     proxy_probes_cleanup(&p);
 }
 
-static void fuzz_request(const char *head, size_t len)
+/* fuzz_pieces feeds |head| to a proxy_probe_head in pieces of |piece| bytes (as the server's
+ * loop reads it) and checks that the verdict, and the request, are those of the whole. */
+static void fuzz_pieces(const char *head, size_t len, size_t piece, int whole_rc,
+                        const struct proxy_probe_request *whole)
+{
+    struct proxy_probe_head *h = proxy_probe_head_new();
+    struct proxy_probe_request r;
+    memset(&r, 0, sizeof(r));
+    int rc = WEFT_EAGAIN;
+    for (size_t off = 0; off < len && rc == WEFT_EAGAIN; off += piece) {
+        size_t n = len - off < piece ? len - off : piece;
+        /* a copy of exactly |n| bytes, so that ASan sees any read past the piece */
+        char *p = malloc(n);
+        memcpy(p, head + off, n);
+        rc = proxy_probe_head_feed(h, &r, p, n);
+        free(p);
+    }
+    /* a head both too long and broken may be refused for either, whichever the parser meets
+     * first: in pieces it meets the length early */
+    bool refused = rc == WEFT_EPROTO || rc == WEFT_ELIMIT;
+    bool whole_refused = whole_rc == WEFT_EPROTO || whole_rc == WEFT_ELIMIT;
+    if ((rc != whole_rc && !(refused && whole_refused)) ||
+        (rc == WEFT_OK &&
+         (r.get != whole->get || r.has_body != whole->has_body || r.path_len != whole->path_len ||
+          memcmp(r.path, whole->path, r.path_len + 1) != 0))) {
+        abort();
+    }
+    /* a verdict stays */
+    if (rc != WEFT_EAGAIN && proxy_probe_head_feed(h, &r, "x", 1) != rc) {
+        abort();
+    }
+    proxy_probe_head_free(h);
+}
+
+static void fuzz_request(const char *head, size_t len, size_t piece)
 {
     struct proxy_probe_request r;
     int rc = proxy_probe_request_parse(&r, head, len);
+    fuzz_pieces(head, len, piece, rc, &r);
     if (rc == WEFT_OK) {
         if (r.path_len > PROXY_PROBES_MAX_PATH || r.path[r.path_len] != '\0') {
             abort();
@@ -82,7 +119,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (data[0] % 2 == 0) {
         fuzz_probes(in, size - 1);
     } else {
-        fuzz_request(in, size - 1);
+        fuzz_request(in, size - 1, (size_t)(data[0] >> 1) + 1); /* pieces of 1 to 128 bytes */
     }
     free(in);
     return 0;
