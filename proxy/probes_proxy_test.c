@@ -24,6 +24,7 @@
 #include "lib/base/file.h"
 #include "test/testlib/agent_proc.h"
 #include "test/testlib/ca_proc.h"
+#include "test/testlib/http_app.h"
 #include "test/testlib/net.h"
 
 #define PROXY_BIN "proxy/weft-proxy"
@@ -35,8 +36,6 @@ static struct agent_proc agent;
 static pid_t proxy_pid;
 static char admin[160], log_path[160], probe_addr[64];
 static int app_port, down_port, probe_port;
-static pthread_mutex_t app_mu = PTHREAD_MUTEX_INITIALIZER;
-static char app_last_head[4096];
 
 static int free_port(void)
 {
@@ -44,58 +43,6 @@ static int free_port(void)
     cr_assert_geq(fd, 0);
     close(fd);
     return port;
-}
-
-/* ---- the app: /ok 200, /bad 503, /slow 200 after 3 s; the last head is kept ---- */
-
-static void *app_conn(void *arg)
-{
-    int fd = (int)(intptr_t)arg;
-    struct timeval tv = {.tv_sec = 5};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    char head[4096];
-    size_t len = 0;
-    while (len < sizeof(head) - 1) {
-        ssize_t n = read(fd, head + len, sizeof(head) - 1 - len);
-        if (n <= 0) {
-            break;
-        }
-        len += (size_t)n;
-        head[len] = '\0';
-        if (strstr(head, "\r\n\r\n") != NULL) {
-            break;
-        }
-    }
-    head[len] = '\0';
-    pthread_mutex_lock(&app_mu);
-    snprintf(app_last_head, sizeof(app_last_head), "%s", head);
-    pthread_mutex_unlock(&app_mu);
-    const char *resp = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nfine\n";
-    if (strncmp(head, "GET /bad ", 9) == 0) {
-        resp = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 5\r\n\r\nsick\n";
-    } else if (strncmp(head, "GET /slow ", 10) == 0) {
-        sleep(3);
-    }
-    if (send(fd, resp, strlen(resp), MSG_NOSIGNAL) < 0) {
-        /* the proxy gave up on a slow answer */
-    }
-    close(fd);
-    return NULL;
-}
-
-static void *app_main(void *arg)
-{
-    int lfd = (int)(intptr_t)arg;
-    for (;;) {
-        int fd = accept(lfd, NULL, NULL);
-        pthread_t t;
-        if (fd >= 0 && pthread_create(&t, NULL, app_conn, (void *)(intptr_t)fd) == 0) {
-            pthread_detach(t);
-        } else if (fd >= 0) {
-            close(fd);
-        }
-    }
-    return NULL;
 }
 
 /* ---- processes ---- */
@@ -179,11 +126,8 @@ static void setup(void)
     cr_assert_eq(agent_proc_wait_served(&agent, 1, 20000), WEFT_OK, "see %s", agent.log);
     snprintf(admin, sizeof(admin), "%s/proxy-admin.sock", ca.dir);
     snprintf(log_path, sizeof(log_path), "%s/proxy.log", ca.dir);
-    int lfd = testlib_listen_loopback(&app_port);
-    cr_assert_geq(lfd, 0);
-    pthread_t t;
-    cr_assert_eq(pthread_create(&t, NULL, app_main, (void *)(intptr_t)lfd), 0);
-    pthread_detach(t);
+    app_port = http_app_start();
+    cr_assert_gt(app_port, 0);
     down_port = free_port();
     probe_port = free_port();
     snprintf(probe_addr, sizeof(probe_addr), "127.0.0.1:%d", probe_port);
@@ -263,11 +207,11 @@ Test(probes_proxy, the_kubelet_gets_the_apps_answers_once_the_proxy_is_ready)
 
     cr_assert_eq(get("GET", "/app-health/web/readyz", buf, sizeof(buf)), 200, "%s", buf);
     cr_assert(strstr(buf, "\r\n\r\nfine\n") != NULL, "%s", buf);
-    pthread_mutex_lock(&app_mu);
+    char app_last_head[8192];
+    http_app_last_head(app_last_head, sizeof(app_last_head));
     cr_assert(strncmp(app_last_head, "GET /ok HTTP/1.1\r\n", 18) == 0, "%s", app_last_head);
     cr_assert(strstr(app_last_head, "\r\nX-A: b\r\n") != NULL, "%s", app_last_head);
     cr_assert(strstr(app_last_head, "\r\nHost: 127.0.0.1:") != NULL, "%s", app_last_head);
-    pthread_mutex_unlock(&app_mu);
 
     cr_assert_eq(get("GET", "/app-health/web/livez", buf, sizeof(buf)), 503, "%s", buf);
     cr_assert(strstr(buf, "\r\n\r\nsick\n") != NULL, "the app's own 503: %s", buf);

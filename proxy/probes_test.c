@@ -21,6 +21,7 @@
 #include "lib/base/log.h"
 #include "proxy/probes.h"
 #include "test/testlib/certs.h"
+#include "test/testlib/http_app.h"
 #include "test/testlib/net.h"
 
 /* ---- WEFT_APP_PROBES ---- */
@@ -326,81 +327,8 @@ Test(probes_parse, a_head_fed_a_byte_at_a_time)
 /* ---- the server, against an app on loopback ---- */
 
 static int app_port;
-static pthread_mutex_t app_mu = PTHREAD_MUTEX_INITIALIZER;
-static char app_last_head[8192];
 static atomic_bool ready_now;
 static struct proxy_probe_server *server;
-
-/* app_conn serves one request: /ok 200, /bad 503, /slow 200 after 3 s, /redirect 302, /big
- * 200 with 10000 bytes, /hdr 200 if it got "X-A: b" (else 400); each head is kept. */
-static void *app_conn(void *arg)
-{
-    int fd = (int)(intptr_t)arg;
-    struct timeval tv = {.tv_sec = 5};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    char head[8192];
-    size_t len = 0;
-    while (len < sizeof(head) - 1) {
-        ssize_t n = read(fd, head + len, sizeof(head) - 1 - len);
-        if (n <= 0) {
-            break;
-        }
-        len += (size_t)n;
-        head[len] = '\0';
-        if (strstr(head, "\r\n\r\n") != NULL || (len >= 4 && strncmp(head, "GET ", 4) != 0)) {
-            break; /* a whole head, or not HTTP (a TLS ClientHello): answer at once */
-        }
-    }
-    head[len] = '\0';
-    pthread_mutex_lock(&app_mu);
-    snprintf(app_last_head, sizeof(app_last_head), "%s", head);
-    pthread_mutex_unlock(&app_mu);
-    static char big[10000];
-    memset(big, 'x', sizeof(big));
-    const char *status = "200 OK", *body = "fine\n", *extra = "";
-    size_t body_len = 5;
-    if (strncmp(head, "GET /bad ", 9) == 0) {
-        status = "503 Service Unavailable";
-        body = "sick\n";
-    } else if (strncmp(head, "GET /slow ", 10) == 0) {
-        sleep(3);
-    } else if (strncmp(head, "GET /redirect ", 14) == 0) {
-        status = "302 Found";
-        extra = "Location: http://127.0.0.1:1/elsewhere\r\n";
-    } else if (strncmp(head, "GET /big ", 9) == 0) {
-        body = big;
-        body_len = sizeof(big);
-    } else if (strncmp(head, "GET /hdr ", 9) == 0 && strstr(head, "\r\nX-A: b\r\n") == NULL) {
-        status = "400 Bad Request";
-    }
-    char out[512];
-    int n = snprintf(out, sizeof(out),
-                     "HTTP/1.1 %s\r\nContent-Length: %zu\r\n%sConnection: close\r\n\r\n", status,
-                     body_len, extra);
-    if (write(fd, out, (size_t)n) == n && write(fd, body, body_len) < 0) {
-        /* the proxy gave up on us: nothing to do */
-    }
-    close(fd);
-    return NULL;
-}
-
-static void *app_main(void *arg)
-{
-    int lfd = (int)(intptr_t)arg;
-    for (;;) {
-        int fd = accept(lfd, NULL, NULL);
-        if (fd < 0) {
-            continue;
-        }
-        pthread_t t;
-        if (pthread_create(&t, NULL, app_conn, (void *)(intptr_t)fd) == 0) {
-            pthread_detach(t);
-        } else {
-            close(fd);
-        }
-    }
-    return NULL;
-}
 
 /* tls_app_main serves HTTPS with a certificate the kubelet would not trust (a SPIFFE leaf
  * minted here, for a name nobody asks for): 200 "tls fine" to each request. */
@@ -440,9 +368,7 @@ static void *tls_app_main(void *arg)
                 }
             }
             head[len] = '\0';
-            pthread_mutex_lock(&app_mu);
-            snprintf(app_last_head, sizeof(app_last_head), "%s", head);
-            pthread_mutex_unlock(&app_mu);
+            http_app_note_head(head);
             static const char resp[] =
                 "HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntls fine\n";
             SSL_write(ssl, resp, sizeof(resp) - 1);
@@ -470,11 +396,9 @@ static void server_setup(void)
     signal(SIGPIPE, SIG_IGN); /* the app writes to a proxy that may have given up on it */
     weft_log_set_output(stderr, WEFT_LOG_DEBUG);
     proxy_probes_init(&probes);
-    int lfd = testlib_listen_loopback(&app_port);
-    cr_assert_geq(lfd, 0);
+    app_port = http_app_start();
+    cr_assert_gt(app_port, 0);
     pthread_t t;
-    cr_assert_eq(pthread_create(&t, NULL, app_main, (void *)(intptr_t)lfd), 0);
-    pthread_detach(t);
     int tls_port, tfd = testlib_listen_loopback(&tls_port);
     cr_assert_geq(tfd, 0);
     cr_assert_eq(pthread_create(&t, NULL, tls_app_main, (void *)(intptr_t)tfd), 0);
@@ -644,10 +568,10 @@ Test(probes_server, the_apps_status_passes_through)
     char buf[16384];
     cr_assert_eq(ask("GET", "/app-health/web/readyz", buf, sizeof(buf)), 200, "%s", buf);
     cr_assert_str_eq(body_of(buf), "fine\n");
-    pthread_mutex_lock(&app_mu);
+    char app_last_head[8192];
+    http_app_last_head(app_last_head, sizeof(app_last_head));
     cr_assert(strncmp(app_last_head, "GET /ok HTTP/1.1\r\n", 18) == 0, "%s", app_last_head);
     cr_assert(strstr(app_last_head, "\r\nHost: 127.0.0.1:") != NULL, "%s", app_last_head);
-    pthread_mutex_unlock(&app_mu);
     cr_assert_eq(ask("GET", "/app-health/web/livez", buf, sizeof(buf)), 503, "%s", buf);
     cr_assert_str_eq(body_of(buf), "sick\n");
     cr_assert_eq(ask("GET", "/app-health/redir/livez", buf, sizeof(buf)), 302, "not followed");
@@ -663,9 +587,9 @@ Test(probes_server, the_probes_headers_are_sent)
 {
     char buf[4096];
     cr_assert_eq(ask("GET", "/app-health/hdr/livez", buf, sizeof(buf)), 200, "%s", buf);
-    pthread_mutex_lock(&app_mu);
+    char app_last_head[8192];
+    http_app_last_head(app_last_head, sizeof(app_last_head));
     cr_assert(strstr(app_last_head, "\r\nX-A: b\r\n") != NULL, "%s", app_last_head);
-    pthread_mutex_unlock(&app_mu);
 }
 
 Test(probes_server, https_probes_are_not_verified_as_the_kubelets_are_not)
@@ -673,10 +597,10 @@ Test(probes_server, https_probes_are_not_verified_as_the_kubelets_are_not)
     char buf[4096];
     cr_assert_eq(ask("GET", "/app-health/tls/readyz", buf, sizeof(buf)), 200, "%s", buf);
     cr_assert_str_eq(body_of(buf), "tls fine\n");
-    pthread_mutex_lock(&app_mu);
+    char app_last_head[8192];
+    http_app_last_head(app_last_head, sizeof(app_last_head));
     cr_assert(strncmp(app_last_head, "GET /secure HTTP/1.1\r\n", 22) == 0, "%s", app_last_head);
     cr_assert(strstr(app_last_head, "\r\nX-T: 1\r\n") != NULL, "%s", app_last_head);
-    pthread_mutex_unlock(&app_mu);
     cr_assert(metric_is("/app-health/tls/readyz", "success", 1));
 }
 
