@@ -99,15 +99,17 @@ void ca_entry_new_id(char out[CA_ENTRY_ID_LEN + 1])
     out[CA_ENTRY_ID_LEN] = '\0';
 }
 
-static bool valid_selector(const char *sel)
+/* valid_selector checks "TYPE:KEY:VALUE", none of them empty, of printable ASCII without
+ * spaces; with |workload|, TYPE is one an agent observes (unix or k8s). */
+static bool valid_selector(const char *sel, bool workload)
 {
     const char *c1 = strchr(sel, ':');
-    if (c1 == NULL || strchr(c1 + 1, ':') == NULL) {
+    if (c1 == NULL || c1 == sel || strchr(c1 + 1, ':') == NULL) {
         return false;
     }
     size_t type_len = (size_t)(c1 - sel);
-    if (!((type_len == 4 && strncmp(sel, "unix", 4) == 0) ||
-          (type_len == 3 && strncmp(sel, "k8s", 3) == 0))) {
+    if (workload && !((type_len == 4 && strncmp(sel, "unix", 4) == 0) ||
+                      (type_len == 3 && strncmp(sel, "k8s", 3) == 0))) {
         return false;
     }
     for (const char *p = sel; *p != '\0'; p++) {
@@ -145,7 +147,7 @@ int ca_entry_validate(const struct ca_entry *e, const struct spiffe_id *td, char
         snprintf(err, err_len, "--node %.64s: not a node name", e->node);
         return WEFT_EINVAL;
     }
-    if (e->node_selector[0] != '\0' && !valid_selector(e->node_selector)) {
+    if (e->node_selector[0] != '\0' && !valid_selector(e->node_selector, false)) {
         snprintf(err, err_len, "--node-selector %.64s: not TYPE:KEY:VALUE", e->node_selector);
         return WEFT_EINVAL;
     }
@@ -154,7 +156,7 @@ int ca_entry_validate(const struct ca_entry *e, const struct spiffe_id *td, char
         return WEFT_EINVAL;
     }
     for (size_t i = 0; i < e->num_selectors; i++) {
-        if (!valid_selector(e->selectors[i])) {
+        if (!valid_selector(e->selectors[i], true)) {
             snprintf(err, err_len,
                      "--selector %.64s: not TYPE:KEY:VALUE with TYPE unix or k8s (e.g. "
                      "unix:uid:1001, k8s:ns:shop)",

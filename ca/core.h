@@ -38,7 +38,9 @@ void ca_entry_new_id(char out[CA_ENTRY_ID_LEN + 1]);
 
 /* ca_entry_validate checks |e| before it is stored: a workload ID with a path in trust domain
  * |td|, exactly one of node / node_selector, at least one selector, each "TYPE:KEY:VALUE" with
- * TYPE unix or k8s and no control characters, a TTL of 5 min to 24 h. */
+ * TYPE unix or k8s and no control characters, a TTL of 5 min to 24 h. A node selector is only
+ * checked to be TYPE:KEY:VALUE here: which ones a node can report is its attestor's to say
+ * (ca_psat_node_selector_check). */
 WEFT_MUST_USE int ca_entry_validate(const struct ca_entry *e, const struct spiffe_id *td, char *err,
                                     size_t err_len);
 

@@ -1743,12 +1743,16 @@ static void create_entry(void *arg, const struct rpc_ctx *ctx, const uint8_t *re
         rc = ca_entry_validate(&e, &d->td, err, sizeof(err));
     }
     if (rc == WEFT_OK && e.node_selector[0] != '\0') {
-        /* it would be stored and never match: say so instead */
-        rpc_fail(reply, GRPC_STATUS_FAILED_PRECONDITION,
-                 "--node-selector %.64s: no node attestor reports node attributes yet (a join "
-                 "token gives only the node's name); use --node NAME",
-                 e.node_selector);
-        return;
+        /* one no node could report would be stored and never match: say so instead */
+        if (!d->psat_on) {
+            rpc_fail(reply, GRPC_STATUS_FAILED_PRECONDITION,
+                     "--node-selector %.64s: only nodes attested by Kubernetes service account "
+                     "token report node selectors, and this CA does not attest so (no "
+                     "--psat-issuer); a join token gives only the node's name: use --node NAME",
+                     e.node_selector);
+            return;
+        }
+        rc = ca_psat_node_selector_check(&d->psat, e.node_selector, err, sizeof(err));
     }
     if (rc == WEFT_OK) {
         ca_entry_new_id(e.id);
@@ -2362,6 +2366,7 @@ static int load_psat(struct daemon *d, char *err, size_t err_len)
     struct ca_psat_config cfg = {
         .issuer = o->psat_issuer,
         .audience = o->psat_audience,
+        .cluster = o->psat_cluster,
         .allowed_sa = o->psat_allowed_sa,
         .num_allowed_sa = o->num_psat_allowed_sa,
         .jwks = jwks,

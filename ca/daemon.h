@@ -64,6 +64,7 @@ struct ca_daemon_opts {
     const char *psat_issuer;
     const char *psat_jwks;
     const char *psat_audience;          /* NULL: CA_PSAT_DEFAULT_AUDIENCE */
+    const char *psat_cluster;           /* NULL: CA_PSAT_DEFAULT_CLUSTER */
     const char *const *psat_allowed_sa; /* "NS:NAME"; none: CA_PSAT_DEFAULT_SA */
     size_t num_psat_allowed_sa;
 };

@@ -201,8 +201,16 @@ int ca_attest_node_psat(struct ca_issuer *ca, struct ca_psat *psat, const char *
     struct ca_issuance rec;
     TRY(sign_leaf(ca, CA_ISSUANCE_NODE, id, node_out, "", ttl, csr, csr_len, now, out, &rec, err,
                   err_len));
-    /* the node (refused if it joined by join token) and its SVID, in one transaction */
-    if ((rc = ca_store_node_commit(ca->store, CA_ATTEST_PSAT, now, &rec)) != WEFT_OK) {
+    /* the node (refused if it joined by join token), its node selectors and its SVID, in one
+     * transaction */
+    char sel[CA_PSAT_NUM_NODE_SELECTORS][CA_SELECTOR_MAX + 1];
+    const char *sel_ptrs[CA_PSAT_NUM_NODE_SELECTORS];
+    size_t num_sel = ca_psat_node_selectors(psat, &c, sel);
+    for (size_t i = 0; i < num_sel; i++) {
+        sel_ptrs[i] = sel[i];
+    }
+    if ((rc = ca_store_node_commit(ca->store, CA_ATTEST_PSAT, sel_ptrs, num_sel, now, &rec)) !=
+        WEFT_OK) {
         snprintf(err, err_len, "%.250s", ca->store->err);
         weft_log(WEFT_LOG_WARN,
                  rc == WEFT_EIO ? "node attestation failed: the store"
@@ -219,9 +227,14 @@ int ca_attest_node_psat(struct ca_issuer *ca, struct ca_psat *psat, const char *
         memset(out, 0, sizeof(*out));
         return rc;
     }
-    weft_log(WEFT_LOG_INFO, "service account token used", 5, "node", node_out, "node_uid",
+    char sel_list[CA_PSAT_NUM_NODE_SELECTORS * (CA_SELECTOR_MAX + 1)] = "";
+    for (size_t i = 0, pos = 0; i < num_sel; i++) {
+        pos +=
+            (size_t)snprintf(sel_list + pos, sizeof(sel_list) - pos, "%s%s", i ? "," : "", sel[i]);
+    }
+    weft_log(WEFT_LOG_INFO, "service account token used", 6, "node", node_out, "node_uid",
              c.node_uid, "pod", c.pod_name, "pod_uid", c.pod_uid, "service_account",
-             c.service_account);
+             c.service_account, "node_selectors", sel_list);
     log_issuance(&rec);
     return WEFT_OK;
 }
@@ -265,6 +278,19 @@ int ca_renew_node(struct ca_issuer *ca, const struct ca_caller *caller, const ui
                            err, err_len);
 }
 
+/* entry_assigned says whether |e| is |node|'s: it names the node, or its node selector is one
+ * the node's last attestation reported. WEFT_EIO when the store fails. */
+static int entry_assigned(struct ca_issuer *ca, const struct ca_entry *e, const char *node,
+                          bool *out)
+{
+    if (e->node[0] != '\0') {
+        *out = strcmp(e->node, node) == 0;
+        return WEFT_OK;
+    }
+    return ca_store_node_has_selector(ca->store, node, e->node_selector, out) == WEFT_OK ? WEFT_OK
+                                                                                         : WEFT_EIO;
+}
+
 int ca_mint_workloads(struct ca_issuer *ca, const struct ca_caller *caller,
                       const struct ca_mint_request *reqs, size_t num,
                       struct ca_mint_result *results, int64_t now, char *err, size_t err_len)
@@ -284,7 +310,11 @@ int ca_mint_workloads(struct ca_issuer *ca, const struct ca_caller *caller,
         struct ca_mint_result *r = &results[i];
         struct ca_entry e;
         memset(r, 0, sizeof(*r));
+        bool assigned = false;
         r->rc = ca_store_entry_get(ca->store, reqs[i].entry_id, &e);
+        if (r->rc == WEFT_OK) {
+            r->rc = entry_assigned(ca, &e, node, &assigned);
+        }
         if (r->rc == WEFT_EIO) {
             snprintf(r->err, sizeof(r->err), "the CA's store failed: retry later");
             continue;
@@ -294,9 +324,7 @@ int ca_mint_workloads(struct ca_issuer *ca, const struct ca_caller *caller,
             r->rc = WEFT_EPOLICY; /* a node learns nothing about other nodes' entries */
             continue;
         }
-        /* Node-selector entries need node attributes, which the Kubernetes attestor will bring;
-         * until then only entries that name the node are assigned to it. */
-        if (strcmp(e.node, node) != 0) {
+        if (!assigned) {
             snprintf(r->err, sizeof(r->err), "no entry %.64s", reqs[i].entry_id);
             r->rc = WEFT_EPOLICY;
             weft_log(WEFT_LOG_WARN, "mint refused: entry not assigned to node", 2, "node", node,
@@ -376,11 +404,14 @@ int ca_mint_jwt(struct ca_issuer *ca, const struct ca_caller *caller, const char
     TRY(audiences_ok(audience, num_audience, err, err_len));
     TRY(ca_check_caller(ca, caller, now, err, err_len));
     struct ca_entry *e = weft_xmalloc(sizeof(*e));
+    bool assigned = false;
     int rc = ca_store_entry_get(ca->store, entry_id, e);
+    if (rc == WEFT_OK) {
+        rc = entry_assigned(ca, e, caller->node, &assigned);
+    }
     if (rc == WEFT_EIO) {
         snprintf(err, err_len, "the CA's store failed: retry later");
-    } else if (rc != WEFT_OK || strcmp(e->node, caller->node) != 0) {
-        /* node-selector entries wait for node attributes, as in ca_mint_workloads */
+    } else if (rc != WEFT_OK || !assigned) {
         if (rc == WEFT_OK) {
             weft_log(WEFT_LOG_WARN, "jwt-svid refused: entry not assigned to node", 2, "node",
                      caller->node, "entry", e->id);

@@ -247,18 +247,27 @@ Test(ca_issuer, a_node_joins_with_its_token_once)
     EVP_PKEY_free(key);
 }
 
-static void add_entry(const char *id, const char *spiffe_id, const char *node)
+/* add_entry_on stores an entry of |spiffe_id| for |node|, or when |node| is "" for the nodes
+ * that report |node_selector|. */
+static void add_entry_on(const char *id, const char *spiffe_id, const char *node,
+                         const char *node_selector)
 {
     struct ca_entry e;
     memset(&e, 0, sizeof(e));
     snprintf(e.id, sizeof(e.id), "%s", id);
     snprintf(e.spiffe_id, sizeof(e.spiffe_id), "%s", spiffe_id);
     snprintf(e.node, sizeof(e.node), "%s", node);
+    snprintf(e.node_selector, sizeof(e.node_selector), "%s", node_selector);
     snprintf(e.selectors[0], sizeof(e.selectors[0]), "unix:uid:1001");
     e.num_selectors = 1;
     e.ttl_s = 600;
     cr_assert_eq(ca_entry_validate(&e, &ca.td, err, sizeof(err)), WEFT_OK, "%s", err);
     cr_assert_eq(ca_store_entry_add(store, &e), WEFT_OK);
+}
+
+static void add_entry(const char *id, const char *spiffe_id, const char *node)
+{
+    add_entry_on(id, spiffe_id, node, "");
 }
 
 Test(ca_issuer, a_node_mints_only_its_own_entries)
@@ -531,6 +540,80 @@ Test(ca_issuer, a_node_keeps_the_method_it_joined_with)
     cr_assert_eq(inventory("spiffe://example.org/weft/node/node-p"), 1);
     free(svid);
     free(psat);
+    OPENSSL_free(csr);
+    EVP_PKEY_free(key);
+    ca_psat_cleanup(&p);
+    testlib_psat_keys_cleanup(&k);
+}
+
+Test(ca_issuer, a_node_selector_entry_is_minted_by_every_node_that_reports_it)
+{
+    /* node-k joins with its agent's token (service account weft-system:weft-agent); node-a
+     * joined by join token and reports no selector */
+    struct ca_psat p;
+    struct testlib_psat_keys k;
+    char *token = psat_for(&p, &k, "node-k"), node[CA_NODE_NAME_MAX + 1];
+    EVP_PKEY *key;
+    size_t csr_len;
+    uint8_t *csr = make_csr(&key, &csr_len);
+    struct ca_svid *svid = malloc(sizeof(*svid));
+    cr_assert_eq(ca_attest_node_psat(&ca, &p, token, strlen(token), csr, csr_len, TESTLIB_NOW, node,
+                                     svid, err, sizeof(err)),
+                 WEFT_OK, "%s", err);
+    add_entry_on("eall", "spiffe://example.org/ns/shop/sa/web", "", "k8s_psat:cluster:kubernetes");
+    add_entry_on("esa", "spiffe://example.org/ns/shop/sa/api", "", "k8s_psat:agent_sa:weft-agent");
+    add_entry_on("ens", "spiffe://example.org/ns/shop/sa/db", "", "k8s_psat:agent_ns:other");
+    struct ca_mint_request reqs[] = {
+        {"eall", csr, csr_len}, {"esa", csr, csr_len}, {"ens", csr, csr_len}};
+    struct ca_mint_result *res = calloc(3, sizeof(*res));
+    struct ca_caller node_k = {
+        .node = "node-k", .serial_hex = "bb", .not_after = TESTLIB_NOW + 3600};
+    cr_assert_eq(ca_mint_workloads(&ca, &node_k, reqs, 3, res, TESTLIB_NOW, err, sizeof(err)),
+                 WEFT_OK, "%s", err);
+    cr_assert_eq(res[0].rc, WEFT_OK, "%s", res[0].err);
+    expect_verifies(&res[0].svid, key, "spiffe://example.org/ns/shop/sa/web");
+    cr_assert_eq(res[1].rc, WEFT_OK, "%s", res[1].err);
+    cr_assert_eq(res[2].rc, WEFT_EPOLICY, "node-k's agent is not in namespace other");
+    cr_assert_str_eq(res[2].err, "no entry ens");
+    /* JWT-SVIDs likewise (the signer checks iat against its own clock) */
+    int64_t now = (int64_t)time(NULL);
+    struct spiffe_bundle_set set;
+    signer_jwt_bundles(&set, now);
+    static struct ca_jwt_svid jwt;
+    const char *aud[] = {"spiffe://example.org/db"};
+    struct ca_caller node_k_now = {.node = "node-k", .serial_hex = "bb", .not_after = now + 3600};
+    struct ca_caller node_a_now = {.node = "node-a", .serial_hex = "aa", .not_after = now + 3600};
+    cr_assert_eq(ca_mint_jwt(&ca, &node_k_now, "esa", aud, 1, 300, now, &jwt, err, sizeof(err)),
+                 WEFT_OK, "%s", err);
+    cr_assert_eq(ca_mint_jwt(&ca, &node_k_now, "ens", aud, 1, 300, now, &jwt, err, sizeof(err)),
+                 WEFT_EPOLICY);
+    cr_assert_eq(ca_mint_jwt(&ca, &node_a_now, "eall", aud, 1, 300, now, &jwt, err, sizeof(err)),
+                 WEFT_EPOLICY, "a join-token node reports no cluster");
+    spiffe_bundle_set_cleanup(&set);
+    struct ca_caller node_a = {
+        .node = "node-a", .serial_hex = "aa", .not_after = TESTLIB_NOW + 3600};
+    cr_assert_eq(ca_mint_workloads(&ca, &node_a, reqs, 2, res, TESTLIB_NOW, err, sizeof(err)),
+                 WEFT_OK, "%s", err);
+    cr_assert_eq(res[0].rc, WEFT_EPOLICY, "a join-token node reports no cluster");
+    cr_assert_eq(res[1].rc, WEFT_EPOLICY);
+    cr_assert_eq(
+        ca_mint_jwt(&ca, &node_a, "eall", aud, 1, 300, TESTLIB_NOW, &jwt, err, sizeof(err)),
+        WEFT_EPOLICY);
+    /* what the CA accepts as a node selector: what some node of its could report */
+    cr_assert_eq(ca_psat_node_selector_check(&p, "k8s_psat:agent_sa:weft-agent", err, sizeof(err)),
+                 WEFT_OK, "%s", err);
+    cr_assert_eq(ca_psat_node_selector_check(&p, "k8s_psat:cluster:prod", err, sizeof(err)),
+                 WEFT_EINVAL);
+    cr_assert_not_null(strstr(err, "cluster kubernetes"), "%s", err);
+    cr_assert_eq(ca_psat_node_selector_check(&p, "k8s_psat:zone:a", err, sizeof(err)), WEFT_EINVAL);
+    cr_assert_not_null(strstr(err, "no such key"), "%s", err);
+    cr_assert_eq(ca_psat_node_selector_check(&p, "k8s:ns:default", err, sizeof(err)), WEFT_EINVAL);
+    cr_assert_eq(ca_psat_node_selector_check(&p, "k8s_psat", err, sizeof(err)), WEFT_EINVAL);
+    cr_assert_eq(ca_psat_node_selector_check(&p, "k8s_psat:agent_ns:Bad_Name", err, sizeof(err)),
+                 WEFT_EINVAL);
+    free(res);
+    free(svid);
+    free(token);
     OPENSSL_free(csr);
     EVP_PKEY_free(key);
     ca_psat_cleanup(&p);

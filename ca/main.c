@@ -85,6 +85,14 @@ static const char usage[] =
     ")\n"
     "  --psat-allowed-sa NS:NAME a service account whose tokens may attest nodes (repeatable,\n"
     "                            at most 16; default " CA_PSAT_DEFAULT_SA ")\n"
+    "  --psat-cluster NAME       the cluster's name in node selectors (default\n"
+    "                            " CA_PSAT_DEFAULT_CLUSTER "). A node attested by token reports\n"
+    "                            " CA_PSAT_SELECTOR_TYPE ":cluster:NAME, " CA_PSAT_SELECTOR_TYPE
+    ":agent_ns:NS and\n"
+    "                            " CA_PSAT_SELECTOR_TYPE ":agent_sa:NAME (its agent's service "
+    "account);\n"
+    "                            an entry made with `weftctl entry create --node-selector`\n"
+    "                            holds on every node that reports its selector\n"
     "\n"
     "Root rotation is `weftctl ca rotate-root`: no restart anywhere; `weftctl ca status`\n"
     "shows its phase and the agents it waits for.\n"
@@ -131,6 +139,7 @@ int main(int argc, char **argv)
         {"psat-jwks", required_argument, NULL, 1001},
         {"psat-audience", required_argument, NULL, 1002},
         {"psat-allowed-sa", required_argument, NULL, 1003},
+        {"psat-cluster", required_argument, NULL, 1004},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -266,6 +275,9 @@ int main(int argc, char **argv)
             }
             allowed_sa[o.num_psat_allowed_sa++] = optarg;
             break;
+        case 1004:
+            o.psat_cluster = optarg;
+            break;
         case 'h':
             fputs(usage, stdout);
             return 0;
@@ -278,10 +290,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "weft-ca: --data-dir is required\n\n%s", usage);
         return 2;
     }
-    if ((o.psat_jwks != NULL || o.psat_audience != NULL || o.num_psat_allowed_sa > 0) &&
+    if ((o.psat_jwks != NULL || o.psat_audience != NULL || o.num_psat_allowed_sa > 0 ||
+         o.psat_cluster != NULL) &&
         o.psat_issuer == NULL) {
-        fprintf(stderr, "weft-ca: --psat-jwks, --psat-audience and --psat-allowed-sa need "
-                        "--psat-issuer\n");
+        fprintf(stderr, "weft-ca: --psat-jwks, --psat-audience, --psat-allowed-sa and "
+                        "--psat-cluster need --psat-issuer\n");
         return 2;
     }
     if (o.psat_issuer != NULL && o.psat_jwks == NULL) {

@@ -175,23 +175,28 @@ static int load_key(struct ca_psat *p, const json_t *jwk, size_t i, char *err, s
     return WEFT_OK;
 }
 
-/* valid_sa checks "NS:NAME", both non-empty Kubernetes names of lowercase letters, digits, '-'
- * and '.'. */
-static bool valid_sa(const char *sa)
+/* valid_name checks the |len| bytes at |s|: 1 to |max| lowercase letters, digits, '-' and '.'
+ * (a Kubernetes name's alphabet). */
+static bool valid_name(const char *s, size_t len, size_t max)
 {
-    const char *colon = strchr(sa, ':');
-    size_t len = strlen(sa);
-    if (colon == NULL || colon == sa || colon[1] == '\0' || len > CA_PSAT_SA_MAX ||
-        (size_t)(colon - sa) > CA_PSAT_NAME_MAX || strlen(colon + 1) > CA_PSAT_NAME_MAX) {
+    if (len == 0 || len > max) {
         return false;
     }
-    for (const char *c = sa; *c != '\0'; c++) {
-        if (c != colon &&
-            !((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-' || *c == '.')) {
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.')) {
             return false;
         }
     }
     return true;
+}
+
+/* valid_sa checks "NS:NAME", both Kubernetes names. */
+static bool valid_sa(const char *sa)
+{
+    const char *colon = strchr(sa, ':');
+    return colon != NULL && valid_name(sa, (size_t)(colon - sa), CA_PSAT_NAME_MAX) &&
+           valid_name(colon + 1, strlen(colon + 1), CA_PSAT_NAME_MAX);
 }
 
 int ca_psat_init(struct ca_psat *p, const struct ca_psat_config *cfg, char *err, size_t err_len)
@@ -211,8 +216,16 @@ int ca_psat_init(struct ca_psat *p, const struct ca_psat_config *cfg, char *err,
         snprintf(err, err_len, "--psat-allowed-sa: at most %d", CA_PSAT_MAX_ALLOWED);
         return WEFT_ELIMIT;
     }
+    const char *cluster = cfg->cluster != NULL ? cfg->cluster : CA_PSAT_DEFAULT_CLUSTER;
+    if (!valid_name(cluster, strlen(cluster), CA_PSAT_CLUSTER_MAX)) {
+        snprintf(err, err_len,
+                 "--psat-cluster %.80s: 1 to %d lowercase letters, digits, '-' and '.'", cluster,
+                 CA_PSAT_CLUSTER_MAX);
+        return WEFT_EINVAL;
+    }
     snprintf(p->issuer, sizeof(p->issuer), "%s", cfg->issuer);
     snprintf(p->audience, sizeof(p->audience), "%s", audience);
+    snprintf(p->cluster, sizeof(p->cluster), "%s", cluster);
     for (size_t i = 0; i < cfg->num_allowed_sa; i++) {
         if (!valid_sa(cfg->allowed_sa[i])) {
             snprintf(err, err_len, "--psat-allowed-sa %.80s: not NAMESPACE:SERVICEACCOUNT",
@@ -294,6 +307,71 @@ int ca_psat_reload(struct ca_psat *p, const struct ca_psat_config *cfg, char *er
     }
     free(fresh);
     return rc;
+}
+
+/* --- node selectors ----------------------------------------------------------------------- */
+
+/* The keys of the node selectors a token reports, in the order ca_psat_node_selectors writes
+ * them. */
+static const char *const selector_keys[CA_PSAT_NUM_NODE_SELECTORS] = {"cluster", "agent_ns",
+                                                                      "agent_sa"};
+
+size_t ca_psat_node_selectors(const struct ca_psat *p, const struct ca_psat_claims *c,
+                              char out[CA_PSAT_NUM_NODE_SELECTORS][CA_SELECTOR_MAX + 1])
+{
+    const char *values[CA_PSAT_NUM_NODE_SELECTORS] = {p->cluster, c->namespace, c->service_account};
+    size_t num = 0;
+    for (size_t i = 0; i < CA_PSAT_NUM_NODE_SELECTORS; i++) {
+        int n = snprintf(out[num], CA_SELECTOR_MAX + 1, CA_PSAT_SELECTOR_TYPE ":%s:%s",
+                         selector_keys[i], values[i]);
+        /* one longer than an entry's node selector can be would match no entry */
+        if (n > 0 && n <= CA_SELECTOR_MAX) {
+            num++;
+        }
+    }
+    return num;
+}
+
+int ca_psat_node_selector_check(const struct ca_psat *p, const char *sel, char *err, size_t err_len)
+{
+    static const char type[] = CA_PSAT_SELECTOR_TYPE ":";
+    bool typed = strncmp(sel, type, sizeof(type) - 1) == 0;
+    const char *key = typed ? sel + sizeof(type) - 1 : sel;
+    const char *colon = typed ? strchr(key, ':') : NULL;
+    if (colon == NULL) {
+        snprintf(err, err_len,
+                 "--node-selector %.64s: nodes report " CA_PSAT_SELECTOR_TYPE
+                 ":cluster:NAME, " CA_PSAT_SELECTOR_TYPE ":agent_ns:NS and " CA_PSAT_SELECTOR_TYPE
+                 ":agent_sa:NAME (from their service account token)",
+                 sel);
+        return WEFT_EINVAL;
+    }
+    const char *value = colon + 1;
+    size_t key_len = (size_t)(colon - key), k;
+    for (k = 0; k < CA_PSAT_NUM_NODE_SELECTORS; k++) {
+        if (strlen(selector_keys[k]) == key_len && strncmp(key, selector_keys[k], key_len) == 0) {
+            break;
+        }
+    }
+    if (k == CA_PSAT_NUM_NODE_SELECTORS) {
+        snprintf(err, err_len,
+                 "--node-selector %.64s: no such key; " CA_PSAT_SELECTOR_TYPE
+                 " has cluster, agent_ns and agent_sa",
+                 sel);
+        return WEFT_EINVAL;
+    }
+    if (!valid_name(value, strlen(value), k == 0 ? CA_PSAT_CLUSTER_MAX : CA_PSAT_NAME_MAX)) {
+        snprintf(err, err_len, "--node-selector %.64s: the value is not a Kubernetes name", sel);
+        return WEFT_EINVAL;
+    }
+    if (k == 0 && strcmp(value, p->cluster) != 0) {
+        snprintf(err, err_len,
+                 "--node-selector %.64s: this CA's nodes report cluster %s (weft-ca "
+                 "--psat-cluster); no node would match",
+                 sel, p->cluster);
+        return WEFT_EINVAL;
+    }
+    return WEFT_OK;
 }
 
 /* --- validation --------------------------------------------------------------------------- */

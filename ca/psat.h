@@ -65,11 +65,16 @@
 #define CA_PSAT_SA_MAX (2 * CA_PSAT_NAME_MAX + 1) /* "NS:NAME" */
 #define CA_PSAT_DEFAULT_AUDIENCE "weft-ca"
 #define CA_PSAT_DEFAULT_SA "weft-system:weft-agent"
+#define CA_PSAT_CLUSTER_MAX 63
+#define CA_PSAT_DEFAULT_CLUSTER "kubernetes"
+#define CA_PSAT_SELECTOR_TYPE "k8s_psat"
+#define CA_PSAT_NUM_NODE_SELECTORS 3
 
 struct ca_psat_config {
     const char *issuer;            /* the cluster's service account issuer, exactly as in `iss` */
     const char *audience;          /* NULL: CA_PSAT_DEFAULT_AUDIENCE */
     const char *const *allowed_sa; /* "NS:NAME" each; none: CA_PSAT_DEFAULT_SA */
+    const char *cluster;           /* the name node selectors give it; NULL: the default */
     size_t num_allowed_sa;
     const uint8_t *jwks; /* the JWKS document ({"keys": [...]}), |jwks_len| bytes */
     size_t jwks_len;
@@ -94,6 +99,7 @@ struct ca_psat_binding {
 struct ca_psat {
     char issuer[CA_PSAT_ISSUER_MAX + 1];
     char audience[CA_PSAT_AUDIENCE_MAX + 1];
+    char cluster[CA_PSAT_CLUSTER_MAX + 1];
     char allowed[CA_PSAT_MAX_ALLOWED][CA_PSAT_SA_MAX + 1];
     size_t num_allowed;
     struct ca_psat_key keys[CA_PSAT_MAX_KEYS];
@@ -151,5 +157,26 @@ WEFT_MUST_USE int ca_psat_check(struct ca_psat *p, const struct ca_psat_claims *
  * recorded): a failed attestation must leave the token free for its retry. */
 WEFT_MUST_USE int ca_psat_bind(struct ca_psat *p, const struct ca_psat_claims *c,
                                const uint8_t key_hash[32], int64_t now, char *err, size_t err_len);
+
+/* Node selectors. A node that attested with a token reports these, which entries created with
+ * --node-selector match (ca/store.h, ca_store_entry_list): an entry then holds on every such
+ * node, however many join later, with no step per node.
+ *   k8s_psat:cluster:NAME   the cluster's name as the CA is told it (ca_psat_config.cluster)
+ *   k8s_psat:agent_ns:NS    the namespace of the agent's service account
+ *   k8s_psat:agent_sa:NAME  the name of the agent's service account
+ * (SPIRE's k8s_psat node attestor names the same three so.) The names are the token's,
+ * validated as above; only allowed service accounts get this far. */
+
+/* ca_psat_node_selectors writes the node selectors of a node that attested with |c| into |out|
+ * and returns how many (one whose value would not fit CA_SELECTOR_MAX is left out: no entry
+ * could name it). */
+size_t ca_psat_node_selectors(const struct ca_psat *p, const struct ca_psat_claims *c,
+                              char out[CA_PSAT_NUM_NODE_SELECTORS][CA_SELECTOR_MAX + 1]);
+
+/* ca_psat_node_selector_check says whether an entry's node selector |sel| is one some node
+ * attested by |p| could report: a known key, a Kubernetes name, and for `cluster` the CA's own
+ * cluster name. WEFT_EINVAL with |err| saying what would never match. */
+WEFT_MUST_USE int ca_psat_node_selector_check(const struct ca_psat *p, const char *sel, char *err,
+                                              size_t err_len);
 
 #endif

@@ -18,9 +18,10 @@
 
 #define CA_NODE_NAME_MAX 253 /* a Kubernetes node name (DNS subdomain) */
 #define CA_SPIFFE_ID_MAX 2048
-#define CA_ENTRY_ID_LEN 32  /* hex */
-#define CA_SELECTOR_MAX 256 /* one "type:key:value" selector */
-#define CA_MAX_SELECTORS 16 /* per entry */
+#define CA_ENTRY_ID_LEN 32       /* hex */
+#define CA_SELECTOR_MAX 256      /* one "type:key:value" selector */
+#define CA_MAX_SELECTORS 16      /* per entry */
+#define CA_MAX_NODE_SELECTORS 16 /* per node, from its attestation */
 #define CA_SERIAL_MAX 20
 #define CA_TOKEN_HASH_LEN 32 /* SHA-256 of the token */
 
@@ -128,8 +129,10 @@ struct ca_store_ops {
                       char node_out[CA_NODE_NAME_MAX + 1]);
     int (*attest_commit)(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN], int64_t now,
                          const struct ca_issuance *node_svid);
-    int (*node_commit)(struct ca_store *s, enum ca_attest_method method, int64_t now,
+    int (*node_commit)(struct ca_store *s, enum ca_attest_method method,
+                       const char *const *selectors, size_t num_selectors, int64_t now,
                        const struct ca_issuance *node_svid);
+    int (*node_has_selector)(struct ca_store *s, const char *node, const char *selector, bool *out);
     int (*state_put)(struct ca_store *s, const struct ca_state_item *items, size_t num);
     int (*state_get)(struct ca_store *s, const char *name, uint8_t **out, size_t *out_len);
 };
@@ -170,9 +173,17 @@ WEFT_MUST_USE int ca_store_attest_commit(struct ca_store *s, const uint8_t hash[
 
 /* ca_store_node_commit is an attestation by |method| without a stored token (a service account
  * token) as one transaction: the node |node_svid->node| recorded as ca_store_node_attested
- * does, and its SVID added to the inventory; or, on any failure, neither. */
+ * does, its node selectors replaced by |selectors| (at most CA_MAX_NODE_SELECTORS, what this
+ * attestation reported: see ca_store_entry_list), and its SVID added to the inventory; or, on
+ * any failure, none of it. */
 WEFT_MUST_USE int ca_store_node_commit(struct ca_store *s, enum ca_attest_method method,
+                                       const char *const *selectors, size_t num_selectors,
                                        int64_t now, const struct ca_issuance *node_svid);
+
+/* ca_store_node_has_selector sets |*out| to whether |node|'s last attestation reported
+ * |selector|. */
+WEFT_MUST_USE int ca_store_node_has_selector(struct ca_store *s, const char *node,
+                                             const char *selector, bool *out);
 
 /* ca_store_node_attested records that |node| joined (or re-joined) by |method| at |now|; the
  * store keeps the method of its first join. WEFT_EPOLICY, naming the node and both methods,
@@ -185,8 +196,9 @@ WEFT_MUST_USE int ca_store_entry_add(struct ca_store *s, const struct ca_entry *
 WEFT_MUST_USE int ca_store_entry_delete(struct ca_store *s, const char *id);
 WEFT_MUST_USE int ca_store_entry_get(struct ca_store *s, const char *id, struct ca_entry *out);
 
-/* ca_store_entry_list calls |fn| for each entry (of |node| when not NULL: entries naming the
- * node; node-selector entries are the caller's to match), in creation order. A non-zero return
+/* ca_store_entry_list calls |fn| for each entry, or when |node| is not NULL for each entry
+ * assigned to that node: those naming it, and those whose node selector is among the selectors
+ * its last attestation reported (ca_store_node_commit). In creation order. A non-zero return
  * from |fn| stops the walk and is returned. */
 WEFT_MUST_USE int ca_store_entry_list(struct ca_store *s, const char *node,
                                       int (*fn)(void *arg, const struct ca_entry *e), void *arg);

@@ -46,6 +46,11 @@ static const char *const migrations[] = {
     /* 2 -> 3: how each node joined (enum ca_attest_method); every node before was a join
      * token's */
     "ALTER TABLE nodes ADD COLUMN attested_by INTEGER NOT NULL DEFAULT 0;",
+    /* 3 -> 4: the node selectors each node's last attestation reported (a join token reports
+     * none) */
+    "CREATE TABLE node_selectors ("
+    "  node TEXT NOT NULL, selector TEXT NOT NULL, PRIMARY KEY (node, selector));"
+    "CREATE INDEX node_selectors_selector ON node_selectors(selector);",
 };
 
 static struct sqlite_store *impl(struct ca_store *s) { return (struct sqlite_store *)s; }
@@ -221,15 +226,55 @@ static int attest_commit(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LE
     return rc == WEFT_OK ? commit(s) : rollback(s, rc);
 }
 
-static int node_commit(struct ca_store *s, enum ca_attest_method method, int64_t now,
+/* node_selectors_replace sets |node|'s selectors to |sel| inside the caller's transaction. */
+static int node_selectors_replace(struct ca_store *s, const char *node, const char *const *sel,
+                                  size_t num)
+{
+    sqlite3_stmt *st;
+    TRY(prepare(s, &st, "DELETE FROM node_selectors WHERE node = ?"));
+    sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
+    TRY(step_done(s, st, "replace node selectors"));
+    for (size_t i = 0; i < num; i++) {
+        TRY(prepare(s, &st, "INSERT OR IGNORE INTO node_selectors (node, selector) VALUES (?,?)"));
+        sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, sel[i], -1, SQLITE_STATIC);
+        TRY(step_done(s, st, "record node selector"));
+    }
+    return WEFT_OK;
+}
+
+static int node_commit(struct ca_store *s, enum ca_attest_method method,
+                       const char *const *selectors, size_t num_selectors, int64_t now,
                        const struct ca_issuance *node_svid)
 {
+    if (num_selectors > CA_MAX_NODE_SELECTORS) {
+        return fail(s, WEFT_ELIMIT, "%zu node selectors, over the limit of %d", num_selectors,
+                    CA_MAX_NODE_SELECTORS);
+    }
     TRY(exec(s, "BEGIN IMMEDIATE"));
     int rc = node_record(s, node_svid->node, method, now);
+    if (rc == WEFT_OK) {
+        rc = node_selectors_replace(s, node_svid->node, selectors, num_selectors);
+    }
     if (rc == WEFT_OK) {
         rc = issuance_add(s, node_svid);
     }
     return rc == WEFT_OK ? commit(s) : rollback(s, rc);
+}
+
+static int node_has_selector(struct ca_store *s, const char *node, const char *selector, bool *out)
+{
+    sqlite3_stmt *st;
+    TRY(prepare(s, &st, "SELECT 1 FROM node_selectors WHERE node = ? AND selector = ?"));
+    sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, selector, -1, SQLITE_STATIC);
+    int step = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (step != SQLITE_ROW && step != SQLITE_DONE) {
+        return db_fail(s, "read node selectors");
+    }
+    *out = step == SQLITE_ROW;
+    return WEFT_OK;
 }
 
 const char *ca_attest_method_name(enum ca_attest_method m)
@@ -365,8 +410,13 @@ static int entry_list(struct ca_store *s, const char *node,
                       int (*fn)(void *arg, const struct ca_entry *e), void *arg)
 {
     sqlite3_stmt *st;
+    /* a node's entries: those naming it, and those whose node selector its last attestation
+     * reported */
     TRY(prepare(s, &st,
-                node != NULL ? "SELECT " ENTRY_COLUMNS " FROM entries WHERE node = ? ORDER BY rowid"
+                node != NULL ? "SELECT " ENTRY_COLUMNS " FROM entries WHERE node = ?1 OR "
+                               "(node = '' AND node_selector IN "
+                               "(SELECT selector FROM node_selectors WHERE node = ?1)) "
+                               "ORDER BY rowid"
                              : "SELECT " ENTRY_COLUMNS " FROM entries ORDER BY rowid"));
     if (node != NULL) {
         sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
@@ -609,6 +659,7 @@ static const struct ca_store_ops sqlite_ops = {
     .token_peek = token_peek,
     .attest_commit = attest_commit,
     .node_commit = node_commit,
+    .node_has_selector = node_has_selector,
     .state_put = state_put,
     .state_get = state_get,
 };
@@ -712,10 +763,17 @@ int ca_store_node_attested(struct ca_store *s, const char *node, enum ca_attest_
     return s->ops->node_attested(s, node, method, now);
 }
 
-int ca_store_node_commit(struct ca_store *s, enum ca_attest_method method, int64_t now,
+int ca_store_node_commit(struct ca_store *s, enum ca_attest_method method,
+                         const char *const *selectors, size_t num_selectors, int64_t now,
                          const struct ca_issuance *node_svid)
 {
-    return s->ops->node_commit(s, method, now, node_svid);
+    return s->ops->node_commit(s, method, selectors, num_selectors, now, node_svid);
+}
+
+int ca_store_node_has_selector(struct ca_store *s, const char *node, const char *selector,
+                               bool *out)
+{
+    return s->ops->node_has_selector(s, node, selector, out);
 }
 
 int ca_store_entry_add(struct ca_store *s, const struct ca_entry *e)

@@ -119,6 +119,79 @@ Test(ca_store, entries_round_trip_by_node_in_creation_order)
     cr_assert_eq(ca_store_entry_get(s, "e3", &got), WEFT_OK, "entries survive a restart");
 }
 
+/* node_joins records |node| as attested by token, reporting |num| |selectors|. */
+static int node_joins(const char *node, uint8_t serial, const char *const *selectors, size_t num)
+{
+    char id[128];
+    snprintf(id, sizeof(id), "spiffe://td/weft/node/%s", node);
+    struct ca_issuance rec;
+    memset(&rec, 0, sizeof(rec));
+    rec.serial[0] = serial;
+    rec.serial_len = 1;
+    rec.kind = CA_ISSUANCE_NODE;
+    snprintf(rec.spiffe_id, sizeof(rec.spiffe_id), "%s", id);
+    snprintf(rec.node, sizeof(rec.node), "%s", node);
+    rec.not_after = NOW + 3600;
+    return ca_store_node_commit(s, CA_ATTEST_PSAT, selectors, num, NOW, &rec);
+}
+
+Test(ca_store, a_node_selector_entry_holds_on_every_node_that_reports_it)
+{
+    static const char *const agents[] = {"k8s_psat:cluster:prod", "k8s_psat:agent_sa:weft-agent"};
+    static const char *const other[] = {"k8s_psat:cluster:prod", "k8s_psat:agent_sa:other"};
+    struct ca_entry named = make_entry("e1", "spiffe://td/ns/shop/sa/web", "node-a");
+    struct ca_entry by_sa = make_entry("e2", "spiffe://td/ns/shop/sa/api", "");
+    snprintf(by_sa.node_selector, sizeof(by_sa.node_selector), "k8s_psat:agent_sa:weft-agent");
+    struct ca_entry by_cluster = make_entry("e3", "spiffe://td/ns/shop/sa/db", "");
+    snprintf(by_cluster.node_selector, sizeof(by_cluster.node_selector), "k8s_psat:cluster:prod");
+    cr_assert_eq(ca_store_entry_add(s, &named), WEFT_OK, "%s", s->err);
+    cr_assert_eq(ca_store_entry_add(s, &by_sa), WEFT_OK, "%s", s->err);
+    cr_assert_eq(ca_store_entry_add(s, &by_cluster), WEFT_OK, "%s", s->err);
+    /* before any attestation a node has no selectors: only the entry naming it */
+    struct collected c = {0};
+    cr_assert_eq(ca_store_entry_list(s, "node-a", collect_entry, &c), WEFT_OK);
+    cr_assert_eq(c.n, 1);
+    cr_assert_eq(node_joins("node-a", 1, agents, 2), WEFT_OK, "%s", s->err);
+    cr_assert_eq(node_joins("node-b", 2, other, 2), WEFT_OK, "%s", s->err);
+    memset(&c, 0, sizeof(c));
+    cr_assert_eq(ca_store_entry_list(s, "node-a", collect_entry, &c), WEFT_OK);
+    cr_assert_eq(c.n, 3, "the named entry and both selector entries");
+    cr_assert_str_eq(c.ids[0], "e1");
+    cr_assert_str_eq(c.ids[1], "e2");
+    cr_assert_str_eq(c.ids[2], "e3");
+    memset(&c, 0, sizeof(c));
+    cr_assert_eq(ca_store_entry_list(s, "node-b", collect_entry, &c), WEFT_OK);
+    cr_assert_eq(c.n, 1, "another service account's node gets the cluster's entry only");
+    cr_assert_str_eq(c.ids[0], "e3");
+    bool has;
+    cr_assert_eq(ca_store_node_has_selector(s, "node-b", "k8s_psat:agent_sa:weft-agent", &has),
+                 WEFT_OK);
+    cr_assert_not(has);
+    cr_assert_eq(ca_store_node_has_selector(s, "node-b", "k8s_psat:cluster:prod", &has), WEFT_OK);
+    cr_assert(has);
+    /* an entry that names a node does not also hold where its (empty) selector would */
+    cr_assert_eq(ca_store_node_has_selector(s, "node-c", "", &has), WEFT_OK);
+    cr_assert_not(has);
+    /* a later attestation replaces the node's selectors, durably */
+    reopen();
+    cr_assert_eq(node_joins("node-a", 3, other + 1, 1), WEFT_OK, "%s", s->err);
+    memset(&c, 0, sizeof(c));
+    cr_assert_eq(ca_store_entry_list(s, "node-a", collect_entry, &c), WEFT_OK);
+    cr_assert_eq(c.n, 1, "node-a no longer reports the cluster or weft-agent");
+    cr_assert_str_eq(c.ids[0], "e1");
+    /* a refused attestation changes nothing: node-j joined by join token */
+    cr_assert_eq(ca_store_node_attested(s, "node-j", CA_ATTEST_JOIN_TOKEN, NOW), WEFT_OK);
+    cr_assert_eq(node_joins("node-j", 4, agents, 2), WEFT_EPOLICY);
+    memset(&c, 0, sizeof(c));
+    cr_assert_eq(ca_store_entry_list(s, "node-j", collect_entry, &c), WEFT_OK);
+    cr_assert_eq(c.n, 0, "%zu", c.n);
+    const char *many[CA_MAX_NODE_SELECTORS + 1];
+    for (size_t i = 0; i < CA_MAX_NODE_SELECTORS + 1; i++) {
+        many[i] = "k8s_psat:cluster:prod";
+    }
+    cr_assert_eq(node_joins("node-d", 5, many, CA_MAX_NODE_SELECTORS + 1), WEFT_ELIMIT);
+}
+
 static struct ca_issuance make_issuance(uint8_t serial, const char *id, const char *node,
                                         int64_t not_after)
 {
@@ -230,7 +303,7 @@ Test(ca_store, durable_settings)
     sqlite3_finalize(st);
     cr_assert_eq(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
     cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
-    cr_assert_eq(sqlite3_column_int(st, 0), 3);
+    cr_assert_eq(sqlite3_column_int(st, 0), 4);
     sqlite3_finalize(st);
     sqlite3_close(db);
 }
@@ -282,7 +355,7 @@ Test(ca_store, a_node_keeps_the_method_it_joined_with)
     struct ca_issuance rec =
         make_issuance(1, "spiffe://example.org/weft/node/node-j", "node-j", NOW + 3600);
     rec.kind = CA_ISSUANCE_NODE;
-    cr_assert_eq(ca_store_node_commit(s, CA_ATTEST_PSAT, NOW, &rec), WEFT_EPOLICY);
+    cr_assert_eq(ca_store_node_commit(s, CA_ATTEST_PSAT, NULL, 0, NOW, &rec), WEFT_EPOLICY);
     cr_assert_not_null(strstr(s->err, "node node-j joined by join token: it cannot attest by "
                                       "Kubernetes service account token"),
                        "%s", s->err);
@@ -290,7 +363,8 @@ Test(ca_store, a_node_keeps_the_method_it_joined_with)
     /* a node of service account tokens: a join token for it is refused and stays unused */
     rec = make_issuance(2, "spiffe://example.org/weft/node/node-k", "node-k", NOW + 3600);
     rec.kind = CA_ISSUANCE_NODE;
-    cr_assert_eq(ca_store_node_commit(s, CA_ATTEST_PSAT, NOW, &rec), WEFT_OK, "%s", s->err);
+    cr_assert_eq(ca_store_node_commit(s, CA_ATTEST_PSAT, NULL, 0, NOW, &rec), WEFT_OK, "%s",
+                 s->err);
     cr_assert_eq(issuances_of("node-k"), 1);
     reopen(); /* the method is durable */
     uint8_t hash[CA_TOKEN_HASH_LEN] = {9};
@@ -351,7 +425,7 @@ Test(ca_store, an_old_store_is_migrated_and_its_nodes_are_join_token_nodes)
     sqlite3_stmt *st;
     cr_assert_eq(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
     cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
-    cr_assert_eq(sqlite3_column_int(st, 0), 3);
+    cr_assert_eq(sqlite3_column_int(st, 0), 4);
     sqlite3_finalize(st);
     sqlite3_close(db);
     reopen();

@@ -134,13 +134,19 @@ static const char entry_usage[] =
     "       weftctl entry delete ENTRY_ID [--socket PATH]\n"
     "\n"
     "An entry binds a workload identity to the selectors an agent must observe (unix:uid:1001,\n"
-    "k8s:ns:shop, k8s:sa:cart, ...; all must match) and to the node allowed to mint it. The\n"
-    "SVID lifetime is --ttl (default 1h, 5m to 24h). weft-ca refuses --node-selector for now:\n"
-    "no node attestor reports node attributes yet (a join token gives only the node's name).\n";
+    "k8s:ns:shop, k8s:sa:cart, ...; all must match) and to the nodes allowed to mint it: the one\n"
+    "--node names, or every node whose attestation reported --node-selector, however many join\n"
+    "later. Nodes attested by Kubernetes service account token (weft-ca --psat-issuer) report\n"
+    "k8s_psat:cluster:NAME (weft-ca --psat-cluster, default kubernetes), k8s_psat:agent_ns:NS\n"
+    "and k8s_psat:agent_sa:NAME (their agent's service account); a join token gives only the\n"
+    "node's name, so weft-ca refuses a node selector no node could report. Every node an entry\n"
+    "holds on mints and keeps its SVID. `entry list --node NAME` shows the entries a node gets.\n"
+    "The SVID lifetime is --ttl (default 1h, 5m to 24h).\n";
 
 static void print_entry(const Weft__Ca__V1__Entry *e)
 {
-    printf("%s  %s  node=%s", e->id, e->spiffe_id, e->node[0] ? e->node : e->node_selector);
+    printf("%s  %s  %s=%s", e->id, e->spiffe_id, e->node[0] ? "node" : "node-selector",
+           e->node[0] ? e->node : e->node_selector);
     for (size_t i = 0; i < e->n_selectors; i++) {
         printf("%s%s", i == 0 ? "  selectors=" : ",", e->selectors[i]);
     }

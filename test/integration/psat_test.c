@@ -5,7 +5,9 @@
  * replay), as are tokens the CA must not accept; a fresh token attests another node; a new JWKS
  * file (the cluster rotated its key) is followed without a restart; an agent whose first try
  * failed after the CA bound the token joins on its retry with the same token; a node keeps the
- * method it joined with (join token or service account token). Keys and tokens are minted
+ * method it joined with (join token or service account token); an entry made for a node
+ * selector the token reported (k8s_psat:agent_sa:weft-agent) reaches the agent's node though no
+ * entry names it, and node selectors no node could report are refused. Keys and tokens are minted
  * at test time; every process is stopped by its PID, even when an assertion fails. */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -313,4 +315,54 @@ Test(psat, a_node_keeps_the_method_it_joined_with)
     free(join);
     cr_assert(file_has(log, "node " AGENT_PROC_NODE " joined by Kubernetes service account "
                             "token: it cannot attest by join token"));
+}
+
+/* create_selector_entry asks the CA for an entry of |spiffe_id| on every node reporting
+ * |node_selector|, for the workload of our uid; returns the gRPC status. */
+static int create_selector_entry(const char *spiffe_id, const char *node_selector,
+                                 struct rpc_status *st)
+{
+    char uid_sel[32];
+    snprintf(uid_sel, sizeof(uid_sel), "unix:uid:%u", (unsigned)geteuid());
+    char *sel = uid_sel;
+    Weft__Ca__V1__Entry e = WEFT__CA__V1__ENTRY__INIT;
+    e.spiffe_id = (char *)spiffe_id;
+    e.node_selector = (char *)node_selector;
+    e.selectors = &sel;
+    e.n_selectors = 1;
+    Weft__Ca__V1__CreateEntryRequest req = WEFT__CA__V1__CREATE_ENTRY_REQUEST__INIT;
+    req.entry = &e;
+    ProtobufCMessage *resp = NULL;
+    if (ca_proc_admin(&ca, "CreateEntry", &req.base,
+                      &weft__ca__v1__create_entry_response__descriptor, &resp, st) != WEFT_OK) {
+        return st->code;
+    }
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return GRPC_STATUS_OK;
+}
+
+Test(psat, an_entry_by_node_selector_reaches_the_node_with_no_step_for_it)
+{
+    /* no entry names the agent's node: it gets this one because its token said it runs as
+     * service account weft-agent */
+    struct rpc_status st;
+    cr_assert_eq(create_selector_entry("spiffe://" TD "/ns/test/sa/everywhere",
+                                       "k8s_psat:agent_sa:weft-agent", &st),
+                 GRPC_STATUS_OK, "%s", st.details);
+    cr_assert_eq(agent_proc_wait_served(&agent, 2, 20000), WEFT_OK,
+                 "the agent never served the node-selector entry's SVID");
+    char log[160];
+    snprintf(log, sizeof(log), "%s/ca.log", ca.dir);
+    cr_assert(file_has(log, "node_selectors=k8s_psat:cluster:kubernetes,k8s_psat:agent_ns:weft-"
+                            "system,k8s_psat:agent_sa:weft-agent"),
+              "the CA's log does not list the node's selectors");
+    /* node selectors no node of this CA could report are refused, saying why */
+    cr_assert_eq(
+        create_selector_entry("spiffe://" TD "/ns/test/sa/x", "k8s_psat:cluster:prod", &st),
+        GRPC_STATUS_INVALID_ARGUMENT);
+    cr_assert_not_null(strstr(st.details, "cluster kubernetes"), "%s", st.details);
+    cr_assert_eq(
+        create_selector_entry("spiffe://" TD "/ns/test/sa/x", "k8s:node-label:pool:blue", &st),
+        GRPC_STATUS_INVALID_ARGUMENT);
+    cr_assert_not_null(strstr(st.details, "k8s_psat:agent_sa:NAME"), "%s", st.details);
 }
