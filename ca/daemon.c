@@ -1754,6 +1754,21 @@ static void create_entry(void *arg, const struct rpc_ctx *ctx, const uint8_t *re
         }
         rc = ca_psat_node_selector_check(&d->psat, e.node_selector, err, sizeof(err));
     }
+    size_t busiest = 0;
+    if (rc == WEFT_OK &&
+        ca_store_entries_busiest(d->store, e.node, e.node_selector, &busiest) != WEFT_OK) {
+        rpc_fail(reply, GRPC_STATUS_UNAVAILABLE, "%s", d->store->err);
+        return;
+    }
+    if (rc == WEFT_OK && busiest >= MAX_SNAPSHOT_ENTRIES) {
+        /* stored, it would make that node's snapshot fail, and the node would get nothing */
+        rpc_fail(reply, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                 "%s %.64s: a node it would hold on already gets %zu entries, the most one "
+                 "node can (delete some first)",
+                 e.node[0] ? "--node" : "--node-selector", e.node[0] ? e.node : e.node_selector,
+                 busiest);
+        return;
+    }
     if (rc == WEFT_OK) {
         ca_entry_new_id(e.id);
         e.created_at = now_s();
@@ -2409,6 +2424,27 @@ static void psat_refresh(struct daemon *d)
     }
 }
 
+/* warn_unmatchable says, at start, which stored entries no node of this CA can hold any more:
+ * their node selector was accepted under other flags (--psat-cluster changed, --psat-issuer
+ * gone). They stay stored: a flag put back makes them hold again. */
+static int warn_unmatchable(void *arg, const struct ca_entry *e)
+{
+    struct daemon *d = arg;
+    char why[300];
+    if (e->node_selector[0] == '\0') {
+        return WEFT_OK;
+    }
+    if (!d->psat_on) {
+        snprintf(why, sizeof(why), "no node attested by token here (no --psat-issuer)");
+    } else if (ca_psat_node_selector_check(&d->psat, e->node_selector, why, sizeof(why)) ==
+               WEFT_OK) {
+        return WEFT_OK;
+    }
+    weft_log(WEFT_LOG_WARN, "entry holds on no node", 3, "entry", e->id, "id", e->spiffe_id,
+             "reason", why);
+    return WEFT_OK;
+}
+
 static int fail(const char *what, const char *err)
 {
     fprintf(stderr, "weft-ca: %s: %s\n", what, err);
@@ -2472,6 +2508,10 @@ int ca_daemon_run(const struct ca_daemon_opts *o)
     snprintf(slot_paths[1], sizeof(slot_paths[1]), "%.200s/%s", d->data_dir, CA_FILE_ROOT_KEY_2);
     if (ca_store_open_sqlite(&d->store, db_path, err, sizeof(err)) != WEFT_OK) {
         rc = fail("store", err);
+        goto out;
+    }
+    if (ca_store_entry_list(d->store, NULL, warn_unmatchable, d) != WEFT_OK) {
+        rc = fail("store", d->store->err);
         goto out;
     }
     struct ca_root_rot_state rot_state;

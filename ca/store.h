@@ -133,6 +133,7 @@ struct ca_store_ops {
                        const char *const *selectors, size_t num_selectors, int64_t now,
                        const struct ca_issuance *node_svid);
     int (*node_has_selector)(struct ca_store *s, const char *node, const char *selector, bool *out);
+    int (*entries_busiest)(struct ca_store *s, const char *node, const char *selector, size_t *out);
     int (*state_put)(struct ca_store *s, const struct ca_state_item *items, size_t num);
     int (*state_get)(struct ca_store *s, const char *name, uint8_t **out, size_t *out_len);
 };
@@ -202,6 +203,12 @@ WEFT_MUST_USE int ca_store_entry_get(struct ca_store *s, const char *id, struct 
  * from |fn| stops the walk and is returned. */
 WEFT_MUST_USE int ca_store_entry_list(struct ca_store *s, const char *node,
                                       int (*fn)(void *arg, const struct ca_entry *e), void *arg);
+
+/* ca_store_entries_busiest sets |*out| to the most entries assigned (as ca_store_entry_list
+ * counts them) to any node an entry would hold on: |node| when it is not "", else every node
+ * whose last attestation reported |selector| (0 when none did). */
+WEFT_MUST_USE int ca_store_entries_busiest(struct ca_store *s, const char *node,
+                                           const char *selector, size_t *out);
 
 /* ca_store_issuance_add records one issued certificate; a serial is recorded once. */
 WEFT_MUST_USE int ca_store_issuance_add(struct ca_store *s, const struct ca_issuance *i);

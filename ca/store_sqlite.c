@@ -333,6 +333,12 @@ static int node_attested(struct ca_store *s, const char *node, enum ca_attest_me
 
 /* --- entries ------------------------------------------------------------------------------ */
 
+/* ENTRIES_OF_NODE is the condition on an entries row for it to be assigned to the node the
+ * expression |n| names (see entry_list). */
+#define ENTRIES_OF_NODE(n)                                                                         \
+    "(e.node = " n " OR (e.node = '' AND e.node_selector IN "                                      \
+    "(SELECT selector FROM node_selectors WHERE node = " n ")))"
+
 static int entry_add(struct ca_store *s, const struct ca_entry *e)
 {
     char selectors[CA_MAX_SELECTORS * (CA_SELECTOR_MAX + 1) + 1] = "";
@@ -413,10 +419,8 @@ static int entry_list(struct ca_store *s, const char *node,
     /* a node's entries: those naming it, and those whose node selector its last attestation
      * reported */
     TRY(prepare(s, &st,
-                node != NULL ? "SELECT " ENTRY_COLUMNS " FROM entries WHERE node = ?1 OR "
-                               "(node = '' AND node_selector IN "
-                               "(SELECT selector FROM node_selectors WHERE node = ?1)) "
-                               "ORDER BY rowid"
+                node != NULL ? "SELECT " ENTRY_COLUMNS
+                               " FROM entries e WHERE " ENTRIES_OF_NODE("?1") " ORDER BY rowid"
                              : "SELECT " ENTRY_COLUMNS " FROM entries ORDER BY rowid"));
     if (node != NULL) {
         sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
@@ -431,6 +435,25 @@ static int entry_list(struct ca_store *s, const char *node,
         rc = db_fail(s, "list entries");
     }
     free(e);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int entries_busiest(struct ca_store *s, const char *node, const char *selector, size_t *out)
+{
+    sqlite3_stmt *st;
+    TRY(prepare(s, &st,
+                node[0] != '\0'
+                    ? "SELECT COUNT(*) FROM entries e WHERE " ENTRIES_OF_NODE("?1")
+                    : "SELECT MAX((SELECT COUNT(*) FROM entries e WHERE " ENTRIES_OF_NODE(
+                          "n.node") ")) FROM node_selectors n WHERE n.selector = ?1"));
+    sqlite3_bind_text(st, 1, node[0] != '\0' ? node : selector, -1, SQLITE_STATIC);
+    int rc = WEFT_OK;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *out = (size_t)sqlite3_column_int64(st, 0); /* NULL (no such node) reads as 0 */
+    } else {
+        rc = db_fail(s, "count entries");
+    }
     sqlite3_finalize(st);
     return rc;
 }
@@ -660,6 +683,7 @@ static const struct ca_store_ops sqlite_ops = {
     .attest_commit = attest_commit,
     .node_commit = node_commit,
     .node_has_selector = node_has_selector,
+    .entries_busiest = entries_busiest,
     .state_put = state_put,
     .state_get = state_get,
 };
@@ -768,6 +792,12 @@ int ca_store_node_commit(struct ca_store *s, enum ca_attest_method method,
                          const struct ca_issuance *node_svid)
 {
     return s->ops->node_commit(s, method, selectors, num_selectors, now, node_svid);
+}
+
+int ca_store_entries_busiest(struct ca_store *s, const char *node, const char *selector,
+                             size_t *out)
+{
+    return s->ops->entries_busiest(s, node, selector, out);
 }
 
 int ca_store_node_has_selector(struct ca_store *s, const char *node, const char *selector,

@@ -163,6 +163,15 @@ Test(ca_store, a_node_selector_entry_holds_on_every_node_that_reports_it)
     cr_assert_eq(ca_store_entry_list(s, "node-b", collect_entry, &c), WEFT_OK);
     cr_assert_eq(c.n, 1, "another service account's node gets the cluster's entry only");
     cr_assert_str_eq(c.ids[0], "e3");
+    size_t busiest;
+    cr_assert_eq(ca_store_entries_busiest(s, "", "k8s_psat:cluster:prod", &busiest), WEFT_OK);
+    cr_assert_eq(busiest, 3, "node-a, which gets 3, reports the cluster");
+    cr_assert_eq(ca_store_entries_busiest(s, "", "k8s_psat:agent_sa:other", &busiest), WEFT_OK);
+    cr_assert_eq(busiest, 1, "only node-b reports agent_sa:other");
+    cr_assert_eq(ca_store_entries_busiest(s, "node-b", "", &busiest), WEFT_OK);
+    cr_assert_eq(busiest, 1);
+    cr_assert_eq(ca_store_entries_busiest(s, "", "k8s_psat:agent_ns:nobody", &busiest), WEFT_OK);
+    cr_assert_eq(busiest, 0, "no node reports it");
     bool has;
     cr_assert_eq(ca_store_node_has_selector(s, "node-b", "k8s_psat:agent_sa:weft-agent", &has),
                  WEFT_OK);

@@ -10,6 +10,7 @@
  * entry names it, and node selectors no node could report are refused. Keys and tokens are minted
  * at test time; every process is stopped by its PID, even when an assertion fails. */
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -365,4 +366,22 @@ Test(psat, an_entry_by_node_selector_reaches_the_node_with_no_step_for_it)
         create_selector_entry("spiffe://" TD "/ns/test/sa/x", "k8s:node-label:pool:blue", &st),
         GRPC_STATUS_INVALID_ARGUMENT);
     cr_assert_not_null(strstr(st.details, "k8s_psat:agent_sa:NAME"), "%s", st.details);
+    /* the cluster renamed under the entry: a restarted CA says it holds on no node any more */
+    cr_assert_eq(create_selector_entry("spiffe://" TD "/ns/test/sa/cluster-wide",
+                                       "k8s_psat:cluster:kubernetes", &st),
+                 GRPC_STATUS_OK, "%s", st.details);
+    ca_proc_stop(&ca, SIGTERM);
+    static const char *renamed[] = {"--psat-issuer",
+                                    TESTLIB_PSAT_ISSUER,
+                                    "--psat-jwks",
+                                    jwks_path,
+                                    "--psat-cluster",
+                                    "prod",
+                                    NULL};
+    memcpy(ca.extra, renamed, sizeof(renamed));
+    cr_assert_eq(ca_proc_start(&ca, "1h"), WEFT_OK);
+    cr_assert(file_has(log, "msg=\"entry holds on no node\""), "no warning at start");
+    cr_assert(file_has(log, "cluster-wide reason=\"--node-selector k8s_psat:cluster:kubernetes: "
+                            "this CA's nodes report cluster prod"),
+              "the warning does not name the entry and why");
 }
