@@ -102,6 +102,30 @@ static void respond(struct k8s_webhook_review *r, const char *api_version, const
     json_decref(review);
 }
 
+/* json_tokens_over says whether the JSON text |s| (|len| bytes) holds more than |max| of the
+ * tokens that make tree nodes ('{', '[', ',' and ':' outside strings), counted before jansson
+ * builds the tree. Not a parser: text that is not JSON is jansson's to refuse. */
+static bool json_tokens_over(const char *s, size_t len, size_t max)
+{
+    size_t n = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (in_string) {
+            if (c == '\\') {
+                i++; /* the escaped character, a quote included */
+            } else if (c == '"') {
+                in_string = false;
+            }
+        } else if (c == '"') {
+            in_string = true;
+        } else if ((c == '{' || c == '[' || c == ',' || c == ':') && ++n > max) {
+            return true;
+        }
+    }
+    return false;
+}
+
 void k8s_webhook_review(struct k8s_webhook_review *out, const char *body, size_t len,
                         const struct k8s_inject_opts *opts)
 {
@@ -111,6 +135,13 @@ void k8s_webhook_review(struct k8s_webhook_review *out, const char *body, size_t
     if (len > K8S_WEBHOOK_MAX_BODY) {
         set_reason(out, K8S_WEBHOOK_BAD_REQUEST, "body of %zu bytes is over the limit of %u", len,
                    K8S_WEBHOOK_MAX_BODY);
+        goto out;
+    }
+    if (json_tokens_over(body, len, K8S_WEBHOOK_MAX_JSON_TOKENS)) {
+        set_reason(out, K8S_WEBHOOK_BAD_REQUEST,
+                   "body has over %u JSON values and keys, the limit (a pod spec has a few "
+                   "thousand)",
+                   K8S_WEBHOOK_MAX_JSON_TOKENS);
         goto out;
     }
     /* JSON_REJECT_DUPLICATES: two "uid" or two "object" keys would let us answer about a

@@ -36,11 +36,15 @@
 #include "lib/base/err.h"
 #include "lib/base/metrics.h"
 
-#define K8S_WEBHOOK_MAX_BODY (4u << 20)  /* bytes of one request body; 413 beyond */
-#define K8S_WEBHOOK_MAX_HEAD 16384       /* bytes of request line and headers; 431 beyond */
-#define K8S_WEBHOOK_MAX_URL 2048         /* bytes of the request target; 414 beyond */
-#define K8S_WEBHOOK_MAX_UID 256          /* bytes of request.uid; a longer one is a bad request */
-#define K8S_WEBHOOK_DEFAULT_MAX_CONNS 64 /* connections at once; more wait in the backlog */
+#define K8S_WEBHOOK_MAX_BODY (4u << 20) /* bytes of one request body; 413 beyond */
+#define K8S_WEBHOOK_MAX_HEAD 16384      /* bytes of request line and headers; 431 beyond */
+#define K8S_WEBHOOK_MAX_URL 2048        /* bytes of the request target; 414 beyond */
+#define K8S_WEBHOOK_MAX_UID 256         /* bytes of request.uid; a longer one is a bad request */
+/* JSON values and keys of one body (counted as the '{', '[', ',' and ':' outside strings): the
+ * tree jansson builds costs up to about 250 bytes of memory per token (an empty object), which
+ * a body's byte limit alone would let reach 1 GiB; a real pod spec has a few thousand */
+#define K8S_WEBHOOK_MAX_JSON_TOKENS 100000
+#define K8S_WEBHOOK_DEFAULT_MAX_CONNS 64     /* connections at once; more wait in the backlog */
 #define K8S_WEBHOOK_DEFAULT_REQUEST_MS 10000 /* a request, handshake to last response byte */
 /* A keep-alive connection between requests. Longer than the API server's own idle timeout (90 s:
  * k8s.io/apimachinery SetTransportDefaults copies http.DefaultTransport's), so that the client,

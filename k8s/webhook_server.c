@@ -87,6 +87,10 @@ struct k8s_webhook_server {
     pthread_t accept_thread;
     atomic_bool stopping;
 
+    /* One review at a time: the JSON tree of a body is what a review costs in memory
+     * (K8S_WEBHOOK_MAX_JSON_TOKENS), so that cost is paid once, not once per connection. A
+     * review takes a fraction of a millisecond and reads no socket. */
+    pthread_mutex_t review_mu;
     pthread_mutex_t mu; /* guards ctx, conns, num_conns */
     pthread_cond_t cv;  /* a connection finished */
     SSL_CTX *ctx;
@@ -236,6 +240,7 @@ static void server_free(struct k8s_webhook_server *s)
     SSL_CTX_free(s->ctx);
     weft_metrics_free(s->metrics);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->review_mu);
     pthread_cond_destroy(&s->cv);
     free(s->listen);
     free(s->tls_cert);
@@ -269,6 +274,7 @@ int k8s_webhook_server_start(struct k8s_webhook_server **out, const struct k8s_w
     s->lfd = -1;
     s->stop_fd = -1;
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->review_mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     s->listen = xstrdup(cfg->listen);
     s->tls_cert = xstrdup(cfg->tls_cert);
@@ -875,7 +881,9 @@ static void serve(struct conn *c, struct req *r, struct resp *rs, struct k8s_web
                      c->peer, "content_type", r->ctype);
             text_resp(rs, 415, "Content-Type must be application/json\n");
         } else {
+            pthread_mutex_lock(&s->review_mu);
             k8s_webhook_review(rv, r->body != NULL ? r->body : "", r->body_len, &s->inject);
+            pthread_mutex_unlock(&s->review_mu);
             double secs = now_s() - started;
             weft_counter_add(s->reviews[rv->result], 1);
             weft_histogram_observe(s->latency, secs);

@@ -686,6 +686,44 @@ Test(webhook, uid_over_limit_is_a_bad_request)
     json_decref(pod);
 }
 
+/* A body whose JSON tree would cost too much is refused before the tree is built; commas,
+ * colons and escaped quotes inside strings are not tree nodes and do not count. */
+Test(webhook, json_tokens_over_limit_is_a_bad_request)
+{
+    struct k8s_inject_opts o;
+    k8s_inject_opts_init(&o);
+    json_t *pod = load_yaml_doc("k8s/testdata/inject/pod.yaml", 0);
+    size_t big = 3 * (size_t)K8S_WEBHOOK_MAX_JSON_TOKENS;
+    char *quoted = malloc(big + 1);
+    for (size_t i = 0; i < big; i++) {
+        quoted[i] = "\",:"[i % 3];
+    }
+    quoted[big] = '\0';
+    for (int over = 0; over <= 1; over++) {
+        json_t *review = review_of(pod, "default", "CREATE", "uid-1");
+        json_t *pad = json_array();
+        for (size_t i = 0; over && i < K8S_WEBHOOK_MAX_JSON_TOKENS; i++) {
+            json_array_append_new(pad, json_integer(0));
+        }
+        json_object_set_new(review, "padding", pad);
+        json_object_set_new(review, "quoted", json_string(quoted));
+        char *text = json_dumps(review, JSON_COMPACT);
+        struct k8s_webhook_review r;
+        k8s_webhook_review_init(&r);
+        k8s_webhook_review(&r, text, strlen(text), &o);
+        cr_assert_eq(r.result, over ? K8S_WEBHOOK_BAD_REQUEST : K8S_WEBHOOK_INJECTED, "%s",
+                     r.reason);
+        if (over) {
+            cr_assert_not_null(strstr(r.reason, "JSON values and keys"), "%s", r.reason);
+        }
+        k8s_webhook_review_cleanup(&r);
+        free(text);
+        json_decref(review);
+    }
+    free(quoted);
+    json_decref(pod);
+}
+
 /* The last request a connection may carry is answered with Connection: close. */
 Test(webhook, requests_per_connection_limit)
 {

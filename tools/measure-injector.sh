@@ -6,7 +6,8 @@
 # It mints a throwaway CA and serving certificate (openssl, in a temp dir), starts the injector
 # on 127.0.0.1, and prints VmRSS, RssAnon, VmHWM (/proc/PID/status) and utime+stime
 # (/proc/PID/stat) when ready, after N sequential reviews (one keep-alive connection), after N
-# reviews over 8 concurrent connections, and 30 s later. The review is
+# reviews over 8 concurrent connections, 30 s later, and after the worst case its limits allow
+# (below). The review is
 # k8s/testdata/webhook/replicaset_pod.json, the one webhook_test uses; every answer must carry a
 # patch. Each phase stops after 60 s. The injector is stopped by its PID and the temp dir
 # removed on every exit.
@@ -99,6 +100,33 @@ sample "$((n / conc * conc)) over $conc connections" $((n / conc * conc))
 rate $((n / conc * conc)) "$start"
 sleep 30
 sample "idle 30 s after" 0
+# The worst case the injector's limits allow: 4 connections (16 MiB of bodies at once) each
+# send a 4 MiB body holding the most JSON tokens allowed (K8S_WEBHOOK_MAX_JSON_TOKENS, as empty
+# objects: the costliest tree per token) and a string for the rest, all but the last byte;
+# then every last byte at once, so the reviews run back to back. VmHWM is the peak.
+timeout 60 python3 - "$port" ca.crt <<'PY'
+import socket, ssl, sys
+port, cafile = int(sys.argv[1]), sys.argv[2]
+objs = 49990  # tokens: one '{' and one ',' each, under 100000 with the rest
+head = '{"padding":[' + ','.join(['{}'] * objs) + '],"s":"'
+body = (head + 'x' * ((4 << 20) - 16 - len(head)) + '"}').encode()
+ctx = ssl.create_default_context(cafile=cafile)
+conns = []
+for _ in range(4):
+    c = ctx.wrap_socket(socket.create_connection(('127.0.0.1', port), timeout=30),
+                        server_hostname='127.0.0.1')
+    c.sendall(b'POST /inject HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n'
+              b'Content-Length: %d\r\n\r\n' % len(body) + body[:-1])
+    conns.append(c)
+for c in conns:
+    c.sendall(body[-1:])
+for c in conns:
+    status = c.recv(64).split(b' ')[1]
+    if status != b'400':  # parsed in full, then not an AdmissionReview
+        sys.exit('worst case: HTTP %s, not 400' % status.decode())
+    c.close()
+PY
+sample "worst case: 4 x 4 MiB" 0
 kill "$pid"
 wait "$pid" || { echo "weft-injector exited with $?" >&2; cat log >&2; exit 1; }
 pid=
