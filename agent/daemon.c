@@ -172,7 +172,20 @@ static bool ensure_identity(struct agent *a, int64_t *renew_at, uint32_t *failur
         *renew_at = agent_renew_at(nb > now ? nb : now, na, agent_random_unit(), now);
     }
     if (now >= *renew_at) {
-        if (agent_node_renew(a->node, err, sizeof(err)) == WEFT_OK) {
+        /* A node of service account tokens attests again with the current token rather than
+         * renewing, so that the CA takes its node selectors afresh (SPIRE's re-attestation);
+         * when that is refused it renews, which keeps what it had. */
+        const char *how = "renewal";
+        int rc = WEFT_EINVAL;
+        if (a->o->psat_token_file != NULL) {
+            how = "token";
+            if ((rc = join_psat(a, err, sizeof(err))) != WEFT_OK) {
+                weft_log(WEFT_LOG_WARN, "cannot attest again with the token; renewing instead", 1,
+                         "error", err);
+                how = "renewal";
+            }
+        }
+        if (rc == WEFT_OK || agent_node_renew(a->node, err, sizeof(err)) == WEFT_OK) {
             agent_node_validity(a->node, &nb, &na);
             atomic_store(&a->node_not_after, na);
             *renew_at = agent_renew_at(nb > now ? nb : now, na, agent_random_unit(), now);
@@ -180,7 +193,7 @@ static bool ensure_identity(struct agent *a, int64_t *renew_at, uint32_t *failur
             atomic_store(&a->node_failures, 0);
             char until[24];
             snprintf(until, sizeof(until), "%lld", (long long)na);
-            weft_log(WEFT_LOG_INFO, "node svid renewed", 1, "not_after", until);
+            weft_log(WEFT_LOG_INFO, "node svid renewed", 2, "not_after", until, "by", how);
         } else {
             (*failures)++;
             atomic_store(&a->node_failures, *failures);

@@ -29,7 +29,9 @@ static const char usage[] =
     "  --psat-token-file FILE    in Kubernetes, instead of a join token: the pod's projected\n"
     "                            service account token (audience weft-ca), read afresh at\n"
     "                            each join; the CA (weft-ca --psat-issuer) names the node\n"
-    "                            after the token's node\n"
+    "                            after the token's node. The node SVID is then replaced by\n"
+    "                            attesting again with the current token (the CA takes the\n"
+    "                            node's selectors afresh), or by renewal if that is refused\n"
     "  --state-dir DIR           node key, SVID and bundle (default " AGENT_DEFAULT_STATE_DIR ")\n"
     "  --socket PATH             the Workload API (default " AGENT_WLAPI_DEFAULT_SOCKET
     "); workloads\n"

@@ -1281,6 +1281,15 @@ static void attest_node(void *arg, const struct rpc_ctx *ctx, const uint8_t *req
     observe_sign(d, t0, 1);
     weft_counter_add(d->m.issued_node, 1);
     weft_counter_add(d->m.joins, 1);
+    if (by_psat) {
+        /* its node selectors were taken afresh and may have changed what it gets: its open
+         * watches see the next push */
+        for (struct watcher *w = d->watchers; w != NULL; w = w->next) {
+            if (strcmp(w->caller.node, node) == 0) {
+                w->sent_seq = d->snapshot_seq - 1;
+            }
+        }
+    }
     static Weft__Ca__V1__AttestNodeResponse resp;
     static Weft__Ca__V1__Svid pb;
     weft__ca__v1__attest_node_response__init(&resp);
@@ -1705,8 +1714,10 @@ static int entry_from_pb(struct ca_entry *e, const Weft__Ca__V1__Entry *pb, char
     }
     if (strlen(pb->spiffe_id) > CA_SPIFFE_ID_MAX || strlen(pb->node) > CA_NODE_NAME_MAX ||
         strlen(pb->node_selector) > CA_SELECTOR_MAX || pb->n_selectors > CA_MAX_SELECTORS) {
-        snprintf(err, err_len, "entry over a limit (ID %d bytes, node %d, %d selectors of %d)",
-                 CA_SPIFFE_ID_MAX, CA_NODE_NAME_MAX, CA_MAX_SELECTORS, CA_SELECTOR_MAX);
+        snprintf(err, err_len,
+                 "entry over a limit (ID %d bytes, node %d, node selector %d, %d selectors of %d)",
+                 CA_SPIFFE_ID_MAX, CA_NODE_NAME_MAX, CA_SELECTOR_MAX, CA_MAX_SELECTORS,
+                 CA_SELECTOR_MAX);
         return WEFT_ELIMIT;
     }
     snprintf(e->spiffe_id, sizeof(e->spiffe_id), "%s", pb->spiffe_id);
@@ -1754,19 +1765,19 @@ static void create_entry(void *arg, const struct rpc_ctx *ctx, const uint8_t *re
         }
         rc = ca_psat_node_selector_check(&d->psat, e.node_selector, err, sizeof(err));
     }
-    size_t busiest = 0;
-    if (rc == WEFT_OK &&
-        ca_store_entries_busiest(d->store, e.node, e.node_selector, &busiest) != WEFT_OK) {
+    size_t bound = 0;
+    if (rc == WEFT_OK && ca_store_entries_bound(d->store, e.node, &bound) != WEFT_OK) {
         rpc_fail(reply, GRPC_STATUS_UNAVAILABLE, "%s", d->store->err);
         return;
     }
-    if (rc == WEFT_OK && busiest >= MAX_SNAPSHOT_ENTRIES) {
-        /* stored, it would make that node's snapshot fail, and the node would get nothing */
+    if (rc == WEFT_OK && bound >= MAX_SNAPSHOT_ENTRIES) {
+        /* stored, it could make a node's snapshot fail, and that node would get nothing */
         rpc_fail(reply, GRPC_STATUS_RESOURCE_EXHAUSTED,
-                 "%s %.64s: a node it would hold on already gets %zu entries, the most one "
-                 "node can (delete some first)",
+                 "%s %.64s: a node it would hold on could already get %zu entries (those naming "
+                 "it and every node-selector entry), and a node takes at most %d: delete some "
+                 "first",
                  e.node[0] ? "--node" : "--node-selector", e.node[0] ? e.node : e.node_selector,
-                 busiest);
+                 bound, MAX_SNAPSHOT_ENTRIES);
         return;
     }
     if (rc == WEFT_OK) {
@@ -2424,9 +2435,11 @@ static void psat_refresh(struct daemon *d)
     }
 }
 
-/* warn_unmatchable says, at start, which stored entries no node of this CA can hold any more:
- * their node selector was accepted under other flags (--psat-cluster changed, --psat-issuer
- * gone). They stay stored: a flag put back makes them hold again. */
+/* warn_unmatchable says, at start, which stored entries no node attesting from now on can hold:
+ * their node selector was accepted under other flags (--psat-cluster renamed, --psat-issuer or
+ * an allowed service account gone). They stay stored, and nodes that reported the selector
+ * keep it until they attest again (an agent with --psat-token-file does so at each node SVID
+ * renewal; when that is refused it renews and keeps it): a flag put back makes them whole. */
 static int warn_unmatchable(void *arg, const struct ca_entry *e)
 {
     struct daemon *d = arg;
@@ -2435,13 +2448,15 @@ static int warn_unmatchable(void *arg, const struct ca_entry *e)
         return WEFT_OK;
     }
     if (!d->psat_on) {
-        snprintf(why, sizeof(why), "no node attested by token here (no --psat-issuer)");
+        snprintf(why, sizeof(why), "no node attests by token here (no --psat-issuer)");
     } else if (ca_psat_node_selector_check(&d->psat, e->node_selector, why, sizeof(why)) ==
                WEFT_OK) {
         return WEFT_OK;
     }
-    weft_log(WEFT_LOG_WARN, "entry holds on no node", 3, "entry", e->id, "id", e->spiffe_id,
-             "reason", why);
+    weft_log(WEFT_LOG_WARN,
+             "entry holds on no node attesting from now on; nodes that reported its selector "
+             "keep it until they attest again",
+             3, "entry", e->id, "id", e->spiffe_id, "reason", why);
     return WEFT_OK;
 }
 

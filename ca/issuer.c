@@ -209,7 +209,9 @@ int ca_attest_node_psat(struct ca_issuer *ca, struct ca_psat *psat, const char *
     for (size_t i = 0; i < num_sel; i++) {
         sel_ptrs[i] = sel[i];
     }
-    if ((rc = ca_store_node_commit(ca->store, CA_ATTEST_PSAT, sel_ptrs, num_sel, now, &rec)) !=
+    char as[CA_PSAT_SA_MAX + 1];
+    snprintf(as, sizeof(as), "%s:%s", c.namespace, c.service_account);
+    if ((rc = ca_store_node_commit(ca->store, CA_ATTEST_PSAT, as, sel_ptrs, num_sel, now, &rec)) !=
         WEFT_OK) {
         snprintf(err, err_len, "%.250s", ca->store->err);
         weft_log(WEFT_LOG_WARN,
@@ -220,7 +222,9 @@ int ca_attest_node_psat(struct ca_issuer *ca, struct ca_psat *psat, const char *
     }
     /* Nothing ran between ca_psat_check and here (the CA's handlers run on one thread, and
      * |psat| is the caller's alone), so this cannot refuse: ca_psat_check said it would not. If
-     * it ever did, the SVID is recorded but never leaves, which is the safe side. */
+     * it ever did, the SVID is recorded but never leaves, which is the safe side (the node's
+     * selectors, replaced with it, are then those of a token that did validate, for the node
+     * that token names). */
     if ((rc = ca_psat_bind(psat, &c, key_hash, now, err, err_len)) != WEFT_OK) {
         weft_log(WEFT_LOG_WARN, "service account token refused", 3, "reason", err, "pod",
                  c.pod_name, "pod_uid", c.pod_uid);

@@ -590,6 +590,11 @@ Test(ca_issuer, a_node_selector_entry_is_minted_by_every_node_that_reports_it)
     cr_assert_eq(ca_mint_jwt(&ca, &node_a_now, "eall", aud, 1, 300, now, &jwt, err, sizeof(err)),
                  WEFT_EPOLICY, "a join-token node reports no cluster");
     spiffe_bundle_set_cleanup(&set);
+    char join[CA_TOKEN_TEXT_LEN + 1];
+    cr_assert_eq(ca_token_create(store, "node-a", 3600, TESTLIB_NOW, join, err, sizeof(err)),
+                 WEFT_OK);
+    cr_assert_eq(ca_attest_node(&ca, join, csr, csr_len, TESTLIB_NOW, node, svid, err, sizeof(err)),
+                 WEFT_OK, "%s", err);
     struct ca_caller node_a = {
         .node = "node-a", .serial_hex = "aa", .not_after = TESTLIB_NOW + 3600};
     cr_assert_eq(ca_mint_workloads(&ca, &node_a, reqs, 2, res, TESTLIB_NOW, err, sizeof(err)),
@@ -605,6 +610,12 @@ Test(ca_issuer, a_node_selector_entry_is_minted_by_every_node_that_reports_it)
     cr_assert_eq(ca_psat_node_selector_check(&p, "k8s_psat:cluster:prod", err, sizeof(err)),
                  WEFT_EINVAL);
     cr_assert_not_null(strstr(err, "cluster kubernetes"), "%s", err);
+    cr_assert_eq(ca_psat_node_selector_check(&p, "k8s_psat:agent_ns:weft-system", err, sizeof(err)),
+                 WEFT_OK, "%s", err);
+    cr_assert_eq(ca_psat_node_selector_check(&p, "k8s_psat:agent_sa:weft-agnet", err, sizeof(err)),
+                 WEFT_EINVAL, "no allowed service account is named so");
+    cr_assert_eq(ca_psat_node_selector_check(&p, "k8s_psat:agent_ns:weft-agent", err, sizeof(err)),
+                 WEFT_EINVAL, "a name is not a namespace");
     cr_assert_eq(ca_psat_node_selector_check(&p, "k8s_psat:zone:a", err, sizeof(err)), WEFT_EINVAL);
     cr_assert_not_null(strstr(err, "no such key"), "%s", err);
     cr_assert_eq(ca_psat_node_selector_check(&p, "k8s:ns:default", err, sizeof(err)), WEFT_EINVAL);

@@ -371,6 +371,23 @@ int ca_psat_node_selector_check(const struct ca_psat *p, const char *sel, char *
                  sel, p->cluster);
         return WEFT_EINVAL;
     }
+    /* agent_ns and agent_sa: one of the service accounts allowed to attest must have it */
+    size_t value_len = strlen(value);
+    for (size_t i = 0; k != 0 && i < p->num_allowed; i++) {
+        const char *colon_sa = strchr(p->allowed[i], ':');
+        const char *part = k == 1 ? p->allowed[i] : colon_sa + 1;
+        size_t part_len = k == 1 ? (size_t)(colon_sa - p->allowed[i]) : strlen(part);
+        if (part_len == value_len && memcmp(part, value, value_len) == 0) {
+            return WEFT_OK;
+        }
+    }
+    if (k != 0) {
+        snprintf(err, err_len,
+                 "--node-selector %.64s: no service account allowed to attest nodes (weft-ca "
+                 "--psat-allowed-sa) has that %s; no node would match",
+                 sel, k == 1 ? "namespace" : "name");
+        return WEFT_EINVAL;
+    }
     return WEFT_OK;
 }
 

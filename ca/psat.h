@@ -174,8 +174,9 @@ size_t ca_psat_node_selectors(const struct ca_psat *p, const struct ca_psat_clai
                               char out[CA_PSAT_NUM_NODE_SELECTORS][CA_SELECTOR_MAX + 1]);
 
 /* ca_psat_node_selector_check says whether an entry's node selector |sel| is one some node
- * attested by |p| could report: a known key, a Kubernetes name, and for `cluster` the CA's own
- * cluster name. WEFT_EINVAL with |err| saying what would never match. */
+ * attested by |p| could report: a known key; for `cluster` the CA's own cluster name; for
+ * `agent_ns` and `agent_sa` the namespace or name of a service account allowed to attest.
+ * WEFT_EINVAL with |err| saying what would never match. */
 WEFT_MUST_USE int ca_psat_node_selector_check(const struct ca_psat *p, const char *sel, char *err,
                                               size_t err_len);
 

@@ -129,11 +129,11 @@ struct ca_store_ops {
                       char node_out[CA_NODE_NAME_MAX + 1]);
     int (*attest_commit)(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN], int64_t now,
                          const struct ca_issuance *node_svid);
-    int (*node_commit)(struct ca_store *s, enum ca_attest_method method,
+    int (*node_commit)(struct ca_store *s, enum ca_attest_method method, const char *as,
                        const char *const *selectors, size_t num_selectors, int64_t now,
                        const struct ca_issuance *node_svid);
     int (*node_has_selector)(struct ca_store *s, const char *node, const char *selector, bool *out);
-    int (*entries_busiest)(struct ca_store *s, const char *node, const char *selector, size_t *out);
+    int (*entries_bound)(struct ca_store *s, const char *node, size_t *out);
     int (*state_put)(struct ca_store *s, const struct ca_state_item *items, size_t num);
     int (*state_get)(struct ca_store *s, const char *name, uint8_t **out, size_t *out_len);
 };
@@ -174,12 +174,16 @@ WEFT_MUST_USE int ca_store_attest_commit(struct ca_store *s, const uint8_t hash[
 
 /* ca_store_node_commit is an attestation by |method| without a stored token (a service account
  * token) as one transaction: the node |node_svid->node| recorded as ca_store_node_attested
- * does, its node selectors replaced by |selectors| (at most CA_MAX_NODE_SELECTORS, what this
- * attestation reported: see ca_store_entry_list), and its SVID added to the inventory; or, on
- * any failure, none of it. */
+ * does, and as attested by |as| (who the credential names: a service account NS:NAME), its
+ * node selectors replaced by |selectors| (at most CA_MAX_NODE_SELECTORS, what this attestation
+ * reported: see ca_store_entry_list), and its SVID added to the inventory; or, on any failure,
+ * none of it. A node keeps who it first attested as, as it keeps its method: WEFT_EPOLICY,
+ * naming both, for another |as| (its selectors would otherwise change under the SVIDs it
+ * holds). */
 WEFT_MUST_USE int ca_store_node_commit(struct ca_store *s, enum ca_attest_method method,
-                                       const char *const *selectors, size_t num_selectors,
-                                       int64_t now, const struct ca_issuance *node_svid);
+                                       const char *as, const char *const *selectors,
+                                       size_t num_selectors, int64_t now,
+                                       const struct ca_issuance *node_svid);
 
 /* ca_store_node_has_selector sets |*out| to whether |node|'s last attestation reported
  * |selector|. */
@@ -204,11 +208,12 @@ WEFT_MUST_USE int ca_store_entry_get(struct ca_store *s, const char *id, struct 
 WEFT_MUST_USE int ca_store_entry_list(struct ca_store *s, const char *node,
                                       int (*fn)(void *arg, const struct ca_entry *e), void *arg);
 
-/* ca_store_entries_busiest sets |*out| to the most entries assigned (as ca_store_entry_list
- * counts them) to any node an entry would hold on: |node| when it is not "", else every node
- * whose last attestation reported |selector| (0 when none did). */
-WEFT_MUST_USE int ca_store_entries_busiest(struct ca_store *s, const char *node,
-                                           const char *selector, size_t *out);
+/* ca_store_entries_bound sets |*out| to the most entries a node that a new entry would hold on
+ * could already get: with |node| (not ""), the entries naming it plus every node-selector entry;
+ * with |node| "" (a node-selector entry), the most entries naming any one node plus every
+ * node-selector entry. An upper bound, as any node might report every selector, including
+ * nodes that have not joined yet. */
+WEFT_MUST_USE int ca_store_entries_bound(struct ca_store *s, const char *node, size_t *out);
 
 /* ca_store_issuance_add records one issued certificate; a serial is recorded once. */
 WEFT_MUST_USE int ca_store_issuance_add(struct ca_store *s, const struct ca_issuance *i);

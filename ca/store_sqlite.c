@@ -46,8 +46,10 @@ static const char *const migrations[] = {
     /* 2 -> 3: how each node joined (enum ca_attest_method); every node before was a join
      * token's */
     "ALTER TABLE nodes ADD COLUMN attested_by INTEGER NOT NULL DEFAULT 0;",
-    /* 3 -> 4: the node selectors each node's last attestation reported (a join token reports
-     * none) */
+    /* 3 -> 4: who a node attested as (a token's service account, NS:NAME; "" for a join token
+     * and for nodes of token before this version, which take the next one's), and the node
+     * selectors each node's last attestation reported (a join token reports none) */
+    "ALTER TABLE nodes ADD COLUMN attested_as TEXT NOT NULL DEFAULT '';"
     "CREATE TABLE node_selectors ("
     "  node TEXT NOT NULL, selector TEXT NOT NULL, PRIMARY KEY (node, selector));"
     "CREATE INDEX node_selectors_selector ON node_selectors(selector);",
@@ -202,7 +204,7 @@ static int token_use(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN], 
 }
 
 static int node_record(struct ca_store *s, const char *node, enum ca_attest_method method,
-                       int64_t now);
+                       const char *as, int64_t now);
 static int issuance_add(struct ca_store *s, const struct ca_issuance *i);
 
 static int attest_commit(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN], int64_t now,
@@ -218,7 +220,7 @@ static int attest_commit(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LE
         rc = mark_token_used(s, hash, now);
     }
     if (rc == WEFT_OK) {
-        rc = node_record(s, node, CA_ATTEST_JOIN_TOKEN, now);
+        rc = node_record(s, node, CA_ATTEST_JOIN_TOKEN, "", now);
     }
     if (rc == WEFT_OK) {
         rc = issuance_add(s, node_svid);
@@ -243,7 +245,7 @@ static int node_selectors_replace(struct ca_store *s, const char *node, const ch
     return WEFT_OK;
 }
 
-static int node_commit(struct ca_store *s, enum ca_attest_method method,
+static int node_commit(struct ca_store *s, enum ca_attest_method method, const char *as,
                        const char *const *selectors, size_t num_selectors, int64_t now,
                        const struct ca_issuance *node_svid)
 {
@@ -252,7 +254,7 @@ static int node_commit(struct ca_store *s, enum ca_attest_method method,
                     CA_MAX_NODE_SELECTORS);
     }
     TRY(exec(s, "BEGIN IMMEDIATE"));
-    int rc = node_record(s, node_svid->node, method, now);
+    int rc = node_record(s, node_svid->node, method, as, now);
     if (rc == WEFT_OK) {
         rc = node_selectors_replace(s, node_svid->node, selectors, num_selectors);
     }
@@ -288,17 +290,19 @@ const char *ca_attest_method_name(enum ca_attest_method m)
     return "an unknown method";
 }
 
-/* node_record records |node| attested by |method| inside the caller's transaction, refusing a
- * node that first joined by another method. */
+/* node_record records |node| attested by |method| as |as| ("" when the method names no one)
+ * inside the caller's transaction, refusing a node that first joined by another method or as
+ * someone else. */
 static int node_record(struct ca_store *s, const char *node, enum ca_attest_method method,
-                       int64_t now)
+                       const char *as, int64_t now)
 {
     sqlite3_stmt *st;
-    TRY(prepare(s, &st, "SELECT attested_by FROM nodes WHERE name = ?"));
+    TRY(prepare(s, &st, "SELECT attested_by, attested_as FROM nodes WHERE name = ?"));
     sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
     int step = sqlite3_step(st), rc = WEFT_OK;
     if (step == SQLITE_ROW) {
         int first = sqlite3_column_int(st, 0);
+        const char *first_as = (const char *)sqlite3_column_text(st, 1);
         if (first != (int)method) {
             rc = fail(s, WEFT_EPOLICY,
                       "node %s joined by %s: it cannot attest by %s (a node keeps the method "
@@ -306,6 +310,12 @@ static int node_record(struct ca_store *s, const char *node, enum ca_attest_meth
                       "name)",
                       node, ca_attest_method_name((enum ca_attest_method)first),
                       ca_attest_method_name(method));
+        } else if (first_as != NULL && first_as[0] != '\0' && strcmp(first_as, as) != 0) {
+            /* its node selectors (who it runs as) would change under SVIDs it already holds */
+            rc = fail(s, WEFT_EPOLICY,
+                      "node %s joined as %.200s: it cannot attest as %.200s (a node keeps who it "
+                      "first joined as; revoke the node to change that)",
+                      node, first_as, as);
         }
     } else if (step != SQLITE_DONE) {
         rc = db_fail(s, "read node");
@@ -313,13 +323,16 @@ static int node_record(struct ca_store *s, const char *node, enum ca_attest_meth
     sqlite3_finalize(st);
     TRY(rc);
     TRY(prepare(s, &st,
-                "INSERT INTO nodes (name, first_attested_at, last_attested_at, attested_by) "
-                "VALUES (?,?,?,?) "
-                "ON CONFLICT(name) DO UPDATE SET last_attested_at = excluded.last_attested_at"));
+                "INSERT INTO nodes (name, first_attested_at, last_attested_at, attested_by, "
+                "attested_as) VALUES (?,?,?,?,?) "
+                "ON CONFLICT(name) DO UPDATE SET last_attested_at = excluded.last_attested_at, "
+                "attested_as = CASE WHEN attested_as = '' THEN excluded.attested_as "
+                "ELSE attested_as END"));
     sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, now);
     sqlite3_bind_int64(st, 3, now);
     sqlite3_bind_int(st, 4, (int)method);
+    sqlite3_bind_text(st, 5, as, -1, SQLITE_STATIC);
     return step_done(s, st, "record node");
 }
 
@@ -327,7 +340,7 @@ static int node_attested(struct ca_store *s, const char *node, enum ca_attest_me
                          int64_t now)
 {
     TRY(exec(s, "BEGIN IMMEDIATE"));
-    int rc = node_record(s, node, method, now);
+    int rc = node_record(s, node, method, "", now);
     return rc == WEFT_OK ? commit(s) : rollback(s, rc);
 }
 
@@ -439,18 +452,18 @@ static int entry_list(struct ca_store *s, const char *node,
     return rc;
 }
 
-static int entries_busiest(struct ca_store *s, const char *node, const char *selector, size_t *out)
+static int entries_bound(struct ca_store *s, const char *node, size_t *out)
 {
     sqlite3_stmt *st;
     TRY(prepare(s, &st,
-                node[0] != '\0'
-                    ? "SELECT COUNT(*) FROM entries e WHERE " ENTRIES_OF_NODE("?1")
-                    : "SELECT MAX((SELECT COUNT(*) FROM entries e WHERE " ENTRIES_OF_NODE(
-                          "n.node") ")) FROM node_selectors n WHERE n.selector = ?1"));
-    sqlite3_bind_text(st, 1, node[0] != '\0' ? node : selector, -1, SQLITE_STATIC);
+                "SELECT (SELECT COUNT(*) FROM entries WHERE node = '') + "
+                "(SELECT COALESCE(MAX(n), 0) FROM "
+                "(SELECT COUNT(*) AS n FROM entries WHERE node != '' AND (?1 = '' OR node = ?1) "
+                "GROUP BY node))"));
+    sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
     int rc = WEFT_OK;
     if (sqlite3_step(st) == SQLITE_ROW) {
-        *out = (size_t)sqlite3_column_int64(st, 0); /* NULL (no such node) reads as 0 */
+        *out = (size_t)sqlite3_column_int64(st, 0);
     } else {
         rc = db_fail(s, "count entries");
     }
@@ -683,7 +696,7 @@ static const struct ca_store_ops sqlite_ops = {
     .attest_commit = attest_commit,
     .node_commit = node_commit,
     .node_has_selector = node_has_selector,
-    .entries_busiest = entries_busiest,
+    .entries_bound = entries_bound,
     .state_put = state_put,
     .state_get = state_get,
 };
@@ -787,17 +800,16 @@ int ca_store_node_attested(struct ca_store *s, const char *node, enum ca_attest_
     return s->ops->node_attested(s, node, method, now);
 }
 
-int ca_store_node_commit(struct ca_store *s, enum ca_attest_method method,
+int ca_store_node_commit(struct ca_store *s, enum ca_attest_method method, const char *as,
                          const char *const *selectors, size_t num_selectors, int64_t now,
                          const struct ca_issuance *node_svid)
 {
-    return s->ops->node_commit(s, method, selectors, num_selectors, now, node_svid);
+    return s->ops->node_commit(s, method, as, selectors, num_selectors, now, node_svid);
 }
 
-int ca_store_entries_busiest(struct ca_store *s, const char *node, const char *selector,
-                             size_t *out)
+int ca_store_entries_bound(struct ca_store *s, const char *node, size_t *out)
 {
-    return s->ops->entries_busiest(s, node, selector, out);
+    return s->ops->entries_bound(s, node, out);
 }
 
 int ca_store_node_has_selector(struct ca_store *s, const char *node, const char *selector,

@@ -119,8 +119,10 @@ Test(ca_store, entries_round_trip_by_node_in_creation_order)
     cr_assert_eq(ca_store_entry_get(s, "e3", &got), WEFT_OK, "entries survive a restart");
 }
 
-/* node_joins records |node| as attested by token, reporting |num| |selectors|. */
-static int node_joins(const char *node, uint8_t serial, const char *const *selectors, size_t num)
+/* node_joins records |node| as attested by a token of service account |as|, reporting |num|
+ * |selectors|. */
+static int node_joins(const char *node, uint8_t serial, const char *as,
+                      const char *const *selectors, size_t num)
 {
     char id[128];
     snprintf(id, sizeof(id), "spiffe://td/weft/node/%s", node);
@@ -132,7 +134,7 @@ static int node_joins(const char *node, uint8_t serial, const char *const *selec
     snprintf(rec.spiffe_id, sizeof(rec.spiffe_id), "%s", id);
     snprintf(rec.node, sizeof(rec.node), "%s", node);
     rec.not_after = NOW + 3600;
-    return ca_store_node_commit(s, CA_ATTEST_PSAT, selectors, num, NOW, &rec);
+    return ca_store_node_commit(s, CA_ATTEST_PSAT, as, selectors, num, NOW, &rec);
 }
 
 Test(ca_store, a_node_selector_entry_holds_on_every_node_that_reports_it)
@@ -151,8 +153,9 @@ Test(ca_store, a_node_selector_entry_holds_on_every_node_that_reports_it)
     struct collected c = {0};
     cr_assert_eq(ca_store_entry_list(s, "node-a", collect_entry, &c), WEFT_OK);
     cr_assert_eq(c.n, 1);
-    cr_assert_eq(node_joins("node-a", 1, agents, 2), WEFT_OK, "%s", s->err);
-    cr_assert_eq(node_joins("node-b", 2, other, 2), WEFT_OK, "%s", s->err);
+    cr_assert_eq(node_joins("node-a", 1, "weft-system:weft-agent", agents, 2), WEFT_OK, "%s",
+                 s->err);
+    cr_assert_eq(node_joins("node-b", 2, "weft-system:other", other, 2), WEFT_OK, "%s", s->err);
     memset(&c, 0, sizeof(c));
     cr_assert_eq(ca_store_entry_list(s, "node-a", collect_entry, &c), WEFT_OK);
     cr_assert_eq(c.n, 3, "the named entry and both selector entries");
@@ -163,15 +166,16 @@ Test(ca_store, a_node_selector_entry_holds_on_every_node_that_reports_it)
     cr_assert_eq(ca_store_entry_list(s, "node-b", collect_entry, &c), WEFT_OK);
     cr_assert_eq(c.n, 1, "another service account's node gets the cluster's entry only");
     cr_assert_str_eq(c.ids[0], "e3");
-    size_t busiest;
-    cr_assert_eq(ca_store_entries_busiest(s, "", "k8s_psat:cluster:prod", &busiest), WEFT_OK);
-    cr_assert_eq(busiest, 3, "node-a, which gets 3, reports the cluster");
-    cr_assert_eq(ca_store_entries_busiest(s, "", "k8s_psat:agent_sa:other", &busiest), WEFT_OK);
-    cr_assert_eq(busiest, 1, "only node-b reports agent_sa:other");
-    cr_assert_eq(ca_store_entries_busiest(s, "node-b", "", &busiest), WEFT_OK);
-    cr_assert_eq(busiest, 1);
-    cr_assert_eq(ca_store_entries_busiest(s, "", "k8s_psat:agent_ns:nobody", &busiest), WEFT_OK);
-    cr_assert_eq(busiest, 0, "no node reports it");
+    /* the bound: any node might report every selector, joined or not */
+    size_t bound;
+    cr_assert_eq(ca_store_entries_bound(s, "", &bound), WEFT_OK);
+    cr_assert_eq(bound, 3, "2 node-selector entries and node-a's 1");
+    cr_assert_eq(ca_store_entries_bound(s, "node-b", &bound), WEFT_OK);
+    cr_assert_eq(bound, 2, "none names node-b");
+    cr_assert_eq(ca_store_entries_bound(s, "node-a", &bound), WEFT_OK);
+    cr_assert_eq(bound, 3);
+    cr_assert_eq(ca_store_entries_bound(s, "node-new", &bound), WEFT_OK);
+    cr_assert_eq(bound, 2, "a node that has not joined might report both");
     bool has;
     cr_assert_eq(ca_store_node_has_selector(s, "node-b", "k8s_psat:agent_sa:weft-agent", &has),
                  WEFT_OK);
@@ -183,14 +187,23 @@ Test(ca_store, a_node_selector_entry_holds_on_every_node_that_reports_it)
     cr_assert_not(has);
     /* a later attestation replaces the node's selectors, durably */
     reopen();
-    cr_assert_eq(node_joins("node-a", 3, other + 1, 1), WEFT_OK, "%s", s->err);
+    cr_assert_eq(node_joins("node-a", 3, "weft-system:weft-agent", other + 1, 1), WEFT_OK, "%s",
+                 s->err);
     memset(&c, 0, sizeof(c));
     cr_assert_eq(ca_store_entry_list(s, "node-a", collect_entry, &c), WEFT_OK);
     cr_assert_eq(c.n, 1, "node-a no longer reports the cluster or weft-agent");
     cr_assert_str_eq(c.ids[0], "e1");
     /* a refused attestation changes nothing: node-j joined by join token */
     cr_assert_eq(ca_store_node_attested(s, "node-j", CA_ATTEST_JOIN_TOKEN, NOW), WEFT_OK);
-    cr_assert_eq(node_joins("node-j", 4, agents, 2), WEFT_EPOLICY);
+    cr_assert_eq(node_joins("node-j", 4, "weft-system:weft-agent", agents, 2), WEFT_EPOLICY);
+    /* nor does a token of another service account for a node: who a node runs as is fixed */
+    cr_assert_eq(node_joins("node-b", 6, "tools:scanner", agents, 2), WEFT_EPOLICY);
+    cr_assert_not_null(strstr(s->err, "node node-b joined as weft-system:other: it cannot attest "
+                                      "as tools:scanner"),
+                       "%s", s->err);
+    memset(&c, 0, sizeof(c));
+    cr_assert_eq(ca_store_entry_list(s, "node-b", collect_entry, &c), WEFT_OK);
+    cr_assert_eq(c.n, 1, "node-b's selectors are unchanged");
     memset(&c, 0, sizeof(c));
     cr_assert_eq(ca_store_entry_list(s, "node-j", collect_entry, &c), WEFT_OK);
     cr_assert_eq(c.n, 0, "%zu", c.n);
@@ -198,7 +211,8 @@ Test(ca_store, a_node_selector_entry_holds_on_every_node_that_reports_it)
     for (size_t i = 0; i < CA_MAX_NODE_SELECTORS + 1; i++) {
         many[i] = "k8s_psat:cluster:prod";
     }
-    cr_assert_eq(node_joins("node-d", 5, many, CA_MAX_NODE_SELECTORS + 1), WEFT_ELIMIT);
+    cr_assert_eq(node_joins("node-d", 5, "weft-system:weft-agent", many, CA_MAX_NODE_SELECTORS + 1),
+                 WEFT_ELIMIT);
 }
 
 static struct ca_issuance make_issuance(uint8_t serial, const char *id, const char *node,
@@ -364,7 +378,9 @@ Test(ca_store, a_node_keeps_the_method_it_joined_with)
     struct ca_issuance rec =
         make_issuance(1, "spiffe://example.org/weft/node/node-j", "node-j", NOW + 3600);
     rec.kind = CA_ISSUANCE_NODE;
-    cr_assert_eq(ca_store_node_commit(s, CA_ATTEST_PSAT, NULL, 0, NOW, &rec), WEFT_EPOLICY);
+    cr_assert_eq(
+        ca_store_node_commit(s, CA_ATTEST_PSAT, "weft-system:weft-agent", NULL, 0, NOW, &rec),
+        WEFT_EPOLICY);
     cr_assert_not_null(strstr(s->err, "node node-j joined by join token: it cannot attest by "
                                       "Kubernetes service account token"),
                        "%s", s->err);
@@ -372,8 +388,9 @@ Test(ca_store, a_node_keeps_the_method_it_joined_with)
     /* a node of service account tokens: a join token for it is refused and stays unused */
     rec = make_issuance(2, "spiffe://example.org/weft/node/node-k", "node-k", NOW + 3600);
     rec.kind = CA_ISSUANCE_NODE;
-    cr_assert_eq(ca_store_node_commit(s, CA_ATTEST_PSAT, NULL, 0, NOW, &rec), WEFT_OK, "%s",
-                 s->err);
+    cr_assert_eq(
+        ca_store_node_commit(s, CA_ATTEST_PSAT, "weft-system:weft-agent", NULL, 0, NOW, &rec),
+        WEFT_OK, "%s", s->err);
     cr_assert_eq(issuances_of("node-k"), 1);
     reopen(); /* the method is durable */
     uint8_t hash[CA_TOKEN_HASH_LEN] = {9};

@@ -140,7 +140,9 @@ static const char entry_usage[] =
     "k8s_psat:cluster:NAME (weft-ca --psat-cluster, default kubernetes), k8s_psat:agent_ns:NS\n"
     "and k8s_psat:agent_sa:NAME (their agent's service account); a join token gives only the\n"
     "node's name, so weft-ca refuses a node selector no node could report. Every node an entry\n"
-    "holds on mints and keeps its SVID. `entry list --node NAME` shows the entries a node gets.\n"
+    "holds on mints and keeps its SVID; a node gets at most 4096 entries, and every\n"
+    "node-selector entry counts against every node. `entry list --node NAME` shows the entries\n"
+    "a node gets.\n"
     "The SVID lifetime is --ttl (default 1h, 5m to 24h).\n";
 
 static void print_entry(const Weft__Ca__V1__Entry *e)

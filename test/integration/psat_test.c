@@ -38,6 +38,7 @@
 static struct ca_proc ca;
 static struct agent_proc agent;
 static struct testlib_psat_keys keys;
+static const char *intermediate_ttl_flag; /* "--intermediate-ttl=40s", or NULL */
 static char jwks_path[128], token_path[128];
 
 static bool write_file(const char *path, const char *text)
@@ -81,8 +82,15 @@ static bool start(char *why, size_t why_len)
                                                                   write_file(token_path, token));
     free(jwks);
     free(token);
-    static const char *ca_flags[] = {"--psat-issuer", TESTLIB_PSAT_ISSUER, "--psat-jwks", jwks_path,
+    static const char *ca_flags[] = {"--psat-issuer",
+                                     TESTLIB_PSAT_ISSUER,
+                                     "--psat-jwks",
+                                     jwks_path,
+                                     "--psat-allowed-sa=weft-system:weft-agent",
+                                     "--psat-allowed-sa=weft-system:scanner",
+                                     NULL,
                                      NULL};
+    ca_flags[6] = intermediate_ttl_flag;
     memcpy(ca.extra, ca_flags, sizeof(ca_flags));
     ok = ok && (step = "the CA did not start", ca_proc_start(&ca, "1h") == WEFT_OK);
     /* agent_proc_init also takes a join token; the agent is started without it */
@@ -114,6 +122,16 @@ static void setup(void)
 }
 
 TestSuite(psat, .init = setup, .fini = teardown, .timeout = 90);
+
+/* A CA whose intermediates live 40 s: node SVIDs are capped at their intermediate's notAfter,
+ * so the agent replaces its node SVID every 20 s or so. */
+static void setup_short(void)
+{
+    intermediate_ttl_flag = "--intermediate-ttl=40s";
+    setup();
+}
+
+TestSuite(psat_renewal, .init = setup_short, .fini = teardown, .timeout = 120);
 
 /* file_has reports whether the file |path| contains |needle|. */
 static bool file_has(const char *path, const char *needle)
@@ -366,7 +384,31 @@ Test(psat, an_entry_by_node_selector_reaches_the_node_with_no_step_for_it)
         create_selector_entry("spiffe://" TD "/ns/test/sa/x", "k8s:node-label:pool:blue", &st),
         GRPC_STATUS_INVALID_ARGUMENT);
     cr_assert_not_null(strstr(st.details, "k8s_psat:agent_sa:NAME"), "%s", st.details);
-    /* the cluster renamed under the entry: a restarted CA says it holds on no node any more */
+    cr_assert_eq(
+        create_selector_entry("spiffe://" TD "/ns/test/sa/x", "k8s_psat:agent_sa:weft-agnet", &st),
+        GRPC_STATUS_INVALID_ARGUMENT);
+    cr_assert_not_null(strstr(st.details, "--psat-allowed-sa"), "%s", st.details);
+    /* a token of another allowed service account cannot take over the agent's node, and with
+     * it the entries its selectors give: who a node runs as is fixed at its first join */
+    int64_t now = (int64_t)time(NULL);
+    char id[256];
+    char *t =
+        testlib_psat_sign(testlib_psat_header("RS256", TESTLIB_PSAT_RSA_KID),
+                          testlib_psat_claims("scanner", AGENT_PROC_NODE, now - 60, now + 600),
+                          "RS256", keys.rsa, NULL, 0);
+    cr_assert_eq(attest("", t, id, &st), GRPC_STATUS_PERMISSION_DENIED);
+    free(t);
+    cr_assert(file_has(log, "node " AGENT_PROC_NODE " joined as weft-system:weft-agent: it cannot "
+                            "attest as weft-system:scanner"),
+              "the CA's log does not name the node and both service accounts");
+    t = testlib_psat_sign(testlib_psat_header("RS256", TESTLIB_PSAT_RSA_KID),
+                          testlib_psat_claims("scanner", "node-s", now - 60, now + 600), "RS256",
+                          keys.rsa, NULL, 0);
+    cr_assert_eq(attest("", t, id, &st), GRPC_STATUS_OK, "on a node of its own it may: %s",
+                 st.details);
+    free(t);
+    /* the cluster renamed under the entry: a restarted CA says no node attesting from now on
+     * reports its selector */
     cr_assert_eq(create_selector_entry("spiffe://" TD "/ns/test/sa/cluster-wide",
                                        "k8s_psat:cluster:kubernetes", &st),
                  GRPC_STATUS_OK, "%s", st.details);
@@ -375,13 +417,47 @@ Test(psat, an_entry_by_node_selector_reaches_the_node_with_no_step_for_it)
                                     TESTLIB_PSAT_ISSUER,
                                     "--psat-jwks",
                                     jwks_path,
-                                    "--psat-cluster",
-                                    "prod",
+                                    "--psat-allowed-sa=weft-system:weft-agent",
+                                    "--psat-allowed-sa=weft-system:scanner",
+                                    "--psat-cluster=prod",
                                     NULL};
     memcpy(ca.extra, renamed, sizeof(renamed));
     cr_assert_eq(ca_proc_start(&ca, "1h"), WEFT_OK);
-    cr_assert(file_has(log, "msg=\"entry holds on no node\""), "no warning at start");
+    cr_assert(file_has(log, "msg=\"entry holds on no node attesting from now on"),
+              "no warning at start");
     cr_assert(file_has(log, "cluster-wide reason=\"--node-selector k8s_psat:cluster:kubernetes: "
                             "this CA's nodes report cluster prod"),
               "the warning does not name the entry and why");
+}
+
+/* wait_for polls the file |path| until it holds |needle|, at most |ms|. */
+static bool wait_for(const char *path, const char *needle, int ms)
+{
+    for (int waited = 0; waited < ms; waited += 200) {
+        if (file_has(path, needle)) {
+            return true;
+        }
+        usleep(200 * 1000);
+    }
+    return false;
+}
+
+Test(psat_renewal, the_agent_attests_again_with_a_fresh_token_and_renews_when_refused)
+{
+    /* The token file still holds the token of the first join, bound to the first key: the
+     * CA refuses it with the new key, and the agent renews instead. */
+    cr_assert(wait_for(agent.log, "by=renewal", 60000), "the agent never renewed");
+    cr_assert(file_has(agent.log, "cannot attest again with the token; renewing instead"));
+    /* the kubelet rotated the token: the next replacement is an attestation, and the CA takes
+     * the node's selectors afresh */
+    char *fresh = token_for(AGENT_PROC_NODE, "jti-rotated");
+    char tmp[160];
+    snprintf(tmp, sizeof(tmp), "%s.new", token_path);
+    cr_assert(write_file(tmp, fresh) && rename(tmp, token_path) == 0);
+    free(fresh);
+    cr_assert(wait_for(agent.log, "by=token", 60000), "the agent never attested again");
+    char log[160];
+    snprintf(log, sizeof(log), "%s/ca.log", ca.dir);
+    cr_assert(file_has(log, "node_selectors=k8s_psat:cluster:kubernetes"));
+    cr_assert_eq(agent_proc_wait_served(&agent, 1, 10000), WEFT_OK, "the agent stopped serving");
 }
