@@ -36,6 +36,11 @@ struct agent_node {
      * done so even though this side saw a failure (a lost response, its identity not stored) */
     EVP_PKEY *retry_key;
     uint8_t retry_token[SHA256_DIGEST_LENGTH]; /* SHA-256 of the token it was made for */
+    /* SHA-256 of the token of the last attestation that succeeded, in this process: the CA
+     * bound it to that attestation's key, so attesting again with it and a new key is a replay
+     * (ca/psat.h) */
+    uint8_t joined_token[SHA256_DIGEST_LENGTH];
+    bool has_joined_token;
 };
 
 static void path_of(const struct agent_node *n, const char *file, char *out, size_t cap)
@@ -250,15 +255,21 @@ static int csr_for(EVP_PKEY **key, ProtobufCBinaryData *csr)
  * of the last attempt that did not succeed when it was made for the same token, so that a
  * retry presents the key the CA may have bound the token to; else a new one, kept for the
  * retries. */
-static int attest_key(struct agent_node *n, EVP_PKEY **key, ProtobufCBinaryData *csr,
-                      const char *join_token, const char *psat)
+/* token_hash is the SHA-256 that names the credential of an attestation. */
+static void token_hash(uint8_t out[SHA256_DIGEST_LENGTH], const char *join_token, const char *psat)
 {
-    uint8_t token[SHA256_DIGEST_LENGTH];
     SHA256_CTX ctx;
     SHA256_Init(&ctx);
     SHA256_Update(&ctx, join_token, strlen(join_token) + 1); /* with its NUL: no ambiguity */
     SHA256_Update(&ctx, psat, strlen(psat));
-    SHA256_Final(token, &ctx);
+    SHA256_Final(out, &ctx);
+}
+
+static int attest_key(struct agent_node *n, EVP_PKEY **key, ProtobufCBinaryData *csr,
+                      const char *join_token, const char *psat)
+{
+    uint8_t token[SHA256_DIGEST_LENGTH];
+    token_hash(token, join_token, psat);
     if (n->retry_key == NULL || CRYPTO_memcmp(token, n->retry_token, sizeof(token)) != 0) {
         EVP_PKEY_free(n->retry_key);
         n->retry_key = NULL;
@@ -311,6 +322,8 @@ static int attest(struct agent_node *n, const char *join_token, const char *psat
     protobuf_c_message_free_unpacked(&resp->base, NULL);
     if (rc == WEFT_OK) {
         /* joined, and the identity stored: the next attestation (a new token) takes a new key */
+        memcpy(n->joined_token, n->retry_token, sizeof(n->joined_token));
+        n->has_joined_token = true;
         EVP_PKEY_free(n->retry_key);
         n->retry_key = NULL;
     }
@@ -325,6 +338,13 @@ int agent_node_join(struct agent_node *n, const char *token, char *err, size_t e
 int agent_node_join_psat(struct agent_node *n, const char *psat, char *err, size_t err_len)
 {
     return attest(n, "", psat, err, err_len);
+}
+
+bool agent_node_joined_with_psat(const struct agent_node *n, const char *psat)
+{
+    uint8_t token[SHA256_DIGEST_LENGTH];
+    token_hash(token, "", psat);
+    return n->has_joined_token && CRYPTO_memcmp(token, n->joined_token, sizeof(token)) == 0;
 }
 
 int agent_node_renew(struct agent_node *n, char *err, size_t err_len)

@@ -1281,7 +1281,9 @@ static void attest_node(void *arg, const struct rpc_ctx *ctx, const uint8_t *req
     observe_sign(d, t0, 1);
     weft_counter_add(d->m.issued_node, 1);
     weft_counter_add(d->m.joins, 1);
-    if (by_psat) {
+    if (by_psat && d->issuer.revoked_by_last_attest > 0) {
+        changed(d); /* the deny list grew: every node hears of it */
+    } else if (by_psat) {
         /* its node selectors were taken afresh and may have changed what it gets: its open
          * watches see the next push */
         for (struct watcher *w = d->watchers; w != NULL; w = w->next) {

@@ -211,8 +211,9 @@ int ca_attest_node_psat(struct ca_issuer *ca, struct ca_psat *psat, const char *
     }
     char as[CA_PSAT_SA_MAX + 1];
     snprintf(as, sizeof(as), "%s:%s", c.namespace, c.service_account);
-    if ((rc = ca_store_node_commit(ca->store, CA_ATTEST_PSAT, as, sel_ptrs, num_sel, now, &rec)) !=
-        WEFT_OK) {
+    ca->revoked_by_last_attest = 0;
+    if ((rc = ca_store_node_commit(ca->store, CA_ATTEST_PSAT, as, sel_ptrs, num_sel, now, &rec,
+                                   &ca->revoked_by_last_attest)) != WEFT_OK) {
         snprintf(err, err_len, "%.250s", ca->store->err);
         weft_log(WEFT_LOG_WARN,
                  rc == WEFT_EIO ? "node attestation failed: the store"
@@ -235,6 +236,13 @@ int ca_attest_node_psat(struct ca_issuer *ca, struct ca_psat *psat, const char *
     for (size_t i = 0, pos = 0; i < num_sel; i++) {
         pos +=
             (size_t)snprintf(sel_list + pos, sizeof(sel_list) - pos, "%s%s", i ? "," : "", sel[i]);
+    }
+    if (ca->revoked_by_last_attest > 0) {
+        char n[24];
+        snprintf(n, sizeof(n), "%zu", ca->revoked_by_last_attest);
+        weft_log(WEFT_LOG_WARN,
+                 "node attested as another service account: its earlier node SVIDs revoked", 3,
+                 "node", node_out, "service_account", as, "revoked", n);
     }
     weft_log(WEFT_LOG_INFO, "service account token used", 6, "node", node_out, "node_uid",
              c.node_uid, "pod", c.pod_name, "pod_uid", c.pod_uid, "service_account",

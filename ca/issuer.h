@@ -25,6 +25,9 @@ struct ca_issuer {
     struct spiffe_id td;      /* spiffe://<td> */
     X509 *signing_cert;       /* borrowed: the intermediate the signer holds, sent in chains */
     int64_t node_ttl_s;       /* 0: CA_DEFAULT_NODE_TTL_S */
+    /* set by ca_attest_node_psat: the node SVIDs it revoked (a node that attested as another
+     * service account than the last time), so that the caller pushes the deny list */
+    size_t revoked_by_last_attest;
 };
 
 /* struct ca_svid is one issued SVID: its ID and its chain (leaf then signing CA, DER). */
@@ -49,7 +52,9 @@ WEFT_MUST_USE int ca_attest_node(struct ca_issuer *ca, const char *token, const 
  * that joined by join token, and the token is not bound to another key (a token that attested
  * another key is refused). The node and its SVID are recorded in one transaction, and only then
  * is the token bound to the CSR's key: a failure leaves the token free for a retry. The node
- * SVID names the token's node. |psat| is the caller's alone for the call. WEFT_EPOLICY for a
+ * SVID names the token's node; a node that attested as another service account before has
+ * its earlier node SVIDs revoked (ca_store_node_commit; |ca->revoked_by_last_attest| says how
+ * many). |psat| is the caller's alone for the call. WEFT_EPOLICY for a
  * token refused, with the reason in |err| for the CA's log; WEFT_EIO when the store failed. */
 WEFT_MUST_USE int ca_attest_node_psat(struct ca_issuer *ca, struct ca_psat *psat, const char *token,
                                       size_t token_len, const uint8_t *csr, size_t csr_len,

@@ -131,7 +131,7 @@ struct ca_store_ops {
                          const struct ca_issuance *node_svid);
     int (*node_commit)(struct ca_store *s, enum ca_attest_method method, const char *as,
                        const char *const *selectors, size_t num_selectors, int64_t now,
-                       const struct ca_issuance *node_svid);
+                       const struct ca_issuance *node_svid, size_t *revoked);
     int (*node_has_selector)(struct ca_store *s, const char *node, const char *selector, bool *out);
     int (*entries_bound)(struct ca_store *s, const char *node, size_t *out);
     int (*state_put)(struct ca_store *s, const struct ca_state_item *items, size_t num);
@@ -177,13 +177,14 @@ WEFT_MUST_USE int ca_store_attest_commit(struct ca_store *s, const uint8_t hash[
  * does, and as attested by |as| (who the credential names: a service account NS:NAME), its
  * node selectors replaced by |selectors| (at most CA_MAX_NODE_SELECTORS, what this attestation
  * reported: see ca_store_entry_list), and its SVID added to the inventory; or, on any failure,
- * none of it. A node keeps who it first attested as, as it keeps its method: WEFT_EPOLICY,
- * naming both, for another |as| (its selectors would otherwise change under the SVIDs it
- * holds). */
+ * none of it. When |as| is not who the node last attested as, every unexpired node SVID issued
+ * to it before is revoked by serial in the same transaction (|*revoked| says how many): the
+ * node's identity, and the selectors that go with it, follow its latest attestation, and an
+ * earlier holder cannot use the new one's. */
 WEFT_MUST_USE int ca_store_node_commit(struct ca_store *s, enum ca_attest_method method,
                                        const char *as, const char *const *selectors,
                                        size_t num_selectors, int64_t now,
-                                       const struct ca_issuance *node_svid);
+                                       const struct ca_issuance *node_svid, size_t *revoked);
 
 /* ca_store_node_has_selector sets |*out| to whether |node|'s last attestation reported
  * |selector|. */

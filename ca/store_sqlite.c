@@ -46,13 +46,14 @@ static const char *const migrations[] = {
     /* 2 -> 3: how each node joined (enum ca_attest_method); every node before was a join
      * token's */
     "ALTER TABLE nodes ADD COLUMN attested_by INTEGER NOT NULL DEFAULT 0;",
-    /* 3 -> 4: who a node attested as (a token's service account, NS:NAME; "" for a join token
-     * and for nodes of token before this version, which take the next one's), and the node
-     * selectors each node's last attestation reported (a join token reports none) */
-    "ALTER TABLE nodes ADD COLUMN attested_as TEXT NOT NULL DEFAULT '';"
+    /* 3 -> 4: the node selectors each node's last attestation reported (a join token reports
+     * none) */
     "CREATE TABLE node_selectors ("
     "  node TEXT NOT NULL, selector TEXT NOT NULL, PRIMARY KEY (node, selector));"
     "CREATE INDEX node_selectors_selector ON node_selectors(selector);",
+    /* 4 -> 5: who a node last attested as (a token's service account, NS:NAME; "" for a join
+     * token, and for nodes of token before this version until their next attestation) */
+    "ALTER TABLE nodes ADD COLUMN attested_as TEXT NOT NULL DEFAULT '';",
 };
 
 static struct sqlite_store *impl(struct ca_store *s) { return (struct sqlite_store *)s; }
@@ -204,7 +205,7 @@ static int token_use(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN], 
 }
 
 static int node_record(struct ca_store *s, const char *node, enum ca_attest_method method,
-                       const char *as, int64_t now);
+                       const char *as, int64_t now, size_t *revoked);
 static int issuance_add(struct ca_store *s, const struct ca_issuance *i);
 
 static int attest_commit(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LEN], int64_t now,
@@ -220,7 +221,8 @@ static int attest_commit(struct ca_store *s, const uint8_t hash[CA_TOKEN_HASH_LE
         rc = mark_token_used(s, hash, now);
     }
     if (rc == WEFT_OK) {
-        rc = node_record(s, node, CA_ATTEST_JOIN_TOKEN, "", now);
+        size_t revoked;
+        rc = node_record(s, node, CA_ATTEST_JOIN_TOKEN, "", now, &revoked);
     }
     if (rc == WEFT_OK) {
         rc = issuance_add(s, node_svid);
@@ -247,14 +249,14 @@ static int node_selectors_replace(struct ca_store *s, const char *node, const ch
 
 static int node_commit(struct ca_store *s, enum ca_attest_method method, const char *as,
                        const char *const *selectors, size_t num_selectors, int64_t now,
-                       const struct ca_issuance *node_svid)
+                       const struct ca_issuance *node_svid, size_t *revoked)
 {
     if (num_selectors > CA_MAX_NODE_SELECTORS) {
         return fail(s, WEFT_ELIMIT, "%zu node selectors, over the limit of %d", num_selectors,
                     CA_MAX_NODE_SELECTORS);
     }
     TRY(exec(s, "BEGIN IMMEDIATE"));
-    int rc = node_record(s, node_svid->node, method, as, now);
+    int rc = node_record(s, node_svid->node, method, as, now, revoked);
     if (rc == WEFT_OK) {
         rc = node_selectors_replace(s, node_svid->node, selectors, num_selectors);
     }
@@ -291,18 +293,22 @@ const char *ca_attest_method_name(enum ca_attest_method m)
 }
 
 /* node_record records |node| attested by |method| as |as| ("" when the method names no one)
- * inside the caller's transaction, refusing a node that first joined by another method or as
- * someone else. */
+ * inside the caller's transaction, refusing a node that first joined by another method. A node
+ * attested as someone else than the last time (another service account) has every unexpired
+ * node SVID issued before revoked by serial, counted in |*revoked|: its identity follows its
+ * latest attestation, and an SVID of the earlier one must not gain the new one's selectors. */
 static int node_record(struct ca_store *s, const char *node, enum ca_attest_method method,
-                       const char *as, int64_t now)
+                       const char *as, int64_t now, size_t *revoked)
 {
     sqlite3_stmt *st;
+    *revoked = 0;
     TRY(prepare(s, &st, "SELECT attested_by, attested_as FROM nodes WHERE name = ?"));
     sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
     int step = sqlite3_step(st), rc = WEFT_OK;
+    bool changed_as = false;
     if (step == SQLITE_ROW) {
         int first = sqlite3_column_int(st, 0);
-        const char *first_as = (const char *)sqlite3_column_text(st, 1);
+        const char *last_as = (const char *)sqlite3_column_text(st, 1);
         if (first != (int)method) {
             rc = fail(s, WEFT_EPOLICY,
                       "node %s joined by %s: it cannot attest by %s (a node keeps the method "
@@ -310,24 +316,34 @@ static int node_record(struct ca_store *s, const char *node, enum ca_attest_meth
                       "name)",
                       node, ca_attest_method_name((enum ca_attest_method)first),
                       ca_attest_method_name(method));
-        } else if (first_as != NULL && first_as[0] != '\0' && strcmp(first_as, as) != 0) {
-            /* its node selectors (who it runs as) would change under SVIDs it already holds */
-            rc = fail(s, WEFT_EPOLICY,
-                      "node %s joined as %.200s: it cannot attest as %.200s (a node keeps who it "
-                      "first joined as; revoke the node to change that)",
-                      node, first_as, as);
         }
+        changed_as = last_as != NULL && last_as[0] != '\0' && strcmp(last_as, as) != 0;
     } else if (step != SQLITE_DONE) {
         rc = db_fail(s, "read node");
     }
     sqlite3_finalize(st);
     TRY(rc);
+    if (changed_as) {
+        TRY(prepare(s, &st,
+                    "INSERT INTO revocations (kind, value, created_at, drop_after) "
+                    "SELECT ?1, lower(hex(serial)), ?2, not_after FROM issuances "
+                    "WHERE node = ?3 AND kind = ?4 AND not_after > ?2 "
+                    "ON CONFLICT(kind, value) DO UPDATE SET "
+                    "drop_after = MAX(drop_after, excluded.drop_after)"));
+        sqlite3_bind_int(st, 1, (int)CA_REVOKE_SERIAL);
+        sqlite3_bind_int64(st, 2, now);
+        sqlite3_bind_text(st, 3, node, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 4, (int)CA_ISSUANCE_NODE);
+        rc = sqlite3_step(st) == SQLITE_DONE ? WEFT_OK : db_fail(s, "revoke earlier node SVIDs");
+        *revoked = (size_t)sqlite3_changes(impl(s)->db);
+        sqlite3_finalize(st);
+        TRY(rc);
+    }
     TRY(prepare(s, &st,
                 "INSERT INTO nodes (name, first_attested_at, last_attested_at, attested_by, "
                 "attested_as) VALUES (?,?,?,?,?) "
                 "ON CONFLICT(name) DO UPDATE SET last_attested_at = excluded.last_attested_at, "
-                "attested_as = CASE WHEN attested_as = '' THEN excluded.attested_as "
-                "ELSE attested_as END"));
+                "attested_as = excluded.attested_as"));
     sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, now);
     sqlite3_bind_int64(st, 3, now);
@@ -340,7 +356,8 @@ static int node_attested(struct ca_store *s, const char *node, enum ca_attest_me
                          int64_t now)
 {
     TRY(exec(s, "BEGIN IMMEDIATE"));
-    int rc = node_record(s, node, method, "", now);
+    size_t revoked;
+    int rc = node_record(s, node, method, "", now, &revoked);
     return rc == WEFT_OK ? commit(s) : rollback(s, rc);
 }
 
@@ -802,9 +819,9 @@ int ca_store_node_attested(struct ca_store *s, const char *node, enum ca_attest_
 
 int ca_store_node_commit(struct ca_store *s, enum ca_attest_method method, const char *as,
                          const char *const *selectors, size_t num_selectors, int64_t now,
-                         const struct ca_issuance *node_svid)
+                         const struct ca_issuance *node_svid, size_t *revoked)
 {
-    return s->ops->node_commit(s, method, as, selectors, num_selectors, now, node_svid);
+    return s->ops->node_commit(s, method, as, selectors, num_selectors, now, node_svid, revoked);
 }
 
 int ca_store_entries_bound(struct ca_store *s, const char *node, size_t *out)

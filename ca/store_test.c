@@ -119,8 +119,10 @@ Test(ca_store, entries_round_trip_by_node_in_creation_order)
     cr_assert_eq(ca_store_entry_get(s, "e3", &got), WEFT_OK, "entries survive a restart");
 }
 
+static size_t last_revoked; /* by the last node_joins */
+
 /* node_joins records |node| as attested by a token of service account |as|, reporting |num|
- * |selectors|. */
+ * |selectors|, with a node SVID of serial |serial| valid an hour. */
 static int node_joins(const char *node, uint8_t serial, const char *as,
                       const char *const *selectors, size_t num)
 {
@@ -134,7 +136,10 @@ static int node_joins(const char *node, uint8_t serial, const char *as,
     snprintf(rec.spiffe_id, sizeof(rec.spiffe_id), "%s", id);
     snprintf(rec.node, sizeof(rec.node), "%s", node);
     rec.not_after = NOW + 3600;
-    return ca_store_node_commit(s, CA_ATTEST_PSAT, as, selectors, num, NOW, &rec);
+    size_t revoked;
+    int rc = ca_store_node_commit(s, CA_ATTEST_PSAT, as, selectors, num, NOW, &rec, &revoked);
+    last_revoked = revoked;
+    return rc;
 }
 
 Test(ca_store, a_node_selector_entry_holds_on_every_node_that_reports_it)
@@ -196,14 +201,20 @@ Test(ca_store, a_node_selector_entry_holds_on_every_node_that_reports_it)
     /* a refused attestation changes nothing: node-j joined by join token */
     cr_assert_eq(ca_store_node_attested(s, "node-j", CA_ATTEST_JOIN_TOKEN, NOW), WEFT_OK);
     cr_assert_eq(node_joins("node-j", 4, "weft-system:weft-agent", agents, 2), WEFT_EPOLICY);
-    /* nor does a token of another service account for a node: who a node runs as is fixed */
-    cr_assert_eq(node_joins("node-b", 6, "tools:scanner", agents, 2), WEFT_EPOLICY);
-    cr_assert_not_null(strstr(s->err, "node node-b joined as weft-system:other: it cannot attest "
-                                      "as tools:scanner"),
-                       "%s", s->err);
+    /* a token of another service account for a node: the node's identity follows it, and the
+     * node SVIDs of the earlier one are revoked, or they would gain the new one's selectors */
+    cr_assert_eq(node_joins("node-b", 6, "tools:scanner", agents, 2), WEFT_OK, "%s", s->err);
+    cr_assert_eq(last_revoked, 1, "node-b's SVID of serial 02");
+    bool revoked;
+    cr_assert_eq(ca_store_is_revoked(s, CA_REVOKE_SERIAL, "02", &revoked), WEFT_OK);
+    cr_assert(revoked);
+    cr_assert_eq(ca_store_is_revoked(s, CA_REVOKE_SERIAL, "06", &revoked), WEFT_OK);
+    cr_assert_not(revoked, "the new SVID stands");
     memset(&c, 0, sizeof(c));
     cr_assert_eq(ca_store_entry_list(s, "node-b", collect_entry, &c), WEFT_OK);
-    cr_assert_eq(c.n, 1, "node-b's selectors are unchanged");
+    cr_assert_eq(c.n, 2, "node-b now reports agent_sa:weft-agent too");
+    cr_assert_eq(node_joins("node-b", 7, "tools:scanner", agents, 2), WEFT_OK, "%s", s->err);
+    cr_assert_eq(last_revoked, 0, "the same account again revokes nothing");
     memset(&c, 0, sizeof(c));
     cr_assert_eq(ca_store_entry_list(s, "node-j", collect_entry, &c), WEFT_OK);
     cr_assert_eq(c.n, 0, "%zu", c.n);
@@ -326,7 +337,7 @@ Test(ca_store, durable_settings)
     sqlite3_finalize(st);
     cr_assert_eq(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
     cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
-    cr_assert_eq(sqlite3_column_int(st, 0), 4);
+    cr_assert_eq(sqlite3_column_int(st, 0), 5);
     sqlite3_finalize(st);
     sqlite3_close(db);
 }
@@ -378,9 +389,9 @@ Test(ca_store, a_node_keeps_the_method_it_joined_with)
     struct ca_issuance rec =
         make_issuance(1, "spiffe://example.org/weft/node/node-j", "node-j", NOW + 3600);
     rec.kind = CA_ISSUANCE_NODE;
-    cr_assert_eq(
-        ca_store_node_commit(s, CA_ATTEST_PSAT, "weft-system:weft-agent", NULL, 0, NOW, &rec),
-        WEFT_EPOLICY);
+    cr_assert_eq(ca_store_node_commit(s, CA_ATTEST_PSAT, "weft-system:weft-agent", NULL, 0, NOW,
+                                      &rec, &last_revoked),
+                 WEFT_EPOLICY);
     cr_assert_not_null(strstr(s->err, "node node-j joined by join token: it cannot attest by "
                                       "Kubernetes service account token"),
                        "%s", s->err);
@@ -388,9 +399,9 @@ Test(ca_store, a_node_keeps_the_method_it_joined_with)
     /* a node of service account tokens: a join token for it is refused and stays unused */
     rec = make_issuance(2, "spiffe://example.org/weft/node/node-k", "node-k", NOW + 3600);
     rec.kind = CA_ISSUANCE_NODE;
-    cr_assert_eq(
-        ca_store_node_commit(s, CA_ATTEST_PSAT, "weft-system:weft-agent", NULL, 0, NOW, &rec),
-        WEFT_OK, "%s", s->err);
+    cr_assert_eq(ca_store_node_commit(s, CA_ATTEST_PSAT, "weft-system:weft-agent", NULL, 0, NOW,
+                                      &rec, &last_revoked),
+                 WEFT_OK, "%s", s->err);
     cr_assert_eq(issuances_of("node-k"), 1);
     reopen(); /* the method is durable */
     uint8_t hash[CA_TOKEN_HASH_LEN] = {9};
@@ -451,7 +462,7 @@ Test(ca_store, an_old_store_is_migrated_and_its_nodes_are_join_token_nodes)
     sqlite3_stmt *st;
     cr_assert_eq(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
     cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
-    cr_assert_eq(sqlite3_column_int(st, 0), 4);
+    cr_assert_eq(sqlite3_column_int(st, 0), 5);
     sqlite3_finalize(st);
     sqlite3_close(db);
     reopen();
