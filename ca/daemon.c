@@ -1302,12 +1302,51 @@ static void attest_node(void *arg, const struct rpc_ctx *ctx, const uint8_t *req
     reply->msg = &resp.base;
 }
 
+/* renewal_refused says why |node| may not renew (a gRPC status, |why| set), or returns
+ * GRPC_STATUS_OK: a node that joined by service
+ * account token renews only while its account may still attest (removing --psat-issuer or the
+ * account from --psat-allowed-sa takes effect at the next renewal, not never). */
+static grpc_status_code renewal_refused(struct daemon *d, const char *node, char *why, size_t len)
+{
+    enum ca_attest_method method;
+    char as[CA_PSAT_SA_MAX + 1];
+    int rc = ca_store_node_get(d->store, node, &method, as, sizeof(as));
+    if (rc == WEFT_ENOTFOUND || (rc == WEFT_OK && method != CA_ATTEST_PSAT)) {
+        return GRPC_STATUS_OK;
+    }
+    if (rc != WEFT_OK) {
+        snprintf(why, len, "the CA's store failed: retry later");
+        return GRPC_STATUS_UNAVAILABLE;
+    }
+    if (!d->psat_on) {
+        snprintf(why, len,
+                 "node %.64s joined by service account token, which this CA no longer accepts "
+                 "(no --psat-issuer)",
+                 node);
+    } else if (as[0] != '\0' && !ca_psat_allows(&d->psat, as)) {
+        snprintf(why, len,
+                 "node %.64s attested as %.200s, which --psat-allowed-sa no longer allows", node,
+                 as);
+    } else {
+        return GRPC_STATUS_OK;
+    }
+    return GRPC_STATUS_PERMISSION_DENIED;
+}
+
 static void renew_node(void *arg, const struct rpc_ctx *ctx, const uint8_t *req, size_t len,
                        struct rpc_reply *reply)
 {
     struct daemon *d = arg;
     struct ca_caller c;
     if (!check_node(d, ctx, &c, reply)) {
+        return;
+    }
+    char why[400];
+    grpc_status_code refused = renewal_refused(d, c.node, why, sizeof(why));
+    if (refused != GRPC_STATUS_OK) {
+        weft_counter_add(refused == GRPC_STATUS_UNAVAILABLE ? d->m.store_errors : d->m.refused, 1);
+        weft_log(WEFT_LOG_WARN, "node svid renewal refused", 2, "node", c.node, "reason", why);
+        rpc_fail(reply, refused, "%s", why);
         return;
     }
     Weft__Ca__V1__RenewNodeRequest *r = weft__ca__v1__renew_node_request__unpack(NULL, len, req);

@@ -84,7 +84,10 @@ static const char usage[] =
     "  --psat-audience AUD       the audience tokens must carry (default " CA_PSAT_DEFAULT_AUDIENCE
     ")\n"
     "  --psat-allowed-sa NS:NAME a service account whose tokens may attest nodes (repeatable,\n"
-    "                            at most 16; default " CA_PSAT_DEFAULT_SA ")\n"
+    "                            at most 16; default " CA_PSAT_DEFAULT_SA "); a node whose\n"
+    "                            account is no longer allowed is not renewed. A node attested\n"
+    "                            as another account than before has its earlier node SVIDs\n"
+    "                            revoked\n"
     "  --psat-cluster NAME       the cluster's name in node selectors (default\n"
     "                            " CA_PSAT_DEFAULT_CLUSTER "). A node attested by token reports\n"
     "                            " CA_PSAT_SELECTOR_TYPE ":cluster:NAME, " CA_PSAT_SELECTOR_TYPE

@@ -309,6 +309,16 @@ int ca_psat_reload(struct ca_psat *p, const struct ca_psat_config *cfg, char *er
     return rc;
 }
 
+bool ca_psat_allows(const struct ca_psat *p, const char *ns_sa)
+{
+    for (size_t i = 0; i < p->num_allowed; i++) {
+        if (strcmp(p->allowed[i], ns_sa) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* --- node selectors ----------------------------------------------------------------------- */
 
 /* The keys of the node selectors a token reports, in the order ca_psat_node_selectors writes
@@ -595,11 +605,7 @@ static int check_kubernetes(const struct ca_psat *p, const json_t *claims,
     }
     char ns_sa[CA_PSAT_SA_MAX + 1];
     snprintf(ns_sa, sizeof(ns_sa), "%s:%s", out->namespace, out->service_account);
-    bool allowed = false;
-    for (size_t i = 0; i < p->num_allowed && !allowed; i++) {
-        allowed = strcmp(p->allowed[i], ns_sa) == 0;
-    }
-    if (!allowed) {
+    if (!ca_psat_allows(p, ns_sa)) {
         char buf[SHOWN + 3];
         snprintf(err, err_len, "service account %s may not attest nodes (--psat-allowed-sa)",
                  shown_str(buf, ns_sa, strlen(ns_sa)));

@@ -158,6 +158,9 @@ WEFT_MUST_USE int ca_psat_check(struct ca_psat *p, const struct ca_psat_claims *
 WEFT_MUST_USE int ca_psat_bind(struct ca_psat *p, const struct ca_psat_claims *c,
                                const uint8_t key_hash[32], int64_t now, char *err, size_t err_len);
 
+/* ca_psat_allows says whether the service account |ns_sa| ("NS:NAME") may attest nodes. */
+bool ca_psat_allows(const struct ca_psat *p, const char *ns_sa);
+
 /* Node selectors. A node that attested with a token reports these, which entries created with
  * --node-selector match (ca/store.h, ca_store_entry_list): an entry then holds on every such
  * node, however many join later, with no step per node.

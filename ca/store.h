@@ -134,6 +134,8 @@ struct ca_store_ops {
                        const struct ca_issuance *node_svid, size_t *revoked);
     int (*node_has_selector)(struct ca_store *s, const char *node, const char *selector, bool *out);
     int (*entries_bound)(struct ca_store *s, const char *node, size_t *out);
+    int (*node_get)(struct ca_store *s, const char *node, enum ca_attest_method *method, char *as,
+                    size_t as_len);
     int (*state_put)(struct ca_store *s, const struct ca_state_item *items, size_t num);
     int (*state_get)(struct ca_store *s, const char *name, uint8_t **out, size_t *out_len);
 };
@@ -185,6 +187,11 @@ WEFT_MUST_USE int ca_store_node_commit(struct ca_store *s, enum ca_attest_method
                                        const char *as, const char *const *selectors,
                                        size_t num_selectors, int64_t now,
                                        const struct ca_issuance *node_svid, size_t *revoked);
+
+/* ca_store_node_get reads how |node| joined and who it last attested as (into |as|, "" for a
+ * join token's). WEFT_ENOTFOUND for a node never attested. */
+WEFT_MUST_USE int ca_store_node_get(struct ca_store *s, const char *node,
+                                    enum ca_attest_method *method, char *as, size_t as_len);
 
 /* ca_store_node_has_selector sets |*out| to whether |node|'s last attestation reported
  * |selector|. */

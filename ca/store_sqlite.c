@@ -266,6 +266,25 @@ static int node_commit(struct ca_store *s, enum ca_attest_method method, const c
     return rc == WEFT_OK ? commit(s) : rollback(s, rc);
 }
 
+static int node_get(struct ca_store *s, const char *node, enum ca_attest_method *method, char *as,
+                    size_t as_len)
+{
+    sqlite3_stmt *st;
+    TRY(prepare(s, &st, "SELECT attested_by, attested_as FROM nodes WHERE name = ?"));
+    sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
+    int step = sqlite3_step(st), rc = WEFT_OK;
+    if (step == SQLITE_ROW) {
+        *method = (enum ca_attest_method)sqlite3_column_int(st, 0);
+        text_col(as, as_len, st, 1);
+    } else if (step == SQLITE_DONE) {
+        rc = fail(s, WEFT_ENOTFOUND, "node %s never attested", node);
+    } else {
+        rc = db_fail(s, "read node");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static int node_has_selector(struct ca_store *s, const char *node, const char *selector, bool *out)
 {
     sqlite3_stmt *st;
@@ -714,6 +733,7 @@ static const struct ca_store_ops sqlite_ops = {
     .node_commit = node_commit,
     .node_has_selector = node_has_selector,
     .entries_bound = entries_bound,
+    .node_get = node_get,
     .state_put = state_put,
     .state_get = state_get,
 };
@@ -827,6 +847,12 @@ int ca_store_node_commit(struct ca_store *s, enum ca_attest_method method, const
 int ca_store_entries_bound(struct ca_store *s, const char *node, size_t *out)
 {
     return s->ops->entries_bound(s, node, out);
+}
+
+int ca_store_node_get(struct ca_store *s, const char *node, enum ca_attest_method *method, char *as,
+                      size_t as_len)
+{
+    return s->ops->node_get(s, node, method, as, as_len);
 }
 
 int ca_store_node_has_selector(struct ca_store *s, const char *node, const char *selector,

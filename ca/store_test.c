@@ -215,6 +215,15 @@ Test(ca_store, a_node_selector_entry_holds_on_every_node_that_reports_it)
     cr_assert_eq(c.n, 2, "node-b now reports agent_sa:weft-agent too");
     cr_assert_eq(node_joins("node-b", 7, "tools:scanner", agents, 2), WEFT_OK, "%s", s->err);
     cr_assert_eq(last_revoked, 0, "the same account again revokes nothing");
+    enum ca_attest_method method;
+    char as[64];
+    cr_assert_eq(ca_store_node_get(s, "node-b", &method, as, sizeof(as)), WEFT_OK);
+    cr_assert_eq(method, CA_ATTEST_PSAT);
+    cr_assert_str_eq(as, "tools:scanner");
+    cr_assert_eq(ca_store_node_get(s, "node-j", &method, as, sizeof(as)), WEFT_OK);
+    cr_assert_eq(method, CA_ATTEST_JOIN_TOKEN);
+    cr_assert_str_eq(as, "");
+    cr_assert_eq(ca_store_node_get(s, "node-zz", &method, as, sizeof(as)), WEFT_ENOTFOUND);
     memset(&c, 0, sizeof(c));
     cr_assert_eq(ca_store_entry_list(s, "node-j", collect_entry, &c), WEFT_OK);
     cr_assert_eq(c.n, 0, "%zu", c.n);

@@ -468,3 +468,36 @@ Test(psat_renewal, the_agent_attests_again_with_a_fresh_token_and_renews_when_re
     cr_assert(file_has(log, "node_selectors=k8s_psat:cluster:kubernetes"));
     cr_assert_eq(agent_proc_wait_served(&agent, 1, 10000), WEFT_OK, "the agent stopped serving");
 }
+
+Test(psat, a_node_renews_only_while_its_service_account_may_attest)
+{
+    char dir[200], bundle[160], err[512];
+    snprintf(dir, sizeof(dir), "%s/renew-state", ca.dir);
+    snprintf(bundle, sizeof(bundle), "%s/bundle.pem", ca.dir);
+    struct agent_node_config cfg = {dir, ca.listen, TD, bundle};
+    struct agent_node *n = NULL;
+    cr_assert_eq(agent_node_open(&n, &cfg, err, sizeof(err)), WEFT_OK, "%s", err);
+    char *token = token_for("node-q", "jti-q");
+    cr_assert_eq(agent_node_join_psat(n, token, err, sizeof(err)), WEFT_OK, "%s", err);
+    free(token);
+    cr_assert_eq(agent_node_renew(n, err, sizeof(err)), WEFT_OK, "%s", err);
+    /* the operator takes weft-system:weft-agent off the allowed list */
+    ca_proc_stop(&ca, SIGTERM);
+    static const char *scanner_only[] = {"--psat-issuer",
+                                         TESTLIB_PSAT_ISSUER,
+                                         "--psat-jwks",
+                                         jwks_path,
+                                         "--psat-allowed-sa=weft-system:scanner",
+                                         NULL};
+    memcpy(ca.extra, scanner_only, sizeof(scanner_only));
+    cr_assert_eq(ca_proc_start(&ca, "1h"), WEFT_OK);
+    int rc = WEFT_OK;
+    for (int i = 0; i < 3 && (rc == WEFT_OK || strstr(err, "no longer allows") == NULL); i++) {
+        rc = agent_node_renew(n, err, sizeof(err)); /* the first may find the old channel gone */
+    }
+    cr_assert_neq(rc, WEFT_OK, "the node renewed");
+    cr_assert_not_null(strstr(err, "node node-q attested as weft-system:weft-agent, which "
+                                   "--psat-allowed-sa no longer allows"),
+                       "%s", err);
+    agent_node_free(n);
+}
