@@ -12,10 +12,11 @@
  *
  * Which alerts a pass sends: each page/critical finding fires (one per endpoint+code+subject,
  * the highest severity when a pass has several), with the startsAt the state remembers for that
- * key, or now. A remembered alert whose finding is gone is resolved, except when its endpoint
- * was not reached in this pass (nothing can be said about it then: it is sent again as firing,
- * as remembered); one whose severity changed is resolved under its old labels and fires under
- * the new ones, keeping its startsAt. Nothing is sent when nothing fires or resolves.
+ * key, or now. A remembered alert whose finding is gone is resolved (also when its endpoint is
+ * no longer in the pass), except when its endpoint was not reached in this pass (nothing can be
+ * said about it then: it is sent again as firing, as remembered); one whose severity changed is
+ * resolved under its old labels and fires under the new ones, keeping its startsAt. Nothing is sent
+ * when nothing fires or resolves.
  *
  * The state file: {"version":1,"alerts":[{"endpoint","code","subject","severity","summary",
  * "starts_at" (RFC 3339)}]}, at most SCAN_ALERT_MAX_STATE alerts and SCAN_ALERT_MAX_STATE_BYTES.

@@ -422,13 +422,13 @@ static void prom_label(FILE *f, const char *name, const char *value, bool last)
     fputs(last ? "\"" : "\",", f);
 }
 
-static const struct scan_pass *cmp_pass;
-static int cmp_endpoint(const void *a, const void *b);
+static int cmp_endpoint(const void *a, const void *b, void *arg);
 
-static int cmp_endpoint(const void *a, const void *b)
+static int cmp_endpoint(const void *a, const void *b, void *arg)
 {
+    const struct scan_pass *p = arg;
     size_t i = *(const size_t *)a, j = *(const size_t *)b;
-    int c = strcmp(cmp_pass->results[i].endpoint, cmp_pass->results[j].endpoint);
+    int c = strcmp(p->results[i].endpoint, p->results[j].endpoint);
     return c != 0 ? c : (i > j) - (i < j);
 }
 
@@ -442,8 +442,7 @@ static bool *endpoint_dups(const struct scan_pass *p)
     for (size_t i = 0; i < p->num; i++) {
         idx[i] = i;
     }
-    cmp_pass = p;
-    qsort(idx, p->num, sizeof(*idx), cmp_endpoint);
+    qsort_r(idx, p->num, sizeof(*idx), cmp_endpoint, (void *)p);
     for (size_t i = 1; i < p->num; i++) {
         if (strcmp(p->results[idx[i]].endpoint, p->results[idx[i - 1]].endpoint) == 0) {
             dup[idx[i]] = true;
