@@ -109,9 +109,8 @@ static void back_off(struct agent *a, int64_t ms, int64_t renew_at)
 }
 
 /* join_psat joins with the service account token in --psat-token-file, read afresh: the
- * kubelet rotates it (at 80 % of its life). With |only_new|, a token this agent already joined
- * with is not used again (WEFT_ESTALE): the CA would take it for a replay. */
-static int join_psat(struct agent *a, bool only_new, char *err, size_t err_len)
+ * kubelet rotates it (at 80 % of its life). */
+static int join_psat(struct agent *a, char *err, size_t err_len)
 {
     uint8_t *t = NULL;
     size_t len = 0;
@@ -128,9 +127,6 @@ static int join_psat(struct agent *a, bool only_new, char *err, size_t err_len)
     if (len == 0 || memchr(t, '\0', len) != NULL) {
         snprintf(err, err_len, "--psat-token-file %.200s holds no token", path);
         rc = WEFT_EINVAL;
-    } else if (only_new && agent_node_joined_with_psat(a->node, (const char *)t)) {
-        snprintf(err, err_len, "the token has not changed since this agent joined with it");
-        rc = WEFT_ESTALE;
     } else {
         rc = agent_node_join_psat(a->node, (const char *)t, err, err_len);
     }
@@ -155,7 +151,7 @@ static bool ensure_identity(struct agent *a, int64_t *renew_at, uint32_t *failur
             return false;
         }
         int rc = a->o->psat_token_file != NULL
-                     ? join_psat(a, false, err, sizeof(err))
+                     ? join_psat(a, err, sizeof(err))
                      : agent_node_join(a->node, a->token, err, sizeof(err));
         if (rc != WEFT_OK) {
             (*failures)++;
@@ -183,11 +179,9 @@ static bool ensure_identity(struct agent *a, int64_t *renew_at, uint32_t *failur
         int rc = WEFT_EINVAL;
         if (a->o->psat_token_file != NULL) {
             how = "token";
-            if ((rc = join_psat(a, true, err, sizeof(err))) != WEFT_OK) {
-                /* an unchanged token is expected when node SVIDs outlive tokens less than
-                 * they are renewed: no warning for it */
-                weft_log(rc == WEFT_ESTALE ? WEFT_LOG_INFO : WEFT_LOG_WARN,
-                         "cannot attest again with the token; renewing instead", 1, "error", err);
+            if ((rc = join_psat(a, err, sizeof(err))) != WEFT_OK) {
+                weft_log(WEFT_LOG_WARN, "cannot attest again with the token; renewing instead", 1,
+                         "error", err);
                 how = "renewal";
             }
         }
@@ -344,6 +338,11 @@ static void *ca_loop(void *arg)
             watch = NULL;
             if (st.code == GRPC_STATUS_UNAVAILABLE || st.code == GRPC_STATUS_UNAUTHENTICATED) {
                 agent_node_drop_channel(a->node);
+            }
+            if (st.code == GRPC_STATUS_PERMISSION_DENIED) {
+                /* the node SVID was revoked (or the node): attest again, or renew, now rather
+                 * than at its half-life; the CA says whether it may */
+                renew_at = now_s();
             }
             watch_failures++;
             atomic_store(&a->ca_connected, false);

@@ -37,10 +37,10 @@ struct agent_node {
     EVP_PKEY *retry_key;
     uint8_t retry_token[SHA256_DIGEST_LENGTH]; /* SHA-256 of the token it was made for */
     /* SHA-256 of the token of the last attestation that succeeded, in this process: the CA
-     * bound it to that attestation's key, so attesting again with it and a new key is a replay
-     * (ca/psat.h) */
+     * bound it to that attestation's key (ca/psat.h), so attesting again with it takes the
+     * same key, or it would be a replay */
     uint8_t joined_token[SHA256_DIGEST_LENGTH];
-    bool has_joined_token;
+    EVP_PKEY *joined_key; /* that attestation's key; NULL before one succeeded */
 };
 
 static void path_of(const struct agent_node *n, const char *file, char *out, size_t cap)
@@ -212,6 +212,7 @@ void agent_node_free(struct agent_node *n)
     ca_client_free(n->client);
     EVP_PKEY_free(n->key);
     EVP_PKEY_free(n->retry_key);
+    EVP_PKEY_free(n->joined_key);
     sk_X509_pop_free(n->chain, X509_free);
     pthread_mutex_destroy(&n->ch_mu);
     free(n);
@@ -251,10 +252,6 @@ static int csr_for(EVP_PKEY **key, ProtobufCBinaryData *csr)
     return WEFT_OK;
 }
 
-/* attest_key returns (a reference to) the key to attest with |join_token| or |psat|: the key
- * of the last attempt that did not succeed when it was made for the same token, so that a
- * retry presents the key the CA may have bound the token to; else a new one, kept for the
- * retries. */
 /* token_hash is the SHA-256 that names the credential of an attestation. */
 static void token_hash(uint8_t out[SHA256_DIGEST_LENGTH], const char *join_token, const char *psat)
 {
@@ -265,11 +262,24 @@ static void token_hash(uint8_t out[SHA256_DIGEST_LENGTH], const char *join_token
     SHA256_Final(out, &ctx);
 }
 
+/* attest_key returns (a reference to) the key to attest with |join_token| or |psat|: the key
+ * of the last attempt that did not succeed when it was made for the same token, so that a
+ * retry presents the key the CA may have bound the token to; or the key of the last attestation
+ * that succeeded when it was made with the same token (the CA bound it so); else a new one,
+ * kept for the retries. */
 static int attest_key(struct agent_node *n, EVP_PKEY **key, ProtobufCBinaryData *csr,
                       const char *join_token, const char *psat)
 {
     uint8_t token[SHA256_DIGEST_LENGTH];
     token_hash(token, join_token, psat);
+    if (n->retry_key == NULL && n->joined_key != NULL &&
+        CRYPTO_memcmp(token, n->joined_token, sizeof(token)) == 0) {
+        /* the token this node joined with, again (a re-attestation before the kubelet
+         * rotated it): the key the CA bound it to */
+        EVP_PKEY_up_ref(n->joined_key);
+        n->retry_key = n->joined_key;
+        memcpy(n->retry_token, token, sizeof(token));
+    }
     if (n->retry_key == NULL || CRYPTO_memcmp(token, n->retry_token, sizeof(token)) != 0) {
         EVP_PKEY_free(n->retry_key);
         n->retry_key = NULL;
@@ -323,8 +333,8 @@ static int attest(struct agent_node *n, const char *join_token, const char *psat
     if (rc == WEFT_OK) {
         /* joined, and the identity stored: the next attestation (a new token) takes a new key */
         memcpy(n->joined_token, n->retry_token, sizeof(n->joined_token));
-        n->has_joined_token = true;
-        EVP_PKEY_free(n->retry_key);
+        EVP_PKEY_free(n->joined_key);
+        n->joined_key = n->retry_key; /* its reference */
         n->retry_key = NULL;
     }
     return rc;
@@ -338,13 +348,6 @@ int agent_node_join(struct agent_node *n, const char *token, char *err, size_t e
 int agent_node_join_psat(struct agent_node *n, const char *psat, char *err, size_t err_len)
 {
     return attest(n, "", psat, err, err_len);
-}
-
-bool agent_node_joined_with_psat(const struct agent_node *n, const char *psat)
-{
-    uint8_t token[SHA256_DIGEST_LENGTH];
-    token_hash(token, "", psat);
-    return n->has_joined_token && CRYPTO_memcmp(token, n->joined_token, sizeof(token)) == 0;
 }
 
 int agent_node_renew(struct agent_node *n, char *err, size_t err_len)

@@ -61,10 +61,6 @@ WEFT_MUST_USE int agent_node_join(struct agent_node *n, const char *token, char 
 WEFT_MUST_USE int agent_node_join_psat(struct agent_node *n, const char *psat, char *err,
                                        size_t err_len);
 
-/* agent_node_joined_with_psat says whether the last attestation that succeeded here used
- * |psat|: attesting again with it would be refused as a replay (the CA bound it to that key). */
-bool agent_node_joined_with_psat(const struct agent_node *n, const char *psat);
-
 /* agent_node_renew replaces the node SVID (RenewNode with the current one) and stores it. */
 WEFT_MUST_USE int agent_node_renew(struct agent_node *n, char *err, size_t err_len);
 

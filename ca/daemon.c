@@ -1282,7 +1282,10 @@ static void attest_node(void *arg, const struct rpc_ctx *ctx, const uint8_t *req
     weft_counter_add(d->m.issued_node, 1);
     weft_counter_add(d->m.joins, 1);
     if (by_psat && d->issuer.revoked_by_last_attest > 0) {
-        changed(d); /* the deny list grew: every node hears of it */
+        /* the deny list grew: every node hears of it, and the streams of the revoked SVIDs'
+         * holder end (it would otherwise get the snapshots of the node's new selectors) */
+        changed(d);
+        push_all(d, true);
     } else if (by_psat) {
         /* its node selectors were taken afresh and may have changed what it gets: its open
          * watches see the next push */

@@ -160,7 +160,7 @@ Test(ca_store, a_node_selector_entry_holds_on_every_node_that_reports_it)
     cr_assert_eq(c.n, 1);
     cr_assert_eq(node_joins("node-a", 1, "weft-system:weft-agent", agents, 2), WEFT_OK, "%s",
                  s->err);
-    cr_assert_eq(node_joins("node-b", 2, "weft-system:other", other, 2), WEFT_OK, "%s", s->err);
+    cr_assert_eq(node_joins("node-b", 0xb2, "weft-system:other", other, 2), WEFT_OK, "%s", s->err);
     memset(&c, 0, sizeof(c));
     cr_assert_eq(ca_store_entry_list(s, "node-a", collect_entry, &c), WEFT_OK);
     cr_assert_eq(c.n, 3, "the named entry and both selector entries");
@@ -204,9 +204,10 @@ Test(ca_store, a_node_selector_entry_holds_on_every_node_that_reports_it)
     /* a token of another service account for a node: the node's identity follows it, and the
      * node SVIDs of the earlier one are revoked, or they would gain the new one's selectors */
     cr_assert_eq(node_joins("node-b", 6, "tools:scanner", agents, 2), WEFT_OK, "%s", s->err);
-    cr_assert_eq(last_revoked, 1, "node-b's SVID of serial 02");
+    cr_assert_eq(last_revoked, 1, "node-b's SVID of serial b2");
     bool revoked;
-    cr_assert_eq(ca_store_is_revoked(s, CA_REVOKE_SERIAL, "02", &revoked), WEFT_OK);
+    cr_assert_eq(ca_store_is_revoked(s, CA_REVOKE_SERIAL, "b2", &revoked), WEFT_OK,
+                 "as lowercase hex, as a presented certificate's serial is compared");
     cr_assert(revoked);
     cr_assert_eq(ca_store_is_revoked(s, CA_REVOKE_SERIAL, "06", &revoked), WEFT_OK);
     cr_assert_not(revoked, "the new SVID stands");
