@@ -263,7 +263,12 @@ size_t scan_evaluate(const struct scan_result *r, const struct scan_policy *p, i
     }
     if (r->http_probed) {
         enum scan_severity sev = p->require_hsts ? SCAN_SEV_WARN : SCAN_SEV_INFO;
-        if (r->hsts_present == 0) {
+        if (r->hsts_present == -1) {
+            add(&s, sev, "https-no-answer", "",
+                "%.*s gave no HTTP answer over TLS, so its Strict-Transport-Security header "
+                "could not be checked.",
+                ENDPOINT_IN_MESSAGE, r->endpoint);
+        } else if (r->hsts_present == 0) {
             add(&s, sev, "hsts-missing", "",
                 "%.*s sends no valid Strict-Transport-Security header.", ENDPOINT_IN_MESSAGE,
                 r->endpoint);

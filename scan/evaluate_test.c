@@ -259,6 +259,14 @@ Test(scan_evaluate, hsts_and_redirect)
     expect(0, "hsts-max-age-short", SCAN_SEV_WARN, "");
     res.hsts_max_age = 31536000;
     cr_assert_eq(judge(), 0);
+    /* no HTTP answer over TLS: HSTS unknown */
+    res.hsts_present = -1;
+    cr_assert_eq(judge(), 1);
+    expect(0, "https-no-answer", SCAN_SEV_WARN, "");
+    /* not probed: nothing */
+    res.http_probed = false;
+    res.http_redirects_to_https = 0;
+    cr_assert_eq(judge(), 0);
 }
 
 Test(scan_evaluate, findings_past_cap_are_counted_not_written)

@@ -162,6 +162,19 @@ static int conn_open(struct conn *c, const struct probe *pr, int port, char *why
     return rc;
 }
 
+/* The signature algorithms the scanner accepts from servers: BoringSSL's client defaults, plus
+ * Ed25519 (weft issues Ed25519 SVIDs: lib/spiffe --key-type ed25519) and the SHA-1 ones last,
+ * so that an old server still shows what it presents. The scanner verifies nothing against a
+ * trust store; accepting a weak algorithm here is reporting, not trusting. */
+static const uint16_t verify_prefs[] = {
+    SSL_SIGN_ECDSA_SECP256R1_SHA256, SSL_SIGN_RSA_PSS_RSAE_SHA256,
+    SSL_SIGN_RSA_PKCS1_SHA256,       SSL_SIGN_ECDSA_SECP384R1_SHA384,
+    SSL_SIGN_RSA_PSS_RSAE_SHA384,    SSL_SIGN_RSA_PKCS1_SHA384,
+    SSL_SIGN_RSA_PSS_RSAE_SHA512,    SSL_SIGN_RSA_PKCS1_SHA512,
+    SSL_SIGN_ECDSA_SECP521R1_SHA512, SSL_SIGN_ED25519,
+    SSL_SIGN_RSA_PKCS1_SHA1,         SSL_SIGN_ECDSA_SHA1,
+};
+
 /* ctx_new makes a client context limited to versions [min, max], presenting the client
  * certificate when |with_cert| and the options hold one, offering the options' ALPN (or only
  * http/1.1 when |http11_only|). Verification is off: the chain is reported, not trusted. */
@@ -174,7 +187,8 @@ static SSL_CTX *ctx_new(const struct probe *pr, uint16_t min, uint16_t max, bool
         return NULL;
     }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-    bool ok = SSL_CTX_set_min_proto_version(ctx, min) && SSL_CTX_set_max_proto_version(ctx, max);
+    bool ok = SSL_CTX_set_min_proto_version(ctx, min) && SSL_CTX_set_max_proto_version(ctx, max) &&
+              SSL_CTX_set_verify_algorithm_prefs(ctx, verify_prefs, nitems(verify_prefs));
     if (ok && with_cert && o->client_key != NULL) {
         ok = SSL_CTX_use_certificate(ctx, sk_X509_value(o->client_chain, 0)) &&
              SSL_CTX_use_PrivateKey(ctx, o->client_key);

@@ -12,7 +12,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/bn.h>
 #include <openssl/err.h>
+#include <openssl/rsa.h>
 #include <openssl/ssl.h>
 
 #include "scan/evaluate.h"
@@ -564,4 +566,80 @@ Test(scan_probe, bad_endpoints_and_options_are_errors)
     opts.client_key = (EVP_PKEY *)1; /* never dereferenced: refused for the missing chain */
     cr_assert_eq(scan_probe("127.0.0.1:1", &opts, &res, err, sizeof(err)), WEFT_EINVAL);
     cr_assert_not_null(strstr(err, "key and a chain"), "%s", err);
+}
+
+Test(scan_probe, a_chain_longer_than_the_limit_is_cut_and_said)
+{
+    mint(-HOUR_S, 30 * DAY_S, -10 * MIN_S, HOUR_S);
+    X509 *chain[SCAN_MAX_CHAIN + 1];
+    chain[0] = leaf.cert;
+    for (size_t i = 1; i < SCAN_MAX_CHAIN + 1; i++) {
+        chain[i] = inter.cert; /* the same intermediate, again and again */
+    }
+    srv.ctx = tls_ctx(chain, SCAN_MAX_CHAIN + 1, leaf.key, TLS1_3_VERSION, TLS1_3_VERSION,
+                      CLIENT_CERT_NONE);
+    server_start(&srv);
+    char ep[64];
+    endpoint(ep, sizeof(ep), srv.port);
+    size_t n = scan(ep);
+    cr_assert(res.reached, "%s", res.error);
+    cr_assert_eq(res.chain_len, SCAN_MAX_CHAIN);
+    cr_assert(res.chain_truncated);
+    cr_assert_eq(n, 1, "%zu findings, first %s", n, found[0].message);
+    expect(0, "chain-too-long", SCAN_SEV_WARN);
+}
+
+Test(scan_probe, key_types_and_a_weak_rsa_key)
+{
+    /* an RSA-1024 leaf under a minted intermediate */
+    mint(-HOUR_S, 30 * DAY_S, -10 * MIN_S, HOUR_S);
+    RSA *rsa = RSA_new();
+    BIGNUM *e = BN_new();
+    cr_assert(rsa != NULL && e != NULL && BN_set_word(e, RSA_F4) &&
+              RSA_generate_key_ex(rsa, 1024, e, NULL));
+    EVP_PKEY *weak = EVP_PKEY_new();
+    cr_assert(EVP_PKEY_assign_RSA(weak, rsa));
+    BN_free(e);
+    struct testlib_cert_spec spec;
+    testlib_spec_leaf(&spec, LEAF_ID);
+    spec.not_before = now - 10 * MIN_S;
+    spec.not_after = now + 50 * MIN_S;
+    X509 *lc = NULL;
+    cr_assert_eq(testlib_cert_build(&lc, &spec, weak, inter.cert, inter.key), WEFT_OK);
+    X509 *chain[] = {lc, inter.cert};
+    srv.ctx = tls_ctx(chain, 2, weak, TLS1_3_VERSION, TLS1_3_VERSION, CLIENT_CERT_NONE);
+    server_start(&srv);
+    char ep[64];
+    endpoint(ep, sizeof(ep), srv.port);
+    size_t n = scan(ep);
+    cr_assert(res.reached, "%s", res.error);
+    cr_assert_str_eq(res.chain[0].key_type, "RSA");
+    cr_assert_eq(res.chain[0].key_bits, 1024);
+    cr_assert_eq(n, 1, "%zu findings, first %s", n, found[0].message);
+    expect(0, "weak-key", SCAN_SEV_WARN);
+    cr_assert_str_eq(found[0].subject, LEAF_ID);
+    X509_free(lc);
+    EVP_PKEY_free(weak);
+}
+
+Test(scan_probe, an_ed25519_chain)
+{
+    cr_assert_eq(testlib_mint_root(&root, TESTLIB_TD, SPIFFE_KEY_ED25519, now - DAY_S, 365 * DAY_S),
+                 WEFT_OK);
+    cr_assert_eq(testlib_mint_leaf(&leaf, &root, LEAF_ID, SPIFFE_KEY_ED25519, now - MIN_S, HOUR_S),
+                 WEFT_OK);
+    X509 *chain[] = {leaf.cert};
+    srv.ctx = tls_ctx(chain, 1, leaf.key, TLS1_3_VERSION, TLS1_3_VERSION, CLIENT_CERT_NONE);
+    server_start(&srv);
+    bundle = testlib_chain(&root.cert, 1);
+    opts.bundle_roots = bundle;
+    char ep[64];
+    endpoint(ep, sizeof(ep), srv.port);
+    size_t n = scan(ep);
+    cr_assert(res.reached, "%s", res.error);
+    cr_assert_eq(res.chain_len, 1);
+    cr_assert_str_eq(res.chain[0].key_type, "Ed25519");
+    cr_assert(res.root_found);
+    cr_assert_str_eq(res.root.key_type, "Ed25519");
+    cr_assert_eq(n, 0, "%zu findings, first %s", n, found[0].message);
 }
