@@ -37,6 +37,7 @@ struct conn {
     int fd;
     SSL *ssl;
     int64_t deadline_ms; /* CLOCK_MONOTONIC */
+    bool cert_requested; /* the server sent a CertificateRequest */
 };
 
 /* struct probe is one scan_probe call. */
@@ -246,6 +247,16 @@ static void ssl_why(char *why, size_t why_len, const char *what, SSL *ssl, int r
     ERR_clear_error();
 }
 
+/* on_cert_request runs when the server asks for a client certificate (BoringSSL calls a
+ * client's cert_cb then); it only takes note, so an error can say why a handshake failed. */
+static int on_cert_request(SSL *ssl, void *arg)
+{
+    (void)ssl;
+    struct conn *c = arg;
+    c->cert_requested = true;
+    return 1;
+}
+
 /* tls_open connects and completes a handshake with |ctx| before the connection's deadline.
  * WEFT_EIO when the TCP connection fails, WEFT_EPROTO when the handshake does (or times out),
  * each with |why|. */
@@ -264,6 +275,7 @@ static int tls_open(struct conn *c, const struct probe *pr, SSL_CTX *ctx, char *
         ERR_clear_error();
         return WEFT_EPROTO;
     }
+    SSL_set_cert_cb(c->ssl, on_cert_request, c);
     char what[SCAN_NAME_MAX + 48];
     snprintf(what, sizeof(what), "TLS handshake with %.110s", pr->where);
     for (;;) {
@@ -695,7 +707,10 @@ static void main_handshake(const struct probe *pr, struct scan_result *out)
     }
     struct conn c = {.fd = -1};
     if (tls_open(&c, pr, ctx, why, sizeof(why)) != WEFT_OK) {
-        snprintf(out->error, sizeof(out->error), "%s", why);
+        bool hint = c.cert_requested && pr->o->client_key == NULL;
+        snprintf(out->error, sizeof(out->error), "%s%s", why,
+                 hint ? " (the server asked for a client certificate and the scanner has none)"
+                      : "");
         conn_close(&c);
         SSL_CTX_free(ctx);
         return;

@@ -643,3 +643,32 @@ Test(scan_probe, an_ed25519_chain)
     cr_assert_str_eq(res.root.key_type, "Ed25519");
     cr_assert_eq(n, 0, "%zu findings, first %s", n, found[0].message);
 }
+
+Test(scan_probe, a_tls_1_2_mtls_endpoint_without_a_client_certificate_says_why)
+{
+    mint(-HOUR_S, 30 * DAY_S, -10 * MIN_S, HOUR_S);
+    serve(TLS1_2_VERSION, TLS1_2_VERSION, CLIENT_CERT_REQUIRED);
+    char ep[64];
+    endpoint(ep, sizeof(ep), srv.port);
+    size_t n = scan(ep);
+    cr_assert_not(res.reached);
+    cr_assert_not_null(strstr(res.error, "asked for a client certificate"), "%s", res.error);
+    cr_assert_eq(n, 1);
+    expect(0, "unreachable", SCAN_SEV_PAGE);
+    cr_assert_eq(scan_exit_code(&res, 1, found, n), SCAN_EXIT_UNREACHABLE);
+}
+
+Test(scan_probe, a_tls_1_3_mtls_endpoint_shows_its_chain_to_a_client_without_a_certificate)
+{
+    mint(-HOUR_S, 30 * DAY_S, -10 * MIN_S, HOUR_S);
+    serve(TLS1_3_VERSION, TLS1_3_VERSION, CLIENT_CERT_REQUIRED);
+    opts.probe_no_client_cert = true;
+    char ep[64];
+    endpoint(ep, sizeof(ep), srv.port);
+    size_t n = scan(ep);
+    cr_assert(res.reached, "%s", res.error);
+    cr_assert_eq(res.chain_len, 2);
+    cr_assert_str_eq(res.chain[0].spiffe_id, LEAF_ID);
+    cr_assert_eq(res.accepts_no_client_cert, 0);
+    cr_assert_eq(n, 0, "%zu findings, first %s", n, found[0].message);
+}
