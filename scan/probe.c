@@ -708,7 +708,7 @@ static void main_handshake(const struct probe *pr, struct scan_result *out)
     struct conn c = {.fd = -1};
     if (tls_open(&c, pr, ctx, why, sizeof(why)) != WEFT_OK) {
         bool hint = c.cert_requested && pr->o->client_key == NULL;
-        snprintf(out->error, sizeof(out->error), "%s%s", why,
+        snprintf(out->error, sizeof(out->error), "%.180s%s", why,
                  hint ? " (the server asked for a client certificate and the scanner has none)"
                       : "");
         conn_close(&c);
