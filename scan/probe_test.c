@@ -318,8 +318,8 @@ Test(scan_probe, a_leaf_near_expiry_pages_and_says_renewal_is_stuck)
 
 Test(scan_probe, an_intermediate_near_expiry_under_a_fresh_leaf_is_critical)
 {
-    /* AddTrust-style: the intermediate has 1 day of its 30 left, the leaf was just issued */
-    mint(-29 * DAY_S, 30 * DAY_S, -MIN_S, HOUR_S);
+    /* AddTrust-style: the intermediate has 1 day (and 1 h) of its 30 left, the leaf is fresh */
+    mint(-29 * DAY_S, 30 * DAY_S + HOUR_S, -MIN_S, HOUR_S); /* "1d" for the next 59 minutes */
     serve(TLS1_3_VERSION, TLS1_3_VERSION, CLIENT_CERT_NONE);
     char ep[64];
     endpoint(ep, sizeof(ep), srv.port);
