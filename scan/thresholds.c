@@ -21,23 +21,23 @@ int scan_thresholds_check(const struct scan_thresholds *t, char *err, size_t err
     const char *flag = NULL;
     const char *why = NULL;
     if (!frac_ok(t->crit_frac)) {
-        flag = "--critical", why = "must be a fraction of the lifetime above 0 and below 1";
+        flag = "--critical-left", why = "must be more than 0 and less than the whole lifetime";
     } else if (!frac_ok(t->page_frac)) {
-        flag = "--page", why = "must be a fraction of the lifetime above 0 and below 1";
+        flag = "--page-left", why = "must be more than 0 and less than the whole lifetime";
     } else if (!frac_ok(t->warn_frac)) {
-        flag = "--warn", why = "must be a fraction of the lifetime above 0 and below 1";
+        flag = "--warn-left", why = "must be more than 0 and less than the whole lifetime";
     } else if (!(t->crit_frac < t->page_frac)) {
-        flag = "--critical", why = "must be below --page";
+        flag = "--critical-left", why = "must be below --page-left";
     } else if (!(t->page_frac < t->warn_frac)) {
-        flag = "--page", why = "must be below --warn";
+        flag = "--page-left", why = "must be below --warn-left";
     } else if (t->crit_floor_s < 0) {
         flag = "--critical-floor", why = "must not be negative";
     } else if (!frac_ok(t->renew_frac)) {
-        flag = "--renew-at", why = "must be a fraction of the lifetime above 0 and below 1";
+        flag = "--renew-at", why = "must be more than 0 and less than the whole lifetime";
     } else if (!(t->renew_grace_frac >= 0.0 && t->renew_grace_frac < 1.0)) {
-        flag = "--renew-grace", why = "must be a fraction of the lifetime, 0 or more and below 1";
+        flag = "--renew-grace", why = "must be 0 or more and less than the whole lifetime";
     } else if (!(t->renew_frac + t->renew_grace_frac < 1.0)) {
-        flag = "--renew-grace", why = "plus --renew-at must stay below 1 (the whole lifetime)";
+        flag = "--renew-grace", why = "plus --renew-at must stay below the whole lifetime";
     }
     if (flag != NULL) {
         snprintf(err, err_len, "scan thresholds: %s %s", flag, why);

@@ -30,7 +30,9 @@ struct scan_thresholds {
 void scan_thresholds_default(struct scan_thresholds *t);
 
 /* scan_thresholds_check: 0 < crit < page < warn < 1, 0 < renew_frac < 1, grace >= 0,
- * renew_frac + grace < 1, crit_floor_s >= 0. WEFT_EINVAL with |err| naming the flag. */
+ * renew_frac + grace < 1, crit_floor_s >= 0. WEFT_EINVAL with |err| naming the flag of
+ * `weftctl scan` (--warn-left, --page-left, --critical-left, --critical-floor, --renew-at,
+ * --renew-grace). */
 WEFT_MUST_USE int scan_thresholds_check(const struct scan_thresholds *t, char *err, size_t err_len);
 
 /* enum scan_expiry is the verdict on one certificate's time. */

@@ -166,15 +166,15 @@ Test(scan_thresholds, check_refuses_each_broken_rule_naming_the_flag)
 {
     struct scan_thresholds t = th;
     t.crit_frac = 0;
-    refused(&t, "--critical");
+    refused(&t, "--critical-left");
     t = th, t.crit_frac = 0.3; /* above page */
-    refused(&t, "--critical");
+    refused(&t, "--critical-left");
     t = th, t.page_frac = 0.5; /* above warn */
-    refused(&t, "--page");
+    refused(&t, "--page-left");
     t = th, t.warn_frac = 1.0;
-    refused(&t, "--warn");
+    refused(&t, "--warn-left");
     t = th, t.warn_frac = NAN;
-    refused(&t, "--warn");
+    refused(&t, "--warn-left");
     t = th, t.crit_floor_s = -1;
     refused(&t, "--critical-floor");
     t = th, t.renew_frac = 0;
