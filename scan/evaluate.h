@@ -26,11 +26,23 @@ struct scan_policy {
 void scan_policy_default(struct scan_policy *p);
 
 /* scan_evaluate writes the findings about |r| at |now| into |out| (at most |cap|; more are
- * counted in the return but not written) and returns how many there are. An endpoint that
- * was not reached gives one finding, code "unreachable", severity PAGE. Each certificate of
- * the chain (and the root, when found) is judged by its time (codes "leaf-expiring",
- * "intermediate-expiring", "root-expiring", "leaf-renewal-overdue", "expired",
- * "not-yet-valid") and its key ("weak-key"). */
+ * counted in the return but not written) and returns how many there are, in this order:
+ *   - "unreachable" (page): the endpoint was not reached; then it is the only finding;
+ *   - per certificate, leaf first, then the bundle's root when it was not presented (subject
+ *     set): "leaf-expiring", "intermediate-expiring", "root-expiring" (warn, page or critical by
+ *     scan_expiry_of; critical too for a lifetime <= 0), "expired" and "not-yet-valid"
+ *     (critical), "leaf-renewal-overdue" (warn, leaves only, next to any tier:
+ *     scan_renewal_overdue), "weak-key" (warn: RSA or EC under the policy's bits). A presented
+ *     certificate is the root when it is a self-signed CA, else an intermediate;
+ *   - "no-certificate" (critical), "chain-too-long" (warn: over SCAN_MAX_CHAIN);
+ *   - tls13_only: "old-tls-version" (page: the main handshake negotiated below 1.3),
+ *     "tls10-accepted", "tls11-accepted", "tls12-accepted" (page);
+ *   - require_client_cert: "no-client-cert-accepted" (critical); strict: "plaintext-accepted"
+ *     (critical); want_alpn: "alpn-mismatch" (warn);
+ *   - when HTTP was probed: "https-no-answer", "hsts-missing", "hsts-max-age-short",
+ *     "http-not-redirected": warn when require_hsts, else info.
+ * Probes that did not run (-1) give no finding. Messages are one sentence naming the
+ * certificate (its subject, else its SPIFFE ID) or the endpoint, and the time left. */
 size_t scan_evaluate(const struct scan_result *r, const struct scan_policy *p, int64_t now,
                      struct scan_finding *out, size_t cap);
 

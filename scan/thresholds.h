@@ -30,9 +30,10 @@ struct scan_thresholds {
 void scan_thresholds_default(struct scan_thresholds *t);
 
 /* scan_thresholds_check: 0 < crit < page < warn < 1, 0 < renew_frac < 1, grace >= 0,
- * renew_frac + grace < 1, crit_floor_s >= 0. WEFT_EINVAL with |err| naming the flag. */
-WEFT_MUST_USE int scan_thresholds_check(const struct scan_thresholds *t, char *err,
-                                        size_t err_len);
+ * renew_frac + grace < 1, crit_floor_s >= 0. WEFT_EINVAL with |err| naming the flag of
+ * `weftctl scan` (--warn-left, --page-left, --critical-left, --critical-floor, --renew-at,
+ * --renew-grace). */
+WEFT_MUST_USE int scan_thresholds_check(const struct scan_thresholds *t, char *err, size_t err_len);
 
 /* enum scan_expiry is the verdict on one certificate's time. */
 enum scan_expiry {
@@ -50,6 +51,15 @@ enum scan_expiry {
  * valid). When the leaf is both overdue and under a tier, the tier wins. */
 enum scan_expiry scan_expiry_of(const struct scan_thresholds *t, int64_t not_before,
                                 int64_t not_after, int64_t now, bool leaf);
+
+/* scan_renewal_overdue reports whether a leaf valid [not_before, not_after] is, at |now|, past
+ * its renewal point plus grace while still valid, whatever tier it is under. With the defaults
+ * the renewal point plus grace (60 % of the life gone, the latest the agent's +-10 % jitter
+ * renews at, agent/schedule.h) falls exactly where the warn tier (40 % left) begins, so
+ * scan_expiry_of alone would never say RENEWAL_OVERDUE: the evaluator asks this as well and
+ * reports a stuck renewal next to the tier. */
+bool scan_renewal_overdue(const struct scan_thresholds *t, int64_t not_before, int64_t not_after,
+                          int64_t now);
 
 /* scan_expiry_severity maps a verdict to a finding's severity (OK has none: INFO). */
 enum scan_severity scan_expiry_severity(enum scan_expiry e);
