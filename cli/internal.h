@@ -27,6 +27,7 @@ int cmd_entry(int argc, char **argv);
 int cmd_revoke(int argc, char **argv);
 int cmd_certs(int argc, char **argv);
 int cmd_wait_ready(int argc, char **argv);
+int cmd_scan(int argc, char **argv);
 
 /* cli_ca_status runs `weftctl ca status`, or `ca rotate-root` when |rotate|, against weft-ca's
  * admin socket. */

@@ -26,6 +26,9 @@ static const char usage[] =
     "  inject -f IN.yaml ...   add weft's sidecar to the Pods and workloads of a YAML file\n"
     "  wait-ready --addr HOST:PORT ...\n"
     "                          poll a daemon's /ready until 200 (a pod's postStart hook)\n"
+    "  scan ENDPOINT... [--file FILE] ...\n"
+    "                          read what endpoints present: certificates near expiry, a\n"
+    "                          renewal loop stuck, TLS policy drift (its own exit codes)\n"
     "\n"
     "Run `weftctl <command> --help` for the flags of each command.\n"
     "\n"
@@ -116,6 +119,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "inject") == 0) {
         return cmd_inject(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "scan") == 0) {
+        return cmd_scan(argc - 1, argv + 1);
     }
     fprintf(stderr, "weftctl: unknown command \"%s\"\n\n%s", cmd, usage);
     return EXIT_USAGE;

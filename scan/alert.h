@@ -7,8 +7,9 @@
  * finding that fired is gone, posts it once more with endsAt = now (resolved) and forgets it.
  * --state FILE (JSON; written atomically) remembers what is firing across runs; without it
  * nothing is ever resolved, and the scan says so. --alert-exec CMD runs CMD (sh -c) once per
- * pass with the same JSON array on stdin, bounded in time. A failed POST or command is reported
- * (stderr and a finding-free error count in the result), never retried within the pass.
+ * pass with the same JSON array on stdin, bounded in time. A failed POST or command is returned
+ * as an error for the caller to report (weftctl scan: on stderr), never retried within the
+ * pass.
  *
  * Which alerts a pass sends: each page/critical finding fires (one per endpoint+code+subject,
  * the highest severity when a pass has several), with the startsAt the state remembers for that

@@ -1,0 +1,601 @@
+/* weftctl scan: the out-of-band expiry and TLS-policy monitor (issue 9; scan/scan.h says what
+ * each part does). This file is the command: flags, endpoints, a bounded pool of workers for a
+ * pass, the report, alerts, and --watch. */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "cli/internal.h"
+#include "lib/base/timefmt.h"
+#include "scan/alert.h"
+#include "scan/evaluate.h"
+#include "scan/probe.h"
+#include "scan/report.h"
+
+#define SCAN_MAX_ENDPOINTS 10000
+#define SCAN_MAX_CONCURRENCY 64
+#define SCAN_DEFAULT_CONCURRENCY 8
+#define SCAN_MAX_PEM_CERTS 64 /* certificates of --bundle or --client-cert */
+#define SCAN_MIN_WATCH_S 10
+
+static const char usage[] =
+    "usage: weftctl scan [ENDPOINT...] [--file FILE] [options]\n"
+    "\n"
+    "Connects to each endpoint (HOST:PORT, [IPV6]:PORT or https://HOST[:PORT]/), reads the\n"
+    "certificate chain it presents and how it speaks TLS, and reports what needs a person:\n"
+    "certificates near expiry (leaf, intermediates and the root when --bundle names it), a leaf\n"
+    "past its renewal point (renewal loop stuck?), TLS versions, keys, ALPN, plaintext or\n"
+    "clients without a certificate accepted where they should not be. It shares no code with\n"
+    "weft's renewal: its own TLS client, its own reading of the chain.\n"
+    "\n"
+    "Endpoints:\n"
+    "  ENDPOINT...                on the command line, and/or\n"
+    "  --file FILE                one per line ('#' starts a comment); at most 10000 in all\n"
+    "Expiry (of each certificate's own lifetime; one rule for 1-hour SVIDs and 1-year roots):\n"
+    "  --warn-left PCT            warn below PCT % left (default 40)\n"
+    "  --page-left PCT            page below PCT % left (default 20)\n"
+    "  --critical-left PCT        critical below PCT % left (default 5) ...\n"
+    "  --critical-floor DUR       ... or below DUR left, whichever is more (default 2m)\n"
+    "  --renew-at PCT             a leaf is expected to be renewed at PCT % of its life\n"
+    "                             (default 50; weft renews at 50 +-10); past it plus\n"
+    "  --renew-grace PCT          PCT % more (default 10) is a warning: renewal loop stuck?\n"
+    "Policy (defaults: a mesh port: TLS 1.3 only, mTLS required, no plaintext):\n"
+    "  --allow-tls12              TLS 1.2 accepted is no finding\n"
+    "  --no-mtls                  a client without a certificate accepted is no finding\n"
+    "  --no-strict                plaintext accepted is no finding\n"
+    "  --alpn PROTO               offer PROTO; another one negotiated is a warning\n"
+    "  --https                    an HTTPS edge: check Strict-Transport-Security (max-age at\n"
+    "                             least 180 days) and that plain HTTP on --http-port (default\n"
+    "                             80) redirects to https://; implies --no-mtls --no-strict\n"
+    "  --http-port N\n"
+    "Identity:\n"
+    "  --bundle FILE              PEM roots: names the root each chain ends at, whose expiry\n"
+    "                             is then judged too\n"
+    "  --client-cert FILE --client-key FILE\n"
+    "                             PEM chain and key presented when a server asks (an SVID,\n"
+    "                             to reach mTLS-only ports)\n"
+    "Output and alerts:\n"
+    "  --format table|json        (default table)\n"
+    "  --prometheus FILE          also write a node_exporter textfile-collector file\n"
+    "  --alert-url URL            POST page and critical findings to Alertmanager (v2 API),\n"
+    "                             and resolves once they clear (with --state)\n"
+    "  --alert-ca FILE            CAs for an https --alert-url\n"
+    "  --alert-exec CMD           run `sh -c CMD` with the alerts (JSON) on stdin\n"
+    "  --state FILE               what is firing, across runs\n"
+    "Running:\n"
+    "  --concurrency N            endpoints probed at once (default 8, at most 64)\n"
+    "  --timeout DUR              each connection (default 5s; an endpoint makes up to 7)\n"
+    "  --watch DUR                scan again every DUR (+-10 %, at least 10s) until SIGTERM\n"
+    "\n"
+    "Exit: 0 nothing found, 1 warnings, 2 page or critical findings, 3 an endpoint could not\n"
+    "be scanned (itself a finding); the highest that applies. Usage errors: 2 with a message\n"
+    "on stderr. With --watch, the last pass's code.\n";
+
+static atomic_int stop_signal;
+
+static void on_signal(int sig) { atomic_store(&stop_signal, sig); }
+
+/* struct scan_cfg is everything a pass needs. */
+struct scan_cfg {
+    const char **endpoints;
+    size_t num_endpoints;
+    struct scan_policy policy;
+    struct scan_probe_opts probe;
+    const char *format, *prometheus;
+    struct scan_alert_opts alert;
+    bool alerting;
+    size_t concurrency;
+};
+
+struct job {
+    struct scan_result result;
+    struct scan_finding findings[SCAN_MAX_FINDINGS];
+    size_t num_findings;
+};
+
+struct pool {
+    const struct scan_cfg *cfg;
+    struct job *jobs;
+    atomic_size_t next;
+    int64_t now;
+};
+
+static void *worker(void *arg)
+{
+    struct pool *p = arg;
+    for (;;) {
+        size_t i = atomic_fetch_add(&p->next, 1);
+        if (i >= p->cfg->num_endpoints || atomic_load(&stop_signal) != 0) {
+            return NULL;
+        }
+        struct job *j = &p->jobs[i];
+        char err[256];
+        if (scan_probe(p->cfg->endpoints[i], &p->cfg->probe, &j->result, err, sizeof(err)) !=
+            WEFT_OK) {
+            /* a bad endpoint: reported as one that could not be scanned, never skipped */
+            memset(&j->result, 0, sizeof(j->result));
+            snprintf(j->result.endpoint, sizeof(j->result.endpoint), "%s", p->cfg->endpoints[i]);
+            snprintf(j->result.error, sizeof(j->result.error), "%s", err);
+        }
+        size_t n =
+            scan_evaluate(&j->result, &p->cfg->policy, p->now, j->findings, SCAN_MAX_FINDINGS);
+        j->num_findings = n < SCAN_MAX_FINDINGS ? n : SCAN_MAX_FINDINGS;
+    }
+}
+
+/* pass scans every endpoint once, reports and alerts; returns the exit code. */
+static int pass(const struct scan_cfg *cfg)
+{
+    struct pool p = {.cfg = cfg, .now = cli_now()};
+    p.jobs = calloc(cfg->num_endpoints, sizeof(*p.jobs));
+    if (p.jobs == NULL) {
+        fprintf(stderr, "weftctl scan: out of memory for %zu endpoints\n", cfg->num_endpoints);
+        return SCAN_EXIT_UNREACHABLE;
+    }
+    atomic_init(&p.next, 0);
+    size_t n = cfg->concurrency < cfg->num_endpoints ? cfg->concurrency : cfg->num_endpoints;
+    pthread_t threads[SCAN_MAX_CONCURRENCY];
+    size_t started = 0;
+    for (; started < n; started++) {
+        if (pthread_create(&threads[started], NULL, worker, &p) != 0) {
+            break;
+        }
+    }
+    if (started == 0) {
+        worker(&p); /* no thread to be had: this one does it all */
+    }
+    for (size_t i = 0; i < started; i++) {
+        pthread_join(threads[i], NULL);
+    }
+
+    struct scan_result *results = calloc(cfg->num_endpoints, sizeof(*results));
+    const struct scan_finding **findings = calloc(cfg->num_endpoints, sizeof(*findings));
+    size_t *counts = calloc(cfg->num_endpoints, sizeof(*counts));
+    struct scan_finding *all = calloc(cfg->num_endpoints * SCAN_MAX_FINDINGS, sizeof(*all));
+    size_t num_all = 0;
+    int code = SCAN_EXIT_UNREACHABLE;
+    if (results != NULL && findings != NULL && counts != NULL && all != NULL) {
+        for (size_t i = 0; i < cfg->num_endpoints; i++) {
+            results[i] = p.jobs[i].result;
+            findings[i] = &all[num_all];
+            counts[i] = p.jobs[i].num_findings;
+            memcpy(&all[num_all], p.jobs[i].findings, counts[i] * sizeof(*all));
+            num_all += counts[i];
+        }
+        code = scan_exit_code(results, cfg->num_endpoints, all, num_all);
+        struct scan_pass sp = {
+            .scanned_at = p.now,
+            .results = results,
+            .findings = findings,
+            .num_findings = counts,
+            .num = cfg->num_endpoints,
+            .exit_code = code,
+        };
+        int rc = strcmp(cfg->format, "json") == 0 ? scan_report_json(stdout, &sp)
+                                                  : scan_report_table(stdout, &sp);
+        fflush(stdout);
+        if (rc != WEFT_OK) {
+            fprintf(stderr, "weftctl scan: cannot write the report to stdout\n");
+        }
+        char err[512];
+        if (cfg->prometheus != NULL &&
+            scan_report_prometheus(cfg->prometheus, &sp, err, sizeof(err)) != WEFT_OK) {
+            fprintf(stderr, "weftctl scan: --prometheus: %s\n", err);
+        }
+        if (cfg->alerting &&
+            scan_alert_send(&cfg->alert, &sp, p.now, err, sizeof(err)) != WEFT_OK) {
+            fprintf(stderr, "weftctl scan: alerts not delivered: %s\n", err);
+        }
+    } else {
+        fprintf(stderr, "weftctl scan: out of memory for the report\n");
+    }
+    free(results);
+    free(findings);
+    free(counts);
+    free(all);
+    free(p.jobs);
+    return code;
+}
+
+/* read_pem_certs reads every certificate of the PEM file |path| (at most SCAN_MAX_PEM_CERTS). */
+static STACK_OF(X509) * read_pem_certs(const char *what, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "weftctl scan: %s %s: %s\n", what, path, strerror(errno));
+        return NULL;
+    }
+    STACK_OF(X509) *certs = sk_X509_new_null();
+    X509 *x;
+    while (certs != NULL && (x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
+        if (sk_X509_num(certs) == SCAN_MAX_PEM_CERTS || !sk_X509_push(certs, x)) {
+            X509_free(x);
+            fprintf(stderr, "weftctl scan: %s %s: more than %d certificates\n", what, path,
+                    SCAN_MAX_PEM_CERTS);
+            sk_X509_pop_free(certs, X509_free);
+            certs = NULL;
+        }
+    }
+    ERR_clear_error(); /* the end of the file reads as an error */
+    fclose(f);
+    if (certs != NULL && sk_X509_num(certs) == 0) {
+        fprintf(stderr, "weftctl scan: %s %s: no PEM certificate in it\n", what, path);
+        sk_X509_free(certs);
+        certs = NULL;
+    }
+    return certs;
+}
+
+static EVP_PKEY *read_pem_key(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "weftctl scan: --client-key %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    EVP_PKEY *key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    fclose(f);
+    if (key == NULL) {
+        fprintf(stderr, "weftctl scan: --client-key %s: no PEM private key in it\n", path);
+    }
+    return key;
+}
+
+/* read_endpoints appends the endpoints of |path| to |list|; returns EXIT_USAGE on failure. */
+static int read_endpoints(const char ***list, size_t *num, const char *path, char **keep)
+{
+    uint8_t *data;
+    size_t len;
+    int rc = cli_read(&data, &len, "--file", path);
+    if (rc != EXIT_VALID) {
+        return rc;
+    }
+    *keep = (char *)data; /* the endpoints point into it */
+    size_t line_no = 0;
+    for (char *save = NULL, *line = strtok_r((char *)data, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        line_no++;
+        char *hash = strchr(line, '#');
+        if (hash != NULL) {
+            *hash = '\0';
+        }
+        while (*line == ' ' || *line == '\t') {
+            line++;
+        }
+        size_t l = strlen(line);
+        while (l > 0 && (line[l - 1] == ' ' || line[l - 1] == '\t' || line[l - 1] == '\r')) {
+            line[--l] = '\0';
+        }
+        if (l == 0) {
+            continue;
+        }
+        if (l > SCAN_NAME_MAX || *num == SCAN_MAX_ENDPOINTS) {
+            fprintf(stderr, "weftctl scan: --file %s:%zu: %s\n", path, line_no,
+                    l > SCAN_NAME_MAX ? "endpoint longer than 255 bytes" : "over 10000 endpoints");
+            return EXIT_USAGE;
+        }
+        (*list)[(*num)++] = line;
+    }
+    return EXIT_VALID;
+}
+
+/* percent reads a percentage of 0 < p < 100 into a fraction. */
+static bool percent(double *out, const char *arg)
+{
+    char *end;
+    double v = strtod(arg, &end);
+    if (end == arg || (*end != '\0' && strcmp(end, "%") != 0) || !(v > 0 && v < 100)) {
+        return false;
+    }
+    *out = v / 100.0;
+    return true;
+}
+
+int cmd_scan(int argc, char **argv)
+{
+    enum {
+        O_FILE = 1000,
+        O_WARN,
+        O_PAGE,
+        O_CRIT,
+        O_FLOOR,
+        O_RENEW,
+        O_GRACE,
+        O_TLS12,
+        O_NO_MTLS,
+        O_NO_STRICT,
+        O_ALPN,
+        O_HTTPS,
+        O_HTTP_PORT,
+        O_BUNDLE,
+        O_CERT,
+        O_KEY,
+        O_FORMAT,
+        O_PROM,
+        O_ALERT_URL,
+        O_ALERT_CA,
+        O_ALERT_EXEC,
+        O_STATE,
+        O_CONC,
+        O_TIMEOUT,
+        O_WATCH,
+    };
+    static const struct option opts[] = {
+        {"file", required_argument, NULL, O_FILE},
+        {"warn-left", required_argument, NULL, O_WARN},
+        {"page-left", required_argument, NULL, O_PAGE},
+        {"critical-left", required_argument, NULL, O_CRIT},
+        {"critical-floor", required_argument, NULL, O_FLOOR},
+        {"renew-at", required_argument, NULL, O_RENEW},
+        {"renew-grace", required_argument, NULL, O_GRACE},
+        {"allow-tls12", no_argument, NULL, O_TLS12},
+        {"no-mtls", no_argument, NULL, O_NO_MTLS},
+        {"no-strict", no_argument, NULL, O_NO_STRICT},
+        {"alpn", required_argument, NULL, O_ALPN},
+        {"https", no_argument, NULL, O_HTTPS},
+        {"http-port", required_argument, NULL, O_HTTP_PORT},
+        {"bundle", required_argument, NULL, O_BUNDLE},
+        {"client-cert", required_argument, NULL, O_CERT},
+        {"client-key", required_argument, NULL, O_KEY},
+        {"format", required_argument, NULL, O_FORMAT},
+        {"prometheus", required_argument, NULL, O_PROM},
+        {"alert-url", required_argument, NULL, O_ALERT_URL},
+        {"alert-ca", required_argument, NULL, O_ALERT_CA},
+        {"alert-exec", required_argument, NULL, O_ALERT_EXEC},
+        {"state", required_argument, NULL, O_STATE},
+        {"concurrency", required_argument, NULL, O_CONC},
+        {"timeout", required_argument, NULL, O_TIMEOUT},
+        {"watch", required_argument, NULL, O_WATCH},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    static struct scan_cfg cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    scan_policy_default(&cfg.policy);
+    cfg.format = "table";
+    cfg.concurrency = SCAN_DEFAULT_CONCURRENCY;
+    cfg.probe.probe_versions = true;
+    const char *files[16], *bundle = NULL, *cert = NULL, *key = NULL, *alpn = NULL;
+    size_t num_files = 0;
+    int64_t watch_s = 0, timeout_s = 0, floor_s = 0;
+    bool https = false;
+    int c;
+    optind = 1;
+    int idx = 0;
+    while ((c = getopt_long(argc, argv, "h", opts, &idx)) != -1) {
+        struct scan_thresholds *t = &cfg.policy.thresholds;
+        bool ok = true;
+        const char *want = "see --help";
+        switch (c) {
+        case O_FILE:
+            if (num_files == sizeof(files) / sizeof(files[0])) {
+                fprintf(stderr, "weftctl scan: --file: at most 16\n");
+                return EXIT_USAGE;
+            }
+            files[num_files++] = optarg;
+            break;
+        case O_WARN:
+            ok = percent(&t->warn_frac, optarg);
+            want = "a percentage between 0 and 100";
+            break;
+        case O_PAGE:
+            ok = percent(&t->page_frac, optarg);
+            want = "a percentage between 0 and 100";
+            break;
+        case O_CRIT:
+            ok = percent(&t->crit_frac, optarg);
+            want = "a percentage between 0 and 100";
+            break;
+        case O_RENEW:
+            ok = percent(&t->renew_frac, optarg);
+            want = "a percentage between 0 and 100";
+            break;
+        case O_GRACE:
+            ok = percent(&t->renew_grace_frac, optarg);
+            want = "a percentage between 0 and 100";
+            break;
+        case O_FLOOR:
+            ok = weft_duration_parse(&floor_s, optarg) == WEFT_OK;
+            t->crit_floor_s = floor_s;
+            want = "a duration such as 2m";
+            break;
+        case O_TLS12:
+            cfg.policy.tls13_only = false;
+            break;
+        case O_NO_MTLS:
+            cfg.policy.require_client_cert = false;
+            break;
+        case O_NO_STRICT:
+            cfg.policy.strict = false;
+            break;
+        case O_ALPN:
+            alpn = optarg;
+            ok = strlen(optarg) > 0 && strlen(optarg) < 32;
+            want = "1 to 31 bytes";
+            break;
+        case O_HTTPS:
+            https = true;
+            break;
+        case O_HTTP_PORT: {
+            char *end;
+            long port = strtol(optarg, &end, 10);
+            ok = *end == '\0' && end != optarg && port > 0 && port < 65536;
+            want = "a port, 1 to 65535";
+            cfg.probe.http_port = (int)port;
+            break;
+        }
+        case O_BUNDLE:
+            bundle = optarg;
+            break;
+        case O_CERT:
+            cert = optarg;
+            break;
+        case O_KEY:
+            key = optarg;
+            break;
+        case O_FORMAT:
+            cfg.format = optarg;
+            ok = strcmp(optarg, "table") == 0 || strcmp(optarg, "json") == 0;
+            want = "table or json";
+            break;
+        case O_PROM:
+            cfg.prometheus = optarg;
+            break;
+        case O_ALERT_URL:
+            cfg.alert.url = optarg;
+            break;
+        case O_ALERT_CA:
+            cfg.alert.ca_file = optarg;
+            break;
+        case O_ALERT_EXEC:
+            cfg.alert.exec = optarg;
+            break;
+        case O_STATE:
+            cfg.alert.state_path = optarg;
+            break;
+        case O_CONC: {
+            char *end;
+            long n = strtol(optarg, &end, 10);
+            ok = *end == '\0' && end != optarg && n >= 1 && n <= SCAN_MAX_CONCURRENCY;
+            want = "1 to 64";
+            cfg.concurrency = (size_t)n;
+            break;
+        }
+        case O_TIMEOUT:
+            ok = weft_duration_parse(&timeout_s, optarg) == WEFT_OK && timeout_s <= 60;
+            want = "a duration of 1s to 60s";
+            cfg.probe.timeout_ms = (int)timeout_s * 1000;
+            break;
+        case O_WATCH:
+            ok = weft_duration_parse(&watch_s, optarg) == WEFT_OK && watch_s >= SCAN_MIN_WATCH_S;
+            want = "a duration of at least 10s";
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return EXIT_VALID;
+        default:
+            fputs(usage, stderr);
+            return EXIT_USAGE;
+        }
+        if (!ok) {
+            fprintf(stderr, "weftctl scan: --%s %s: want %s\n", opts[idx].name, optarg, want);
+            return EXIT_USAGE;
+        }
+    }
+    char why[256];
+    if (scan_thresholds_check(&cfg.policy.thresholds, why, sizeof(why)) != WEFT_OK) {
+        fprintf(stderr, "weftctl scan: %s\n", why);
+        return EXIT_USAGE;
+    }
+    if ((cert == NULL) != (key == NULL)) {
+        fprintf(stderr, "weftctl scan: --client-cert and --client-key go together\n");
+        return EXIT_USAGE;
+    }
+    if (cfg.alert.state_path != NULL && cfg.alert.url == NULL && cfg.alert.exec == NULL) {
+        fprintf(stderr, "weftctl scan: --state is for --alert-url or --alert-exec\n");
+        return EXIT_USAGE;
+    }
+    if (cfg.alert.ca_file != NULL && cfg.alert.url == NULL) {
+        fprintf(stderr, "weftctl scan: --alert-ca is for --alert-url\n");
+        return EXIT_USAGE;
+    }
+    cfg.alerting = cfg.alert.url != NULL || cfg.alert.exec != NULL;
+    /* Alertmanager resolves an alert not heard of for its resolve_timeout (5 min by default):
+     * between passes of a longer --watch, firing alerts say how long they stand */
+    cfg.alert.firing_for_s = watch_s > 0 ? 3 * watch_s : 0;
+    if (https) {
+        cfg.policy.require_client_cert = false;
+        cfg.policy.strict = false;
+        cfg.policy.require_hsts = true;
+        cfg.probe.probe_https = true;
+    }
+    cfg.probe.probe_no_client_cert = cfg.policy.require_client_cert;
+    cfg.probe.probe_plaintext = cfg.policy.strict;
+    if (alpn != NULL) {
+        static const char *offered[1];
+        offered[0] = alpn;
+        cfg.probe.alpn = offered;
+        cfg.probe.num_alpn = 1;
+        cfg.policy.want_alpn = alpn;
+    }
+
+    static const char *endpoints[SCAN_MAX_ENDPOINTS];
+    char *kept[16] = {0};
+    cfg.endpoints = endpoints;
+    int rc = EXIT_VALID;
+    for (int i = optind; i < argc && rc == EXIT_VALID; i++) {
+        if (strlen(argv[i]) > SCAN_NAME_MAX || cfg.num_endpoints == SCAN_MAX_ENDPOINTS) {
+            fprintf(stderr, "weftctl scan: %.64s: %s\n", argv[i],
+                    cfg.num_endpoints == SCAN_MAX_ENDPOINTS ? "over 10000 endpoints"
+                                                            : "longer than 255 bytes");
+            rc = EXIT_USAGE;
+        } else {
+            endpoints[cfg.num_endpoints++] = argv[i];
+        }
+    }
+    for (size_t i = 0; i < num_files && rc == EXIT_VALID; i++) {
+        rc = read_endpoints(&cfg.endpoints, &cfg.num_endpoints, files[i], &kept[i]);
+    }
+    for (size_t i = 0; i < cfg.num_endpoints && rc == EXIT_VALID; i++) {
+        struct scan_endpoint ep;
+        char why_ep[300];
+        if (scan_endpoint_parse(&ep, cfg.endpoints[i], why_ep, sizeof(why_ep)) != WEFT_OK) {
+            fprintf(stderr, "weftctl %s\n", why_ep);
+            rc = EXIT_USAGE;
+        }
+    }
+    if (rc == EXIT_VALID && cfg.num_endpoints == 0) {
+        fprintf(stderr, "weftctl scan: no endpoint: give HOST:PORT arguments or --file\n\n%s",
+                usage);
+        rc = EXIT_USAGE;
+    }
+    if (rc == EXIT_VALID && bundle != NULL &&
+        (cfg.probe.bundle_roots = read_pem_certs("--bundle", bundle)) == NULL) {
+        rc = EXIT_USAGE;
+    }
+    if (rc == EXIT_VALID && cert != NULL &&
+        ((cfg.probe.client_chain = read_pem_certs("--client-cert", cert)) == NULL ||
+         (cfg.probe.client_key = read_pem_key(key)) == NULL)) {
+        rc = EXIT_USAGE;
+    }
+    if (rc == EXIT_VALID) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = on_signal;
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+        signal(SIGPIPE, SIG_IGN); /* a peer that closes mid-write is a probe result */
+        srand((unsigned)time(NULL) ^ (unsigned)getpid());
+        rc = pass(&cfg);
+        while (watch_s > 0 && atomic_load(&stop_signal) == 0) {
+            /* the next pass in watch_s +-10 %, slept in steps so a signal ends it soon */
+            int64_t wait_ms = watch_s * 1000 * (90 + rand() % 21) / 100;
+            for (int64_t slept = 0; slept < wait_ms && atomic_load(&stop_signal) == 0;
+                 slept += 200) {
+                nanosleep(&(struct timespec){0, 200 * 1000 * 1000}, NULL);
+            }
+            if (atomic_load(&stop_signal) == 0) {
+                rc = pass(&cfg);
+            }
+        }
+    }
+    sk_X509_pop_free(cfg.probe.bundle_roots, X509_free);
+    sk_X509_pop_free(cfg.probe.client_chain, X509_free);
+    EVP_PKEY_free(cfg.probe.client_key);
+    for (size_t i = 0; i < num_files; i++) {
+        free(kept[i]);
+    }
+    return rc;
+}
