@@ -7,7 +7,8 @@
 #   the steps  1 the identities minted; 2 frontend -> backend over mTLS, with the access-log
 #              lines and a capture on the bridge (TLS 1.3, the body not visible); 3 intruder
 #              refused, with the deny line and `weftctl policy explain`; 4 a slow download
-#              that spans a rotation of the SVIDs and arrives intact
+#              that spans a rotation of the SVIDs and arrives intact; 5 `weftctl scan`, the
+#              independent check, catching a renewal loop that stopped (the agent frozen)
 # Every step is checked: exit 0 only if all behaved. Needs root. With a terminal on stdin it
 # waits for Enter between steps; without one (CI, `./demo.sh </dev/null`) it runs straight
 # through. --keep leaves the mesh running until Ctrl-C. Ctrl-C, an error or the end removes
@@ -22,7 +23,8 @@ usage: ./demo.sh [--keep]
 Starts a real weft mesh on this machine (a CA, a node agent, three pods as network
 namespaces on a bridge, each with its sidecar proxy and an ordinary app) and shows it at
 work: identities, an allowed call over mutual TLS seen on the wire, a refused one and why,
-a certificate rotation under a long download. Exit 0 only if every step behaved.
+a certificate rotation under a long download, and weftctl scan catching a renewal loop that
+stopped. Exit 0 only if every step behaved.
 
   --keep   leave the mesh running at the end and print how to poke at it; Ctrl-C cleans up
 

@@ -51,6 +51,9 @@ static const char usage[] =
     "  --renew-at PCT             a leaf is expected to be renewed at PCT % of its life\n"
     "                             (default 50; weft renews at 50 +-10); past it plus\n"
     "  --renew-grace PCT          PCT % more (default 10) is a warning: renewal loop stuck?\n"
+    "  --backdate DUR             how far the issuer backdates notBefore for lagging clocks\n"
+    "                             (weft's CA: 1m; Let's Encrypt: 1h): life is counted from\n"
+    "                             notBefore + DUR, when it was issued (default 0)\n"
     "Policy (defaults: a mesh port: TLS 1.3 only, mTLS required, no plaintext):\n"
     "  --allow-tls12              TLS 1.2 accepted is no finding\n"
     "  --no-mtls                  a client without a certificate accepted is no finding\n"
@@ -313,6 +316,7 @@ int cmd_scan(int argc, char **argv)
         O_FLOOR,
         O_RENEW,
         O_GRACE,
+        O_BACKDATE,
         O_TLS12,
         O_NO_MTLS,
         O_NO_STRICT,
@@ -340,6 +344,7 @@ int cmd_scan(int argc, char **argv)
         {"critical-floor", required_argument, NULL, O_FLOOR},
         {"renew-at", required_argument, NULL, O_RENEW},
         {"renew-grace", required_argument, NULL, O_GRACE},
+        {"backdate", required_argument, NULL, O_BACKDATE},
         {"allow-tls12", no_argument, NULL, O_TLS12},
         {"no-mtls", no_argument, NULL, O_NO_MTLS},
         {"no-strict", no_argument, NULL, O_NO_STRICT},
@@ -405,6 +410,10 @@ int cmd_scan(int argc, char **argv)
         case O_GRACE:
             ok = percent(&t->renew_grace_frac, optarg);
             want = "a percentage between 0 and 100";
+            break;
+        case O_BACKDATE:
+            ok = weft_duration_parse(&t->backdate_s, optarg) == WEFT_OK;
+            want = "a duration such as 1m";
             break;
         case O_FLOOR:
             ok = weft_duration_parse(&floor_s, optarg) == WEFT_OK;

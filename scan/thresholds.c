@@ -11,6 +11,19 @@ void scan_thresholds_default(struct scan_thresholds *t)
     t->crit_floor_s = 120;
     t->renew_frac = 0.50;
     t->renew_grace_frac = 0.10;
+    t->backdate_s = 0;
+}
+
+/* life_start is when a certificate's life is counted from: notBefore, or notBefore plus the
+ * issuer's backdating when the certificate lives longer than that. */
+static int64_t life_start(const struct scan_thresholds *t, int64_t not_before, int64_t not_after)
+{
+    int64_t start;
+    if (t->backdate_s > 0 && !__builtin_add_overflow(not_before, t->backdate_s, &start) &&
+        start < not_after) {
+        return start;
+    }
+    return not_before;
 }
 
 /* frac_ok: a fraction strictly inside (0, 1); NaN fails every comparison, so it fails here. */
@@ -38,6 +51,8 @@ int scan_thresholds_check(const struct scan_thresholds *t, char *err, size_t err
         flag = "--renew-grace", why = "must be 0 or more and less than the whole lifetime";
     } else if (!(t->renew_frac + t->renew_grace_frac < 1.0)) {
         flag = "--renew-grace", why = "plus --renew-at must stay below the whole lifetime";
+    } else if (t->backdate_s < 0) {
+        flag = "--backdate", why = "must not be negative";
     }
     if (flag != NULL) {
         snprintf(err, err_len, "scan thresholds: %s %s", flag, why);
@@ -61,9 +76,12 @@ enum scan_expiry scan_expiry_of(const struct scan_thresholds *t, int64_t not_bef
     if (now > not_after) {
         return SCAN_EXPIRY_EXPIRED;
     }
-    /* not_before <= now <= not_after, so neither difference overflows. */
+    /* the life the tiers are measured on starts after the issuer's backdating */
+    int64_t start = life_start(t, not_before, not_after);
+    life = not_after - start;
+    /* start <= not_after and not_before <= now <= not_after: no difference overflows */
     left = not_after - now;
-    age = now - not_before;
+    age = now - start;
     double l = (double)life;
     double crit = t->crit_frac * l;
     if (crit < (double)t->crit_floor_s) {
@@ -110,5 +128,7 @@ bool scan_renewal_overdue(const struct scan_thresholds *t, int64_t not_before, i
         now > not_after) {
         return false;
     }
-    return (double)(now - not_before) > (t->renew_frac + t->renew_grace_frac) * (double)life;
+    int64_t start = life_start(t, not_before, not_after);
+    life = not_after - start;
+    return (double)(now - start) > (t->renew_frac + t->renew_grace_frac) * (double)life;
 }

@@ -24,6 +24,10 @@ struct scan_thresholds {
     double warn_frac, page_frac, crit_frac; /* of the lifetime left */
     int64_t crit_floor_s;
     double renew_frac, renew_grace_frac; /* leaves: expected renewal point, and slack */
+    /* how far issuers backdate notBefore for clocks that lag (weft's CA 1 minute, Let's Encrypt
+     * 1 hour): a certificate that lives longer than this has its life counted from notBefore +
+     * backdate_s, the moment it was issued, as its renewer counts it; default 0 */
+    int64_t backdate_s;
 };
 
 /* scan_thresholds_default fills |t| with the defaults above. */

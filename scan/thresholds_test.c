@@ -188,3 +188,26 @@ Test(scan_thresholds, check_refuses_each_broken_rule_naming_the_flag)
     char err[160];
     cr_assert_eq(scan_thresholds_check(&t, err, sizeof(err)), WEFT_OK);
 }
+
+Test(scan_thresholds, a_backdated_not_before_is_not_counted_as_life)
+{
+    /* weft's CA backdates notBefore a minute: a 1 h SVID reads as 61 min. 35 min 50 s after
+     * issuance is 59.7 % of its hour, not yet past the renewal point plus grace (60 %); counted
+     * from notBefore it is 36 min 50 s of 61 min, 60.4 %: a false "renewal loop stuck?" */
+    int64_t nb = T0, na = T0 + 61 * 60, now = T0 + 60 + 35 * 60 + 50;
+    struct scan_thresholds t = th;
+    cr_assert(scan_renewal_overdue(&t, nb, na, now));
+    t.backdate_s = 60;
+    cr_assert_not(scan_renewal_overdue(&t, nb, na, now));
+    cr_assert_eq(scan_expiry_of(&t, nb, na, now, true), SCAN_EXPIRY_OK, "40.3 %% left");
+    /* the tiers too: page is below 20 % of 60 min (720 s) left, not of 61 min (732 s) */
+    cr_assert_eq(scan_expiry_of(&t, nb, na, na - 719, true), SCAN_EXPIRY_PAGE);
+    cr_assert_eq(scan_expiry_of(&t, nb, na, na - 721, true), SCAN_EXPIRY_WARN);
+    cr_assert_eq(scan_expiry_of(&th, nb, na, na - 721, true), SCAN_EXPIRY_PAGE);
+    /* a certificate that lives no longer than the backdating is counted from notBefore */
+    t.backdate_s = 3600;
+    cr_assert(scan_renewal_overdue(&t, nb, nb + 100, nb + 61));
+    cr_assert_eq(scan_expiry_of(&t, nb, nb + 100, nb - 1, true), SCAN_EXPIRY_NOT_YET_VALID);
+    t.backdate_s = -1;
+    refused(&t, "--backdate");
+}

@@ -2,7 +2,7 @@
 # tools/demo/mesh.sh --bin BAZEL_BIN [--keep]: the body of ./demo.sh (which checks for root,
 # installs the Debian packages and builds the binaries first, then runs this).
 #
-# A real mesh on this machine, then four steps that show it at work, each checked:
+# A real mesh on this machine, then five steps that show it at work, each checked:
 #   the node   weft-ca (weftctl ca init; intermediates of DEMO_INTERMEDIATE_TTL, which cap the
 #              SVIDs) and weft-agent (--claim-cidr 198.18.0.0/15) in the root namespace
 #   the pods   frontend, backend, intruder: network namespaces on a bridge, each with
@@ -10,7 +10,9 @@
 #              that uid gets), and an app nobody here wrote: python3 -m http.server (backend),
 #              curl (frontend, intruder)
 #   the steps  1 identities; 2 frontend -> backend over mTLS, seen on the wire; 3 intruder
-#              refused and why; 4 a download that spans a rotation of the SVIDs
+#              refused and why; 4 a download that spans a rotation of the SVIDs; 5 weftctl
+#              scan reads what the proxies present, then flags the renewal loop (the agent,
+#              frozen) as stuck, then sees it recover
 # Everything it makes is named after its PID and removed on exit, Ctrl-C or error (the trap
 # below); a run killed with SIGKILL is cleaned up by the next run. Exit 0 only if every check
 # passed.
@@ -274,6 +276,7 @@ agent_cmd=("$BIN/agent/weft-agent" --ca "$CA_LISTEN" --trust-domain "$TD"
     --http "unix:$RUN/agent-http.sock" --claim-cidr 198.18.0.0/15)
 cmdline "weft-agent --ca $CA_LISTEN --trust-domain $TD --join-token-file ... --socket $RUN/agent/agent.sock --claim-cidr 198.18.0.0/15 ...  (log: logs/agent.log)"
 start "$RUN/logs/agent.log" "${agent_cmd[@]}"
+AGENT_PID=${PIDS[-1]}
 agent_holds() {
     local m
     m=$(curl -sf --max-time 2 --unix-socket "$RUN/agent-http.sock" http://agent/metrics) || return 1
@@ -528,7 +531,75 @@ step4() {
         test "$sent" -ge "$size" -a -n "$(grep "peer=spiffe://$TD/ns/demo/sa/frontend decision=allow .*close=done" <<<"$line")"
 }
 
-for s in step1 step2 step3 step4; do
+# weftctl scan's flags for this mesh: its ALPN, the bundle (to name the root), the CA's one
+# minute of notBefore backdating (SVIDs here live well under a minute, so it would otherwise be
+# most of their life) and a critical floor fit for such lifetimes (2 minutes by default)
+SCAN_FLAGS=(--alpn weft/1 --bundle "$RUN/ca/bundle.pem" --backdate 1m --critical-floor 3s --timeout 3s)
+
+# scan_json ARGS...: weftctl scan of the three pods' ports, as JSON; its exit code in SCAN_RC
+scan_json() {
+    local eps=() pod
+    for pod in "${PODS[@]}"; do eps+=("$(ip_of "$pod"):$PORT"); done
+    SCAN_RC=0
+    weftctl scan --format json "${SCAN_FLAGS[@]}" "$@" "${eps[@]}" || SCAN_RC=$?
+}
+
+step5() {
+    title "Step 5: the independent check that catches a dead renewal loop"
+    say "Renewal can stop quietly while every certificate is still valid, and nothing fails until they expire. weftctl scan is a second system that would notice. It shares no code with renewal: it connects to each pod's port like any client (its own TLS client, offering ALPN weft/1), reads the chain the proxy presents and judges each certificate by the share of its own lifetime left, and a leaf by whether it is past the point where it should have been renewed."
+    local eps="$(ip_of frontend):$PORT $(ip_of backend):$PORT $(ip_of intruder):$PORT"
+    cmdline "weftctl scan ${SCAN_FLAGS[*]} $eps"
+    weftctl scan "${SCAN_FLAGS[@]}" $eps | indent || true
+    scan_json >"$RUN/scan1.json"
+    check "each pod's proxy presents its own SVID and the CA's intermediate, the chain ending at the bundle's root" \
+        python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+ep = {e["endpoint"].rsplit(":", 1)[0]: e for e in d["endpoints"]}
+sys.exit(0 if all(ep[ip]["reached"] and ep[ip]["chain"][0]["spiffe_id"] == "spiffe://" + sys.argv[2] + "/ns/demo/sa/" + pod
+                  and ep[ip]["root_found"] for ip, pod in zip(sys.argv[3:6], ["frontend", "backend", "intruder"])) else 1)' \
+        "$RUN/scan1.json" "$TD" "$(ip_of frontend)" "$(ip_of backend)" "$(ip_of intruder)"
+    check "TLS 1.3 only, mTLS required, no plaintext, no leaf past its renewal point" \
+        python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+sys.exit(0 if all(f["code"] == "leaf-expiring" or f["code"] == "intermediate-expiring" for e in d["endpoints"] for f in e["findings"]) else 1)' \
+        "$RUN/scan1.json"
+    say "(Intermediates here live 40 s and SVIDs under a minute, so \"expiring\" findings can show up in a healthy run: the tiers are shares of each certificate's own life, meant for hours and years.)"
+
+    say "Now the renewal loop dies: the agent is frozen (SIGSTOP). The proxies keep serving their SVIDs, which are still valid, and every call still works. Wait until backend's leaf is 70 % through its life, then scan again:"
+    cmdline "kill -STOP $AGENT_PID   # weft-agent"
+    kill -STOP "$AGENT_PID"
+    local wait_s
+    wait_s=$(python3 -c 'import json, sys, time
+d = json.load(open(sys.argv[1]))
+e = [e for e in d["endpoints"] if e["endpoint"].startswith(sys.argv[2] + ":")][0]
+nb, na = e["chain"][0]["not_before_epoch"], e["chain"][0]["not_after_epoch"]
+nb += 60 if na - nb > 60 else 0  # the backdating, as --backdate 1m counts it
+print(max(0, int(nb + 0.7 * (na - nb) - time.time()) + 1))' "$RUN/scan1.json" "$(ip_of backend)")
+    echo "    waiting ${wait_s}s"
+    sleep "$wait_s"
+    cmdline "weftctl scan ${SCAN_FLAGS[*]} $eps"
+    weftctl scan "${SCAN_FLAGS[@]}" $eps | indent || true
+    scan_json >"$RUN/scan2.json"
+    check "the scan says backend's leaf is past its renewal point (renewal loop stuck?), exit code $SCAN_RC" \
+        python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+e = [e for e in d["endpoints"] if e["endpoint"].startswith(sys.argv[2] + ":")][0]
+sys.exit(0 if "leaf-renewal-overdue" in {f["code"] for f in e["findings"]} else 1)' \
+        "$RUN/scan2.json" "$(ip_of backend)"
+    cmdline "kill -CONT $AGENT_PID"
+    kill -CONT "$AGENT_PID"
+    renewed() {
+        scan_json >"$RUN/scan3.json" 2>/dev/null
+        python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+sys.exit(0 if all("leaf-renewal-overdue" not in {f["code"] for f in e["findings"]} and e["reached"] for e in d["endpoints"]) else 1)' "$RUN/scan3.json"
+    }
+    local end=$((SECONDS + 30))
+    until renewed || ((SECONDS >= end)); do sleep 1; done
+    check "the agent back: every leaf renewed, the scan finds nothing overdue" renewed
+}
+
+for s in step1 step2 step3 step4 step5; do
     pause
     "$s"
 done
