@@ -548,3 +548,43 @@ Test(scan_probe, a_tls_1_3_mtls_endpoint_shows_its_chain_to_a_client_without_a_c
     cr_assert_eq(res.accepts_no_client_cert, 0);
     cr_assert_eq(n, 0, "%zu findings, first %s", n, found[0].message);
 }
+
+/* --- names -------------------------------------------------------------------------------- */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+Test(scan_probe, a_host_name_is_resolved)
+{
+    mint(-HOUR_S, 30 * DAY_S, -10 * MIN_S, HOUR_S);
+    serve(TLS1_3_VERSION, TLS1_3_VERSION, TESTLIB_CLIENT_CERT_NONE);
+    char ep[64];
+    snprintf(ep, sizeof(ep), "localhost:%d", srv.port);
+    size_t n = scan(ep);
+    /* localhost may also be ::1 first, where nothing listens: the next address is tried */
+    cr_assert(res.reached, "%s", res.error);
+    cr_assert_str_eq(res.endpoint, ep);
+    cr_assert_eq(res.chain_len, 2);
+    cr_assert_eq(n, 0, "%zu findings, first %s", n, found[0].message);
+}
+
+Test(scan_probe, a_name_that_does_not_resolve_is_unreached_within_the_timeout)
+{
+    /* RFC 6761 §6.4: .invalid never resolves. Offline, the lookup fails at once or waits for a
+     * resolver that never answers; either way the probe ends within its timeout. */
+    opts.timeout_ms = 1500;
+    int64_t t0 = mono_ms();
+    size_t n = scan("no-such-host.invalid:443");
+    int64_t took = mono_ms() - t0;
+    cr_assert_lt(took, 1500 + 500, "took %lld ms", (long long)took);
+    cr_assert_not(res.reached);
+    cr_assert_not_null(strstr(res.error, "cannot resolve no-such-host.invalid: "), "%s", res.error);
+    cr_assert_eq(n, 1);
+    expect(0, "unreachable", SCAN_SEV_PAGE);
+    cr_assert_not_null(strstr(found[0].message, "no-such-host.invalid"), "%s", found[0].message);
+    cr_assert_eq(scan_exit_code(&res, 1, found, n), SCAN_EXIT_UNREACHABLE);
+}
