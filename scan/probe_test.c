@@ -4,6 +4,9 @@
  * exact findings (codes, severities) and the exit code. */
 #include <criterion/criterion.h>
 
+#include <dlfcn.h>
+#include <netdb.h>
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -549,7 +552,41 @@ Test(scan_probe, a_tls_1_3_mtls_endpoint_shows_its_chain_to_a_client_without_a_c
     cr_assert_eq(n, 0, "%zu findings, first %s", n, found[0].message);
 }
 
-/* --- names -------------------------------------------------------------------------------- */
+/* --- names --------------------------------------------------------------------------------- */
+
+/* getaddrinfo, interposed for this binary: a name ending in ".hang.test" (RFC 6761 §6.2: .test
+ * is for tests) gets no answer until hang_release(), like a resolver that never answers;
+ * every other name goes to the C library's own. */
+static pthread_mutex_t hang_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hang_cv = PTHREAD_COND_INITIALIZER;
+static bool hang_released;
+
+static void hang_release(void)
+{
+    pthread_mutex_lock(&hang_mu);
+    hang_released = true;
+    pthread_cond_broadcast(&hang_cv);
+    pthread_mutex_unlock(&hang_mu);
+}
+
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                struct addrinfo **out)
+{
+    size_t n = node != NULL ? strlen(node) : 0;
+    if (n > 10 && strcmp(node + n - 10, ".hang.test") == 0) {
+        pthread_mutex_lock(&hang_mu);
+        while (!hang_released) {
+            pthread_cond_wait(&hang_cv, &hang_mu);
+        }
+        pthread_mutex_unlock(&hang_mu);
+        return EAI_AGAIN;
+    }
+    int (*real)(const char *, const char *, const struct addrinfo *, struct addrinfo **) =
+        (int (*)(const char *, const char *, const struct addrinfo *, struct addrinfo **))dlsym(
+            RTLD_NEXT, "getaddrinfo");
+    /* no cr_assert here: scan/probe's helper thread calls this */
+    return real != NULL ? real(node, service, hints, out) : EAI_SYSTEM;
+}
 
 static int64_t mono_ms(void)
 {
@@ -587,4 +624,47 @@ Test(scan_probe, a_name_that_does_not_resolve_is_unreached_within_the_timeout)
     expect(0, "unreachable", SCAN_SEV_PAGE);
     cr_assert_not_null(strstr(found[0].message, "no-such-host.invalid"), "%s", found[0].message);
     cr_assert_eq(scan_exit_code(&res, 1, found, n), SCAN_EXIT_UNREACHABLE);
+}
+
+Test(scan_probe, a_name_dns_does_not_answer_for_is_unreached_within_the_timeout)
+{
+    opts.timeout_ms = 700;
+    int64_t t0 = mono_ms();
+    size_t n = scan("api.hang.test:443");
+    int64_t took = mono_ms() - t0;
+    cr_assert_geq(took, 650, "took %lld ms", (long long)took);
+    cr_assert_lt(took, 700 + 500, "took %lld ms", (long long)took);
+    cr_assert_not(res.reached);
+    cr_assert_str_eq(res.error, "cannot resolve api.hang.test: no answer from DNS within 700 ms");
+    cr_assert_eq(n, 1);
+    expect(0, "unreachable", SCAN_SEV_PAGE);
+    hang_release();
+}
+
+Test(scan_probe, lookups_still_waiting_for_dns_are_bounded)
+{
+    /* SCAN_MAX_PENDING_LOOKUPS lookups left hanging; the next one is not started */
+    opts.timeout_ms = 10;
+    for (int i = 0; i < SCAN_MAX_PENDING_LOOKUPS; i++) {
+        scan("api.hang.test:443");
+        cr_assert_str_eq(res.error,
+                         "cannot resolve api.hang.test: no answer from DNS within 10 ms");
+    }
+    int64_t t0 = mono_ms();
+    scan("localhost:1");
+    cr_assert_lt(mono_ms() - t0, 10 + 500);
+    cr_assert_not(res.reached);
+    cr_assert_str_eq(res.error, "cannot resolve localhost: 64 earlier name lookups are still "
+                                "waiting for DNS");
+    /* once DNS answers them, names are looked up again */
+    hang_release();
+    opts.timeout_ms = 2000;
+    for (int i = 0; i < 100; i++) {
+        scan("localhost:1");
+        if (strstr(res.error, "earlier name lookups") == NULL) {
+            break;
+        }
+        nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+    }
+    cr_assert_null(strstr(res.error, "cannot resolve"), "%s", res.error);
 }
