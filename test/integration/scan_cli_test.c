@@ -272,6 +272,26 @@ Test(scan_cli, a_healthy_mtls_endpoint_exits_0)
     cr_assert_not_null(strstr(out, ep), "%s", out);
     cr_assert_not_null(strstr(out, LEAF_ID), "the leaf's ID in the table: %s", out);
     cr_assert_not_null(strstr(out, "TLSv1.3"), "%s", out);
+    cr_assert_not_null(strstr(out, "\n  root          " TESTLIB_TD_ID " "),
+                       "the root named from --bundle: %s", out);
+    cr_assert_not_null(strstr(out, "; exit code 0"), "%s", out);
+}
+
+Test(scan_cli, a_host_name_endpoint_is_resolved)
+{
+    start(&srv, healthy());
+    char ep[64];
+    snprintf(ep, sizeof(ep), "localhost:%d", srv.port);
+    int rc = scan((const char *[]){ep, MTLS, FAST, NULL});
+    cr_assert_eq(rc, 0, "exit %d; stdout: %s; stderr: %s", rc, out, err);
+    cr_assert_not_null(strstr(out, LEAF_ID), "%s", out);
+}
+
+Test(scan_cli, a_name_that_does_not_resolve_exits_3_and_says_why)
+{
+    int rc = scan((const char *[]){"no-such-host.invalid:443", MTLS, FAST, NULL});
+    cr_assert_eq(rc, 3, "exit %d; stdout: %s; stderr: %s", rc, out, err);
+    cr_assert_not_null(strstr(out, "cannot resolve no-such-host.invalid: "), "%s", out);
 }
 
 Test(scan_cli, a_leaf_past_its_renewal_point_above_page_exits_1)
