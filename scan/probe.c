@@ -12,7 +12,9 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -29,6 +31,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+
+#include "lib/base/mem.h"
 
 #define WHY_LEN 200 /* a reason, before it goes into scan_result.error */
 
@@ -104,8 +108,149 @@ static void conn_close(struct conn *c)
     c->fd = -1;
 }
 
+/* --- name resolution, bounded ---------------------------------------------------------------
+ *
+ * getaddrinfo takes as long as the resolver's own timeouts say (resolv.conf: 5 s per try and
+ * server by default), whatever our deadline. So a name is looked up in a detached helper thread
+ * and the caller waits for it on a condition variable until the connection's deadline; one that
+ * gives up leaves the lookup to finish (and free itself) on its own. The helpers still running
+ * are counted, and past SCAN_MAX_PENDING_LOOKUPS no more start: a resolver that never answers
+ * costs a bounded number of threads, and each probe still ends on time.
+ *
+ * Not getaddrinfo_a: it is glibc's alone (musl has none), needs libanl, runs helper threads of
+ * its own anyway, and its gai_cancel cannot stop a lookup already under way, so a thread we
+ * start, count and can reason about buys the same bound with less. IP literals never reach a
+ * thread: AI_NUMERICHOST makes getaddrinfo answer without any lookup. */
+
+struct lookup {
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* on CLOCK_MONOTONIC, like every deadline here */
+    int refs;          /* the waiting caller and the helper thread */
+    bool done;
+    int gai;
+    struct addrinfo *ais; /* the helper's answer, until the caller takes it */
+    struct addrinfo hints;
+    char host[SCAN_NAME_MAX + 1];
+    char service[8];
+};
+
+static atomic_int lookups_running;
+
+static void lookup_unref(struct lookup *l)
+{
+    pthread_mutex_lock(&l->mu);
+    bool last = --l->refs == 0;
+    pthread_mutex_unlock(&l->mu);
+    if (last) {
+        if (l->ais != NULL) {
+            freeaddrinfo(l->ais); /* the caller gave up before the answer came */
+        }
+        pthread_cond_destroy(&l->cv);
+        pthread_mutex_destroy(&l->mu);
+        free(l);
+    }
+}
+
+static void *lookup_main(void *arg)
+{
+    struct lookup *l = arg;
+    struct addrinfo *ais = NULL;
+    int gai = getaddrinfo(l->host, l->service, &l->hints, &ais);
+    pthread_mutex_lock(&l->mu);
+    l->gai = gai;
+    l->ais = gai == 0 ? ais : NULL;
+    l->done = true;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    lookup_unref(l);
+    atomic_fetch_sub(&lookups_running, 1);
+    return NULL;
+}
+
+/* resolve looks |host| up like getaddrinfo(host, service, hints, out), giving up at
+ * |deadline_ms| (CLOCK_MONOTONIC). WEFT_OK with |*out| to freeaddrinfo, or WEFT_ENOTFOUND
+ * (no such name, or no answer in time) or WEFT_ELIMIT (too many lookups still running) with
+ * |why| saying which. */
+static int resolve(struct addrinfo **out, const char *host, const char *service,
+                   const struct addrinfo *hints, int64_t deadline_ms, int timeout_ms, char *why,
+                   size_t why_len)
+{
+    *out = NULL;
+    if ((hints->ai_flags & AI_NUMERICHOST) != 0) {
+        int gai = getaddrinfo(host, service, hints, out);
+        if (gai != 0) {
+            snprintf(why, why_len, "cannot resolve %.100s: %s", host, gai_strerror(gai));
+            return WEFT_ENOTFOUND;
+        }
+        return WEFT_OK;
+    }
+    if (atomic_fetch_add(&lookups_running, 1) >= SCAN_MAX_PENDING_LOOKUPS) {
+        atomic_fetch_sub(&lookups_running, 1);
+        snprintf(why, why_len,
+                 "cannot resolve %.100s: %d earlier name lookups are still waiting for DNS", host,
+                 SCAN_MAX_PENDING_LOOKUPS);
+        return WEFT_ELIMIT;
+    }
+    struct lookup *l = weft_xcalloc(1, sizeof(*l));
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&l->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    l->refs = 2;
+    l->hints = *hints;
+    snprintf(l->host, sizeof(l->host), "%s", host);
+    snprintf(l->service, sizeof(l->service), "%s", service);
+
+    /* the helper takes no signal meant for the process: it starts with all of them blocked */
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_t th;
+    int prc = pthread_create(&th, &attr, lookup_main, l);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (prc != 0) {
+        atomic_fetch_sub(&lookups_running, 1);
+        l->refs = 1;
+        lookup_unref(l);
+        snprintf(why, why_len, "cannot resolve %.100s: no thread for the lookup: %s", host,
+                 strerror(prc));
+        return WEFT_EIO;
+    }
+
+    struct timespec until = {.tv_sec = deadline_ms / 1000,
+                             .tv_nsec = (long)(deadline_ms % 1000) * 1000000};
+    pthread_mutex_lock(&l->mu);
+    while (!l->done) {
+        if (pthread_cond_timedwait(&l->cv, &l->mu, &until) == ETIMEDOUT) {
+            break;
+        }
+    }
+    bool done = l->done;
+    int gai = l->gai;
+    *out = l->ais;
+    l->ais = NULL; /* taken (or NULL) */
+    pthread_mutex_unlock(&l->mu);
+    lookup_unref(l);
+    if (!done) {
+        snprintf(why, why_len, "cannot resolve %.100s: no answer from DNS within %d ms", host,
+                 timeout_ms);
+        return WEFT_ENOTFOUND;
+    }
+    if (gai != 0) {
+        snprintf(why, why_len, "cannot resolve %.100s: %s", host, gai_strerror(gai));
+        return WEFT_ENOTFOUND;
+    }
+    return WEFT_OK;
+}
+
 /* conn_open resolves the endpoint's host and connects to |port| on the first address that
- * answers before the connection's deadline, which starts now. */
+ * answers, both before the connection's deadline, which starts now. */
 static int conn_open(struct conn *c, const struct probe *pr, int port, char *why, size_t why_len)
 {
     c->fd = -1;
@@ -118,11 +263,7 @@ static int conn_open(struct conn *c, const struct probe *pr, int port, char *why
         hints.ai_flags |= AI_NUMERICHOST;
     }
     struct addrinfo *ais = NULL;
-    int gai = getaddrinfo(pr->ep->host, service, &hints, &ais);
-    if (gai != 0) {
-        snprintf(why, why_len, "cannot resolve %.100s: %s", pr->ep->host, gai_strerror(gai));
-        return WEFT_ENOTFOUND;
-    }
+    TRY(resolve(&ais, pr->ep->host, service, &hints, c->deadline_ms, pr->timeout_ms, why, why_len));
     snprintf(why, why_len, "connect to %.100s:%d: no address", pr->ep->host, port);
     int rc = WEFT_EIO;
     for (struct addrinfo *ai = ais; ai != NULL; ai = ai->ai_next) {

@@ -20,6 +20,7 @@
 #define SCAN_HTTP_HEAD_MAX 16384     /* an HTTP response head read, status line to blank line */
 #define SCAN_HSTS_MAX 1024           /* a Strict-Transport-Security value */
 #define SCAN_LOCATION_MAX 512        /* a Location value, cut */
+#define SCAN_MAX_PENDING_LOOKUPS 64  /* name lookups still running after their probe gave up */
 
 struct scan_probe_opts {
     int timeout_ms;          /* 0: SCAN_DEFAULT_TIMEOUT_MS */
@@ -56,9 +57,13 @@ struct scan_probe_opts {
  *     Then "GET <path>" in the clear on |http_port|: http_redirects_to_https is 1 for a
  *     301/302/307/308 whose Location starts with https://, 0 for any other answer, -1 when the
  *     port does not answer HTTP (nothing served in the clear, so nothing to redirect).
- * Host names are resolved with getaddrinfo, which is not bounded by the timeout. While it runs,
- * scan_probe blocks SIGPIPE in the calling thread (a peer that closes early must not kill the
- * scanner) and restores the mask before it returns. */
+ * Host names are resolved with getaddrinfo in a helper thread, within each connection's
+ * timeout: a name DNS does not answer for in time leaves the endpoint unreached ("cannot
+ * resolve HOST: no answer from DNS within N ms") and its lookup to end on its own; while
+ * SCAN_MAX_PENDING_LOOKUPS such lookups are still running, no name is looked up (unreached,
+ * and said so). IP literals are never looked up. While it runs, scan_probe blocks SIGPIPE in
+ * the calling thread (a peer that closes early must not kill the scanner) and restores the
+ * mask before it returns. */
 
 /* struct scan_endpoint is an endpoint as scan_endpoint_parse read it. */
 struct scan_endpoint {

@@ -1,14 +1,13 @@
 /* scan/probe_test.c: scan_probe and scan_evaluate against TLS servers this test runs on
- * 127.0.0.1, with certificates minted at test time around time(NULL). Each case asserts the
+ * 127.0.0.1 (test/testlib/tls_server.h), with certificates minted at test time around
+ * time(NULL). Each case asserts the
  * exact findings (codes, severities) and the exit code. */
 #include <criterion/criterion.h>
 
-#include <poll.h>
+#include <dlfcn.h>
+#include <netdb.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,6 +20,7 @@
 #include "scan/probe.h"
 #include "test/testlib/certs.h"
 #include "test/testlib/net.h"
+#include "test/testlib/tls_server.h"
 
 #define MIN_S INT64_C(60)
 #define HOUR_S INT64_C(3600)
@@ -28,144 +28,11 @@
 #define LEAF_ID "spiffe://example.org/ns/web/sa/api"
 #define CLIENT_ID "spiffe://example.org/ns/scan/sa/weftctl"
 
-/* --- a small TLS (or plain HTTP) server on loopback, one connection at a time ---------------- */
-
-enum client_cert { CLIENT_CERT_NONE = 0, CLIENT_CERT_OPTIONAL, CLIENT_CERT_REQUIRED };
-
-struct server {
-    int fd, port;
-    SSL_CTX *ctx;         /* NULL: plaintext HTTP only */
-    bool sniff_plaintext; /* a TLS port that also answers plaintext HTTP */
-    const char *response; /* sent after a request head; NULL: none */
-    pthread_t thread;
-    atomic_bool stop;
-    bool running;
-};
-
-static enum ssl_verify_result_t accept_any(SSL *ssl, uint8_t *out_alert)
-{
-    (void)ssl;
-    (void)out_alert;
-    return ssl_verify_ok;
-}
-
-/* read_head reads until a blank line, EOF, an error or the socket's 2 s timeout. */
-static bool read_head(SSL *ssl, int fd)
-{
-    char buf[4096];
-    size_t len = 0;
-    while (len < sizeof(buf) - 1) {
-        int n = ssl != NULL ? SSL_read(ssl, buf + len, (int)(sizeof(buf) - 1 - len))
-                            : (int)recv(fd, buf + len, sizeof(buf) - 1 - len, 0);
-        if (n <= 0) {
-            return false;
-        }
-        len += (size_t)n;
-        buf[len] = '\0';
-        if (strstr(buf, "\r\n\r\n") != NULL) {
-            return true;
-        }
-    }
-    return false;
-}
-
-static void serve_one(struct server *s, int fd)
-{
-    struct timeval tv = {.tv_sec = 2};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    uint8_t first = 0;
-    bool tls = s->ctx != NULL;
-    if (tls && s->sniff_plaintext && recv(fd, &first, 1, MSG_PEEK) == 1 && first != 0x16) {
-        tls = false; /* not a TLS record: answer in the clear */
-    }
-    if (!tls) {
-        if (read_head(NULL, fd) && s->response != NULL) {
-            (void)!send(fd, s->response, strlen(s->response), MSG_NOSIGNAL);
-        }
-        return;
-    }
-    SSL *ssl = SSL_new(s->ctx);
-    if (ssl != NULL && SSL_set_fd(ssl, fd) && SSL_accept(ssl) == 1) {
-        if (read_head(ssl, fd) && s->response != NULL) {
-            SSL_write(ssl, s->response, (int)strlen(s->response));
-        }
-        SSL_shutdown(ssl);
-    }
-    SSL_free(ssl);
-    ERR_clear_error();
-}
-
-static void *server_main(void *arg)
-{
-    struct server *s = arg;
-    while (!atomic_load(&s->stop)) {
-        struct pollfd p = {.fd = s->fd, .events = POLLIN};
-        if (poll(&p, 1, 50) != 1) {
-            continue;
-        }
-        int c = accept(s->fd, NULL, NULL);
-        if (c >= 0) {
-            serve_one(s, c);
-            close(c);
-        }
-    }
-    return NULL;
-}
-
-static void server_start(struct server *s)
-{
-    s->fd = testlib_listen_loopback(&s->port);
-    cr_assert_geq(s->fd, 0, "listen on loopback");
-    atomic_init(&s->stop, false);
-    cr_assert_eq(pthread_create(&s->thread, NULL, server_main, s), 0);
-    s->running = true;
-}
-
-static void server_stop(struct server *s)
-{
-    if (s->running) {
-        atomic_store(&s->stop, true);
-        pthread_join(s->thread, NULL);
-        s->running = false;
-    }
-    if (s->fd >= 0) {
-        close(s->fd);
-    }
-    s->fd = -1;
-    SSL_CTX_free(s->ctx);
-    s->ctx = NULL;
-}
-
-/* tls_ctx makes a server context presenting |certs| (leaf first) with |key|, versions
- * [min, max], asking for a client certificate as |cc| says (any certificate is taken). */
-static SSL_CTX *tls_ctx(X509 *const *certs, size_t num, EVP_PKEY *key, uint16_t min, uint16_t max,
-                        enum client_cert cc)
-{
-    SSL_CTX *ctx = SSL_CTX_new(TLS_method());
-    cr_assert_not_null(ctx);
-    cr_assert(SSL_CTX_use_certificate(ctx, certs[0]));
-    for (size_t i = 1; i < num; i++) {
-        cr_assert(SSL_CTX_add1_chain_cert(ctx, certs[i]));
-    }
-    cr_assert(SSL_CTX_use_PrivateKey(ctx, key));
-    cr_assert(SSL_CTX_set_min_proto_version(ctx, min));
-    cr_assert(SSL_CTX_set_max_proto_version(ctx, max));
-    if (cc != CLIENT_CERT_NONE) {
-        int mode = SSL_VERIFY_PEER;
-        if (cc == CLIENT_CERT_REQUIRED) {
-            mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
-        }
-        SSL_CTX_set_custom_verify(ctx, mode, accept_any);
-    }
-    return ctx;
-}
-
 /* --- fixtures ------------------------------------------------------------------------------ */
 
 static int64_t now;
 static struct testlib_cred root, inter, leaf, client;
-static struct server srv, plain;
+static struct testlib_tls_server srv, plain;
 static STACK_OF(X509) * bundle, *client_chain;
 static struct scan_probe_opts opts;
 static struct scan_policy pol;
@@ -176,7 +43,8 @@ static char err[256];
 static void setup(void)
 {
     now = (int64_t)time(NULL);
-    srv.fd = plain.fd = -1;
+    testlib_tls_server_init(&srv);
+    testlib_tls_server_init(&plain);
     memset(&opts, 0, sizeof(opts));
     opts.timeout_ms = 2000;
     scan_policy_default(&pol);
@@ -184,8 +52,8 @@ static void setup(void)
 
 static void teardown(void)
 {
-    server_stop(&srv);
-    server_stop(&plain);
+    testlib_tls_server_stop(&srv);
+    testlib_tls_server_stop(&plain);
     sk_X509_pop_free(bundle, X509_free);
     sk_X509_pop_free(client_chain, X509_free);
     testlib_cred_cleanup(&root);
@@ -195,6 +63,21 @@ static void teardown(void)
 }
 
 TestSuite(scan_probe, .init = setup, .fini = teardown, .timeout = 60);
+
+/* tls_ctx is testlib_tls_ctx_new, asserted. */
+static SSL_CTX *tls_ctx(X509 *const *certs, size_t num, EVP_PKEY *key, uint16_t min, uint16_t max,
+                        enum testlib_client_cert cc)
+{
+    SSL_CTX *ctx = testlib_tls_ctx_new(certs, num, key, min, max, cc);
+    cr_assert_not_null(ctx, "a server context");
+    return ctx;
+}
+
+/* start starts |s| with |ctx| (NULL: plain HTTP), asserted. */
+static void start(struct testlib_tls_server *s, SSL_CTX *ctx)
+{
+    cr_assert_eq(testlib_tls_server_start(s, ctx), 0, "a server on loopback");
+}
 
 /* mint makes root (1 year, 30 days old) -> intermediate -> leaf with the given validity
  * windows (start relative to now, length), a client SVID under the intermediate, and the
@@ -219,11 +102,10 @@ static void mint(int64_t inter_from, int64_t inter_ttl, int64_t leaf_from, int64
 }
 
 /* serve starts the TLS server presenting leaf -> intermediate. */
-static void serve(uint16_t min, uint16_t max, enum client_cert cc)
+static void serve(uint16_t min, uint16_t max, enum testlib_client_cert cc)
 {
     X509 *chain[] = {leaf.cert, inter.cert};
-    srv.ctx = tls_ctx(chain, 2, leaf.key, min, max, cc);
-    server_start(&srv);
+    start(&srv, tls_ctx(chain, 2, leaf.key, min, max, cc));
 }
 
 static void endpoint(char *buf, size_t len, int port) { snprintf(buf, len, "127.0.0.1:%d", port); }
@@ -258,7 +140,7 @@ static void all_probes(void)
 Test(scan_probe, a_healthy_mtls_endpoint_reports_its_chain_and_has_no_findings)
 {
     mint(-HOUR_S, 30 * DAY_S, -10 * MIN_S, HOUR_S);
-    serve(TLS1_3_VERSION, TLS1_3_VERSION, CLIENT_CERT_REQUIRED);
+    serve(TLS1_3_VERSION, TLS1_3_VERSION, TESTLIB_CLIENT_CERT_REQUIRED);
     all_probes();
     char ep[64];
     endpoint(ep, sizeof(ep), srv.port);
@@ -304,7 +186,7 @@ Test(scan_probe, a_healthy_mtls_endpoint_reports_its_chain_and_has_no_findings)
 Test(scan_probe, a_leaf_near_expiry_pages_and_says_renewal_is_stuck)
 {
     mint(-HOUR_S, 30 * DAY_S, -55 * MIN_S, HOUR_S); /* 5 minutes of 60 left: 8 % */
-    serve(TLS1_3_VERSION, TLS1_3_VERSION, CLIENT_CERT_NONE);
+    serve(TLS1_3_VERSION, TLS1_3_VERSION, TESTLIB_CLIENT_CERT_NONE);
     char ep[64];
     endpoint(ep, sizeof(ep), srv.port);
     size_t n = scan(ep);
@@ -320,7 +202,7 @@ Test(scan_probe, an_intermediate_near_expiry_under_a_fresh_leaf_is_critical)
 {
     /* AddTrust-style: the intermediate has 1 day (and 1 h) of its 30 left, the leaf is fresh */
     mint(-29 * DAY_S, 30 * DAY_S + HOUR_S, -MIN_S, HOUR_S); /* "1d" for the next 59 minutes */
-    serve(TLS1_3_VERSION, TLS1_3_VERSION, CLIENT_CERT_NONE);
+    serve(TLS1_3_VERSION, TLS1_3_VERSION, TESTLIB_CLIENT_CERT_NONE);
     char ep[64];
     endpoint(ep, sizeof(ep), srv.port);
     size_t n = scan(ep);
@@ -355,8 +237,7 @@ Test(scan_probe, an_expired_root_in_the_presented_chain_is_critical)
     spec.not_after = now + 50 * MIN_S;
     cr_assert_eq(testlib_cert_build(&lc, &spec, lk, ic, ik), WEFT_OK);
     X509 *chain[] = {lc, ic, rc};
-    srv.ctx = tls_ctx(chain, 3, lk, TLS1_3_VERSION, TLS1_3_VERSION, CLIENT_CERT_NONE);
-    server_start(&srv);
+    start(&srv, tls_ctx(chain, 3, lk, TLS1_3_VERSION, TLS1_3_VERSION, TESTLIB_CLIENT_CERT_NONE));
     char ep[64];
     endpoint(ep, sizeof(ep), srv.port);
     size_t n = scan(ep);
@@ -380,7 +261,7 @@ Test(scan_probe, an_expired_root_in_the_presented_chain_is_critical)
 Test(scan_probe, tls_1_0_to_1_2_still_enabled_against_a_1_3_only_policy)
 {
     mint(-HOUR_S, 30 * DAY_S, -10 * MIN_S, HOUR_S);
-    serve(TLS1_VERSION, TLS1_3_VERSION, CLIENT_CERT_REQUIRED);
+    serve(TLS1_VERSION, TLS1_3_VERSION, TESTLIB_CLIENT_CERT_REQUIRED);
     all_probes();
     char ep[64];
     endpoint(ep, sizeof(ep), srv.port);
@@ -400,7 +281,7 @@ Test(scan_probe, tls_1_0_to_1_2_still_enabled_against_a_1_3_only_policy)
 Test(scan_probe, tls_1_2_alone_still_enabled)
 {
     mint(-HOUR_S, 30 * DAY_S, -10 * MIN_S, HOUR_S);
-    serve(TLS1_2_VERSION, TLS1_3_VERSION, CLIENT_CERT_NONE);
+    serve(TLS1_2_VERSION, TLS1_3_VERSION, TESTLIB_CLIENT_CERT_NONE);
     opts.probe_versions = true;
     char ep[64];
     endpoint(ep, sizeof(ep), srv.port);
@@ -415,7 +296,7 @@ Test(scan_probe, tls_1_2_alone_still_enabled)
 Test(scan_probe, a_1_2_only_server_negotiates_1_2)
 {
     mint(-HOUR_S, 30 * DAY_S, -10 * MIN_S, HOUR_S);
-    serve(TLS1_2_VERSION, TLS1_2_VERSION, CLIENT_CERT_NONE);
+    serve(TLS1_2_VERSION, TLS1_2_VERSION, TESTLIB_CLIENT_CERT_NONE);
     char ep[64];
     endpoint(ep, sizeof(ep), srv.port);
     size_t n = scan(ep);
@@ -428,7 +309,7 @@ Test(scan_probe, a_1_2_only_server_negotiates_1_2)
 Test(scan_probe, an_mtls_endpoint_that_takes_a_client_without_a_certificate)
 {
     mint(-HOUR_S, 30 * DAY_S, -10 * MIN_S, HOUR_S);
-    serve(TLS1_3_VERSION, TLS1_3_VERSION, CLIENT_CERT_OPTIONAL);
+    serve(TLS1_3_VERSION, TLS1_3_VERSION, TESTLIB_CLIENT_CERT_OPTIONAL);
     all_probes();
     char ep[64];
     endpoint(ep, sizeof(ep), srv.port);
@@ -443,7 +324,7 @@ Test(scan_probe, an_mtls_endpoint_that_takes_a_client_without_a_certificate)
 Test(scan_probe, a_tls_1_2_mtls_endpoint_refuses_inside_the_handshake)
 {
     mint(-HOUR_S, 30 * DAY_S, -10 * MIN_S, HOUR_S);
-    serve(TLS1_2_VERSION, TLS1_2_VERSION, CLIENT_CERT_REQUIRED);
+    serve(TLS1_2_VERSION, TLS1_2_VERSION, TESTLIB_CLIENT_CERT_REQUIRED);
     opts.probe_no_client_cert = true;
     opts.client_key = client.key;
     opts.client_chain = client_chain;
@@ -461,7 +342,7 @@ Test(scan_probe, a_strict_port_that_answers_plaintext)
     mint(-HOUR_S, 30 * DAY_S, -10 * MIN_S, HOUR_S);
     srv.sniff_plaintext = true;
     srv.response = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-    serve(TLS1_3_VERSION, TLS1_3_VERSION, CLIENT_CERT_REQUIRED);
+    serve(TLS1_3_VERSION, TLS1_3_VERSION, TESTLIB_CLIENT_CERT_REQUIRED);
     all_probes();
     char ep[64];
     endpoint(ep, sizeof(ep), srv.port);
@@ -477,9 +358,9 @@ static size_t https_case(const char *response, const char *plain_response)
 {
     mint(-HOUR_S, 30 * DAY_S, -10 * MIN_S, HOUR_S);
     srv.response = response;
-    serve(TLS1_3_VERSION, TLS1_3_VERSION, CLIENT_CERT_NONE);
+    serve(TLS1_3_VERSION, TLS1_3_VERSION, TESTLIB_CLIENT_CERT_NONE);
     plain.response = plain_response;
-    server_start(&plain);
+    start(&plain, NULL);
     opts.probe_https = true;
     opts.http_port = plain.port;
     pol.require_hsts = true;
@@ -538,7 +419,7 @@ Test(scan_probe, an_endpoint_that_is_down)
 Test(scan_probe, a_port_that_does_not_speak_tls)
 {
     srv.response = "HTTP/1.1 400 Bad Request\r\n\r\n";
-    server_start(&srv); /* plaintext only */
+    start(&srv, NULL); /* plaintext only */
     char ep[64];
     endpoint(ep, sizeof(ep), srv.port);
     opts.timeout_ms = 500;
@@ -576,9 +457,8 @@ Test(scan_probe, a_chain_longer_than_the_limit_is_cut_and_said)
     for (size_t i = 1; i < SCAN_MAX_CHAIN + 1; i++) {
         chain[i] = inter.cert; /* the same intermediate, again and again */
     }
-    srv.ctx = tls_ctx(chain, SCAN_MAX_CHAIN + 1, leaf.key, TLS1_3_VERSION, TLS1_3_VERSION,
-                      CLIENT_CERT_NONE);
-    server_start(&srv);
+    start(&srv, tls_ctx(chain, SCAN_MAX_CHAIN + 1, leaf.key, TLS1_3_VERSION, TLS1_3_VERSION,
+                        TESTLIB_CLIENT_CERT_NONE));
     char ep[64];
     endpoint(ep, sizeof(ep), srv.port);
     size_t n = scan(ep);
@@ -607,8 +487,7 @@ Test(scan_probe, key_types_and_a_weak_rsa_key)
     X509 *lc = NULL;
     cr_assert_eq(testlib_cert_build(&lc, &spec, weak, inter.cert, inter.key), WEFT_OK);
     X509 *chain[] = {lc, inter.cert};
-    srv.ctx = tls_ctx(chain, 2, weak, TLS1_3_VERSION, TLS1_3_VERSION, CLIENT_CERT_NONE);
-    server_start(&srv);
+    start(&srv, tls_ctx(chain, 2, weak, TLS1_3_VERSION, TLS1_3_VERSION, TESTLIB_CLIENT_CERT_NONE));
     char ep[64];
     endpoint(ep, sizeof(ep), srv.port);
     size_t n = scan(ep);
@@ -629,8 +508,8 @@ Test(scan_probe, an_ed25519_chain)
     cr_assert_eq(testlib_mint_leaf(&leaf, &root, LEAF_ID, SPIFFE_KEY_ED25519, now - MIN_S, HOUR_S),
                  WEFT_OK);
     X509 *chain[] = {leaf.cert};
-    srv.ctx = tls_ctx(chain, 1, leaf.key, TLS1_3_VERSION, TLS1_3_VERSION, CLIENT_CERT_NONE);
-    server_start(&srv);
+    start(&srv,
+          tls_ctx(chain, 1, leaf.key, TLS1_3_VERSION, TLS1_3_VERSION, TESTLIB_CLIENT_CERT_NONE));
     bundle = testlib_chain(&root.cert, 1);
     opts.bundle_roots = bundle;
     char ep[64];
@@ -647,7 +526,7 @@ Test(scan_probe, an_ed25519_chain)
 Test(scan_probe, a_tls_1_2_mtls_endpoint_without_a_client_certificate_says_why)
 {
     mint(-HOUR_S, 30 * DAY_S, -10 * MIN_S, HOUR_S);
-    serve(TLS1_2_VERSION, TLS1_2_VERSION, CLIENT_CERT_REQUIRED);
+    serve(TLS1_2_VERSION, TLS1_2_VERSION, TESTLIB_CLIENT_CERT_REQUIRED);
     char ep[64];
     endpoint(ep, sizeof(ep), srv.port);
     size_t n = scan(ep);
@@ -661,7 +540,7 @@ Test(scan_probe, a_tls_1_2_mtls_endpoint_without_a_client_certificate_says_why)
 Test(scan_probe, a_tls_1_3_mtls_endpoint_shows_its_chain_to_a_client_without_a_certificate)
 {
     mint(-HOUR_S, 30 * DAY_S, -10 * MIN_S, HOUR_S);
-    serve(TLS1_3_VERSION, TLS1_3_VERSION, CLIENT_CERT_REQUIRED);
+    serve(TLS1_3_VERSION, TLS1_3_VERSION, TESTLIB_CLIENT_CERT_REQUIRED);
     opts.probe_no_client_cert = true;
     char ep[64];
     endpoint(ep, sizeof(ep), srv.port);
@@ -671,4 +550,121 @@ Test(scan_probe, a_tls_1_3_mtls_endpoint_shows_its_chain_to_a_client_without_a_c
     cr_assert_str_eq(res.chain[0].spiffe_id, LEAF_ID);
     cr_assert_eq(res.accepts_no_client_cert, 0);
     cr_assert_eq(n, 0, "%zu findings, first %s", n, found[0].message);
+}
+
+/* --- names --------------------------------------------------------------------------------- */
+
+/* getaddrinfo, interposed for this binary: a name ending in ".hang.test" (RFC 6761 §6.2: .test
+ * is for tests) gets no answer until hang_release(), like a resolver that never answers;
+ * every other name goes to the C library's own. */
+static pthread_mutex_t hang_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hang_cv = PTHREAD_COND_INITIALIZER;
+static bool hang_released;
+
+static void hang_release(void)
+{
+    pthread_mutex_lock(&hang_mu);
+    hang_released = true;
+    pthread_cond_broadcast(&hang_cv);
+    pthread_mutex_unlock(&hang_mu);
+}
+
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                struct addrinfo **out)
+{
+    size_t n = node != NULL ? strlen(node) : 0;
+    if (n > 10 && strcmp(node + n - 10, ".hang.test") == 0) {
+        pthread_mutex_lock(&hang_mu);
+        while (!hang_released) {
+            pthread_cond_wait(&hang_cv, &hang_mu);
+        }
+        pthread_mutex_unlock(&hang_mu);
+        return EAI_AGAIN;
+    }
+    int (*real)(const char *, const char *, const struct addrinfo *, struct addrinfo **) =
+        (int (*)(const char *, const char *, const struct addrinfo *, struct addrinfo **))dlsym(
+            RTLD_NEXT, "getaddrinfo");
+    /* no cr_assert here: scan/probe's helper thread calls this */
+    return real != NULL ? real(node, service, hints, out) : EAI_SYSTEM;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+Test(scan_probe, a_host_name_is_resolved)
+{
+    mint(-HOUR_S, 30 * DAY_S, -10 * MIN_S, HOUR_S);
+    serve(TLS1_3_VERSION, TLS1_3_VERSION, TESTLIB_CLIENT_CERT_NONE);
+    char ep[64];
+    snprintf(ep, sizeof(ep), "localhost:%d", srv.port);
+    size_t n = scan(ep);
+    /* localhost may also be ::1 first, where nothing listens: the next address is tried */
+    cr_assert(res.reached, "%s", res.error);
+    cr_assert_str_eq(res.endpoint, ep);
+    cr_assert_eq(res.chain_len, 2);
+    cr_assert_eq(n, 0, "%zu findings, first %s", n, found[0].message);
+}
+
+Test(scan_probe, a_name_that_does_not_resolve_is_unreached_within_the_timeout)
+{
+    /* RFC 6761 §6.4: .invalid never resolves. Offline, the lookup fails at once or waits for a
+     * resolver that never answers; either way the probe ends within its timeout. */
+    opts.timeout_ms = 1500;
+    int64_t t0 = mono_ms();
+    size_t n = scan("no-such-host.invalid:443");
+    int64_t took = mono_ms() - t0;
+    cr_assert_lt(took, 1500 + 500, "took %lld ms", (long long)took);
+    cr_assert_not(res.reached);
+    cr_assert_not_null(strstr(res.error, "cannot resolve no-such-host.invalid: "), "%s", res.error);
+    cr_assert_eq(n, 1);
+    expect(0, "unreachable", SCAN_SEV_PAGE);
+    cr_assert_not_null(strstr(found[0].message, "no-such-host.invalid"), "%s", found[0].message);
+    cr_assert_eq(scan_exit_code(&res, 1, found, n), SCAN_EXIT_UNREACHABLE);
+}
+
+Test(scan_probe, a_name_dns_does_not_answer_for_is_unreached_within_the_timeout)
+{
+    opts.timeout_ms = 700;
+    int64_t t0 = mono_ms();
+    size_t n = scan("api.hang.test:443");
+    int64_t took = mono_ms() - t0;
+    cr_assert_geq(took, 650, "took %lld ms", (long long)took);
+    cr_assert_lt(took, 700 + 500, "took %lld ms", (long long)took);
+    cr_assert_not(res.reached);
+    cr_assert_str_eq(res.error, "cannot resolve api.hang.test: no answer from DNS within 700 ms");
+    cr_assert_eq(n, 1);
+    expect(0, "unreachable", SCAN_SEV_PAGE);
+    hang_release();
+}
+
+Test(scan_probe, lookups_still_waiting_for_dns_are_bounded)
+{
+    /* SCAN_MAX_PENDING_LOOKUPS lookups left hanging; the next one is not started */
+    opts.timeout_ms = 10;
+    for (int i = 0; i < SCAN_MAX_PENDING_LOOKUPS; i++) {
+        scan("api.hang.test:443");
+        cr_assert_str_eq(res.error,
+                         "cannot resolve api.hang.test: no answer from DNS within 10 ms");
+    }
+    int64_t t0 = mono_ms();
+    scan("localhost:1");
+    cr_assert_lt(mono_ms() - t0, 10 + 500);
+    cr_assert_not(res.reached);
+    cr_assert_str_eq(res.error, "cannot resolve localhost: 64 earlier name lookups are still "
+                                "waiting for DNS");
+    /* once DNS answers them, names are looked up again */
+    hang_release();
+    opts.timeout_ms = 2000;
+    for (int i = 0; i < 100; i++) {
+        scan("localhost:1");
+        if (strstr(res.error, "earlier name lookups") == NULL) {
+            break;
+        }
+        nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+    }
+    cr_assert_null(strstr(res.error, "cannot resolve"), "%s", res.error);
 }
