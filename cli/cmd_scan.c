@@ -29,6 +29,9 @@
 #define SCAN_DEFAULT_CONCURRENCY 8
 #define SCAN_MAX_PEM_CERTS 64 /* certificates of --bundle or --client-cert */
 #define SCAN_MIN_WATCH_S 10
+/* A usage error is a scan that could not happen: 3, not weftctl's usual 2, which here means a
+ * page-level finding (a script must not page on a typo, nor miss a page) */
+#define SCAN_EXIT_USAGE SCAN_EXIT_UNREACHABLE
 
 static const char usage[] =
     "usage: weftctl scan [ENDPOINT...] [--file FILE] [options]\n"
@@ -50,7 +53,7 @@ static const char usage[] =
     "  --critical-floor DUR       ... or below DUR left, whichever is more (default 2m)\n"
     "  --renew-at PCT             a leaf is expected to be renewed at PCT % of its life\n"
     "                             (default 50; weft renews at 50 +-10); past it plus\n"
-    "  --renew-grace PCT          PCT % more (default 10) is a warning: renewal loop stuck?\n"
+    "  --renew-grace PCT          PCT % more (default 15) is a warning: renewal loop stuck?\n"
     "  --backdate DUR             how far the issuer backdates notBefore for lagging clocks\n"
     "                             (weft's CA: 1m; Let's Encrypt: 1h): life is counted from\n"
     "                             notBefore + DUR, when it was issued (default 0)\n"
@@ -83,8 +86,9 @@ static const char usage[] =
     "  --watch DUR                scan again every DUR (+-10 %, at least 10s) until SIGTERM\n"
     "\n"
     "Exit: 0 nothing found, 1 warnings, 2 page or critical findings, 3 an endpoint could not\n"
-    "be scanned (itself a finding); the highest that applies. Usage errors: 2 with a message\n"
-    "on stderr. With --watch, the last pass's code.\n";
+    "be scanned (itself a finding); the highest that applies. A usage error is 3 too (nothing\n"
+    "was scanned), with a message on stderr. With --watch, the last finished pass's code; a\n"
+    "pass cut short by SIGTERM or SIGINT is neither reported nor alerted.\n";
 
 static atomic_int stop_signal;
 
@@ -111,7 +115,7 @@ struct job {
 struct pool {
     const struct scan_cfg *cfg;
     struct job *jobs;
-    atomic_size_t next;
+    atomic_size_t next, done;
     int64_t now;
 };
 
@@ -135,19 +139,24 @@ static void *worker(void *arg)
         size_t n =
             scan_evaluate(&j->result, &p->cfg->policy, p->now, j->findings, SCAN_MAX_FINDINGS);
         j->num_findings = n < SCAN_MAX_FINDINGS ? n : SCAN_MAX_FINDINGS;
+        atomic_fetch_add(&p->done, 1);
     }
 }
 
 /* pass scans every endpoint once, reports and alerts; returns the exit code. */
 static int pass(const struct scan_cfg *cfg)
 {
-    struct pool p = {.cfg = cfg, .now = cli_now()};
+    static struct pool p; /* outlives a pass cut short (see below) */
+    memset(&p, 0, sizeof(p));
+    p.cfg = cfg;
+    p.now = cli_now();
     p.jobs = calloc(cfg->num_endpoints, sizeof(*p.jobs));
     if (p.jobs == NULL) {
         fprintf(stderr, "weftctl scan: out of memory for %zu endpoints\n", cfg->num_endpoints);
         return SCAN_EXIT_UNREACHABLE;
     }
     atomic_init(&p.next, 0);
+    atomic_init(&p.done, 0);
     size_t n = cfg->concurrency < cfg->num_endpoints ? cfg->concurrency : cfg->num_endpoints;
     pthread_t threads[SCAN_MAX_CONCURRENCY];
     size_t started = 0;
@@ -158,6 +167,21 @@ static int pass(const struct scan_cfg *cfg)
     }
     if (started == 0) {
         worker(&p); /* no thread to be had: this one does it all */
+    }
+    /* wait for the pass, or a signal: a probe may wait out its timeout several times over, and
+     * SIGTERM must not (Kubernetes' grace period is 30 s) */
+    while (atomic_load(&p.done) < cfg->num_endpoints && atomic_load(&stop_signal) == 0) {
+        nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
+    }
+    if (atomic_load(&p.done) < cfg->num_endpoints) {
+        /* a signal cut the pass short: endpoints not probed must not read as unreached, nor
+         * their alerts as resolved. The workers still run and use |p|: they end with the
+         * process, which ends now */
+        fprintf(stderr,
+                "weftctl scan: stopped by a signal before the pass finished (%zu of %zu "
+                "endpoints): nothing reported or alerted for it\n",
+                atomic_load(&p.done), cfg->num_endpoints);
+        return -1;
     }
     for (size_t i = 0; i < started; i++) {
         pthread_join(threads[i], NULL);
@@ -256,14 +280,13 @@ static EVP_PKEY *read_pem_key(const char *path)
     return key;
 }
 
-/* read_endpoints appends the endpoints of |path| to |list|; returns EXIT_USAGE on failure. */
+/* read_endpoints appends the endpoints of |path| to |list|; returns SCAN_EXIT_USAGE on failure. */
 static int read_endpoints(const char ***list, size_t *num, const char *path, char **keep)
 {
     uint8_t *data;
     size_t len;
-    int rc = cli_read(&data, &len, "--file", path);
-    if (rc != EXIT_VALID) {
-        return rc;
+    if (cli_read(&data, &len, "--file", path) != EXIT_VALID) {
+        return SCAN_EXIT_USAGE;
     }
     *keep = (char *)data; /* the endpoints point into it */
     size_t line_no = 0;
@@ -287,7 +310,7 @@ static int read_endpoints(const char ***list, size_t *num, const char *path, cha
         if (l > SCAN_NAME_MAX || *num == SCAN_MAX_ENDPOINTS) {
             fprintf(stderr, "weftctl scan: --file %s:%zu: %s\n", path, line_no,
                     l > SCAN_NAME_MAX ? "endpoint longer than 255 bytes" : "over 10000 endpoints");
-            return EXIT_USAGE;
+            return SCAN_EXIT_USAGE;
         }
         (*list)[(*num)++] = line;
     }
@@ -387,7 +410,7 @@ int cmd_scan(int argc, char **argv)
         case O_FILE:
             if (num_files == sizeof(files) / sizeof(files[0])) {
                 fprintf(stderr, "weftctl scan: --file: at most 16\n");
-                return EXIT_USAGE;
+                return SCAN_EXIT_USAGE;
             }
             files[num_files++] = optarg;
             break;
@@ -496,29 +519,29 @@ int cmd_scan(int argc, char **argv)
             return EXIT_VALID;
         default:
             fputs(usage, stderr);
-            return EXIT_USAGE;
+            return SCAN_EXIT_USAGE;
         }
         if (!ok) {
             fprintf(stderr, "weftctl scan: --%s %s: want %s\n", opts[idx].name, optarg, want);
-            return EXIT_USAGE;
+            return SCAN_EXIT_USAGE;
         }
     }
     char why[256];
     if (scan_thresholds_check(&cfg.policy.thresholds, why, sizeof(why)) != WEFT_OK) {
         fprintf(stderr, "weftctl scan: %s\n", why);
-        return EXIT_USAGE;
+        return SCAN_EXIT_USAGE;
     }
     if ((cert == NULL) != (key == NULL)) {
         fprintf(stderr, "weftctl scan: --client-cert and --client-key go together\n");
-        return EXIT_USAGE;
+        return SCAN_EXIT_USAGE;
     }
     if (cfg.alert.state_path != NULL && cfg.alert.url == NULL && cfg.alert.exec == NULL) {
         fprintf(stderr, "weftctl scan: --state is for --alert-url or --alert-exec\n");
-        return EXIT_USAGE;
+        return SCAN_EXIT_USAGE;
     }
     if (cfg.alert.ca_file != NULL && cfg.alert.url == NULL) {
         fprintf(stderr, "weftctl scan: --alert-ca is for --alert-url\n");
-        return EXIT_USAGE;
+        return SCAN_EXIT_USAGE;
     }
     cfg.alerting = cfg.alert.url != NULL || cfg.alert.exec != NULL;
     /* Alertmanager resolves an alert not heard of for its resolve_timeout (5 min by default):
@@ -549,7 +572,7 @@ int cmd_scan(int argc, char **argv)
             fprintf(stderr, "weftctl scan: %.64s: %s\n", argv[i],
                     cfg.num_endpoints == SCAN_MAX_ENDPOINTS ? "over 10000 endpoints"
                                                             : "longer than 255 bytes");
-            rc = EXIT_USAGE;
+            rc = SCAN_EXIT_USAGE;
         } else {
             endpoints[cfg.num_endpoints++] = argv[i];
         }
@@ -562,22 +585,22 @@ int cmd_scan(int argc, char **argv)
         char why_ep[300];
         if (scan_endpoint_parse(&ep, cfg.endpoints[i], why_ep, sizeof(why_ep)) != WEFT_OK) {
             fprintf(stderr, "weftctl %s\n", why_ep);
-            rc = EXIT_USAGE;
+            rc = SCAN_EXIT_USAGE;
         }
     }
     if (rc == EXIT_VALID && cfg.num_endpoints == 0) {
         fprintf(stderr, "weftctl scan: no endpoint: give HOST:PORT arguments or --file\n\n%s",
                 usage);
-        rc = EXIT_USAGE;
+        rc = SCAN_EXIT_USAGE;
     }
     if (rc == EXIT_VALID && bundle != NULL &&
         (cfg.probe.bundle_roots = read_pem_certs("--bundle", bundle)) == NULL) {
-        rc = EXIT_USAGE;
+        rc = SCAN_EXIT_USAGE;
     }
     if (rc == EXIT_VALID && cert != NULL &&
         ((cfg.probe.client_chain = read_pem_certs("--client-cert", cert)) == NULL ||
          (cfg.probe.client_key = read_pem_key(key)) == NULL)) {
-        rc = EXIT_USAGE;
+        rc = SCAN_EXIT_USAGE;
     }
     if (rc == EXIT_VALID) {
         struct sigaction sa;
@@ -588,6 +611,7 @@ int cmd_scan(int argc, char **argv)
         signal(SIGPIPE, SIG_IGN); /* a peer that closes mid-write is a probe result */
         srand((unsigned)time(NULL) ^ (unsigned)getpid());
         rc = pass(&cfg);
+        int last = rc < 0 ? SCAN_EXIT_UNREACHABLE : rc; /* the last finished pass's */
         while (watch_s > 0 && atomic_load(&stop_signal) == 0) {
             /* the next pass in watch_s +-10 %, slept in steps so a signal ends it soon */
             int64_t wait_ms = watch_s * 1000 * (90 + rand() % 21) / 100;
@@ -595,10 +619,11 @@ int cmd_scan(int argc, char **argv)
                  slept += 200) {
                 nanosleep(&(struct timespec){0, 200 * 1000 * 1000}, NULL);
             }
-            if (atomic_load(&stop_signal) == 0) {
-                rc = pass(&cfg);
+            if (atomic_load(&stop_signal) == 0 && (rc = pass(&cfg)) >= 0) {
+                last = rc;
             }
         }
+        rc = last;
     }
     sk_X509_pop_free(cfg.probe.bundle_roots, X509_free);
     sk_X509_pop_free(cfg.probe.client_chain, X509_free);

@@ -22,12 +22,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SCAN_MAX_CHAIN 8         /* certificates of a presented chain that are reported */
-#define SCAN_MAX_FINDINGS 64     /* per endpoint */
-#define SCAN_NAME_MAX 255        /* an endpoint as given: HOST:PORT or a URL */
-#define SCAN_SUBJECT_MAX 255     /* a subject DN or SPIFFE ID, cut to this */
-#define SCAN_SERIAL_HEX_MAX 40   /* 20 bytes */
-#define SCAN_MESSAGE_MAX 255     /* one finding's sentence */
+#define SCAN_MAX_CHAIN 8       /* certificates of a presented chain that are reported */
+#define SCAN_MAX_FINDINGS 64   /* per endpoint */
+#define SCAN_NAME_MAX 255      /* an endpoint as given: HOST:PORT or a URL */
+#define SCAN_SUBJECT_MAX 255   /* a subject DN or SPIFFE ID, cut to this */
+#define SCAN_SERIAL_HEX_MAX 40 /* 20 bytes */
+#define SCAN_MESSAGE_MAX 255   /* one finding's sentence */
 
 /* enum scan_severity orders findings; the exit code is the highest (scan_exit_code). */
 enum scan_severity {
@@ -45,11 +45,11 @@ struct scan_cert {
     char subject[SCAN_SUBJECT_MAX + 1];   /* one-line DN; "" when empty */
     char spiffe_id[SCAN_SUBJECT_MAX + 1]; /* the URI SAN when it is spiffe://..., else "" */
     char serial_hex[SCAN_SERIAL_HEX_MAX + 1];
-    int64_t not_before, not_after;        /* seconds since the epoch */
-    bool is_ca;                           /* basicConstraints cA */
-    bool self_signed;                     /* subject == issuer and verifies with its own key */
-    char key_type[8];                     /* "EC", "RSA", "Ed25519", "other" */
-    int key_bits;                         /* 256 for P-256, 2048 for RSA-2048 */
+    int64_t not_before, not_after; /* seconds since the epoch */
+    bool is_ca;                    /* basicConstraints cA */
+    bool self_signed;              /* subject == issuer and verifies with its own key */
+    char key_type[8];              /* "EC", "RSA", "Ed25519", "other" */
+    int key_bits;                  /* 256 for P-256, 2048 for RSA-2048 */
 };
 
 /* struct scan_result is what probing one endpoint found: the facts, before any judgement. */
@@ -58,13 +58,13 @@ struct scan_result {
     bool reached;                     /* the main TLS handshake completed */
     char error[SCAN_MESSAGE_MAX + 1]; /* why not, when !reached */
     /* the main handshake */
-    char version[16];                 /* "TLSv1.3" */
-    char cipher[64];                  /* BoringSSL's name */
-    char alpn[32];                    /* negotiated, "" for none */
+    char version[16];                       /* "TLSv1.3" */
+    char cipher[64];                        /* BoringSSL's name */
+    char alpn[32];                          /* negotiated, "" for none */
     struct scan_cert chain[SCAN_MAX_CHAIN]; /* as presented, leaf first */
     size_t chain_len;
-    bool chain_truncated;             /* more than SCAN_MAX_CHAIN were presented */
-    struct scan_cert root;            /* the bundle's root the chain ends at, when root_found */
+    bool chain_truncated;  /* more than SCAN_MAX_CHAIN were presented */
+    struct scan_cert root; /* the bundle's root the chain ends at, when root_found */
     bool root_found;
     /* the extra probes (each its own handshake); -1 not probed, 0 refused, 1 accepted */
     int accepts_tls10, accepts_tls11, accepts_tls12;

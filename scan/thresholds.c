@@ -10,7 +10,7 @@ void scan_thresholds_default(struct scan_thresholds *t)
     t->crit_frac = 0.05;
     t->crit_floor_s = 120;
     t->renew_frac = 0.50;
-    t->renew_grace_frac = 0.10;
+    t->renew_grace_frac = 0.15;
     t->backdate_s = 0;
 }
 

@@ -8,8 +8,9 @@
  * and, for a leaf only, renewal overdue (warn): now is past notBefore + renew_frac * L +
  * renew_grace_frac * L, i.e. the renewal that should have replaced it (at half its life) did
  * not happen ("renewal loop stuck?"), even while far from expiry. Defaults: warn 40 %, page
- * 20 %, critical 5 % or 2 minutes, renewal at 50 % with 10 % grace. Nothing here reads the
- * clock. */
+ * 20 %, critical 5 % or 2 minutes, renewal at 50 % with 15 % grace (weft's agent renews at
+ * 50 % +-10 %, so a healthy leaf can be 60 % gone: 5 % of margin for delivery). Nothing here reads
+ * the clock. */
 #ifndef WEFT_SCAN_THRESHOLDS_H
 #define WEFT_SCAN_THRESHOLDS_H
 
@@ -58,10 +59,10 @@ enum scan_expiry scan_expiry_of(const struct scan_thresholds *t, int64_t not_bef
 
 /* scan_renewal_overdue reports whether a leaf valid [not_before, not_after] is, at |now|, past
  * its renewal point plus grace while still valid, whatever tier it is under. With the defaults
- * the renewal point plus grace (60 % of the life gone, the latest the agent's +-10 % jitter
- * renews at, agent/schedule.h) falls exactly where the warn tier (40 % left) begins, so
- * scan_expiry_of alone would never say RENEWAL_OVERDUE: the evaluator asks this as well and
- * reports a stuck renewal next to the tier. */
+ * the renewal point plus grace (65 % of the life gone; the agent's +-10 % jitter renews by 60 %,
+ * agent/schedule.h) falls inside the warn tier (below 40 % left), so scan_expiry_of alone would
+ * never say RENEWAL_OVERDUE: the evaluator asks this as well and reports a stuck renewal next
+ * to the tier. */
 bool scan_renewal_overdue(const struct scan_thresholds *t, int64_t not_before, int64_t not_after,
                           int64_t now);
 

@@ -36,7 +36,7 @@ Test(scan_thresholds, defaults_pass_their_own_check)
     cr_assert_float_eq(th.crit_frac, 0.05, 1e-12);
     cr_assert_eq(th.crit_floor_s, 120);
     cr_assert_float_eq(th.renew_frac, 0.50, 1e-12);
-    cr_assert_float_eq(th.renew_grace_frac, 0.10, 1e-12);
+    cr_assert_float_eq(th.renew_grace_frac, 0.15, 1e-12);
 }
 
 Test(scan_thresholds, each_tier_starts_where_its_fraction_says_for_every_lifetime)
@@ -109,13 +109,13 @@ Test(scan_thresholds, a_zero_or_negative_lifetime_is_critical)
 
 Test(scan_thresholds, renewal_overdue_is_for_leaves_only)
 {
-    /* renewal at 50 % + 10 % grace: a 24 h leaf is overdue once 14.4 h are gone; with the warn
-     * tier moved to 20 % left that is still far from any tier */
+    /* renewal at 50 % + 15 % grace: a 24 h leaf is overdue once 15.6 h are gone; with the warn
+     * tier moved to 30 % left that is still far from any tier */
     th.warn_frac = 0.30;
     th.page_frac = 0.20;
     for (size_t i = 0; i < sizeof(lifetimes) / sizeof(lifetimes[0]); i++) {
         int64_t l = lifetimes[i];
-        int64_t due = boundary(0.60, l); /* seconds gone at the renewal point plus grace */
+        int64_t due = boundary(0.65, l); /* seconds gone at the renewal point plus grace */
         cr_assert_eq(scan_expiry_of(&th, T0, T0 + l, T0 + due - 1, true), SCAN_EXPIRY_OK,
                      "life %lld", (long long)l);
         cr_assert_eq(scan_expiry_of(&th, T0, T0 + l, T0 + due + 1, true),
@@ -133,11 +133,11 @@ Test(scan_thresholds, renewal_overdue_is_for_leaves_only)
     }
 }
 
-Test(scan_thresholds, with_the_defaults_overdue_begins_where_warn_begins)
+Test(scan_thresholds, with_the_defaults_overdue_begins_inside_warn)
 {
-    /* 60 % gone is 40 % left: the scan_renewal_overdue note in thresholds.h */
+    /* 65 % gone is 35 % left: the scan_renewal_overdue note in thresholds.h */
     int64_t l = 24 * HOUR;
-    int64_t at = T0 + boundary(0.60, l) + 1;
+    int64_t at = T0 + boundary(0.65, l) + 1;
     cr_assert_eq(scan_expiry_of(&th, T0, T0 + l, at, true), SCAN_EXPIRY_WARN);
     cr_assert(scan_renewal_overdue(&th, T0, T0 + l, at));
     cr_assert_not(scan_renewal_overdue(&th, T0, T0 + l, at - 2));
@@ -191,22 +191,23 @@ Test(scan_thresholds, check_refuses_each_broken_rule_naming_the_flag)
 
 Test(scan_thresholds, a_backdated_not_before_is_not_counted_as_life)
 {
-    /* weft's CA backdates notBefore a minute: a 1 h SVID reads as 61 min. 35 min 50 s after
-     * issuance is 59.7 % of its hour, not yet past the renewal point plus grace (60 %); counted
-     * from notBefore it is 36 min 50 s of 61 min, 60.4 %: a false "renewal loop stuck?" */
-    int64_t nb = T0, na = T0 + 61 * 60, now = T0 + 60 + 35 * 60 + 50;
+    /* weft's CA backdates notBefore a minute: a 1 h SVID reads as 61 min. 38 min 50 s after
+     * issuance is 64.7 % of its hour, not yet past the renewal point plus grace (65 %);
+     * counted from notBefore it is 39 min 50 s of 61 min, 65.3 %: a false "renewal loop
+     * stuck?" */
+    int64_t nb = T0, na = T0 + 61 * 60, now = T0 + 60 + 38 * 60 + 50;
     struct scan_thresholds t = th;
     cr_assert(scan_renewal_overdue(&t, nb, na, now));
     t.backdate_s = 60;
     cr_assert_not(scan_renewal_overdue(&t, nb, na, now));
-    cr_assert_eq(scan_expiry_of(&t, nb, na, now, true), SCAN_EXPIRY_OK, "40.3 %% left");
+    cr_assert_eq(scan_expiry_of(&t, nb, na, now, true), SCAN_EXPIRY_WARN, "35.3 %% left");
     /* the tiers too: page is below 20 % of 60 min (720 s) left, not of 61 min (732 s) */
     cr_assert_eq(scan_expiry_of(&t, nb, na, na - 719, true), SCAN_EXPIRY_PAGE);
     cr_assert_eq(scan_expiry_of(&t, nb, na, na - 721, true), SCAN_EXPIRY_WARN);
     cr_assert_eq(scan_expiry_of(&th, nb, na, na - 721, true), SCAN_EXPIRY_PAGE);
     /* a certificate that lives no longer than the backdating is counted from notBefore */
     t.backdate_s = 3600;
-    cr_assert(scan_renewal_overdue(&t, nb, nb + 100, nb + 61));
+    cr_assert(scan_renewal_overdue(&t, nb, nb + 100, nb + 66));
     cr_assert_eq(scan_expiry_of(&t, nb, nb + 100, nb - 1, true), SCAN_EXPIRY_NOT_YET_VALID);
     t.backdate_s = -1;
     refused(&t, "--backdate");

@@ -164,10 +164,10 @@ static SSL_CTX *leaf_ctx(int64_t from, int64_t ttl)
     return ctx;
 }
 
-/* healthy: 10 minutes into an hour. warn_only: 39 minutes into an hour (35 % left: under warn,
- * over page; past the renewal point of 50 % + 10 %). paging: 55 minutes into an hour (8 %). */
+/* healthy: 10 minutes into an hour. warn_only: 42 minutes into an hour (30 % left: under warn,
+ * over page; past the renewal point of 50 % + 15 %). paging: 55 minutes into an hour (8 %). */
 static SSL_CTX *healthy(void) { return leaf_ctx(-10 * MIN_S, HOUR_S); }
-static SSL_CTX *warn_only(void) { return leaf_ctx(-39 * MIN_S, HOUR_S); }
+static SSL_CTX *warn_only(void) { return leaf_ctx(-42 * MIN_S, HOUR_S); }
 static SSL_CTX *paging(void) { return leaf_ctx(-55 * MIN_S, HOUR_S); }
 
 static void start(struct testlib_tls_server *s, SSL_CTX *ctx)
@@ -336,23 +336,24 @@ Test(scan_cli, one_down_and_one_paging_exits_3_the_highest_that_applies)
     cr_assert_not_null(strstr(out, "unreachable"), "%s", out);
 }
 
-Test(scan_cli, usage_errors_exit_2_with_a_message)
+Test(scan_cli, usage_errors_exit_3_with_a_message)
 {
+    /* nothing was scanned: 3, never 2, which would read as a page */
     int rc = scan((const char *[]){"--no-such-flag", "127.0.0.1:1", NULL});
-    cr_assert_eq(rc, 2, "exit %d; stderr: %s", rc, err);
+    cr_assert_eq(rc, 3, "exit %d; stderr: %s", rc, err);
     cr_assert_neq(err[0], '\0', "a message on stderr");
     rc = scan((const char *[]){"127.0.0.1", NULL});
-    cr_assert_eq(rc, 2, "exit %d; stderr: %s", rc, err);
+    cr_assert_eq(rc, 3, "exit %d; stderr: %s", rc, err);
     cr_assert_not_null(strstr(err, "127.0.0.1"), "the endpoint is named: %s", err);
     cr_assert_not_null(strstr(err, "port"), "what is wrong is said: %s", err);
     rc = scan((const char *[]){"127.0.0.1:1", "--timeout", "forever", NULL});
-    cr_assert_eq(rc, 2, "exit %d; stderr: %s", rc, err);
+    cr_assert_eq(rc, 3, "exit %d; stderr: %s", rc, err);
     cr_assert_not_null(strstr(err, "--timeout"), "%s", err);
     rc = scan((const char *[]){"127.0.0.1:1", "--client-cert", client_pem, NULL});
-    cr_assert_eq(rc, 2, "exit %d; stderr: %s", rc, err);
+    cr_assert_eq(rc, 3, "exit %d; stderr: %s", rc, err);
     cr_assert_not_null(strstr(err, "--client-key"), "%s", err);
     rc = scan((const char *[]){NULL});
-    cr_assert_eq(rc, 2, "exit %d; stderr: %s", rc, err);
+    cr_assert_eq(rc, 3, "exit %d; stderr: %s", rc, err);
     cr_assert_not_null(strstr(err, "no endpoint"), "%s", err);
     cr_assert_eq(out[0], '\0', "nothing on stdout: %s", out);
 }
@@ -562,4 +563,25 @@ Test(scan_cli, watch_runs_passes_until_sigterm_and_exits_with_the_last_code)
     int rc = finish(pid, 2000); /* ends within 2 s of SIGTERM */
     cr_assert_eq(rc, 1, "the last pass's code; exit %d; stderr: %s", rc, err);
     cr_assert_geq(count(out, "\"exit_code\": 1"), 2, "%s", out);
+}
+
+Test(scan_cli, a_pass_cut_short_by_sigterm_is_neither_reported_nor_alerted)
+{
+    /* a listener that never accepts: the handshake waits out --timeout */
+    int port, fd = testlib_listen_loopback(&port);
+    cr_assert_geq(fd, 0);
+    char ep[64], alerts[300];
+    snprintf(alerts, sizeof(alerts), "%s/alerts.json", dir);
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "cat > %s", alerts);
+    pid_t pid = spawn((const char *[]){endpoint(ep, port), "--timeout", "5s", "--no-mtls",
+                                       "--no-strict", "--alert-exec", cmd, NULL});
+    nanosleep(&(struct timespec){1, 0}, NULL);
+    cr_assert_eq(kill(pid, SIGTERM), 0);
+    int rc = finish(pid, 8000);
+    close(fd);
+    cr_assert_eq(rc, 3, "no pass finished; exit %d; stderr: %s", rc, err);
+    cr_assert_not_null(strstr(err, "stopped by a signal before the pass finished"), "%s", err);
+    cr_assert_eq(out[0], '\0', "no report: %s", out);
+    cr_assert_neq(access(alerts, F_OK), 0, "the alert command ran");
 }
