@@ -18,6 +18,7 @@
 #include <openssl/x509.h>
 
 #include "cli/internal.h"
+#include "lib/base/mem.h"
 #include "lib/base/timefmt.h"
 #include "scan/alert.h"
 #include "scan/evaluate.h"
@@ -29,6 +30,7 @@
 #define SCAN_DEFAULT_CONCURRENCY 8
 #define SCAN_MAX_PEM_CERTS 64 /* certificates of --bundle or --client-cert */
 #define SCAN_MIN_WATCH_S 10
+#define SCAN_DEFAULT_PASS_TIMEOUT_S 600
 /* A usage error is a scan that could not happen: 3, not weftctl's usual 2, which here means a
  * page-level finding (a script must not page on a typo, nor miss a page) */
 #define SCAN_EXIT_USAGE SCAN_EXIT_UNREACHABLE
@@ -83,6 +85,9 @@ static const char usage[] =
     "Running:\n"
     "  --concurrency N            endpoints probed at once (default 8, at most 64)\n"
     "  --timeout DUR              each connection (default 5s; an endpoint makes up to 7)\n"
+    "  --pass-timeout DUR         no endpoint is started after DUR (default 10m): those left\n"
+    "                             are reported as not scanned (exit 3); the ones under way\n"
+    "                             finish, each within its connections' --timeout\n"
     "  --watch DUR                scan again every DUR (+-10 %, at least 10s) until SIGTERM\n"
     "\n"
     "Exit: 0 nothing found, 1 warnings, 2 page or critical findings, 3 an endpoint could not\n"
@@ -104,20 +109,27 @@ struct scan_cfg {
     struct scan_alert_opts alert;
     bool alerting;
     size_t concurrency;
+    int64_t pass_timeout_s;
 };
 
-struct job {
-    struct scan_result result;
-    struct scan_finding findings[SCAN_MAX_FINDINGS];
-    size_t num_findings;
-};
-
+/* struct pool is one pass: what each worker writes for endpoint i is results[i], found[i]
+ * (malloc'd) and counts[i]. */
 struct pool {
     const struct scan_cfg *cfg;
-    struct job *jobs;
+    struct scan_result *results;
+    struct scan_finding **found;
+    size_t *counts;
     atomic_size_t next, done;
     int64_t now;
+    int64_t deadline_ms; /* monotonic: no endpoint is started after it */
 };
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void *worker(void *arg)
 {
@@ -127,18 +139,26 @@ static void *worker(void *arg)
         if (i >= p->cfg->num_endpoints || atomic_load(&stop_signal) != 0) {
             return NULL;
         }
-        struct job *j = &p->jobs[i];
+        struct scan_result *r = &p->results[i];
         char err[256];
-        if (scan_probe(p->cfg->endpoints[i], &p->cfg->probe, &j->result, err, sizeof(err)) !=
-            WEFT_OK) {
-            /* a bad endpoint: reported as one that could not be scanned, never skipped */
-            memset(&j->result, 0, sizeof(j->result));
-            snprintf(j->result.endpoint, sizeof(j->result.endpoint), "%s", p->cfg->endpoints[i]);
-            snprintf(j->result.error, sizeof(j->result.error), "%s", err);
+        int rc = WEFT_ELIMIT;
+        if (mono_ms() >= p->deadline_ms) {
+            snprintf(err, sizeof(err),
+                     "not scanned: the pass ran out of time (--pass-timeout) before it");
+        } else {
+            rc = scan_probe(p->cfg->endpoints[i], &p->cfg->probe, r, err, sizeof(err));
         }
-        size_t n =
-            scan_evaluate(&j->result, &p->cfg->policy, p->now, j->findings, SCAN_MAX_FINDINGS);
-        j->num_findings = n < SCAN_MAX_FINDINGS ? n : SCAN_MAX_FINDINGS;
+        if (rc != WEFT_OK) {
+            /* reported as an endpoint that could not be scanned, never skipped */
+            memset(r, 0, sizeof(*r));
+            snprintf(r->endpoint, sizeof(r->endpoint), "%s", p->cfg->endpoints[i]);
+            snprintf(r->error, sizeof(r->error), "%s", err);
+        }
+        static _Thread_local struct scan_finding found[SCAN_MAX_FINDINGS];
+        size_t n = scan_evaluate(r, &p->cfg->policy, p->now, found, SCAN_MAX_FINDINGS);
+        p->counts[i] = n < SCAN_MAX_FINDINGS ? n : SCAN_MAX_FINDINGS;
+        p->found[i] = weft_xmalloc((p->counts[i] + 1) * sizeof(*found));
+        memcpy(p->found[i], found, p->counts[i] * sizeof(*found));
         atomic_fetch_add(&p->done, 1);
     }
 }
@@ -150,9 +170,15 @@ static int pass(const struct scan_cfg *cfg)
     memset(&p, 0, sizeof(p));
     p.cfg = cfg;
     p.now = cli_now();
-    p.jobs = calloc(cfg->num_endpoints, sizeof(*p.jobs));
-    if (p.jobs == NULL) {
+    p.deadline_ms = mono_ms() + cfg->pass_timeout_s * 1000;
+    p.results = calloc(cfg->num_endpoints, sizeof(*p.results));
+    p.found = calloc(cfg->num_endpoints, sizeof(*p.found));
+    p.counts = calloc(cfg->num_endpoints, sizeof(*p.counts));
+    if (p.results == NULL || p.found == NULL || p.counts == NULL) {
         fprintf(stderr, "weftctl scan: out of memory for %zu endpoints\n", cfg->num_endpoints);
+        free(p.results);
+        free(p.found);
+        free(p.counts);
         return SCAN_EXIT_UNREACHABLE;
     }
     atomic_init(&p.next, 0);
@@ -187,52 +213,53 @@ static int pass(const struct scan_cfg *cfg)
         pthread_join(threads[i], NULL);
     }
 
-    struct scan_result *results = calloc(cfg->num_endpoints, sizeof(*results));
-    const struct scan_finding **findings = calloc(cfg->num_endpoints, sizeof(*findings));
-    size_t *counts = calloc(cfg->num_endpoints, sizeof(*counts));
-    struct scan_finding *all = calloc(cfg->num_endpoints * SCAN_MAX_FINDINGS, sizeof(*all));
-    size_t num_all = 0;
-    int code = SCAN_EXIT_UNREACHABLE;
-    if (results != NULL && findings != NULL && counts != NULL && all != NULL) {
-        for (size_t i = 0; i < cfg->num_endpoints; i++) {
-            results[i] = p.jobs[i].result;
-            findings[i] = &all[num_all];
-            counts[i] = p.jobs[i].num_findings;
-            memcpy(&all[num_all], p.jobs[i].findings, counts[i] * sizeof(*all));
-            num_all += counts[i];
+    size_t total = 0;
+    for (size_t i = 0; i < cfg->num_endpoints; i++) {
+        total += p.counts[i];
+    }
+    struct scan_finding *all = weft_xmalloc((total + 1) * sizeof(*all)); /* scan_exit_code's */
+    for (size_t i = 0, k = 0; i < cfg->num_endpoints; k += p.counts[i], i++) {
+        memcpy(&all[k], p.found[i], p.counts[i] * sizeof(*all));
+    }
+    int code = scan_exit_code(p.results, cfg->num_endpoints, all, total);
+    struct scan_pass sp = {
+        .scanned_at = p.now,
+        .results = p.results,
+        .findings = (const struct scan_finding *const *)p.found,
+        .num_findings = p.counts,
+        .num = cfg->num_endpoints,
+        .exit_code = code,
+    };
+    int rc = strcmp(cfg->format, "json") == 0 ? scan_report_json(stdout, &sp)
+                                              : scan_report_table(stdout, &sp);
+    fflush(stdout);
+    if (rc != WEFT_OK) {
+        fprintf(stderr, "weftctl scan: cannot write the report to stdout\n");
+    }
+    char err[512];
+    if (cfg->prometheus != NULL &&
+        scan_report_prometheus(cfg->prometheus, &sp, err, sizeof(err)) != WEFT_OK) {
+        fprintf(stderr, "weftctl scan: --prometheus: %s\n", err);
+    }
+    if (cfg->alerting) {
+        /* the clock when sending: with --watch, firing alerts must outlast the next pass,
+         * however long this one took */
+        int64_t sent_at = cli_now();
+        struct scan_alert_opts ao = cfg->alert;
+        if (ao.firing_for_s > 0) {
+            ao.firing_for_s += 2 * (sent_at > p.now ? sent_at - p.now : 0);
         }
-        code = scan_exit_code(results, cfg->num_endpoints, all, num_all);
-        struct scan_pass sp = {
-            .scanned_at = p.now,
-            .results = results,
-            .findings = findings,
-            .num_findings = counts,
-            .num = cfg->num_endpoints,
-            .exit_code = code,
-        };
-        int rc = strcmp(cfg->format, "json") == 0 ? scan_report_json(stdout, &sp)
-                                                  : scan_report_table(stdout, &sp);
-        fflush(stdout);
-        if (rc != WEFT_OK) {
-            fprintf(stderr, "weftctl scan: cannot write the report to stdout\n");
-        }
-        char err[512];
-        if (cfg->prometheus != NULL &&
-            scan_report_prometheus(cfg->prometheus, &sp, err, sizeof(err)) != WEFT_OK) {
-            fprintf(stderr, "weftctl scan: --prometheus: %s\n", err);
-        }
-        if (cfg->alerting &&
-            scan_alert_send(&cfg->alert, &sp, p.now, err, sizeof(err)) != WEFT_OK) {
+        if (scan_alert_send(&ao, &sp, sent_at, err, sizeof(err)) != WEFT_OK) {
             fprintf(stderr, "weftctl scan: alerts not delivered: %s\n", err);
         }
-    } else {
-        fprintf(stderr, "weftctl scan: out of memory for the report\n");
     }
-    free(results);
-    free(findings);
-    free(counts);
+    for (size_t i = 0; i < cfg->num_endpoints; i++) {
+        free(p.found[i]);
+    }
     free(all);
-    free(p.jobs);
+    free(p.results);
+    free(p.found);
+    free(p.counts);
     return code;
 }
 
@@ -317,6 +344,16 @@ static int read_endpoints(const char ***list, size_t *num, const char *path, cha
     return EXIT_VALID;
 }
 
+/* duration_or_zero reads a duration such as 2m, or 0. */
+static bool duration_or_zero(int64_t *out, const char *arg)
+{
+    if (strcmp(arg, "0") == 0) {
+        *out = 0;
+        return true;
+    }
+    return weft_duration_parse(out, arg) == WEFT_OK;
+}
+
 /* percent reads a percentage of 0 < p < 100 into a fraction. */
 static bool percent(double *out, const char *arg)
 {
@@ -358,6 +395,7 @@ int cmd_scan(int argc, char **argv)
         O_CONC,
         O_TIMEOUT,
         O_WATCH,
+        O_PASS_TIMEOUT,
     };
     static const struct option opts[] = {
         {"file", required_argument, NULL, O_FILE},
@@ -386,6 +424,7 @@ int cmd_scan(int argc, char **argv)
         {"concurrency", required_argument, NULL, O_CONC},
         {"timeout", required_argument, NULL, O_TIMEOUT},
         {"watch", required_argument, NULL, O_WATCH},
+        {"pass-timeout", required_argument, NULL, O_PASS_TIMEOUT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -394,10 +433,11 @@ int cmd_scan(int argc, char **argv)
     scan_policy_default(&cfg.policy);
     cfg.format = "table";
     cfg.concurrency = SCAN_DEFAULT_CONCURRENCY;
+    cfg.pass_timeout_s = SCAN_DEFAULT_PASS_TIMEOUT_S;
     cfg.probe.probe_versions = true;
     const char *files[16], *bundle = NULL, *cert = NULL, *key = NULL, *alpn = NULL;
     size_t num_files = 0;
-    int64_t watch_s = 0, timeout_s = 0, floor_s = 0;
+    int64_t watch_s = 0, timeout_s = 0;
     bool https = false;
     int c;
     optind = 1;
@@ -435,12 +475,11 @@ int cmd_scan(int argc, char **argv)
             want = "a percentage between 0 and 100";
             break;
         case O_BACKDATE:
-            ok = weft_duration_parse(&t->backdate_s, optarg) == WEFT_OK;
+            ok = duration_or_zero(&t->backdate_s, optarg);
             want = "a duration such as 1m";
             break;
         case O_FLOOR:
-            ok = weft_duration_parse(&floor_s, optarg) == WEFT_OK;
-            t->crit_floor_s = floor_s;
+            ok = duration_or_zero(&t->crit_floor_s, optarg);
             want = "a duration such as 2m";
             break;
         case O_TLS12:
@@ -509,6 +548,10 @@ int cmd_scan(int argc, char **argv)
             ok = weft_duration_parse(&timeout_s, optarg) == WEFT_OK && timeout_s <= 60;
             want = "a duration of 1s to 60s";
             cfg.probe.timeout_ms = (int)timeout_s * 1000;
+            break;
+        case O_PASS_TIMEOUT:
+            ok = weft_duration_parse(&cfg.pass_timeout_s, optarg) == WEFT_OK;
+            want = "a duration such as 10m";
             break;
         case O_WATCH:
             ok = weft_duration_parse(&watch_s, optarg) == WEFT_OK && watch_s >= SCAN_MIN_WATCH_S;
@@ -611,6 +654,7 @@ int cmd_scan(int argc, char **argv)
         signal(SIGPIPE, SIG_IGN); /* a peer that closes mid-write is a probe result */
         srand((unsigned)time(NULL) ^ (unsigned)getpid());
         rc = pass(&cfg);
+        bool cut = rc < 0;
         int last = rc < 0 ? SCAN_EXIT_UNREACHABLE : rc; /* the last finished pass's */
         while (watch_s > 0 && atomic_load(&stop_signal) == 0) {
             /* the next pass in watch_s +-10 %, slept in steps so a signal ends it soon */
@@ -622,6 +666,13 @@ int cmd_scan(int argc, char **argv)
             if (atomic_load(&stop_signal) == 0 && (rc = pass(&cfg)) >= 0) {
                 last = rc;
             }
+            cut |= rc < 0;
+        }
+        if (cut) {
+            /* workers of the pass cut short still read the flags' keys and certificates:
+             * nothing is freed under them, the process ends here */
+            fflush(NULL);
+            _exit(last);
         }
         rc = last;
     }

@@ -696,9 +696,12 @@ static int probe_version(const struct probe *pr, uint16_t version)
     struct conn c = {.fd = -1};
     char why[WHY_LEN];
     int rc = tls_open(&c, pr, ctx, why, sizeof(why));
+    /* A CertificateRequest comes after a ServerHello that chose |version|: a server that then
+     * refuses us for want of a client certificate did accept the version. */
+    bool asked = c.cert_requested;
     conn_close(&c);
     SSL_CTX_free(ctx);
-    return rc == WEFT_OK ? 1 : rc == WEFT_EPROTO ? 0 : -1;
+    return rc == WEFT_OK || asked ? 1 : rc == WEFT_EPROTO ? 0 : -1;
 }
 
 /* probe_no_client_cert: probe.h says what counts as accepted. */
@@ -739,12 +742,18 @@ static int probe_plaintext(const struct probe *pr)
                      pr->where);
     int verdict = 0;
     if (n > 0 && (size_t)n < sizeof(req) && io_write(&c, req, (size_t)n) == IO_OK) {
-        char buf[8];
+        /* "HTTP/1.1 NNN": the status line's start */
+        char buf[16];
         size_t len = 0, got;
-        while (len < 5 && io_read(&c, buf + len, 5 - len, &got, c.deadline_ms) == IO_OK) {
+        while (len < 12 && io_read(&c, buf + len, 12 - len, &got, c.deadline_ms) == IO_OK) {
             len += got;
         }
-        verdict = len == 5 && memcmp(buf, "HTTP/", 5) == 0;
+        /* A TLS server that answers plain HTTP with 400 (Go: "Client sent an HTTP request to
+         * an HTTPS server", nginx: "The plain HTTP request was sent to HTTPS port") or 426
+         * (Upgrade Required) refuses it; any other HTTP answer serves it. */
+        bool http = len >= 12 && memcmp(buf, "HTTP/", 5) == 0 && buf[8] == ' ';
+        bool refusal = http && (memcmp(buf + 9, "400", 3) == 0 || memcmp(buf + 9, "426", 3) == 0);
+        verdict = http && !refusal;
     }
     conn_close(&c);
     return verdict;

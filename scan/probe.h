@@ -41,15 +41,18 @@ struct scan_probe_opts {
 /* How the extra probes decide (each its own connection, each bounded by the timeout):
  *   - accepts_tls10/11/12: a handshake with the client limited to exactly that version (and the
  *     client certificate, when there is one, so that an mTLS port is not "refused" for lack of
- *     it) completes: 1; it fails or times out: 0; the TCP connection itself fails: -1.
+ *     it) completes, or gets as far as the server asking for a client certificate (after its
+ *     ServerHello chose that version): 1; it fails or times out: 0; the TCP connection itself
+ * fails: -1.
  *   - accepts_no_client_cert: a handshake offering no certificate. It fails: 0 (TLS 1.2
  *     servers refuse inside the handshake). It completes (TLS 1.3 clients finish before the
  *     server has judged their certificate): the client sends nothing and reads for
  *     SCAN_NO_CERT_WAIT_MS (or the timeout, when shorter). An alert, an error or the peer
  *     closing: 0 (refused). Application data, or the connection still open when the wait ends:
  *     1 (accepted).
- *   - accepts_plaintext: "GET / HTTP/1.1" in the clear; an answer starting with "HTTP/": 1;
- *     anything else, a close or silence until the timeout: 0.
+ *   - accepts_plaintext: "GET / HTTP/1.1" in the clear; an HTTP answer: 1, except 400 and 426,
+ *     which TLS servers send to refuse plain HTTP (Go, nginx): 0; anything else, a close or
+ *     silence until the timeout: 0.
  *   - probe_https: "GET <path>" over the main connection (over a new one offering only
  *     http/1.1 when the main one negotiated another ALPN); the head (at most
  *     SCAN_HTTP_HEAD_MAX bytes) gives hsts_present (1 when the first Strict-Transport-Security

@@ -293,6 +293,20 @@ Test(scan_probe, tls_1_2_alone_still_enabled)
     expect(0, "tls12-accepted", SCAN_SEV_PAGE);
 }
 
+/* Without a client certificate, a TLS 1.2 mTLS port refuses inside the handshake: the version
+ * was accepted all the same (a review finding: this read as refused). */
+Test(scan_probe, tls_1_2_on_an_mtls_port_scanned_without_a_client_certificate)
+{
+    mint(-HOUR_S, 30 * DAY_S, -10 * MIN_S, HOUR_S);
+    serve(TLS1_2_VERSION, TLS1_3_VERSION, TESTLIB_CLIENT_CERT_REQUIRED);
+    opts.probe_versions = true;
+    char ep[64];
+    endpoint(ep, sizeof(ep), srv.port);
+    scan(ep);
+    cr_assert_eq(res.accepts_tls10, 0);
+    cr_assert_eq(res.accepts_tls12, 1);
+}
+
 Test(scan_probe, a_1_2_only_server_negotiates_1_2)
 {
     mint(-HOUR_S, 30 * DAY_S, -10 * MIN_S, HOUR_S);
@@ -350,6 +364,22 @@ Test(scan_probe, a_strict_port_that_answers_plaintext)
     cr_assert_eq(res.accepts_plaintext, 1);
     cr_assert_eq(n, 1, "%zu findings, first %s", n, found[0].message);
     expect(0, "plaintext-accepted", SCAN_SEV_CRITICAL);
+}
+
+/* A TLS port that answers plain HTTP with 400, as Go's and nginx's do, refuses it. */
+Test(scan_probe, a_tls_port_that_answers_plain_http_with_400_refuses_it)
+{
+    mint(-HOUR_S, 30 * DAY_S, -10 * MIN_S, HOUR_S);
+    srv.sniff_plaintext = true;
+    srv.response = "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS "
+                   "server.\n";
+    serve(TLS1_3_VERSION, TLS1_3_VERSION, TESTLIB_CLIENT_CERT_REQUIRED);
+    all_probes();
+    char ep[64];
+    endpoint(ep, sizeof(ep), srv.port);
+    size_t n = scan(ep);
+    cr_assert_eq(res.accepts_plaintext, 0);
+    cr_assert_eq(n, 0, "%zu findings, first %s", n, found[0].message);
 }
 
 /* https_case runs an HTTPS server answering |response| and a plain HTTP one answering

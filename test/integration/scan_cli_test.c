@@ -585,3 +585,19 @@ Test(scan_cli, a_pass_cut_short_by_sigterm_is_neither_reported_nor_alerted)
     cr_assert_eq(out[0], '\0', "no report: %s", out);
     cr_assert_neq(access(alerts, F_OK), 0, "the alert command ran");
 }
+
+Test(scan_cli, endpoints_a_pass_has_no_time_left_for_are_reported_not_scanned)
+{
+    /* one endpoint that waits out the 2 s --timeout, then a healthy one: with one worker and
+     * a 1 s pass, the second is never started */
+    int port, fd = testlib_listen_loopback(&port);
+    cr_assert_geq(fd, 0);
+    start(&srv, healthy());
+    char slow[64], ep[64];
+    int rc = scan((const char *[]){endpoint(slow, port), endpoint(ep, srv.port), MTLS, FAST,
+                                   "--concurrency", "1", "--pass-timeout", "1s", NULL});
+    close(fd);
+    cr_assert_eq(rc, 3, "exit %d; stdout: %s; stderr: %s", rc, out, err);
+    cr_assert_not_null(strstr(out, "not scanned: the pass ran out of time (--pass-timeout)"), "%s",
+                       out);
+}
