@@ -6,11 +6,13 @@
 #include <criterion/criterion.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -41,10 +43,12 @@
 
 static struct ca_proc ca;
 static struct agent_proc ag; /* stopped by the teardown too, whatever a test left */
+static pid_t watch_pid;      /* a `weftctl scan --watch` a test runs, killed by the teardown */
 
 static void setup(void)
 {
     memset(&ag, 0, sizeof(ag));
+    watch_pid = 0;
     grpc_init();
     cr_assert_eq(ca_proc_init(&ca), WEFT_OK);
     cr_assert_eq(ca_proc_start(&ca, "1h"), WEFT_OK, "weft-ca did not start; see %s/ca.log", ca.dir);
@@ -52,6 +56,11 @@ static void setup(void)
 
 static void teardown(void)
 {
+    if (watch_pid > 0) {
+        kill(-watch_pid, SIGKILL);
+        waitpid(watch_pid, NULL, 0);
+        watch_pid = 0;
+    }
     agent_proc_stop(&ag);
     ca_proc_cleanup(&ca);
     grpc_shutdown();
@@ -214,29 +223,36 @@ static void entry_for(const char *id)
     protobuf_c_message_free_unpacked(resp, NULL);
 }
 
-/* report joins the CA as node AGENT_PROC_NODE (its join token, its node SVID over mTLS, as an
- * agent does) and reports |num| workload addresses with their IDs. */
-static void report(const char *const *addrs, const char *const *ids, size_t num)
+/* struct node is AGENT_PROC_NODE joined to the CA as an agent joins: its join token, then its
+ * node SVID over mTLS. */
+struct node {
+    struct ca_client *client;
+    grpc_channel *ch;
+    STACK_OF(X509) * chain;
+    EVP_PKEY *key;
+};
+
+static void node_join(struct node *n)
 {
     char path[160], err[512];
     snprintf(path, sizeof(path), "%s/bundle.pem", ca.dir);
     uint8_t *bundle;
     size_t len;
     cr_assert_eq(weft_file_read(&bundle, &len, path, 1 << 20), WEFT_OK, "%s", path);
-    struct ca_client *client;
-    cr_assert_eq(ca_client_new(&client, ca.listen, CA_PROC_TD, bundle, len, err, sizeof(err)),
+    cr_assert_eq(ca_client_new(&n->client, ca.listen, CA_PROC_TD, bundle, len, err, sizeof(err)),
                  WEFT_OK, "%s", err);
     free(bundle);
 
     grpc_channel *anon;
-    cr_assert_eq(ca_client_dial(client, NULL, NULL, &anon, err, sizeof(err)), WEFT_OK, "%s", err);
+    cr_assert_eq(ca_client_dial(n->client, NULL, NULL, &anon, err, sizeof(err)), WEFT_OK, "%s",
+                 err);
     char *token = ca_proc_token(&ca, AGENT_PROC_NODE, 600);
     cr_assert_not_null(token);
-    EVP_PKEY *key = spiffe_key_generate(SPIFFE_KEY_EC_P256);
+    n->key = spiffe_key_generate(SPIFFE_KEY_EC_P256);
     Weft__Ca__V1__AttestNodeRequest areq = WEFT__CA__V1__ATTEST_NODE_REQUEST__INIT;
     areq.join_token = token;
     uint8_t *csr;
-    cr_assert_eq(ca_csr_new(key, &csr, &areq.csr.len), WEFT_OK);
+    cr_assert_eq(ca_csr_new(n->key, &csr, &areq.csr.len), WEFT_OK);
     areq.csr.data = csr;
     Weft__Ca__V1__AttestNodeResponse *aresp = NULL;
     struct rpc_status st;
@@ -247,14 +263,26 @@ static void report(const char *const *addrs, const char *const *ids, size_t num)
     OPENSSL_free(csr);
     free(token);
     grpc_channel_destroy(anon);
-    STACK_OF(X509) * chain;
-    cr_assert_eq(spiffe_certs_decode(&chain, aresp->node_svid->chain.data,
+    cr_assert_eq(spiffe_certs_decode(&n->chain, aresp->node_svid->chain.data,
                                      aresp->node_svid->chain.len, 4, 0, NULL),
                  WEFT_OK);
     protobuf_c_message_free_unpacked(&aresp->base, NULL);
+    cr_assert_eq(ca_client_dial(n->client, n->chain, n->key, &n->ch, err, sizeof(err)), WEFT_OK,
+                 "%s", err);
+}
 
-    grpc_channel *ch;
-    cr_assert_eq(ca_client_dial(client, chain, key, &ch, err, sizeof(err)), WEFT_OK, "%s", err);
+static void node_free(struct node *n)
+{
+    grpc_channel_destroy(n->ch);
+    sk_X509_pop_free(n->chain, X509_free);
+    EVP_PKEY_free(n->key);
+    ca_client_free(n->client);
+}
+
+/* node_report reports the node's complete list of |num| workload addresses with their IDs. */
+static void node_report(struct node *n, const char *const *addrs, const char *const *ids,
+                        size_t num)
+{
     Weft__Ca__V1__DirectoryEntry items[4], *ptrs[4];
     cr_assert_leq(num, 4);
     for (size_t i = 0; i < num; i++) {
@@ -267,17 +295,23 @@ static void report(const char *const *addrs, const char *const *ids, size_t num)
     rreq.workloads = ptrs;
     rreq.n_workloads = num;
     Weft__Ca__V1__ReportWorkloadsResponse *rresp = NULL;
-    cr_assert_eq(rpc_call_unary(ch, "/weft.ca.v1.CA/ReportWorkloads", &rreq.base,
+    struct rpc_status st;
+    cr_assert_eq(rpc_call_unary(n->ch, "/weft.ca.v1.CA/ReportWorkloads", &rreq.base,
                                 &weft__ca__v1__report_workloads_response__descriptor, 1 << 20, T_MS,
                                 (ProtobufCMessage **)&rresp, &st),
                  WEFT_OK, "%s", st.details);
     cr_assert_eq(rresp->n_conflicts, 0, "the CA refused: %s",
                  rresp->n_conflicts ? rresp->conflicts[0] : "");
     protobuf_c_message_free_unpacked(&rresp->base, NULL);
-    grpc_channel_destroy(ch);
-    sk_X509_pop_free(chain, X509_free);
-    EVP_PKEY_free(key);
-    ca_client_free(client);
+}
+
+/* report joins as the node and reports once. */
+static void report(const char *const *addrs, const char *const *ids, size_t num)
+{
+    struct node n = {0};
+    node_join(&n);
+    node_report(&n, addrs, ids, num);
+    node_free(&n);
 }
 
 static Weft__Ca__V1__ListDirectoryResponse *list_directory(void)
@@ -571,4 +605,146 @@ Test(scan_sources, workload_api_svid_reaches_an_mtls_only_port)
     sk_X509_pop_free(ca_roots, X509_free);
     testlib_cred_cleanup(&root);
     testlib_cred_cleanup(&leaf);
+}
+
+/* reports_in parses the JSON reports `weftctl scan --watch --format json` wrote to |path| so
+ * far (one per pass, back to back) into |out|; returns how many are complete. */
+static size_t reports_in(const char *path, json_t **out, size_t cap)
+{
+    uint8_t *data = NULL;
+    size_t len = 0, n = 0, at = 0;
+    if (weft_file_read(&data, &len, path, 1 << 22) != WEFT_OK) {
+        return 0;
+    }
+    while (n < cap && at < len) {
+        json_error_t e;
+        json_t *doc = json_loadb((const char *)data + at, len - at, JSON_DISABLE_EOF_CHECK, &e);
+        if (doc == NULL) {
+            break;
+        }
+        out[n++] = doc;
+        at += e.position;
+        while (at < len && (data[at] == '\n' || data[at] == ' ')) {
+            at++;
+        }
+    }
+    free(data);
+    return n;
+}
+
+static void reports_free(json_t **docs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        json_decref(docs[i]);
+    }
+}
+
+/* wait_reports polls |path| at most |timeout_ms| until it holds |want| reports. */
+static size_t wait_reports(const char *path, size_t want, int timeout_ms, json_t **out)
+{
+    size_t n = 0;
+    for (int waited = 0; waited <= timeout_ms; waited += 100) {
+        n = reports_in(path, out, want);
+        if (n == want) {
+            return n;
+        }
+        reports_free(out, n);
+        n = 0;
+        nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
+    }
+    return n;
+}
+
+Test(scan_sources, watch_reads_the_directory_again_before_each_pass)
+{
+    entry_for(ID_A);
+    entry_for(ID_B);
+    struct testlib_cred root = {0}, leaf_a = {0}, leaf_b = {0}, root2 = {0};
+    mint(&root, &leaf_a, ID_A);
+    mint(&root2, &leaf_b, ID_B);
+    struct tls_server a, b;
+    server_start(&a, 0, &leaf_a, NULL, TLS1_3_VERSION, NULL);
+    server_start(&b, 0, &leaf_b, NULL, TLS1_3_VERSION, NULL);
+    char addr_a[32], addr_b[32];
+    snprintf(addr_a, sizeof(addr_a), "127.0.0.1:%d", a.port);
+    snprintf(addr_b, sizeof(addr_b), "127.0.0.1:%d", b.port);
+    struct node n = {0};
+    node_join(&n);
+    const char *addrs[] = {addr_a, addr_b}, *ids[] = {ID_A, ID_B};
+    node_report(&n, addrs, ids, 1);
+
+    char out[160], errp[160];
+    snprintf(out, sizeof(out), "%s/watch.json", ca.dir);
+    snprintf(errp, sizeof(errp), "%s/watch.err", ca.dir);
+    watch_pid = fork();
+    cr_assert_geq(watch_pid, 0);
+    if (watch_pid == 0) {
+        setpgid(0, 0);
+        int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int fe = open(errp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fo < 0 || fe < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0) {
+            _exit(127);
+        }
+        execl(WEFTCTL, WEFTCTL, "scan", "--format", "json", "--timeout", "2s", "--no-mtls",
+              "--from-ca", "--socket", ca.sock, "--watch", "10s", (char *)NULL);
+        _exit(127);
+    }
+    setpgid(watch_pid, watch_pid);
+    json_t *docs[2];
+    cr_assert_eq(wait_reports(out, 1, 15000, docs), 1, "no first pass; see %s", errp);
+    cr_assert_eq(json_array_size(json_object_get(docs[0], "endpoints")), 1);
+    cr_assert_not_null(endpoint_of(docs[0], addr_a));
+    reports_free(docs, 1);
+
+    /* B comes up: the next pass, 9 to 11 s later, finds it */
+    node_report(&n, addrs, ids, 2);
+    cr_assert_eq(wait_reports(out, 2, 20000, docs), 2, "no second pass; see %s", errp);
+    cr_assert_eq(json_array_size(json_object_get(docs[1], "endpoints")), 2);
+    cr_assert_not_null(endpoint_of(docs[1], addr_a));
+    json_t *eb = endpoint_of(docs[1], addr_b);
+    cr_assert_not_null(eb);
+    cr_assert_str_eq(leaf_id(eb), ID_B);
+    reports_free(docs, 2);
+
+    kill(watch_pid, SIGTERM);
+    int status = -1;
+    for (int waited = 0; waited < 10000; waited += 50) {
+        if (waitpid(watch_pid, &status, WNOHANG) == watch_pid) {
+            watch_pid = 0;
+            break;
+        }
+        nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
+    }
+    cr_assert_eq(watch_pid, 0, "weftctl scan --watch did not end on SIGTERM");
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "wait status %d", status);
+
+    node_free(&n);
+    server_stop(&a);
+    server_stop(&b);
+    testlib_cred_cleanup(&root);
+    testlib_cred_cleanup(&root2);
+    testlib_cred_cleanup(&leaf_a);
+    testlib_cred_cleanup(&leaf_b);
+}
+
+Test(scan_sources, list_directory_leaves_out_addresses_past_their_ttl)
+{
+    ca_proc_stop(&ca, SIGTERM);
+    ca.extra[0] = "--directory-ttl";
+    ca.extra[1] = "2s";
+    ca.extra[2] = NULL;
+    cr_assert_eq(ca_proc_start(&ca, "1h"), WEFT_OK, "weft-ca did not restart; see %s/ca.log",
+                 ca.dir);
+    entry_for(ID_A);
+    const char *addrs[] = {"127.0.0.1:9"}, *ids[] = {ID_A};
+    report(addrs, ids, 1);
+    Weft__Ca__V1__ListDirectoryResponse *dir = list_directory();
+    cr_assert_eq(dir->n_entries, 1);
+    uint64_t version = dir->directory_version;
+    protobuf_c_message_free_unpacked(&dir->base, NULL);
+    nanosleep(&(struct timespec){3, 0}, NULL); /* the node reports nothing more */
+    dir = list_directory();
+    cr_assert_eq(dir->n_entries, 0, "an address not reported for 3 s with a TTL of 2 s");
+    cr_assert_gt(dir->directory_version, version);
+    protobuf_c_message_free_unpacked(&dir->base, NULL);
 }
