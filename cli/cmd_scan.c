@@ -110,7 +110,9 @@ static const char usage[] =
     "\n"
     "Exit: 0 nothing found, 1 warnings, 2 page or critical findings, 3 an endpoint could not\n"
     "be scanned (itself a finding); the highest that applies. Usage errors: 2 with a message\n"
-    "on stderr. With --watch, the last pass's code.\n";
+    "on stderr. weft-ca's directory or the Workload API unreadable: 3 with a message on stderr\n"
+    "and no report (with --watch, after the first pass: the last list or SVID is used and the\n"
+    "pass ends no better than 3). With --watch, the last pass's code.\n";
 
 static atomic_int stop_signal;
 
