@@ -377,17 +377,34 @@ static void sources_free_ca(struct sources *src)
 
 /* endpoint_of_address turns a directory address ("IP", "IP:port", "[IPV6]:port" or a bare IPv6
  * address, lib/base/netaddr.h's canonical forms) into an endpoint, dialling |port| when the
- * address names none. */
-static void endpoint_of_address(char *out, size_t out_len, const char *addr, int port)
+ * address names none; returns whether it named none. */
+static bool endpoint_of_address(char *out, size_t out_len, const char *addr, int port)
 {
     const char *colon = strchr(addr, ':');
     if (addr[0] == '[' || (colon != NULL && strchr(colon + 1, ':') == NULL)) {
         snprintf(out, out_len, "%s", addr); /* "[V6]:port" or "V4:port" */
-    } else if (colon == NULL) {
+        return false;
+    }
+    if (colon == NULL) {
         snprintf(out, out_len, "%s:%d", addr, port);
     } else {
         snprintf(out, out_len, "[%s]:%d", addr, port);
     }
+    return true;
+}
+
+/* struct ca_ep is one directory entry as an endpoint, while the list is being built. */
+struct ca_ep {
+    char *name, *id;
+    bool bare; /* the address named no port */
+};
+
+/* ca_ep_cmp orders by endpoint, an entry that named its port before a bare one. */
+static int ca_ep_cmp(const void *a, const void *b)
+{
+    const struct ca_ep *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c != 0 ? c : (int)x->bare - (int)y->bare;
 }
 
 /* ca_directory_fetch replaces the CA's endpoints of |cfg| with the live addresses of weft-ca's
@@ -432,19 +449,41 @@ static int ca_directory_fetch(struct scan_cfg *cfg, struct sources *src, char *e
     }
     sources_free_ca(src);
     cfg->num_endpoints = src->num_fixed;
-    src->ca_names = calloc(resp->n_entries + 1, sizeof(char *));
-    src->ca_ids = calloc(resp->n_entries + 1, sizeof(char *));
-    bool ok = src->ca_names != NULL && src->ca_ids != NULL;
-    for (size_t i = 0; ok && i < resp->n_entries; i++) {
-        char name[SCAN_NAME_MAX + 1];
-        endpoint_of_address(name, sizeof(name), resp->entries[i]->address, src->mesh_port);
-        src->ca_names[i] = strdup(name);
-        src->ca_ids[i] = strdup(resp->entries[i]->spiffe_id);
-        src->num_ca++;
-        ok = src->ca_names[i] != NULL && src->ca_ids[i] != NULL;
-    }
     size_t n = resp->n_entries;
+    struct ca_ep *eps = calloc(n + 1, sizeof(*eps));
+    src->ca_names = calloc(n + 1, sizeof(char *));
+    src->ca_ids = calloc(n + 1, sizeof(char *));
+    bool ok = eps != NULL && src->ca_names != NULL && src->ca_ids != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        char name[SCAN_NAME_MAX + 1];
+        eps[i].bare =
+            endpoint_of_address(name, sizeof(name), resp->entries[i]->address, src->mesh_port);
+        eps[i].name = strdup(name);
+        eps[i].id = strdup(resp->entries[i]->spiffe_id);
+        ok = eps[i].name != NULL && eps[i].id != NULL;
+    }
     protobuf_c_message_free_unpacked(&resp->base, NULL);
+    if (ok) {
+        /* "IP" dialled at --from-ca-port is the "IP:port" another entry may name: that one is
+         * what weft-proxy expects there (its lookup takes "IP:port" before "IP"), so it stays */
+        qsort(eps, n, sizeof(*eps), ca_ep_cmp);
+        for (size_t i = 0; i < n; i++) {
+            if (src->num_ca > 0 && strcmp(src->ca_names[src->num_ca - 1], eps[i].name) == 0) {
+                free(eps[i].name);
+                free(eps[i].id);
+                continue;
+            }
+            src->ca_names[src->num_ca] = eps[i].name;
+            src->ca_ids[src->num_ca] = eps[i].id;
+            src->num_ca++;
+        }
+    } else {
+        for (size_t i = 0; eps != NULL && i < n; i++) {
+            free(eps[i].name);
+            free(eps[i].id);
+        }
+    }
+    free(eps);
     if (!ok) {
         snprintf(err, err_len, "out of memory for %zu directory addresses", n);
         sources_free_ca(src);

@@ -459,6 +459,17 @@ Test(scan_sources, list_directory_lists_the_live_addresses_and_from_ca_scans_eac
     cr_assert_eq(code, 2);
     json_decref(rep);
 
+    /* "127.0.0.1" dialled at A's port is A's "127.0.0.1:PORT" entry, which names its port: it
+     * is scanned once, expecting A (weft-proxy's lookup takes IP:port before IP) */
+    snprintf(args, sizeof(args), "--from-ca --socket %s --from-ca-port %d --no-mtls", ca.sock,
+             a.port);
+    code = scan(args, &rep, err, sizeof(err));
+    cr_assert_not_null(rep, "no JSON report; stderr: %s", err);
+    cr_assert_eq(json_array_size(json_object_get(rep, "endpoints")), 1, "%s", err);
+    cr_assert_str_eq(codes_of(endpoint_of(rep, addr_a), codes, sizeof(codes)), "");
+    cr_assert_eq(code, 0, "exit %d; stderr: %s", code, err);
+    json_decref(rep);
+
     server_stop(&a);
     server_stop(&b);
     testlib_cred_cleanup(&root);
