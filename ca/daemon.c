@@ -2204,6 +2204,87 @@ static void rotate_root(void *arg, const struct rpc_ctx *ctx, const uint8_t *req
     reply->msg = &resp.base;
 }
 
+/* ListDirectory: the mesh directory for `weftctl scan --from-ca` (issue 9). Entries past their
+ * TTL are dropped first, as the tick would, so that only live addresses are listed; at most
+ * MAX_LIST_ROWS, in address order, |truncated| saying there are more. */
+struct dir_list {
+    Weft__Ca__V1__ListDirectoryEntry *pb, **ptrs;
+    char (*addrs)[CA_DIR_ADDR_MAX];
+    char **ids, **nodes;
+    size_t num, cap;
+    bool truncated;
+};
+
+static struct dir_list dir_listed;
+
+static void dir_list_free(struct dir_list *l)
+{
+    for (size_t i = 0; i < l->num; i++) {
+        free(l->ids[i]);
+        free(l->nodes[i]);
+    }
+    free(l->pb);
+    free(l->ptrs);
+    free(l->addrs);
+    free(l->ids);
+    free(l->nodes);
+    memset(l, 0, sizeof(*l));
+}
+
+static void list_dir_entry(void *arg, const struct ca_dir_entry *e)
+{
+    struct dir_list *l = arg;
+    if (l->num == l->cap) {
+        l->truncated = true;
+        return;
+    }
+    Weft__Ca__V1__ListDirectoryEntry *pb = &l->pb[l->num];
+    weft__ca__v1__list_directory_entry__init(pb);
+    memcpy(l->addrs[l->num], e->address, CA_DIR_ADDR_MAX);
+    l->ids[l->num] = weft_xstrndup(e->spiffe_id, strlen(e->spiffe_id));
+    l->nodes[l->num] = weft_xstrndup(e->node, strlen(e->node));
+    pb->address = l->addrs[l->num];
+    pb->spiffe_id = l->ids[l->num];
+    pb->node = l->nodes[l->num];
+    pb->last_seen = e->last_seen;
+    l->ptrs[l->num] = pb;
+    l->num++;
+}
+
+static void list_directory(void *arg, const struct rpc_ctx *ctx, const uint8_t *req, size_t len,
+                           struct rpc_reply *reply)
+{
+    (void)ctx;
+    struct daemon *d = arg;
+    Weft__Ca__V1__ListDirectoryRequest *r =
+        weft__ca__v1__list_directory_request__unpack(NULL, len, req);
+    if (r == NULL) {
+        rpc_fail(reply, GRPC_STATUS_INVALID_ARGUMENT, "ListDirectoryRequest does not decode");
+        return;
+    }
+    weft__ca__v1__list_directory_request__free_unpacked(r, NULL);
+    if (ca_directory_expire(d->dir, now_s()) > 0) {
+        changed(d);
+        weft_gauge_set(d->m.dir_entries, (double)ca_directory_size(d->dir));
+    }
+    dir_list_free(&dir_listed);
+    size_t n = ca_directory_size(d->dir);
+    dir_listed.cap = n < MAX_LIST_ROWS ? n : MAX_LIST_ROWS;
+    dir_listed.pb = weft_xcalloc(dir_listed.cap + 1, sizeof(*dir_listed.pb));
+    dir_listed.ptrs = weft_xcalloc(dir_listed.cap + 1, sizeof(*dir_listed.ptrs));
+    dir_listed.addrs = weft_xcalloc(dir_listed.cap + 1, sizeof(*dir_listed.addrs));
+    dir_listed.ids = weft_xcalloc(dir_listed.cap + 1, sizeof(*dir_listed.ids));
+    dir_listed.nodes = weft_xcalloc(dir_listed.cap + 1, sizeof(*dir_listed.nodes));
+    ca_directory_each(d->dir, list_dir_entry, &dir_listed);
+    static Weft__Ca__V1__ListDirectoryResponse resp;
+    weft__ca__v1__list_directory_response__init(&resp);
+    resp.entries = dir_listed.ptrs;
+    resp.n_entries = dir_listed.num;
+    resp.truncated = dir_listed.truncated;
+    resp.directory_version = ca_directory_version(d->dir);
+    reply->msg = &resp.base;
+}
+
 static const struct rpc_method admin_methods[] = {
     {.path = "/weft.ca.v1.Admin/CreateToken", .kind = RPC_UNARY, .unary = create_token},
     {.path = "/weft.ca.v1.Admin/CreateEntry", .kind = RPC_UNARY, .unary = create_entry},
@@ -2213,6 +2294,7 @@ static const struct rpc_method admin_methods[] = {
     {.path = "/weft.ca.v1.Admin/ListCerts", .kind = RPC_UNARY, .unary = list_certs},
     {.path = "/weft.ca.v1.Admin/Status", .kind = RPC_UNARY, .unary = status},
     {.path = "/weft.ca.v1.Admin/RotateRoot", .kind = RPC_UNARY, .unary = rotate_root},
+    {.path = "/weft.ca.v1.Admin/ListDirectory", .kind = RPC_UNARY, .unary = list_directory},
 };
 
 /* --- metrics and readiness ------------------------------------------------------------------ */

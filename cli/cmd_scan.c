@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <grpc/grpc.h>
+#include <openssl/bytestring.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -20,6 +22,9 @@
 #include "cli/internal.h"
 #include "lib/base/mem.h"
 #include "lib/base/timefmt.h"
+#include "lib/rpc/rpc.h"
+#include "proto/ca.pb-c.h"
+#include "proto/workload.pb-c.h"
 #include "scan/alert.h"
 #include "scan/evaluate.h"
 #include "scan/probe.h"
@@ -30,13 +35,19 @@
 #define SCAN_DEFAULT_CONCURRENCY 8
 #define SCAN_MAX_PEM_CERTS 64 /* certificates of --bundle or --client-cert */
 #define SCAN_MIN_WATCH_S 10
+#define SCAN_DEFAULT_MESH_PORT 8080     /* --from-ca-port: the demo mesh's application port */
+#define SCAN_CA_CALL_TIMEOUT_MS 10000   /* ListDirectory on the admin socket */
+#define SCAN_CA_MAX_RESPONSE (64 << 20) /* 10000 entries with IDs of up to 2048 bytes, and more */
+#define SCAN_WLAPI_TIMEOUT_MS 10000     /* the first X509SVIDResponse */
+#define SCAN_WLAPI_MAX_RESPONSE (4 << 20)
+#define SCAN_WLAPI_PREFIX "unix://"
 #define SCAN_DEFAULT_PASS_TIMEOUT_S 600
 /* A usage error is a scan that could not happen: 3, not weftctl's usual 2, which here means a
  * page-level finding (a script must not page on a typo, nor miss a page) */
 #define SCAN_EXIT_USAGE SCAN_EXIT_UNREACHABLE
 
 static const char usage[] =
-    "usage: weftctl scan [ENDPOINT...] [--file FILE] [options]\n"
+    "usage: weftctl scan [ENDPOINT...] [--file FILE] [--from-ca] [options]\n"
     "\n"
     "Connects to each endpoint (HOST:PORT, [IPV6]:PORT or https://HOST[:PORT]/), reads the\n"
     "certificate chain it presents and how it speaks TLS, and reports what needs a person:\n"
@@ -47,7 +58,20 @@ static const char usage[] =
     "\n"
     "Endpoints:\n"
     "  ENDPOINT...                on the command line, and/or\n"
-    "  --file FILE                one per line ('#' starts a comment); at most 10000 in all\n"
+    "  --file FILE                one per line ('#' starts a comment); and/or\n"
+    "  --from-ca                  every live address of weft-ca's mesh directory (Admin\n"
+    "                             ListDirectory on its admin socket: --socket PATH, else\n"
+    "                             $WEFT_CA_SOCKET), read again before each --watch pass; at most\n"
+    "                             10000 endpoints in all. The leaf must present the SPIFFE ID the\n"
+    "                             directory names there: another one is a page (unexpected-id).\n"
+    "                             Unless --alpn is given, weft/1 is offered (weft-proxy refuses a\n"
+    "                             ClientHello without it on STRICT ports)\n"
+    "  --from-ca-port N           the port dialled for directory addresses without one (default\n"
+    "                             8080). weft-proxy reports its pod's bare IP; its mTLS is\n"
+    "                             reached through any port iptables redirects to it (an\n"
+    "                             application port, 8080 in the demo mesh), never by dialling\n"
+    "                             the inbound listener (15006) itself, which it refuses as\n"
+    "                             \"addressed to the proxy itself\"\n"
     "Expiry (of each certificate's own lifetime; one rule for 1-hour SVIDs and 1-year roots):\n"
     "  --warn-left PCT            warn below PCT % left (default 40)\n"
     "  --page-left PCT            page below PCT % left (default 20)\n"
@@ -74,6 +98,11 @@ static const char usage[] =
     "  --client-cert FILE --client-key FILE\n"
     "                             PEM chain and key presented when a server asks (an SVID,\n"
     "                             to reach mTLS-only ports)\n"
+    "  --workload-api unix:///PATH\n"
+    "                             fetch the scanner's own X.509-SVID (the first one) and its\n"
+    "                             trust domain's bundle from a SPIFFE Workload API socket, and\n"
+    "                             present it when a server asks; the bundle serves as --bundle\n"
+    "                             when none is given. Fetched again before each --watch pass\n"
     "Output and alerts:\n"
     "  --format table|json        (default table)\n"
     "  --prometheus FILE          also write a node_exporter textfile-collector file\n"
@@ -93,7 +122,9 @@ static const char usage[] =
     "Exit: 0 nothing found, 1 warnings, 2 page or critical findings, 3 an endpoint could not\n"
     "be scanned (itself a finding); the highest that applies. A usage error is 3 too (nothing\n"
     "was scanned), with a message on stderr. With --watch, the last finished pass's code; a\n"
-    "pass cut short by SIGTERM or SIGINT is neither reported nor alerted.\n";
+    "pass cut short by SIGTERM or SIGINT is neither reported nor alerted. weft-ca's directory\n"
+    "or the Workload API unreadable: 3 with a message on stderr and no report (with --watch,\n"
+    "after the first pass: the last list or SVID is used and the pass ends no better than 3).\n";
 
 static atomic_int stop_signal;
 
@@ -102,6 +133,7 @@ static void on_signal(int sig) { atomic_store(&stop_signal, sig); }
 /* struct scan_cfg is everything a pass needs. */
 struct scan_cfg {
     const char **endpoints;
+    const char **expected_ids; /* per endpoint: the directory's SPIFFE ID, or NULL */
     size_t num_endpoints;
     struct scan_policy policy;
     struct scan_probe_opts probe;
@@ -131,6 +163,30 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* unexpected_id adds the finding "unexpected-id" (page) when |r|'s leaf does not carry the
+ * SPIFFE ID the CA's directory names at the endpoint. The scanner keeps at most
+ * SCAN_SUBJECT_MAX bytes of an ID, so longer IDs are compared on that many. */
+static void unexpected_id(const struct scan_result *r, const char *expected,
+                          struct scan_finding *out, size_t *num)
+{
+    if (!r->reached || r->chain_len == 0 ||
+        strncmp(r->chain[0].spiffe_id, expected, SCAN_SUBJECT_MAX) == 0) {
+        return;
+    }
+    memset(out, 0, sizeof(*out));
+    out->severity = SCAN_SEV_PAGE;
+    /* same-sized, NUL-terminated buffers of another object */
+    memcpy(out->endpoint, r->endpoint, sizeof(out->endpoint));
+    snprintf(out->code, sizeof(out->code), "unexpected-id");
+    memcpy(out->subject, r->chain[0].spiffe_id[0] ? r->chain[0].spiffe_id : r->chain[0].subject,
+           sizeof(out->subject));
+    snprintf(out->message, sizeof(out->message),
+             "presents %.100s where weft-ca's directory expects %.100s%s",
+             r->chain[0].spiffe_id[0] ? r->chain[0].spiffe_id : "no SPIFFE ID", expected,
+             strlen(expected) > 100 ? "..." : "");
+    (*num)++;
+}
+
 static void *worker(void *arg)
 {
     struct pool *p = arg;
@@ -157,6 +213,9 @@ static void *worker(void *arg)
         static _Thread_local struct scan_finding found[SCAN_MAX_FINDINGS];
         size_t n = scan_evaluate(r, &p->cfg->policy, p->now, found, SCAN_MAX_FINDINGS);
         p->counts[i] = n < SCAN_MAX_FINDINGS ? n : SCAN_MAX_FINDINGS;
+        if (p->cfg->expected_ids[i] != NULL && p->counts[i] < SCAN_MAX_FINDINGS) {
+            unexpected_id(r, p->cfg->expected_ids[i], &found[p->counts[i]], &p->counts[i]);
+        }
         p->found[i] = weft_xmalloc((p->counts[i] + 1) * sizeof(*found));
         memcpy(p->found[i], found, p->counts[i] * sizeof(*found));
         atomic_fetch_add(&p->done, 1);
@@ -171,9 +230,9 @@ static int pass(const struct scan_cfg *cfg)
     p.cfg = cfg;
     p.now = cli_now();
     p.deadline_ms = mono_ms() + cfg->pass_timeout_s * 1000;
-    p.results = calloc(cfg->num_endpoints, sizeof(*p.results));
-    p.found = calloc(cfg->num_endpoints, sizeof(*p.found));
-    p.counts = calloc(cfg->num_endpoints, sizeof(*p.counts));
+    p.results = calloc(cfg->num_endpoints + 1, sizeof(*p.results)); /* an empty directory: 0 */
+    p.found = calloc(cfg->num_endpoints + 1, sizeof(*p.found));
+    p.counts = calloc(cfg->num_endpoints + 1, sizeof(*p.counts));
     if (p.results == NULL || p.found == NULL || p.counts == NULL) {
         fprintf(stderr, "weftctl scan: out of memory for %zu endpoints\n", cfg->num_endpoints);
         free(p.results);
@@ -344,6 +403,269 @@ static int read_endpoints(const char ***list, size_t *num, const char *path, cha
     return EXIT_VALID;
 }
 
+/* struct sources is what is read again before each --watch pass: the endpoints of weft-ca's
+ * directory (--from-ca) and the scanner's own SVID from the Workload API (--workload-api). */
+struct sources {
+    const char *ca_socket;     /* --from-ca: the admin socket; NULL: not asked */
+    int mesh_port;             /* --from-ca-port */
+    size_t num_fixed;          /* endpoints from the command line and files, before the CA's */
+    char **ca_names, **ca_ids; /* the CA's endpoints and the IDs expected there (malloc'd) */
+    size_t num_ca;
+    const char *wlapi;      /* --workload-api: the socket's path; NULL: not asked */
+    bool bundle_from_wlapi; /* no --bundle: the fetched bundle names the roots */
+};
+
+static void sources_free_ca(struct sources *src)
+{
+    for (size_t i = 0; i < src->num_ca; i++) {
+        free(src->ca_names[i]);
+        free(src->ca_ids[i]);
+    }
+    free(src->ca_names);
+    free(src->ca_ids);
+    src->ca_names = src->ca_ids = NULL;
+    src->num_ca = 0;
+}
+
+/* endpoint_of_address turns a directory address ("IP", "IP:port", "[IPV6]:port" or a bare IPv6
+ * address, lib/base/netaddr.h's canonical forms) into an endpoint, dialling |port| when the
+ * address names none; returns whether it named none. */
+static bool endpoint_of_address(char *out, size_t out_len, const char *addr, int port)
+{
+    const char *colon = strchr(addr, ':');
+    if (addr[0] == '[' || (colon != NULL && strchr(colon + 1, ':') == NULL)) {
+        snprintf(out, out_len, "%s", addr); /* "[V6]:port" or "V4:port" */
+        return false;
+    }
+    if (colon == NULL) {
+        snprintf(out, out_len, "%s:%d", addr, port);
+    } else {
+        snprintf(out, out_len, "[%s]:%d", addr, port);
+    }
+    return true;
+}
+
+/* struct ca_ep is one directory entry as an endpoint, while the list is being built. */
+struct ca_ep {
+    char *name, *id;
+    bool bare; /* the address named no port */
+};
+
+/* ca_ep_cmp orders by endpoint, an entry that named its port before a bare one. */
+static int ca_ep_cmp(const void *a, const void *b)
+{
+    const struct ca_ep *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c != 0 ? c : (int)x->bare - (int)y->bare;
+}
+
+/* ca_directory_fetch replaces the CA's endpoints of |cfg| with the live addresses of weft-ca's
+ * directory (Admin ListDirectory). On failure nothing changes and |err| says why. */
+static int ca_directory_fetch(struct scan_cfg *cfg, struct sources *src, char *err, size_t err_len)
+{
+    Weft__Ca__V1__ListDirectoryRequest req = WEFT__CA__V1__LIST_DIRECTORY_REQUEST__INIT;
+    Weft__Ca__V1__ListDirectoryResponse *resp = NULL;
+    struct rpc_status st;
+    grpc_init();
+    grpc_channel *ch = rpc_channel_unix(src->ca_socket);
+    int rc =
+        rpc_call_unary(ch, "/weft.ca.v1.Admin/ListDirectory", &req.base,
+                       &weft__ca__v1__list_directory_response__descriptor, SCAN_CA_MAX_RESPONSE,
+                       SCAN_CA_CALL_TIMEOUT_MS, (ProtobufCMessage **)&resp, &st);
+    grpc_channel_destroy(ch);
+    grpc_shutdown();
+    if (rc != WEFT_OK) {
+        if (st.code == GRPC_STATUS_UNAVAILABLE || st.code == GRPC_STATUS_DEADLINE_EXCEEDED) {
+            snprintf(err, err_len, "cannot reach weft-ca at %s: %s", src->ca_socket, st.details);
+        } else {
+            snprintf(err, err_len, "weft-ca at %s refused ListDirectory: %s", src->ca_socket,
+                     st.details);
+        }
+        return WEFT_EIO;
+    }
+    rc = WEFT_ELIMIT;
+    if (resp->truncated) {
+        snprintf(err, err_len,
+                 "weft-ca's directory holds more than the %zu addresses it lists: refusing to "
+                 "scan part of it",
+                 resp->n_entries);
+    } else if (resp->n_entries > SCAN_MAX_ENDPOINTS - src->num_fixed) {
+        snprintf(err, err_len, "weft-ca's directory lists %zu addresses: over 10000 endpoints",
+                 resp->n_entries);
+    } else {
+        rc = WEFT_OK;
+    }
+    if (rc != WEFT_OK) {
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+        return rc;
+    }
+    sources_free_ca(src);
+    cfg->num_endpoints = src->num_fixed;
+    size_t n = resp->n_entries;
+    struct ca_ep *eps = calloc(n + 1, sizeof(*eps));
+    src->ca_names = calloc(n + 1, sizeof(char *));
+    src->ca_ids = calloc(n + 1, sizeof(char *));
+    bool ok = eps != NULL && src->ca_names != NULL && src->ca_ids != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        char name[SCAN_NAME_MAX + 1];
+        eps[i].bare =
+            endpoint_of_address(name, sizeof(name), resp->entries[i]->address, src->mesh_port);
+        eps[i].name = strdup(name);
+        eps[i].id = strdup(resp->entries[i]->spiffe_id);
+        ok = eps[i].name != NULL && eps[i].id != NULL;
+    }
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    if (ok) {
+        /* "IP" dialled at --from-ca-port is the "IP:port" another entry may name: that one is
+         * what weft-proxy expects there (its lookup takes "IP:port" before "IP"), so it stays */
+        qsort(eps, n, sizeof(*eps), ca_ep_cmp);
+        for (size_t i = 0; i < n; i++) {
+            if (src->num_ca > 0 && strcmp(src->ca_names[src->num_ca - 1], eps[i].name) == 0) {
+                free(eps[i].name);
+                free(eps[i].id);
+                continue;
+            }
+            src->ca_names[src->num_ca] = eps[i].name;
+            src->ca_ids[src->num_ca] = eps[i].id;
+            src->num_ca++;
+        }
+    } else {
+        for (size_t i = 0; eps != NULL && i < n; i++) {
+            free(eps[i].name);
+            free(eps[i].id);
+        }
+    }
+    free(eps);
+    if (!ok) {
+        snprintf(err, err_len, "out of memory for %zu directory addresses", n);
+        sources_free_ca(src);
+        return WEFT_EINTERNAL;
+    }
+    for (size_t i = 0; i < src->num_ca; i++) {
+        cfg->endpoints[src->num_fixed + i] = src->ca_names[i];
+        cfg->expected_ids[src->num_fixed + i] = src->ca_ids[i];
+    }
+    cfg->num_endpoints = src->num_fixed + src->num_ca;
+    return WEFT_OK;
+}
+
+/* der_certs reads DER certificates back to back (the Workload API's encoding) with BoringSSL's
+ * X509 parser: the scanner reads the SVID itself, not through lib/spiffe. NULL when |der| holds
+ * none, more than SCAN_MAX_PEM_CERTS, or anything that is not a certificate. */
+static STACK_OF(X509) * der_certs(const uint8_t *der, size_t len)
+{
+    STACK_OF(X509) *certs = sk_X509_new_null();
+    CBS cbs;
+    CBS_init(&cbs, der, len);
+    while (certs != NULL && CBS_len(&cbs) > 0) {
+        CBS one;
+        CBS_init(&one, NULL, 0);
+        X509 *x = NULL;
+        const uint8_t *p = NULL;
+        if (sk_X509_num(certs) < SCAN_MAX_PEM_CERTS &&
+            CBS_get_asn1_element(&cbs, &one, CBS_ASN1_SEQUENCE)) {
+            p = CBS_data(&one);
+            x = d2i_X509(NULL, &p, (long)CBS_len(&one));
+        }
+        if (x == NULL || p != CBS_data(&one) + CBS_len(&one) || !sk_X509_push(certs, x)) {
+            X509_free(x);
+            sk_X509_pop_free(certs, X509_free);
+            certs = NULL;
+        }
+    }
+    if (certs != NULL && sk_X509_num(certs) == 0) {
+        sk_X509_free(certs);
+        certs = NULL;
+    }
+    ERR_clear_error();
+    return certs;
+}
+
+/* wlapi_fetch takes the first X.509-SVID of the SPIFFE Workload API at |src->wlapi| as the
+ * client certificate of |cfg| (and its bundle as the roots, when --bundle was not given). It is
+ * a fetch of its own, not proxy/agentclient: that client keeps an agent cache (reconnecting
+ * streams, a published state, lib/spiffe's chain parsing) which the issue says the scanner must
+ * not share with the renewal path. On failure nothing changes and |err| says why. */
+static int wlapi_fetch(struct scan_cfg *cfg, const struct sources *src, char *err, size_t err_len)
+{
+    int rc = WEFT_EIO;
+    STACK_OF(X509) *chain = NULL, *bundle = NULL;
+    EVP_PKEY *key = NULL;
+    X509SVIDResponse *resp = NULL;
+    grpc_init();
+    grpc_channel *ch = rpc_channel_unix(src->wlapi);
+    grpc_metadata md = {.key = grpc_slice_from_static_string("workload.spiffe.io"),
+                        .value = grpc_slice_from_static_string("true")};
+    struct rpc_client_stream *cs = rpc_client_stream_open_md(ch, "/SpiffeWorkloadAPI/FetchX509SVID",
+                                                             SCAN_WLAPI_TIMEOUT_MS, &md, 1);
+    X509SVIDRequest req = X509_SVIDREQUEST__INIT;
+    if (cs == NULL) {
+        snprintf(err, err_len, "Workload API at %s: the call could not start", src->wlapi);
+        goto out;
+    }
+    if (rpc_client_stream_send(cs, &req.base, SCAN_WLAPI_TIMEOUT_MS) != WEFT_OK ||
+        rpc_client_stream_recv(cs, &x509_svidresponse__descriptor, SCAN_WLAPI_MAX_RESPONSE,
+                               SCAN_WLAPI_TIMEOUT_MS, (ProtobufCMessage **)&resp) != WEFT_OK) {
+        struct rpc_status st;
+        rpc_client_stream_status(cs, 1000, &st);
+        snprintf(err, err_len, "Workload API at %s: FetchX509SVID: %s (status %d)", src->wlapi,
+                 st.details[0] ? st.details : "no answer", (int)st.code);
+        goto out;
+    }
+    if (resp->n_svids == 0) {
+        snprintf(err, err_len, "Workload API at %s: no X.509-SVID for this process", src->wlapi);
+        goto out;
+    }
+    const X509SVID *svid = resp->svids[0];
+    CBS pkcs8;
+    CBS_init(&pkcs8, svid->x509_svid_key.data, svid->x509_svid_key.len);
+    if ((chain = der_certs(svid->x509_svid.data, svid->x509_svid.len)) == NULL) {
+        snprintf(err, err_len,
+                 "Workload API at %s: the SVID of %.200s is not 1 to %d DER certificates",
+                 src->wlapi, svid->spiffe_id, SCAN_MAX_PEM_CERTS);
+        goto out;
+    }
+    if ((key = EVP_parse_private_key(&pkcs8)) == NULL || CBS_len(&pkcs8) != 0) {
+        snprintf(err, err_len, "Workload API at %s: the key of %.200s is not PKCS#8 DER",
+                 src->wlapi, svid->spiffe_id);
+        goto out;
+    }
+    if (src->bundle_from_wlapi &&
+        (bundle = der_certs(svid->bundle.data, svid->bundle.len)) == NULL) {
+        snprintf(err, err_len,
+                 "Workload API at %s: the bundle of %.200s is not 1 to %d DER certificates",
+                 src->wlapi, svid->spiffe_id, SCAN_MAX_PEM_CERTS);
+        goto out;
+    }
+    sk_X509_pop_free(cfg->probe.client_chain, X509_free);
+    EVP_PKEY_free(cfg->probe.client_key);
+    cfg->probe.client_chain = chain;
+    cfg->probe.client_key = key;
+    chain = NULL;
+    key = NULL;
+    if (bundle != NULL) {
+        sk_X509_pop_free(cfg->probe.bundle_roots, X509_free);
+        cfg->probe.bundle_roots = bundle;
+        bundle = NULL;
+    }
+    rc = WEFT_OK;
+out:
+    if (resp != NULL) {
+        for (size_t i = 0; i < resp->n_svids; i++) {
+            OPENSSL_cleanse(resp->svids[i]->x509_svid_key.data, resp->svids[i]->x509_svid_key.len);
+        }
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+    }
+    ERR_clear_error();
+    sk_X509_pop_free(chain, X509_free);
+    sk_X509_pop_free(bundle, X509_free);
+    EVP_PKEY_free(key);
+    rpc_client_stream_close(cs);
+    grpc_channel_destroy(ch);
+    grpc_shutdown();
+    return rc;
+}
+
 /* duration_or_zero reads a duration such as 2m, or 0. */
 static bool duration_or_zero(int64_t *out, const char *arg)
 {
@@ -396,6 +718,10 @@ int cmd_scan(int argc, char **argv)
         O_TIMEOUT,
         O_WATCH,
         O_PASS_TIMEOUT,
+        O_FROM_CA,
+        O_SOCKET,
+        O_MESH_PORT,
+        O_WLAPI,
     };
     static const struct option opts[] = {
         {"file", required_argument, NULL, O_FILE},
@@ -425,6 +751,10 @@ int cmd_scan(int argc, char **argv)
         {"timeout", required_argument, NULL, O_TIMEOUT},
         {"watch", required_argument, NULL, O_WATCH},
         {"pass-timeout", required_argument, NULL, O_PASS_TIMEOUT},
+        {"from-ca", no_argument, NULL, O_FROM_CA},
+        {"socket", required_argument, NULL, O_SOCKET},
+        {"from-ca-port", required_argument, NULL, O_MESH_PORT},
+        {"workload-api", required_argument, NULL, O_WLAPI},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -438,7 +768,11 @@ int cmd_scan(int argc, char **argv)
     const char *files[16], *bundle = NULL, *cert = NULL, *key = NULL, *alpn = NULL;
     size_t num_files = 0;
     int64_t watch_s = 0, timeout_s = 0;
-    bool https = false;
+    bool https = false, from_ca = false, mesh_port_set = false;
+    const char *ca_socket = NULL, *wlapi = NULL;
+    static struct sources src;
+    memset(&src, 0, sizeof(src));
+    src.mesh_port = SCAN_DEFAULT_MESH_PORT;
     int c;
     optind = 1;
     int idx = 0;
@@ -557,6 +891,27 @@ int cmd_scan(int argc, char **argv)
             ok = weft_duration_parse(&watch_s, optarg) == WEFT_OK && watch_s >= SCAN_MIN_WATCH_S;
             want = "a duration of at least 10s";
             break;
+        case O_FROM_CA:
+            from_ca = true;
+            break;
+        case O_SOCKET:
+            ca_socket = optarg;
+            break;
+        case O_MESH_PORT: {
+            char *end;
+            long port = strtol(optarg, &end, 10);
+            ok = *end == '\0' && end != optarg && port > 0 && port < 65536;
+            want = "a port, 1 to 65535";
+            src.mesh_port = (int)port;
+            mesh_port_set = true;
+            break;
+        }
+        case O_WLAPI:
+            wlapi = optarg;
+            ok = strncmp(optarg, SCAN_WLAPI_PREFIX, strlen(SCAN_WLAPI_PREFIX)) == 0 &&
+                 optarg[strlen(SCAN_WLAPI_PREFIX)] == '/';
+            want = "unix:///PATH (an absolute path)";
+            break;
         case 'h':
             fputs(usage, stdout);
             return EXIT_VALID;
@@ -577,6 +932,29 @@ int cmd_scan(int argc, char **argv)
     if ((cert == NULL) != (key == NULL)) {
         fprintf(stderr, "weftctl scan: --client-cert and --client-key go together\n");
         return SCAN_EXIT_USAGE;
+    }
+    if (wlapi != NULL && cert != NULL) {
+        fprintf(stderr, "weftctl scan: --workload-api or --client-cert, not both\n");
+        return SCAN_EXIT_USAGE;
+    }
+    if (!from_ca && (ca_socket != NULL || mesh_port_set)) {
+        fprintf(stderr, "weftctl scan: --%s is for --from-ca\n",
+                ca_socket != NULL ? "socket" : "from-ca-port");
+        return SCAN_EXIT_USAGE;
+    }
+    if (from_ca) {
+        const char *env = getenv("WEFT_CA_SOCKET");
+        src.ca_socket = ca_socket != NULL ? ca_socket : env != NULL && env[0] ? env : NULL;
+        if (src.ca_socket == NULL) {
+            fprintf(stderr,
+                    "weftctl scan: --from-ca: no admin socket: pass --socket PATH or set "
+                    "WEFT_CA_SOCKET (weft-ca's --admin-socket, by default DATA_DIR/admin.sock)\n");
+            return SCAN_EXIT_USAGE;
+        }
+    }
+    if (wlapi != NULL) {
+        src.wlapi = wlapi + strlen(SCAN_WLAPI_PREFIX);
+        src.bundle_from_wlapi = bundle == NULL;
     }
     if (cfg.alert.state_path != NULL && cfg.alert.url == NULL && cfg.alert.exec == NULL) {
         fprintf(stderr, "weftctl scan: --state is for --alert-url or --alert-exec\n");
@@ -604,11 +982,18 @@ int cmd_scan(int argc, char **argv)
         cfg.probe.alpn = offered;
         cfg.probe.num_alpn = 1;
         cfg.policy.want_alpn = alpn;
+    } else if (from_ca) {
+        /* weft-proxy's STRICT ports refuse a ClientHello without weft/1; offered, not required */
+        static const char *mesh_alpn[] = {"weft/1"};
+        cfg.probe.alpn = mesh_alpn;
+        cfg.probe.num_alpn = 1;
     }
 
-    static const char *endpoints[SCAN_MAX_ENDPOINTS];
+    static const char *endpoints[SCAN_MAX_ENDPOINTS], *expected_ids[SCAN_MAX_ENDPOINTS];
+    memset(expected_ids, 0, sizeof(expected_ids));
     char *kept[16] = {0};
     cfg.endpoints = endpoints;
+    cfg.expected_ids = expected_ids;
     int rc = EXIT_VALID;
     for (int i = optind; i < argc && rc == EXIT_VALID; i++) {
         if (strlen(argv[i]) > SCAN_NAME_MAX || cfg.num_endpoints == SCAN_MAX_ENDPOINTS) {
@@ -631,7 +1016,7 @@ int cmd_scan(int argc, char **argv)
             rc = SCAN_EXIT_USAGE;
         }
     }
-    if (rc == EXIT_VALID && cfg.num_endpoints == 0) {
+    if (rc == EXIT_VALID && cfg.num_endpoints == 0 && !from_ca) {
         fprintf(stderr, "weftctl scan: no endpoint: give HOST:PORT arguments or --file\n\n%s",
                 usage);
         rc = SCAN_EXIT_USAGE;
@@ -644,6 +1029,21 @@ int cmd_scan(int argc, char **argv)
         ((cfg.probe.client_chain = read_pem_certs("--client-cert", cert)) == NULL ||
          (cfg.probe.client_key = read_pem_key(key)) == NULL)) {
         rc = SCAN_EXIT_USAGE;
+    }
+    src.num_fixed = cfg.num_endpoints;
+    char src_err[512];
+    if (rc == EXIT_VALID && src.ca_socket != NULL &&
+        ca_directory_fetch(&cfg, &src, src_err, sizeof(src_err)) != WEFT_OK) {
+        fprintf(stderr, "weftctl scan: --from-ca: %s\n", src_err);
+        rc = SCAN_EXIT_UNREACHABLE;
+    }
+    if (rc == EXIT_VALID && src.wlapi != NULL &&
+        wlapi_fetch(&cfg, &src, src_err, sizeof(src_err)) != WEFT_OK) {
+        fprintf(stderr, "weftctl scan: --workload-api: %s\n", src_err);
+        rc = SCAN_EXIT_UNREACHABLE;
+    }
+    if (rc == EXIT_VALID && src.ca_socket != NULL && cfg.num_endpoints == 0) {
+        fprintf(stderr, "weftctl scan: --from-ca: weft-ca's directory lists no address\n");
     }
     if (rc == EXIT_VALID) {
         struct sigaction sa;
@@ -663,8 +1063,24 @@ int cmd_scan(int argc, char **argv)
                  slept += 200) {
                 nanosleep(&(struct timespec){0, 200 * 1000 * 1000}, NULL);
             }
-            if (atomic_load(&stop_signal) == 0 && (rc = pass(&cfg)) >= 0) {
-                last = rc;
+            if (atomic_load(&stop_signal) != 0) {
+                break;
+            }
+            /* the directory and the SVID as they are now; on failure the last ones, and the
+             * pass ends no better than 3 */
+            bool stale = false;
+            if (src.ca_socket != NULL &&
+                ca_directory_fetch(&cfg, &src, src_err, sizeof(src_err)) != WEFT_OK) {
+                fprintf(stderr, "weftctl scan: --from-ca: %s; scanning the last list\n", src_err);
+                stale = true;
+            }
+            if (src.wlapi != NULL && wlapi_fetch(&cfg, &src, src_err, sizeof(src_err)) != WEFT_OK) {
+                fprintf(stderr, "weftctl scan: --workload-api: %s; keeping the last SVID\n",
+                        src_err);
+                stale = true;
+            }
+            if ((rc = pass(&cfg)) >= 0) {
+                last = stale && rc < SCAN_EXIT_UNREACHABLE ? SCAN_EXIT_UNREACHABLE : rc;
             }
             cut |= rc < 0;
         }
@@ -682,5 +1098,6 @@ int cmd_scan(int argc, char **argv)
     for (size_t i = 0; i < num_files; i++) {
         free(kept[i]);
     }
+    sources_free_ca(&src);
     return rc;
 }
