@@ -35,12 +35,12 @@
 #define SCAN_DEFAULT_CONCURRENCY 8
 #define SCAN_MAX_PEM_CERTS 64 /* certificates of --bundle or --client-cert */
 #define SCAN_MIN_WATCH_S 10
+#define SCAN_DEFAULT_KEEP_S (24 * 3600) /* --from-ca-keep: the longest SVID lifetime */
 #define SCAN_DEFAULT_MESH_PORT 8080     /* --from-ca-port: the demo mesh's application port */
 #define SCAN_CA_CALL_TIMEOUT_MS 10000   /* ListDirectory on the admin socket */
 #define SCAN_CA_MAX_RESPONSE (64 << 20) /* 10000 entries with IDs of up to 2048 bytes, and more */
 #define SCAN_WLAPI_TIMEOUT_MS 10000     /* the first X509SVIDResponse */
 #define SCAN_WLAPI_MAX_RESPONSE (4 << 20)
-#define SCAN_WLAPI_PREFIX "unix://"
 #define SCAN_DEFAULT_PASS_TIMEOUT_S 600
 /* A usage error is a scan that could not happen: 3, not weftctl's usual 2, which here means a
  * page-level finding (a script must not page on a typo, nor miss a page) */
@@ -72,6 +72,10 @@ static const char usage[] =
     "                             application port, 8080 in the demo mesh), never by dialling\n"
     "                             the inbound listener (15006) itself, which it refuses as\n"
     "                             \"addressed to the proxy itself\"\n"
+    "  --from-ca-keep DUR         with --watch, an address the directory no longer lists (its\n"
+    "                             agent stopped reporting?) is scanned still for DUR after it\n"
+    "                             was last listed, with a warning (default 24h, the longest\n"
+    "                             SVID lifetime); a single run knows only today's list\n"
     "Expiry (of each certificate's own lifetime; one rule for 1-hour SVIDs and 1-year roots):\n"
     "  --warn-left PCT            warn below PCT % left (default 40)\n"
     "  --page-left PCT            page below PCT % left (default 20)\n"
@@ -133,7 +137,9 @@ static void on_signal(int sig) { atomic_store(&stop_signal, sig); }
 /* struct scan_cfg is everything a pass needs. */
 struct scan_cfg {
     const char **endpoints;
-    const char **expected_ids; /* per endpoint: the directory's SPIFFE ID, or NULL */
+    const char **expected_ids;  /* per endpoint: the directory's SPIFFE ID, or NULL */
+    int64_t *left_directory_at; /* per endpoint: when the directory last listed it, if it no
+                                 * longer does; else 0 */
     size_t num_endpoints;
     struct scan_policy policy;
     struct scan_probe_opts probe;
@@ -215,6 +221,19 @@ static void *worker(void *arg)
         p->counts[i] = n < SCAN_MAX_FINDINGS ? n : SCAN_MAX_FINDINGS;
         if (p->cfg->expected_ids[i] != NULL && p->counts[i] < SCAN_MAX_FINDINGS) {
             unexpected_id(r, p->cfg->expected_ids[i], &found[p->counts[i]], &p->counts[i]);
+        }
+        if (p->cfg->left_directory_at[i] != 0 && p->counts[i] < SCAN_MAX_FINDINGS) {
+            struct scan_finding *f = &found[p->counts[i]++];
+            memset(f, 0, sizeof(*f));
+            f->severity = SCAN_SEV_WARN;
+            memcpy(f->endpoint, r->endpoint, sizeof(f->endpoint));
+            snprintf(f->code, sizeof(f->code), "left-directory");
+            char ago[32];
+            weft_duration_format(ago, sizeof(ago), p->now - p->cfg->left_directory_at[i]);
+            snprintf(f->message, sizeof(f->message),
+                     "%.64s is no longer in weft-ca's directory (last listed %.16s ago): did "
+                     "its agent stop reporting? Scanned still (--from-ca-keep).",
+                     r->endpoint, ago);
         }
         p->found[i] = weft_xmalloc((p->counts[i] + 1) * sizeof(*found));
         memcpy(p->found[i], found, p->counts[i] * sizeof(*found));
@@ -413,7 +432,53 @@ struct sources {
     size_t num_ca;
     const char *wlapi;      /* --workload-api: the socket's path; NULL: not asked */
     bool bundle_from_wlapi; /* no --bundle: the fetched bundle names the roots */
+    /* every endpoint the directory listed in this process, sorted by name, kept --from-ca-keep
+     * after it was last listed: an agent that died stops reporting its pods, whose proxies
+     * still present certificates that run out, and their alerts must not resolve */
+    struct remembered {
+        char *name, *id;
+        int64_t listed_at;
+    } * mem;
+    size_t num_mem;
+    int64_t keep_s;
 };
+
+static int remembered_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct remembered *)a)->name, ((const struct remembered *)b)->name);
+}
+
+/* remember records the directory's current list (src->ca_names, ca_ids) as listed at |now|
+ * and forgets what was last listed over src->keep_s ago. */
+static void remember(struct sources *src, int64_t now)
+{
+    size_t sorted = src->num_mem;
+    for (size_t i = 0; i < src->num_ca; i++) {
+        struct remembered key = {.name = src->ca_names[i]};
+        struct remembered *r = bsearch(&key, src->mem, sorted, sizeof(*r), remembered_cmp);
+        if (r == NULL && src->num_mem < SCAN_MAX_ENDPOINTS) {
+            r = &src->mem[src->num_mem++];
+            r->name = weft_xstrndup(src->ca_names[i], strlen(src->ca_names[i]));
+            r->id = NULL;
+        }
+        if (r != NULL) {
+            free(r->id);
+            r->id = weft_xstrndup(src->ca_ids[i], strlen(src->ca_ids[i]));
+            r->listed_at = now;
+        }
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < src->num_mem; i++) {
+        if (now - src->mem[i].listed_at > src->keep_s) {
+            free(src->mem[i].name);
+            free(src->mem[i].id);
+        } else {
+            src->mem[kept++] = src->mem[i];
+        }
+    }
+    src->num_mem = kept;
+    qsort(src->mem, src->num_mem, sizeof(*src->mem), remembered_cmp);
+}
 
 static void sources_free_ca(struct sources *src)
 {
@@ -460,7 +525,8 @@ static int ca_ep_cmp(const void *a, const void *b)
 }
 
 /* ca_directory_fetch replaces the CA's endpoints of |cfg| with the live addresses of weft-ca's
- * directory (Admin ListDirectory). On failure nothing changes and |err| says why. */
+ * directory (Admin ListDirectory). On failure |err| says why, and the endpoints are the last
+ * list's (out of memory: the fixed ones only). */
 static int ca_directory_fetch(struct scan_cfg *cfg, struct sources *src, char *err, size_t err_len)
 {
     Weft__Ca__V1__ListDirectoryRequest req = WEFT__CA__V1__LIST_DIRECTORY_REQUEST__INIT;
@@ -541,11 +607,23 @@ static int ca_directory_fetch(struct scan_cfg *cfg, struct sources *src, char *e
         sources_free_ca(src);
         return WEFT_EINTERNAL;
     }
-    for (size_t i = 0; i < src->num_ca; i++) {
-        cfg->endpoints[src->num_fixed + i] = src->ca_names[i];
-        cfg->expected_ids[src->num_fixed + i] = src->ca_ids[i];
+    size_t k = src->num_fixed;
+    for (size_t i = 0; i < src->num_ca; i++, k++) {
+        cfg->endpoints[k] = src->ca_names[i];
+        cfg->expected_ids[k] = src->ca_ids[i];
+        cfg->left_directory_at[k] = 0;
     }
-    cfg->num_endpoints = src->num_fixed + src->num_ca;
+    /* and those it listed before and no longer does, while they are remembered */
+    int64_t now = cli_now();
+    remember(src, now);
+    for (size_t i = 0; i < src->num_mem && k < SCAN_MAX_ENDPOINTS; i++) {
+        if (src->mem[i].listed_at < now) {
+            cfg->endpoints[k] = src->mem[i].name;
+            cfg->expected_ids[k] = src->mem[i].id;
+            cfg->left_directory_at[k++] = src->mem[i].listed_at;
+        }
+    }
+    cfg->num_endpoints = k;
     return WEFT_OK;
 }
 
@@ -666,6 +744,19 @@ out:
     return rc;
 }
 
+/* wlapi_path returns the absolute path of a Workload API address "unix:///PATH" or
+ * "unix:/PATH", or NULL. */
+static const char *wlapi_path(const char *addr)
+{
+    if (strncmp(addr, "unix:///", 8) == 0) {
+        return addr + 7;
+    }
+    if (strncmp(addr, "unix:/", 6) == 0 && addr[6] != '/') {
+        return addr + 5;
+    }
+    return NULL;
+}
+
 /* duration_or_zero reads a duration such as 2m, or 0. */
 static bool duration_or_zero(int64_t *out, const char *arg)
 {
@@ -722,6 +813,7 @@ int cmd_scan(int argc, char **argv)
         O_SOCKET,
         O_MESH_PORT,
         O_WLAPI,
+        O_KEEP,
     };
     static const struct option opts[] = {
         {"file", required_argument, NULL, O_FILE},
@@ -755,6 +847,7 @@ int cmd_scan(int argc, char **argv)
         {"socket", required_argument, NULL, O_SOCKET},
         {"from-ca-port", required_argument, NULL, O_MESH_PORT},
         {"workload-api", required_argument, NULL, O_WLAPI},
+        {"from-ca-keep", required_argument, NULL, O_KEEP},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -773,6 +866,8 @@ int cmd_scan(int argc, char **argv)
     static struct sources src;
     memset(&src, 0, sizeof(src));
     src.mesh_port = SCAN_DEFAULT_MESH_PORT;
+    src.keep_s = SCAN_DEFAULT_KEEP_S;
+    bool keep_set = false;
     int c;
     optind = 1;
     int idx = 0;
@@ -906,10 +1001,15 @@ int cmd_scan(int argc, char **argv)
             mesh_port_set = true;
             break;
         }
+        case O_KEEP:
+            ok = duration_or_zero(&src.keep_s, optarg);
+            want = "a duration such as 24h";
+            keep_set = true;
+            break;
         case O_WLAPI:
             wlapi = optarg;
-            ok = strncmp(optarg, SCAN_WLAPI_PREFIX, strlen(SCAN_WLAPI_PREFIX)) == 0 &&
-                 optarg[strlen(SCAN_WLAPI_PREFIX)] == '/';
+            /* unix:///PATH or unix:/PATH, as SPIFFE_ENDPOINT_SOCKET may be written */
+            ok = wlapi_path(optarg) != NULL;
             want = "unix:///PATH (an absolute path)";
             break;
         case 'h':
@@ -937,12 +1037,15 @@ int cmd_scan(int argc, char **argv)
         fprintf(stderr, "weftctl scan: --workload-api or --client-cert, not both\n");
         return SCAN_EXIT_USAGE;
     }
-    if (!from_ca && (ca_socket != NULL || mesh_port_set)) {
+    if (!from_ca && (ca_socket != NULL || mesh_port_set || keep_set)) {
         fprintf(stderr, "weftctl scan: --%s is for --from-ca\n",
-                ca_socket != NULL ? "socket" : "from-ca-port");
+                ca_socket != NULL ? "socket"
+                : mesh_port_set   ? "from-ca-port"
+                                  : "from-ca-keep");
         return SCAN_EXIT_USAGE;
     }
     if (from_ca) {
+        src.mem = weft_xcalloc(SCAN_MAX_ENDPOINTS, sizeof(*src.mem));
         const char *env = getenv("WEFT_CA_SOCKET");
         src.ca_socket = ca_socket != NULL ? ca_socket : env != NULL && env[0] ? env : NULL;
         if (src.ca_socket == NULL) {
@@ -953,7 +1056,7 @@ int cmd_scan(int argc, char **argv)
         }
     }
     if (wlapi != NULL) {
-        src.wlapi = wlapi + strlen(SCAN_WLAPI_PREFIX);
+        src.wlapi = wlapi_path(wlapi);
         src.bundle_from_wlapi = bundle == NULL;
     }
     if (cfg.alert.state_path != NULL && cfg.alert.url == NULL && cfg.alert.exec == NULL) {
@@ -990,10 +1093,13 @@ int cmd_scan(int argc, char **argv)
     }
 
     static const char *endpoints[SCAN_MAX_ENDPOINTS], *expected_ids[SCAN_MAX_ENDPOINTS];
+    static int64_t left_directory_at[SCAN_MAX_ENDPOINTS];
     memset(expected_ids, 0, sizeof(expected_ids));
+    memset(left_directory_at, 0, sizeof(left_directory_at));
     char *kept[16] = {0};
     cfg.endpoints = endpoints;
     cfg.expected_ids = expected_ids;
+    cfg.left_directory_at = left_directory_at;
     int rc = EXIT_VALID;
     for (int i = optind; i < argc && rc == EXIT_VALID; i++) {
         if (strlen(argv[i]) > SCAN_NAME_MAX || cfg.num_endpoints == SCAN_MAX_ENDPOINTS) {
@@ -1099,5 +1205,10 @@ int cmd_scan(int argc, char **argv)
         free(kept[i]);
     }
     sources_free_ca(&src);
+    for (size_t i = 0; i < src.num_mem; i++) {
+        free(src.mem[i].name);
+        free(src.mem[i].id);
+    }
+    free(src.mem);
     return rc;
 }

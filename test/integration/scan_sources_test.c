@@ -718,6 +718,18 @@ Test(scan_sources, watch_reads_the_directory_again_before_each_pass)
     cr_assert_str_eq(leaf_id(eb), ID_B);
     reports_free(docs, 2);
 
+    /* B's agent stops reporting it: the directory drops it, the scan keeps it, and says so
+     * (--from-ca-keep): a dead agent's pods still present certificates that run out */
+    node_report(&n, addrs, ids, 1);
+    json_t *three[3];
+    cr_assert_eq(wait_reports(out, 3, 20000, three), 3, "no third pass; see %s", errp);
+    cr_assert_eq(json_array_size(json_object_get(three[2], "endpoints")), 2);
+    eb = endpoint_of(three[2], addr_b);
+    cr_assert_not_null(eb, "B was dropped");
+    char codes[200];
+    cr_assert_str_eq(codes_of(eb, codes, sizeof(codes)), "left-directory");
+    reports_free(three, 3);
+
     kill(watch_pid, SIGTERM);
     int status = -1;
     for (int waited = 0; waited < 10000; waited += 50) {
@@ -728,7 +740,8 @@ Test(scan_sources, watch_reads_the_directory_again_before_each_pass)
         nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
     }
     cr_assert_eq(watch_pid, 0, "weftctl scan --watch did not end on SIGTERM");
-    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "wait status %d", status);
+    /* the last pass's code: 1, the left-directory warning */
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1, "wait status %d", status);
 
     node_free(&n);
     server_stop(&a);

@@ -563,6 +563,16 @@ sys.exit(0 if all(ep[ip]["reached"] and ep[ip]["chain"][0]["spiffe_id"] == "spif
 d = json.load(open(sys.argv[1]))
 sys.exit(0 if all(f["code"] == "leaf-expiring" or f["code"] == "intermediate-expiring" for e in d["endpoints"] for f in e["findings"]) else 1)' \
         "$RUN/scan1.json"
+    say "The scanner can also ask the CA for every address its directory knows, so that nothing that exists escapes the scan, and checks each presents the ID the directory names there:"
+    cmdline "weftctl scan --from-ca --format json ${SCAN_FLAGS[*]}"
+    local from_ca_rc=0
+    weftctl scan --from-ca --format json "${SCAN_FLAGS[@]}" >"$RUN/scan-ca.json" || from_ca_rc=$?
+    check "weftctl scan --from-ca: the directory's three pods, each presenting the ID expected there (exit $from_ca_rc)" \
+        python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+eps = d["endpoints"]
+sys.exit(0 if len(eps) == 3 and all(e["reached"] and "unexpected-id" not in {f["code"] for f in e["findings"]} for e in eps) else 1)' \
+        "$RUN/scan-ca.json"
     say "(Intermediates here live 40 s and SVIDs under a minute, so \"expiring\" findings can show up in a healthy run: the tiers are shares of each certificate's own life, meant for hours and years.)"
 
     say "Now the renewal loop dies: the agent is frozen (SIGSTOP). The proxies keep serving their SVIDs, which are still valid, and every call still works. Wait until backend's leaf is 70 % through its life, then scan again:"
@@ -631,6 +641,9 @@ if [[ $KEEP -eq 1 ]]; then
     $RUN/bin/weftctl ca status
     $RUN/bin/weftctl certs list
     $RUN/bin/weftctl revoke --id spiffe://$TD/ns/demo/sa/frontend   # then frontend is cut off
+  weftctl scan, the independent check, on the pods' ports, or on every address the CA knows:
+    $RUN/bin/weftctl scan ${SCAN_FLAGS[*]} $(ip_of frontend):$PORT $(ip_of backend):$PORT $(ip_of intruder):$PORT
+    $RUN/bin/weftctl scan --from-ca ${SCAN_FLAGS[*]}
   The policy: $RUN/policy/ (the CA reloads it when it changes; keep the files world-readable)
   The logs:   tail -f $RUN/logs/*.log
 EOF
