@@ -26,7 +26,6 @@
 /* RFC 3339 years 1970..9999 in UTC: what weft_time_format_rfc3339 writes back as it read. */
 #define STATE_MAX_TIME INT64_C(253402300799)
 
-static const char *sev_name(enum scan_severity s);
 static int cmp_key(const void *a, const void *b);
 static int cmp_key_sev(const void *a, const void *b);
 static int cmp_str(const void *a, const void *b);
@@ -43,21 +42,6 @@ static int post(const struct scan_alert_opts *o, const char *body, size_t len, c
 static int64_t mono_ms(void);
 static int run_exec(const struct scan_alert_opts *o, const char *body, size_t len, char *err,
                     size_t err_len);
-
-static const char *sev_name(enum scan_severity s)
-{
-    switch (s) {
-    case SCAN_SEV_INFO:
-        return "info";
-    case SCAN_SEV_WARN:
-        return "warn";
-    case SCAN_SEV_PAGE:
-        return "page";
-    case SCAN_SEV_CRITICAL:
-        return "critical";
-    }
-    return "unknown";
-}
 
 /* cmp_key orders alerts by their key: endpoint, code, subject. */
 static int cmp_key(const void *a, const void *b)
@@ -232,7 +216,7 @@ void scan_alert_state_to_json(char **out, size_t *out_len, const struct scan_ale
         json_object_set_new(a, "endpoint", scan_text_json(e->endpoint));
         json_object_set_new(a, "code", scan_text_json(e->code));
         json_object_set_new(a, "subject", scan_text_json(e->subject));
-        json_object_set_new(a, "severity", json_string(sev_name(e->severity)));
+        json_object_set_new(a, "severity", json_string(scan_severity_name(e->severity)));
         json_object_set_new(a, "summary", scan_text_json(e->summary));
         json_object_set_new(a, "starts_at", json_string(starts));
         json_array_append_new(alerts, a);
@@ -318,7 +302,7 @@ static json_t *alert_json(const struct scan_alert_opts *o, const struct scan_ale
     json_object_set_new(labels, "alertname", json_string(name));
     json_object_set_new(labels, "endpoint", scan_text_json(e->endpoint));
     json_object_set_new(labels, "code", scan_text_json(e->code));
-    json_object_set_new(labels, "severity", json_string(sev_name(e->severity)));
+    json_object_set_new(labels, "severity", json_string(scan_severity_name(e->severity)));
     /* an empty label is no label (Prometheus' data model): left out */
     if (e->subject[0] != '\0') {
         json_object_set_new(labels, "subject", scan_text_json(e->subject));

@@ -24,21 +24,6 @@ static void fmt_duration(char *buf, size_t len, int64_t s);
 static void judge_cert(struct sink *s, const struct scan_policy *p, const struct scan_cert *c,
                        const char *position, bool leaf, int64_t now);
 
-const char *scan_severity_name(enum scan_severity s)
-{
-    switch (s) {
-    case SCAN_SEV_INFO:
-        return "info";
-    case SCAN_SEV_WARN:
-        return "warn";
-    case SCAN_SEV_PAGE:
-        return "page";
-    case SCAN_SEV_CRITICAL:
-        return "critical";
-    }
-    return "unknown";
-}
-
 void scan_policy_default(struct scan_policy *p)
 {
     memset(p, 0, sizeof(*p));

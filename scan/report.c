@@ -21,7 +21,6 @@ struct table {
     char (*cells)[TABLE_COLS][CELL_MAX]; /* row 0 is the heading */
 };
 
-static const char *sev_name(enum scan_severity s);
 static const char *cert_position(const struct scan_result *r, size_t i);
 static const char *cert_name(const struct scan_cert *c);
 static void humanize_left(char *buf, size_t len, int64_t s);
@@ -45,23 +44,6 @@ static bool cert_seen(const struct scan_result *r, size_t upto, const char *posi
                       const struct scan_cert *c);
 static void prom_cert_samples(FILE *f, const struct scan_pass *p, const bool *dup,
                               bool seconds_left);
-
-/* sev_name: our own names (scan_severity_name lives in scan/evaluate, which this library does
- * not depend on). */
-static const char *sev_name(enum scan_severity s)
-{
-    switch (s) {
-    case SCAN_SEV_INFO:
-        return "info";
-    case SCAN_SEV_WARN:
-        return "warn";
-    case SCAN_SEV_PAGE:
-        return "page";
-    case SCAN_SEV_CRITICAL:
-        return "critical";
-    }
-    return "unknown";
-}
 
 /* cert_position names a presented certificate: the leaf first, then intermediates; a
  * self-signed certificate the server sends after the leaf is "root-presented" (the bundle's
@@ -276,7 +258,7 @@ int scan_report_table(FILE *f, const struct scan_pass *p)
         table_init(&t, 4, nf, head);
         for (size_t k = 0; k < nf; k++) {
             const struct scan_finding *x = &fs[order[k]];
-            const char *row[] = {sev_name(x->severity), x->code,
+            const char *row[] = {scan_severity_name(x->severity), x->code,
                                  x->subject[0] != '\0' ? x->subject : "-", x->message};
             table_add(&t, row);
             if ((unsigned)x->severity <= SCAN_SEV_CRITICAL) {
@@ -363,7 +345,7 @@ static json_t *result_json(const struct scan_result *r, const struct scan_findin
     for (size_t i = 0; i < n; i++) {
         const struct scan_finding *x = &f[order[i]];
         json_t *fo = json_object();
-        json_object_set_new(fo, "severity", json_string(sev_name(x->severity)));
+        json_object_set_new(fo, "severity", json_string(scan_severity_name(x->severity)));
         json_object_set_new(fo, "code", scan_text_json(x->code));
         json_object_set_new(fo, "endpoint", scan_text_json(x->endpoint));
         json_object_set_new(fo, "subject", scan_text_json(x->subject));
@@ -530,7 +512,7 @@ int scan_report_prometheus(const char *path, const struct scan_pass *p, char *er
         for (int s = SCAN_SEV_INFO; s <= SCAN_SEV_CRITICAL; s++) {
             fputs("weft_scan_findings{", f);
             prom_label(f, "endpoint", p->results[i].endpoint, false);
-            prom_label(f, "severity", sev_name((enum scan_severity)s), true);
+            prom_label(f, "severity", scan_severity_name((enum scan_severity)s), true);
             fprintf(f, "} %zu\n", counts[s]);
         }
     }

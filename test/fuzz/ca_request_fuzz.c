@@ -92,7 +92,8 @@ static void init(void)
     ca_signer_info(signer, &info);
     const uint8_t *der = info.intermediate;
     intermediate = d2i_X509(NULL, &der, (long)info.intermediate_len);
-    issuer = (struct ca_issuer){store, signer, td, intermediate, 0};
+    issuer = (struct ca_issuer){
+        .store = store, .signer = signer, .td = td, .signing_cert = intermediate};
     struct ca_entry e = {.id = ENTRY_ID,
                          .spiffe_id = "spiffe://example.org/ns/shop/sa/cart",
                          .node = NODE,
