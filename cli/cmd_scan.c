@@ -74,8 +74,10 @@ static const char usage[] =
     "                             \"addressed to the proxy itself\"\n"
     "  --from-ca-keep DUR         with --watch, an address the directory no longer lists (its\n"
     "                             agent stopped reporting?) is scanned still for DUR after it\n"
-    "                             was last listed, with a warning (default 24h, the longest\n"
-    "                             SVID lifetime); a single run knows only today's list\n"
+    "                             was last listed while it answers, with a warning (default\n"
+    "                             24h, the longest SVID lifetime; 0: not at all); one that no\n"
+    "                             longer answers is gone (a deleted pod) and forgotten. A\n"
+    "                             single run knows only the current list\n"
     "Expiry (of each certificate's own lifetime; one rule for 1-hour SVIDs and 1-year roots):\n"
     "  --warn-left PCT            warn below PCT % left (default 40)\n"
     "  --page-left PCT            page below PCT % left (default 20)\n"
@@ -140,6 +142,7 @@ struct scan_cfg {
     const char **expected_ids;  /* per endpoint: the directory's SPIFFE ID, or NULL */
     int64_t *left_directory_at; /* per endpoint: when the directory last listed it, if it no
                                  * longer does; else 0 */
+    bool *gone; /* per endpoint, set by the pass: left the directory and no longer answers */
     size_t num_endpoints;
     struct scan_policy policy;
     struct scan_probe_opts probe;
@@ -222,6 +225,12 @@ static void *worker(void *arg)
         if (p->cfg->expected_ids[i] != NULL && p->counts[i] < SCAN_MAX_FINDINGS) {
             unexpected_id(r, p->cfg->expected_ids[i], &found[p->counts[i]], &p->counts[i]);
         }
+        if (p->cfg->left_directory_at[i] != 0 && !r->reached) {
+            /* left the directory and does not answer: the pod is gone (deleted, moved), not
+             * an agent that died with its proxies still serving; said once, then forgotten */
+            p->cfg->gone[i] = true;
+            p->counts[i] = 0;
+        }
         if (p->cfg->left_directory_at[i] != 0 && p->counts[i] < SCAN_MAX_FINDINGS) {
             struct scan_finding *f = &found[p->counts[i]++];
             memset(f, 0, sizeof(*f));
@@ -230,10 +239,19 @@ static void *worker(void *arg)
             snprintf(f->code, sizeof(f->code), "left-directory");
             char ago[32];
             weft_duration_format(ago, sizeof(ago), p->now - p->cfg->left_directory_at[i]);
-            snprintf(f->message, sizeof(f->message),
-                     "%.64s is no longer in weft-ca's directory (last listed %.16s ago): did "
-                     "its agent stop reporting? Scanned still (--from-ca-keep).",
-                     r->endpoint, ago);
+            if (r->reached) {
+                snprintf(f->message, sizeof(f->message),
+                         "%.64s is no longer in weft-ca's directory (last listed %.16s ago) "
+                         "but still answers: did its agent stop reporting? Scanned still "
+                         "(--from-ca-keep).",
+                         r->endpoint, ago);
+            } else {
+                f->severity = SCAN_SEV_INFO;
+                snprintf(f->message, sizeof(f->message),
+                         "%.64s left weft-ca's directory %.16s ago and no longer answers: "
+                         "gone, forgotten.",
+                         r->endpoint, ago);
+            }
         }
         p->found[i] = weft_xmalloc((p->counts[i] + 1) * sizeof(*found));
         memcpy(p->found[i], found, p->counts[i] * sizeof(*found));
@@ -300,6 +318,14 @@ static int pass(const struct scan_cfg *cfg)
         memcpy(&all[k], p.found[i], p.counts[i] * sizeof(*all));
     }
     int code = scan_exit_code(p.results, cfg->num_endpoints, all, total);
+    bool unreached_but_gone = code == SCAN_EXIT_UNREACHABLE;
+    for (size_t i = 0; i < cfg->num_endpoints && unreached_but_gone; i++) {
+        unreached_but_gone = p.results[i].reached || cfg->gone[i];
+    }
+    if (unreached_but_gone) {
+        /* the only endpoints not reached are gone from the mesh: not "could not scan" */
+        code = scan_exit_code(NULL, 0, all, total);
+    }
     struct scan_pass sp = {
         .scanned_at = p.now,
         .results = p.results,
@@ -433,13 +459,17 @@ struct sources {
     const char *wlapi;      /* --workload-api: the socket's path; NULL: not asked */
     bool bundle_from_wlapi; /* no --bundle: the fetched bundle names the roots */
     /* every endpoint the directory listed in this process, sorted by name, kept --from-ca-keep
-     * after it was last listed: an agent that died stops reporting its pods, whose proxies
-     * still present certificates that run out, and their alerts must not resolve */
+     * after it was last listed while it still answers: an agent that died stops reporting its
+     * pods, whose proxies still present certificates that run out, and their alerts must not
+     * resolve; a pod that was deleted stops answering, and is forgotten */
     struct remembered {
         char *name, *id;
         int64_t listed_at;
+        uint64_t listed_gen; /* the fetch that last listed it (a pinned clock stays put) */
+        bool gone;           /* left the directory and no longer answers: forget it */
     } * mem;
     size_t num_mem;
+    uint64_t gen; /* fetches so far */
     int64_t keep_s;
 };
 
@@ -448,28 +478,14 @@ static int remembered_cmp(const void *a, const void *b)
     return strcmp(((const struct remembered *)a)->name, ((const struct remembered *)b)->name);
 }
 
-/* remember records the directory's current list (src->ca_names, ca_ids) as listed at |now|
- * and forgets what was last listed over src->keep_s ago. */
+/* remember forgets what is gone or was last listed over src->keep_s before |now|, then
+ * records the directory's current list (src->ca_names, ca_ids) as listed by fetch src->gen at
+ * |now|. */
 static void remember(struct sources *src, int64_t now)
 {
-    size_t sorted = src->num_mem;
-    for (size_t i = 0; i < src->num_ca; i++) {
-        struct remembered key = {.name = src->ca_names[i]};
-        struct remembered *r = bsearch(&key, src->mem, sorted, sizeof(*r), remembered_cmp);
-        if (r == NULL && src->num_mem < SCAN_MAX_ENDPOINTS) {
-            r = &src->mem[src->num_mem++];
-            r->name = weft_xstrndup(src->ca_names[i], strlen(src->ca_names[i]));
-            r->id = NULL;
-        }
-        if (r != NULL) {
-            free(r->id);
-            r->id = weft_xstrndup(src->ca_ids[i], strlen(src->ca_ids[i]));
-            r->listed_at = now;
-        }
-    }
     size_t kept = 0;
     for (size_t i = 0; i < src->num_mem; i++) {
-        if (now - src->mem[i].listed_at > src->keep_s) {
+        if (src->mem[i].gone || now - src->mem[i].listed_at > src->keep_s) {
             free(src->mem[i].name);
             free(src->mem[i].id);
         } else {
@@ -477,7 +493,48 @@ static void remember(struct sources *src, int64_t now)
         }
     }
     src->num_mem = kept;
+    size_t sorted = src->num_mem, unremembered = 0;
+    for (size_t i = 0; i < src->num_ca; i++) {
+        struct remembered key = {.name = src->ca_names[i]};
+        struct remembered *r = bsearch(&key, src->mem, sorted, sizeof(*r), remembered_cmp);
+        if (r == NULL && src->num_mem < SCAN_MAX_ENDPOINTS) {
+            r = &src->mem[src->num_mem++];
+            r->name = weft_xstrndup(src->ca_names[i], strlen(src->ca_names[i]));
+            r->id = NULL;
+            r->gone = false;
+        }
+        if (r == NULL) {
+            unremembered++;
+            continue;
+        }
+        free(r->id);
+        r->id = weft_xstrndup(src->ca_ids[i], strlen(src->ca_ids[i]));
+        r->listed_at = now;
+        r->listed_gen = src->gen;
+    }
     qsort(src->mem, src->num_mem, sizeof(*src->mem), remembered_cmp);
+    if (unremembered > 0) {
+        fprintf(stderr,
+                "weftctl scan: --from-ca: %zu addresses not remembered (%d are, within "
+                "--from-ca-keep): if they leave the directory they leave the scan\n",
+                unremembered, SCAN_MAX_ENDPOINTS);
+    }
+}
+
+/* forget_gone marks as gone the remembered addresses the last pass found had left the
+ * directory and no longer answer (|gone| per endpoint of |cfg|). */
+static void forget_gone(struct sources *src, const struct scan_cfg *cfg)
+{
+    for (size_t k = src->num_fixed; k < cfg->num_endpoints; k++) {
+        if (!cfg->gone[k]) {
+            continue;
+        }
+        struct remembered key = {.name = (char *)cfg->endpoints[k]};
+        struct remembered *r = bsearch(&key, src->mem, src->num_mem, sizeof(*r), remembered_cmp);
+        if (r != NULL) {
+            r->gone = true;
+        }
+    }
 }
 
 static void sources_free_ca(struct sources *src)
@@ -529,6 +586,7 @@ static int ca_ep_cmp(const void *a, const void *b)
  * list's (out of memory: the fixed ones only). */
 static int ca_directory_fetch(struct scan_cfg *cfg, struct sources *src, char *err, size_t err_len)
 {
+    forget_gone(src, cfg);
     Weft__Ca__V1__ListDirectoryRequest req = WEFT__CA__V1__LIST_DIRECTORY_REQUEST__INIT;
     Weft__Ca__V1__ListDirectoryResponse *resp = NULL;
     struct rpc_status st;
@@ -614,16 +672,29 @@ static int ca_directory_fetch(struct scan_cfg *cfg, struct sources *src, char *e
         cfg->left_directory_at[k] = 0;
     }
     /* and those it listed before and no longer does, while they are remembered */
-    int64_t now = cli_now();
-    remember(src, now);
-    for (size_t i = 0; i < src->num_mem && k < SCAN_MAX_ENDPOINTS; i++) {
-        if (src->mem[i].listed_at < now) {
-            cfg->endpoints[k] = src->mem[i].name;
-            cfg->expected_ids[k] = src->mem[i].id;
-            cfg->left_directory_at[k++] = src->mem[i].listed_at;
+    src->gen++;
+    remember(src, cli_now());
+    size_t dropped = 0;
+    for (size_t i = 0; i < src->num_mem; i++) {
+        if (src->mem[i].listed_gen == src->gen) {
+            continue;
         }
+        if (k == SCAN_MAX_ENDPOINTS) {
+            dropped++;
+            continue;
+        }
+        cfg->endpoints[k] = src->mem[i].name;
+        cfg->expected_ids[k] = src->mem[i].id;
+        cfg->left_directory_at[k++] = src->mem[i].listed_at;
+    }
+    if (dropped > 0) {
+        fprintf(stderr,
+                "weftctl scan: --from-ca: %zu addresses that left the directory are not scanned: "
+                "over 10000 endpoints\n",
+                dropped);
     }
     cfg->num_endpoints = k;
+    memset(cfg->gone, 0, cfg->num_endpoints * sizeof(*cfg->gone));
     return WEFT_OK;
 }
 
@@ -1094,12 +1165,14 @@ int cmd_scan(int argc, char **argv)
 
     static const char *endpoints[SCAN_MAX_ENDPOINTS], *expected_ids[SCAN_MAX_ENDPOINTS];
     static int64_t left_directory_at[SCAN_MAX_ENDPOINTS];
+    static bool gone[SCAN_MAX_ENDPOINTS];
     memset(expected_ids, 0, sizeof(expected_ids));
     memset(left_directory_at, 0, sizeof(left_directory_at));
     char *kept[16] = {0};
     cfg.endpoints = endpoints;
     cfg.expected_ids = expected_ids;
     cfg.left_directory_at = left_directory_at;
+    cfg.gone = gone;
     int rc = EXIT_VALID;
     for (int i = optind; i < argc && rc == EXIT_VALID; i++) {
         if (strlen(argv[i]) > SCAN_NAME_MAX || cfg.num_endpoints == SCAN_MAX_ENDPOINTS) {
