@@ -116,7 +116,9 @@ static void judge_cert(struct sink *s, const struct scan_policy *p, const struct
     const struct scan_thresholds *t = &p->thresholds;
     const char *name = cert_name(c);
     char life[32], left[32], gone[32];
-    fmt_duration(life, sizeof(life), c->not_after - c->not_before);
+    /* the life the tiers measure: after the issuer's backdating (--backdate) */
+    int64_t start = scan_life_start(t, c->not_before, c->not_after);
+    fmt_duration(life, sizeof(life), c->not_after - start);
     enum scan_expiry e = scan_expiry_of(t, c->not_before, c->not_after, now, leaf);
     char code[48];
     snprintf(code, sizeof(code), "%s-expiring", position);
@@ -141,7 +143,7 @@ static void judge_cert(struct sink *s, const struct scan_policy *p, const struct
                 NAME_IN_MESSAGE, name);
             break;
         }
-        int64_t l = c->not_after - c->not_before, rem = c->not_after - now;
+        int64_t l = c->not_after - start, rem = c->not_after - now;
         fmt_duration(left, sizeof(left), rem);
         /* whole percent, rounded down, so "0 %" means under one */
         long pct = (long)((double)rem * 100.0 / (double)l);
@@ -157,8 +159,8 @@ static void judge_cert(struct sink *s, const struct scan_policy *p, const struct
     }
     /* a leaf past its renewal point: said even under a tier (thresholds.h) */
     if (leaf && scan_renewal_overdue(t, c->not_before, c->not_after, now)) {
-        int64_t due = c->not_before + (int64_t)((t->renew_frac + t->renew_grace_frac) *
-                                                (double)(c->not_after - c->not_before));
+        int64_t due = start + (int64_t)((t->renew_frac + t->renew_grace_frac) *
+                                        (double)(c->not_after - start));
         fmt_duration(gone, sizeof(gone), now - due);
         add(s, SCAN_SEV_WARN, "leaf-renewal-overdue", name,
             "leaf %.*s should have been renewed %s ago and was not (renewal loop stuck?).",

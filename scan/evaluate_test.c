@@ -110,6 +110,21 @@ Test(scan_evaluate, an_intermediate_near_expiry_under_a_fresh_leaf_is_critical)
     cr_assert_eq(scan_exit_code(&res, 1, found, 1), SCAN_EXIT_PAGE);
 }
 
+Test(scan_evaluate, messages_count_a_backdated_life_as_the_tiers_do)
+{
+    /* weft's 1 h SVID, notBefore backdated a minute, 18 min left: 30 % of its hour (29 % of
+     * 61 min), and 42 min gone since issuance is past 65 % (39 min) by 3 min */
+    pol.thresholds.backdate_s = 60;
+    cert(&res.chain[0], "", "spiffe://example.org/web", NOW - 60 - 42 * 60, NOW + 18 * 60, false,
+         false);
+    cr_assert_eq(judge(), 2);
+    expect(0, "leaf-expiring", SCAN_SEV_WARN, "spiffe://example.org/web");
+    cr_assert_str_eq(found[0].message, "leaf spiffe://example.org/web expires in 18m (30 % of its "
+                                       "1h lifetime left).");
+    cr_assert_str_eq(found[1].message, "leaf spiffe://example.org/web should have been renewed "
+                                       "3m ago and was not (renewal loop stuck?).");
+}
+
 Test(scan_evaluate, a_leaf_in_each_tier_also_says_its_renewal_is_overdue)
 {
     /* 1 h leaf with 20 min left: 33 %, warn, and 40 min gone is past 60 % */

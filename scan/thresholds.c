@@ -14,9 +14,7 @@ void scan_thresholds_default(struct scan_thresholds *t)
     t->backdate_s = 0;
 }
 
-/* life_start is when a certificate's life is counted from: notBefore, or notBefore plus the
- * issuer's backdating when the certificate lives longer than that. */
-static int64_t life_start(const struct scan_thresholds *t, int64_t not_before, int64_t not_after)
+int64_t scan_life_start(const struct scan_thresholds *t, int64_t not_before, int64_t not_after)
 {
     int64_t start;
     if (t->backdate_s > 0 && !__builtin_add_overflow(not_before, t->backdate_s, &start) &&
@@ -77,7 +75,7 @@ enum scan_expiry scan_expiry_of(const struct scan_thresholds *t, int64_t not_bef
         return SCAN_EXPIRY_EXPIRED;
     }
     /* the life the tiers are measured on starts after the issuer's backdating */
-    int64_t start = life_start(t, not_before, not_after);
+    int64_t start = scan_life_start(t, not_before, not_after);
     life = not_after - start;
     /* start <= not_after and not_before <= now <= not_after: no difference overflows */
     left = not_after - now;
@@ -128,7 +126,7 @@ bool scan_renewal_overdue(const struct scan_thresholds *t, int64_t not_before, i
         now > not_after) {
         return false;
     }
-    int64_t start = life_start(t, not_before, not_after);
+    int64_t start = scan_life_start(t, not_before, not_after);
     life = not_after - start;
     return (double)(now - start) > (t->renew_frac + t->renew_grace_frac) * (double)life;
 }

@@ -66,6 +66,10 @@ enum scan_expiry scan_expiry_of(const struct scan_thresholds *t, int64_t not_bef
 bool scan_renewal_overdue(const struct scan_thresholds *t, int64_t not_before, int64_t not_after,
                           int64_t now);
 
+/* scan_life_start is when a certificate's life is counted from: |not_before|, or |not_before|
+ * plus t->backdate_s when the certificate lives longer than that. */
+int64_t scan_life_start(const struct scan_thresholds *t, int64_t not_before, int64_t not_after);
+
 /* scan_expiry_severity maps a verdict to a finding's severity (OK has none: INFO). */
 enum scan_severity scan_expiry_severity(enum scan_expiry e);
 
