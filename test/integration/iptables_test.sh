@@ -220,7 +220,7 @@ EOF
         perl -MIO::Socket::INET -e 'my $s = IO::Socket::INET->new(LocalPort => 15007, Listen => 5,
             ReuseAddr => 1) or die "listen: $!"; print "ready\n"; $| = 1; sleep 30' >"$tmp/l7" &
         l7=$!
-        for _ in $(seq 50); do [[ -s $tmp/l7 ]] && break; sleep 0.1; done
+        for _ in $(seq 300); do [[ -s $tmp/l7 ]] && break; sleep 0.1; done
         run 1 "self-test redirected to a listener on 15007" -- iptables check --self-test "${OPTS[@]}" --no-ipv6
         has err "self-test IPv4 inbound FAILED: .*: a listener answered, but not weftctl's on port 15006: the rules sent it to another port" "answered elsewhere"
         kill $l7
@@ -233,7 +233,7 @@ EOF
         perl -MIO::Socket::INET -e 'my $s = IO::Socket::INET->new(LocalPort => 15006, Listen => 5,
             ReuseAddr => 1) or die "listen: $!"; print "ready\n"; $| = 1; sleep 30' >"$tmp/l6" &
         l6=$!
-        for _ in $(seq 50); do [[ -s $tmp/l6 ]] && break; sleep 0.1; done
+        for _ in $(seq 300); do [[ -s $tmp/l6 ]] && break; sleep 0.1; done
         run 0 "self-test with the inbound port taken" -- iptables check --self-test "${OPTS[@]}" --no-ipv6
         has out "^ok: self-test IPv4 inbound: .*reached port 15006 \\(port already in use, the connection was answered there\\)" "answered by the port's listener"
         clean "a self-test with the port taken"
@@ -254,8 +254,10 @@ EOF
         clean "a self-test nobody answered"
         "$W" iptables check --self-test "${OPTS[@]}" --no-ipv6 >"$tmp/out" 2>"$tmp/err" &
         w=$!
-        for _ in $(seq 50); do ip -o link show | grep -q weftst && break; sleep 0.1; done
-        ip -o link show | grep -q weftst || bad "the probe pair never appeared"
+        # (up to 30 s: weftctl's start and the pair's creation can take seconds on a loaded
+        # machine; a clean clone's CI run, every test at once, once took more than 5)
+        for _ in $(seq 300); do ip -o link show | grep -q weftst && break; sleep 0.1; done
+        ip -o link show | grep -q weftst || bad "the probe pair never appeared within 30 s"
         kill -TERM $w
         wait $w
         rc=$?
