@@ -182,9 +182,9 @@ EOF
         probe4='from 198\.19\.255\.254 to 198\.19\.255\.253:9, entering through weftst-rx'
         probe6='from 2001:2::ff:2 to \[2001:2::ff:1\]:9, entering through weftst-rx'
         clean() { # clean WHAT: no probe interface, address or connection is left
-            ip -o link show | grep -q weftst && bad "$1: the probe veth pair is left"
-            ip -o addr show | grep -qE '198\.19\.255\.|2001:2::ff:' && bad "$1: a probe address is left"
-            ss -Htan | grep -v '^LISTEN' | grep -q . && {
+            ip -o link show | grep weftst >/dev/null && bad "$1: the probe veth pair is left"
+            ip -o addr show | grep -E '198\.19\.255\.|2001:2::ff:' >/dev/null && bad "$1: a probe address is left"
+            ss -Htan | grep -v '^LISTEN' | grep . >/dev/null && {
                 bad "$1: connections are left:"
                 ss -tan >&2
             }
@@ -254,10 +254,11 @@ EOF
         clean "a self-test nobody answered"
         "$W" iptables check --self-test "${OPTS[@]}" --no-ipv6 >"$tmp/out" 2>"$tmp/err" &
         w=$!
-        # (up to 30 s: weftctl's start and the pair's creation can take seconds on a loaded
-        # machine; a clean clone's CI run, every test at once, once took more than 5)
-        for _ in $(seq 300); do ip -o link show | grep -q weftst && break; sleep 0.1; done
-        ip -o link show | grep -q weftst || bad "the probe pair never appeared within 30 s"
+        # (grep without -q reads all of ip's output: with pipefail, grep -q exiting at the
+        # first match can fail the pipeline with ip's SIGPIPE when there are many links, as
+        # when the e2e tests run beside this one; up to 30 s, for a loaded machine)
+        for _ in $(seq 300); do ip -o link show | grep weftst >/dev/null && break; sleep 0.1; done
+        ip -o link show | grep weftst >/dev/null || bad "the probe pair never appeared within 30 s"
         kill -TERM $w
         wait $w
         rc=$?
@@ -294,7 +295,7 @@ EOF
 -A WEFT_REDIRECT_OUT -p tcp -j REDIRECT --to-ports 4140
 EOF
         same "listed ports, gid, split multiport" "$tmp/want4" "$tmp/got4"
-        ip6tables-save -t nat 2>/dev/null | grep -q WEFT && bad "--no-ipv6 wrote IPv6 rules"
+        ip6tables-save -t nat 2>/dev/null | grep WEFT >/dev/null && bad "--no-ipv6 wrote IPv6 rules"
         run 0 "check" -- iptables check --proxy-uid 2102 --proxy-gid 2103 --no-ipv6 \
             --inbound-ports 80,443 --outbound-port 4140 --inbound-port 4143 --admin-port 4191 \
             --exclude-outbound-ports $many
